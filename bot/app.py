@@ -1,0 +1,209 @@
+"""The Discord client and `assemble()`: the one place that builds and wires every service.
+
+`python -m bot` and the end-to-end tests both go through :func:`assemble`, so the tests run the
+same object graph as production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import logging
+import pkgutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import discord
+import yarl
+from discord.ext import commands
+
+import cogs
+from bot.bfl.client import BflClient
+from bot.cache import ImageCache
+from bot.clock import Clock, utc_now
+from bot.config import Settings
+from bot.generation import ImageGenerator
+from bot.jobs import Job, JobStore
+from bot.ledger import Ledger
+from bot.limits import LimitsService
+from bot.modlog import ModLog
+from bot.spend_alerts import SpendAlerts
+from bot.storage.database import Database
+from bot.tree import FluxcordTree
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GATEWAY = "wss://gateway.discord.gg/"
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything the cogs use, built once by :func:`assemble`."""
+
+    settings: Settings
+    db: Database
+    bfl: BflClient
+    jobs: JobStore
+    ledger: Ledger
+    limits: LimitsService
+    generator: ImageGenerator
+    modlog: ModLog
+    clock: Clock
+
+
+def extension_names() -> list[str]:
+    """Every cog module under `cogs/` (modules starting with `_` are helpers, not extensions)."""
+    return sorted(
+        f"{cogs.__name__}.{module.name}"
+        for module in pkgutil.iter_modules(cogs.__path__)
+        if not module.name.startswith("_")
+    )
+
+
+class FluxcordBot(commands.Bot):
+    """The Discord client: loads the cogs, syncs commands only when they changed, recovers jobs."""
+
+    def __init__(self, services: Services, *, background_work: bool = True, **options: Any) -> None:
+        options.setdefault("intents", discord.Intents.default())
+        options.setdefault("chunk_guilds_at_startup", False)
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            tree_cls=FluxcordTree,
+            allowed_mentions=discord.AllowedMentions.none(),  # prompts are echoed: never ping from them
+            help_command=None,
+            **options,
+        )
+        self.services = services
+        self.recovery_task: asyncio.Task[int] | None = None
+        self._background_work = background_work  # False for `python -m bot sync`: no auto-sync, no recovery
+        services.modlog.poster = self
+
+    async def setup_hook(self) -> None:
+        """Load cogs, sync commands if they changed, and resolve jobs left by a previous run."""
+        for name in extension_names():
+            await self.load_extension(name)
+        if not self._background_work:
+            return
+        await self.sync_commands(force=False)
+        self.recovery_task = asyncio.create_task(self._recover(), name="fluxcord-recovery")
+
+    async def _recover(self) -> int:
+        # Money is resolved at once; posting recovered images waits for the gateway.
+        return await self.services.generator.recover(deliver=self._deliver_recovered)
+
+    async def _deliver_recovered(self, job: Job, data: bytes) -> None:
+        await self.wait_until_ready()
+        channel = self.get_partial_messageable(job.channel_id)
+        file = discord.File(io.BytesIO(data), filename=f"fluxcord-{job.id}.jpg")
+        message = await channel.send(
+            f"<@{job.user_id}> here is your image from before the bot restarted (seed {job.seed}).",
+            file=file,
+            allowed_mentions=discord.AllowedMentions(users=[discord.Object(job.user_id)]),
+        )
+        await self.services.generator.mark_delivered(job.id, job.channel_id, message.id)
+
+    async def sync_commands(self, *, force: bool) -> bool:
+        """Push the command set to Discord if it changed since the last sync (or if ``force``)."""
+        guild_id = self.services.settings.dev_guild_id
+        guild = discord.Object(guild_id) if guild_id else None
+        if guild is not None:
+            self.tree.copy_global_to(guild=guild)
+        payload = [command.to_dict(self.tree) for command in self.tree.get_commands(guild=guild)]
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        key = f"commands-synced:{guild_id or 'global'}"
+        db = self.services.db
+        if not force and await db.fetch_value("SELECT value FROM meta WHERE key = ?", (key,)) == digest:
+            log.info("Application commands unchanged; not syncing")
+            return False
+        synced = await self.tree.sync(guild=guild)
+        await db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, digest),
+        )
+        log.info(
+            "Synced %d application commands to %s",
+            len(synced),
+            f"guild {guild_id}" if guild else "all guilds",
+        )
+        return True
+
+    async def post_to_channel(self, channel_id: int, text: str) -> None:
+        """Post plain text to a channel, pinging nobody (mod-log announcements)."""
+        await self.get_partial_messageable(channel_id).send(text, allowed_mentions=discord.AllowedMentions.none())
+
+    async def on_ready(self) -> None:
+        """Log who we are."""
+        log.info(
+            "Ready as %s (id %s) in %d servers",
+            self.user,
+            self.user.id if self.user else "?",
+            len(self.guilds),
+        )
+
+
+def point_discord_at(settings: Settings) -> None:
+    """Send discord.py's REST and gateway traffic to the configured endpoints (proxies, test servers)."""
+    discord.http.Route.BASE = settings.discord_api_url
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
+    if settings.discord_api_url != "https://discord.com/api/v10" or settings.discord_gateway_url != DEFAULT_GATEWAY:
+        log.warning("Using Discord endpoints %s and %s", settings.discord_api_url, settings.discord_gateway_url)
+
+
+@asynccontextmanager
+async def assemble(settings: Settings, *, clock: Clock = utc_now, **bot_options: Any) -> AsyncIterator[FluxcordBot]:
+    """Build the database, HTTP session, BFL client, services and bot; close them all afterwards."""
+    point_discord_at(settings)
+    db = await Database.open(settings.database_path)
+    # No default headers: the BFL key is attached per request, only to BFL API hosts.
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=15))
+    try:
+        bfl = BflClient(
+            session=session,
+            api_key=settings.bfl_api_key,
+            base_url=settings.bfl_api_url,
+            max_active_tasks=settings.bfl_max_active_tasks,
+        )
+        jobs = JobStore(db, clock)
+        ledger = Ledger(db, clock)
+        limits = LimitsService(db, settings, clock)
+        modlog = ModLog(limits)
+        generator = ImageGenerator(
+            bfl=bfl,
+            jobs=jobs,
+            ledger=ledger,
+            limits=limits,
+            cache=ImageCache(settings.cache_dir, settings.cache_max_mb * 1024 * 1024),
+            alerts=SpendAlerts(db, ledger, limits, modlog, clock),
+            settings=settings,
+        )
+        services = Services(settings, db, bfl, jobs, ledger, limits, generator, modlog, clock)
+        bot = FluxcordBot(services, **bot_options)
+        try:
+            yield bot
+        finally:
+            if not bot.is_closed():
+                await bot.close()
+            if bot.recovery_task is not None and not bot.recovery_task.done():
+                bot.recovery_task.cancel()
+    finally:
+        await session.close()
+        await db.close()
+
+
+async def run_bot(settings: Settings) -> None:
+    """Run until stopped."""
+    async with assemble(settings) as bot:
+        await bot.start(settings.discord_token.get_secret_value())
+
+
+async def sync_only(settings: Settings) -> None:
+    """Log in, push the command set to Discord, and exit (`python -m bot sync`)."""
+    async with assemble(settings, background_work=False) as bot:
+        # login() runs setup_hook, which loads the cogs; then force a sync whatever the hash says.
+        await bot.login(settings.discord_token.get_secret_value())
+        await bot.sync_commands(force=True)

@@ -1,0 +1,383 @@
+"""The money ledger: reserve before a BFL submit, then settle or release — atomically, idempotently.
+
+Every check-and-write is ONE conditional SQL statement (``INSERT … SELECT … WHERE <every limit
+holds>``): SQLite runs a statement atomically, so fifty concurrent reservations can never
+overspend, whatever order aiosqlite's worker runs them in. Triggers (migration 0002) update the
+per-period counters in the same statement. A job has at most one reserve and one outcome row
+(unique indexes), so repeating a step after a retry or a crash never charges twice.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.clock import Clock, from_millis, to_millis, utc_now
+from bot.config import Period
+from bot.errors import GenerationPaused, LimitReached
+from bot.money import format_usd
+from bot.periods import PeriodKeys, period_end
+from bot.storage.database import Database
+
+log = logging.getLogger(__name__)
+
+
+class Scope(enum.StrEnum):
+    """Who a limit applies to."""
+
+    MEMBER = "member"
+    SERVER = "server"
+    BOT = "bot"
+
+
+class Metric(enum.StrEnum):
+    """What a limit counts."""
+
+    USD = "usd"
+    IMAGES = "images"
+
+
+def scope_key(scope: Scope, guild_id: int, user_id: int = 0) -> str:
+    """The key of a spend counter: ``m:<guild>:<user>``, ``s:<guild>`` or ``bot``."""
+    if scope is Scope.MEMBER:
+        return f"m:{guild_id}:{user_id}"
+    if scope is Scope.SERVER:
+        return f"s:{guild_id}"
+    return "bot"
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One cap that applies to a request: e.g. the member's $0.50 per day."""
+
+    scope: Scope
+    metric: Metric
+    period: Period
+    value: int  # micro-dollars or images
+    source: str  # where it comes from, for people: "your @Artists role", "the server default"
+
+    def describe(self) -> str:
+        """``$0.50 per day`` / ``10 images per week``."""
+        amount = format_usd(self.value) if self.metric is Metric.USD else f"{self.value} images"
+        return f"{amount} per {self.period.value}"
+
+
+@dataclass(frozen=True)
+class LimitStatus:
+    """How much of a limit is used in the current period."""
+
+    limit: Limit
+    used: int
+    granted: int
+    resets_at: datetime
+
+    @property
+    def allowance(self) -> int:
+        """The limit plus one-off grants for this period."""
+        return self.limit.value + self.granted
+
+    @property
+    def remaining(self) -> int:
+        """What is left this period (never negative)."""
+        return max(0, self.allowance - self.used)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Money held for one job until it is settled or released."""
+
+    job_id: int
+    guild_id: int
+    user_id: int
+    estimated_micros: int
+    reserved_at: datetime
+
+
+_RESERVE_COLUMNS = (
+    "kind, job_id, guild_id, user_id, model, server_micros, member_micros, member_images,"
+    " day, week, month, at"
+)
+_USED = {
+    (Scope.MEMBER, Metric.USD): "micros - granted_micros",
+    (Scope.MEMBER, Metric.IMAGES): "images",
+    (Scope.SERVER, Metric.USD): "micros",
+    (Scope.SERVER, Metric.IMAGES): "images",
+    (Scope.BOT, Metric.USD): "micros",
+    (Scope.BOT, Metric.IMAGES): "images",
+}
+
+
+class Ledger:
+    """Reservations, settlements, releases, grants and adjustments over the `ledger` table."""
+
+    def __init__(self, db: Database, clock: Clock = utc_now) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def reserve(
+        self,
+        *,
+        job_id: int,
+        guild_id: int,
+        user_id: int,
+        model: str,
+        estimated_micros: int,
+        limits: Sequence[Limit],
+        max_pending_jobs: int,
+        cooldown_seconds: int = 0,
+    ) -> Reservation:
+        """Hold ``estimated_micros`` and one image against every limit, or refuse with no side effect.
+
+        Raises :class:`GenerationPaused` or :class:`LimitReached` (naming the limit, what is left and
+        when it resets). Reserving the same ``job_id`` again returns the existing reservation.
+        """
+        if estimated_micros < 0:
+            raise ValueError("an estimate cannot be negative")
+        for _attempt in range(3):
+            now = self._clock()
+            keys = PeriodKeys.at(now)
+            now_ms = to_millis(now)
+            conditions = [
+                "NOT EXISTS (SELECT 1 FROM guild_settings WHERE guild_id = ? AND paused = 1)",
+                "COALESCE((SELECT pending_jobs FROM member_activity WHERE guild_id = ? AND user_id = ?), 0) < ?",
+            ]
+            params: list[object] = [guild_id, guild_id, user_id, max_pending_jobs]
+            if cooldown_seconds > 0:
+                conditions.append(
+                    "COALESCE((SELECT last_reserved_at FROM member_activity"
+                    " WHERE guild_id = ? AND user_id = ?), 0) <= ?"
+                )
+                params += [guild_id, user_id, now_ms - cooldown_seconds * 1000]
+            for limit in limits:
+                used = _USED[(limit.scope, limit.metric)]
+                cost = 1 if limit.metric is Metric.IMAGES else estimated_micros
+                conditions.append(f"COALESCE((SELECT {used} FROM usage WHERE scope = ? AND period = ?), 0) + ? <= ?")
+                params += [
+                    scope_key(limit.scope, guild_id, user_id),
+                    keys.of(limit.period),
+                    cost,
+                    limit.value,
+                ]
+            sql = (
+                f"INSERT OR IGNORE INTO ledger ({_RESERVE_COLUMNS}) "
+                "SELECT 'reserve', ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ? WHERE " + " AND ".join(conditions)
+            )
+            row_values = [job_id, guild_id, user_id, model, estimated_micros, estimated_micros]
+            row_values += [keys.day, keys.week, keys.month, now_ms]
+            if await self._db.execute(sql, [*row_values, *params]) == 1:
+                return Reservation(job_id, guild_id, user_id, estimated_micros, now)
+            existing = await self.reservation(job_id)
+            if existing is not None:
+                return existing
+            await self._explain_refusal(
+                guild_id=guild_id,
+                user_id=user_id,
+                estimated_micros=estimated_micros,
+                limits=limits,
+                max_pending_jobs=max_pending_jobs,
+                cooldown_seconds=cooldown_seconds,
+                now=now,
+            )
+            # Nothing refuses on a second look: a concurrent job settled in between. Try again.
+        raise LimitReached("The bot is very busy right now; please try again in a moment.")
+
+    async def _explain_refusal(
+        self,
+        *,
+        guild_id: int,
+        user_id: int,
+        estimated_micros: int,
+        limits: Sequence[Limit],
+        max_pending_jobs: int,
+        cooldown_seconds: int,
+        now: datetime,
+    ) -> None:
+        if await self._db.fetch_value("SELECT paused FROM guild_settings WHERE guild_id = ?", (guild_id,), default=0):
+            raise GenerationPaused("Image generation is paused in this server by its moderators.")
+        for status in await self.statuses(guild_id, user_id, limits):
+            limit = status.limit
+            needed = 1 if limit.metric is Metric.IMAGES else estimated_micros
+            if status.used + needed > status.allowance:
+                raise LimitReached(_refusal_text(status, needed))
+        activity = await self._db.fetch_one(
+            "SELECT pending_jobs, last_reserved_at FROM member_activity WHERE guild_id = ? AND user_id = ?",
+            (guild_id, user_id),
+        )
+        if activity is not None and activity["pending_jobs"] >= max_pending_jobs:
+            raise LimitReached(
+                f"You already have {activity['pending_jobs']} images in progress (the limit is "
+                f"{max_pending_jobs}). Wait for one to finish, then try again."
+            )
+        if activity is not None and cooldown_seconds > 0:
+            ready_ms = activity["last_reserved_at"] + cooldown_seconds * 1000
+            if ready_ms > to_millis(now):
+                raise LimitReached(f"Slow down a little: you can start another image <t:{-(-ready_ms // 1000)}:R>.")
+
+    async def statuses(self, guild_id: int, user_id: int, limits: Sequence[Limit]) -> list[LimitStatus]:
+        """The current use of each limit (for refusals and ``/quota``)."""
+        now = self._clock()
+        keys = PeriodKeys.at(now)
+        result = []
+        for limit in limits:
+            row = await self._db.fetch_one(
+                "SELECT micros, images, granted_micros FROM usage WHERE scope = ? AND period = ?",
+                (scope_key(limit.scope, guild_id, user_id), keys.of(limit.period)),
+            )
+            micros, images, granted = (row["micros"], row["images"], row["granted_micros"]) if row else (0, 0, 0)
+            if limit.metric is Metric.IMAGES:
+                used, granted = images, 0
+            elif limit.scope is Scope.MEMBER:
+                used = micros
+            else:
+                used, granted = micros, 0
+            result.append(LimitStatus(limit, used, granted, period_end(limit.period, now)))
+        return result
+
+    async def settle(self, job_id: int, cost_micros: int, *, refund_member: bool = False, note: str = "") -> bool:
+        """Record what BFL charged for the job; True if this call settled it (False: already done).
+
+        ``refund_member`` keeps the charge on the server and bot totals (the money did leave the BFL
+        account) but gives the member back their money and image (e.g. a provider error).
+        """
+        if cost_micros < 0:
+            raise ValueError("a cost cannot be negative")
+        refund = 1 if refund_member else 0
+        return (
+            await self._db.execute(
+                f"INSERT OR IGNORE INTO ledger ({_RESERVE_COLUMNS}, note) "
+                "SELECT 'settle', job_id, guild_id, user_id, model, ? - server_micros,"
+                " CASE WHEN ? THEN -member_micros ELSE ? - member_micros END,"
+                " CASE WHEN ? THEN -1 ELSE 0 END, day, week, month, ?, ?"
+                " FROM ledger WHERE job_id = ? AND kind = 'reserve'",
+                (cost_micros, refund, cost_micros, refund, to_millis(self._clock()), note or None, job_id),
+            )
+            == 1
+        )
+
+    async def release(self, job_id: int, *, note: str = "") -> bool:
+        """Give back everything a job held (BFL never accepted it); True if this call released it."""
+        return (
+            await self._db.execute(
+                f"INSERT OR IGNORE INTO ledger ({_RESERVE_COLUMNS}, note) "
+                "SELECT 'release', job_id, guild_id, user_id, model, -server_micros, -member_micros,"
+                " -member_images, day, week, month, ?, ? FROM ledger WHERE job_id = ? AND kind = 'reserve'",
+                (to_millis(self._clock()), note or None, job_id),
+            )
+            == 1
+        )
+
+    async def grant(self, *, guild_id: int, user_id: int, micros: int, actor_id: int, note: str = "") -> None:
+        """Give a member a one-off extra allowance for the current day, week and month."""
+        if micros <= 0:
+            raise ValueError("a grant must be positive")
+        now = self._clock()
+        keys = PeriodKeys.at(now)
+        await self._db.execute(
+            f"INSERT INTO ledger ({_RESERVE_COLUMNS}, actor_id, note) "
+            "VALUES ('grant', NULL, ?, ?, NULL, 0, ?, 0, ?, ?, ?, ?, ?, ?)",
+            (
+                guild_id,
+                user_id,
+                micros,
+                keys.day,
+                keys.week,
+                keys.month,
+                to_millis(now),
+                actor_id,
+                note or None,
+            ),
+        )
+
+    async def reservation(self, job_id: int) -> Reservation | None:
+        """The reservation row of a job, if any."""
+        row = await self._db.fetch_one(
+            "SELECT guild_id, user_id, server_micros, at FROM ledger WHERE job_id = ? AND kind = 'reserve'",
+            (job_id,),
+        )
+        if row is None:
+            return None
+        return Reservation(job_id, row["guild_id"], row["user_id"], row["server_micros"], from_millis(row["at"]))
+
+    async def outcome(self, job_id: int) -> str | None:
+        """``'settle'`` or ``'release'`` once the job is resolved, else None."""
+        return await self._db.fetch_value(
+            "SELECT kind FROM ledger WHERE job_id = ? AND kind IN ('settle', 'release')", (job_id,)
+        )
+
+    async def open_job_ids(self) -> list[int]:
+        """Jobs whose reservation is neither settled nor released."""
+        rows = await self._db.fetch_all(
+            "SELECT r.job_id FROM ledger r WHERE r.kind = 'reserve' AND NOT EXISTS"
+            " (SELECT 1 FROM ledger o WHERE o.job_id = r.job_id AND o.kind IN ('settle', 'release'))"
+            " ORDER BY r.id"
+        )
+        return [row["job_id"] for row in rows]
+
+    async def verify_counters(self) -> list[str]:
+        """Rebuild every counter from the ledger rows; return the mismatches (empty when consistent)."""
+        rows = await self._db.fetch_all(_REBUILD_USAGE_SQL)
+        expected = {(r["scope"], r["period"]): (r["micros"], r["images"], r["granted"]) for r in rows}
+        actual = {
+            (r["scope"], r["period"]): (r["micros"], r["images"], r["granted_micros"])
+            for r in await self._db.fetch_all("SELECT * FROM usage")
+        }
+        problems = []
+        for key in sorted(set(expected) | set(actual)):
+            want = expected.get(key, (0, 0, 0))
+            have = actual.get(key, (0, 0, 0))
+            if want != have:
+                problems.append(f"{key}: counters {have} != ledger {want}")
+        pending = await self._db.fetch_all(
+            "SELECT a.guild_id, a.user_id, a.pending_jobs, COALESCE(o.n, 0) AS open_jobs FROM member_activity a"
+            " LEFT JOIN (SELECT guild_id, user_id, COUNT(*) AS n FROM ledger r WHERE kind = 'reserve'"
+            "  AND NOT EXISTS (SELECT 1 FROM ledger x WHERE x.job_id = r.job_id AND x.kind IN ('settle','release'))"
+            "  GROUP BY guild_id, user_id) o USING (guild_id, user_id)"
+        )
+        problems += [
+            f"member {r['guild_id']}:{r['user_id']}: pending {r['pending_jobs']} != open {r['open_jobs']}"
+            for r in pending
+            if r["pending_jobs"] != r["open_jobs"]
+        ]
+        return problems
+
+
+def _refusal_text(status: LimitStatus, needed: int) -> str:
+    limit = status.limit
+    resets = f"<t:{int(status.resets_at.timestamp())}:R>"
+    period = limit.period.adjective
+    owner = {Scope.MEMBER: "Your", Scope.SERVER: "This server's", Scope.BOT: "The bot's"}[limit.scope]
+    if limit.metric is Metric.IMAGES:
+        return (
+            f"{owner} {period} image quota is used up ({status.used} of {status.allowance} images). It resets {resets}."
+        )
+    left = format_usd(status.remaining)
+    return (
+        f"{owner} {period} budget doesn't cover this image: it costs about {format_usd(needed)} and "
+        f"{left} is left of {format_usd(status.allowance)} ({limit.source}). It resets {resets}."
+    )
+
+
+_REBUILD_USAGE_SQL = """
+WITH contributions (scope, period, micros, images, granted) AS (
+    SELECT 'm:' || guild_id || ':' || user_id, day,   member_micros, member_images, 0
+        FROM ledger WHERE kind != 'grant'
+    UNION ALL SELECT 'm:' || guild_id || ':' || user_id, week,  member_micros, member_images, 0
+        FROM ledger WHERE kind != 'grant'
+    UNION ALL SELECT 'm:' || guild_id || ':' || user_id, month, member_micros, member_images, 0
+        FROM ledger WHERE kind != 'grant'
+    UNION ALL SELECT 'm:' || guild_id || ':' || user_id, day,   0, 0, member_micros FROM ledger WHERE kind = 'grant'
+    UNION ALL SELECT 'm:' || guild_id || ':' || user_id, week,  0, 0, member_micros FROM ledger WHERE kind = 'grant'
+    UNION ALL SELECT 'm:' || guild_id || ':' || user_id, month, 0, 0, member_micros FROM ledger WHERE kind = 'grant'
+    UNION ALL SELECT 's:' || guild_id, day,   server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
+    UNION ALL SELECT 's:' || guild_id, week,  server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
+    UNION ALL SELECT 's:' || guild_id, month, server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
+    UNION ALL SELECT 'bot', day,   server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
+    UNION ALL SELECT 'bot', week,  server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
+    UNION ALL SELECT 'bot', month, server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
+)
+SELECT scope, period, SUM(micros) AS micros, SUM(images) AS images, SUM(granted) AS granted
+FROM contributions GROUP BY scope, period
+"""

@@ -1,0 +1,162 @@
+"""The SQLite database: one aiosqlite connection, WAL, numbered migrations, one write lock.
+
+aiosqlite runs every statement on one worker thread, and a transaction belongs to the connection,
+not to the coroutine that opened it: a statement from coroutine B issued while A holds an open
+transaction runs inside A's transaction, and A's rollback erases it (measured; see
+shared/reference/platform-limits-and-reliability.md §3). So every write goes through
+:meth:`Database.execute` or :meth:`Database.transaction`, which share one ``asyncio.Lock``; writes
+that must check and change money are single conditional statements, atomic on their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import aiosqlite
+
+log = logging.getLogger(__name__)
+
+Params = Sequence[Any] | dict[str, Any]
+Synchronous = Literal["FULL", "NORMAL"]
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One numbered schema change: ``migrations/NNNN_reason.sql``."""
+
+    version: int
+    name: str
+    sql: str
+
+
+def load_migrations() -> list[Migration]:
+    """The packaged migrations in version order; numbering must be contiguous from 1."""
+    folder = resources.files("bot.storage") / "migrations"
+    found: list[Migration] = []
+    for entry in folder.iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
+    found.sort(key=lambda m: m.version)
+    for expected, migration in enumerate(found, start=1):
+        if migration.version != expected:
+            raise RuntimeError(f"migration {migration.name} is out of sequence (expected {expected:04d})")
+    return found
+
+
+class Transaction:
+    """Statements inside :meth:`Database.transaction` (the write lock is already held)."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """Run one statement; return the number of rows it changed."""
+        cursor = await self._conn.execute(sql, params)
+        return cursor.rowcount
+
+    async def fetch_one(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
+        """The first row of a query inside the transaction."""
+        cursor = await self._conn.execute(sql, params)
+        return await cursor.fetchone()
+
+
+class Database:
+    """The bot's SQLite store. Build it with :meth:`open`; close it with :meth:`close`."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path, *, synchronous: Synchronous = "FULL") -> Database:
+        """Open (creating if needed) the database at ``path`` and apply pending migrations."""
+        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+        # isolation_level=None: no implicit BEGINs; transactions are explicit and lock-guarded.
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        conn.row_factory = aiosqlite.Row
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            # FULL: a committed charge survives even an OS crash or power loss, not just a process crash.
+            await conn.execute(f"PRAGMA synchronous={synchronous}")
+            await conn.execute("PRAGMA busy_timeout=5000")
+            await conn.execute("PRAGMA foreign_keys=ON")
+            database = cls(conn, path)
+            await database.migrate(await asyncio.to_thread(load_migrations))
+        except BaseException:
+            await conn.close()
+            raise
+        return database
+
+    async def close(self) -> None:
+        """Close the connection (waits for a write in progress)."""
+        async with self._write_lock:
+            await self._conn.close()
+
+    async def schema_version(self) -> int:
+        """The number of the last migration applied."""
+        return int(await self.fetch_value("PRAGMA user_version"))
+
+    async def migrate(self, migrations: Iterable[Migration]) -> None:
+        """Apply every migration newer than the database, each atomically with its version bump."""
+        current = await self.schema_version()
+        for migration in migrations:
+            if migration.version <= current:
+                continue
+            log.info("Applying database migration %s", migration.name)
+            async with self._write_lock:
+                script = f"BEGIN IMMEDIATE;\n{migration.sql}\nPRAGMA user_version = {migration.version};\nCOMMIT;"
+                try:
+                    await self._conn.executescript(script)
+                except BaseException:
+                    if self._conn.in_transaction:
+                        await self._conn.execute("ROLLBACK")
+                    raise
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """Run one write statement atomically; return the number of rows it changed."""
+        async with self._write_lock:
+            cursor = await self._conn.execute(sql, params)
+            return cursor.rowcount
+
+    async def execute_many(self, sql: str, rows: Iterable[Params]) -> None:
+        """Run one write statement for many parameter sets, all in one transaction."""
+        async with self.transaction():
+            await self._conn.executemany(sql, rows)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """A ``BEGIN IMMEDIATE`` transaction under the write lock; commits, or rolls back on error."""
+        async with self._write_lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield Transaction(self._conn)
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+            else:
+                await self._conn.execute("COMMIT")
+
+    async def fetch_one(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
+        """The first row of a query, or None."""
+        cursor = await self._conn.execute(sql, params)
+        return await cursor.fetchone()
+
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
+        """Every row of a query."""
+        return list(await self._conn.execute_fetchall(sql, params))
+
+    async def fetch_value(self, sql: str, params: Params = (), default: Any = None) -> Any:
+        """The first column of the first row, or ``default``."""
+        row = await self.fetch_one(sql, params)
+        return default if row is None or row[0] is None else row[0]

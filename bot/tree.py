@@ -1,0 +1,57 @@
+"""The one app-command error path: domain errors become friendly replies, the rest is logged."""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+from discord import app_commands
+
+from bot.errors import FluxcordError
+
+log = logging.getLogger(__name__)
+
+GENERIC_FAILURE = "Something went wrong on our side. The error was logged; please try again later."
+
+
+class FluxcordTree(app_commands.CommandTree):
+    """A command tree whose ``on_error`` always answers the member."""
+
+    async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        """Map an error to a reply (ephemeral where it concerns only the member)."""
+        cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
+        if isinstance(cause, FluxcordError):
+            await reply(interaction, cause.user_message, ephemeral=cause.ephemeral)
+        elif isinstance(cause, app_commands.TransformerError):
+            await reply(interaction, f"`{cause.value}` is not a valid value for this option.", ephemeral=True)
+        elif isinstance(cause, app_commands.CommandNotFound):
+            await reply(interaction, "This command is not available right now.", ephemeral=True)
+        elif isinstance(cause, app_commands.NoPrivateMessage):
+            await reply(interaction, "This command only works in a server.", ephemeral=True)
+        elif isinstance(cause, app_commands.CheckFailure):
+            # Our own checks explain themselves; discord.py's generic ones get a generic line.
+            text = str(cause) if type(cause) is app_commands.CheckFailure and str(cause) else None
+            await reply(interaction, text or "You are not allowed to use this command.", ephemeral=True)
+        else:
+            command = interaction.command.qualified_name if interaction.command else "?"
+            log.error("Unhandled error in /%s (interaction %s)", command, interaction.id, exc_info=cause)
+            await reply(interaction, GENERIC_FAILURE, ephemeral=True)
+
+
+async def reply(interaction: discord.Interaction, text: str, *, ephemeral: bool) -> None:
+    """Answer whatever state the interaction is in: unanswered, deferred, or already answered."""
+    if interaction.is_expired():
+        log.warning("Interaction %s expired before we could answer: %s", interaction.id, text)
+        return
+    try:
+        if not interaction.response.is_done():
+            await interaction.response.send_message(text, ephemeral=ephemeral)
+        elif ephemeral:
+            # The public "thinking…" message would show the refusal to everyone: replace it with a
+            # message only the member sees.
+            await interaction.followup.send(text, ephemeral=True)
+            await interaction.delete_original_response()
+        else:
+            await interaction.edit_original_response(content=text, embed=None, attachments=[])
+    except discord.HTTPException as exc:
+        log.warning("Could not answer interaction %s: %s", interaction.id, exc)

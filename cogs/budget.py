@@ -1,0 +1,268 @@
+"""`/budget`: moderators set quotas and dollar budgets, pause generation, and audit spend.
+
+Who is a moderator is decided here, in code, on every call: Discord's `default_member_permissions`
+is only a default that server admins can change (and it is ignored on subcommands).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import Literal
+
+import discord
+from discord import app_commands
+
+from bot.app import FluxcordBot
+from bot.config import Period
+from bot.errors import InvalidOptions, NotAllowed
+from bot.ledger import Metric
+from bot.limits import AuditEntry, LimitSetting, Target, TargetKind
+from bot.money import InvalidAmount, format_usd, parse_usd
+from bot.reports import ledger_csv, spend_report
+
+log = logging.getLogger(__name__)
+
+PeriodName = Literal["day", "week", "month"]
+MAX_IMAGES = 100_000
+
+
+def _period(value: str) -> Period:
+    try:
+        return Period(value)
+    except ValueError:
+        raise InvalidOptions(f"`{value[:20]}` is not a period: use day, week or month.") from None
+
+
+def _amount(text: str, *, allow_zero: bool = True) -> int:
+    try:
+        return parse_usd(text, allow_zero=allow_zero)
+    except InvalidAmount as exc:
+        raise InvalidOptions(f"Invalid amount: {exc}.") from None
+
+
+def _target(who: discord.Member | discord.User | discord.Role) -> Target:
+    if isinstance(who, discord.Role):
+        if who.managed:
+            raise InvalidOptions(f"{who.mention} belongs to a bot or integration; choose a member's role.")
+        return Target(TargetKind.ROLE, who.id)
+    if who.bot:
+        raise InvalidOptions("Bots can't generate images, so they can't have a budget.")
+    return Target(TargetKind.MEMBER, who.id)
+
+
+class Budget(
+    app_commands.Group,
+    name="budget",
+    guild_only=True,
+    default_permissions=discord.Permissions(manage_guild=True),
+):
+    """Set image quotas and dollar budgets (moderators)."""
+
+    def __init__(self, bot: FluxcordBot) -> None:
+        super().__init__()
+        self.bot = bot
+        self.services = bot.services
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        """Moderators only: Manage Server, Administrator, or the configured moderator role."""
+        permissions = interaction.permissions
+        if permissions.manage_guild or permissions.administrator:
+            return True
+        settings = await self.services.limits.guild_settings(interaction.guild_id or 0)
+        roles = {role.id for role in getattr(interaction.user, "roles", ())}
+        if settings.moderator_role_id is not None and settings.moderator_role_id in roles:
+            return True
+        raise NotAllowed("Only moderators can manage budgets (Manage Server permission or the moderator role).")
+
+    async def _announce(self, interaction: discord.Interaction, entry: AuditEntry, text: str) -> None:
+        await self.services.modlog.announce(entry.guild_id, f"🛠️ {entry.describe()}")
+        await interaction.response.send_message(text, ephemeral=True)
+
+    @app_commands.command(name="set")
+    @app_commands.describe(
+        who="Member or role", amount="Dollars, e.g. 2.50 (0 blocks spending)", period="Budget period"
+    )
+    async def set_budget(
+        self,
+        interaction: discord.Interaction,
+        who: discord.Member | discord.Role,
+        amount: str,
+        period: PeriodName,
+    ) -> None:
+        """Set a member's or role's dollar budget for a period."""
+        setting = LimitSetting(_target(who), Metric.USD, _period(period), _amount(amount))
+        await self._set(interaction, setting)
+
+    @app_commands.command(name="images")
+    @app_commands.describe(who="Member or role", count="Images allowed (0 blocks generation)", period="Quota period")
+    async def set_images(
+        self,
+        interaction: discord.Interaction,
+        who: discord.Member | discord.Role,
+        count: app_commands.Range[int, 0, MAX_IMAGES],
+        period: PeriodName,
+    ) -> None:
+        """Set a member's or role's image quota for a period."""
+        if not 0 <= count <= MAX_IMAGES:
+            raise InvalidOptions(f"The image count must be between 0 and {MAX_IMAGES:,}.")
+        await self._set(interaction, LimitSetting(_target(who), Metric.IMAGES, _period(period), count))
+
+    @app_commands.command(name="server")
+    @app_commands.describe(amount="Dollars, e.g. 25 (0 blocks spending)", period="Budget period")
+    async def set_server(self, interaction: discord.Interaction, amount: str, period: PeriodName) -> None:
+        """Set the whole server's dollar budget for a period."""
+        target = Target(TargetKind.SERVER, interaction.guild_id or 0)
+        await self._set(interaction, LimitSetting(target, Metric.USD, _period(period), _amount(amount)))
+
+    async def _set(self, interaction: discord.Interaction, setting: LimitSetting) -> None:
+        guild_id = interaction.guild_id or 0
+        entry, old = await self.services.limits.set_limit(guild_id, setting, actor_id=interaction.user.id)
+        was = f" (was {old.describe()})" if old else ""
+        await self._announce(interaction, entry, f"✅ {setting.target.mention(guild_id)}: {setting.describe()}{was}.")
+
+    @app_commands.command(name="grant")
+    @app_commands.describe(member="Who gets the extra", amount="Extra dollars for the current period, e.g. 1.00")
+    async def grant(self, interaction: discord.Interaction, member: discord.Member, amount: str) -> None:
+        """Give a member a one-off extra amount for the current period."""
+        _target(member)
+        micros = _amount(amount, allow_zero=False)
+        guild_id = interaction.guild_id or 0
+        await self.services.ledger.grant(
+            guild_id=guild_id, user_id=member.id, micros=micros, actor_id=interaction.user.id
+        )
+        entry = await self.services.limits.record(
+            guild_id, interaction.user.id, "grant", member.mention, None, f"+{format_usd(micros)}"
+        )
+        await self._announce(
+            interaction, entry, f"✅ Granted {member.mention} an extra {format_usd(micros)} this period."
+        )
+
+    @app_commands.command(name="show")
+    @app_commands.describe(who="Member or role (default: everything set in this server)")
+    async def show(self, interaction: discord.Interaction, who: discord.Member | discord.Role | None = None) -> None:
+        """Show the limits moderators have set."""
+        guild_id = interaction.guild_id or 0
+        limits = self.services.limits
+        settings = await (limits.settings_for(_target(who), guild_id) if who else limits.all_settings(guild_id))
+        lines = [f"{s.target.mention(guild_id)}: {s.describe()}" for s in settings]
+        guild = await limits.guild_settings(guild_id)
+        cfg = self.services.settings
+        defaults = (
+            f"Defaults when nothing is set: {format_usd(cfg.default_member_daily_budget_micros)} and "
+            f"{cfg.default_member_daily_images} images per member per day; "
+            f"{format_usd(cfg.default_server_daily_budget_micros)} per server per day."
+        )
+        state = "⏸️ paused" if guild.paused else "▶️ running"
+        embed = discord.Embed(title="Budgets", description="\n".join(lines)[:4000] or "Nothing set yet.")
+        embed.add_field(name="Generation", value=state)
+        embed.add_field(
+            name="Moderator role", value=f"<@&{guild.moderator_role_id}>" if guild.moderator_role_id else "—"
+        )
+        embed.add_field(name="Mod-log", value=f"<#{guild.modlog_channel_id}>" if guild.modlog_channel_id else "—")
+        embed.set_footer(text=defaults)
+        await interaction.response.send_message(embed=embed, ephemeral=True)
+
+    @app_commands.command(name="reset")
+    @app_commands.describe(member="Member whose personal overrides are removed")
+    async def reset(self, interaction: discord.Interaction, member: discord.Member) -> None:
+        """Remove a member's personal overrides (their roles' limits apply again)."""
+        _target(member)
+        entry = await self.services.limits.clear_member(
+            interaction.guild_id or 0, member.id, actor_id=interaction.user.id
+        )
+        await self._announce(interaction, entry, f"✅ {member.mention} is back on their roles' limits.")
+
+    @app_commands.command(name="pause")
+    async def pause(self, interaction: discord.Interaction) -> None:
+        """Stop all image generation in this server."""
+        await self._set_paused(interaction, paused=True)
+
+    @app_commands.command(name="resume")
+    async def resume(self, interaction: discord.Interaction) -> None:
+        """Restart image generation in this server."""
+        await self._set_paused(interaction, paused=False)
+
+    async def _set_paused(self, interaction: discord.Interaction, *, paused: bool) -> None:
+        entry = await self.services.limits.update_guild_setting(
+            interaction.guild_id or 0,
+            "paused",
+            int(paused),
+            actor_id=interaction.user.id,
+            action="generation.pause" if paused else "generation.resume",
+            shown="1" if paused else "0",
+        )
+        text = "⏸️ Image generation is paused." if paused else "▶️ Image generation is running again."
+        await self._announce(interaction, entry, text)
+
+    @app_commands.command(name="report")
+    @app_commands.describe(period="Which period (default: month)")
+    async def report(self, interaction: discord.Interaction, period: PeriodName = "month") -> None:
+        """Spend by member and model, top spenders, and BFL's credit balance."""
+        await interaction.response.defer(ephemeral=True, thinking=True)  # BFL's balance is a network call
+        chosen = _period(period)
+        report = await spend_report(self.services.db, interaction.guild_id or 0, chosen, self.services.clock())
+        try:
+            credits = await self.services.bfl.get_credits()
+            balance = f"{credits:,.2f} credits (${credits / 100:,.2f})"
+        except Exception as exc:
+            log.warning("Could not read the BFL credit balance: %s", exc)
+            balance = "unavailable right now"
+        embed = discord.Embed(title=f"Spend this {chosen.value} ({report.period_key[2:]})")
+        embed.add_field(name="This server", value=f"{format_usd(report.total_micros)} · {report.images} images")
+        embed.add_field(name="All servers (ledger)", value=format_usd(report.bot_total_micros))
+        embed.add_field(name="BFL balance", value=balance)
+        members = [f"<@{user}>: {format_usd(micros)} · {images} images" for user, micros, images in report.by_member]
+        embed.add_field(name="Top spenders", value="\n".join(members)[:1024] or "—", inline=False)
+        models = [f"`{model}`: {format_usd(micros)} · {images} images" for model, micros, images in report.by_model]
+        embed.add_field(name="By model", value="\n".join(models)[:1024] or "—", inline=False)
+        if report.unknown_jobs:
+            embed.set_footer(
+                text=f"{report.unknown_jobs} submits had an unknown outcome and are counted as spent; "
+                "compare with BFL's usage page."
+            )
+        await interaction.followup.send(embed=embed, ephemeral=True)
+
+    @app_commands.command(name="export")
+    async def export(self, interaction: discord.Interaction) -> None:
+        """Download this server's ledger as a CSV file."""
+        data = await ledger_csv(self.services.db, interaction.guild_id or 0)
+        file = discord.File(io.BytesIO(data), filename=f"fluxcord-ledger-{interaction.guild_id}.csv")
+        await interaction.response.send_message("The ledger, one row per money movement:", file=file, ephemeral=True)
+
+    @app_commands.command(name="modrole")
+    @app_commands.describe(role="Role whose members may use /budget (empty: remove it)")
+    async def modrole(self, interaction: discord.Interaction, role: discord.Role | None = None) -> None:
+        """Choose the moderator role (administrators only)."""
+        if not interaction.permissions.administrator:
+            raise NotAllowed("Only administrators can choose the moderator role.")
+        entry = await self.services.limits.update_guild_setting(
+            interaction.guild_id or 0,
+            "moderator_role_id",
+            role.id if role else None,
+            actor_id=interaction.user.id,
+            action="moderator-role.set",
+            shown=role.mention if role else None,
+        )
+        text = f"✅ Moderator role: {role.mention}." if role else "✅ Moderator role removed."
+        await self._announce(interaction, entry, text)
+
+    @app_commands.command(name="modlog")
+    @app_commands.describe(channel="Where changes and spend alerts are posted (empty: stop posting)")
+    async def modlog(self, interaction: discord.Interaction, channel: discord.TextChannel | None = None) -> None:
+        """Choose the mod-log channel."""
+        entry = await self.services.limits.update_guild_setting(
+            interaction.guild_id or 0,
+            "modlog_channel_id",
+            channel.id if channel else None,
+            actor_id=interaction.user.id,
+            action="modlog.set",
+            shown=channel.mention if channel else None,
+        )
+        text = f"✅ Mod-log: {channel.mention}." if channel else "✅ Mod-log turned off."
+        await self._announce(interaction, entry, text)
+
+
+async def setup(bot: FluxcordBot) -> None:
+    """Register the command group."""
+    bot.tree.add_command(Budget(bot))

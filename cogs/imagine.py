@@ -1,0 +1,157 @@
+"""`/imagine`: generate an image with a FLUX model and post it in the channel."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.app import FluxcordBot
+from bot.errors import GenerationFailed
+from bot.generation import GeneratedImage, Progress, Requester, Stage, Ticket
+from bot.images import InvalidImage, fit_for_upload
+from bot.models import ASPECT_RATIOS, DEFAULT_MODEL, MAX_SEED, MODELS, GenerationRequest, build_request
+from bot.money import format_usd
+
+log = logging.getLogger(__name__)
+
+# Admission (cache lookup + one reservation statement) normally takes milliseconds; if the database
+# is slow we acknowledge first, because Discord gives us 3 s in total.
+ACK_BUDGET_SECONDS = 1.5
+
+_STAGE_TEXT = {
+    Stage.QUEUED: "⏳ Queued…",
+    Stage.SUBMITTING: "📨 Sending to {model}…",
+    Stage.GENERATING: "🎨 Generating with {model}…",
+    Stage.DOWNLOADING: "📥 Fetching the image…",
+}
+
+
+class Imagine(commands.Cog):
+    """Image generation."""
+
+    def __init__(self, bot: FluxcordBot) -> None:
+        self.bot = bot
+        self.generator = bot.services.generator
+        self.settings = bot.services.settings
+
+    @app_commands.command(name="imagine")
+    @app_commands.guild_only()
+    @app_commands.describe(
+        prompt="What the image should show",
+        model=f"FLUX model (default: {MODELS[DEFAULT_MODEL].label})",
+        aspect_ratio="Shape of the image (default 1:1)",
+        seed="Seed for a reproducible image (picked for you if empty)",
+        steps="Sampling steps (FLUX.1 [dev], FLUX.2 [flex] only)",
+        guidance="Prompt adherence (FLUX.1 [dev], FLUX.2 [flex] only)",
+        raw="Less processed, more natural look (FLUX1.1 [pro] Ultra only)",
+        prompt_upsampling="Let the model expand your prompt",
+    )
+    @app_commands.choices(
+        model=[
+            app_commands.Choice(name=f"{spec.label} · {spec.describe_price()}"[:100], value=key)
+            for key, spec in MODELS.items()
+        ],
+        aspect_ratio=[app_commands.Choice(name=ratio, value=ratio) for ratio in ASPECT_RATIOS],
+    )
+    async def imagine(
+        self,
+        interaction: discord.Interaction,
+        prompt: app_commands.Range[str, 1, 6000],
+        model: str | None = None,
+        aspect_ratio: str | None = None,
+        seed: app_commands.Range[int, 0, MAX_SEED] | None = None,
+        steps: app_commands.Range[int, 1, 50] | None = None,
+        guidance: app_commands.Range[float, 1.0, 100.0] | None = None,
+        raw: bool | None = None,
+        prompt_upsampling: bool | None = None,
+    ) -> None:
+        """Generate an image from a text prompt with a FLUX model."""
+        # Pure validation first: a bad option is refused privately, before any I/O or charge.
+        request = build_request(
+            model=model,
+            prompt=prompt,
+            aspect_ratio=aspect_ratio,
+            seed=seed,
+            steps=steps,
+            guidance=guidance,
+            raw=raw,
+            prompt_upsampling=prompt_upsampling,
+            max_prompt_length=self.settings.max_prompt_length,
+        )
+        member = interaction.user
+        roles = tuple(role.id for role in getattr(member, "roles", ()))
+        requester = Requester(interaction.id, interaction.guild_id or 0, interaction.channel_id or 0, member.id, roles)
+        ticket = await self._admit(interaction, request, requester)
+        if not interaction.response.is_done():
+            await interaction.response.defer(thinking=True)
+
+        async def show(progress: Progress) -> None:
+            text = _STAGE_TEXT[progress.stage].format(model=request.model.label)
+            if progress.elapsed_seconds >= 2:
+                text += f" ({progress.elapsed_seconds:.0f} s)"
+            await interaction.edit_original_response(content=text)
+
+        image = await self.generator.run(ticket, on_progress=show)
+        await self._deliver(interaction, image)
+
+    async def _admit(
+        self, interaction: discord.Interaction, request: GenerationRequest, requester: Requester
+    ) -> Ticket:
+        admission = asyncio.ensure_future(self.generator.admit(request, requester))
+        done, _ = await asyncio.wait({admission}, timeout=ACK_BUDGET_SECONDS)
+        if not done:
+            await interaction.response.defer(thinking=True)
+        return await admission
+
+    async def _deliver(self, interaction: discord.Interaction, image: GeneratedImage) -> None:
+        try:
+            encoded = await fit_for_upload(image.data, interaction.filesize_limit, basename=f"fluxcord-{image.job_id}")
+        except InvalidImage as exc:
+            await self.generator.mark_undeliverable(image.job_id, str(exc))
+            raise GenerationFailed("The image could not be prepared for Discord. Please try again.") from exc
+        file = discord.File(io.BytesIO(encoded.data), filename=encoded.filename)
+        embed = render_embed(image, encoded.filename, encoded.width, encoded.height, interaction.user)
+        try:
+            if interaction.is_expired():
+                # Past Discord's 15-minute token: post as a normal message instead.
+                channel = self.bot.get_partial_messageable(interaction.channel_id or 0)
+                message = await channel.send(
+                    interaction.user.mention,
+                    embed=embed,
+                    file=file,
+                    allowed_mentions=discord.AllowedMentions(users=[interaction.user]),
+                )
+            else:
+                message = await interaction.edit_original_response(content=None, embed=embed, attachments=[file])
+        except discord.HTTPException as exc:
+            await self.generator.mark_undeliverable(image.job_id, f"{exc.status} {exc.code}")
+            raise
+        await self.generator.mark_delivered(image.job_id, message.channel.id, message.id)
+
+
+def render_embed(
+    image: GeneratedImage, filename: str, width: int, height: int, user: discord.abc.User
+) -> discord.Embed:
+    """The result card: prompt, model, size, seed, cost and time taken."""
+    request = image.request
+    prompt = discord.utils.escape_mentions(discord.utils.escape_markdown(request.prompt))
+    embed = discord.Embed(description=prompt[:4000], colour=discord.Colour.blurple())
+    embed.set_author(name=f"Requested by {user.display_name}"[:256])
+    embed.add_field(name="Model", value=request.model.label)
+    embed.add_field(name="Size", value=f"{width}×{height} ({request.aspect_ratio})")
+    embed.add_field(name="Seed", value=str(request.seed))
+    embed.add_field(name="Cost", value="free (from cache)" if image.from_cache else format_usd(image.cost_micros))
+    embed.add_field(name="Time", value="instant" if image.from_cache else f"{image.elapsed_seconds:.1f} s")
+    embed.set_image(url=f"attachment://{filename}")
+    embed.set_footer(text=f"Job {image.job_id}")
+    return embed
+
+
+async def setup(bot: FluxcordBot) -> None:
+    """Load the cog."""
+    await bot.add_cog(Imagine(bot))

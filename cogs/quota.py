@@ -1,0 +1,62 @@
+"""`/quota`: what a member has left, when it resets, and what each model costs."""
+
+from __future__ import annotations
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.app import FluxcordBot
+from bot.ledger import LimitStatus, Metric, Scope
+from bot.models import MODELS
+from bot.money import format_usd
+
+
+class Quota(commands.Cog):
+    """Self-service budget information."""
+
+    def __init__(self, bot: FluxcordBot) -> None:
+        self.limits = bot.services.limits
+        self.ledger = bot.services.ledger
+
+    @app_commands.command(name="quota")
+    @app_commands.guild_only()
+    async def quota(self, interaction: discord.Interaction) -> None:
+        """Show your images and dollars left, when they reset, and model prices."""
+        guild_id = interaction.guild_id or 0
+        member = interaction.user
+        roles = [role.id for role in getattr(member, "roles", ())]
+        limits = await self.limits.limits_for(guild_id, member.id, roles)
+        statuses = await self.ledger.statuses(guild_id, member.id, limits)
+        paused = (await self.limits.guild_settings(guild_id)).paused
+        embed = discord.Embed(title="Your image quota", colour=discord.Colour.green())
+        if paused:
+            embed.description = "⏸️ Generation is currently paused in this server by its moderators."
+        yours = [_line(s) for s in statuses if s.limit.scope is Scope.MEMBER]
+        embed.add_field(name="You", value="\n".join(yours) or "No personal limits.", inline=False)
+        shared = [_line(s) for s in statuses if s.limit.scope is not Scope.MEMBER]
+        embed.add_field(name="Shared budgets", value="\n".join(shared), inline=False)
+        prices = [f"**{spec.label}** (`{key}`): {spec.describe_price()}" for key, spec in MODELS.items()]
+        embed.add_field(name="Prices", value="\n".join(prices)[:1024], inline=False)
+        await interaction.response.send_message(embed=embed, ephemeral=True)
+
+
+def _line(status: LimitStatus) -> str:
+    limit = status.limit
+    owner = {Scope.MEMBER: "Your ", Scope.SERVER: "Server ", Scope.BOT: "Bot-wide "}[limit.scope]
+    resets = f"resets <t:{int(status.resets_at.timestamp())}:R>"
+    if limit.metric is Metric.IMAGES:
+        return (
+            f"{owner}{limit.period.adjective} images: **{status.remaining}** left of {status.allowance}"
+            f" (used {status.used}) · {resets}"
+        )
+    granted = f" incl. {format_usd(status.granted)} granted" if status.granted else ""
+    return (
+        f"{owner}{limit.period.adjective} budget: **{format_usd(status.remaining)}** left of "
+        f"{format_usd(status.allowance)}{granted} (spent {format_usd(status.used)}) · {resets}"
+    )
+
+
+async def setup(bot: FluxcordBot) -> None:
+    """Load the cog."""
+    await bot.add_cog(Quota(bot))

@@ -1,0 +1,100 @@
+import pytest
+
+from bot.config import Period, Settings
+from bot.ledger import Limit, Metric, Scope
+from bot.limits import LimitSetting, LimitsService, Target, TargetKind
+
+GUILD, ALICE, MOD = 100, 1, 9
+ARTISTS, VIP = 501, 502
+
+
+@pytest.fixture
+def settings():
+    return Settings(_env_file=None, discord_token="t" * 10, bfl_api_key="k" * 10)
+
+
+@pytest.fixture
+def limits(db, settings, clock):
+    return LimitsService(db, settings, clock)
+
+
+def member_limits(all_limits):
+    return {(lim.metric, lim.period): lim for lim in all_limits if lim.scope is Scope.MEMBER}
+
+
+async def put(limits, kind, target_id, metric, period, value):
+    setting = LimitSetting(Target(kind, target_id), metric, period, value)
+    return await limits.set_limit(GUILD, setting, actor_id=MOD)
+
+
+async def test_defaults_are_conservative_and_always_bounded(limits, settings):
+    result = await limits.limits_for(GUILD, ALICE, [])
+    assert Limit(Scope.MEMBER, Metric.USD, Period.DAY, settings.default_member_daily_budget_micros,
+                 "the bot's default") in result
+    assert any(lim.scope is Scope.MEMBER and lim.metric is Metric.IMAGES for lim in result)
+    assert any(lim.scope is Scope.SERVER for lim in result)
+    assert any(lim.scope is Scope.BOT for lim in result)
+
+
+async def test_everyone_role_is_the_server_default(limits):
+    await put(limits, TargetKind.ROLE, GUILD, Metric.USD, Period.WEEK, 2_000_000)
+    mine = member_limits(await limits.limits_for(GUILD, ALICE, []))
+    assert mine[(Metric.USD, Period.WEEK)].value == 2_000_000
+    assert (Metric.USD, Period.DAY) not in mine  # the bot default no longer applies to dollars
+    assert (Metric.IMAGES, Period.DAY) in mine  # but still to images, which nobody set
+
+
+async def test_most_generous_role_wins_per_period(limits):
+    await put(limits, TargetKind.ROLE, GUILD, Metric.USD, Period.DAY, 500_000)
+    await put(limits, TargetKind.ROLE, ARTISTS, Metric.USD, Period.DAY, 3_000_000)
+    mine = member_limits(await limits.limits_for(GUILD, ALICE, [ARTISTS]))
+    assert mine[(Metric.USD, Period.DAY)].value == 3_000_000
+    assert f"<@&{ARTISTS}>" in mine[(Metric.USD, Period.DAY)].source
+
+
+async def test_a_role_silent_about_a_period_does_not_lift_another_roles_cap(limits):
+    await put(limits, TargetKind.ROLE, GUILD, Metric.USD, Period.DAY, 500_000)
+    await put(limits, TargetKind.ROLE, VIP, Metric.USD, Period.WEEK, 20_000_000)
+    mine = member_limits(await limits.limits_for(GUILD, ALICE, [VIP]))
+    assert mine[(Metric.USD, Period.DAY)].value == 500_000
+    assert mine[(Metric.USD, Period.WEEK)].value == 20_000_000
+    assert (Metric.USD, Period.MONTH) not in mine
+
+
+async def test_member_override_beats_roles(limits):
+    await put(limits, TargetKind.ROLE, ARTISTS, Metric.IMAGES, Period.DAY, 50)
+    await put(limits, TargetKind.MEMBER, ALICE, Metric.IMAGES, Period.MONTH, 3)
+    mine = member_limits(await limits.limits_for(GUILD, ALICE, [ARTISTS]))
+    assert [key for key in mine if key[0] is Metric.IMAGES] == [(Metric.IMAGES, Period.MONTH)]
+    await limits.clear_member(GUILD, ALICE, actor_id=MOD)
+    mine = member_limits(await limits.limits_for(GUILD, ALICE, [ARTISTS]))
+    assert mine[(Metric.IMAGES, Period.DAY)].value == 50
+
+
+async def test_server_budget_replaces_the_default(limits):
+    await put(limits, TargetKind.SERVER, GUILD, Metric.USD, Period.MONTH, 25_000_000)
+    servers = [lim for lim in await limits.limits_for(GUILD, ALICE, []) if lim.scope is Scope.SERVER]
+    assert [(s.period, s.value) for s in servers] == [(Period.MONTH, 25_000_000)]
+
+
+async def test_limits_do_not_leak_between_servers(limits):
+    await put(limits, TargetKind.MEMBER, ALICE, Metric.USD, Period.DAY, 7)
+    other = member_limits(await limits.limits_for(GUILD + 1, ALICE, []))
+    assert other[(Metric.USD, Period.DAY)].source == "the bot's default"
+
+
+async def test_every_change_is_audited_with_old_and_new(limits):
+    await put(limits, TargetKind.ROLE, ARTISTS, Metric.USD, Period.DAY, 1_000_000)
+    entry, old = await put(limits, TargetKind.ROLE, ARTISTS, Metric.USD, Period.DAY, 2_000_000)
+    assert old is not None and old.value == 1_000_000
+    assert (entry.old_value, entry.new_value) == ("$1.00 per day", "$2.00 per day")
+    await limits.update_guild_setting(GUILD, "paused", 1, actor_id=MOD, action="generation.pause", shown="1")
+    log = await limits.audit_log(GUILD)
+    assert [e.action for e in log] == ["generation.pause", "usd limit.set", "usd limit.set"]
+    assert all(e.actor_id == MOD for e in log)
+    assert (await limits.guild_settings(GUILD)).paused
+
+
+async def test_unknown_guild_setting_is_refused(limits):
+    with pytest.raises(ValueError, match="unknown guild setting"):
+        await limits.update_guild_setting(GUILD, "paused; DROP TABLE", 1, actor_id=MOD, action="x", shown=None)

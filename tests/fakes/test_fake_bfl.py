@@ -1,0 +1,306 @@
+"""The fake BFL server itself: spec validation, prices, images, caps, records (raw aiohttp, no client)."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from PIL import Image
+
+from tests.fakes.fake_bfl import (
+    DEFAULT_SPEC_PATH,
+    Behaviour,
+    FakeBfl,
+    generation_routes,
+    price_credits,
+    spec_path,
+)
+
+
+def png_base64(width: int = 320, height: int = 256) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (10, 20, 30)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+# A minimal valid body per schema family (fill/expand require an image).
+def minimal_body(model: str) -> dict[str, Any]:
+    if "fill" in model or "expand" in model:
+        body: dict[str, Any] = {"image": png_base64(), "prompt": "a frame"}
+    else:
+        body = {"prompt": "a frame"}
+    if "finetuned" in model:
+        body["finetune_id"] = "my-finetune"
+    return body
+
+
+@pytest.fixture
+async def http(fake_bfl: FakeBfl) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(base_url=fake_bfl.url, headers={"x-key": fake_bfl.api_key}) as session:
+        yield session
+
+
+async def submit(http: aiohttp.ClientSession, model: str, body: Any) -> tuple[int, Any]:
+    async with http.post(f"/v1/{model}", json=body) as resp:
+        return resp.status, await resp.json()
+
+
+async def poll_until_terminal(http: aiohttp.ClientSession, polling_url: str) -> dict[str, Any]:
+    for _ in range(50):
+        async with http.get(polling_url) as resp:
+            answer = await resp.json()
+        if answer["status"] != "Pending":
+            return answer
+    raise AssertionError("task never finished")
+
+
+def test_spec_has_the_documented_generation_routes() -> None:
+    """Every generation route of bfl-api.md §2 is served (from the spec, not a hand list)."""
+    assert {
+        "flux-pro-1.1",
+        "flux-pro-1.1-ultra",
+        "flux-dev",
+        "flux-kontext-pro",
+        "flux-kontext-max",
+        "flux-pro-1.0-fill",
+        "flux-pro-1.0-expand",
+        "flux-2-pro",
+        "flux-2-pro-preview",
+        "flux-2-max",
+        "flux-2-flex",
+        "flux-2-klein-4b",
+        "flux-2-klein-9b",
+        "flux-2-klein-9b-preview",
+    } <= set(generation_routes())
+
+
+def test_spec_path_default_and_env_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The spec is found next to the repo unless BFL_OPENAPI_SPEC points elsewhere."""
+    monkeypatch.delenv("BFL_OPENAPI_SPEC", raising=False)
+    assert spec_path() == DEFAULT_SPEC_PATH
+    assert DEFAULT_SPEC_PATH.is_file()
+    monkeypatch.setenv("BFL_OPENAPI_SPEC", str(tmp_path / "spec.json"))
+    assert spec_path() == tmp_path / "spec.json"
+
+
+@pytest.mark.parametrize("model", sorted(generation_routes()))
+async def test_every_route_accepts_a_minimal_valid_body(
+    fake_bfl: FakeBfl, http: aiohttp.ClientSession, model: str
+) -> None:
+    """A valid body is accepted with id, polling_url and the model's price, and the task is active."""
+    status, answer = await submit(http, model, minimal_body(model))
+    assert status == 200, answer
+    assert answer["polling_url"] == f"{fake_bfl.url}/v1/get_result?id={answer['id']}"
+    task = fake_bfl.tasks[answer["id"]]
+    assert Decimal(str(answer["cost"])) == task.cost == price_credits(model, task.width, task.height)
+    assert fake_bfl.credits == Decimal(1000) - task.cost
+    assert fake_bfl.active_tasks == 1
+    assert fake_bfl.schema_errors == []
+
+
+@pytest.mark.parametrize(
+    ("model", "body", "loc", "type_"),
+    [
+        (
+            "flux-pro-1.1",
+            {"prompt": "x", "aspect_ratio": "16:9"},
+            ["body", "aspect_ratio"],
+            "extra_forbidden",
+        ),
+        ("flux-pro-1.1", {"prompt": "x", "steps": 30}, ["body", "steps"], "extra_forbidden"),
+        ("flux-pro-1.1", {"prompt": "x", "width": 2048}, ["body", "width"], "less_than_equal"),
+        ("flux-pro-1.1", {"prompt": "x", "width": 1000}, ["body", "width"], "multiple_of"),
+        ("flux-dev", {"prompt": "x", "steps": 0}, ["body", "steps"], "greater_than_equal"),
+        ("flux-2-pro", {"width": 1024}, ["body", "prompt"], "missing"),
+        (
+            "flux-2-pro",
+            {"prompt": "x", "safety_tolerance": 6},
+            ["body", "safety_tolerance"],
+            "less_than_equal",
+        ),
+        ("flux-2-pro", {"prompt": "x", "width": 4096, "height": 4096}, ["body"], "value_error"),
+        (
+            "flux-2-klein-4b",
+            {"prompt": "x", "input_image_5": "abc"},
+            ["body", "input_image_5"],
+            "extra_forbidden",
+        ),
+        ("flux-kontext-pro", {"prompt": "x", "aspect_ratio": "4:1"}, ["body", "aspect_ratio"], "value_error"),
+        ("flux-kontext-pro", {"prompt": "x", "output_format": "gif"}, ["body", "output_format"], "enum"),
+    ],
+)
+async def test_invalid_bodies_get_422_and_are_recorded(
+    fake_bfl: FakeBfl,
+    http: aiohttp.ClientSession,
+    model: str,
+    body: dict[str, Any],
+    loc: list[Any],
+    type_: str,
+) -> None:
+    """Schema violations (unknown fields, ranges, documented limits) answer a FastAPI-style 422."""
+    status, answer = await submit(http, model, body)
+    assert status == 422
+    assert answer["detail"][0]["loc"] == loc
+    assert answer["detail"][0]["type"] == type_
+    assert answer["detail"][0]["msg"]
+    assert len(fake_bfl.schema_errors) == 1
+    assert fake_bfl.schema_errors[0].model == model
+    assert fake_bfl.schema_errors[0].body == body
+    assert fake_bfl.tasks == {}
+
+
+async def test_non_object_body_is_422(fake_bfl: FakeBfl, http: aiohttp.ClientSession) -> None:
+    """A JSON array instead of an object is rejected."""
+    status, answer = await submit(http, "flux-dev", ["prompt"])
+    assert status == 422
+    assert answer["detail"][0]["loc"] == ["body"]
+    assert len(fake_bfl.schema_errors) == 1
+
+
+@pytest.mark.parametrize("headers", [{}, {"x-key": "wrong"}])
+async def test_missing_or_wrong_key_is_403(fake_bfl: FakeBfl, headers: dict[str, str]) -> None:
+    """Without the right x-key every API route answers 403 Not authenticated."""
+    async with aiohttp.ClientSession(base_url=fake_bfl.url, headers=headers) as session:
+        async with session.post("/v1/flux-dev", json={"prompt": "x"}) as resp:
+            assert resp.status == 403
+            assert await resp.json() == {"detail": "Not authenticated"}
+        async with session.get("/v1/get_result", params={"id": "x"}) as resp:
+            assert resp.status == 403
+        async with session.get("/v1/credits") as resp:
+            assert resp.status == 403
+    assert fake_bfl.tasks == {}
+    assert [s.key_ok for s in fake_bfl.submits] == [False]
+
+
+async def test_records_mask_the_key(fake_bfl: FakeBfl, http: aiohttp.ClientSession) -> None:
+    """Recorded headers show that x-key was sent, never its value."""
+    await submit(http, "flux-dev", {"prompt": "x"})
+    record = fake_bfl.submits[0]
+    assert record.headers["x-key"] == "<redacted>"
+    assert record.key_ok
+    assert record.model == "flux-dev"
+    assert record.body == {"prompt": "x"}
+
+
+async def test_scripted_queue_then_default(fake_bfl: FakeBfl, http: aiohttp.ClientSession) -> None:
+    """Scripted behaviours apply in order to successive submits, then the default."""
+    fake_bfl.fail_submits(429, times=2, retry_after="3")
+    fake_bfl.script(Behaviour(submit_status=503))
+    statuses = []
+    for _ in range(4):
+        async with http.post("/v1/flux-dev", json={"prompt": "x"}) as resp:
+            statuses.append((resp.status, resp.headers.get("Retry-After")))
+    assert statuses == [(429, "3"), (429, "3"), (503, None), (200, None)]
+    assert fake_bfl.submit_statuses() == [429, 429, 503, 200]
+
+
+async def test_pending_then_ready_then_delivery(fake_bfl: FakeBfl, http: aiohttp.ClientSession) -> None:
+    """A task is Pending with rising progress, then Ready with a signed URL serving a real image."""
+    fake_bfl.script(Behaviour(pending_polls=2))
+    _, answer = await submit(
+        http, "flux-pro-1.1-ultra", {"prompt": "x", "aspect_ratio": "9:16", "output_format": "webp"}
+    )
+    progress = []
+    for _ in range(3):
+        async with http.get(answer["polling_url"]) as resp:
+            body = await resp.json()
+        progress.append((body["status"], body["progress"]))
+    assert progress == [("Pending", 0.33), ("Pending", 0.67), ("Ready", None)]
+    assert fake_bfl.active_tasks == 0
+
+    sample = body["result"]["sample"]
+    async with aiohttp.ClientSession() as plain, plain.get(sample) as resp:
+        assert resp.status == 200
+        assert resp.content_type == "image/webp"
+        image = Image.open(io.BytesIO(await resp.read()))
+    assert image.format == "WEBP"
+    assert image.size == (1536, 2720)
+    async with aiohttp.ClientSession() as plain, plain.get(sample.replace("sig=", "sig=0")) as resp:
+        assert resp.status == 403  # tampered signature
+
+
+async def test_moderated_and_unknown_id(fake_bfl: FakeBfl, http: aiohttp.ClientSession) -> None:
+    """Moderated tasks carry reasons; an unknown id answers Task not found."""
+    fake_bfl.script(Behaviour(final_status="Request Moderated", details={"Moderation Reasons": ["Prompt"]}))
+    _, answer = await submit(http, "flux-dev", {"prompt": "x"})
+    result = await poll_until_terminal(http, answer["polling_url"])
+    assert result["status"] == "Request Moderated"
+    assert result["details"] == {"Moderation Reasons": ["Prompt"]}
+    assert (await poll_until_terminal(http, "/v1/get_result?id=unknown"))["status"] == "Task not found"
+
+
+async def test_active_task_cap_answers_429(fake_bfl: FakeBfl, http: aiohttp.ClientSession) -> None:
+    """Over the active-task cap the fake answers 429 until a task reaches a terminal status."""
+    fake_bfl.max_active = 2
+    first = await submit(http, "flux-dev", {"prompt": "x"})
+    await submit(http, "flux-dev", {"prompt": "x"})
+    status, _ = await submit(http, "flux-dev", {"prompt": "x"})
+    assert status == 429
+    await poll_until_terminal(http, first[1]["polling_url"])
+    status, _ = await submit(http, "flux-dev", {"prompt": "x"})
+    assert status == 200
+    assert fake_bfl.max_active_seen == 2
+
+
+async def test_kontext_max_cap_is_separate(fake_bfl: FakeBfl, http: aiohttp.ClientSession) -> None:
+    """flux-kontext-max has its own lower cap."""
+    fake_bfl.max_active_kontext_max = 1
+    assert (await submit(http, "flux-kontext-max", {"prompt": "x"}))[0] == 200
+    assert (await submit(http, "flux-kontext-max", {"prompt": "x"}))[0] == 429
+    assert (await submit(http, "flux-kontext-pro", {"prompt": "x"}))[0] == 200
+
+
+async def test_credits_decrease_and_run_out() -> None:
+    """The balance drops by each cost; a task costing more than what is left gets 402."""
+    async with (
+        FakeBfl(credits="10") as fake,
+        aiohttp.ClientSession(base_url=fake.url, headers={"x-key": fake.api_key}) as session,
+    ):
+        assert (await submit(session, "flux-kontext-max", {"prompt": "x"}))[0] == 200
+        async with session.get("/v1/credits") as resp:
+            assert await resp.json() == {"credits": 2.0}
+        status, answer = await submit(session, "flux-pro-1.1", {"prompt": "x"})
+        assert (status, answer) == (402, {"detail": "Insufficient credits"})
+
+
+async def test_unhandled_routes_are_recorded(fake_bfl: FakeBfl, http: aiohttp.ClientSession) -> None:
+    """Unknown routes answer 404 and are recorded, so a new endpoint fails loudly."""
+    async with http.post("/v1/flux-schnell", json={"prompt": "x"}) as resp:
+        assert resp.status == 404
+    assert fake_bfl.unhandled == [("POST", "/v1/flux-schnell")]
+
+
+async def test_wait_for_times_out(fake_bfl: FakeBfl) -> None:
+    """wait_for raises TimeoutError when the condition never holds."""
+    with pytest.raises(TimeoutError):
+        await fake_bfl.wait_for(lambda: len(fake_bfl.submits) > 0, timeout=0.05)
+
+
+def test_prices() -> None:
+    """FLUX.1 is flat; FLUX.2 is first MP plus each further MP."""
+    assert price_credits("flux-pro-1.1", 1440, 1440) == Decimal(4)
+    assert price_credits("flux-kontext-max", 1024, 1024) == Decimal(8)
+    assert price_credits("flux-2-pro", 1000, 1000) == Decimal(3)
+    assert price_credits("flux-2-pro", 2000, 1000) == Decimal("4.5")
+    assert price_credits("flux-2-max", 2048, 2048) == Decimal("16.57")
+
+
+async def test_expire_delivery_makes_the_signed_url_403(
+    fake_bfl: FakeBfl, http: aiohttp.ClientSession
+) -> None:
+    """expire_delivery() turns a working signed URL into an expired one."""
+    _, answer = await submit(http, "flux-dev", {"prompt": "x"})
+    sample = (await poll_until_terminal(http, answer["polling_url"]))["result"]["sample"]
+    async with aiohttp.ClientSession() as plain:
+        async with plain.get(sample) as resp:
+            assert resp.status == 200
+        fake_bfl.expire_delivery(answer["id"])
+        async with plain.get(sample) as resp:
+            assert resp.status == 403
+    assert [d.status for d in fake_bfl.downloads] == [200, 403]
