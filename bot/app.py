@@ -154,34 +154,49 @@ def point_discord_at(settings: Settings) -> None:
         log.warning("Using Discord endpoints %s and %s", settings.discord_api_url, settings.discord_gateway_url)
 
 
+def build_services(
+    settings: Settings,
+    *,
+    db: Database,
+    session: aiohttp.ClientSession,
+    clock: Clock = utc_now,
+    **bfl_options: Any,
+) -> Services:
+    """Wire every core service over an open database and HTTP session."""
+    bfl = BflClient(
+        session=session,
+        api_key=settings.bfl_api_key,
+        base_url=settings.bfl_api_url,
+        max_active_tasks=settings.bfl_max_active_tasks,
+        **bfl_options,
+    )
+    jobs = JobStore(db, clock)
+    ledger = Ledger(db, clock)
+    limits = LimitsService(db, settings, clock)
+    modlog = ModLog(limits)
+    generator = ImageGenerator(
+        bfl=bfl,
+        jobs=jobs,
+        ledger=ledger,
+        limits=limits,
+        cache=ImageCache(settings.cache_dir, settings.cache_max_mb * 1024 * 1024),
+        alerts=SpendAlerts(db, ledger, limits, modlog, clock),
+        settings=settings,
+    )
+    return Services(settings, db, bfl, jobs, ledger, limits, generator, modlog, clock)
+
+
 @asynccontextmanager
-async def assemble(settings: Settings, *, clock: Clock = utc_now, **bot_options: Any) -> AsyncIterator[FluxcordBot]:
-    """Build the database, HTTP session, BFL client, services and bot; close them all afterwards."""
+async def assemble(
+    settings: Settings, *, clock: Clock = utc_now, bfl_options: dict[str, Any] | None = None, **bot_options: Any
+) -> AsyncIterator[FluxcordBot]:
+    """Build the database, HTTP session, services and bot; close them all afterwards."""
     point_discord_at(settings)
     db = await Database.open(settings.database_path)
     # No default headers: the BFL key is attached per request, only to BFL API hosts.
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=15))
     try:
-        bfl = BflClient(
-            session=session,
-            api_key=settings.bfl_api_key,
-            base_url=settings.bfl_api_url,
-            max_active_tasks=settings.bfl_max_active_tasks,
-        )
-        jobs = JobStore(db, clock)
-        ledger = Ledger(db, clock)
-        limits = LimitsService(db, settings, clock)
-        modlog = ModLog(limits)
-        generator = ImageGenerator(
-            bfl=bfl,
-            jobs=jobs,
-            ledger=ledger,
-            limits=limits,
-            cache=ImageCache(settings.cache_dir, settings.cache_max_mb * 1024 * 1024),
-            alerts=SpendAlerts(db, ledger, limits, modlog, clock),
-            settings=settings,
-        )
-        services = Services(settings, db, bfl, jobs, ledger, limits, generator, modlog, clock)
+        services = build_services(settings, db=db, session=session, clock=clock, **(bfl_options or {}))
         bot = FluxcordBot(services, **bot_options)
         try:
             yield bot

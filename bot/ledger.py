@@ -97,8 +97,7 @@ class Reservation:
 
 
 _RESERVE_COLUMNS = (
-    "kind, job_id, guild_id, user_id, model, server_micros, member_micros, member_images,"
-    " day, week, month, at"
+    "kind, job_id, guild_id, user_id, model, server_micros, member_micros, member_images, day, week, month, at"
 )
 _USED = {
     (Scope.MEMBER, Metric.USD): "micros - granted_micros",

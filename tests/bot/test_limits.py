@@ -29,8 +29,10 @@ async def put(limits, kind, target_id, metric, period, value):
 
 async def test_defaults_are_conservative_and_always_bounded(limits, settings):
     result = await limits.limits_for(GUILD, ALICE, [])
-    assert Limit(Scope.MEMBER, Metric.USD, Period.DAY, settings.default_member_daily_budget_micros,
-                 "the bot's default") in result
+    assert (
+        Limit(Scope.MEMBER, Metric.USD, Period.DAY, settings.default_member_daily_budget_micros, "the bot's default")
+        in result
+    )
     assert any(lim.scope is Scope.MEMBER and lim.metric is Metric.IMAGES for lim in result)
     assert any(lim.scope is Scope.SERVER for lim in result)
     assert any(lim.scope is Scope.BOT for lim in result)

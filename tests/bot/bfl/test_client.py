@@ -121,9 +121,7 @@ async def test_pending_then_ready_then_download_decodes(client: BflClient, fake_
     assert fake_bfl.active_tasks == 0
 
 
-async def test_x_key_goes_to_api_calls_but_never_to_the_download(
-    client: BflClient, fake_bfl: FakeBfl
-) -> None:
+async def test_x_key_goes_to_api_calls_but_never_to_the_download(client: BflClient, fake_bfl: FakeBfl) -> None:
     """Submit, polls and credits carry x-key; the signed-URL download carries no BFL header."""
     fake_bfl.script(Behaviour(pending_polls=1))
     await run_job(client, "flux-pro-1.1", PROMPT)
@@ -140,9 +138,7 @@ async def test_x_key_goes_to_api_calls_but_never_to_the_download(
     assert "authorization" not in fake_bfl.downloads[0].headers
 
 
-async def test_cross_host_redirect_of_download_does_not_forward_x_key(
-    client: BflClient, fake_bfl: FakeBfl
-) -> None:
+async def test_cross_host_redirect_of_download_does_not_forward_x_key(client: BflClient, fake_bfl: FakeBfl) -> None:
     """A delivery URL that 302s to another host is followed, and that host sees no key."""
     fake_bfl.script(Behaviour(delivery="redirect"))
     data = await run_job(client, "flux-pro-1.1", PROMPT)
@@ -166,9 +162,7 @@ async def test_polling_url_is_used_exactly_as_returned(client: BflClient, fake_b
     assert {p.path_qs for p in fake_bfl.polls} == {f"/regional/v1/get_result?id={task.id}&cluster=eu2"}
 
 
-async def test_foreign_polling_host_is_refused_before_any_request(
-    client: BflClient, fake_bfl: FakeBfl
-) -> None:
+async def test_foreign_polling_host_is_refused_before_any_request(client: BflClient, fake_bfl: FakeBfl) -> None:
     """A polling_url on a host that is neither *.bfl.ai nor the base URL gets no request (and no key)."""
     fake_bfl.script(Behaviour(polling_url=FOREIGN_POLLING))
     task = await client.submit("flux-pro-1.1", PROMPT)
@@ -664,9 +658,7 @@ async def test_at_most_6_active_kontext_max_tasks(make_client, fake_bfl: FakeBfl
     jobs = [asyncio.create_task(run_job(client, "flux-kontext-max", kontext)) for _ in range(10)]
     jobs += [asyncio.create_task(run_job(client, "flux-pro-1.1", PROMPT)) for _ in range(3)]
     try:
-        await fake_bfl.wait_for(
-            lambda: fake_bfl.active_for("flux-kontext-max") == 6 and fake_bfl.active_tasks == 9
-        )
+        await fake_bfl.wait_for(lambda: fake_bfl.active_for("flux-kontext-max") == 6 and fake_bfl.active_tasks == 9)
         assert client.active_tasks == 9
         assert len(fake_bfl.submits) == 9
         gate.set()
