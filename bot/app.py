@@ -192,7 +192,7 @@ async def assemble(
 ) -> AsyncIterator[FluxcordBot]:
     """Build the database, HTTP session, services and bot; close them all afterwards."""
     point_discord_at(settings)
-    db = await Database.open(settings.database_path)
+    db = await Database.open(settings.database_path, synchronous=settings.database_synchronous)
     # No default headers: the BFL key is attached per request, only to BFL API hosts.
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=15))
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     discord_api_url: str = "https://discord.com/api/v10"
     discord_gateway_url: str = "wss://gateway.discord.gg/"
     database_path: Path = Path("data/fluxcord.sqlite3")
+    # NORMAL (with WAL) keeps every commit through a process crash; FULL also through an OS crash or
+    # power loss, at ~4x fewer ledger writes per second (see README "Benchmarks").
+    database_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     dev_guild_id: int | None = None
 
     log_level: str = "INFO"

@@ -79,7 +79,7 @@ class Database:
         self._write_lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: Path, *, synchronous: Synchronous = "FULL") -> Database:
+    async def open(cls, path: Path, *, synchronous: Synchronous = "NORMAL") -> Database:
         """Open (creating if needed) the database at ``path`` and apply pending migrations."""
         await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
         # isolation_level=None: no implicit BEGINs; transactions are explicit and lock-guarded.
@@ -87,7 +87,7 @@ class Database:
         conn.row_factory = aiosqlite.Row
         try:
             await conn.execute("PRAGMA journal_mode=WAL")
-            # FULL: a committed charge survives even an OS crash or power loss, not just a process crash.
+            # WAL + NORMAL: commits survive a process crash; FULL adds OS-crash/power-loss durability.
             await conn.execute(f"PRAGMA synchronous={synchronous}")
             await conn.execute("PRAGMA busy_timeout=5000")
             await conn.execute("PRAGMA foreign_keys=ON")

@@ -17,13 +17,13 @@ def clean_env(monkeypatch, tmp_path):
 
 
 def test_missing_token_names_the_variable():
-    with pytest.raises(SettingsError, match="^DISCORD_TOKEN is required"):
+    with pytest.raises(SettingsError, match=r"^DISCORD_TOKEN is required"):
         load_settings()
 
 
 def test_missing_key_names_the_variable(monkeypatch):
     monkeypatch.setenv("DISCORD_TOKEN", "x" * 10)
-    with pytest.raises(SettingsError, match="^BFL_API_KEY is required"):
+    with pytest.raises(SettingsError, match=r"^BFL_API_KEY is required"):
         load_settings()
 
 
