@@ -114,23 +114,28 @@ def main() -> None:
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-    print(f"{args.cycles} reserve+settle cycles, {args.members} members, 4 limits each; "
-          f"aiosqlite with {args.concurrency} concurrent coroutines; 1 CPU core")
+    print(
+        f"{args.cycles} reserve+settle cycles, {args.members} members, 4 limits each; "
+        f"aiosqlite with {args.concurrency} concurrent coroutines; 1 CPU core"
+    )
     for synchronous in ("FULL", "NORMAL"):
         results: dict[str, list[float]] = {"aiosqlite": [], "raw sqlite3": []}
         for _ in range(args.repeat):
             with tempfile.TemporaryDirectory() as folder:
                 results["aiosqlite"].append(
-                    asyncio.run(run_aiosqlite(Path(folder) / "a.db", args.cycles, args.concurrency,
-                                              args.members, synchronous))
+                    asyncio.run(
+                        run_aiosqlite(Path(folder) / "a.db", args.cycles, args.concurrency, args.members, synchronous)
+                    )
                 )
                 results["raw sqlite3"].append(
                     asyncio.run(run_raw(Path(folder) / "r.db", args.cycles, args.members, synchronous))
                 )
         median = {name: sorted(values)[len(values) // 2] for name, values in results.items()}
         ratio = median["raw sqlite3"] / median["aiosqlite"]
-        print(f"synchronous={synchronous:6} aiosqlite {median['aiosqlite']:7.0f} cycles/s | "
-              f"raw sqlite3 {median['raw sqlite3']:7.0f} cycles/s | raw is {ratio:.2f}x faster")
+        print(
+            f"synchronous={synchronous:6} aiosqlite {median['aiosqlite']:7.0f} cycles/s | "
+            f"raw sqlite3 {median['raw sqlite3']:7.0f} cycles/s | raw is {ratio:.2f}x faster"
+        )
 
 
 if __name__ == "__main__":

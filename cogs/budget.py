@@ -73,7 +73,10 @@ class Budget(
         roles = {role.id for role in getattr(interaction.user, "roles", ())}
         if settings.moderator_role_id is not None and settings.moderator_role_id in roles:
             return True
-        raise NotAllowed("Only moderators can manage budgets (Manage Server permission or the moderator role).")
+        # A check must raise an AppCommandError to reach the tree's error handler.
+        raise app_commands.CheckFailure(
+            "Only moderators can manage budgets (Manage Server permission or the moderator role)."
+        )
 
     async def _announce(self, interaction: discord.Interaction, entry: AuditEntry, text: str) -> None:
         await self.services.modlog.announce(entry.guild_id, f"🛠️ {entry.describe()}")

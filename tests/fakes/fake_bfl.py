@@ -166,21 +166,15 @@ def validate_body(model: str, body: Any) -> list[dict[str, Any]]:
     """FastAPI-style ``detail`` items for everything wrong with ``body`` on ``model`` ([] if valid)."""
     route = generation_routes()[model]
     if not isinstance(body, dict):
-        return [
-            {"loc": ["body"], "msg": "Input should be a valid dictionary", "type": "model_attributes_type"}
-        ]
+        return [{"loc": ["body"], "msg": "Input should be a valid dictionary", "type": "model_attributes_type"}]
     detail: list[dict[str, Any]] = []
     if not route.closed:
         # The real API's handling of unknown fields is undocumented; the bot must not send any.
         for name in sorted(set(body) - route.properties):
-            detail.append(
-                {"loc": ["body", name], "msg": "Extra inputs are not permitted", "type": "extra_forbidden"}
-            )
+            detail.append({"loc": ["body", name], "msg": "Extra inputs are not permitted", "type": "extra_forbidden"})
     for error in sorted(route.validator.iter_errors(body), key=lambda e: list(map(str, e.absolute_path))):
         # anyOf [<the real type>, null]: report why the real type failed, as FastAPI would.
-        branches = [
-            e for e in error.context or () if not (e.validator == "type" and e.validator_value == "null")
-        ]
+        branches = [e for e in error.context or () if not (e.validator == "type" and e.validator_value == "null")]
         if branches:
             error = jsonschema.exceptions.best_match(branches)
         loc: list[Any] = ["body", *error.absolute_path]
@@ -214,9 +208,7 @@ def _documented_limits(model: str, body: dict[str, Any]) -> list[dict[str, Any]]
     if model.startswith("flux-2-"):
         width, height = body.get("width") or 0, body.get("height") or 0
         if width * height > FLUX2_MAX_PIXELS:
-            problems.append(
-                {"loc": ["body"], "msg": "Image must be at most 4 megapixels", "type": "value_error"}
-            )
+            problems.append({"loc": ["body"], "msg": "Image must be at most 4 megapixels", "type": "value_error"})
     return problems
 
 
@@ -437,10 +429,7 @@ class FakeTask:
 
 
 def _record_headers(request: web.Request) -> dict[str, str]:
-    return {
-        name.lower(): MASK if name.lower() in _SECRET_HEADERS else value
-        for name, value in request.headers.items()
-    }
+    return {name.lower(): MASK if name.lower() in _SECRET_HEADERS else value for name, value in request.headers.items()}
 
 
 # -- the servers -------------------------------------------------------------------------------------
@@ -583,9 +572,7 @@ class FakeBfl:
         for behaviour in behaviours:
             self._script.extend([behaviour] * times)
 
-    def fail_submits(
-        self, status: int, *, times: int = 1, retry_after: str | None = None, body: Any = None
-    ) -> None:
+    def fail_submits(self, status: int, *, times: int = 1, retry_after: str | None = None, body: Any = None) -> None:
         """Answer the next ``times`` submits with HTTP ``status``."""
         self.script(Behaviour(submit_status=status, retry_after=retry_after, submit_body=body), times=times)
 
@@ -677,9 +664,7 @@ class FakeBfl:
         if self.active_tasks >= self.max_active or self.active_for(model) >= limit:
             return _answer(
                 record,
-                web.json_response(
-                    {"detail": "Too many active tasks. Wait for a task to finish."}, status=429
-                ),
+                web.json_response({"detail": "Too many active tasks. Wait for a task to finish."}, status=429),
             )
         width, height = output_size(model, body)
         auto = price_credits(model, width, height)
@@ -737,9 +722,7 @@ class FakeBfl:
         self.tasks[task.id] = task
         self.credits -= cost
         self.max_active_seen = max(self.max_active_seen, self.active_tasks)
-        self.max_active_seen_by_model[model] = max(
-            self.max_active_seen_by_model.get(model, 0), self.active_for(model)
-        )
+        self.max_active_seen_by_model[model] = max(self.max_active_seen_by_model.get(model, 0), self.active_for(model))
         return task
 
     async def _poll(self, request: web.Request) -> web.StreamResponse:
@@ -866,9 +849,7 @@ class FakeBfl:
             record.status = task.delivery_errors.popleft()
             return web.Response(status=record.status, text="fake delivery error")
         if task.image is None:
-            task.image = await asyncio.to_thread(
-                render_image, task.width, task.height, task.output_format, task.seed
-            )
+            task.image = await asyncio.to_thread(render_image, task.width, task.height, task.output_format, task.seed)
         record.status = 200
         content_type = _CONTENT_TYPES[task.output_format]
         if not task.behaviour.delivery_chunked:
@@ -890,9 +871,7 @@ class FakeBfl:
 # -- small helpers -----------------------------------------------------------------------------------
 
 
-def _answer(
-    record: SubmitRecord, response: web.StreamResponse, *, status: int | None = None
-) -> web.StreamResponse:
+def _answer(record: SubmitRecord, response: web.StreamResponse, *, status: int | None = None) -> web.StreamResponse:
     record.status = response.status if status is None else status
     return response
 

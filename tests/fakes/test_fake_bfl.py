@@ -291,9 +291,7 @@ def test_prices() -> None:
     assert price_credits("flux-2-max", 2048, 2048) == Decimal("16.57")
 
 
-async def test_expire_delivery_makes_the_signed_url_403(
-    fake_bfl: FakeBfl, http: aiohttp.ClientSession
-) -> None:
+async def test_expire_delivery_makes_the_signed_url_403(fake_bfl: FakeBfl, http: aiohttp.ClientSession) -> None:
     """expire_delivery() turns a working signed URL into an expired one."""
     _, answer = await submit(http, "flux-dev", {"prompt": "x"})
     sample = (await poll_until_terminal(http, answer["polling_url"]))["result"]["sample"]

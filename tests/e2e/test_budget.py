@@ -1,0 +1,196 @@
+"""Quotas, budgets and the moderator commands, through the real bot and the fake Discord."""
+
+import asyncio
+import csv
+import io
+
+import pytest
+
+from tests.e2e.fake_discord import Perm
+from tests.fakes.fake_bfl import Behaviour
+
+MEMBER_PERMISSIONS = Perm.VIEW_CHANNEL | Perm.SEND_MESSAGES
+
+
+@pytest.fixture
+def people(harness):
+    fake = harness.fake
+    return {
+        "member": fake.add_member(name="member", permissions=MEMBER_PERMISSIONS),
+        "mod": fake.add_member(name="mod", permissions=MEMBER_PERMISSIONS | Perm.MANAGE_GUILD),
+        "admin": fake.add_member(name="admin", permissions=Perm.ADMINISTRATOR),
+    }
+
+
+def uid(member):
+    return int(member["user"]["id"])
+
+
+async def budget(harness, subcommand, user, **options):
+    interaction = await harness.fake.slash("budget", options, subcommand=subcommand, user=user)
+    await interaction.wait_acked()
+    await harness.fake.wait_for(lambda: interaction.original_message is not None or interaction.followups)
+    if interaction.response_type == 5:  # deferred (report): wait for the real answer
+        await harness.fake.wait_for(
+            lambda: interaction.followups or not interaction.original_message.get("flags", 0) & 128
+        )
+    return interaction
+
+
+def text_of(interaction):
+    parts = []
+    for message in [interaction.original_message, *interaction.followups]:
+        if message:
+            parts.append(message.get("content") or "")
+            for embed in message.get("embeds") or []:
+                parts += [embed.get("title") or "", embed.get("description") or ""]
+                parts += [f"{f['name']}: {f['value']}" for f in embed.get("fields", [])]
+    return "\n".join(parts)
+
+
+async def rows(harness, sql, params=()):
+    return [tuple(r) for r in await harness.services.db.fetch_all(sql, params)]
+
+
+async def test_member_without_permission_changes_nothing(harness, people):
+    target = people["member"]
+    for subcommand, options in [
+        ("set", {"who": uid(target), "amount": "100", "period": "day"}),
+        ("images", {"who": uid(target), "count": 1000, "period": "day"}),
+        ("server", {"amount": "1000", "period": "month"}),
+        ("grant", {"member": uid(target), "amount": "50"}),
+        ("pause", {}),
+    ]:
+        interaction = await budget(harness, subcommand, people["member"], **options)
+        assert interaction.ephemeral and "Only moderators" in text_of(interaction), subcommand
+    assert await rows(harness, "SELECT * FROM limits") == []
+    assert await rows(harness, "SELECT * FROM audit_log") == []
+    assert await rows(harness, "SELECT * FROM ledger") == []
+    assert await rows(harness, "SELECT * FROM guild_settings") == []
+
+
+async def test_moderator_sets_a_limit_and_the_audit_log_and_mod_log_show_it(harness, people):
+    fake = harness.fake
+    modlog = fake.add_channel("mod-log")
+    await budget(harness, "modlog", people["mod"], channel=int(modlog["id"]))
+    interaction = await budget(harness, "set", people["mod"], who=uid(people["member"]), amount="2.50", period="week")
+    assert interaction.ephemeral and "$2.50 per week" in text_of(interaction)
+    assert await rows(harness, "SELECT target_kind, target_id, metric, period, value FROM limits") == [
+        ("member", uid(people["member"]), "usd", "week", 2_500_000)
+    ]
+    audit = await rows(harness, "SELECT actor_id, action, old_value, new_value FROM audit_log ORDER BY id")
+    assert audit[-1] == (uid(people["mod"]), "usd limit.set", None, "$2.50 per week")
+    posted = await fake.wait_for(
+        lambda: [m for m in fake.messages.values() if m["channel_id"] == modlog["id"] and "$2.50" in m["content"]]
+    )
+    assert not posted[0].get("mention_everyone") and not posted[0].get("mentions")  # the mod-log pings nobody
+
+
+async def test_moderator_role_is_set_by_admins_and_then_trusted(harness, people):
+    fake = harness.fake
+    helpers = fake.add_role("helpers")
+    helper = fake.add_member(name="helper", roles=[helpers], permissions=MEMBER_PERMISSIONS)
+    refused = await budget(harness, "modrole", people["mod"], role=helpers)
+    assert "Only administrators" in text_of(refused)
+    await budget(harness, "modrole", people["admin"], role=helpers)
+    interaction = await budget(harness, "images", helper, who=uid(people["member"]), count=3, period="day")
+    assert "3 images per day" in text_of(interaction)
+
+
+@pytest.mark.parametrize(
+    ("subcommand", "options", "text"),
+    [
+        ("set", {"amount": "-5", "period": "day"}, "cannot be negative"),
+        ("set", {"amount": "lots", "period": "day"}, "not a dollar amount"),
+        ("set", {"amount": "9999999", "period": "day"}, "unreasonably large"),
+        ("grant", {"amount": "0"}, "more than $0"),
+    ],
+)
+async def test_bad_input_gets_a_clear_error_and_changes_nothing(harness, people, subcommand, options, text):
+    key = "member" if subcommand == "grant" else "who"
+    interaction = await budget(harness, subcommand, people["mod"], **{key: uid(people["member"])}, **options)
+    assert interaction.ephemeral and text in text_of(interaction)
+    assert await rows(harness, "SELECT * FROM limits") == []
+    assert await rows(harness, "SELECT * FROM ledger") == []
+    assert await rows(harness, "SELECT * FROM audit_log") == []
+
+
+async def test_a_bot_cannot_get_a_budget(harness, people):
+    robot = harness.fake.add_member(name="robot", bot=True)
+    interaction = await budget(harness, "set", people["mod"], who=uid(robot), amount="1", period="day")
+    assert "Bots can't" in text_of(interaction)
+    assert await rows(harness, "SELECT * FROM limits") == []
+
+
+async def test_unknown_period_sent_past_the_client_is_refused(harness, people):
+    interaction = await harness.fake.slash(
+        "budget", {"who": uid(people["member"]), "amount": "1", "period": "year"}, subcommand="set",
+        user=people["mod"], strict_options=False,
+    )  # fmt: skip
+    await interaction.wait_acked()
+    assert interaction.ephemeral
+    assert await rows(harness, "SELECT * FROM limits") == []
+
+
+async def test_fifty_simultaneous_requests_from_a_member_allowed_five(harness, people):
+    member = people["member"]
+    await budget(harness, "images", people["mod"], who=uid(member), count=5, period="day")
+    harness.bfl.default = Behaviour(pending_polls=1)
+    interactions = await asyncio.gather(
+        *(harness.imagine(user=member, prompt=f"image {i}", wait=False) for i in range(50))
+    )
+    await asyncio.gather(*(harness.finished(it, timeout=60) for it in interactions))
+    delivered = [it for it in interactions if not it.ephemeral and not it.followups]
+    refused = [it for it in interactions if it.ephemeral or it.followups]
+    assert len(delivered) == 5 and len(refused) == 45
+    assert all("daily image quota is used up (5 of 5 images)" in text_of(it) for it in refused)
+    assert all(it.original_message["attachments"] for it in delivered)
+    assert len(harness.bfl.submits) == 5
+    charges = await rows(harness, "SELECT COUNT(*) FROM ledger WHERE kind = 'settle' AND user_id = ?", (uid(member),))
+    assert charges == [(5,)]
+    assert await harness.services.ledger.verify_counters() == []
+
+
+async def test_quota_shows_what_is_left_and_prices(harness, people):
+    member = people["member"]
+    await harness.imagine(user=member)
+    interaction = await harness.fake.slash("quota", user=member)
+    await interaction.wait_acked()
+    text = text_of(interaction)
+    assert interaction.ephemeral
+    assert "Your daily budget: **$0.46** left of $0.50 (spent $0.04)" in text
+    assert "Your daily images: **9** left of 10 (used 1)" in text
+    assert "resets <t:" in text and "FLUX.2 [klein] 4B" in text
+
+
+async def test_pause_stops_generation_and_resume_restarts_it(harness, people):
+    await budget(harness, "pause", people["mod"])
+    refused = await harness.imagine(user=people["member"])
+    assert refused.ephemeral and "paused" in text_of(refused)
+    assert harness.bfl.submits == []
+    await budget(harness, "resume", people["mod"])
+    done = await harness.imagine(user=people["member"])
+    assert done.original_message["attachments"]
+
+
+async def test_grant_lets_a_member_past_their_budget_once(harness, people):
+    member = people["member"]
+    await budget(harness, "set", people["mod"], who=uid(member), amount="0.04", period="day")
+    await harness.imagine(user=member, prompt="one")
+    refused = await harness.imagine(user=member, prompt="two")
+    assert "budget doesn't cover" in text_of(refused)
+    await budget(harness, "grant", people["mod"], member=uid(member), amount="0.04")
+    granted = await harness.imagine(user=member, prompt="three")
+    assert granted.original_message["attachments"]
+
+
+async def test_report_and_export(harness, people):
+    await harness.imagine(user=people["member"])
+    report = await budget(harness, "report", people["mod"], period="day")
+    text = text_of(report)
+    assert "BFL balance" in text and "credits" in text and f"<@{uid(people['member'])}>: $0.04" in text
+    export = await budget(harness, "export", people["mod"])
+    data = harness.fake.attachment_bytes(export.original_message, 0).decode()
+    table = list(csv.DictReader(io.StringIO(data)))
+    assert [row["kind"] for row in table] == ["reserve", "settle"]
+    assert sum(float(row["server_usd"]) for row in table) == pytest.approx(0.04)

@@ -1,0 +1,160 @@
+"""`/imagine` through the real discord.py client, the fake Discord and the fake BFL."""
+
+import asyncio
+import io
+
+import pytest
+from PIL import Image
+
+from bot.jobs import JobStatus
+from tests.fakes.fake_bfl import Behaviour
+
+
+def decoded_attachment(fake, message):
+    data = fake.attachment_bytes(message, 0)
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def fields(message):
+    [embed] = message["embeds"]
+    return {field["name"]: field["value"] for field in embed["fields"]}
+
+
+async def test_commands_are_synced_once_and_named_as_promised(harness):
+    fake = harness.fake
+    assert len(fake.command_syncs) == 1
+    assert set(fake.command_syncs[0].names) == {"imagine", "quota", "budget"}
+    imagine = next(c for c in fake.global_commands.values() if c["name"] == "imagine")
+    options = {o["name"]: o for o in imagine["options"]}
+    assert list(options) == ["prompt", "model", "aspect_ratio", "seed", "steps", "guidance", "raw", "prompt_upsampling"]
+    assert [c["value"] for c in options["aspect_ratio"]["choices"]] == [
+        "1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "21:9", "9:21"
+    ]  # fmt: skip
+    assert {"flux-pro-1.1", "flux-pro-1.1-ultra", "flux-dev", "flux-2-pro", "flux-2-klein-4b", "flux-kontext-pro"} <= {
+        c["value"] for c in options["model"]["choices"]
+    }
+
+
+async def test_imagine_posts_a_real_image_of_the_requested_aspect_ratio(harness):
+    fake, bfl = harness.fake, harness.bfl
+    bfl.script(Behaviour(pending_polls=2))
+    interaction = await harness.imagine(prompt="a lighthouse at dusk", aspect_ratio="16:9")
+    assert interaction.response_type == 5 and not interaction.ephemeral  # deferred publicly, first
+    assert interaction.ack_latency < 3
+    message = interaction.original_message
+    image = decoded_attachment(fake, message)
+    assert abs(image.width / image.height - 16 / 9) < 0.02
+    info = fields(message)
+    assert info["Model"] == "FLUX1.1 [pro]" and info["Cost"] == "$0.04"
+    assert info["Size"].startswith(f"{image.width}×{image.height}")
+    seed = int(info["Seed"])
+    assert bfl.submits[0].body["seed"] == seed  # the seed we picked is the one shown
+    assert message["embeds"][0]["image"]["url"] == f"attachment://{message['attachments'][0]['filename']}"
+    await harness.wait_until(lambda: _status_is(harness, interaction, JobStatus.DELIVERED))
+    job = await harness.services.jobs.get(int(interaction.id))
+    assert job.result_message_id == int(message["id"]) and job.cost_micros == 40_000
+
+
+async def _status_is(harness, interaction, status):
+    job = await harness.services.jobs.get(int(interaction.id))
+    return job is not None and job.status is status
+
+
+async def test_progress_is_shown_while_generating(harness):
+    gate = asyncio.Event()
+    harness.bfl.script(Behaviour(release=gate))
+    interaction = await harness.imagine(wait=False)
+    await harness.fake.wait_for(
+        lambda: "Generating with FLUX1.1 [pro]" in ((interaction.original_message or {}).get("content") or "")
+    )
+    gate.set()
+    await harness.finished(interaction)
+    assert interaction.original_message["attachments"]
+
+
+async def test_prompt_mentions_are_never_pings(harness):
+    prompt = "@everyone look <@&123456> and @here"
+    interaction = await harness.imagine(prompt=prompt)
+    message = interaction.original_message
+    assert not message.get("mention_everyone") and not message.get("mention_roles")
+    assert "@\u200beveryone" in message["embeds"][0]["description"]
+    assert harness.bfl.submits[0].body["prompt"] == prompt  # BFL gets the prompt as written
+
+
+@pytest.mark.parametrize(
+    ("options", "text"),
+    [
+        ({"steps": 20}, "doesn't support `steps`"),
+        ({"model": "flux-dev", "guidance": 9.0}, "`guidance` must be between"),
+        ({"prompt": "   "}, "prompt is empty"),
+        ({"model": "flux-2-pro", "raw": True}, "doesn't support `raw`"),
+    ],
+)
+async def test_bad_options_are_refused_privately_without_any_call(harness, options, text):
+    interaction = await harness.imagine(**options)
+    assert interaction.response_type == 4 and interaction.ephemeral
+    assert text in interaction.original_message["content"]
+    assert harness.bfl.submits == []
+    assert await harness.services.db.fetch_value("SELECT COUNT(*) FROM ledger") == 0
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "text", "charged"),
+    [
+        (Behaviour(submit_status=402), "temporarily unavailable", False),
+        (Behaviour(submit_status=403), "temporarily unavailable", False),
+        (Behaviour(final_status="Request Moderated"), "Your prompt was blocked", True),
+        (Behaviour(final_status="Content Moderated"), "generated image was blocked", True),
+        (Behaviour(final_status="Error"), "could not generate", False),
+        (Behaviour(final_status="Task not found"), "could not generate", False),
+        (Behaviour(delivery_ttl=0), "could not generate", False),
+    ],
+)
+async def test_bfl_failures_as_the_member_sees_them(harness, behaviour, text, charged):
+    harness.bfl.script(behaviour)
+    interaction = await harness.imagine()
+    content = interaction.original_message["content"]
+    assert text in content
+    assert ("not been charged" in content) is (not charged)
+    assert not interaction.original_message.get("attachments")
+    assert "test-bfl-key" not in content and "402" not in content
+
+
+async def test_identical_request_with_a_seed_comes_from_the_cache(harness):
+    first = await harness.imagine(prompt="a cat", seed=1234)
+    second = await harness.imagine(prompt="a cat", seed=1234)
+    assert len(harness.bfl.submits) == 1
+    assert fields(second.original_message)["Cost"] == "free (from cache)"
+    assert harness.fake.attachment_bytes(second.original_message, 0) == harness.fake.attachment_bytes(
+        first.original_message, 0
+    )
+
+
+@pytest.mark.parametrize("fake_discord_options", [{"attachment_size_limit": 20_000}])
+async def test_an_image_over_the_upload_limit_is_reencoded_to_fit(harness):
+    from tests.fakes.fake_bfl import render_image
+
+    interaction = await harness.imagine(model="flux-2-pro", aspect_ratio="1:1", seed=5)
+    original = render_image(992, 992, "jpeg", 5)
+    assert len(original) > 20_000  # what BFL delivered would be refused by Discord (413)
+    data = harness.fake.attachment_bytes(interaction.original_message, 0)
+    assert len(data) <= 20_000
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    assert image.width == image.height
+
+
+async def test_fifty_concurrent_requests_from_ten_members_are_all_acknowledged_in_time(harness):
+    fake = harness.fake
+    members = [fake.add_member(name=f"member{i}") for i in range(10)]
+    interactions = await asyncio.gather(
+        *(harness.imagine(user=members[i % 10], prompt=f"picture {i}", wait=False) for i in range(50))
+    )
+    await asyncio.gather(*(harness.finished(it, timeout=60) for it in interactions))
+    assert all(it.ack_latency is not None and it.ack_latency < 3 for it in interactions)
+    assert all(it.original_message["attachments"] for it in interactions)
+    assert len(harness.bfl.submits) == 50
+    assert harness.bfl.max_active_seen <= 24
+    assert await harness.services.ledger.verify_counters() == []
