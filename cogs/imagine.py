@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+from collections.abc import Callable
 
 import discord
 from discord import app_commands
@@ -22,6 +23,10 @@ log = logging.getLogger(__name__)
 # Admission (cache lookup + one reservation statement) normally takes milliseconds; if the database
 # is slow we acknowledge first, because Discord gives us 3 s in total.
 ACK_BUDGET_SECONDS = 1.5
+
+# Discord's answers for an interaction token past its 15 minutes (or otherwise gone).
+EXPIRED_CODES = {50027, 10015}
+
 
 _STAGE_TEXT = {
     Stage.QUEUED: "⏳ Queued…",
@@ -91,6 +96,8 @@ class Imagine(commands.Cog):
             await interaction.response.defer(thinking=True)
 
         async def show(progress: Progress) -> None:
+            if interaction.is_expired():
+                return  # editing would only collect 401s, which count against the bot's invalid-request limit
             text = _STAGE_TEXT[progress.stage].format(model=request.model.label)
             if progress.elapsed_seconds >= 2:
                 text += f" ({progress.elapsed_seconds:.0f} s)"
@@ -114,24 +121,40 @@ class Imagine(commands.Cog):
         except InvalidImage as exc:
             await self.generator.mark_undeliverable(image.job_id, str(exc))
             raise GenerationFailed("The image could not be prepared for Discord. Please try again.") from exc
-        file = discord.File(io.BytesIO(encoded.data), filename=encoded.filename)
         embed = render_embed(image, encoded.filename, encoded.width, encoded.height, interaction.user)
+
+        def attachment() -> discord.File:  # a File is consumed by a send: one per attempt
+            return discord.File(io.BytesIO(encoded.data), filename=encoded.filename)
+
         try:
-            if interaction.is_expired():
-                # Past Discord's 15-minute token: post as a normal message instead.
-                channel = self.bot.get_partial_messageable(interaction.channel_id or 0)
-                message = await channel.send(
-                    interaction.user.mention,
-                    embed=embed,
-                    file=file,
-                    allowed_mentions=discord.AllowedMentions(users=[interaction.user]),
-                )
-            else:
-                message = await interaction.edit_original_response(content=None, embed=embed, attachments=[file])
+            message = await self._post(interaction, image.job_id, embed, attachment)
         except discord.HTTPException as exc:
             await self.generator.mark_undeliverable(image.job_id, f"{exc.status} {exc.code}")
             raise
         await self.generator.mark_delivered(image.job_id, message.channel.id, message.id)
+
+    async def _post(
+        self,
+        interaction: discord.Interaction,
+        job_id: int,
+        embed: discord.Embed,
+        attachment: Callable[[], discord.File],
+    ) -> discord.Message:
+        """Turn the "thinking…" response into the result, or post it in the channel past the token's life."""
+        if not interaction.is_expired():
+            try:
+                return await interaction.edit_original_response(content=None, embed=embed, attachments=[attachment()])
+            except discord.HTTPException as exc:
+                if exc.code not in EXPIRED_CODES:
+                    raise
+        log.info("Interaction %s expired; posting job %s to the channel instead", interaction.id, job_id)
+        channel = self.bot.get_partial_messageable(interaction.channel_id or 0)
+        return await channel.send(
+            f"{interaction.user.mention} your image is ready.",
+            embed=embed,
+            file=attachment(),
+            allowed_mentions=discord.AllowedMentions(users=[interaction.user]),
+        )
 
 
 def render_embed(

@@ -158,3 +158,50 @@ async def test_fifty_concurrent_requests_from_ten_members_are_all_acknowledged_i
     assert len(harness.bfl.submits) == 50
     assert harness.bfl.max_active_seen <= 24
     assert await harness.services.ledger.verify_counters() == []
+
+
+async def test_a_job_that_outlives_the_interaction_token_is_posted_in_the_channel(harness):
+    fake = harness.fake
+    gate = asyncio.Event()
+    harness.bfl.script(Behaviour(release=gate))
+    interaction = await harness.imagine(wait=False)
+    await interaction.wait_acked()
+    fake.clock.advance(901)  # the 15-minute token expires while BFL is still working
+    gate.set()
+    posted = await fake.wait_for(
+        lambda: [
+            m for m in fake.messages.values() if m.get("attachments") and m["id"] != interaction.original_message_id
+        ]
+    )
+    assert posted[0]["content"].startswith(f"<@{interaction.payload['member']['user']['id']}>")
+    assert posted[0]["mentions"]  # the requester is pinged, nobody else
+    fake.take_violations(50027)  # the refused edit that made the bot fall back
+    await harness.wait_until(lambda: _status_is(harness, interaction, JobStatus.DELIVERED))
+
+
+async def test_a_job_left_unfinished_by_a_previous_run_is_delivered_to_the_channel(harness):
+    from bot.generation import Requester
+    from bot.models import build_request
+
+    fake, services = harness.fake, harness.services
+    member = fake.add_member(name="sleeper")
+    user_id = int(member["user"]["id"])
+    request = build_request(model=None, prompt="an owl", aspect_ratio="1:1", seed=9)
+    job_id = 4242
+    # The state a crash leaves: reserved, submitted to BFL, task id recorded, never settled.
+    ticket = await services.generator.admit(request, Requester(job_id, fake.guild_id, fake.channel_id, user_id))
+    await services.jobs.create(
+        job_id=job_id, guild_id=fake.guild_id, channel_id=fake.channel_id, user_id=user_id, model=request.model.key,
+        prompt=request.prompt, params=request.bfl_payload(), seed=request.seed, width=request.width,
+        height=request.height, cache_key=request.cache_key(), estimated_micros=ticket.reservation.estimated_micros,
+    )  # fmt: skip
+    task = await services.bfl.submit(request.model.key, request.bfl_payload())
+    await services.jobs.transition(job_id, JobStatus.GENERATING, bfl_task_id=task.id, polling_url=task.polling_url)
+
+    assert await harness.bot._recover() == 1
+    [message] = [m for m in fake.messages.values() if m.get("attachments")]
+    assert message["content"].startswith(f"<@{user_id}>") and "before the bot restarted" in message["content"]
+    assert [int(u["id"]) for u in message["mentions"]] == [user_id]
+    assert (await services.jobs.get(job_id)).status is JobStatus.DELIVERED
+    assert await services.ledger.outcome(job_id) == "settle"
+    assert len(harness.bfl.submits) == 1
