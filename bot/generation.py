@@ -175,8 +175,27 @@ class ImageGenerator:
         reporter = _ProgressReporter(on_progress, started, self._progress_interval)
         try:
             return await self._generate(ticket, reporter, started)
+        except (GenerationFailed, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            # A bug of ours must not hold the member's money until the next restart.
+            log.exception("Job %s failed unexpectedly", who.job_id)
+            await self._resolve_unexpected(who.job_id, request)
+            raise GenerationFailed(
+                "Something went wrong on our side while making your image. You have not been charged."
+            ) from exc
         finally:
             await reporter.stop()
+
+    async def _resolve_unexpected(self, job_id: int, request: GenerationRequest) -> None:
+        if await self._ledger.outcome(job_id) is None:
+            job = await self._jobs.get(job_id)
+            if job is not None and job.bfl_task_id is not None:
+                cost = job.cost_micros if job.cost_micros is not None else request.estimated_cost_micros
+                await self._ledger.settle(job_id, cost, refund_member=True, note="internal error")
+            else:
+                await self._ledger.release(job_id, note="internal error before submit")
+        await self._jobs.transition(job_id, JobStatus.FAILED, error="internal error")
 
     async def _generate(self, ticket: Ticket, reporter: _ProgressReporter, started: float) -> GeneratedImage:
         request, who = ticket.request, ticket.requester

@@ -40,6 +40,12 @@ class Metric(enum.StrEnum):
     IMAGES = "images"
 
 
+def describe_limit(metric: Metric, period: Period, value: int) -> str:
+    """``$0.50 per day`` / ``10 images per week``."""
+    amount = format_usd(value) if metric is Metric.USD else f"{value} images"
+    return f"{amount} per {period.value}"
+
+
 def scope_key(scope: Scope, guild_id: int, user_id: int = 0) -> str:
     """The key of a spend counter: ``m:<guild>:<user>``, ``s:<guild>`` or ``bot``."""
     if scope is Scope.MEMBER:
@@ -61,8 +67,7 @@ class Limit:
 
     def describe(self) -> str:
         """``$0.50 per day`` / ``10 images per week``."""
-        amount = format_usd(self.value) if self.metric is Metric.USD else f"{self.value} images"
-        return f"{amount} per {self.period.value}"
+        return describe_limit(self.metric, self.period, self.value)
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,7 @@ from datetime import datetime
 
 from bot.clock import Clock, from_millis, to_millis, utc_now
 from bot.config import Period, Settings
-from bot.ledger import Limit, Metric, Scope
-from bot.money import format_usd
+from bot.ledger import Limit, Metric, Scope, describe_limit
 from bot.storage.database import Database, Transaction
 
 log = logging.getLogger(__name__)
@@ -62,8 +61,7 @@ class LimitSetting:
 
     def describe(self) -> str:
         """``$2.00 per week`` / ``10 images per day``."""
-        amount = format_usd(self.value) if self.metric is Metric.USD else f"{self.value} images"
-        return f"{amount} per {self.period.value}"
+        return describe_limit(self.metric, self.period, self.value)
 
 
 @dataclass(frozen=True)

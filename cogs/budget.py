@@ -187,15 +187,23 @@ class Budget(
         await self._set_paused(interaction, paused=False)
 
     async def _set_paused(self, interaction: discord.Interaction, *, paused: bool) -> None:
-        entry = await self.services.limits.update_guild_setting(
-            interaction.guild_id or 0,
-            "paused",
-            int(paused),
-            actor_id=interaction.user.id,
-            action="generation.pause" if paused else "generation.resume",
-            shown="1" if paused else "0",
-        )
+        action = "generation.pause" if paused else "generation.resume"
         text = "⏸️ Image generation is paused." if paused else "▶️ Image generation is running again."
+        await self._switch(interaction, "paused", int(paused), action, "1" if paused else "0", text)
+
+    async def _switch(
+        self,
+        interaction: discord.Interaction,
+        column: str,
+        value: int | None,
+        action: str,
+        shown: str | None,
+        text: str,
+    ) -> None:
+        """Change one per-server setting, audit it, announce it, and confirm to the moderator."""
+        entry = await self.services.limits.update_guild_setting(
+            interaction.guild_id or 0, column, value, actor_id=interaction.user.id, action=action, shown=shown
+        )
         await self._announce(interaction, entry, text)
 
     @app_commands.command(name="report")
@@ -239,31 +247,19 @@ class Budget(
         """Choose the moderator role (administrators only)."""
         if not interaction.permissions.administrator:
             raise NotAllowed("Only administrators can choose the moderator role.")
-        entry = await self.services.limits.update_guild_setting(
-            interaction.guild_id or 0,
-            "moderator_role_id",
-            role.id if role else None,
-            actor_id=interaction.user.id,
-            action="moderator-role.set",
-            shown=role.mention if role else None,
-        )
         text = f"✅ Moderator role: {role.mention}." if role else "✅ Moderator role removed."
-        await self._announce(interaction, entry, text)
+        shown = role.mention if role else None
+        await self._switch(
+            interaction, "moderator_role_id", role.id if role else None, "moderator-role.set", shown, text
+        )
 
     @app_commands.command(name="modlog")
     @app_commands.describe(channel="Where changes and spend alerts are posted (empty: stop posting)")
     async def modlog(self, interaction: discord.Interaction, channel: discord.TextChannel | None = None) -> None:
         """Choose the mod-log channel."""
-        entry = await self.services.limits.update_guild_setting(
-            interaction.guild_id or 0,
-            "modlog_channel_id",
-            channel.id if channel else None,
-            actor_id=interaction.user.id,
-            action="modlog.set",
-            shown=channel.mention if channel else None,
-        )
         text = f"✅ Mod-log: {channel.mention}." if channel else "✅ Mod-log turned off."
-        await self._announce(interaction, entry, text)
+        shown = channel.mention if channel else None
+        await self._switch(interaction, "modlog_channel_id", channel.id if channel else None, "modlog.set", shown, text)
 
 
 async def setup(bot: FluxcordBot) -> None:

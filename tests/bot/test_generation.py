@@ -259,3 +259,31 @@ async def test_spend_alerts_fire_once_per_threshold(make_services, fake_bfl, db)
     await generate(services, 2, req=request(seed=2))  # 80 %
     assert [text.split("used ")[1][:3] for _, text in posted] == ["50%", "80%"]
     assert {channel for channel, _ in posted} == {77}
+
+
+async def test_an_unexpected_bug_after_submit_does_not_hold_the_money(services, fake_bfl, db, monkeypatch):
+    async def broken_put(*args, **kwargs):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(services.generator._cache, "put", broken_put)
+    with pytest.raises(GenerationFailed, match="not been charged"):
+        await generate(services, 1)
+    assert await services.ledger.open_job_ids() == []
+    row = await db.fetch_one("SELECT SUM(server_micros) AS s, SUM(member_micros) AS m FROM ledger WHERE job_id = 1")
+    assert (row["s"], row["m"]) == (40_000, 0)  # BFL was paid; the member was not charged
+    assert (await services.jobs.get(1)).status is JobStatus.FAILED
+
+
+async def test_an_unexpected_bug_before_submit_releases_everything(services, fake_bfl, db, monkeypatch):
+    real_transition = services.jobs.transition
+
+    async def broken_transition(job_id, status, **fields):
+        if status is JobStatus.SUBMITTING:
+            raise RuntimeError("bug")
+        await real_transition(job_id, status, **fields)
+
+    monkeypatch.setattr(services.jobs, "transition", broken_transition)
+    with pytest.raises(GenerationFailed):
+        await generate(services, 1)
+    assert fake_bfl.submits == []
+    assert await ledger_kinds(db, 1) == ["reserve", "release"]
