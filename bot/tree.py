@@ -47,10 +47,10 @@ async def reply(interaction: discord.Interaction, text: str, *, ephemeral: bool)
         if not interaction.response.is_done():
             await interaction.response.send_message(text, ephemeral=ephemeral)
         elif ephemeral:
-            # The public "thinking…" message would show the refusal to everyone: replace it with a
-            # message only the member sees.
-            await interaction.followup.send(text, ephemeral=True)
+            # The public "thinking…" message would show the refusal to everyone: remove it first (a
+            # follow-up sent while it is still loading would become it), then answer privately.
             await interaction.delete_original_response()
+            await interaction.followup.send(text, ephemeral=True)
         else:
             await interaction.edit_original_response(content=text, embed=None, attachments=[])
     except discord.HTTPException as exc:

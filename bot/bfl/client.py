@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import ipaddress
 import json
 import logging
 import random as _random
@@ -189,7 +190,7 @@ class BflClient:
         self._session = session
         self._api_key = api_key
         self._base_url = str(base)
-        self._base_origin = (base.scheme, base.host.lower(), base.port)
+        self._base_origin = (base.scheme, _loopback_alias(base.host.lower()), base.port)
         self._poll_schedule = poll_schedule
         self._submit_retries = submit_retries
         self._backoff_base = backoff_base
@@ -510,7 +511,7 @@ class BflClient:
             raise BflUnsafeUrl(f"polling URL with credentials for host {host!r}; not polling it")
         if parsed.scheme == "https" and (host == "bfl.ai" or host.endswith(".bfl.ai")) and port == 443:
             return parsed
-        if (parsed.scheme, host, port) == self._base_origin:
+        if (parsed.scheme, _loopback_alias(host), port) == self._base_origin:
             return parsed
         raise BflUnsafeUrl(f"polling URL host {parsed.scheme}://{host}:{port} is not a BFL API host")
 
@@ -672,6 +673,16 @@ def _to_decimal(value: Any) -> Decimal | None:
     except InvalidOperation:
         return None
     return result if result.is_finite() else None
+
+
+def _loopback_alias(host: str) -> str:
+    """One name for this machine: a local test server may spell itself localhost, 127.0.0.1 or ::1."""
+    try:
+        if ipaddress.ip_address(host.strip("[]")).is_loopback:
+            return "loopback"
+    except ValueError:
+        pass
+    return "loopback" if host in {"localhost", "localhost."} else host
 
 
 def _is_plain_ascii(url: str) -> bool:

@@ -194,3 +194,29 @@ async def test_report_and_export(harness, people):
     table = list(csv.DictReader(io.StringIO(data)))
     assert [row["kind"] for row in table] == ["reserve", "settle"]
     assert sum(float(row["server_usd"]) for row in table) == pytest.approx(0.04)
+
+
+async def test_a_refusal_after_a_slow_admission_is_still_private(harness, people, monkeypatch):
+    """When the database is slow the bot acknowledges first; a refusal must then stay ephemeral."""
+    from bot.generation import ImageGenerator
+
+    fake = harness.fake
+    await budget(harness, "images", people["mod"], who=uid(people["member"]), count=0, period="day")
+    monkeypatch.setattr(harness.bot.extensions["cogs.imagine"], "ACK_BUDGET_SECONDS", 0.01)
+    released = asyncio.Event()
+    real_admit = ImageGenerator.admit
+
+    async def slow_admit(self, *args, **kwargs):
+        await released.wait()
+        return await real_admit(self, *args, **kwargs)
+
+    monkeypatch.setattr(ImageGenerator, "admit", slow_admit)
+    interaction = await harness.imagine(user=people["member"], wait=False)
+    await interaction.wait_acked()
+    assert interaction.response_type == 5  # deferred publicly while admission was still running
+    released.set()
+    await interaction.wait_for(lambda: interaction.followups)
+    [followup] = interaction.followups
+    assert followup["flags"] & 64 and "image quota is used up" in followup["content"]
+    assert interaction.original_message_id in fake.deleted_messages  # no public trace of the refusal
+    assert harness.bfl.submits == []

@@ -198,12 +198,14 @@ async def test_foreign_polling_host_is_refused_before_any_request(client: BflCli
         ("ftp://api.bfl.ai/v1/get_result?id=1", False),
         ("{base_https}/v1/get_result?id=1", False),
         ("{other}/v1/get_result?id=1", False),
-        ("http://localhost:{port}/v1/get_result?id=1", False),
+        ("http://localhost:{port}/v1/get_result?id=1", True),  # the same loopback server, spelled differently
+        ("http://[::1]:{port}/v1/get_result?id=1", True),
+        ("http://localhost:1/v1/get_result?id=1", False),
         ("/v1/get_result?id=1", False),
     ],
 )
 def test_check_polling_url(client: BflClient, fake_bfl: FakeBfl, url: str, allowed: bool) -> None:
-    """Only https *.bfl.ai, or exactly the configured base origin, may receive the key."""
+    """Only https *.bfl.ai, or exactly the configured base origin (loopback spellings alike), gets the key."""
     port = fake_bfl.url.rsplit(":", 1)[1]
     url = url.format(
         base=fake_bfl.url,
