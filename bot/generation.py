@@ -35,7 +35,7 @@ from bot.errors import GenerationFailed, GenerationPaused
 from bot.jobs import Job, JobStatus, JobStore
 from bot.ledger import Ledger, Reservation
 from bot.limits import LimitsService
-from bot.models import MODELS, GenerationRequest
+from bot.models import MODELS, OPTION_NAMES, GenerationRequest, build_request
 from bot.spend_alerts import SpendAlerts
 
 log = logging.getLogger(__name__)
@@ -164,6 +164,7 @@ class ImageGenerator:
             width=request.width,
             height=request.height,
             cache_key=request.cache_key(),
+            aspect_ratio=request.aspect_ratio,
             estimated_micros=0 if ticket.reservation is None else ticket.reservation.estimated_micros,
             status=JobStatus.CACHED if ticket.cached_image is not None else JobStatus.QUEUED,
         )
@@ -276,6 +277,21 @@ class ImageGenerator:
         if policy is RefundPolicy.NONE:
             return False
         return not isinstance(exc, BflModerated)
+
+    async def reroll_request(self, job_id: int, *, max_prompt_length: int) -> GenerationRequest | None:
+        """The request of an earlier job with a fresh seed (None if the job is unknown)."""
+        job = await self._jobs.get(job_id)
+        if job is None:
+            return None
+        options = {name: job.params.get(name) for name in OPTION_NAMES}
+        return build_request(
+            model=job.model,
+            prompt=job.prompt,
+            aspect_ratio=job.aspect_ratio or job.params.get("aspect_ratio"),
+            seed=None,
+            max_prompt_length=max_prompt_length,
+            **options,
+        )
 
     async def mark_delivered(self, job_id: int, channel_id: int, message_id: int) -> None:
         """Record where the image was posted."""

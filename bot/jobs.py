@@ -62,6 +62,7 @@ class Job:
     result_message_id: int | None
     created_at: datetime
     updated_at: datetime
+    aspect_ratio: str | None = None
 
 
 _UPDATABLE = {"cost_micros", "bfl_task_id", "polling_url", "error", "result_channel_id", "result_message_id"}
@@ -90,13 +91,14 @@ class JobStore:
         cache_key: str,
         estimated_micros: int,
         status: JobStatus = JobStatus.QUEUED,
+        aspect_ratio: str | None = None,
     ) -> None:
         """Insert a job (a repeated insert of the same interaction is ignored)."""
         now = to_millis(self._clock())
         await self._db.execute(
             "INSERT OR IGNORE INTO jobs (id, guild_id, channel_id, user_id, model, prompt, params, seed, width,"
-            " height, cache_key, status, estimated_micros, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " height, cache_key, status, estimated_micros, created_at, updated_at, aspect_ratio)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 job_id,
                 guild_id,
@@ -113,6 +115,7 @@ class JobStore:
                 estimated_micros,
                 now,
                 now,
+                aspect_ratio,
             ),
         )
 
@@ -171,4 +174,5 @@ def _job(row: Any) -> Job:
         result_message_id=row["result_message_id"],
         created_at=from_millis(row["created_at"]),
         updated_at=from_millis(row["updated_at"]),
+        aspect_ratio=row["aspect_ratio"],
     )

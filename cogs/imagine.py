@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import re
 from collections.abc import Callable
 
 import discord
@@ -12,7 +13,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import FluxcordBot
-from bot.errors import GenerationFailed
+from bot.errors import GenerationFailed, InvalidOptions
 from bot.generation import GeneratedImage, Progress, Requester, Stage, Ticket
 from bot.images import InvalidImage, fit_for_upload
 from bot.models import ASPECT_RATIOS, DEFAULT_MODEL, MAX_SEED, MODELS, GenerationRequest, build_request
@@ -88,6 +89,17 @@ class Imagine(commands.Cog):
             prompt_upsampling=prompt_upsampling,
             max_prompt_length=self.settings.max_prompt_length,
         )
+        await self._generate(interaction, request)
+
+    async def reroll(self, interaction: discord.Interaction, job_id: int) -> None:
+        """🎲: the same request as an earlier image with a new seed, paid by whoever clicked."""
+        request = await self.generator.reroll_request(job_id, max_prompt_length=self.settings.max_prompt_length)
+        if request is None:
+            raise InvalidOptions("That image is no longer known to the bot, so it can't be rerolled.")
+        await self._generate(interaction, request)
+
+    async def _generate(self, interaction: discord.Interaction, request: GenerationRequest) -> None:
+        """Admit (or refuse privately), acknowledge, generate with progress, and post the result."""
         member = interaction.user
         roles = tuple(role.id for role in getattr(member, "roles", ()))
         requester = Requester(interaction.id, interaction.guild_id or 0, interaction.channel_id or 0, member.id, roles)
@@ -143,7 +155,9 @@ class Imagine(commands.Cog):
         """Turn the "thinking…" response into the result, or post it in the channel past the token's life."""
         if not interaction.is_expired():
             try:
-                return await interaction.edit_original_response(content=None, embed=embed, attachments=[attachment()])
+                return await interaction.edit_original_response(
+                    content=None, embed=embed, attachments=[attachment()], view=result_buttons(job_id)
+                )
             except discord.HTTPException as exc:
                 if exc.code not in EXPIRED_CODES:
                     raise
@@ -153,8 +167,49 @@ class Imagine(commands.Cog):
             f"{interaction.user.mention} your image is ready.",
             embed=embed,
             file=attachment(),
+            view=result_buttons(job_id),
             allowed_mentions=discord.AllowedMentions(users=[interaction.user]),
         )
+
+
+class RerollButton(discord.ui.DynamicItem[discord.ui.Button], template=r"fluxcord:reroll:(?P<job>[0-9]+)"):
+    """🎲 under every result: the same request with a new seed.
+
+    Only the job id is in the custom id (every client can read it), so the button keeps working after
+    restarts and never carries the prompt.
+    """
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Reroll", emoji="🎲", style=discord.ButtonStyle.secondary, custom_id=f"fluxcord:reroll:{job_id}"
+            )
+        )
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]
+    ) -> RerollButton:
+        """Rebuild the button from a click (also after a restart)."""
+        return cls(int(match["job"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        """Run the reroll; errors take the same path as slash-command errors."""
+        cog = interaction.client.get_cog(Imagine.__cog_name__)
+        try:
+            if cog is None or interaction.guild_id is None:
+                raise InvalidOptions("Rerolling isn't available right now.")
+            await cog.reroll(interaction, self.job_id)
+        except Exception as exc:
+            await interaction.client.tree.on_error(interaction, exc)
+
+
+def result_buttons(job_id: int) -> discord.ui.View:
+    """The buttons attached to a posted image."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(RerollButton(job_id))
+    return view
 
 
 def render_embed(
@@ -176,5 +231,11 @@ def render_embed(
 
 
 async def setup(bot: FluxcordBot) -> None:
-    """Load the cog."""
+    """Load the cog and its persistent buttons."""
+    bot.add_dynamic_items(RerollButton)
     await bot.add_cog(Imagine(bot))
+
+
+async def teardown(bot: FluxcordBot) -> None:
+    """Unregister the persistent buttons."""
+    bot.remove_dynamic_items(RerollButton)

@@ -2083,6 +2083,10 @@ class FakeDiscord:
             msg["embeds"] = [_embed_response(e) for e in body["embeds"] or [] if isinstance(e, dict)]
         if "components" in body:
             comps = copy.deepcopy(body["components"] or [])
+            for comp in _walk_components(comps):
+                # A unicode emoji is sent as {"id": null, "name": "🎲"}; Discord stores it without an id.
+                if isinstance(comp.get("emoji"), dict) and comp["emoji"].get("id") is None:
+                    comp["emoji"].pop("id", None)
             _assign_component_ids(comps)
             msg["components"] = comps
         ephemeral = bool(msg["flags"] & MessageFlags.EPHEMERAL)

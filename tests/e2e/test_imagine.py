@@ -205,3 +205,33 @@ async def test_a_job_left_unfinished_by_a_previous_run_is_delivered_to_the_chann
     assert (await services.jobs.get(job_id)).status is JobStatus.DELIVERED
     assert await services.ledger.outcome(job_id) == "settle"
     assert len(harness.bfl.submits) == 1
+
+
+async def test_reroll_button_repeats_the_request_with_a_new_seed_for_the_clicker(harness):
+    fake = harness.fake
+    first = await harness.imagine(prompt="a koi pond", aspect_ratio="3:2", model="flux-dev", steps=20)
+    message = first.original_message
+    [row] = message["components"]
+    [button] = row["components"]
+    assert button["custom_id"] == f"fluxcord:reroll:{first.id}" and "koi" not in button["custom_id"]
+
+    clicker = fake.add_member(name="clicker")
+    click = await fake.click(message["id"], button["custom_id"], user=clicker)
+    await harness.finished(click)
+    result = click.original_message
+    assert result["attachments"] and result["id"] != message["id"]
+    first_body, second_body = (s.body for s in harness.bfl.submits)
+    assert {k: v for k, v in second_body.items() if k != "seed"} == {k: v for k, v in first_body.items() if k != "seed"}
+    assert second_body["seed"] != first_body["seed"]
+    paid_by = await harness.services.db.fetch_value("SELECT user_id FROM ledger WHERE job_id = ? AND kind = 'settle'",
+                                                    (int(click.id),))  # fmt: skip
+    assert paid_by == int(clicker["user"]["id"])
+
+
+async def test_reroll_of_an_unknown_job_is_refused_privately(harness):
+    first = await harness.imagine()
+    await harness.services.db.execute("DELETE FROM jobs WHERE id = ?", (int(first.id),))
+    click = await harness.fake.click(first.original_message["id"], f"fluxcord:reroll:{first.id}")
+    await click.wait_acked()
+    assert click.ephemeral and "no longer known" in click.original_message["content"]
+    assert len(harness.bfl.submits) == 1
