@@ -127,20 +127,10 @@ async def harness(
     """The real bot, logged in to the fake Discord and using the fake BFL."""
     from bot.app import assemble
     from bot.bfl.client import PollSchedule
-    from bot.config import Settings
+    from tests.e2e.support import bot_settings
 
     fake = discord_endpoints
-    settings = Settings(
-        _env_file=None,
-        discord_token=fake.token,
-        bfl_api_key=fake_bfl.api_key,
-        bfl_api_url=fake_bfl.url,
-        discord_api_url=fake.api_url,
-        discord_gateway_url=fake.gateway_url,
-        database_path=tmp_path / "fluxcord.sqlite3",
-        cache_dir=tmp_path / "cache",
-        **bot_settings_overrides,
-    )
+    settings = bot_settings(fake, fake_bfl, tmp_path, **bot_settings_overrides)
     fast_polls = PollSchedule(first_interval=0.005, quick_phase=0.05, factor=1.5, max_interval=0.02, jitter=0.0)
     async with (
         assemble(

@@ -7,6 +7,7 @@ import io
 import pytest
 
 from tests.e2e.fake_discord import Perm
+from tests.e2e.support import hold_admissions, loaded_cog_module
 from tests.fakes.fake_bfl import Behaviour
 
 MEMBER_PERMISSIONS = Perm.VIEW_CHANNEL | Perm.SEND_MESSAGES
@@ -198,19 +199,10 @@ async def test_report_and_export(harness, people):
 
 async def test_a_refusal_after_a_slow_admission_is_still_private(harness, people, monkeypatch):
     """When the database is slow the bot acknowledges first; a refusal must then stay ephemeral."""
-    from bot.generation import ImageGenerator
-
     fake = harness.fake
     await budget(harness, "images", people["mod"], who=uid(people["member"]), count=0, period="day")
-    monkeypatch.setattr(harness.bot.extensions["cogs.imagine"], "ACK_BUDGET_SECONDS", 0.01)
-    released = asyncio.Event()
-    real_admit = ImageGenerator.admit
-
-    async def slow_admit(self, *args, **kwargs):
-        await released.wait()
-        return await real_admit(self, *args, **kwargs)
-
-    monkeypatch.setattr(ImageGenerator, "admit", slow_admit)
+    monkeypatch.setattr(loaded_cog_module(harness.bot), "ACK_BUDGET_SECONDS", 0.01)
+    released = hold_admissions(monkeypatch)
     interaction = await harness.imagine(user=people["member"], wait=False)
     await interaction.wait_acked()
     assert interaction.response_type == 5  # deferred publicly while admission was still running

@@ -4,31 +4,17 @@ Each test breaks the real bot in one way and asserts the fake Discord caught it 
 that every other e2e test relies on (`fake.assert_clean()` at teardown fails on any of these).
 """
 
-import asyncio
-
 import discord
 import pytest
 
-from bot.generation import ImageGenerator
-
-
-def loaded_cog_module(harness):
-    """The module object the bot loaded (load_extension executes a fresh copy of the file)."""
-    return harness.bot.extensions["cogs.imagine"]
+from tests.e2e.support import hold_admissions, loaded_cog_module
 
 
 async def test_an_acknowledgement_after_the_deadline_is_caught(harness, monkeypatch):
     fake = harness.fake
-    released = asyncio.Event()
-    real_admit = ImageGenerator.admit
-
-    async def slow_admit(self, *args, **kwargs):
-        await released.wait()
-        return await real_admit(self, *args, **kwargs)
-
     # Broken: a slow admission, and no early acknowledgement to cover it.
-    monkeypatch.setattr(ImageGenerator, "admit", slow_admit)
-    monkeypatch.setattr(loaded_cog_module(harness), "ACK_BUDGET_SECONDS", 3600)
+    released = hold_admissions(monkeypatch)
+    monkeypatch.setattr(loaded_cog_module(harness.bot), "ACK_BUDGET_SECONDS", 3600)
     interaction = await harness.imagine(wait=False)
     await fake.wait_for(lambda: fake.connected)
     fake.clock.advance(3.5)  # Discord's 3 s pass without an answer
@@ -40,7 +26,7 @@ async def test_an_acknowledgement_after_the_deadline_is_caught(harness, monkeypa
 
 async def test_a_payload_discord_rejects_is_caught(harness, monkeypatch):
     fake = harness.fake
-    module = loaded_cog_module(harness)
+    module = loaded_cog_module(harness.bot)
     real_render = module.render_embed
 
     def oversized_embed(*args, **kwargs):
@@ -79,7 +65,7 @@ async def test_an_upload_over_the_limit_is_caught(harness, monkeypatch):
 
         return fit_to_limit(data, 10**9, basename=basename)  # Broken: ignores Discord's limit
 
-    monkeypatch.setattr(loaded_cog_module(harness), "fit_for_upload", no_reencoding)
+    monkeypatch.setattr(loaded_cog_module(harness.bot), "fit_for_upload", no_reencoding)
     await harness.imagine(wait=False)
     assert await harness.fake.wait_for(lambda: harness.fake.take_violations(40005))
     harness.fake.assert_clean_at_teardown = False

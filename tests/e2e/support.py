@@ -1,0 +1,43 @@
+"""Helpers shared by the end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from bot.config import Settings
+from bot.generation import ImageGenerator
+
+
+def bot_settings(fake: Any, fake_bfl: Any, folder: Path, **overrides: Any) -> Settings:
+    """Settings pointing the bot at the fake Discord and fake BFL, with its files in ``folder``."""
+    return Settings(
+        _env_file=None,
+        discord_token=fake.token,
+        bfl_api_key=fake_bfl.api_key,
+        bfl_api_url=fake_bfl.url,
+        discord_api_url=fake.api_url,
+        discord_gateway_url=fake.gateway_url,
+        database_path=folder / "fluxcord.sqlite3",
+        cache_dir=folder / "cache",
+        **overrides,
+    )
+
+
+def loaded_cog_module(bot: Any, name: str = "cogs.imagine") -> Any:
+    """The module object the bot loaded (``load_extension`` executes a fresh copy of the file)."""
+    return bot.extensions[name]
+
+
+def hold_admissions(monkeypatch: Any) -> asyncio.Event:
+    """Make every admission wait until the returned event is set (a slow database, on demand)."""
+    released = asyncio.Event()
+    real_admit = ImageGenerator.admit
+
+    async def slow_admit(self: ImageGenerator, *args: Any, **kwargs: Any) -> Any:
+        await released.wait()
+        return await real_admit(self, *args, **kwargs)
+
+    monkeypatch.setattr(ImageGenerator, "admit", slow_admit)
+    return released
