@@ -287,3 +287,16 @@ async def test_an_unexpected_bug_before_submit_releases_everything(services, fak
         await generate(services, 1)
     assert fake_bfl.submits == []
     assert await ledger_kinds(db, 1) == ["reserve", "release"]
+
+
+async def test_a_result_that_is_not_an_image_is_never_cached_or_charged_to_the_member(
+    services, fake_bfl, db, monkeypatch
+):
+    async def garbage(url, *, max_bytes):
+        return b"<html>not an image</html>"
+
+    monkeypatch.setattr(services.bfl, "download", garbage)
+    with pytest.raises(GenerationFailed, match="not been charged"):
+        await generate(services, 1)
+    assert await services.generator._cache.get(request().cache_key()) is None
+    assert await db.fetch_value("SELECT SUM(member_micros) FROM ledger WHERE job_id = 1") == 0
