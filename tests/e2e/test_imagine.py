@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from bot.jobs import JobStatus
+from bot.money import credits_to_micros
 from tests.fakes.fake_bfl import Behaviour
 
 
@@ -148,6 +149,7 @@ async def test_an_image_over_the_upload_limit_is_reencoded_to_fit(harness):
 
 async def test_fifty_concurrent_requests_from_ten_members_are_all_acknowledged_in_time(harness):
     fake = harness.fake
+    credits_before = harness.bfl.credits
     members = [fake.add_member(name=f"member{i}") for i in range(10)]
     interactions = await asyncio.gather(
         *(harness.imagine(user=members[i % 10], prompt=f"picture {i}", wait=False) for i in range(50))
@@ -158,6 +160,9 @@ async def test_fifty_concurrent_requests_from_ten_members_are_all_acknowledged_i
     assert len(harness.bfl.submits) == 50
     assert harness.bfl.max_active_seen <= 24
     assert await harness.services.ledger.verify_counters() == []
+    # The ledger reconciles with what BFL charged, to the micro-dollar.
+    spent = await harness.services.db.fetch_value("SELECT SUM(server_micros) FROM ledger")
+    assert spent == credits_to_micros(credits_before - harness.bfl.credits) == 50 * 40_000
 
 
 async def test_a_job_that_outlives_the_interaction_token_is_posted_in_the_channel(harness):
