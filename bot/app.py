@@ -7,6 +7,7 @@ same object graph as production.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import json
@@ -37,8 +38,6 @@ from bot.storage.database import Database
 from bot.tree import FluxcordTree
 
 log = logging.getLogger(__name__)
-
-DEFAULT_GATEWAY = "wss://gateway.discord.gg/"
 
 
 @dataclass(frozen=True)
@@ -150,7 +149,11 @@ def point_discord_at(settings: Settings) -> None:
     """Send discord.py's REST and gateway traffic to the configured endpoints (proxies, test servers)."""
     discord.http.Route.BASE = settings.discord_api_url
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
-    if settings.discord_api_url != "https://discord.com/api/v10" or settings.discord_gateway_url != DEFAULT_GATEWAY:
+    defaults = Settings.model_fields
+    if (settings.discord_api_url, settings.discord_gateway_url) != (
+        defaults["discord_api_url"].default,
+        defaults["discord_gateway_url"].default,
+    ):
         log.warning("Using Discord endpoints %s and %s", settings.discord_api_url, settings.discord_gateway_url)
 
 
@@ -204,7 +207,10 @@ async def assemble(
             if not bot.is_closed():
                 await bot.close()
             if bot.recovery_task is not None and not bot.recovery_task.done():
+                # Finish the cancellation before the database closes under it.
                 bot.recovery_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await bot.recovery_task
     finally:
         await session.close()
         await db.close()

@@ -32,6 +32,9 @@ class LimitReached(FluxcordError):
 class GenerationPaused(FluxcordError):
     """Moderators paused generation in this server."""
 
+    def __init__(self, user_message: str = "Image generation is paused in this server by its moderators.") -> None:
+        super().__init__(user_message)
+
 
 class GenerationFailed(FluxcordError):
     """A generation that started did not produce an image; the message says why in plain words."""

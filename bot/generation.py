@@ -38,7 +38,7 @@ from bot.images import inspect as inspect_image
 from bot.jobs import Job, JobStatus, JobStore
 from bot.ledger import Ledger, Reservation
 from bot.limits import LimitsService
-from bot.models import MODELS, OPTION_NAMES, GenerationRequest, build_request
+from bot.models import OPTION_NAMES, GenerationRequest, build_request
 from bot.spend_alerts import SpendAlerts
 
 log = logging.getLogger(__name__)
@@ -130,9 +130,9 @@ class ImageGenerator:
 
     async def admit(self, request: GenerationRequest, requester: Requester) -> Ticket:
         """Serve from the cache, or reserve the estimated cost against every limit (or raise)."""
-        guild = await self._limits.guild_settings(requester.guild_id)
-        if guild.paused:
-            raise GenerationPaused("Image generation is paused in this server by its moderators.")
+        # The reservation re-checks the pause atomically; this read also stops free cache hits.
+        if (await self._limits.guild_settings(requester.guild_id)).paused:
+            raise GenerationPaused
         entry = await self._cache.get_entry(request.cache_key())
         if entry is not None:
             cost = int(entry.metadata.get("cost_micros", 0))
@@ -438,6 +438,3 @@ def _failure_text(exc: BflError, refunded: bool) -> str:
     if isinstance(exc, BflSubmitOutcomeUnknown):
         return "The image provider did not answer in time. Please try again." + charge
     return "The image provider could not generate this image. Please try again." + charge
-
-
-__all__ = ["MODELS", "GeneratedImage", "ImageGenerator", "Progress", "Requester", "Stage", "Ticket"]

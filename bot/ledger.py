@@ -200,7 +200,7 @@ class Ledger:
         now: datetime,
     ) -> None:
         if await self._db.fetch_value("SELECT paused FROM guild_settings WHERE guild_id = ?", (guild_id,), default=0):
-            raise GenerationPaused("Image generation is paused in this server by its moderators.")
+            raise GenerationPaused
         for status in await self.statuses(guild_id, user_id, limits):
             limit = status.limit
             needed = 1 if limit.metric is Metric.IMAGES else estimated_micros

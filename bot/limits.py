@@ -215,7 +215,7 @@ class LimitsService:
         """Remove every override set on one member (they fall back to their roles)."""
         target = Target(TargetKind.MEMBER, user_id)
         async with self._db.transaction() as tx:
-            rows = await self._db.fetch_all(
+            rows = await tx.fetch_all(
                 "SELECT target_kind, target_id, metric, period, value FROM limits"
                 " WHERE guild_id = ? AND target_kind = 'member' AND target_id = ?",
                 (guild_id, user_id),

@@ -69,6 +69,10 @@ class Transaction:
         cursor = await self._conn.execute(sql, params)
         return await cursor.fetchone()
 
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
+        """Every row of a query inside the transaction."""
+        return list(await self._conn.execute_fetchall(sql, params))
+
 
 class Database:
     """The bot's SQLite store. Build it with :meth:`open`; close it with :meth:`close`."""
@@ -128,11 +132,6 @@ class Database:
         async with self._write_lock:
             cursor = await self._conn.execute(sql, params)
             return cursor.rowcount
-
-    async def execute_many(self, sql: str, rows: Iterable[Params]) -> None:
-        """Run one write statement for many parameter sets, all in one transaction."""
-        async with self.transaction():
-            await self._conn.executemany(sql, rows)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
