@@ -95,32 +95,45 @@ def _bomb_warnings_as_errors() -> Iterator[None]:
         yield
 
 
-def _open_decoded(data: bytes) -> Image.Image:
-    """Open ``data`` and decode every pixel, or raise :class:`InvalidImage`."""
+def _open_header(data: bytes) -> Image.Image:
+    """Open ``data`` reading only its header (format and size), or raise :class:`InvalidImage`."""
     if not data:
         raise InvalidImage("the file is empty")
     try:
         with _bomb_warnings_as_errors():
-            # `formats=` stops Pillow from trying every plugin it has on untrusted bytes.
             image = Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InvalidImage("the image is too large to process") from exc
     except UnidentifiedImageError as exc:
         raise InvalidImage("the file is not a JPEG, PNG or WEBP image") from exc
-    except (OSError, SyntaxError, ValueError) as exc:  # Pillow's parsers raise all three
+    except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidImage("the image could not be read") from exc
-
     width, height = image.size
-    # Checked again here, before decoding, so the rule holds even if someone raises Pillow's limit.
     if width <= 0 or height <= 0 or width * height > MAX_PIXELS:
         image.close()
         raise InvalidImage("the image is too large to process")
+    return image
+
+
+def _open_decoded(data: bytes) -> Image.Image:
+    """Open ``data`` and decode every pixel, or raise :class:`InvalidImage`."""
+    image = _open_header(data)
     try:
         image.load()  # decodes everything: truncated or corrupt data fails here, not later
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         image.close()
         raise InvalidImage("the image is truncated or corrupt") from exc
     return image
+
+
+def probe(data: bytes) -> ImageInfo:
+    """Check ``data`` is a JPEG/PNG/WEBP image of sane size from its header alone (no pixel decode).
+
+    Cheap enough for every downloaded result: the full decode happens at most once, later, and only
+    if the image must be re-encoded to fit Discord's upload limit (:func:`fit_to_limit`).
+    """
+    with _open_header(data) as image:
+        return ImageInfo(format=image.format or "", width=image.width, height=image.height, size_bytes=len(data))
 
 
 def inspect_image(data: bytes) -> ImageInfo:
@@ -170,18 +183,19 @@ def fit_to_limit(data: bytes, limit_bytes: int, *, basename: str = "fluxcord") -
     """
     if limit_bytes <= 0:
         raise ValueError("limit_bytes must be positive")
-    with _open_decoded(data) as image:
-        fmt = image.format or ""
-        extension, content_type = ALLOWED_FORMATS[fmt]
-        if len(data) <= limit_bytes:
+    if len(data) <= limit_bytes:
+        # It fits as it is: read the header for the name and size, and post the original bytes.
+        with _open_header(data) as header:
+            extension, content_type = ALLOWED_FORMATS[header.format or ""]
             return EncodedImage(
                 data=data,
                 filename=f"{basename}.{extension}",
                 content_type=content_type,
-                width=image.width,
-                height=image.height,
+                width=header.width,
+                height=header.height,
                 reencoded=False,
             )
+    with _open_decoded(data) as image:
         # A profile only describes the output if the colour space is unchanged (not CMYK → RGB, say).
         icc_profile = image.info.get("icc_profile") if image.mode in _ICC_SAFE_MODES else None
         # Stripping EXIF would drop the orientation tag, so apply it to the pixels first.

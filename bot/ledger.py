@@ -14,6 +14,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from bot.clock import Clock, from_millis, to_millis, utc_now
 from bot.config import Period
@@ -23,6 +24,15 @@ from bot.periods import PeriodKeys, period_end
 from bot.storage.database import Database
 
 log = logging.getLogger(__name__)
+
+BUSY_TEXT = "The bot is very busy right now; please try again in a moment."
+
+
+class Executor(Protocol):
+    """Runs one write statement: the :class:`Database` itself, or a transaction it opened."""
+
+    async def execute(self, sql: str, params: Sequence[object] = ()) -> int:
+        """Run ``sql``; return the number of rows it changed."""
 
 
 class Scope(enum.StrEnum):
@@ -138,45 +148,25 @@ class Ledger:
         Raises :class:`GenerationPaused` or :class:`LimitReached` (naming the limit, what is left and
         when it resets). Reserving the same ``job_id`` again returns the existing reservation.
         """
-        if estimated_micros < 0:
-            raise ValueError("an estimate cannot be negative")
         for _attempt in range(3):
             now = self._clock()
-            keys = PeriodKeys.at(now)
-            now_ms = to_millis(now)
-            conditions = [
-                "NOT EXISTS (SELECT 1 FROM guild_settings WHERE guild_id = ? AND paused = 1)",
-                "COALESCE((SELECT pending_jobs FROM member_activity WHERE guild_id = ? AND user_id = ?), 0) < ?",
-            ]
-            params: list[object] = [guild_id, guild_id, user_id, max_pending_jobs]
-            if cooldown_seconds > 0:
-                conditions.append(
-                    "COALESCE((SELECT last_reserved_at FROM member_activity"
-                    " WHERE guild_id = ? AND user_id = ?), 0) <= ?"
-                )
-                params += [guild_id, user_id, now_ms - cooldown_seconds * 1000]
-            for limit in limits:
-                used = _USED[(limit.scope, limit.metric)]
-                cost = 1 if limit.metric is Metric.IMAGES else estimated_micros
-                conditions.append(f"COALESCE((SELECT {used} FROM usage WHERE scope = ? AND period = ?), 0) + ? <= ?")
-                params += [
-                    scope_key(limit.scope, guild_id, user_id),
-                    keys.of(limit.period),
-                    cost,
-                    limit.value,
-                ]
-            sql = (
-                f"INSERT OR IGNORE INTO ledger ({_RESERVE_COLUMNS}) "
-                "SELECT 'reserve', ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ? WHERE " + " AND ".join(conditions)
-            )
-            row_values = [job_id, guild_id, user_id, model, estimated_micros, estimated_micros]
-            row_values += [keys.day, keys.week, keys.month, now_ms]
-            if await self._db.execute(sql, [*row_values, *params]) == 1:
+            if await self.try_reserve(
+                self._db,
+                job_id=job_id,
+                guild_id=guild_id,
+                user_id=user_id,
+                model=model,
+                estimated_micros=estimated_micros,
+                limits=limits,
+                max_pending_jobs=max_pending_jobs,
+                cooldown_seconds=cooldown_seconds,
+                now=now,
+            ):
                 return Reservation(job_id, guild_id, user_id, estimated_micros, now)
             existing = await self.reservation(job_id)
             if existing is not None:
                 return existing
-            await self._explain_refusal(
+            await self.explain_refusal(
                 guild_id=guild_id,
                 user_id=user_id,
                 estimated_micros=estimated_micros,
@@ -186,9 +176,54 @@ class Ledger:
                 now=now,
             )
             # Nothing refuses on a second look: a concurrent job settled in between. Try again.
-        raise LimitReached("The bot is very busy right now; please try again in a moment.")
+        raise LimitReached(BUSY_TEXT)
 
-    async def _explain_refusal(
+    async def try_reserve(
+        self,
+        executor: Executor,
+        *,
+        job_id: int,
+        guild_id: int,
+        user_id: int,
+        model: str,
+        estimated_micros: int,
+        limits: Sequence[Limit],
+        max_pending_jobs: int,
+        cooldown_seconds: int,
+        now: datetime,
+    ) -> bool:
+        """Write the reservation as ONE conditional insert on ``executor`` (database or open transaction).
+
+        True if every limit held and the row was written; False, with nothing written, if not.
+        """
+        if estimated_micros < 0:
+            raise ValueError("an estimate cannot be negative")
+        keys = PeriodKeys.at(now)
+        now_ms = to_millis(now)
+        conditions = [
+            "NOT EXISTS (SELECT 1 FROM guild_settings WHERE guild_id = ? AND paused = 1)",
+            "COALESCE((SELECT pending_jobs FROM member_activity WHERE guild_id = ? AND user_id = ?), 0) < ?",
+        ]
+        params: list[object] = [guild_id, guild_id, user_id, max_pending_jobs]
+        if cooldown_seconds > 0:
+            conditions.append(
+                "COALESCE((SELECT last_reserved_at FROM member_activity WHERE guild_id = ? AND user_id = ?), 0) <= ?"
+            )
+            params += [guild_id, user_id, now_ms - cooldown_seconds * 1000]
+        for limit in limits:
+            used = _USED[(limit.scope, limit.metric)]
+            cost = 1 if limit.metric is Metric.IMAGES else estimated_micros
+            conditions.append(f"COALESCE((SELECT {used} FROM usage WHERE scope = ? AND period = ?), 0) + ? <= ?")
+            params += [scope_key(limit.scope, guild_id, user_id), keys.of(limit.period), cost, limit.value]
+        sql = (
+            f"INSERT OR IGNORE INTO ledger ({_RESERVE_COLUMNS}) "
+            "SELECT 'reserve', ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ? WHERE " + " AND ".join(conditions)
+        )
+        row_values = [job_id, guild_id, user_id, model, estimated_micros, estimated_micros]
+        row_values += [keys.day, keys.week, keys.month, now_ms]
+        return await executor.execute(sql, [*row_values, *params]) == 1
+
+    async def explain_refusal(
         self,
         *,
         guild_id: int,
@@ -199,6 +234,7 @@ class Ledger:
         cooldown_seconds: int,
         now: datetime,
     ) -> None:
+        """Raise the refusal that explains why a reservation was not written (or return if none applies)."""
         if await self._db.fetch_value("SELECT paused FROM guild_settings WHERE guild_id = ?", (guild_id,), default=0):
             raise GenerationPaused
         for status in await self.statuses(guild_id, user_id, limits):
@@ -240,7 +276,15 @@ class Ledger:
             result.append(LimitStatus(limit, used, granted, period_end(limit.period, now)))
         return result
 
-    async def settle(self, job_id: int, cost_micros: int, *, refund_member: bool = False, note: str = "") -> bool:
+    async def settle(
+        self,
+        job_id: int,
+        cost_micros: int,
+        *,
+        refund_member: bool = False,
+        note: str = "",
+        executor: Executor | None = None,
+    ) -> bool:
         """Record what BFL charged for the job; True if this call settled it (False: already done).
 
         ``refund_member`` keeps the charge on the server and bot totals (the money did leave the BFL
@@ -250,7 +294,7 @@ class Ledger:
             raise ValueError("a cost cannot be negative")
         refund = 1 if refund_member else 0
         return (
-            await self._db.execute(
+            await (executor or self._db).execute(
                 f"INSERT OR IGNORE INTO ledger ({_RESERVE_COLUMNS}, note) "
                 "SELECT 'settle', job_id, guild_id, user_id, model, ? - server_micros,"
                 " CASE WHEN ? THEN -member_micros ELSE ? - member_micros END,"
@@ -261,10 +305,10 @@ class Ledger:
             == 1
         )
 
-    async def release(self, job_id: int, *, note: str = "") -> bool:
+    async def release(self, job_id: int, *, note: str = "", executor: Executor | None = None) -> bool:
         """Give back everything a job held (BFL never accepted it); True if this call released it."""
         return (
-            await self._db.execute(
+            await (executor or self._db).execute(
                 f"INSERT OR IGNORE INTO ledger ({_RESERVE_COLUMNS}, note) "
                 "SELECT 'release', job_id, guild_id, user_id, model, -server_micros, -member_micros,"
                 " -member_images, day, week, month, ?, ? FROM ledger WHERE job_id = ? AND kind = 'reserve'",

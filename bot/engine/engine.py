@@ -1,0 +1,629 @@
+"""The job engine: admits jobs, hands out BFL slots fairly, runs each job to the end, survives restarts.
+
+A job's whole life is in its row (:mod:`bot.engine.store`); this module only moves it along:
+
+1. :meth:`JobEngine.admit` writes the job and its reservation in one transaction (or refuses with no
+   side effect). The cog then acknowledges the interaction and calls :meth:`JobEngine.acknowledged`;
+   if that fails, :meth:`JobEngine.abandon` releases the money at once.
+2. The dispatcher claims queued jobs one atomic statement at a time while a slot is free
+   (:meth:`bot.engine.store.JobStore.claim`), and starts a task per claimed job.
+3. That task submits (never resending a submit that may have created a task), polls with a plan
+   learned from the model's recent latencies, frees the slot the moment BFL reports a terminal
+   status, downloads, checks and caches the image, settles, and hands it to the presenter.
+4. Every event goes through :meth:`JobStore.apply`, i.e. through the one money decision.
+5. :meth:`JobEngine.start` resumes whatever a previous run left open; :meth:`JobEngine.stop` stops
+   admitting and leaves every job in a state the next start resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bot.bfl.client import BflClient, SubmittedTask, TaskResult
+from bot.bfl.errors import BflDownloadError, BflError
+from bot.bfl.polling import LatencyModel
+from bot.cache import ImageCache
+from bot.clock import Clock, to_millis, utc_now
+from bot.config import Settings
+from bot.engine import outcomes
+from bot.engine.fairness import positions
+from bot.engine.progress import Presenter, Progress, ProgressPainter, Result
+from bot.engine.states import Event, JobStatus
+from bot.engine.store import KONTEXT_MAX_MODEL, AdmissionRefused, Applied, Job, JobStore, NewJob
+from bot.errors import FluxcordError, GenerationPaused, LimitReached
+from bot.images import InvalidImage, probe
+from bot.ledger import BUSY_TEXT, Ledger
+from bot.limits import LimitsService
+from bot.models import GenerationRequest
+from bot.money import format_usd
+
+log = logging.getLogger(__name__)
+
+DOWNLOAD_LIMIT_BYTES = 40 * 1024 * 1024
+KONTEXT_MAX_ACTIVE_TASKS = 6
+RESUME_MIN_TIMEOUT = 30.0  # a resumed job gets at least this long to finish, whatever its deadline
+QUEUE_REFRESH_SECONDS = 1.0  # how often queue positions are recomputed while the queue moves
+DISPATCH_RETRY_SECONDS = 0.5
+
+Checkpoint = Callable[[str, int], None]
+Notice = Callable[[int, str], Coroutine[Any, Any, object]]  # (guild id, text) → a mod-log post
+
+
+class Restarting(FluxcordError):
+    """The bot is shutting down: new work is refused until it is back."""
+
+    def __init__(self) -> None:
+        super().__init__("The bot is restarting. Please try again in a minute.")
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who asked, where, and the interaction that identifies the job."""
+
+    job_id: int
+    guild_id: int
+    channel_id: int
+    user_id: int
+    role_ids: tuple[int, ...] = ()
+    application_id: int | None = None
+    interaction_token: str | None = None
+    upload_limit: int = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    """What a click on Cancel did."""
+
+    cancelled: bool
+    reason: str  # "cancelled", "not_allowed", "too_late", "unknown"
+
+
+class JobEngine:
+    """Runs image jobs against BFL with the money under control."""
+
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        ledger: Ledger,
+        limits: LimitsService,
+        bfl: BflClient,
+        cache: ImageCache,
+        settings: Settings,
+        clock: Clock = utc_now,
+        presenter: Presenter | None = None,
+        on_admitted: Callable[[int], object] | None = None,
+        notice: Notice | None = None,
+        checkpoint: Checkpoint | None = None,
+        progress_interval: float = 3.0,
+    ) -> None:
+        self.store = store
+        self._ledger = ledger
+        self._limits = limits
+        self._bfl = bfl
+        self._cache = cache
+        self._settings = settings
+        self._clock = clock
+        self._presenter = presenter
+        self._on_admitted = on_admitted
+        self._notice = notice
+        self._checkpoint = checkpoint
+        self._progress_interval = progress_interval
+        self.latency = LatencyModel()
+        self.painter: ProgressPainter | None = None
+        self.accepting = False
+        self._wake = asyncio.Event()
+        self._queue_changed = asyncio.Event()
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._submitting: set[int] = set()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        self.last_error: str | None = None
+
+    # -- wiring ------------------------------------------------------------------------------------
+
+    def attach(self, presenter: Presenter) -> None:
+        """Set the Discord side (the bot exists after the engine)."""
+        self._presenter = presenter
+
+    @property
+    def running_jobs(self) -> int:
+        """Jobs this process is working on right now."""
+        return len(self._tasks)
+
+    # -- admission ---------------------------------------------------------------------------------
+
+    async def admit(self, request: GenerationRequest, who: Requester, *, acked: bool = False) -> Job:
+        """Reserve and queue ``request`` (or take it from the cache), or raise a member-facing refusal.
+
+        Raises :class:`Restarting`, :class:`GenerationPaused` or :class:`LimitReached`; nothing is
+        written then. With ``acked=False`` the job waits for :meth:`acknowledged` before it can run.
+        """
+        if not self.accepting:
+            raise Restarting
+        if (await self._limits.guild_settings(who.guild_id)).paused:
+            raise GenerationPaused  # also stops free cache hits; the reservation re-checks it atomically
+        cached = await self._cache.get_entry(request.cache_key()) is not None
+        limits = await self._limits.limits_for(who.guild_id, who.user_id, who.role_ids)
+        new = NewJob(
+            id=who.job_id,
+            guild_id=who.guild_id,
+            channel_id=who.channel_id,
+            user_id=who.user_id,
+            model=request.model.key,
+            prompt=request.prompt,
+            params=request.bfl_payload(),
+            seed=request.seed,
+            width=request.width,
+            height=request.height,
+            cache_key=request.cache_key(),
+            aspect_ratio=request.aspect_ratio,
+            estimated_micros=request.estimated_cost_micros,
+            application_id=who.application_id,
+            interaction_token=who.interaction_token,
+            upload_limit=who.upload_limit,
+        )
+        for _attempt in range(3):
+            now = self._clock()
+            try:
+                job = await self.store.admit(
+                    new,
+                    limits=limits,
+                    max_pending_jobs=self._settings.member_max_pending_jobs,
+                    cooldown_seconds=self._settings.member_cooldown_seconds,
+                    cached=cached,
+                    acked=acked,
+                )
+            except AdmissionRefused:
+                await self._ledger.explain_refusal(
+                    guild_id=who.guild_id,
+                    user_id=who.user_id,
+                    estimated_micros=0 if cached else new.estimated_micros,
+                    limits=limits,
+                    max_pending_jobs=self._settings.member_max_pending_jobs,
+                    cooldown_seconds=self._settings.member_cooldown_seconds,
+                    now=now,
+                )
+                continue  # nothing refuses on a second look: a concurrent job ended in between
+            self._point("after_reserve", job.id)
+            if self._on_admitted is not None:
+                self._on_admitted(job.guild_id)
+            if acked:
+                self._after_ack(job)
+            return job
+        raise LimitReached(BUSY_TEXT)
+
+    async def acknowledged(self, job_id: int) -> None:
+        """The member saw the acknowledgement: the job may run now."""
+        for status in (JobStatus.QUEUED, JobStatus.CACHED):
+            if await self.store.update(job_id, status, acked=1):
+                job = await self.store.get(job_id)
+                if job is not None:
+                    self._after_ack(job)
+                return
+
+    def _after_ack(self, job: Job) -> None:
+        if job.status is JobStatus.CACHED:
+            self._start(job, self._deliver_cached(job))
+        else:
+            self._queue_changed.set()
+            self.wake()
+
+    async def abandon(self, job_id: int) -> None:
+        """The acknowledgement failed: cancel the job and release its money at once."""
+        applied = await self.store.apply(job_id, Event.ACK_FAILED, self._settings.refund_policy)
+        if applied is not None:
+            log.warning("Job %s: acknowledgement failed; cancelled and released", job_id)
+
+    async def cancel(self, job_id: int, *, actor_id: int, is_moderator: bool) -> CancelResult:
+        """Cancel a queued job for its requester or a moderator; its money is released at once."""
+        job = await self.store.get(job_id)
+        if job is None:
+            return CancelResult(False, "unknown")
+        if actor_id != job.user_id and not is_moderator:
+            return CancelResult(False, "not_allowed")
+        applied = await self.store.apply(
+            job_id, Event.CANCELLED, self._settings.refund_policy, expected=JobStatus.QUEUED, note=f"by {actor_id}"
+        )
+        if applied is None:
+            return CancelResult(False, "too_late")
+        log.info("Job %s cancelled by %s", job_id, actor_id)
+        self._forget_progress(job_id)
+        self._queue_changed.set()
+        return CancelResult(True, "cancelled")
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> int:
+        """Resume what a previous run left open, then start scheduling; return how many jobs resumed."""
+        self.latency = LatencyModel(await self.store.latency_samples())
+        resumed = await self._recover()
+        if self._presenter is not None:
+            self.painter = ProgressPainter(self._presenter, min_interval=self._progress_interval, clock=self._clock)
+            self._loops.append(asyncio.create_task(self.painter.run(), name="fluxcord-painter"))
+            self._loops.append(asyncio.create_task(self._watch_queue(), name="fluxcord-queue"))
+        self._loops.append(asyncio.create_task(self._dispatch(), name="fluxcord-dispatcher"))
+        self.accepting = True
+        return resumed
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop admitting and scheduling; let submits in flight get their answer, then stop the rest.
+
+        Every job keeps its state in the database, so the next :meth:`start` resumes it.
+        """
+        self.accepting = False
+        for task in self._loops:
+            task.cancel()
+        for task in self._loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._loops.clear()
+        # A submit cut off mid-request would be an unknown outcome; give it a moment to be answered.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self._submitting and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        tasks = [*self._tasks.values(), *self._background]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.painter is not None:
+            await self.painter.close()
+
+    def wake(self) -> None:
+        """A slot may be free or a job may be waiting: let the dispatcher look."""
+        self._wake.set()
+
+    # -- scheduling --------------------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                while await self._claim_one():
+                    pass
+            except Exception:
+                # A failed claim changed nothing (one statement); try again shortly, never stop the queue.
+                log.exception("Could not claim the next job; retrying")
+                await asyncio.sleep(DISPATCH_RETRY_SECONDS)
+                continue
+            await self._wake.wait()
+
+    async def _claim_one(self) -> bool:
+        max_active = self._settings.bfl_max_active_tasks
+        job = await self.store.claim(
+            max_active=max_active,
+            kontext_max=min(KONTEXT_MAX_ACTIVE_TASKS, max_active),
+            member_cap=self._settings.member_max_concurrent_jobs,
+        )
+        if job is None:
+            return False
+        self._queue_changed.set()
+        self._point("after_claim", job.id)
+        self._start(job, self._run(job))
+        return True
+
+    async def wait_job(self, job_id: int) -> None:
+        """Wait until this process has finished its current work on ``job_id`` (tests, benchmarks)."""
+        task = self._tasks.get(job_id)
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def wait_idle(self) -> None:
+        """Wait until this process has no job in progress (tests, benchmarks, draining)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+
+    def _start(self, job: Job, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(self._guarded(job.id, work), name=f"fluxcord-job-{job.id}")
+        self._tasks[job.id] = task
+        task.add_done_callback(lambda _t, job_id=job.id: self._tasks.pop(job_id, None))
+
+    async def _guarded(self, job_id: int, work: Coroutine[Any, Any, None]) -> None:
+        """Run a job's work; a bug of ours must never hold the member's money."""
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise  # shutdown: the job stays in its state and the next start resumes it
+        except Exception as exc:
+            log.exception("Job %s failed unexpectedly", job_id)
+            await self._end(job_id, Event.INTERNAL_ERROR, exc)
+        finally:
+            self.wake()
+
+    async def _watch_queue(self) -> None:
+        """Keep queued jobs' positions up to date while the queue moves (throttled)."""
+        while True:
+            await self._queue_changed.wait()
+            self._queue_changed.clear()
+            await self._refresh_positions()
+            await asyncio.sleep(QUEUE_REFRESH_SECONDS)
+
+    async def _refresh_positions(self) -> None:
+        if self.painter is None:
+            return
+        snapshot = await self.store.queue_snapshot()
+        places = positions(snapshot)
+        if not places:
+            return
+        jobs = {job.id: job for job in await self.store.open_jobs() if job.status is JobStatus.QUEUED}
+        for job_id, place in places.items():
+            job = jobs.get(job_id)
+            if job is not None and job.interaction_token is not None:
+                self.painter.set(job, self.queued_progress(job, place))
+
+    def queued_progress(self, job: Job, place: int | None) -> Progress:
+        """A queued job's visible state, with a wait estimate once its model's latency is known."""
+        eta = None
+        median = self.latency.quantile(job.model, 0.5)
+        if place is not None and median is not None:
+            slots = self._settings.bfl_max_active_tasks
+            if job.model == KONTEXT_MAX_MODEL:
+                slots = min(slots, KONTEXT_MAX_ACTIVE_TASKS)
+            eta = (math.ceil(place / slots) + 1) * median
+        return Progress(JobStatus.QUEUED, job.model, position=place, eta_seconds=eta)
+
+    async def initial_progress(self, job: Job) -> Progress:
+        """What the first answer to the member shows for a just-admitted job."""
+        if job.status is not JobStatus.QUEUED:
+            return Progress(job.status, job.model)
+        places = positions(await self.store.queue_snapshot())
+        place = places.get(job.id, len(places) + 1)
+        return self.queued_progress(job, place)
+
+    # -- one job -----------------------------------------------------------------------------------
+
+    async def _run(self, job: Job) -> None:
+        """Submit a claimed job (state ``submitting``) and see it through."""
+        self._show(job, Progress(JobStatus.SUBMITTING, job.model))
+        self._submitting.add(job.id)
+        try:
+            task = await self._bfl.submit(job.model, job.params)
+        except BflError as exc:
+            self._submitting.discard(job.id)
+            self._note_bfl_error(exc)
+            await self._end(job.id, outcomes.submit_event(exc), exc)
+            return
+        self._submitting.discard(job.id)
+        self._point("after_submit", job.id)
+        applied = await self.store.apply(
+            job.id,
+            Event.ACCEPTED,
+            self._settings.refund_policy,
+            expected=JobStatus.SUBMITTING,
+            bfl_task_id=task.id,
+            polling_url=task.polling_url,
+            cost_micros=task.cost_micros,
+            submitted_at=to_millis(self._clock()),
+        )
+        if applied is None:
+            return
+        self._point("after_task_stored", job.id)
+        await self._poll(applied.job, task)
+
+    async def _poll(self, job: Job, task: SubmittedTask) -> None:
+        """Wait for BFL's verdict (the job holds a slot until then), then free the slot at once."""
+        loop = asyncio.get_running_loop()
+        submitted = job.submitted_at or self._clock()
+        already = max(0.0, (self._clock() - submitted).total_seconds())
+        started = loop.time() - already
+        timeout = max(self._settings.job_timeout_seconds - already, RESUME_MIN_TIMEOUT)
+
+        async def on_status(status: str, _progress: float | None) -> None:
+            self._show(
+                job, Progress(JobStatus.GENERATING, job.model, bfl_stage=status, elapsed_seconds=loop.time() - started)
+            )
+
+        self._show(job, Progress(JobStatus.GENERATING, job.model, elapsed_seconds=already))
+        try:
+            result = await self._bfl.wait_for_result(
+                task, timeout=timeout, on_status=on_status, plan=self.latency.plan(job.model), elapsed_offset=already
+            )
+        except BflError as exc:
+            self._note_bfl_error(exc)
+            await self._end(job.id, outcomes.task_event(exc), exc)
+            return
+        latency = loop.time() - started
+        applied = await self._finished(job, result)
+        if applied is None:
+            return
+        self.wake()  # the slot is free: the next job can go while this one downloads
+        self.latency.add(job.model, latency)
+        self._spawn(self.store.record_latency(job.model, latency))
+        await self._download(applied.job, elapsed=latency)
+
+    async def _finished(self, job: Job, result: TaskResult) -> Applied | None:
+        fields: dict[str, Any] = {"ready_at": to_millis(self._clock()), "sample_url": result.sample_url}
+        reported = getattr(result, "cost_micros", None)
+        if reported is not None:
+            fields["cost_micros"] = reported  # the Ready poll's cost wins over the submit's
+        expanded = getattr(result, "expanded_prompt", None)
+        if expanded:
+            fields["expanded_prompt"] = str(expanded)[:20_000]
+        return await self.store.apply(
+            job.id, Event.FINISHED, self._settings.refund_policy, expected=JobStatus.GENERATING, **fields
+        )
+
+    async def _download(self, job: Job, *, elapsed: float) -> None:
+        """Fetch, check and cache the result; settle; post it."""
+        self._show(job, Progress(JobStatus.DOWNLOADING, job.model, elapsed_seconds=elapsed))
+        try:
+            if not job.sample_url:
+                raise BflDownloadError("the task has no result URL", task_id=job.bfl_task_id)
+            data = await self._bfl.download(job.sample_url, max_bytes=DOWNLOAD_LIMIT_BYTES)
+            try:
+                await asyncio.to_thread(probe, data)  # the header only: no full decode here
+            except InvalidImage as exc:
+                raise BflDownloadError(f"the result is not a usable image: {exc}", task_id=job.bfl_task_id) from exc
+        except BflError as exc:
+            self._note_bfl_error(exc)
+            await self._end(job.id, Event.TASK_FAILED, exc)
+            return
+        self._point("after_download", job.id)
+        await self._cache.put(
+            job.cache_key, data, metadata={"model": job.model, "cost_micros": job.settled_cost_micros, "job_id": job.id}
+        )
+        applied = await self.store.apply(
+            job.id, Event.DOWNLOADED, self._settings.refund_policy, expected=JobStatus.DOWNLOADING
+        )
+        if applied is None:
+            return
+        self._point("after_settle", job.id)
+        cost = applied.settled_micros or 0
+        if cost > job.estimated_micros:
+            self._over_estimate(job, cost)
+        log.info("Job %s generated by %s in %.1f s for %d µ$", job.id, job.model, elapsed, cost)
+        await self._post(Result(applied.job, data, cost, elapsed, from_cache=False))
+
+    async def _deliver_cached(self, job: Job) -> None:
+        entry = await self._cache.get_entry(job.cache_key)
+        if entry is None:
+            await self._end(
+                job.id, Event.DELIVERY_FAILED, None, text=outcomes.LOST_TEXT + " You have not been charged."
+            )
+            return
+        await self._post(Result(job, entry.data, 0, 0.0, from_cache=True))
+
+    async def _post(self, result: Result) -> None:
+        job = result.job
+        self._forget_progress(job.id)
+        if self._presenter is None:
+            return  # no Discord (a worker without a presenter): the job waits in `delivering`
+        try:
+            channel_id, message_id = await self._presenter.deliver(result)
+        except Exception as exc:
+            log.warning("Job %s: could not post the image: %s", job.id, exc)
+            await self._end(job.id, Event.DELIVERY_FAILED, exc, quiet=True)
+            return
+        self._point("after_post", job.id)
+        await self.store.apply(
+            job.id,
+            Event.DELIVERED,
+            self._settings.refund_policy,
+            expected=job.status,
+            result_channel_id=channel_id,
+            result_message_id=message_id,
+        )
+        self._point("after_delivered", job.id)
+
+    async def _end(
+        self,
+        job_id: int,
+        event: Event,
+        exc: BaseException | None,
+        *,
+        text: str | None = None,
+        quiet: bool = False,
+    ) -> None:
+        """Apply a failure event and tell the member."""
+        code = outcomes.error_code(exc) if exc is not None else event.value
+        applied = await self.store.apply(job_id, event, self._settings.refund_policy, error=code, note=code)
+        if applied is None:
+            return
+        if isinstance(exc, BflError):
+            log.warning("Job %s failed: %s", job_id, exc)
+        self._forget_progress(job_id)
+        if quiet or self._presenter is None:
+            return
+        message = text or outcomes.failure_text(exc, charged=applied.decision.member_charged)
+        try:
+            await self._presenter.notify(applied.job, message)
+        except Exception as notify_exc:
+            log.warning("Job %s: could not tell the member: %s", job_id, notify_exc)
+
+    # -- recovery ----------------------------------------------------------------------------------
+
+    async def _recover(self) -> int:
+        """Resolve or resume every job a previous run left open."""
+        policy = self._settings.refund_policy
+        known = {job.id: job for job in await self.store.open_jobs()}
+        orphans = [job_id for job_id in await self._ledger.open_job_ids() if await self.store.get(job_id) is None]
+        for job_id in orphans:  # written by a version that reserved before creating the job row
+            await self._ledger.release(job_id, note="recovered: no job")
+        for job in known.values():
+            if job.status in (JobStatus.QUEUED, JobStatus.CACHED) and not job.acked:
+                await self.store.apply(job.id, Event.ACK_FAILED, policy, note="recovered")
+                continue
+            applied = await self.store.apply(job.id, Event.RECOVERED, policy, expected=job.status)
+            if applied is None:
+                continue
+            resumed = applied.job
+            if resumed.status is JobStatus.UNKNOWN:
+                log.warning("Job %s was being submitted when the bot stopped: outcome unknown", job.id)
+                if self._presenter is not None:
+                    self._spawn(self._presenter.notify(resumed, outcomes.failure_text(None, charged=False)))
+            elif resumed.status is JobStatus.GENERATING:
+                task = SubmittedTask(resumed.bfl_task_id or "", resumed.polling_url or "", None)
+                self._start(resumed, self._poll(resumed, task))
+            elif resumed.status is JobStatus.DOWNLOADING:
+                self._start(resumed, self._download(resumed, elapsed=0.0))
+            elif resumed.status is JobStatus.DELIVERING:
+                self._start(resumed, self._redeliver(resumed))
+            elif resumed.status is JobStatus.CACHED:
+                self._start(resumed, self._deliver_cached(resumed))
+        if known or orphans:
+            log.info("Resumed %d unfinished jobs from the previous run", len(known) + len(orphans))
+        return len(known) + len(orphans)
+
+    async def _redeliver(self, job: Job) -> None:
+        """Post a job that was paid for but not posted before the restart (from the cache)."""
+        entry = await self._cache.get_entry(job.cache_key)
+        data = entry.data if entry is not None else None
+        if data is None and job.sample_url:
+            with contextlib.suppress(BflError):
+                data = await self._bfl.download(job.sample_url, max_bytes=DOWNLOAD_LIMIT_BYTES)
+        if data is None:
+            await self._end(job.id, Event.DELIVERY_FAILED, None, text=outcomes.LOST_TEXT)
+            return
+        await self._post(Result(job, data, job.settled_cost_micros, 0.0, from_cache=False))
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _show(self, job: Job, progress: Progress) -> None:
+        if self.painter is not None and job.interaction_token is not None:
+            self.painter.set(job, progress)
+
+    def _forget_progress(self, job_id: int) -> None:
+        if self.painter is not None:
+            self.painter.drop(job_id)
+
+    def _point(self, name: str, job_id: int) -> None:
+        if self._checkpoint is not None:
+            self._checkpoint(name, job_id)
+
+    def _note_bfl_error(self, exc: BflError) -> None:
+        self.last_error = f"{datetime.now().astimezone():%Y-%m-%d %H:%M} {type(exc).__name__}: {str(exc)[:150]}"
+
+    def _over_estimate(self, job: Job, cost: int) -> None:
+        log.warning(
+            "Job %s cost %d µ$, above its estimate of %d µ$: the estimate for %s is not an upper bound",
+            job.id,
+            cost,
+            job.estimated_micros,
+            job.model,
+        )
+        if self._notice is not None:
+            text = (
+                f"⚠️ A {job.model} image cost {format_usd(cost)}, more than its estimate of "
+                f"{format_usd(job.estimated_micros)} (job {job.id})."
+            )
+            self._spawn(self._notice(job.guild_id, text))
+
+    def _spawn(self, work: Coroutine[Any, Any, object]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("Background step failed: %s", task.exception())

@@ -1,0 +1,64 @@
+"""BFL errors as job events, and what the member is told when a job ends without an image."""
+
+from __future__ import annotations
+
+from bot.bfl.errors import (
+    BflAuthError,
+    BflCreditsExhausted,
+    BflError,
+    BflModerated,
+    BflRateLimited,
+    BflServerError,
+    BflSubmitOutcomeUnknown,
+    BflTimeout,
+    BflValidationError,
+)
+from bot.engine.states import Event
+
+INTERNAL_ERROR_TEXT = "Something went wrong on our side while making your image."
+CANCELLED_TEXT = "🚫 Cancelled. Nothing was sent to the image provider and you have not been charged."
+LOST_TEXT = "The image was made, but it was lost before it could be posted (it had expired)."
+
+
+def submit_event(exc: BflError) -> Event:
+    """The event a failed submit is: BFL refused it (no task), or its outcome is unknown."""
+    return Event.SUBMIT_UNKNOWN if isinstance(exc, BflSubmitOutcomeUnknown) else Event.SUBMIT_REFUSED
+
+
+def task_event(exc: BflError) -> Event:
+    """The event a failure of an accepted task is."""
+    if isinstance(exc, BflModerated):
+        return Event.REQUEST_MODERATED if exc.stage == "request" else Event.CONTENT_MODERATED
+    if isinstance(exc, BflTimeout):
+        return Event.TIMED_OUT
+    return Event.TASK_FAILED
+
+
+def error_code(exc: BaseException) -> str:
+    """A short reason code for the job row."""
+    if isinstance(exc, BflModerated):
+        return f"{exc.stage}_moderated"
+    return type(exc).__name__.removeprefix("Bfl").lower()[:60]
+
+
+def failure_text(exc: BaseException | None, *, charged: bool) -> str:
+    """A plain-words explanation for the member, ending with whether it counts against them."""
+    tail = " This still counts against your quota." if charged else " You have not been charged."
+    if exc is None or not isinstance(exc, BflError):
+        return INTERNAL_ERROR_TEXT + tail
+    if isinstance(exc, BflModerated):
+        if exc.stage == "request":
+            return "Your prompt was blocked by the image provider's content filter. Try rephrasing it." + tail
+        return "The generated image was blocked by the image provider's content filter." + tail
+    if isinstance(exc, BflCreditsExhausted | BflAuthError):
+        return "Image generation is temporarily unavailable. Please try again later." + tail
+    if isinstance(exc, BflValidationError):
+        details = "; ".join(exc.messages)[:300]
+        return f"The image provider rejected these options: {details}." + tail
+    if isinstance(exc, BflRateLimited | BflServerError):
+        return "The image provider is busy right now. Please try again in a minute." + tail
+    if isinstance(exc, BflTimeout):
+        return "The image took too long to generate and was abandoned." + tail
+    if isinstance(exc, BflSubmitOutcomeUnknown):
+        return "The image provider did not answer properly, so this request was stopped. Please try again." + tail
+    return "The image provider could not generate this image. Please try again." + tail

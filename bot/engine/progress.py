@@ -1,0 +1,166 @@
+"""What the member sees while a job runs, and the painter that shows it without ever blocking a job.
+
+The engine only *sets* a job's :class:`Progress` (a synchronous dict write). A single painter task
+edits Discord messages from those values: only when the rendered text changes, at most once every
+``min_interval`` seconds per job, never once the interaction token is about to expire, and never two
+edits of one message at a time. A slow or failing Discord therefore cannot hold a BFL slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from bot.clock import Clock, utc_now
+from bot.engine.states import JobStatus
+from bot.engine.store import Job
+
+log = logging.getLogger(__name__)
+
+TOKEN_LIFETIME = timedelta(minutes=15)
+EDIT_CUTOFF = timedelta(minutes=14)  # stop editing a little before Discord invalidates the token
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A job's visible state: its place in the queue, or the stage it is at."""
+
+    status: JobStatus
+    model: str
+    position: int | None = None  # 1-based place in the queue, across the bot
+    eta_seconds: float | None = None  # estimated wait, from measured latency
+    bfl_stage: str | None = None  # what BFL reports: Pending, Reasoning, Generating, …
+    elapsed_seconds: float = 0.0  # since BFL accepted the task
+
+    @property
+    def cancellable(self) -> bool:
+        """A job can be cancelled until it is handed to BFL."""
+        return self.status is JobStatus.QUEUED
+
+
+@dataclass(frozen=True)
+class Result:
+    """A finished image, ready to post."""
+
+    job: Job
+    data: bytes
+    cost_micros: int
+    elapsed_seconds: float
+    from_cache: bool
+
+
+class Presenter(Protocol):
+    """The Discord side of a job, implemented by the cogs (the core never builds Discord markup)."""
+
+    def progress_text(self, progress: Progress) -> str:
+        """The message text for ``progress`` (pure; the painter compares it to what is shown)."""
+
+    async def show_progress(self, job: Job, progress: Progress, text: str) -> None:
+        """Edit the job's message to ``text`` (with a Cancel button while it is cancellable)."""
+
+    async def deliver(self, result: Result) -> tuple[int, int]:
+        """Post the image; return (channel id, message id)."""
+
+    async def notify(self, job: Job, text: str) -> None:
+        """Tell the member how the job ended when there is no image (failed, cancelled, unknown)."""
+
+
+def token_usable(job: Job, now: datetime, margin: timedelta = TOKEN_LIFETIME - EDIT_CUTOFF) -> bool:
+    """True while the job's interaction token can still edit its message."""
+    return job.interaction_token is not None and now < job.created_at + TOKEN_LIFETIME - margin
+
+
+class ProgressPainter:
+    """Edits job messages from the latest :class:`Progress`, throttled per job."""
+
+    def __init__(
+        self,
+        presenter: Presenter,
+        *,
+        min_interval: float = 3.0,
+        clock: Clock = utc_now,
+        monotonic: Callable[[], float] | None = None,
+    ) -> None:
+        self._presenter = presenter
+        self._min_interval = min_interval
+        self._clock = clock
+        self._monotonic = monotonic
+        self._latest: dict[int, tuple[Job, Progress]] = {}
+        self._shown: dict[int, str] = {}
+        self._last_edit: dict[int, float] = {}
+        self._in_flight: dict[int, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self.edits = 0  # for tests and metrics
+
+    def _now(self) -> float:
+        return (self._monotonic or asyncio.get_running_loop().time)()
+
+    def shown(self, job_id: int, text: str) -> None:
+        """Record text the member already sees (the first answer), so it is not sent again."""
+        self._shown[job_id] = text
+        self._last_edit[job_id] = self._now()
+
+    def set(self, job: Job, progress: Progress) -> None:
+        """The job's newest visible state (never blocks, never awaits Discord)."""
+        self._latest[job.id] = (job, progress)
+        self._wake.set()
+
+    def drop(self, job_id: int) -> None:
+        """The job is over: no more progress edits for it (an edit in flight finishes on its own)."""
+        self._latest.pop(job_id, None)
+        self._shown.pop(job_id, None)
+        self._last_edit.pop(job_id, None)
+
+    async def run(self) -> None:
+        """Paint until cancelled."""
+        while True:
+            wait = self._paint_due()
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+
+    async def close(self) -> None:
+        """Wait briefly for edits in flight, then drop them."""
+        tasks = list(self._in_flight.values())
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=2.0)
+            for task in pending:
+                task.cancel()
+
+    def _paint_due(self) -> float | None:
+        """Start every edit that is due; return how long until the next one may be (None: nothing to do)."""
+        now = self._now()
+        wall = self._clock()
+        next_due: float | None = None
+        for job_id, (job, progress) in list(self._latest.items()):
+            if not token_usable(job, wall):
+                self.drop(job_id)
+                continue
+            text = self._presenter.progress_text(progress)
+            if text == self._shown.get(job_id) or job_id in self._in_flight:
+                continue
+            due = self._last_edit.get(job_id, -1e9) + self._min_interval
+            if due > now:
+                next_due = due - now if next_due is None else min(next_due, due - now)
+                continue
+            self._shown[job_id] = text
+            self._last_edit[job_id] = now
+            task = asyncio.create_task(self._edit(job, progress, text), name=f"fluxcord-progress-{job_id}")
+            self._in_flight[job_id] = task
+        return next_due
+
+    async def _edit(self, job: Job, progress: Progress, text: str) -> None:
+        try:
+            await self._presenter.show_progress(job, progress, text)
+            self.edits += 1
+        except Exception as exc:
+            # A failed edit (rate limit, deleted message) never affects the job itself.
+            log.debug("Progress edit for job %s failed: %s", job.id, exc)
+        finally:
+            self._in_flight.pop(job.id, None)
+            self._wake.set()  # a newer text may be waiting for this edit to finish

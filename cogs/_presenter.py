@@ -1,0 +1,198 @@
+"""The Discord side of a job: progress texts, the result card, and posting through the interaction.
+
+The engine holds no Discord objects: a job row carries its interaction's application id and token,
+and this presenter edits the interaction's original message through them (the same webhook route
+``Interaction.edit_original_response`` uses), so it works the same for a job that outlived the
+process that admitted it. Past the token's 15 minutes, results go to the channel, mentioning the member.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from collections.abc import Callable
+from datetime import timedelta
+
+import discord
+
+from bot.clock import Clock, utc_now
+from bot.engine.progress import Progress, Result, token_usable
+from bot.engine.states import JobStatus
+from bot.engine.store import Job
+from bot.images import InvalidImage, fit_for_upload
+from bot.models import MODELS
+from bot.money import format_usd
+
+log = logging.getLogger(__name__)
+
+EXPIRED_CODES = {50027, 10015}  # Discord's answers for an interaction token past its life (or gone)
+ORIGINAL = "@original"
+
+ViewFactory = Callable[[int], discord.ui.View]
+
+
+def model_label(key: str) -> str:
+    """The model's display name (its key if it is no longer in the table)."""
+    spec = MODELS.get(key)
+    return spec.label if spec else key
+
+
+def shown_position(place: int) -> str:
+    """A queue place as shown: exact near the front, rounded further back (fewer message edits)."""
+    if place <= 10:
+        return f"#{place}"
+    step = 10 if place <= 100 else 50
+    return f"~#{int(round(place / step) * step)}"
+
+
+def shown_wait(seconds: float) -> str:
+    """An estimated wait, rounded so the text does not change with every tick."""
+    if seconds < 60:
+        return f"about {max(5, int(math.ceil(seconds / 5) * 5))} s"
+    return f"about {int(math.ceil(seconds / 60))} min"
+
+
+def progress_text(progress: Progress) -> str:
+    """The message shown while a job is queued or running."""
+    label = model_label(progress.model)
+    if progress.status is JobStatus.QUEUED:
+        text = "⏳ Queued"
+        if progress.position is not None:
+            text = f"⏳ {shown_position(progress.position)} in queue"
+        if progress.eta_seconds is not None:
+            text += f" · {shown_wait(progress.eta_seconds)}"
+        return text
+    if progress.status is JobStatus.SUBMITTING:
+        return f"📨 Sending to {label}…"
+    if progress.status is JobStatus.DOWNLOADING:
+        return "📥 Fetching the image…"
+    if progress.bfl_stage == "Reasoning":
+        text = f"🧠 {label} is thinking about your prompt…"
+    else:
+        text = f"🎨 Generating with {label}…"
+    if progress.elapsed_seconds >= 2:
+        text += f" ({int(progress.elapsed_seconds)} s)"
+    return text
+
+
+def render_embed(result: Result, filename: str, width: int, height: int, requester_name: str) -> discord.Embed:
+    """The result card: prompt, model, size, seed, cost and time taken."""
+    job = result.job
+    prompt = discord.utils.escape_mentions(discord.utils.escape_markdown(job.prompt))
+    embed = discord.Embed(description=prompt[:4000], colour=discord.Colour.blurple())
+    embed.set_author(name=f"Requested by {requester_name}"[:256])
+    embed.add_field(name="Model", value=model_label(job.model))
+    embed.add_field(name="Size", value=f"{width}×{height} ({job.aspect_ratio or '?'})")
+    embed.add_field(name="Seed", value=str(job.seed))
+    embed.add_field(name="Cost", value="free (from cache)" if result.from_cache else format_usd(result.cost_micros))
+    embed.add_field(name="Time", value="instant" if result.from_cache else f"{result.elapsed_seconds:.1f} s")
+    embed.set_image(url=f"attachment://{filename}")
+    embed.set_footer(text=f"Job {job.id}")
+    return embed
+
+
+class DiscordPresenter:
+    """Implements :class:`bot.engine.progress.Presenter` with discord.py."""
+
+    def __init__(
+        self,
+        client: discord.Client,
+        *,
+        result_view: ViewFactory,
+        cancel_view: ViewFactory,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._client = client
+        self._result_view = result_view
+        self._cancel_view = cancel_view
+        self._clock = clock
+
+    def progress_text(self, progress: Progress) -> str:
+        """See :func:`progress_text`."""
+        return progress_text(progress)
+
+    def _webhook(self, job: Job) -> discord.Webhook | None:
+        if job.application_id is None or not token_usable(job, self._clock(), margin=_NO_MARGIN):
+            return None
+        return discord.Webhook.partial(job.application_id, job.interaction_token or "", client=self._client)
+
+    async def show_progress(self, job: Job, progress: Progress, text: str) -> None:
+        """Edit the job's message; the Cancel button stays only while the job is queued."""
+        webhook = self._webhook(job)
+        if webhook is None:
+            return
+        view = self._cancel_view(job.id) if progress.cancellable else None
+        await webhook.edit_message(ORIGINAL, content=text, view=view)  # type: ignore[arg-type]
+
+    async def deliver(self, result: Result) -> tuple[int, int]:
+        """Post the image in the interaction's message, or in the channel once the token is gone."""
+        job = result.job
+        try:
+            encoded = await fit_for_upload(result.data, job.upload_limit, basename=f"fluxcord-{job.id}")
+        except InvalidImage as exc:
+            raise RuntimeError(f"the image could not be prepared for Discord: {exc}") from exc
+        name = await self._member_name(job)
+        embed = render_embed(result, encoded.filename, encoded.width, encoded.height, name)
+
+        def attachment() -> discord.File:  # a File is consumed by a send: one per attempt
+            return discord.File(io.BytesIO(encoded.data), filename=encoded.filename)
+
+        webhook = self._webhook(job)
+        if webhook is not None:
+            try:
+                message = await webhook.edit_message(
+                    ORIGINAL,  # type: ignore[arg-type]
+                    content=None,
+                    embed=embed,
+                    attachments=[attachment()],
+                    view=self._result_view(job.id),
+                )
+                return message.channel.id, message.id
+            except discord.HTTPException as exc:
+                if exc.code not in EXPIRED_CODES:
+                    raise
+        log.info("Job %s: the interaction is gone; posting the image in the channel", job.id)
+        channel = self._client.get_partial_messageable(job.channel_id)
+        posted = await channel.send(
+            f"<@{job.user_id}> your image is ready.",
+            embed=embed,
+            file=attachment(),
+            view=self._result_view(job.id),
+            allowed_mentions=discord.AllowedMentions(users=[discord.Object(job.user_id)]),
+        )
+        return job.channel_id, posted.id
+
+    async def notify(self, job: Job, text: str) -> None:
+        """Replace the job's message with ``text`` (or tell the member in the channel past the token)."""
+        webhook = self._webhook(job)
+        if webhook is not None:
+            try:
+                await webhook.edit_message(
+                    ORIGINAL,  # type: ignore[arg-type]
+                    content=text,
+                    embed=None,
+                    attachments=[],
+                    view=None,
+                    allowed_mentions=discord.AllowedMentions.none(),
+                )
+                return
+            except discord.HTTPException as exc:
+                if exc.code not in EXPIRED_CODES:
+                    raise
+        channel = self._client.get_partial_messageable(job.channel_id)
+        await channel.send(
+            f"<@{job.user_id}> {text}",
+            allowed_mentions=discord.AllowedMentions(users=[discord.Object(job.user_id)]),
+        )
+
+    async def _member_name(self, job: Job) -> str:
+        guild = self._client.get_guild(job.guild_id)
+        member = guild.get_member(job.user_id) if guild else None
+        if member is not None:
+            return member.display_name
+        user = self._client.get_user(job.user_id)
+        return user.display_name if user else f"member {job.user_id}"
+
+
+_NO_MARGIN = timedelta(0)  # deliveries may use the token to the end of its 15 minutes

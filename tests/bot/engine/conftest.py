@@ -1,0 +1,180 @@
+"""The job engine against the fake BFL over real HTTP, with a real SQLite file and no Discord.
+
+A :class:`RecordingPresenter` stands in for the Discord side: it records what the member would see
+and wakes tests waiting for a job's end, so no test sleeps to synchronise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bot.bfl.client import BflClient, PollSchedule
+from bot.cache import ImageCache
+from bot.config import Settings
+from bot.engine.engine import JobEngine, Requester
+from bot.engine.progress import Progress, Result
+from bot.engine.store import JobStore
+from bot.ledger import Ledger
+from bot.limits import LimitsService
+from bot.models import build_request
+
+GUILD, CHANNEL, ALICE = 1000, 2000, 3000
+FAST = PollSchedule(first_interval=0.005, quick_phase=0.05, factor=1.5, max_interval=0.02, jitter=0.0)
+
+
+def make_settings(fake_bfl, tmp_path, **overrides):
+    return Settings(
+        _env_file=None,
+        discord_token="discord-test-token",
+        bfl_api_key=fake_bfl.api_key,
+        bfl_api_url=fake_bfl.url,
+        database_path=tmp_path / "db.sqlite3",
+        cache_dir=tmp_path / "cache",
+        **overrides,
+    )
+
+
+def request(seed=42, **options):
+    return build_request(
+        model=options.pop("model", None), prompt="a red fox in snow", aspect_ratio="16:9", seed=seed, **options
+    )
+
+
+def who(job_id, user=ALICE, guild=GUILD):
+    return Requester(
+        job_id=job_id,
+        guild_id=guild,
+        channel_id=CHANNEL,
+        user_id=user,
+        application_id=1,
+        interaction_token=f"t{job_id}",
+    )
+
+
+class RecordingPresenter:
+    """What the member would see, per job; ``ended`` is set once a job was delivered or notified."""
+
+    def __init__(self) -> None:
+        self.progress: dict[int, list[str]] = {}
+        self.delivered: dict[int, Result] = {}
+        self.notified: dict[int, str] = {}
+        self.changed = asyncio.Condition()
+        self.fail_delivery = False
+
+    def progress_text(self, progress: Progress) -> str:
+        return f"{progress.status.value}:{progress.position}:{progress.bfl_stage}"
+
+    async def show_progress(self, job, progress, text) -> None:
+        self.progress.setdefault(job.id, []).append(text)
+
+    async def deliver(self, result: Result) -> tuple[int, int]:
+        if self.fail_delivery:
+            raise RuntimeError("Discord said no")
+        self.delivered[result.job.id] = result
+        await self._notify_all()
+        return CHANNEL, 10_000 + result.job.id
+
+    async def notify(self, job, text) -> None:
+        self.notified[job.id] = text
+        await self._notify_all()
+
+    async def _notify_all(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
+
+    async def wait_for(self, predicate, timeout=10.0) -> None:
+        async with asyncio.timeout(timeout), self.changed:
+            while not predicate():
+                await self.changed.wait()
+
+    async def ended(self, job_id, timeout=10.0):
+        await self.wait_for(lambda: job_id in self.delivered or job_id in self.notified, timeout)
+        return self.delivered.get(job_id) or self.notified.get(job_id)
+
+
+class EngineHarness:
+    """An engine, its store and ledger, and the recording presenter."""
+
+    def __init__(self, engine: JobEngine, presenter: RecordingPresenter, db, bfl: BflClient, limits, settings):
+        self.engine = engine
+        self.store = engine.store
+        self.presenter = presenter
+        self.db = db
+        self.bfl = bfl
+        self.limits = limits
+        self.settings = settings
+        self.ledger = engine._ledger
+
+    async def generate(self, job_id, req=None, user=ALICE, guild=GUILD):
+        await self.engine.admit(req or request(), who(job_id, user, guild), acked=True)
+        return await self.ended(job_id)
+
+    async def ended(self, job_id):
+        """What the member was finally shown, once the engine is done with the job."""
+        shown = await self.presenter.ended(job_id)
+        await self.engine.wait_job(job_id)
+        return shown
+
+    async def ledger_kinds(self, job_id):
+        rows = await self.db.fetch_all("SELECT kind FROM ledger WHERE job_id = ? ORDER BY id", (job_id,))
+        return [r["kind"] for r in rows]
+
+    async def money(self, job_id):
+        row = await self.db.fetch_one(
+            "SELECT SUM(server_micros) AS s, SUM(member_micros) AS m FROM ledger WHERE job_id = ?", (job_id,)
+        )
+        return row["s"], row["m"]
+
+
+def build_engine(db, session, settings, clock, presenter=None, **options: Any) -> tuple[JobEngine, BflClient, Any]:
+    ledger = Ledger(db, clock)
+    limits = LimitsService(db, settings, clock)
+    bfl = BflClient(
+        session=session,
+        api_key=settings.bfl_api_key,
+        base_url=settings.bfl_api_url,
+        poll_schedule=FAST,
+        backoff_base=0.001,
+        backoff_cap=0.01,
+    )
+    engine = JobEngine(
+        store=JobStore(db, ledger, clock),
+        ledger=ledger,
+        limits=limits,
+        bfl=bfl,
+        cache=ImageCache(settings.cache_dir, settings.cache_max_mb * 1024 * 1024),
+        settings=settings,
+        clock=clock,
+        presenter=presenter,
+        progress_interval=0.0,
+        **options,
+    )
+    return engine, bfl, limits
+
+
+@pytest.fixture
+async def make_engine(db, fake_bfl, tmp_path, clock):
+    made = []
+
+    async def factory(presenter=None, **overrides):
+        session = aiohttp.ClientSession()
+        settings = make_settings(fake_bfl, tmp_path, **overrides)
+        presenter = presenter or RecordingPresenter()
+        engine, bfl, limits = build_engine(db, session, settings, clock, presenter)
+        await engine.start()
+        made.append((engine, session))
+        return EngineHarness(engine, presenter, db, bfl, limits, settings)
+
+    yield factory
+    for engine, session in made:
+        await engine.stop(grace=0.1)
+        await session.close()
+
+
+@pytest.fixture
+async def harness(make_engine):
+    return await make_engine()
