@@ -23,7 +23,18 @@ Behaviour is scripted per submit: a FIFO queue of :class:`Behaviour` objects, th
     async with FakeBfl() as bfl:
         bfl.script(Behaviour(submit_status=429), times=2)   # two 429s, then the default
         bfl.script(Behaviour(pending_polls=3))               # then a task that is Pending 3 times
+        bfl.script(Behaviour(run_seconds=3.0, stages=("Pending", "Reasoning", "Generating")))
         bfl.default = Behaviour(final_status="Content Moderated")
+
+A task advances either per poll (``pending_polls``, ``release``) or by the clock (``run_seconds``):
+a time-based task reports its ``stages`` in turn as time passes and is finished at ``ready_at``,
+fixed when it is created, whether or not anyone polls. Each task records ``polls``,
+``ready_answered_at`` (the first poll that answered its final status) and ``downloaded_at`` (the
+first request for its image), so a benchmark can measure how late a client noticed.
+
+**Active tasks** (the 24-task cap, ``active_tasks``): a task is active from creation until it
+finishes: for a per-poll task, the poll that answers its final status; for a time-based task, its
+``ready_at`` moment.
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ import contextlib
 import functools
 import io
 import json
+import math
 import os
 import random
 import re
@@ -63,7 +75,9 @@ DEFAULT_POLLING = "{base}/v1/get_result?id={id}"
 REGIONAL_POLLING = "{base}/regional/v1/get_result?id={id}&cluster=eu2"
 FOREIGN_POLLING = "{other}/v1/get_result?id={id}"
 
-TERMINAL_STATUSES = ("Ready", "Request Moderated", "Content Moderated", "Error", "Task not found")
+TERMINAL_STATUSES = ("Ready", "Request Moderated", "Content Moderated", "Error", "Task not found", "Failed")
+#: ``Behaviour.stages`` of a FLUX 3 task: it thinks about the prompt, then renders.
+FLUX3_STAGES = ("Pending", "Reasoning", "Generating")
 
 # FLUX.1 prices are flat per image, in credits (1 credit = $0.01); bfl-api.md §5.
 FLAT_PRICES: dict[str, Decimal] = {
@@ -308,6 +322,8 @@ class Behaviour:
     * ``hang``: create (and bill) the task, then never answer until the fake closes, so the client
       times out with an unknown outcome. ``disconnect``: create it, then drop the connection.
       ``malformed_response``: create it, then answer 200 with a body that is not JSON.
+      ``submit_status_after_create``: create it, then answer this HTTP status (a gateway 502/504
+      after creation); ``submit_body`` and ``retry_after`` shape that answer too.
     * ``webhook_response``: answer like ``AsyncWebhookResponse`` (no ``polling_url``).
     * ``cost``: the ``cost`` in the answer; ``"auto"`` uses :func:`price_credits`, ``None`` omits it.
     * ``polling_url``: a template (see ``DEFAULT_POLLING``, ``REGIONAL_POLLING``, ``FOREIGN_POLLING``).
@@ -315,10 +331,21 @@ class Behaviour:
     Task side:
 
     * ``poll_errors``: HTTP statuses for the first polls (e.g. ``(503, 202)``), before anything else.
+      They carry a ``{"detail": ...}`` body (202: a Pending body), i.e. they are transient;
+      ``poll_retry_after`` adds a ``Retry-After`` header to them.
     * ``release``: while this event is unset, polls answer ``Pending`` (deterministic overlap).
     * ``pending_polls``: then this many ``Pending`` answers with rising ``progress``.
-    * ``final_status``: the terminal status (any string; unknown ones are sent verbatim), with
-      ``details`` for moderation; ``omit_sample`` sends ``Ready`` without ``result.sample``.
+    * ``run_seconds``: instead of the two above, a time-based task that finishes ``run_seconds``
+      after creation, stretched by a factor drawn per task from ``1 ± run_jitter`` (uniform; e.g.
+      0.05 for ±5 %, from :attr:`FakeBfl.random`). Until then polls answer the ``stages`` in turn,
+      each for an equal share of the run (``FLUX3_STAGES`` for Pending → Reasoning → Generating),
+      with ``progress`` = the elapsed fraction.
+    * ``final_status``: the terminal status (any string, sent verbatim), with ``details`` for
+      moderation; ``omit_sample`` sends ``Ready`` without ``result.sample``. ``final_http_status``:
+      the HTTP status of that answer (BFL answers a failed task 503 with ``{"status": "Error"}``:
+      ``Behaviour(final_status="Error", final_http_status=503)``). ``ready_cost``: a top-level
+      ``cost`` in the Ready answer (the settled cost; ``"auto"`` = what the submit charged; ``None``
+      omits it, the default).
     * ``delivery``: ``"direct"`` or ``"redirect"`` (302 to :class:`FakeDeliveryHost`);
       ``delivery_ttl``: seconds the signed URL lives after ``Ready`` (0 = already expired, None =
       forever); ``delivery_errors``: HTTP statuses for the first downloads; ``delivery_chunked``:
@@ -336,16 +363,32 @@ class Behaviour:
     webhook_response: bool = False
     cost: Decimal | float | int | Literal["auto"] | None = "auto"
     polling_url: str = DEFAULT_POLLING
+    submit_status_after_create: int | None = None
     poll_errors: tuple[int, ...] = ()
+    poll_retry_after: str | None = None
     release: asyncio.Event | None = None
     pending_polls: int = 0
+    run_seconds: float | None = None
+    run_jitter: float = 0.0
+    stages: tuple[str, ...] = ("Pending",)
     final_status: str = "Ready"
+    final_http_status: int = 200
+    ready_cost: Decimal | float | int | Literal["auto"] | None = None
     details: dict[str, Any] | None = None
     omit_sample: bool = False
     delivery: Literal["direct", "redirect"] = "direct"
     delivery_ttl: float | None = None
     delivery_errors: tuple[int, ...] = ()
     delivery_chunked: bool = False
+
+    def __post_init__(self) -> None:
+        if self.run_seconds is not None:
+            if self.run_seconds < 0 or not 0 <= self.run_jitter < 1:
+                raise ValueError("run_seconds must be >= 0 and run_jitter in [0, 1)")
+            if self.pending_polls or self.release is not None:
+                raise ValueError("a time-based task (run_seconds) takes no pending_polls or release")
+            if not self.stages:
+                raise ValueError("a time-based task needs at least one stage")
 
 
 @dataclass
@@ -418,14 +461,30 @@ class FakeTask:
     pending_left: int
     pending_answered: int = 0
     polls: int = 0
-    finished: bool = False  # reached a terminal status (no longer counts as active)
+    finished: bool = False  # a poll answered the final status
+    #: When the task finished: the final poll for a per-poll task; for a time-based task the
+    #: moment fixed at creation (``created_at`` + its run), even before anyone polls.
     ready_at: float | None = None
+    ready_answered_at: float | None = None  # the first poll that answered the final status
+    downloaded_at: float | None = None  # the first request for the image
     image: bytes | None = None
 
     @property
     def ext(self) -> str:
         """The file extension of the delivery URL."""
         return self.output_format
+
+    @property
+    def time_based(self) -> bool:
+        """True if the task finishes by the clock (``Behaviour.run_seconds``), not per poll."""
+        return self.behaviour.run_seconds is not None
+
+    def is_active(self, now: float) -> bool:
+        """Whether BFL would count the task against the active-task cap at ``now``."""
+        if self.time_based:
+            assert self.ready_at is not None
+            return now < self.ready_at
+        return not self.finished
 
 
 def _record_headers(request: web.Request) -> dict[str, str]:
@@ -489,6 +548,7 @@ class FakeBfl:
     ``unhandled``, ``schema_errors``, ``tasks``, ``active_tasks``, ``max_active_seen``,
     ``max_active_seen_by_model``, ``delivery_host``. Attributes tests set: ``default`` (the
     :class:`Behaviour` when the script queue is empty), ``max_active``, ``max_active_kontext_max``.
+    ``random`` (seeded by ``seed``) draws each time-based task's ``run_jitter``.
     """
 
     def __init__(
@@ -498,8 +558,10 @@ class FakeBfl:
         credits: Decimal | int | str = Decimal(1000),
         max_active: int = 24,
         max_active_kontext_max: int = 6,
+        seed: int | None = None,
     ) -> None:
         self.api_key = api_key
+        self.random = random.Random(seed)
         self.credits = Decimal(credits)
         self.max_active = max_active
         self.max_active_kontext_max = max_active_kontext_max
@@ -586,12 +648,14 @@ class FakeBfl:
 
     @property
     def active_tasks(self) -> int:
-        """Tasks accepted and not yet polled to a terminal status."""
-        return sum(1 for task in self.tasks.values() if not task.finished)
+        """Tasks accepted and not yet finished (see the module docstring for the rule)."""
+        now = self.now()
+        return sum(1 for task in self.tasks.values() if task.is_active(now))
 
     def active_for(self, model: str) -> int:
         """Active tasks of one model."""
-        return sum(1 for task in self.tasks.values() if not task.finished and task.model == model)
+        now = self.now()
+        return sum(1 for task in self.tasks.values() if task.model == model and task.is_active(now))
 
     def now(self) -> float:
         """The event loop's clock (the times in records)."""
@@ -683,6 +747,8 @@ class FakeBfl:
             return _answer(record, web.Response(status=200), status=0)
         if behaviour.malformed_response:
             return _answer(record, web.Response(status=200, text="<html>gateway says hi</html>"))
+        if behaviour.submit_status_after_create is not None:
+            return _answer(record, _error_response(behaviour.submit_status_after_create, behaviour))
 
         answer: dict[str, Any] = {"id": task.id}
         if behaviour.webhook_response:
@@ -719,6 +785,9 @@ class FakeBfl:
             delivery_errors=deque(behaviour.delivery_errors),
             pending_left=behaviour.pending_polls,
         )
+        if behaviour.run_seconds is not None:
+            stretch = 1.0 + behaviour.run_jitter * (2.0 * self.random.random() - 1.0)
+            task.ready_at = task.created_at + behaviour.run_seconds * stretch
         self.tasks[task.id] = task
         self.credits -= cost
         self.max_active_seen = max(self.max_active_seen, self.active_tasks)
@@ -757,18 +826,31 @@ class FakeBfl:
             record.status = status
             if status == 202:
                 return web.json_response({"id": task.id, "status": "Pending"}, status=202)
-            return web.json_response({"detail": f"fake poll error {status}"}, status=status)
+            retry = task.behaviour.poll_retry_after
+            headers = {"Retry-After": retry} if retry is not None else None
+            return web.json_response({"detail": f"fake poll error {status}"}, status=status, headers=headers)
         behaviour = task.behaviour
-        if not task.finished and behaviour.release is not None and not behaviour.release.is_set():
-            return self._status_answer(record, _result_body(task, "Pending"))
-        if not task.finished and task.pending_left > 0:
-            task.pending_left -= 1
-            task.pending_answered += 1
-            progress = round(task.pending_answered / (behaviour.pending_polls + 1), 2)
-            return self._status_answer(record, _result_body(task, "Pending", progress=progress))
-        if not task.finished:
-            task.finished = True
-            task.ready_at = self.now()
+        now = record.time
+        if task.time_based:
+            assert task.ready_at is not None
+            if now < task.ready_at:
+                duration = task.ready_at - task.created_at
+                fraction = (now - task.created_at) / duration if duration > 0 else 1.0
+                stage = behaviour.stages[min(int(fraction * len(behaviour.stages)), len(behaviour.stages) - 1)]
+                progress = math.floor(fraction * 100) / 100  # 0.999 is not "1.0" (done)
+                return self._status_answer(record, _result_body(task, stage, progress=progress))
+        elif not task.finished:
+            if behaviour.release is not None and not behaviour.release.is_set():
+                return self._status_answer(record, _result_body(task, "Pending"))
+            if task.pending_left > 0:
+                task.pending_left -= 1
+                task.pending_answered += 1
+                progress = round(task.pending_answered / (behaviour.pending_polls + 1), 2)
+                return self._status_answer(record, _result_body(task, "Pending", progress=progress))
+            task.ready_at = now
+        task.finished = True
+        if task.ready_answered_at is None:
+            task.ready_answered_at = now
         status = behaviour.final_status
         answer = _result_body(task, status)
         if status == "Ready" and not behaviour.omit_sample:
@@ -781,12 +863,15 @@ class FakeBfl:
             answer["details"] = behaviour.details or {"Moderation Reasons": ["Derivative Works Filter"]}
         elif status == "Ready":
             answer["result"] = {"prompt": task.body.get("prompt")}
-        return self._status_answer(record, answer)
+        if status == "Ready" and behaviour.ready_cost is not None:
+            settled = task.cost if behaviour.ready_cost == "auto" else Decimal(str(behaviour.ready_cost))
+            answer["cost"] = float(settled)
+        return self._status_answer(record, answer, http_status=behaviour.final_http_status)
 
-    def _status_answer(self, record: PollRecord, answer: dict[str, Any]) -> web.Response:
-        record.status = 200
+    def _status_answer(self, record: PollRecord, answer: dict[str, Any], *, http_status: int = 200) -> web.Response:
+        record.status = http_status
         record.task_status = answer["status"]
-        return web.json_response(answer)
+        return web.json_response(answer, status=http_status)
 
     def sample_url(self, task: FakeTask) -> str:
         """The signed URL a Ready task reports (direct or via the redirect route)."""
@@ -825,6 +910,9 @@ class FakeBfl:
             status=302,
         )
         self.downloads.append(record)
+        task = self.tasks.get(record.task_id or "")
+        if task is not None and task.downloaded_at is None:
+            task.downloaded_at = record.time
         self.changed()
         location = f"{self.delivery_host.url}/delivery/{name}?{request.query_string}"
         return web.Response(status=302, headers={"Location": location})
@@ -835,7 +923,9 @@ class FakeBfl:
         task_id, _, ext = name.partition(".")
         record.task_id = task_id
         task = self.tasks.get(task_id)
-        if task is None or ext != task.ext or task.ready_at is None:
+        if task is not None and task.downloaded_at is None:
+            task.downloaded_at = record.time
+        if task is None or ext != task.ext or task.ready_at is None or self.now() < task.ready_at:
             record.status = 404
             return web.Response(status=404, text="BlobNotFound")
         if not secrets.compare_digest(request.query.get("sig", ""), task.signature):
@@ -891,6 +981,8 @@ _DEFAULT_ERROR_BODIES: dict[int, Any] = {
     },
     429: {"detail": "Too many active tasks. Wait for a task to finish."},
     500: {"detail": "Internal Server Error"},
+    502: "<html><body><h1>502 Bad Gateway</h1></body></html>",
+    504: "<html><body><h1>504 Gateway Time-out</h1></body></html>",
 }
 
 

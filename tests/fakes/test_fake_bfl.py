@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 from collections.abc import AsyncIterator
@@ -15,6 +16,8 @@ from PIL import Image
 
 from tests.fakes.fake_bfl import (
     DEFAULT_SPEC_PATH,
+    FLUX3_STAGES,
+    TERMINAL_STATUSES,
     Behaviour,
     FakeBfl,
     generation_routes,
@@ -55,9 +58,19 @@ async def poll_until_terminal(http: aiohttp.ClientSession, polling_url: str) -> 
     for _ in range(50):
         async with http.get(polling_url) as resp:
             answer = await resp.json()
-        if answer["status"] != "Pending":
+        if answer["status"] in TERMINAL_STATUSES:
             return answer
     raise AssertionError("task never finished")
+
+
+async def poll_through(http: aiohttp.ClientSession, polling_url: str, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """Poll back to back (no sleeping) until a terminal status; every answer, with its HTTP status."""
+    answers: list[dict[str, Any]] = []
+    async with asyncio.timeout(timeout):
+        while not answers or answers[-1]["status"] not in TERMINAL_STATUSES:
+            async with http.get(polling_url) as resp:
+                answers.append({**await resp.json(), "http": resp.status})
+    return answers
 
 
 def test_spec_has_the_documented_generation_routes() -> None:
@@ -302,3 +315,143 @@ async def test_expire_delivery_makes_the_signed_url_403(fake_bfl: FakeBfl, http:
         async with plain.get(sample) as resp:
             assert resp.status == 403
     assert [d.status for d in fake_bfl.downloads] == [200, 403]
+
+
+# -- time-based tasks, gateway errors, final 5xx ---------------------------------------------------
+
+
+async def test_time_based_task_walks_its_stages_then_is_ready(fake_bfl: FakeBfl, http: aiohttp.ClientSession) -> None:
+    """Pending → Reasoning → Generating by elapsed time, rising progress, Ready at created_at + run_seconds."""
+    fake_bfl.script(Behaviour(run_seconds=0.3, stages=FLUX3_STAGES))
+    _, answer = await submit(http, "flux-dev", {"prompt": "x"})
+    task = fake_bfl.tasks[answer["id"]]
+    assert task.ready_at == pytest.approx(task.created_at + 0.3)
+    assert fake_bfl.active_tasks == 1
+
+    answers = await poll_through(http, answer["polling_url"])
+
+    stages = [a["status"] for a in answers]
+    assert [s for i, s in enumerate(stages) if i == 0 or stages[i - 1] != s] == [*FLUX3_STAGES, "Ready"]
+    progress = [a["progress"] for a in answers[:-1]]
+    assert progress == sorted(progress)
+    assert 0 <= progress[0] < progress[-1] < 1
+    assert answers[-1]["result"]["sample"]
+    assert task.polls == len(answers)
+    ready_polls = [p for p in fake_bfl.polls if p.task_status == "Ready"]
+    assert task.ready_answered_at == ready_polls[0].time >= task.ready_at
+    assert all(p.time < task.ready_at for p in fake_bfl.polls if p.task_status != "Ready")
+    assert fake_bfl.active_tasks == 0
+
+
+async def test_time_based_task_is_active_until_its_ready_moment_polled_or_not(
+    fake_bfl: FakeBfl, http: aiohttp.ClientSession
+) -> None:
+    """With a cap of 1: a 60 s task blocks the next submit (429); a finished one does not, unpolled."""
+    fake_bfl.max_active = 1
+    fake_bfl.script(Behaviour(run_seconds=0.0), Behaviour(run_seconds=60.0))
+    assert (await submit(http, "flux-dev", {"prompt": "x"}))[0] == 200  # ready at once, never polled
+    assert fake_bfl.active_tasks == 0
+    assert (await submit(http, "flux-dev", {"prompt": "x"}))[0] == 200  # the 60 s task
+    assert fake_bfl.active_tasks == 1
+    assert (await submit(http, "flux-dev", {"prompt": "x"}))[0] == 429
+    long = next(t for t in fake_bfl.tasks.values() if t.behaviour.run_seconds == 60.0)
+    assert long.is_active(long.ready_at - 0.001)
+    assert not long.is_active(long.ready_at)
+    assert fake_bfl.polls == []
+
+
+async def test_run_jitter_is_drawn_per_task_and_seeded(http: aiohttp.ClientSession) -> None:
+    """run_jitter=0.05 spreads run times over ±5 %, differently per task, reproducibly per seed."""
+
+    async def run_times(seed: int) -> list[float]:
+        async with (
+            FakeBfl(seed=seed) as fake,
+            aiohttp.ClientSession(base_url=fake.url, headers={"x-key": fake.api_key}) as session,
+        ):
+            fake.default = Behaviour(run_seconds=10.0, run_jitter=0.05)
+            for _ in range(20):
+                assert (await submit(session, "flux-dev", {"prompt": "x"}))[0] == 200
+            return [t.ready_at - t.created_at for t in fake.tasks.values()]
+
+    first, again, other = await run_times(7), await run_times(7), await run_times(8)
+    assert all(9.5 <= t <= 10.5 for t in first)
+    assert len({round(t, 6) for t in first}) == 20
+    assert first == pytest.approx(again)
+    assert first != pytest.approx(other)
+
+
+def test_time_based_behaviour_refuses_per_poll_options() -> None:
+    """run_seconds cannot be combined with pending_polls or release, nor have no stages."""
+    with pytest.raises(ValueError):
+        Behaviour(run_seconds=1.0, pending_polls=2)
+    with pytest.raises(ValueError):
+        Behaviour(run_seconds=1.0, release=asyncio.Event())
+    with pytest.raises(ValueError):
+        Behaviour(run_seconds=1.0, stages=())
+    with pytest.raises(ValueError):
+        Behaviour(run_seconds=1.0, run_jitter=1.0)
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+async def test_gateway_error_after_the_task_was_created(
+    fake_bfl: FakeBfl, http: aiohttp.ClientSession, status: int
+) -> None:
+    """submit_status_after_create: the task exists and is billed, yet the answer is a 5xx."""
+    fake_bfl.script(Behaviour(submit_status_after_create=status))
+    async with http.post("/v1/flux-dev", json={"prompt": "x"}) as resp:
+        assert resp.status == status
+        assert "id" not in await resp.text()
+    assert len(fake_bfl.tasks) == 1
+    task = next(iter(fake_bfl.tasks.values()))
+    assert fake_bfl.submits[0].task_id == task.id
+    assert fake_bfl.submit_statuses() == [status]
+    assert fake_bfl.credits == Decimal(1000) - task.cost
+    assert fake_bfl.active_tasks == 1
+
+
+async def test_final_503_with_status_error(fake_bfl: FakeBfl, http: aiohttp.ClientSession) -> None:
+    """final_http_status=503: the terminal answer is HTTP 503 with a body saying "status": "Error"."""
+    fake_bfl.script(Behaviour(pending_polls=1, final_status="Error", final_http_status=503))
+    _, answer = await submit(http, "flux-dev", {"prompt": "x"})
+    answers = await poll_through(http, answer["polling_url"])
+    assert [(a["http"], a["status"]) for a in answers] == [(200, "Pending"), (503, "Error")]
+    assert [p.status for p in fake_bfl.polls] == [200, 503]
+    assert fake_bfl.active_tasks == 0
+
+
+async def test_poll_errors_carry_retry_after(fake_bfl: FakeBfl, http: aiohttp.ClientSession) -> None:
+    """poll_retry_after adds Retry-After to the scripted poll errors only."""
+    fake_bfl.script(Behaviour(poll_errors=(429,), poll_retry_after="4"))
+    _, answer = await submit(http, "flux-dev", {"prompt": "x"})
+    async with http.get(answer["polling_url"]) as resp:
+        assert (resp.status, resp.headers.get("Retry-After")) == (429, "4")
+    async with http.get(answer["polling_url"]) as resp:
+        assert (resp.status, resp.headers.get("Retry-After")) == (200, None)
+
+
+async def test_ready_cost_and_download_time_are_reported(fake_bfl: FakeBfl, http: aiohttp.ClientSession) -> None:
+    """ready_cost="auto" puts the charged cost on Ready; the first image request is timed."""
+    fake_bfl.script(Behaviour(ready_cost="auto"), Behaviour(ready_cost=3.5), Behaviour())
+    costs = []
+    for _ in range(3):
+        _, answer = await submit(http, "flux-dev", {"prompt": "x"})
+        costs.append((await poll_until_terminal(http, answer["polling_url"])).get("cost"))
+    assert costs == [2.5, 3.5, None]
+
+    task = fake_bfl.tasks[answer["id"]]
+    assert task.downloaded_at is None
+    async with aiohttp.ClientSession() as plain:
+        for _ in range(2):
+            async with plain.get(fake_bfl.sample_url(task)) as resp:
+                assert resp.status == 200
+    assert task.downloaded_at == fake_bfl.downloads[0].time
+    assert task.ready_answered_at is not None
+    assert task.ready_answered_at <= task.downloaded_at
+
+
+async def test_time_based_image_is_not_served_before_ready(fake_bfl: FakeBfl, http: aiohttp.ClientSession) -> None:
+    """A guessed sample URL of a still-running task is a 404, like a blob that does not exist yet."""
+    fake_bfl.script(Behaviour(run_seconds=60.0))
+    _, answer = await submit(http, "flux-dev", {"prompt": "x"})
+    async with aiohttp.ClientSession() as plain, plain.get(fake_bfl.sample_url(fake_bfl.tasks[answer["id"]])) as resp:
+        assert resp.status == 404
