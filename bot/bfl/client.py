@@ -1,17 +1,22 @@
 """Async client for Black Forest Labs' FLUX API: submit, poll, download, balance.
 
-The protocol (see ``shared/reference/bfl-api.md``): ``POST /v1/<model>`` returns a task id and a
-``polling_url``; ``GET polling_url`` until the status is terminal; the image is at ``result.sample``,
-a signed URL valid for about 10 minutes.
+The protocol (see ``shared/reference/bfl-api.md``, §00 first): ``POST /v1/<model>`` returns a task
+id and a ``polling_url``; ``GET polling_url`` until the status is terminal; the image is at
+``result.sample``, a signed URL whose ``se=`` parameter is its real expiry (:func:`result_url_expiry`).
 
 Rules this module enforces, and why:
 
 * The key goes in an ``x-key`` header passed per request, never as a session default, and API calls
   use ``allow_redirects=False``: aiohttp forwards custom headers such as ``x-key`` across cross-host
   redirects (it strips only ``Authorization``/``Cookie``).
-* A submit is paid and BFL has no idempotency key, so a submit is resent only when the request
-  provably never left (connection refused, DNS, connect timeout) or BFL answered 429/5xx. Anything
-  else after sending raises :class:`BflSubmitOutcomeUnknown`.
+* A submit is paid and BFL has no idempotency key, so a submit is resent only when BFL cannot have
+  created a task: HTTP 429, or a connection that failed before the request was sent (refused, DNS,
+  connect timeout). A 5xx proves nothing (a gateway 502/504 can follow creation), so it, a timeout
+  or a dropped connection after sending raises :class:`BflSubmitOutcomeUnknown`.
+* Only ``Ready``, ``Error``, ``Request Moderated``, ``Content Moderated``, ``Task not found`` and the
+  legacy ``Failed`` end a task; ``Pending``, ``Reasoning``, ``Generating`` and any status this code
+  does not know mean "still running". A poll answered 5xx whose JSON body says ``"status": "Error"``
+  is a final failure; other 429/5xx polls back off and poll the same URL again (never resubmit).
 * The key is sent only to ``https://*.bfl.ai`` or the configured base URL (SSRF guard on
   ``polling_url``), and never to the signed download URL.
 * BFL allows 24 active tasks per key (6 for ``flux-kontext-max``); :meth:`BflClient.task_slot`
@@ -33,7 +38,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, NoReturn
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 import aiohttp
 from pydantic import SecretStr
@@ -55,6 +60,7 @@ from bot.bfl.errors import (
     BflUnsafeUrl,
     BflValidationError,
 )
+from bot.bfl.polling import PollPlan
 from bot.money import credits_to_micros
 
 log = logging.getLogger(__name__)
@@ -67,15 +73,34 @@ POLL_TIMEOUT = aiohttp.ClientTimeout(total=15, sock_connect=10)
 DOWNLOAD_TIMEOUT = aiohttp.ClientTimeout(total=60, sock_read=20)
 DOWNLOAD_RETRIES = 3
 MAX_RETRY_AFTER = 60.0  # a longer Retry-After means "not now": give up instead of blocking a job
+MAX_POLL_BACKOFF = 10.0  # cap of the backoff between polls that failed in a row
 _ERROR_TEXT_LIMIT = 300
 _ERROR_BODY_LIMIT = 64 * 1024
 _DOWNLOAD_CHUNK = 64 * 1024
 
 STATUS_PENDING = "Pending"
+STATUS_REASONING = "Reasoning"  # FLUX 3 is thinking about the prompt
+STATUS_GENERATING = "Generating"
 STATUS_READY = "Ready"
+STATUS_ERROR = "Error"
+STATUS_FAILED = "Failed"  # legacy, in BFL's sample loops though not in the enum
 STATUS_REQUEST_MODERATED = "Request Moderated"
 STATUS_CONTENT_MODERATED = "Content Moderated"
 STATUS_TASK_NOT_FOUND = "Task not found"
+RUNNING_STATUSES = frozenset({STATUS_PENDING, STATUS_REASONING, STATUS_GENERATING})
+#: The only statuses that end a task; anything else (known or not) means "still running".
+TERMINAL_STATUSES = frozenset(
+    {
+        STATUS_READY,
+        STATUS_ERROR,
+        STATUS_FAILED,
+        STATUS_REQUEST_MODERATED,
+        STATUS_CONTENT_MODERATED,
+        STATUS_TASK_NOT_FOUND,
+    }
+)
+# How a 403 body says "this organisation may not use this endpoint" (early access), not "bad key".
+_NO_ACCESS_RE = re.compile(r"(?:\bno|\bnot(?: have)?|n't have) access\b", re.I)
 
 _ENDPOINT_RE = re.compile(r"[a-z0-9][a-z0-9.\-]*")
 _AUTH_HEADER_NAMES = ("x-key", "authorization")
@@ -137,11 +162,34 @@ class SubmittedTask:
 
 @dataclass(frozen=True)
 class TaskResult:
-    """A finished task: ``sample_url`` is the signed image URL (valid ~10 minutes); ``raw`` the body."""
+    """A finished task: ``sample_url`` is the signed image URL; ``raw`` the ``Ready`` poll body.
+
+    ``cost_credits`` is the settled cost the ``Ready`` answer reports at its top level (None when it
+    does not); ``expanded_prompt`` is ``result.prompt`` (FLUX 3 returns the prompt as it expanded
+    it). See :func:`result_url_expiry` for how long ``sample_url`` lives.
+    """
 
     id: str
     sample_url: str
     raw: dict[str, Any]
+    cost_credits: Decimal | None = None
+    expanded_prompt: str | None = None
+
+    @property
+    def cost_micros(self) -> int | None:
+        """The settled cost in micro-dollars (rounded up), or ``None`` if BFL did not report it."""
+        if self.cost_credits is None:
+            return None
+        return credits_to_micros(self.cost_credits)
+
+
+@dataclass
+class _PollOutcome:
+    """One poll: a body with a string ``status``, or nothing (poll again) and whether it failed."""
+
+    body: dict[str, Any] | None
+    retry_after: float | None = None
+    failed: bool = False  # a 429/5xx/network failure: back off before the next poll
 
 
 @dataclass
@@ -238,9 +286,11 @@ class BflClient:
     async def submit(self, endpoint: str, payload: dict[str, Any]) -> SubmittedTask:
         """Create a generation task: ``POST {base_url}/v1/{endpoint}`` with ``payload`` as JSON.
 
-        Retries 429, 5xx and connection failures that happened before the request was sent. Raises
+        Resends only what cannot have created a task: HTTP 429 (after ``Retry-After`` or a jittered
+        backoff) and connection failures before the request was sent. Raises
         :class:`BflSubmitOutcomeUnknown` (never resending) when the request may have reached BFL but
-        no usable answer came back, and the typed error of any other refusal.
+        no usable answer came back (any 5xx, a timeout, a dropped connection, a garbled 200), and
+        the typed error of any other refusal.
         """
         if not _ENDPOINT_RE.fullmatch(endpoint):
             raise ValueError(f"not a BFL model endpoint: {endpoint!r}")
@@ -285,12 +335,23 @@ class BflClient:
         *,
         timeout: float,  # noqa: ASYNC109 - one deadline over many polls and sleeps, raising BflTimeout
         on_status: OnStatus | None = None,
+        plan: PollPlan | None = None,
+        elapsed_offset: float = 0.0,
     ) -> TaskResult:
         """Poll ``task.polling_url`` until the task finishes; return its result.
 
-        Transient trouble (HTTP 202, 429, 5xx, connection errors, garbled bodies) just means "poll
-        again". ``on_status(status, progress)`` is awaited whenever either changes. Raises
-        :class:`BflTimeout` once ``timeout`` seconds have passed, and :class:`BflModerated`,
+        ``Pending``, ``Reasoning``, ``Generating`` and unknown statuses mean "still running". Transient
+        trouble (HTTP 202, 429, 5xx without a final body, connection errors, garbled bodies) means
+        "poll again", after a backoff (at least ``Retry-After``) when the poll failed.
+        ``on_status(status, progress)`` is awaited whenever either changes.
+
+        With ``plan``, the wait before every poll, the first included, is
+        ``plan.delay(elapsed, polls)`` where ``elapsed`` is ``elapsed_offset`` (how long ago BFL
+        accepted the task, for a job resumed after a restart) plus the time since this call began.
+        Without it the client's :class:`PollSchedule` applies and the first poll is immediate.
+        No wait runs past the deadline: the last poll happens right at it.
+
+        Raises :class:`BflTimeout` once ``timeout`` seconds have passed, and :class:`BflModerated`,
         :class:`BflTaskNotFound` or :class:`BflTaskFailed` for the terminal failures.
         """
         url = self._parse_polling_url(task.polling_url)  # before anything is sent
@@ -300,32 +361,47 @@ class BflClient:
         last_seen: tuple[str, float | None] | None = None
         interval: float | None = None
         polls = 0
+        failures = 0  # polls that failed in a row
+        retry_after: float | None = None
         while True:
+            now = loop.time()
+            if plan is not None:
+                delay = plan.delay(elapsed_offset + (now - started), polls)
+            elif polls == 0:
+                delay = 0.0
+            else:
+                interval = self._poll_schedule.next_interval(now - started, interval)
+                delay = self._poll_schedule.jittered(interval, self._random())
+            if failures:
+                delay = max(delay, self._poll_backoff(failures))
+            if retry_after is not None:
+                delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
+            if delay > 0:
+                # Never sleep past the deadline: one last poll right at it may still find the image.
+                await self._sleep(max(0.0, min(delay, deadline - now)))
+
             polls += 1
-            body, retry_after = await self._poll_once(url, task, remaining=deadline - loop.time())
-            if body is not None:
-                status = body["status"]
-                progress = _progress(body.get("progress"))
+            outcome = await self._poll_once(url, task, remaining=deadline - loop.time())
+            failures = failures + 1 if outcome.failed else 0
+            retry_after = outcome.retry_after
+            if outcome.body is not None:
+                status = outcome.body["status"]
+                progress = _progress(outcome.body.get("progress"))
                 if (status, progress) != last_seen:
                     level = logging.INFO if last_seen is None or status != last_seen[0] else logging.DEBUG
+                    if status not in TERMINAL_STATUSES and status not in RUNNING_STATUSES:
+                        level = logging.WARNING  # new to this code: assume it is still running
                     log.log(level, "BFL task %s: %s (progress %s, poll %d)", task.id, status, progress, polls)
                     last_seen = (status, progress)
                     await self._report(on_status, status, progress, task.id)
-                if status != STATUS_PENDING:
-                    return self._finish(task, status, body)
-            now = loop.time()
-            if now >= deadline:
+                if status in TERMINAL_STATUSES:
+                    return self._finish(task, status, outcome.body)
+            if loop.time() >= deadline:
                 raise BflTimeout(
                     f"task not finished after {timeout:g}s ({polls} polls, last status "
                     f"{last_seen[0] if last_seen else 'unknown'})",
                     task_id=task.id,
                 )
-            interval = self._poll_schedule.next_interval(now - started, interval)
-            delay = self._poll_schedule.jittered(interval, self._random())
-            if retry_after is not None:
-                delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
-            # Never sleep past the deadline: one last poll right at it may still find the image.
-            await self._sleep(min(delay, deadline - now))
 
     async def download(self, url: str, *, max_bytes: int = 40 * 1024 * 1024) -> bytes:
         """Fetch a signed result URL, sending no BFL header; at most ``max_bytes`` bytes.
@@ -390,8 +466,9 @@ class BflClient:
     ) -> Any:
         """One API call with retries; returns the parsed JSON of a 2xx answer.
 
-        ``endpoint`` marks a (paid, non-idempotent) submit: then only failures that provably happened
-        before sending are retried, and any other transport failure is an unknown outcome.
+        ``endpoint`` marks a (paid, non-idempotent) submit: then only 429 and connection failures
+        before sending are retried; a 5xx or any other transport failure is an unknown outcome.
+        Other calls (GET, idempotent) also retry 5xx.
         """
         submit = endpoint is not None
         attempt = 0
@@ -428,6 +505,16 @@ class BflClient:
 
             if failure.status is not None and failure.status != 429 and failure.status < 500:
                 self._raise_for_status(failure, what)
+            if submit and failure.status is not None and failure.status >= 500:
+                # A gateway 502/504 (or any 5xx) can come after BFL created and billed the task.
+                assert endpoint is not None
+                text = "; ".join(_error_messages(failure.message)) or "no details"
+                log.error("BFL %s: HTTP %s, outcome unknown; not resending", what, failure.status)
+                raise BflSubmitOutcomeUnknown(
+                    f"{what}: HTTP {failure.status} ({text}); the task may exist and be billed",
+                    endpoint=endpoint,
+                    status=failure.status,
+                )
             too_long = failure.retry_after is not None and failure.retry_after > MAX_RETRY_AFTER
             if attempt >= self._submit_retries or too_long:
                 self._raise_exhausted(failure, what, attempt + 1)
@@ -476,7 +563,16 @@ class BflClient:
         detail = _error_messages(failure.message)
         text = "; ".join(detail) or f"HTTP {status}"
         if status in (401, 403):
-            raise BflAuthError(f"{what}: BFL refused the API key (HTTP {status}): {text}", status=status)
+            if status == 403 and any(_NO_ACCESS_RE.search(message) for message in detail):
+                raise BflAuthError(
+                    f"{what}: the BFL organisation has no access to this endpoint (HTTP 403): {text}",
+                    status=status,
+                    reason="access",
+                    task_id=task_id,
+                )
+            raise BflAuthError(
+                f"{what}: BFL refused the API key (HTTP {status}): {text}", status=status, task_id=task_id
+            )
         if status == 402:
             raise BflCreditsExhausted(f"{what}: BFL account is out of credits: {text}", task_id=task_id)
         if status == 422:
@@ -515,10 +611,8 @@ class BflClient:
             return parsed
         raise BflUnsafeUrl(f"polling URL host {parsed.scheme}://{host}:{port} is not a BFL API host")
 
-    async def _poll_once(
-        self, url: URL, task: SubmittedTask, *, remaining: float
-    ) -> tuple[dict[str, Any] | None, float | None]:
-        """One poll. Returns (body with a string ``status``, None) or (None, retry_after) if transient."""
+    async def _poll_once(self, url: URL, task: SubmittedTask, *, remaining: float) -> _PollOutcome:
+        """One poll; raises the typed error of a final failure that is not a status (auth, 404...)."""
         # Keep each poll within the overall deadline (with a floor so the last poll can complete).
         total = min(self._poll_timeout.total or 15.0, max(remaining, 1.0))
         timeout = aiohttp.ClientTimeout(total=total, sock_connect=self._poll_timeout.sock_connect)
@@ -536,21 +630,37 @@ class BflClient:
                     except ValueError:
                         body = None
                     if isinstance(body, dict) and isinstance(body.get("status"), str):
-                        return body, None
+                        return _PollOutcome(body)
                     log.warning("BFL task %s: unreadable poll answer; polling again", task.id)
-                    return None, None
+                    return _PollOutcome(None)
                 if resp.status == 202:  # legacy "not ready yet"
-                    return {"status": STATUS_PENDING}, None
-                if resp.status == 429 or resp.status >= 500:
-                    log.warning("BFL task %s: poll got HTTP %s; polling again", task.id, resp.status)
-                    return None, _parse_retry_after(resp.headers.get("Retry-After"))
+                    return _PollOutcome({"status": STATUS_PENDING})
                 text = self._redact(await _read_error_text(resp))
+                body = _json_object(text) if resp.status >= 500 else None
+                if body is not None and body.get("status") == STATUS_ERROR:
+                    # BFL answers a failed task with 503 + {"status": "Error"}: final, not transient.
+                    log.warning("BFL task %s: poll got HTTP %s with status Error", task.id, resp.status)
+                    return _PollOutcome(body)
+                if resp.status == 429 or resp.status >= 500:
+                    retry_after = _parse_retry_after(resp.headers.get("Retry-After"))
+                    log.warning(
+                        "BFL task %s: poll got HTTP %s (Retry-After %s); polling again",
+                        task.id,
+                        resp.status,
+                        retry_after,
+                    )
+                    return _PollOutcome(None, retry_after=retry_after, failed=True)
                 if resp.status == 404:
                     raise BflTaskNotFound(f"task {task.id} not found (HTTP 404)", task_id=task.id)
                 self._raise_for_status(_Attempt(resp.status, text), f"poll of task {task.id}", task.id)
         except (TimeoutError, aiohttp.ClientError) as exc:
             log.warning("BFL task %s: poll failed (%s); polling again", task.id, _describe(exc))
-            return None, None
+            return _PollOutcome(None, failed=True)
+
+    def _poll_backoff(self, failures: int) -> float:
+        """The pause after ``failures`` failed polls in a row: doubling, half of it jittered."""
+        ceiling = min(self._backoff_cap, MAX_POLL_BACKOFF, self._backoff_base * 2 ** (failures - 1))
+        return ceiling * (0.5 + 0.5 * self._random())
 
     def _finish(self, task: SubmittedTask, status: str, body: dict[str, Any]) -> TaskResult:
         """Turn a terminal poll answer into a result or the matching typed error."""
@@ -559,7 +669,17 @@ class BflClient:
             sample = result.get("sample") if isinstance(result, dict) else None
             if not isinstance(sample, str) or not sample:
                 raise BflTaskFailed(f"task {task.id} is Ready but has no sample URL", status=status, task_id=task.id)
-            return TaskResult(id=task.id, sample_url=sample, raw=body)
+            cost = _to_decimal(body.get("cost"))
+            if body.get("cost") is not None and cost is None:
+                log.warning("BFL task %s: ignoring a malformed cost on Ready", task.id)
+            prompt = result.get("prompt") if isinstance(result, dict) else None
+            return TaskResult(
+                id=task.id,
+                sample_url=sample,
+                raw=body,
+                cost_credits=cost,
+                expanded_prompt=prompt if isinstance(prompt, str) else None,
+            )
         if status in (STATUS_REQUEST_MODERATED, STATUS_CONTENT_MODERATED):
             stage: Literal["request", "content"] = "request" if status == STATUS_REQUEST_MODERATED else "content"
             details = body.get("details")
@@ -573,7 +693,7 @@ class BflClient:
             )
         if status == STATUS_TASK_NOT_FOUND:
             raise BflTaskNotFound(f"task {task.id}: Task not found", task_id=task.id)
-        # "Error", BFL's undocumented "Failed", and any status this code does not know yet.
+        # "Error" and BFL's undocumented "Failed" (unknown statuses never get here: they keep polling).
         raise BflTaskFailed(f"task {task.id} ended with status {status[:60]!r}", status=status, task_id=task.id)
 
     async def _report(self, on_status: OnStatus | None, status: str, progress: float | None, task_id: str) -> None:
@@ -586,7 +706,40 @@ class BflClient:
             log.exception("on_status callback failed for BFL task %s", task_id)
 
 
+def result_url_expiry(url: str) -> datetime | None:
+    """When a signed result URL expires: its ``se=`` query parameter (ISO 8601), as an aware UTC time.
+
+    BFL's delivery URLs are Azure-SAS-style (``…?se=2030-01-01T00%3A00%3A00Z&sp=r&sig=…``), and
+    ``se=`` is their real expiry (about an hour after Ready for images). A time without a zone is
+    taken as UTC (SAS times always are). ``None`` if the URL has no ``se=`` or it cannot be read.
+    """
+    try:
+        query = urlsplit(url).query
+    except (ValueError, TypeError):
+        return None
+    # Not parse_qs: it reads "+" as a space, and "+00:00" is a valid (if unescaped) offset.
+    values = [unquote(part[3:]) for part in query.split("&") if part.startswith("se=")]
+    if not values:
+        return None
+    try:
+        when = datetime.fromisoformat(values[0].strip())
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC)
+
+
 # -- helpers ---------------------------------------------------------------------------------------
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    """``text`` parsed as a JSON object, or None if it is not one."""
+    try:
+        body = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, max_bytes: int, shown: str) -> bytes:

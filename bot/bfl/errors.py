@@ -23,11 +23,25 @@ class BflError(Exception):
 
 
 class BflAuthError(BflError):
-    """BFL refused the API key (HTTP 401 or 403): the operator must fix the key."""
+    """BFL refused the request (HTTP 401 or 403); the operator must act.
 
-    def __init__(self, message: str, *, status: int, task_id: str | None = None) -> None:
+    ``reason`` says what to fix: ``"key"`` when the key is missing, wrong or revoked, and
+    ``"access"`` when BFL said the organisation or key has no access to this endpoint (an
+    early-access model such as "Your organization does not have access to this endpoint"): the key
+    works, that model does not.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        reason: Literal["key", "access"] = "key",
+        task_id: str | None = None,
+    ) -> None:
         super().__init__(message, task_id=task_id)
         self.status = status
+        self.reason: Literal["key", "access"] = reason
 
 
 class BflCreditsExhausted(BflError):
@@ -57,7 +71,8 @@ class BflServerError(BflError):
     """BFL was unavailable through every retry: 5xx answers, or it could not be reached at all.
 
     ``status`` is the last HTTP status, or ``None`` when no response was ever received (connection
-    refused, DNS failure). Either way the request provably did not create a task.
+    refused, DNS failure). A submit raises it only with ``status=None`` (a submit answered 5xx is a
+    :class:`BflSubmitOutcomeUnknown`), so from a submit it proves that no task was created.
     """
 
     def __init__(self, message: str, *, status: int | None) -> None:
@@ -74,15 +89,18 @@ class BflBadRequest(BflError):
 
 
 class BflSubmitOutcomeUnknown(BflError):
-    """The submit may have reached BFL, but no usable answer came back (timeout, disconnect, bad body).
+    """The submit may have created a task, but no usable answer came back.
 
-    BFL has no idempotency key, so the client never resends: a resend could bill twice. The caller
-    should record the charge as "unknown" and reconcile later.
+    That is: any 5xx (a gateway 502/504 can follow creation), a timeout or dropped connection after
+    sending, or a 200 without a usable body. BFL has no idempotency key, so the client never
+    resends: a resend could bill twice. The caller should record the charge as "unknown" and
+    reconcile later. ``status`` is the HTTP status when there was one (a 5xx), else ``None``.
     """
 
-    def __init__(self, message: str, *, endpoint: str) -> None:
+    def __init__(self, message: str, *, endpoint: str, status: int | None = None) -> None:
         super().__init__(message)
         self.endpoint = endpoint
+        self.status = status
 
 
 class BflUnsafeUrl(BflError):

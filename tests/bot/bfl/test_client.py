@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 from pydantic import SecretStr
 
-from bot.bfl.client import BflClient, PollSchedule, SubmittedTask
+from bot.bfl.client import BflClient, PollSchedule, SubmittedTask, result_url_expiry
 from bot.bfl.errors import (
     BflAuthError,
     BflBadRequest,
@@ -33,7 +33,8 @@ from bot.bfl.errors import (
     BflUnsafeUrl,
     BflValidationError,
 )
-from tests.fakes.fake_bfl import FOREIGN_POLLING, REGIONAL_POLLING, Behaviour, FakeBfl
+from bot.bfl.polling import LatencyModel, PollPlan
+from tests.fakes.fake_bfl import FLUX3_STAGES, FOREIGN_POLLING, REGIONAL_POLLING, Behaviour, FakeBfl
 
 FAST_POLLS = PollSchedule(first_interval=0.01, quick_phase=0.05, factor=1.5, max_interval=0.05, jitter=0.1)
 PROMPT = {"prompt": "a lighthouse at dusk", "width": 512, "height": 384}
@@ -230,7 +231,6 @@ def test_check_polling_url(client: BflClient, fake_bfl: FakeBfl, url: str, allow
         ("Content Moderated", BflModerated, {"stage": "content", "reasons": ["Derivative Works Filter"]}),
         ("Error", BflTaskFailed, {"status": "Error"}),
         ("Failed", BflTaskFailed, {"status": "Failed"}),
-        ("Exploded Quietly", BflTaskFailed, {"status": "Exploded Quietly"}),
         ("Task not found", BflTaskNotFound, {}),
     ],
 )
@@ -247,6 +247,94 @@ async def test_terminal_statuses_raise_typed_errors(
         assert getattr(caught.value, name) == value
     assert len(fake_bfl.polls) == 2
     assert fake_bfl.active_tasks == 0
+
+
+async def test_flux3_and_unknown_statuses_keep_polling_until_ready(client: BflClient, fake_bfl: FakeBfl) -> None:
+    """Pending → Reasoning → an unknown status → Generating are all "still running"; each is reported."""
+    fake_bfl.script(Behaviour(run_seconds=0.4, stages=("Pending", "Reasoning", "Rendering Sparkles", "Generating")))
+    seen: list[str] = []
+
+    async def on_status(status: str, progress: float | None) -> None:
+        if not seen or seen[-1] != status:
+            seen.append(status)
+
+    task = await client.submit("flux-pro-1.1", PROMPT)
+    result = await client.wait_for_result(task, timeout=5, on_status=on_status)
+
+    assert seen == ["Pending", "Reasoning", "Rendering Sparkles", "Generating", "Ready"]
+    assert result.sample_url
+    fake_task = fake_bfl.tasks[task.id]
+    assert fake_task.ready_at is not None
+    assert fake_task.ready_answered_at is not None
+    assert fake_task.ready_answered_at >= fake_task.ready_at
+
+
+async def test_an_unknown_status_that_never_ends_times_out(client: BflClient, fake_bfl: FakeBfl) -> None:
+    """A status the client does not know is not terminal: it polls on until its deadline."""
+    fake_bfl.script(Behaviour(final_status="Exploded Quietly"))
+    task = await client.submit("flux-pro-1.1", PROMPT)
+    with pytest.raises(BflTimeout) as caught:
+        await client.wait_for_result(task, timeout=0.3)
+    assert "Exploded Quietly" in str(caught.value)
+    assert len(fake_bfl.polls) >= 3
+    assert {p.task_status for p in fake_bfl.polls} == {"Exploded Quietly"}
+
+
+async def test_poll_503_with_status_error_is_final(client: BflClient, fake_bfl: FakeBfl) -> None:
+    """HTTP 503 whose body says "status": "Error" ends the task (BflTaskFailed), without more polls."""
+    fake_bfl.script(Behaviour(pending_polls=1, final_status="Error", final_http_status=503))
+    seen: list[str] = []
+
+    async def on_status(status: str, progress: float | None) -> None:
+        seen.append(status)
+
+    task = await client.submit("flux-pro-1.1", PROMPT)
+    with pytest.raises(BflTaskFailed) as caught:
+        await client.wait_for_result(task, timeout=5, on_status=on_status)
+    assert caught.value.status == "Error"
+    assert caught.value.task_id == task.id
+    assert [p.status for p in fake_bfl.polls] == [200, 503]
+    assert seen == ["Pending", "Error"]
+
+
+async def test_poll_429_honours_retry_after_and_polls_the_same_url(make_client, fake_bfl: FakeBfl) -> None:
+    """A 429 on poll means the task exists: wait Retry-After, poll the same URL, never resubmit."""
+    sleep = RecordingSleep()
+    fake_bfl.script(Behaviour(poll_errors=(429,), poll_retry_after="2"))
+    client = make_client(sleep=sleep)
+    task = await client.submit("flux-pro-1.1", PROMPT)
+    result = await client.wait_for_result(task, timeout=5)
+    assert result.id == task.id
+    assert sleep.delays == [2.0]
+    assert [p.status for p in fake_bfl.polls] == [429, 200]
+    assert {p.task_id for p in fake_bfl.polls} == {task.id}
+    assert len(fake_bfl.submits) == 1
+
+
+async def test_failed_polls_back_off(make_client, fake_bfl: FakeBfl) -> None:
+    """5xx polls in a row wait longer each time (base · 2^n, half jittered), then the schedule resumes."""
+    sleep = RecordingSleep()
+    fake_bfl.script(Behaviour(poll_errors=(503, 500, 502), pending_polls=1))
+    client = make_client(sleep=sleep, backoff_base=0.1, backoff_cap=20.0, random=lambda: 1.0)
+    task = await client.submit("flux-pro-1.1", PROMPT)
+    await client.wait_for_result(task, timeout=5)
+    assert sleep.delays[:3] == pytest.approx([0.1, 0.2, 0.4])
+    assert sleep.delays[3] < 0.1  # back on FAST_POLLS after a good answer
+    assert [p.status for p in fake_bfl.polls] == [503, 500, 502, 200, 200]
+
+
+async def test_ready_carries_settled_cost_and_expanded_prompt(client: BflClient, fake_bfl: FakeBfl) -> None:
+    """The Ready body's top-level cost and result.prompt land on the TaskResult."""
+    fake_bfl.script(Behaviour(ready_cost="auto"), Behaviour())
+    task = await client.submit("flux-pro-1.1", PROMPT)
+    result = await client.wait_for_result(task, timeout=5)
+    assert result.cost_credits == Decimal("4")
+    assert result.cost_micros == 40_000
+    assert result.expanded_prompt == PROMPT["prompt"]
+
+    plain = await client.wait_for_result(await client.submit("flux-pro-1.1", PROMPT), timeout=5)
+    assert plain.cost_credits is None
+    assert plain.cost_micros is None
 
 
 async def test_ready_without_sample_is_a_failed_task(client: BflClient, fake_bfl: FakeBfl) -> None:
@@ -279,8 +367,10 @@ async def test_poll_auth_failure_is_raised(client: BflClient, fake_bfl: FakeBfl)
     """A 403 while polling (key revoked mid-task) is an auth error, not an endless retry."""
     task = await client.submit("flux-pro-1.1", PROMPT)
     fake_bfl.api_key = "rotated-key"
-    with pytest.raises(BflAuthError):
+    with pytest.raises(BflAuthError) as caught:
         await client.wait_for_result(task, timeout=5)
+    assert caught.value.reason == "key"
+    assert caught.value.task_id == task.id
     assert len(fake_bfl.polls) == 1
 
 
@@ -325,14 +415,39 @@ async def test_402_is_credits_exhausted_without_retry(make_client, fake_bfl: Fak
 
 
 async def test_wrong_key_is_auth_error(make_client, fake_bfl: FakeBfl) -> None:
-    """The fake answers a wrong key with 403; the client raises BflAuthError without retrying."""
+    """The fake answers a wrong key with 403; the client raises BflAuthError(reason="key") without retrying."""
     client = make_client(api_key=SecretStr("wrong-key"))
     with pytest.raises(BflAuthError) as caught:
         await client.submit("flux-pro-1.1", PROMPT)
     assert caught.value.status == 403
+    assert caught.value.reason == "key"
     assert "Not authenticated" in str(caught.value)
     assert fake_bfl.submit_statuses() == [403]
     assert fake_bfl.tasks == {}
+
+
+@pytest.mark.parametrize(
+    ("detail", "reason"),
+    [
+        ("Your organization does not have access to this endpoint.", "access"),
+        ("This API key doesn't have access to flux-3-image", "access"),
+        ("API key does not have permission", "key"),
+        ("Not authenticated", "key"),
+    ],
+)
+async def test_403_says_whether_the_key_or_the_endpoint_access_is_the_problem(
+    make_client, fake_bfl: FakeBfl, detail: str, reason: str
+) -> None:
+    """An early-access refusal is reason="access" (the key works); anything else is reason="key"."""
+    sleep = RecordingSleep()
+    fake_bfl.fail_submits(403, body={"detail": detail})
+    with pytest.raises(BflAuthError) as caught:
+        await make_client(sleep=sleep).submit("flux-pro-1.1", PROMPT)
+    assert caught.value.status == 403
+    assert caught.value.reason == reason
+    assert detail in str(caught.value)
+    assert fake_bfl.submit_statuses() == [403]
+    assert sleep.delays == []
 
 
 async def test_scripted_422_messages_are_parsed(client: BflClient, fake_bfl: FakeBfl) -> None:
@@ -394,7 +509,7 @@ async def test_retry_after_http_date_is_honoured(make_client, fake_bfl: FakeBfl)
     """Retry-After as an HTTP-date 30 s ahead makes the client wait about 30 s."""
     sleep = RecordingSleep()
     when = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
-    fake_bfl.fail_submits(503, retry_after=when)
+    fake_bfl.fail_submits(429, retry_after=when)
     await make_client(sleep=sleep).submit("flux-pro-1.1", PROMPT)
     assert len(sleep.delays) == 1
     assert 27 <= sleep.delays[0] <= 30
@@ -433,26 +548,32 @@ async def test_very_long_retry_after_gives_up_at_once(make_client, fake_bfl: Fak
     assert fake_bfl.submit_statuses() == [429]
 
 
-async def test_5xx_is_retried_then_succeeds(make_client, fake_bfl: FakeBfl) -> None:
-    """500 then 503 (plain-text body), then success."""
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+async def test_submit_5xx_is_outcome_unknown_and_never_resent(make_client, fake_bfl: FakeBfl, status: int) -> None:
+    """A 5xx on submit does not prove that no task exists: BflSubmitOutcomeUnknown, one request only."""
     sleep = RecordingSleep()
-    fake_bfl.fail_submits(500)
-    fake_bfl.fail_submits(503)
-    task = await make_client(sleep=sleep).submit("flux-pro-1.1", PROMPT)
-    assert fake_bfl.submit_statuses() == [500, 503, 200]
-    assert len(sleep.delays) == 2
-    assert list(fake_bfl.tasks) == [task.id]
+    fake_bfl.fail_submits(status, times=3, retry_after="1")
+    with pytest.raises(BflSubmitOutcomeUnknown) as caught:
+        await make_client(sleep=sleep).submit("flux-pro-1.1", PROMPT)
+    assert caught.value.status == status
+    assert caught.value.endpoint == "flux-pro-1.1"
+    assert fake_bfl.submit_statuses() == [status]
+    assert sleep.delays == []
 
 
-async def test_5xx_exhausted_raises_server_error(make_client, fake_bfl: FakeBfl) -> None:
-    """Persistent 503 ends with BflServerError(status=503) carrying the body text."""
+async def test_gateway_error_after_creation_bills_once_and_is_not_resent(make_client, fake_bfl: FakeBfl) -> None:
+    """BFL creates and bills the task, then the gateway answers 502: one task, one request, unknown outcome."""
     sleep = RecordingSleep()
-    fake_bfl.fail_submits(503, times=10)
-    with pytest.raises(BflServerError) as caught:
-        await make_client(sleep=sleep, submit_retries=2).submit("flux-pro-1.1", PROMPT)
-    assert caught.value.status == 503
-    assert "Service Unavailable" in str(caught.value)
-    assert fake_bfl.submit_statuses() == [503] * 3
+    fake_bfl.script(Behaviour(submit_status_after_create=502))
+    with pytest.raises(BflSubmitOutcomeUnknown) as caught:
+        await make_client(sleep=sleep).submit("flux-pro-1.1", PROMPT)
+    assert caught.value.status == 502
+    assert len(fake_bfl.submits) == 1
+    assert fake_bfl.submit_statuses() == [502]
+    assert len(fake_bfl.tasks) == 1
+    assert fake_bfl.submits[0].task_id in fake_bfl.tasks
+    assert fake_bfl.credits == Decimal(996)  # billed exactly once
+    assert sleep.delays == []
 
 
 async def test_connection_refused_is_retried_then_server_error(session: aiohttp.ClientSession) -> None:
@@ -710,3 +831,97 @@ def test_poll_schedule_is_quick_then_backs_off() -> None:
     assert schedule.jittered(1.0, 0.999999) == pytest.approx(1.1)
     with pytest.raises(ValueError):
         PollSchedule(jitter=1.5)
+
+
+# -- adaptive polling (PollPlan) -------------------------------------------------------------------
+
+
+async def test_warm_plan_waits_then_polls_densely_around_the_finish(client: BflClient, fake_bfl: FakeBfl) -> None:
+    """A model that always takes 0.5 s: no poll before ~0.4 s, then a few polls catch Ready quickly."""
+    fake_bfl.script(Behaviour(run_seconds=0.5, stages=FLUX3_STAGES))
+    plan = LatencyModel({"flux-pro-1.1": [0.5] * 10}).plan("flux-pro-1.1")
+    assert plan.first_poll == pytest.approx(0.4)
+    task = await client.submit("flux-pro-1.1", PROMPT)
+    started = asyncio.get_running_loop().time()
+    await client.wait_for_result(task, timeout=5, plan=plan)
+
+    fake_task = fake_bfl.tasks[task.id]
+    assert fake_bfl.polls[0].time - started >= 0.4 - 0.01  # never before the early quantile
+    assert 2 <= fake_task.polls <= 3  # FAST_POLLS without the plan would poll ~20 times
+    assert fake_task.ready_at is not None and fake_task.ready_answered_at is not None
+    assert 0 <= fake_task.ready_answered_at - fake_task.ready_at < 0.15
+
+
+async def test_plan_never_sleeps_past_the_deadline(client: BflClient, fake_bfl: FakeBfl) -> None:
+    """A plan whose first poll lies beyond the deadline polls once, right at the deadline, then times out."""
+    fake_bfl.script(Behaviour(run_seconds=60))
+    task = await client.submit("flux-pro-1.1", PROMPT)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(BflTimeout):
+        await client.wait_for_result(task, timeout=0.2, plan=PollPlan(first_poll=5.0, interval=1.0, tail_start=10.0))
+    assert loop.time() - started < 1.0
+    assert len(fake_bfl.polls) == 1
+    assert fake_bfl.polls[0].time - started >= 0.19
+
+
+@pytest.mark.parametrize(("offset", "expected"), [(0.0, [0.4]), (0.1, [0.3]), (30.0, [])])
+async def test_elapsed_offset_counts_time_since_acceptance(
+    make_client, fake_bfl: FakeBfl, offset: float, expected: list[float]
+) -> None:
+    """A resumed job (accepted ``offset`` s ago) waits only what is left of the quiet phase, or not at all."""
+    sleep = RecordingSleep()
+    client = make_client(sleep=sleep)
+    task = await client.submit("flux-pro-1.1", PROMPT)
+    plan = PollPlan(first_poll=0.4, interval=0.1, tail_start=1.0)
+    await client.wait_for_result(task, timeout=5, plan=plan, elapsed_offset=offset)
+    assert sleep.delays == pytest.approx(expected, abs=0.02)
+    assert len(fake_bfl.polls) == 1
+
+
+async def test_retry_after_on_poll_wins_over_the_plan(make_client, fake_bfl: FakeBfl) -> None:
+    """The plan says 0.1 s, the poll's Retry-After says 2 s: the client waits 2 s."""
+    sleep = RecordingSleep()
+    fake_bfl.script(Behaviour(poll_errors=(429,), poll_retry_after="2"))
+    client = make_client(sleep=sleep)
+    task = await client.submit("flux-pro-1.1", PROMPT)
+    await client.wait_for_result(task, timeout=5, plan=PollPlan(first_poll=0.0, interval=0.1, tail_start=10.0))
+    assert sleep.delays == [2.0]
+    assert [p.status for p in fake_bfl.polls] == [429, 200]
+
+
+# -- result URL expiry -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "https://delivery-eu.bfl.ai/results/ab/sample.jpeg?se=2030-01-01T00%3A00%3A00Z&sp=r&sig=x",
+            datetime(2030, 1, 1, tzinfo=UTC),
+        ),
+        ("https://d.bfl.ai/s.png?sp=r&se=2026-12-01T10:30:00Z&sig=x", datetime(2026, 12, 1, 10, 30, tzinfo=UTC)),
+        ("https://d.bfl.ai/s.png?se=2026-12-01T11:30:00+01:00", datetime(2026, 12, 1, 10, 30, tzinfo=UTC)),
+        ("https://d.bfl.ai/s.png?se=2026-12-01T10%3A30%3A00", datetime(2026, 12, 1, 10, 30, tzinfo=UTC)),
+        ("https://d.bfl.ai/s.png?se=2026-12-01", datetime(2026, 12, 1, tzinfo=UTC)),
+        ("https://d.bfl.ai/s.png?sp=r&sig=x", None),
+        ("https://d.bfl.ai/s.png?se=&sig=x", None),
+        ("https://d.bfl.ai/s.png?se=tomorrow", None),
+        ("https://d.bfl.ai/s.png?se=2026-13-45T99:00:00Z", None),
+        ("https://d.bfl.ai/s.png?notse=2026-12-01T10:30:00Z", None),
+        ("not a url at all", None),
+        ("", None),
+    ],
+)
+def test_result_url_expiry(url: str, expected: datetime | None) -> None:
+    """The se= parameter is read as an aware UTC datetime; absent or garbled gives None."""
+    assert result_url_expiry(url) == expected
+    if expected is not None:
+        assert result_url_expiry(url).tzinfo is not None
+
+
+async def test_result_url_expiry_of_a_real_sample(client: BflClient, fake_bfl: FakeBfl) -> None:
+    """The fake's Azure-SAS-style sample URL expires at its se= (2030-01-01 UTC)."""
+    task = await client.submit("flux-pro-1.1", PROMPT)
+    result = await client.wait_for_result(task, timeout=5)
+    assert result_url_expiry(result.sample_url) == datetime(2030, 1, 1, tzinfo=UTC)
