@@ -1,6 +1,6 @@
 """The model table: one entry per BFL endpoint drives validation, the command's choices, prices and docs.
 
-Everything here is checked against BFL's OpenAPI spec (``/work/shared/specs/bfl-openapi.json``, the
+Everything here is checked against BFL's OpenAPI spec (``tests/specs/bfl-openapi.json``, the
 2026-04-23 snapshot) by ``tests/bot/test_models.py``: every payload we build validates against its
 endpoint's request schema and carries no field the schema does not define (BFL answers unknown or
 out-of-range fields with a 422, and a test server rejects them too).

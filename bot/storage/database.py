@@ -2,8 +2,8 @@
 
 aiosqlite runs every statement on one worker thread, and a transaction belongs to the connection,
 not to the coroutine that opened it: a statement from coroutine B issued while A holds an open
-transaction runs inside A's transaction, and A's rollback erases it (measured; see
-shared/reference/platform-limits-and-reliability.md §3). So every write goes through
+transaction runs inside A's transaction, and A's rollback erases it (measured, and pinned by
+``tests/bot/storage``). So every write goes through
 :meth:`Database.execute` or :meth:`Database.transaction`, which share one ``asyncio.Lock``; writes
 that must check and change money are single conditional statements, atomic on their own.
 """

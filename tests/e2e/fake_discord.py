@@ -66,7 +66,7 @@ the test sets ``it.allow_no_response = True``.
 
 Schema validation: every request body (JSON bodies and multipart ``payload_json``) is validated
 against the matching operation of Discord's OpenAPI spec (``DISCORD_OPENAPI_SPEC``, default
-``<repo>/../shared/specs/discord-openapi.json``). A failure is answered with 400/50035 and recorded
+``<repo>/tests/specs/discord-openapi.json``, vendored). A failure is answered with 400/50035 and recorded
 in :attr:`FakeDiscord.schema_errors` (not in ``violations``). The rule checks above run first; a
 request that breaks a rule is rejected for that rule and is not schema-checked. Every JSON response
 the fake produces is validated too; failures go to :attr:`FakeDiscord.response_schema_errors` (that
@@ -370,12 +370,12 @@ def _image_info(data: bytes) -> tuple[str | None, int | None, int | None]:
 
 
 def default_spec_path() -> Path:
-    """``$DISCORD_OPENAPI_SPEC`` or ``<repo>/../shared/specs/discord-openapi.json``."""
+    """``$DISCORD_OPENAPI_SPEC`` or the vendored ``<repo>/tests/specs/discord-openapi.json``."""
     env = os.environ.get("DISCORD_OPENAPI_SPEC")
     if env:
         return Path(env)
     repo = Path(__file__).resolve().parents[2]
-    return repo.parent / "shared" / "specs" / "discord-openapi.json"
+    return repo / "tests" / "specs" / "discord-openapi.json"
 
 
 class OpenAPISpec:
@@ -768,6 +768,8 @@ class FakeDiscord:
         self.heartbeat_interval_ms = heartbeat_interval_ms
         #: The ``fake_discord`` fixture calls :meth:`assert_clean` at teardown while this is true.
         self.assert_clean_at_teardown = True
+        #: Seconds ``POST /channels/{id}/messages`` takes to answer, per channel id (a slow channel).
+        self.channel_send_delays: dict[int, float] = {}
 
         self.spec: OpenAPISpec | None = None
         if validate_schema is not False:
@@ -1714,6 +1716,9 @@ class FakeDiscord:
 
     async def _h_channel_send(self, request: web.Request, call: RecordedCall) -> web.Response:
         channel = self._channel(request)
+        delay = self.channel_send_delays.get(int(channel["id"]))
+        if delay:
+            await asyncio.sleep(delay)  # latency of the fake server itself, not synchronisation
         self._require_channel_permissions(channel, bool(call.files))
         self._check_body(call, message_path=(), size_limit=self.attachment_size_limit)
         body = call.json or {}
