@@ -1,15 +1,32 @@
-"""Settings, read from the environment and `.env` when the bot starts (never at import)."""
+"""Settings, read from the environment and `.env` when the bot starts (never at import).
+
+An empty value (``DEV_GUILD_ID=``, as `.env.example` ships it) means "not set": the default applies.
+"""
 
 from __future__ import annotations
 
+import difflib
 import enum
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from dotenv import dotenv_values
+from pydantic import (
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.models import DEFAULT_MODEL, MODELS
 from bot.money import InvalidAmount, parse_usd
+
+ENV_FILE = Path(".env")
 
 
 class Period(enum.StrEnum):
@@ -52,7 +69,12 @@ def _usd(env_name: str, default: str) -> Any:
 class Settings(BaseSettings):
     """Everything the bot can be configured with; `.env.example` documents each variable."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_file=ENV_FILE,
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,  # `KEY=` means "not set", in the environment and in .env
+        extra="ignore",
+    )
 
     discord_token: SecretStr
     bfl_api_key: SecretStr
@@ -63,20 +85,21 @@ class Settings(BaseSettings):
     # NORMAL (with WAL) keeps every commit through a process crash; FULL also through an OS crash or
     # power loss, at ~4x fewer ledger writes per second (see README "Benchmarks").
     database_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
-    dev_guild_id: int | None = None
+    dev_guild_id: int | None = Field(default=None, gt=0)
 
     log_level: str = "INFO"
-    default_model: str = "flux-pro-1.1"
+    default_model: str = DEFAULT_MODEL
     bfl_max_active_tasks: int = Field(default=24, ge=1, le=24)
     job_timeout_seconds: int = Field(default=300, ge=10, le=780)
     max_prompt_length: int = Field(default=1000, ge=10, le=6000)
-    cache_dir: Path = Path("data/cache")
-    cache_max_mb: int = Field(default=512, ge=0)
+    # Not set: a `cache/` folder beside the database file, so all state lives in one place.
+    cache_dir: Path | None = None
+    cache_max_mb: int = Field(default=512, ge=0, le=1_000_000)
 
     bot_budget_micros: Micros = _usd("BOT_BUDGET_USD", "50")
     bot_budget_period: Period = Period.MONTH
     default_member_daily_budget_micros: Micros = _usd("DEFAULT_MEMBER_DAILY_USD", "0.50")
-    default_member_daily_images: int = Field(default=10, ge=0)
+    default_member_daily_images: int = Field(default=10, ge=0, le=100_000)
     default_server_daily_budget_micros: Micros = _usd("DEFAULT_SERVER_DAILY_USD", "5")
     member_cooldown_seconds: int = Field(default=0, ge=0, le=86_400)
     member_max_concurrent_jobs: int = Field(default=2, ge=1, le=24)
@@ -90,12 +113,29 @@ class Settings(BaseSettings):
             raise ValueError("must not be empty")
         return value
 
-    @field_validator("bfl_api_url", "discord_api_url", "discord_gateway_url")
+    @field_validator("bfl_api_url", "discord_api_url")
     @classmethod
-    def _url(cls, value: str) -> str:
-        if "://" not in value:
-            raise ValueError("must be a full URL such as https://host/path")
-        return value.rstrip("/") if not value.startswith("ws") else value
+    def _http_url(cls, value: str) -> str:
+        return _check_url(value, ("https", "http"), "https://api.bfl.ai").rstrip("/")
+
+    @field_validator("discord_gateway_url")
+    @classmethod
+    def _ws_url(cls, value: str) -> str:
+        return _check_url(value, ("wss", "ws"), "wss://gateway.discord.gg/")
+
+    @field_validator("default_model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        model = value.strip()
+        if model not in MODELS:
+            raise ValueError(f"`{_printable(model)}` is not a model; use one of: {', '.join(MODELS)}")
+        return model
+
+    @model_validator(mode="after")
+    def _cache_beside_database(self) -> Settings:
+        if self.cache_dir is None:
+            self.cache_dir = self.database_path.parent / "cache"
+        return self
 
     @field_validator("log_level")
     @classmethod
@@ -104,6 +144,27 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
+
+
+def _printable(text: str, limit: int = 40) -> str:
+    return "".join(ch for ch in text[:limit] if ch.isprintable() and ch != "`")
+
+
+def _check_url(value: str, schemes: tuple[str, ...], example: str) -> str:
+    """``value`` if it is an absolute URL with one of ``schemes`` and a host (the URL is not echoed)."""
+    text = value.strip()
+    try:
+        parts = urlsplit(text)
+        _ = parts.port  # a port that is not a number raises here
+    except ValueError:
+        raise ValueError(f"must be a URL such as {example}") from None
+    allowed = " or ".join(f"{scheme}://" for scheme in schemes)
+    if parts.scheme.lower() not in schemes:
+        got = f"`{_printable(parts.scheme, 10)}://`" if parts.scheme else "no scheme"
+        raise ValueError(f"must start with {allowed} (it has {got}), e.g. {example}")
+    if not parts.hostname:
+        raise ValueError(f"must name a host, e.g. {example}")
+    return text
 
 
 class SettingsError(Exception):
@@ -118,6 +179,11 @@ def _env_name(field: str) -> str:
     return field.upper()
 
 
+def env_names() -> list[str]:
+    """Every environment variable the settings read, in declaration order."""
+    return [_env_name(field) for field in Settings.model_fields]
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build the settings from the environment, `.env` and ``overrides``, or raise :class:`SettingsError`."""
     try:
@@ -128,5 +194,22 @@ def load_settings(**overrides: Any) -> Settings:
         if first["type"] == "missing":
             message = f"{name} is required: set it in the environment or in .env (see .env.example)"
         else:
-            message = f"{name} is invalid: {first['msg']}"
+            reason = str(first["msg"]).removeprefix("Value error, ").replace("\n", " ")
+            message = f"{name} is invalid: {reason} (fix it in .env or the environment; see .env.example)"
         raise SettingsError(message) from None
+
+
+def env_file_warnings(path: Path = ENV_FILE) -> list[str]:
+    """One line per key in the `.env` file that is not a setting, naming the closest setting if any."""
+    if not path.is_file():
+        return []
+    known = env_names()
+    warnings = []
+    for key in dotenv_values(path):
+        name = key.strip().upper()
+        if not name or name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else " (see .env.example for the settings)"
+        warnings.append(f"{path}: {_printable(name)} is not a setting and is ignored{hint}")
+    return warnings
