@@ -8,6 +8,7 @@ import discord
 from discord import app_commands
 
 from bot.errors import FluxcordError
+from bot.text import strip_bidi
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class FluxcordTree(app_commands.CommandTree):
 
 async def reply(interaction: discord.Interaction, text: str, *, ephemeral: bool) -> None:
     """Answer whatever state the interaction is in: unanswered, deferred, or already answered."""
+    text = strip_bidi(text)  # replies may quote what the member typed
     if interaction.is_expired():
         log.warning("Interaction %s expired before we could answer: %s", interaction.id, text)
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import logging
 import re
@@ -16,8 +17,10 @@ from bot.app import FluxcordBot
 from bot.errors import GenerationFailed, InvalidOptions
 from bot.generation import GeneratedImage, Progress, Requester, Stage, Ticket
 from bot.images import InvalidImage, fit_for_upload
-from bot.models import ASPECT_RATIOS, DEFAULT_MODEL, MAX_SEED, MODELS, GenerationRequest, build_request
+from bot.models import ASPECT_RATIOS, MAX_SEED, MODELS, GenerationRequest, build_request
 from bot.money import format_usd
+from bot.text import clean_prompt, strip_bidi
+from cogs._context import require_guild, role_ids
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +47,16 @@ class Imagine(commands.Cog):
         self.bot = bot
         self.generator = bot.services.generator
         self.settings = bot.services.settings
+        # The prompt's synced max_length is MAX_PROMPT_LENGTH, so Discord's client stops the member there.
+        # discord.py reads the bound from the annotation at import time; this cog's copy gets the setting.
+        params = self.imagine._params
+        params["prompt"] = dataclasses.replace(params["prompt"], max_value=self.settings.max_prompt_length)
 
     @app_commands.command(name="imagine")
     @app_commands.guild_only()
     @app_commands.describe(
         prompt="What the image should show",
-        model=f"FLUX model (default: {MODELS[DEFAULT_MODEL].label})",
+        model="FLUX model (default: the bot's DEFAULT_MODEL; /quota lists prices)",
         aspect_ratio="Shape of the image (default 1:1)",
         seed="Seed for a reproducible image (picked for you if empty)",
         steps="Sampling steps (FLUX.1 [dev], FLUX.2 [flex] only)",
@@ -77,10 +84,11 @@ class Imagine(commands.Cog):
         prompt_upsampling: bool | None = None,
     ) -> None:
         """Generate an image from a text prompt with a FLUX model."""
+        require_guild(interaction)
         # Pure validation first: a bad option is refused privately, before any I/O or charge.
         request = build_request(
-            model=model,
-            prompt=prompt,
+            model=self.settings.default_model if model is None else model,
+            prompt=clean_prompt(prompt),
             aspect_ratio=aspect_ratio,
             seed=seed,
             steps=steps,
@@ -101,7 +109,7 @@ class Imagine(commands.Cog):
     async def _generate(self, interaction: discord.Interaction, request: GenerationRequest) -> None:
         """Admit (or refuse privately), acknowledge, generate with progress, and post the result."""
         member = interaction.user
-        roles = tuple(role.id for role in getattr(member, "roles", ()))
+        roles = role_ids(interaction)
         requester = Requester(interaction.id, interaction.guild_id or 0, interaction.channel_id or 0, member.id, roles)
         ticket = await self._admit(interaction, request, requester)
         if not interaction.response.is_done():
@@ -217,9 +225,9 @@ def render_embed(
 ) -> discord.Embed:
     """The result card: prompt, model, size, seed, cost and time taken."""
     request = image.request
-    prompt = discord.utils.escape_mentions(discord.utils.escape_markdown(request.prompt))
+    prompt = discord.utils.escape_mentions(discord.utils.escape_markdown(strip_bidi(request.prompt)))
     embed = discord.Embed(description=prompt[:4000], colour=discord.Colour.blurple())
-    embed.set_author(name=f"Requested by {user.display_name}"[:256])
+    embed.set_author(name=f"Requested by {strip_bidi(user.display_name)}"[:256])
     embed.add_field(name="Model", value=request.model.label)
     embed.add_field(name="Size", value=f"{width}×{height} ({request.aspect_ratio})")
     embed.add_field(name="Seed", value=str(request.seed))

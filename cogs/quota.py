@@ -10,6 +10,7 @@ from bot.app import FluxcordBot
 from bot.ledger import LimitStatus, Metric, Scope
 from bot.models import MODELS
 from bot.money import format_usd
+from cogs._context import require_guild, role_ids
 
 
 class Quota(commands.Cog):
@@ -18,15 +19,15 @@ class Quota(commands.Cog):
     def __init__(self, bot: FluxcordBot) -> None:
         self.limits = bot.services.limits
         self.ledger = bot.services.ledger
+        self.settings = bot.services.settings
 
     @app_commands.command(name="quota")
     @app_commands.guild_only()
     async def quota(self, interaction: discord.Interaction) -> None:
         """Show your images and dollars left, when they reset, and model prices."""
-        guild_id = interaction.guild_id or 0
+        guild_id = require_guild(interaction)
         member = interaction.user
-        roles = [role.id for role in getattr(member, "roles", ())]
-        limits = await self.limits.limits_for(guild_id, member.id, roles)
+        limits = await self.limits.limits_for(guild_id, member.id, role_ids(interaction))
         statuses = await self.ledger.statuses(guild_id, member.id, limits)
         paused = (await self.limits.guild_settings(guild_id)).paused
         embed = discord.Embed(title="Your image quota", colour=discord.Colour.green())
@@ -36,7 +37,11 @@ class Quota(commands.Cog):
         embed.add_field(name="You", value="\n".join(yours) or "No personal limits.", inline=False)
         shared = [_line(s) for s in statuses if s.limit.scope is not Scope.MEMBER]
         embed.add_field(name="Shared budgets", value="\n".join(shared), inline=False)
-        prices = [f"**{spec.label}** (`{key}`): {spec.describe_price()}" for key, spec in MODELS.items()]
+        default = self.settings.default_model
+        prices = [
+            f"**{spec.label}** (`{key}`): {spec.describe_price()}" + (" · default" if key == default else "")
+            for key, spec in MODELS.items()
+        ]
         embed.add_field(name="Prices", value="\n".join(prices)[:1024], inline=False)
         await interaction.response.send_message(embed=embed, ephemeral=True)
 

@@ -1,0 +1,43 @@
+"""Who asked, and where: read from the interaction itself, never from discord.py's cache.
+
+(A module starting with ``_`` is a helper, not an extension: see ``bot.app.extension_names``.)
+"""
+
+from __future__ import annotations
+
+import discord
+from discord import app_commands
+
+from bot.limits import LimitsService
+
+
+def require_guild(interaction: discord.Interaction) -> int:
+    """The server the command was used in; refuses DMs (``guild_only`` is only a hint to Discord's client)."""
+    if interaction.guild_id is None:
+        raise app_commands.NoPrivateMessage()
+    return interaction.guild_id
+
+
+def role_ids(interaction: discord.Interaction) -> tuple[int, ...]:
+    """The member's role ids exactly as the interaction payload lists them (``member.roles``).
+
+    :attr:`discord.Member.roles` keeps only roles found in the bot's cache, so with a cold cache (just
+    after a start, or a role created while the gateway was away) a role's limits would silently not
+    apply. The payload's ids are what discord.py stores in ``Member._roles``; ``@everyone`` is added by
+    the limits service itself.
+    """
+    member = interaction.user
+    if not isinstance(member, discord.Member):
+        return ()
+    return tuple(int(role_id) for role_id in member._roles)
+
+
+async def is_moderator(interaction: discord.Interaction, limits: LimitsService) -> bool:
+    """Manage Server, Administrator, or the server's moderator role (from the payload's role ids)."""
+    permissions = interaction.permissions
+    if permissions.manage_guild or permissions.administrator:
+        return True
+    if interaction.guild_id is None:
+        return False
+    settings = await limits.guild_settings(interaction.guild_id)
+    return settings.moderator_role_id is not None and settings.moderator_role_id in set(role_ids(interaction))
