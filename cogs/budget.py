@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from typing import Literal
 
 import discord
@@ -20,25 +21,43 @@ from bot.ledger import Metric
 from bot.limits import AuditEntry, LimitSetting, Target, TargetKind
 from bot.money import InvalidAmount, format_usd, parse_usd
 from bot.reports import ledger_csv, spend_report
+from bot.text import strip_bidi
+from cogs._context import is_moderator, require_guild
 
 log = logging.getLogger(__name__)
 
 PeriodName = Literal["day", "week", "month"]
 MAX_IMAGES = 100_000
+_USER_ID = re.compile(r"<@!?([0-9]{15,21})>|([0-9]{15,21})")
+
+# Discord does not let a bot change who may see a command: `default_member_permissions` (Manage
+# Server, below) is only the default, and server admins override it per role.
+INTEGRATIONS_NOTE = (
+    "Discord shows `/budget` only to members with Manage Server until an administrator allows the role under "
+    "Server Settings → Integrations → {bot} → `/budget` (a bot cannot change that itself)."
+)
 
 
 def _period(value: str) -> Period:
     try:
         return Period(value)
     except ValueError:
-        raise InvalidOptions(f"`{value[:20]}` is not a period: use day, week or month.") from None
+        shown = strip_bidi(value[:20]).replace("`", "")
+        raise InvalidOptions(f"`{shown}` is not a period: use day, week or month.") from None
 
 
 def _amount(text: str, *, allow_zero: bool = True) -> int:
     try:
         return parse_usd(text, allow_zero=allow_zero)
     except InvalidAmount as exc:
-        raise InvalidOptions(f"Invalid amount: {exc}.") from None
+        raise InvalidOptions(f"Invalid amount: {exc}") from None
+
+
+def _user_id(text: str) -> int:
+    match = _USER_ID.fullmatch(text.strip())
+    if match is None:
+        raise InvalidOptions("`user_id` must be a user id (copy it with Developer Mode: right-click → Copy User ID).")
+    return int(match.group(1) or match.group(2))
 
 
 def _target(who: discord.Member | discord.User | discord.Role) -> Target:
@@ -65,13 +84,9 @@ class Budget(
         self.services = bot.services
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        """Moderators only: Manage Server, Administrator, or the configured moderator role."""
-        permissions = interaction.permissions
-        if permissions.manage_guild or permissions.administrator:
-            return True
-        settings = await self.services.limits.guild_settings(interaction.guild_id or 0)
-        roles = {role.id for role in getattr(interaction.user, "roles", ())}
-        if settings.moderator_role_id is not None and settings.moderator_role_id in roles:
+        """Server only; moderators only: Manage Server, Administrator, or the configured moderator role."""
+        require_guild(interaction)
+        if await is_moderator(interaction, self.services.limits):  # roles from the payload, not the cache
             return True
         # A check must raise an AppCommandError to reach the tree's error handler.
         raise app_commands.CheckFailure(
@@ -79,8 +94,9 @@ class Budget(
         )
 
     async def _announce(self, interaction: discord.Interaction, entry: AuditEntry, text: str) -> None:
-        await self.services.modlog.announce(entry.guild_id, f"🛠️ {entry.describe()}")
+        """Answer the moderator first; the mod-log post is queued and never delays or fails the reply."""
         await interaction.response.send_message(text, ephemeral=True)
+        await self.services.modlog.announce(entry.guild_id, f"🛠️ {entry.describe()}")
 
     @app_commands.command(name="set")
     @app_commands.describe(
@@ -142,13 +158,13 @@ class Budget(
         )
 
     @app_commands.command(name="show")
-    @app_commands.describe(who="Member or role (default: everything set in this server)")
-    async def show(self, interaction: discord.Interaction, who: discord.Member | discord.Role | None = None) -> None:
+    @app_commands.describe(who="Member, former member or role (default: everything set in this server)")
+    async def show(self, interaction: discord.Interaction, who: discord.User | discord.Role | None = None) -> None:
         """Show the limits moderators have set."""
         guild_id = interaction.guild_id or 0
         limits = self.services.limits
         settings = await (limits.settings_for(_target(who), guild_id) if who else limits.all_settings(guild_id))
-        lines = [f"{s.target.mention(guild_id)}: {s.describe()}" for s in settings]
+        lines = [f"{_shown(s.target, guild_id)}: {s.describe()}" for s in settings]
         guild = await limits.guild_settings(guild_id)
         cfg = self.services.settings
         defaults = (
@@ -167,14 +183,26 @@ class Budget(
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     @app_commands.command(name="reset")
-    @app_commands.describe(member="Member whose personal overrides are removed")
-    async def reset(self, interaction: discord.Interaction, member: discord.Member) -> None:
+    @app_commands.describe(
+        member="Member whose personal overrides are removed",
+        user_id="Or the user id of someone who has left the server (see /budget show)",
+    )
+    async def reset(
+        self, interaction: discord.Interaction, member: discord.User | None = None, user_id: str | None = None
+    ) -> None:
         """Remove a member's personal overrides (their roles' limits apply again)."""
-        _target(member)
+        if member is not None:
+            _target(member)
+        chosen = {member.id} if member is not None else set()
+        if user_id is not None:
+            chosen.add(_user_id(user_id))
+        if len(chosen) != 1:
+            raise InvalidOptions("Choose one member, or give one user id (`user_id`) for someone who has left.")
+        [target_id] = chosen
         entry = await self.services.limits.clear_member(
-            interaction.guild_id or 0, member.id, actor_id=interaction.user.id
+            interaction.guild_id or 0, target_id, actor_id=interaction.user.id
         )
-        await self._announce(interaction, entry, f"✅ {member.mention} is back on their roles' limits.")
+        await self._announce(interaction, entry, f"✅ <@{target_id}> (id {target_id}) is back on their roles' limits.")
 
     @app_commands.command(name="pause")
     async def pause(self, interaction: discord.Interaction) -> None:
@@ -247,7 +275,11 @@ class Budget(
         """Choose the moderator role (administrators only)."""
         if not interaction.permissions.administrator:
             raise NotAllowed("Only administrators can choose the moderator role.")
-        text = f"✅ Moderator role: {role.mention}." if role else "✅ Moderator role removed."
+        if role is not None:
+            note = INTEGRATIONS_NOTE.format(bot=strip_bidi(self.bot.user.name if self.bot.user else "this bot"))
+            text = f"✅ Moderator role: {role.mention}. Its members may now use `/budget`. {note}"
+        else:
+            text = "✅ Moderator role removed."
         shown = role.mention if role else None
         await self._switch(
             interaction, "moderator_role_id", role.id if role else None, "moderator-role.set", shown, text
@@ -260,6 +292,13 @@ class Budget(
         text = f"✅ Mod-log: {channel.mention}." if channel else "✅ Mod-log turned off."
         shown = channel.mention if channel else None
         await self._switch(interaction, "modlog_channel_id", channel.id if channel else None, "modlog.set", shown, text)
+
+
+def _shown(target: Target, guild_id: int) -> str:
+    """A target as a mention, plus the raw id for members (a former member's mention shows no name)."""
+    if target.kind is TargetKind.MEMBER:
+        return f"{target.mention(guild_id)} (id {target.id})"
+    return target.mention(guild_id)
 
 
 async def setup(bot: FluxcordBot) -> None:
