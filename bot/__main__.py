@@ -1,39 +1,68 @@
-"""Composition root: `python -m bot` runs the bot; `python -m bot sync` pushes its slash commands."""
+"""Composition root: `python -m bot` runs the bot; `sync` pushes its slash commands; `check` tests the set-up.
+
+Any failure before the bot is ready is one line on stderr naming the cause and what to do, and exit
+status 1; the traceback is logged too only at ``LOG_LEVEL=DEBUG``.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 
-from bot.app import run_bot, sync_only
-from bot.config import SettingsError, load_settings
+from bot.config import Settings, SettingsError, env_file_warnings, load_settings
 from bot.log import setup_logging
 
 log = logging.getLogger("bot")
 
-USAGE = "usage: python -m bot [sync]"
+USAGE = "usage: python -m bot [sync | check]"
+
+
+def _fail(message: str) -> int:
+    print(f"fluxcord: {message}", file=sys.stderr)  # noqa: T201
+    return 1
 
 
 def main(argv: list[str]) -> int:
     """Parse the command line, load settings (one clear line on error), and run."""
-    if argv not in ([], ["sync"]):
+    if argv not in ([], ["sync"], ["check"]):
         print(USAGE, file=sys.stderr)  # noqa: T201
         return 2
+    if argv == ["check"]:
+        from bot.check import check
+
+        return check()
     try:
         settings = load_settings()
     except SettingsError as exc:
-        print(f"fluxcord: {exc}", file=sys.stderr)  # noqa: T201
-        return 1
-    setup_logging(
-        settings.log_level,
-        [settings.discord_token.get_secret_value(), settings.bfl_api_key.get_secret_value()],
-    )
+        return _fail(str(exc))  # before importing discord.py: a typo in .env fails in a blink
+    from bot.app import run_bot, sync_only
+    from bot.startup import StartupError, one_line
+
+    secrets = [settings.discord_token.get_secret_value(), settings.bfl_api_key.get_secret_value()]
+    setup_logging(settings.log_level, secrets)
+    for warning in env_file_warnings():
+        log.warning("%s", warning)
     runner = sync_only if argv == ["sync"] else run_bot
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         asyncio.run(runner(settings))
+    except KeyboardInterrupt:
+        return 0
+    except StartupError as exc:
+        return _report(settings, exc, str(exc), secrets)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        hint = "" if settings.log_level == "DEBUG" else " (set LOG_LEVEL=DEBUG for the traceback)"
+        return _report(settings, exc, f"stopped on an unexpected error: {one_line(reason)}{hint}", secrets)
     return 0
+
+
+def _report(settings: Settings, exc: BaseException, message: str, secrets: list[str]) -> int:
+    if settings.log_level == "DEBUG":
+        log.error("Start-up failed", exc_info=exc)  # the log handler redacts secrets
+    for secret in secrets:
+        message = message.replace(secret, "***")
+    return _fail(message)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,13 @@ from bot.ledger import Ledger
 from bot.limits import LimitsService
 from bot.modlog import ModLog
 from bot.spend_alerts import SpendAlerts
+from bot.startup import (
+    check_bfl_at_startup,
+    dev_guild_refused,
+    discord_startup_errors,
+    open_storage,
+    probe_gateway,
+)
 from bot.storage.database import Database
 from bot.tree import FluxcordTree
 
@@ -119,7 +126,12 @@ class FluxcordBot(commands.Bot):
         if not force and await db.fetch_value("SELECT value FROM meta WHERE key = ?", (key,)) == digest:
             log.info("Application commands unchanged; not syncing")
             return False
-        synced = await self.tree.sync(guild=guild)
+        try:
+            synced = await self.tree.sync(guild=guild)
+        except discord.Forbidden as exc:
+            if guild_id is None:
+                raise
+            raise dev_guild_refused(guild_id, exc) from None
         await db.execute(
             "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (key, digest),
@@ -195,7 +207,7 @@ async def assemble(
 ) -> AsyncIterator[FluxcordBot]:
     """Build the database, HTTP session, services and bot; close them all afterwards."""
     point_discord_at(settings)
-    db = await Database.open(settings.database_path, synchronous=settings.database_synchronous)
+    db = await open_storage(settings)  # a problem is a one-line StartupError naming DATABASE_PATH or CACHE_DIR
     # No default headers: the BFL key is attached per request, only to BFL API hosts.
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=15))
     try:
@@ -211,20 +223,26 @@ async def assemble(
                 bot.recovery_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await bot.recovery_task
+            await services.modlog.close()
     finally:
         await session.close()
         await db.close()
 
 
 async def run_bot(settings: Settings) -> None:
-    """Run until stopped."""
+    """Run until stopped; a failure before the bot is ready raises a one-line ``StartupError``."""
     async with assemble(settings) as bot:
-        await bot.start(settings.discord_token.get_secret_value())
+        await check_bfl_at_startup(settings)
+        await probe_gateway(settings)
+        with discord_startup_errors(settings):
+            await bot.login(settings.discord_token.get_secret_value())
+            await bot.connect()
 
 
 async def sync_only(settings: Settings) -> None:
     """Log in, push the command set to Discord, and exit (`python -m bot sync`)."""
     async with assemble(settings, background_work=False) as bot:
         # login() runs setup_hook, which loads the cogs; then force a sync whatever the hash says.
-        await bot.login(settings.discord_token.get_secret_value())
-        await bot.sync_commands(force=True)
+        with discord_startup_errors(settings):
+            await bot.login(settings.discord_token.get_secret_value())
+            await bot.sync_commands(force=True)
