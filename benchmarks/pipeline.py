@@ -38,6 +38,7 @@ from typing import Any
 import aiohttp
 from pydantic import SecretStr
 
+from benchmarks.backlog import backlog_section, rss_section
 from bot.bfl.client import BflClient, PollSchedule
 from bot.bfl.polling import LatencyModel, PollPlan, cold_plan
 from tests.fakes.fake_bfl import Behaviour, FakeBfl
@@ -289,6 +290,8 @@ async def polling_section(args: argparse.Namespace) -> list[str]:
 
 SECTIONS: dict[str, Callable[[argparse.Namespace], Awaitable[list[str]]]] = {
     "polling": polling_section,
+    "backlog": backlog_section,
+    "rss": rss_section,
 }
 
 
@@ -306,6 +309,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=20, help="completed tasks that warm the latency model")
     parser.add_argument("--jitter", type=float, default=0.05, help="BFL latency spread, as a fraction (±)")
     parser.add_argument("--seed", type=int, default=1, help="seeds the fake's latency jitter")
+    parser.add_argument("--backlog-jobs", type=int, default=500, help="jobs admitted at once (backlog section)")
+    parser.add_argument("--backlog-latency", type=float, default=1.0, help="BFL latency in the backlog section")
     parser.add_argument(
         "--sections",
         type=lambda text: [part.strip() for part in text.split(",") if part.strip()],

@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import io
 import json
 import logging
 import pkgutil
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -28,8 +28,8 @@ from bot.bfl.client import BflClient
 from bot.cache import ImageCache
 from bot.clock import Clock, utc_now
 from bot.config import Settings
-from bot.generation import ImageGenerator
-from bot.jobs import Job, JobStore
+from bot.engine.engine import JobEngine
+from bot.engine.store import JobStore
 from bot.ledger import Ledger
 from bot.limits import LimitsService
 from bot.modlog import ModLog
@@ -57,7 +57,7 @@ class Services:
     jobs: JobStore
     ledger: Ledger
     limits: LimitsService
-    generator: ImageGenerator
+    engine: JobEngine
     modlog: ModLog
     clock: Clock
 
@@ -85,33 +85,23 @@ class FluxcordBot(commands.Bot):
             **options,
         )
         self.services = services
-        self.recovery_task: asyncio.Task[int] | None = None
-        self._background_work = background_work  # False for `python -m bot sync`: no auto-sync, no recovery
+        self._background_work = background_work  # False for `python -m bot sync`: no auto-sync, no jobs
         services.modlog.poster = self
 
     async def setup_hook(self) -> None:
-        """Load cogs, sync commands if they changed, and resolve jobs left by a previous run."""
+        """Load cogs, sync commands if they changed, and start the job engine (resuming open jobs)."""
         for name in extension_names():
             await self.load_extension(name)
         if not self._background_work:
             return
         await self.sync_commands(force=False)
-        self.recovery_task = asyncio.create_task(self._recover(), name="fluxcord-recovery")
+        # Resolving money and resuming jobs needs only the database, BFL and Discord's REST API.
+        await self.services.engine.start()
 
-    async def _recover(self) -> int:
-        # Money is resolved at once; posting recovered images waits for the gateway.
-        return await self.services.generator.recover(deliver=self._deliver_recovered)
-
-    async def _deliver_recovered(self, job: Job, data: bytes) -> None:
-        await self.wait_until_ready()
-        channel = self.get_partial_messageable(job.channel_id)
-        file = discord.File(io.BytesIO(data), filename=f"fluxcord-{job.id}.jpg")
-        message = await channel.send(
-            f"<@{job.user_id}> here is your image from before the bot restarted (seed {job.seed}).",
-            file=file,
-            allowed_mentions=discord.AllowedMentions(users=[discord.Object(job.user_id)]),
-        )
-        await self.services.generator.mark_delivered(job.id, job.channel_id, message.id)
+    async def close(self) -> None:
+        """Stop admitting, leave every job resumable, then disconnect."""
+        await self.services.engine.stop()
+        await super().close()
 
     async def sync_commands(self, *, force: bool) -> bool:
         """Push the command set to Discord if it changed since the last sync (or if ``force``)."""
@@ -185,20 +175,23 @@ def build_services(
         max_active_tasks=settings.bfl_max_active_tasks,
         **bfl_options,
     )
-    jobs = JobStore(db, clock)
     ledger = Ledger(db, clock)
+    jobs = JobStore(db, ledger, clock)
     limits = LimitsService(db, settings, clock)
     modlog = ModLog(limits)
-    generator = ImageGenerator(
-        bfl=bfl,
-        jobs=jobs,
+    alerts = SpendAlerts(db, ledger, limits, modlog, clock)
+    engine = JobEngine(
+        store=jobs,
         ledger=ledger,
         limits=limits,
+        bfl=bfl,
         cache=ImageCache(settings.cache_dir, settings.cache_max_mb * 1024 * 1024),
-        alerts=SpendAlerts(db, ledger, limits, modlog, clock),
         settings=settings,
+        clock=clock,
+        on_admitted=alerts.check,
+        notice=modlog.announce,
     )
-    return Services(settings, db, bfl, jobs, ledger, limits, generator, modlog, clock)
+    return Services(settings, db, bfl, jobs, ledger, limits, engine, modlog, clock)
 
 
 @asynccontextmanager
@@ -218,11 +211,7 @@ async def assemble(
         finally:
             if not bot.is_closed():
                 await bot.close()
-            if bot.recovery_task is not None and not bot.recovery_task.done():
-                # Finish the cancellation before the database closes under it.
-                bot.recovery_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await bot.recovery_task
+            await services.engine.stop()  # idempotent; the database must outlive every job task
             await services.modlog.close()
     finally:
         await session.close()
@@ -232,11 +221,27 @@ async def assemble(
 async def run_bot(settings: Settings) -> None:
     """Run until stopped; a failure before the bot is ready raises a one-line ``StartupError``."""
     async with assemble(settings) as bot:
+        stop_on_signals(bot)
         await check_bfl_at_startup(settings)
         await probe_gateway(settings)
         with discord_startup_errors(settings):
             await bot.login(settings.discord_token.get_secret_value())
             await bot.connect()
+
+
+def stop_on_signals(bot: FluxcordBot) -> None:
+    """SIGTERM and SIGINT close the bot gracefully: no new jobs, every job kept resumable, exit 0."""
+    loop = asyncio.get_running_loop()
+    shutdowns: list[asyncio.Task[None]] = []  # keep a reference: the loop holds tasks only weakly
+
+    def stop(name: str) -> None:
+        log.info("%s received: finishing up", name)
+        bot.services.engine.accepting = False  # refuse new requests at once, before the gateway closes
+        shutdowns.append(loop.create_task(bot.close(), name="fluxcord-shutdown"))
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not on every platform or thread
+            loop.add_signal_handler(sig, stop, sig.name)
 
 
 async def sync_only(settings: Settings) -> None:

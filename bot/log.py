@@ -45,4 +45,6 @@ def setup_logging(level: str, secrets: Iterable[str]) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("discord.http").setLevel(logging.WARNING)
+    # aiosqlite logs every statement with its parameters at DEBUG: job rows carry prompts and interaction tokens.
+    logging.getLogger("aiosqlite").setLevel(logging.WARNING)
     logging.getLogger("discord.gateway").setLevel(max(logging.INFO, logging.getLevelName(level)))

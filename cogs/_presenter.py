@@ -23,6 +23,7 @@ from bot.engine.store import Job
 from bot.images import InvalidImage, fit_for_upload
 from bot.models import MODELS
 from bot.money import format_usd
+from bot.text import strip_bidi
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def shown_wait(seconds: float) -> str:
     """An estimated wait, rounded so the text does not change with every tick."""
     if seconds < 60:
         return f"about {max(5, int(math.ceil(seconds / 5) * 5))} s"
-    return f"about {int(math.ceil(seconds / 60))} min"
+    return f"about {math.ceil(seconds / 60)} min"
 
 
 def progress_text(progress: Progress) -> str:
@@ -67,6 +68,8 @@ def progress_text(progress: Progress) -> str:
         return f"📨 Sending to {label}…"
     if progress.status is JobStatus.DOWNLOADING:
         return "📥 Fetching the image…"
+    if progress.status in (JobStatus.CACHED, JobStatus.DELIVERING):
+        return "📦 Posting your image…"
     if progress.bfl_stage == "Reasoning":
         text = f"🧠 {label} is thinking about your prompt…"
     else:
@@ -79,9 +82,9 @@ def progress_text(progress: Progress) -> str:
 def render_embed(result: Result, filename: str, width: int, height: int, requester_name: str) -> discord.Embed:
     """The result card: prompt, model, size, seed, cost and time taken."""
     job = result.job
-    prompt = discord.utils.escape_mentions(discord.utils.escape_markdown(job.prompt))
+    prompt = discord.utils.escape_mentions(discord.utils.escape_markdown(strip_bidi(job.prompt)))
     embed = discord.Embed(description=prompt[:4000], colour=discord.Colour.blurple())
-    embed.set_author(name=f"Requested by {requester_name}"[:256])
+    embed.set_author(name=f"Requested by {strip_bidi(requester_name)}"[:256])
     embed.add_field(name="Model", value=model_label(job.model))
     embed.add_field(name="Size", value=f"{width}×{height} ({job.aspect_ratio or '?'})")
     embed.add_field(name="Seed", value=str(job.seed))

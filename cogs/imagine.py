@@ -1,42 +1,42 @@
-"""`/imagine`: generate an image with a FLUX model and post it in the channel."""
+"""`/imagine`: generate an image with a FLUX model and post it in the channel.
+
+The cog parses and validates, admits the job through the engine (a refusal is private and has no side
+effect), answers the interaction with the job's place in the queue, and hands over: the engine runs
+the job and posts the result through :class:`cogs._presenter.DiscordPresenter`, also after a restart.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import io
 import logging
 import re
-from collections.abc import Callable
+from typing import ClassVar
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.app import FluxcordBot
-from bot.errors import GenerationFailed, InvalidOptions
-from bot.generation import GeneratedImage, Progress, Requester, Stage, Ticket
-from bot.images import InvalidImage, fit_for_upload
-from bot.models import ASPECT_RATIOS, MAX_SEED, MODELS, GenerationRequest, build_request
-from bot.money import format_usd
-from bot.text import clean_prompt, strip_bidi
-from cogs._context import require_guild, role_ids
+from bot.engine.engine import Requester
+from bot.engine.outcomes import CANCELLED_TEXT
+from bot.engine.store import Job
+from bot.errors import InvalidOptions
+from bot.models import ASPECT_RATIOS, MAX_SEED, MODELS, OPTION_NAMES, GenerationRequest, build_request
+from bot.text import clean_prompt
+from cogs._context import is_moderator, require_guild, role_ids
+from cogs._presenter import DiscordPresenter, progress_text
 
 log = logging.getLogger(__name__)
 
-# Admission (cache lookup + one reservation statement) normally takes milliseconds; if the database
-# is slow we acknowledge first, because Discord gives us 3 s in total.
+# Admission (cache lookup + one transaction) normally takes milliseconds; if the database is slow we
+# acknowledge first, because Discord gives us 3 s in total.
 ACK_BUDGET_SECONDS = 1.5
 
-# Discord's answers for an interaction token past its 15 minutes (or otherwise gone).
-EXPIRED_CODES = {50027, 10015}
-
-
-_STAGE_TEXT = {
-    Stage.QUEUED: "⏳ Queued…",
-    Stage.SUBMITTING: "📨 Sending to {model}…",
-    Stage.GENERATING: "🎨 Generating with {model}…",
-    Stage.DOWNLOADING: "📥 Fetching the image…",
+_CANCEL_TEXT = {
+    "not_allowed": "Only the member who asked for this image, or a moderator, can cancel it.",
+    "too_late": "Too late to cancel: the image is already being made (the provider cannot stop it).",
+    "unknown": "That request is no longer known to the bot.",
 }
 
 
@@ -45,8 +45,9 @@ class Imagine(commands.Cog):
 
     def __init__(self, bot: FluxcordBot) -> None:
         self.bot = bot
-        self.generator = bot.services.generator
+        self.engine = bot.services.engine
         self.settings = bot.services.settings
+        self.presenter = DiscordPresenter(bot, result_view=result_buttons, cancel_view=cancel_buttons)
         # The prompt's synced max_length is MAX_PROMPT_LENGTH, so Discord's client stops the member there.
         # discord.py reads the bound from the annotation at import time; this cog's copy gets the setting.
         params = self.imagine._params
@@ -101,114 +102,115 @@ class Imagine(commands.Cog):
 
     async def reroll(self, interaction: discord.Interaction, job_id: int) -> None:
         """🎲: the same request as an earlier image with a new seed, paid by whoever clicked."""
-        request = await self.generator.reroll_request(job_id, max_prompt_length=self.settings.max_prompt_length)
-        if request is None:
+        job = await self.engine.store.get(job_id)
+        if job is None or job.guild_id != interaction.guild_id:
             raise InvalidOptions("That image is no longer known to the bot, so it can't be rerolled.")
-        await self._generate(interaction, request)
+        await self._generate(interaction, reroll_request(job, max_prompt_length=self.settings.max_prompt_length))
+
+    async def cancel(self, interaction: discord.Interaction, job_id: int) -> None:
+        """Cancel a queued job (its requester or a moderator); its money is released at once."""
+        job = await self.engine.store.get(job_id)
+        if job is None or job.guild_id != interaction.guild_id:
+            raise InvalidOptions(_CANCEL_TEXT["unknown"])
+        moderator = await is_moderator(interaction, self.bot.services.limits)
+        outcome = await self.engine.cancel(job_id, actor_id=interaction.user.id, is_moderator=moderator)
+        if not outcome.cancelled:
+            raise InvalidOptions(_CANCEL_TEXT[outcome.reason])
+        await interaction.response.edit_message(content=CANCELLED_TEXT, view=None)
 
     async def _generate(self, interaction: discord.Interaction, request: GenerationRequest) -> None:
-        """Admit (or refuse privately), acknowledge, generate with progress, and post the result."""
-        member = interaction.user
-        roles = role_ids(interaction)
-        requester = Requester(interaction.id, interaction.guild_id or 0, interaction.channel_id or 0, member.id, roles)
-        ticket = await self._admit(interaction, request, requester)
-        if not interaction.response.is_done():
-            await interaction.response.defer(thinking=True)
+        """Admit (or refuse privately), answer with the job's place in the queue, and hand it to the engine."""
+        who = Requester(
+            job_id=interaction.id,
+            guild_id=require_guild(interaction),
+            channel_id=interaction.channel_id or 0,
+            user_id=interaction.user.id,
+            role_ids=role_ids(interaction),
+            application_id=interaction.application_id,
+            interaction_token=interaction.token,
+            upload_limit=interaction.filesize_limit,
+        )
+        job = await self._admit(interaction, request, who)
+        try:
+            text = await self._acknowledge(interaction, job)
+        except discord.HTTPException as exc:
+            log.warning("Could not acknowledge job %s (%s %s); cancelling it", job.id, exc.status, exc.code)
+            await self.engine.abandon(job.id)
+            return
+        if self.engine.painter is not None:
+            self.engine.painter.shown(job.id, text)
+        await self.engine.acknowledged(job.id)
 
-        async def show(progress: Progress) -> None:
-            if interaction.is_expired():
-                return  # editing would only collect 401s, which count against the bot's invalid-request limit
-            text = _STAGE_TEXT[progress.stage].format(model=request.model.label)
-            if progress.elapsed_seconds >= 2:
-                text += f" ({progress.elapsed_seconds:.0f} s)"
-            await interaction.edit_original_response(content=text)
-
-        image = await self.generator.run(ticket, on_progress=show)
-        await self._deliver(interaction, image)
-
-    async def _admit(
-        self, interaction: discord.Interaction, request: GenerationRequest, requester: Requester
-    ) -> Ticket:
-        admission = asyncio.ensure_future(self.generator.admit(request, requester))
+    async def _admit(self, interaction: discord.Interaction, request: GenerationRequest, who: Requester) -> Job:
+        admission = asyncio.ensure_future(self.engine.admit(request, who))
         done, _ = await asyncio.wait({admission}, timeout=ACK_BUDGET_SECONDS)
         if not done:
             await interaction.response.defer(thinking=True)
         return await admission
 
-    async def _deliver(self, interaction: discord.Interaction, image: GeneratedImage) -> None:
-        try:
-            encoded = await fit_for_upload(image.data, interaction.filesize_limit, basename=f"fluxcord-{image.job_id}")
-        except InvalidImage as exc:
-            await self.generator.mark_undeliverable(image.job_id, str(exc))
-            raise GenerationFailed("The image could not be prepared for Discord. Please try again.") from exc
-        embed = render_embed(image, encoded.filename, encoded.width, encoded.height, interaction.user)
-
-        def attachment() -> discord.File:  # a File is consumed by a send: one per attempt
-            return discord.File(io.BytesIO(encoded.data), filename=encoded.filename)
-
-        try:
-            message = await self._post(interaction, image.job_id, embed, attachment)
-        except discord.HTTPException as exc:
-            await self.generator.mark_undeliverable(image.job_id, f"{exc.status} {exc.code}")
-            raise
-        await self.generator.mark_delivered(image.job_id, message.channel.id, message.id)
-
-    async def _post(
-        self,
-        interaction: discord.Interaction,
-        job_id: int,
-        embed: discord.Embed,
-        attachment: Callable[[], discord.File],
-    ) -> discord.Message:
-        """Turn the "thinking…" response into the result, or post it in the channel past the token's life."""
-        if not interaction.is_expired():
-            try:
-                return await interaction.edit_original_response(
-                    content=None, embed=embed, attachments=[attachment()], view=result_buttons(job_id)
-                )
-            except discord.HTTPException as exc:
-                if exc.code not in EXPIRED_CODES:
-                    raise
-        log.info("Interaction %s expired; posting job %s to the channel instead", interaction.id, job_id)
-        channel = self.bot.get_partial_messageable(interaction.channel_id or 0)
-        return await channel.send(
-            f"{interaction.user.mention} your image is ready.",
-            embed=embed,
-            file=attachment(),
-            view=result_buttons(job_id),
-            allowed_mentions=discord.AllowedMentions(users=[interaction.user]),
-        )
+    async def _acknowledge(self, interaction: discord.Interaction, job: Job) -> str:
+        progress = await self.engine.initial_progress(job)
+        text = progress_text(progress)
+        extra = {"view": cancel_buttons(job.id)} if progress.cancellable else {}
+        if interaction.response.is_done():
+            await interaction.edit_original_response(content=text, **extra)
+        else:
+            await interaction.response.send_message(text, **extra)
+        return text
 
 
-class RerollButton(discord.ui.DynamicItem[discord.ui.Button], template=r"fluxcord:reroll:(?P<job>[0-9]+)"):
-    """🎲 under every result: the same request with a new seed.
+def reroll_request(job: Job, *, max_prompt_length: int) -> GenerationRequest:
+    """The request of an earlier job with a fresh seed."""
+    options = {name: job.params.get(name) for name in OPTION_NAMES}
+    return build_request(
+        model=job.model,
+        prompt=job.prompt,
+        aspect_ratio=job.aspect_ratio or job.params.get("aspect_ratio"),
+        seed=None,
+        max_prompt_length=max_prompt_length,
+        **options,
+    )
 
-    Only the job id is in the custom id (every client can read it), so the button keeps working after
-    restarts and never carries the prompt.
+
+class _JobButton(
+    discord.ui.DynamicItem[discord.ui.Button], template=r"fluxcord:(?P<action>reroll|cancel):(?P<job>[0-9]+)"
+):
+    """A persistent button whose custom id holds only an action and a job id.
+
+    Every client can read a custom id, so it never carries the prompt; and since the job is looked up
+    again on every click, the button keeps working after restarts.
     """
 
-    def __init__(self, job_id: int) -> None:
+    LOOKS: ClassVar[dict[str, tuple[str, str, discord.ButtonStyle]]] = {
+        "reroll": ("Reroll", "🎲", discord.ButtonStyle.secondary),
+        "cancel": ("Cancel", "✖️", discord.ButtonStyle.danger),
+    }
+
+    def __init__(self, action: str, job_id: int) -> None:
+        label, emoji, style = self.LOOKS[action]
         super().__init__(
-            discord.ui.Button(
-                label="Reroll", emoji="🎲", style=discord.ButtonStyle.secondary, custom_id=f"fluxcord:reroll:{job_id}"
-            )
+            discord.ui.Button(label=label, emoji=emoji, style=style, custom_id=f"fluxcord:{action}:{job_id}")
         )
+        self.action = action
         self.job_id = job_id
 
     @classmethod
     async def from_custom_id(
         cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]
-    ) -> RerollButton:
+    ) -> _JobButton:
         """Rebuild the button from a click (also after a restart)."""
-        return cls(int(match["job"]))
+        return cls(match["action"], int(match["job"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        """Run the reroll; errors take the same path as slash-command errors."""
+        """Run the action; errors take the same path as slash-command errors."""
         cog = interaction.client.get_cog(Imagine.__cog_name__)
         try:
             if cog is None or interaction.guild_id is None:
-                raise InvalidOptions("Rerolling isn't available right now.")
-            await cog.reroll(interaction, self.job_id)
+                raise InvalidOptions("This button isn't available right now.")
+            if self.action == "reroll":
+                await cog.reroll(interaction, self.job_id)
+            else:
+                await cog.cancel(interaction, self.job_id)
         except Exception as exc:
             await interaction.client.tree.on_error(interaction, exc)
 
@@ -216,34 +218,25 @@ class RerollButton(discord.ui.DynamicItem[discord.ui.Button], template=r"fluxcor
 def result_buttons(job_id: int) -> discord.ui.View:
     """The buttons attached to a posted image."""
     view = discord.ui.View(timeout=None)
-    view.add_item(RerollButton(job_id))
+    view.add_item(_JobButton("reroll", job_id))
     return view
 
 
-def render_embed(
-    image: GeneratedImage, filename: str, width: int, height: int, user: discord.abc.User
-) -> discord.Embed:
-    """The result card: prompt, model, size, seed, cost and time taken."""
-    request = image.request
-    prompt = discord.utils.escape_mentions(discord.utils.escape_markdown(strip_bidi(request.prompt)))
-    embed = discord.Embed(description=prompt[:4000], colour=discord.Colour.blurple())
-    embed.set_author(name=f"Requested by {strip_bidi(user.display_name)}"[:256])
-    embed.add_field(name="Model", value=request.model.label)
-    embed.add_field(name="Size", value=f"{width}×{height} ({request.aspect_ratio})")
-    embed.add_field(name="Seed", value=str(request.seed))
-    embed.add_field(name="Cost", value="free (from cache)" if image.from_cache else format_usd(image.cost_micros))
-    embed.add_field(name="Time", value="instant" if image.from_cache else f"{image.elapsed_seconds:.1f} s")
-    embed.set_image(url=f"attachment://{filename}")
-    embed.set_footer(text=f"Job {image.job_id}")
-    return embed
+def cancel_buttons(job_id: int) -> discord.ui.View:
+    """The button under a queued job's message."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(_JobButton("cancel", job_id))
+    return view
 
 
 async def setup(bot: FluxcordBot) -> None:
-    """Load the cog and its persistent buttons."""
-    bot.add_dynamic_items(RerollButton)
-    await bot.add_cog(Imagine(bot))
+    """Load the cog and its persistent buttons; give the engine its Discord side."""
+    bot.add_dynamic_items(_JobButton)
+    cog = Imagine(bot)
+    bot.services.engine.attach(cog.presenter)
+    await bot.add_cog(cog)
 
 
 async def teardown(bot: FluxcordBot) -> None:
     """Unregister the persistent buttons."""
-    bot.remove_dynamic_items(RerollButton)
+    bot.remove_dynamic_items(_JobButton)

@@ -42,6 +42,10 @@ LATE_QUANTILE = 0.95
 POLLS_PER_SECOND_OF_DELAY = 50.0  # λ: how many polls one second of detection delay is worth
 EARLY_MARGIN = 0.05  # the quiet phase ends at least this fraction before the early quantile
 MIN_DENSE_INTERVAL = 0.1
+# Short tasks get a finer grid: below ~3 s, a 0.1 s grid's detection delay is a visible share of the
+# whole job (and of the time a BFL slot is held), while the extra polls stay few.
+SHORT_TASK_MIN_INTERVAL = 0.05
+SHORT_TASK_INTERVAL_FRACTION = 1 / 30  # the floor is early / 30 between those two bounds
 MAX_DENSE_INTERVAL = 0.2
 MAX_WINDOW_POLLS = 40  # per task across the dense window, before the interval stretches
 MAX_STRETCHED_INTERVAL = 1.0
@@ -95,7 +99,8 @@ def warm_plan(early: float, late: float) -> PollPlan:
     if not (math.isfinite(early) and math.isfinite(late)) or early < 0 or late < early:
         raise ValueError("need 0 <= early <= late")
     width = late - early
-    interval = min(MAX_DENSE_INTERVAL, max(MIN_DENSE_INTERVAL, math.sqrt(width / POLLS_PER_SECOND_OF_DELAY)))
+    floor = max(SHORT_TASK_MIN_INTERVAL, min(MIN_DENSE_INTERVAL, early * SHORT_TASK_INTERVAL_FRACTION))
+    interval = min(MAX_DENSE_INTERVAL, max(floor, math.sqrt(width / POLLS_PER_SECOND_OF_DELAY)))
     interval = max(interval, min(MAX_STRETCHED_INTERVAL, width / MAX_WINDOW_POLLS))
     margin = max(interval, EARLY_MARGIN * early)  # recorded latencies run late: see the module docstring
     return PollPlan(first_poll=max(0.0, early - margin), interval=interval, tail_start=late)

@@ -99,7 +99,7 @@ class JobEngine:
         settings: Settings,
         clock: Clock = utc_now,
         presenter: Presenter | None = None,
-        on_admitted: Callable[[int], object] | None = None,
+        on_admitted: Callable[[int], Coroutine[Any, Any, object]] | None = None,
         notice: Notice | None = None,
         checkpoint: Checkpoint | None = None,
         progress_interval: float = 3.0,
@@ -123,6 +123,8 @@ class JobEngine:
         self._queue_changed = asyncio.Event()
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._submitting: set[int] = set()
+        self._submits_idle = asyncio.Event()
+        self._submits_idle.set()
         self._background: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self.last_error: str | None = None
@@ -194,7 +196,7 @@ class JobEngine:
                 continue  # nothing refuses on a second look: a concurrent job ended in between
             self._point("after_reserve", job.id)
             if self._on_admitted is not None:
-                self._on_admitted(job.guild_id)
+                self._spawn(self._on_admitted(job.guild_id))  # spend alerts: never on the request's path
             if acked:
                 self._after_ack(job)
             return job
@@ -266,10 +268,8 @@ class JobEngine:
                 await task
         self._loops.clear()
         # A submit cut off mid-request would be an unknown outcome; give it a moment to be answered.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        while self._submitting and loop.time() < deadline:
-            await asyncio.sleep(0.05)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._submits_idle.wait(), timeout=grace)
         tasks = [*self._tasks.values(), *self._background]
         for task in tasks:
             task.cancel()
@@ -385,26 +385,32 @@ class JobEngine:
     async def _run(self, job: Job) -> None:
         """Submit a claimed job (state ``submitting``) and see it through."""
         self._show(job, Progress(JobStatus.SUBMITTING, job.model))
+        # From the POST until its answer is recorded, a shutdown waits for this job (see `stop`): cut off
+        # here, the submit's outcome would be unknown.
         self._submitting.add(job.id)
+        self._submits_idle.clear()
         try:
-            task = await self._bfl.submit(job.model, job.params)
-        except BflError as exc:
+            try:
+                task = await self._bfl.submit(job.model, job.params)
+            except BflError as exc:
+                self._note_bfl_error(exc)
+                await self._end(job.id, outcomes.submit_event(exc), exc)
+                return
+            self._point("after_submit", job.id)
+            applied = await self.store.apply(
+                job.id,
+                Event.ACCEPTED,
+                self._settings.refund_policy,
+                expected=JobStatus.SUBMITTING,
+                bfl_task_id=task.id,
+                polling_url=task.polling_url,
+                cost_micros=task.cost_micros,
+                submitted_at=to_millis(self._clock()),
+            )
+        finally:
             self._submitting.discard(job.id)
-            self._note_bfl_error(exc)
-            await self._end(job.id, outcomes.submit_event(exc), exc)
-            return
-        self._submitting.discard(job.id)
-        self._point("after_submit", job.id)
-        applied = await self.store.apply(
-            job.id,
-            Event.ACCEPTED,
-            self._settings.refund_policy,
-            expected=JobStatus.SUBMITTING,
-            bfl_task_id=task.id,
-            polling_url=task.polling_url,
-            cost_micros=task.cost_micros,
-            submitted_at=to_millis(self._clock()),
-        )
+            if not self._submitting:
+                self._submits_idle.set()
         if applied is None:
             return
         self._point("after_task_stored", job.id)
@@ -437,8 +443,9 @@ class JobEngine:
         if applied is None:
             return
         self.wake()  # the slot is free: the next job can go while this one downloads
-        self.latency.add(job.model, latency)
-        self._spawn(self.store.record_latency(job.model, latency))
+        if already < 1.0:  # a job resumed after a restart would record the downtime, not BFL's latency
+            self.latency.add(job.model, latency)
+            self._spawn(self.store.record_latency(job.model, latency))
         await self._download(applied.job, elapsed=latency)
 
     async def _finished(self, job: Job, result: TaskResult) -> Applied | None:
@@ -536,7 +543,7 @@ class JobEngine:
             return
         message = text or outcomes.failure_text(exc, charged=applied.decision.member_charged)
         try:
-            await self._presenter.notify(applied.job, message)
+            await self._presenter.notify(applied.reachable_job, message)
         except Exception as notify_exc:
             log.warning("Job %s: could not tell the member: %s", job_id, notify_exc)
 
@@ -560,7 +567,9 @@ class JobEngine:
             if resumed.status is JobStatus.UNKNOWN:
                 log.warning("Job %s was being submitted when the bot stopped: outcome unknown", job.id)
                 if self._presenter is not None:
-                    self._spawn(self._presenter.notify(resumed, outcomes.failure_text(None, charged=False)))
+                    self._spawn(
+                        self._presenter.notify(applied.reachable_job, outcomes.failure_text(None, charged=False))
+                    )
             elif resumed.status is JobStatus.GENERATING:
                 task = SubmittedTask(resumed.bfl_task_id or "", resumed.polling_url or "", None)
                 self._start(resumed, self._poll(resumed, task))

@@ -2,12 +2,10 @@
 
 ::
 
-    queued ──claim──▶ submitting ──accepted──▶ generating ──finished──▶ downloading ──downloaded──▶ delivering
-      │                 │                        │                        │                          │
-      │ cancel/ack fail │ refused → failed       │ failed/moderated/      │ failed → failed           │ delivered
-      ▼                 │ unknown → unknown      │ timed out → failed     │                           ▼
-    cancelled           ▼                        ▼                        ▼                        delivered
-                                                                                    (cache hit) cached ──delivered──▶ delivered
+    queued ─claim─▶ submitting ─accepted─▶ generating ─finished─▶ downloading ─downloaded─▶ delivering ─▶ delivered
+    queued ─cancel / ack failed─▶ cancelled        submitting ─refused─▶ failed, ─unknown─▶ unknown
+    generating ─failed / moderated / timed out─▶ failed          downloading ─failed─▶ failed
+    (cache hit) cached ─delivered─▶ delivered
 
 Money per state: ``queued``, ``submitting``, ``generating``, ``downloading`` and ``cached`` hold an
 open reservation; ``delivering`` and every terminal state are resolved (settled or released). What

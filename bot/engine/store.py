@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -100,6 +100,12 @@ class Applied:
     decision: Decision
     job: Job
     settled_micros: int | None  # what the settlement recorded, if it settled
+    before: Job  # the row as it was (a finished job's row no longer holds the interaction token)
+
+    @property
+    def reachable_job(self) -> Job:
+        """The job as it now is, with the interaction token it had, to tell the member how it ended."""
+        return replace(self.job, interaction_token=self.before.interaction_token)
 
 
 @dataclass(frozen=True)
@@ -299,7 +305,7 @@ class JobStore:
                 )
             moved = await self._move(tx, job_id, job.status, decision.next_status, fields)
             assert moved is not None  # the write lock is held and the state was just read
-        return Applied(decision, moved, settled)
+        return Applied(decision, moved, settled, job)
 
     async def claim(self, *, max_active: int, kontext_max: int, member_cap: int) -> Job | None:
         """Hand the next job, by the fairness rule, a BFL slot (queued → submitting); None if none can go."""

@@ -50,3 +50,13 @@ def test_percentile() -> None:
     assert percentile([3.0, 1.0, 2.0], 0.5) == 2.0
     assert percentile([0.0, 10.0], 0.95) == pytest.approx(9.5)
     assert percentile([], 0.5) != percentile([], 0.5)  # NaN
+
+
+async def test_backlog_section_runs_the_real_engine() -> None:
+    """A small backlog through the real engine: every job delivered, BFL's cap never exceeded."""
+    from benchmarks.backlog import run_backlog
+
+    figures = await run_backlog(30, 0.2)
+    assert figures["submits"] == 30
+    assert figures["max_active"] <= 24
+    assert figures["generating"] > 0

@@ -1,13 +1,11 @@
 """Every cog loads, its commands are well formed, and the result card stays within Discord's limits."""
 
 import aiohttp
-import discord
 import pytest
 
 from bot.app import FluxcordBot, build_services, extension_names
-from bot.generation import GeneratedImage
 from bot.models import build_request
-from tests.bot.test_generation import make_settings
+from tests.bot.engine.conftest import make_settings
 
 
 @pytest.fixture
@@ -44,14 +42,21 @@ async def test_commands_are_unique_and_fully_described(bot):
 
 
 async def test_result_card_of_the_longest_prompt_fits_discords_embed_limits(bot):
-    from cogs.imagine import render_embed
+    from bot.engine.progress import Result
+    from bot.engine.store import NewJob
+    from cogs._presenter import render_embed
 
     request = build_request(model=None, prompt="@everyone " + "x" * 5990, aspect_ratio="21:9", seed=1,
                             max_prompt_length=6000)  # fmt: skip
-    image = GeneratedImage(1, request, b"", 40_000, 12.3, from_cache=False)
-    user = discord.Object(5)
-    user.display_name = "y" * 300
-    embed = render_embed(image, "fluxcord-1.jpg", 1408, 608, user)
+    new = NewJob(
+        id=1, guild_id=1, channel_id=2, user_id=3, model=request.model.key, prompt=request.prompt,
+        params=request.bfl_payload(), seed=1, width=request.width, height=request.height,
+        cache_key=request.cache_key(), aspect_ratio="21:9", estimated_micros=40_000,
+    )  # fmt: skip
+    job = await bot.services.jobs.admit(
+        new, limits=[], max_pending_jobs=10, cooldown_seconds=0, cached=False, acked=True
+    )
+    embed = render_embed(Result(job, b"", 40_000, 12.3, from_cache=False), "fluxcord-1.jpg", 1408, 608, "y" * 300)
     assert len(embed) <= 6000
     assert len(embed.description) <= 4096 and len(embed.author.name) <= 256
     assert "@\u200beveryone" in embed.description

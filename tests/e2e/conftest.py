@@ -51,17 +51,21 @@ class BotHarness:
         self.bfl = bfl
         self.settings = settings
         self.services = bot.services
-        # Instrumentation, not a mock: every real job transition also wakes tests waiting on it.
+        # Instrumentation, not a mock: every real job state change also wakes tests waiting on it.
         self.job_changed = asyncio.Condition()
-        jobs = self.services.jobs
-        original = jobs.transition
+        store = self.services.jobs
+        for name in ("apply", "advance", "claim", "update", "admit"):
+            setattr(store, name, self._notifying(getattr(store, name)))
 
-        async def transition(*args, **kwargs):
-            await original(*args, **kwargs)
-            async with self.job_changed:
-                self.job_changed.notify_all()
+    def _notifying(self, method):
+        async def wrapper(*args, **kwargs):
+            try:
+                return await method(*args, **kwargs)
+            finally:
+                async with self.job_changed:
+                    self.job_changed.notify_all()
 
-        jobs.transition = transition
+        return wrapper
 
     async def imagine(self, *, user=None, wait=True, **options):
         """Dispatch `/imagine` and (by default) wait until the bot finished with it."""
@@ -73,15 +77,13 @@ class BotHarness:
 
     async def finished(self, interaction, timeout=15.0):
         """Wait until the bot is done with this interaction: refused, failed, or delivered."""
-        from bot.jobs import UNFINISHED
-
         await self.fake.wait_for(lambda: interaction.acked, timeout=timeout)
 
         async def done():
             if interaction.ephemeral or interaction.followups:
                 return True  # refused privately: no job was started
             job = await self.services.jobs.get(int(interaction.id))
-            return job is not None and job.status not in UNFINISHED and job.status.value != "delivering"
+            return job is not None and not job.status.is_open
 
         await self.wait_until(done, timeout)
         if not interaction.ephemeral:  # the final edit is recorded just before the job is marked done
@@ -111,7 +113,7 @@ class BotHarness:
 
 def _is_progress(message):
     content = (message or {}).get("content") or ""
-    return not message or bool(message.get("flags", 0) & 128) or content[:1] in {"⏳", "📨", "🎨", "📥"}
+    return not message or bool(message.get("flags", 0) & 128) or content[:1] in {"⏳", "📨", "🎨", "📥", "🧠", "📦"}
 
 
 @pytest.fixture

@@ -770,6 +770,8 @@ class FakeDiscord:
         self.assert_clean_at_teardown = True
         #: Seconds ``POST /channels/{id}/messages`` takes to answer, per channel id (a slow channel).
         self.channel_send_delays: dict[int, float] = {}
+        #: Seconds every ``PATCH /webhooks/{app}/{token}/messages/{mid}`` takes to answer (a slow Discord).
+        self.webhook_edit_delay = 0.0
 
         self.spec: OpenAPISpec | None = None
         if validate_schema is not False:
@@ -1923,6 +1925,8 @@ class FakeDiscord:
     async def _h_webhook_edit(self, request: web.Request, call: RecordedCall) -> web.Response:
         if request.match_info["mid"] == "@original":
             call.operation = "update_original_webhook_message"
+        if self.webhook_edit_delay:
+            await asyncio.sleep(self.webhook_edit_delay)  # a slow Discord (simulated latency, not a sync)
         it = self._webhook_interaction(request, call)
         msg = self._webhook_message(request, it)
         self._check_body(call, message_path=(), size_limit=it.attachment_size_limit)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import Settings
-from bot.generation import ImageGenerator
+from bot.engine.engine import JobEngine
 
 
 def bot_settings(fake: Any, fake_bfl: Any, folder: Path, **overrides: Any) -> Settings:
@@ -33,11 +33,11 @@ def loaded_cog_module(bot: Any, name: str = "cogs.imagine") -> Any:
 def hold_admissions(monkeypatch: Any) -> asyncio.Event:
     """Make every admission wait until the returned event is set (a slow database, on demand)."""
     released = asyncio.Event()
-    real_admit = ImageGenerator.admit
+    real_admit = JobEngine.admit
 
-    async def slow_admit(self: ImageGenerator, *args: Any, **kwargs: Any) -> Any:
+    async def slow_admit(self: JobEngine, *args: Any, **kwargs: Any) -> Any:
         await released.wait()
         return await real_admit(self, *args, **kwargs)
 
-    monkeypatch.setattr(ImageGenerator, "admit", slow_admit)
+    monkeypatch.setattr(JobEngine, "admit", slow_admit)
     return released

@@ -26,7 +26,8 @@ async def test_an_acknowledgement_after_the_deadline_is_caught(harness, monkeypa
 
 async def test_a_payload_discord_rejects_is_caught(harness, monkeypatch):
     fake = harness.fake
-    module = loaded_cog_module(harness.bot)
+    import cogs._presenter as module
+
     real_render = module.render_embed
 
     def oversized_embed(*args, **kwargs):
@@ -44,14 +45,14 @@ async def test_a_payload_discord_rejects_is_caught(harness, monkeypatch):
 
 async def test_a_double_acknowledgement_is_caught(harness, monkeypatch):
     fake = harness.fake
-    original_defer = discord.InteractionResponse.defer
+    original_send = discord.InteractionResponse.send_message
 
-    async def defer_twice(self, *args, **kwargs):
-        await original_defer(self, *args, **kwargs)
+    async def send_twice(self, *args, **kwargs):
+        await original_send(self, *args, **kwargs)
         self._response_type = None  # Broken: forgets it already answered, so answers again
-        await original_defer(self, *args, **kwargs)
+        await original_send(self, *args, **kwargs)
 
-    monkeypatch.setattr(discord.InteractionResponse, "defer", defer_twice)
+    monkeypatch.setattr(discord.InteractionResponse, "send_message", send_twice)
     await harness.imagine(wait=False)
     violations = await fake.wait_for(lambda: fake.take_violations(40060))
     assert violations
@@ -65,7 +66,9 @@ async def test_an_upload_over_the_limit_is_caught(harness, monkeypatch):
 
         return fit_to_limit(data, 10**9, basename=basename)  # Broken: ignores Discord's limit
 
-    monkeypatch.setattr(loaded_cog_module(harness.bot), "fit_for_upload", no_reencoding)
+    import cogs._presenter
+
+    monkeypatch.setattr(cogs._presenter, "fit_for_upload", no_reencoding)
     await harness.imagine(wait=False)
     assert await harness.fake.wait_for(lambda: harness.fake.take_violations(40005))
     harness.fake.assert_clean_at_teardown = False

@@ -6,7 +6,7 @@ import io
 import pytest
 from PIL import Image
 
-from bot.jobs import JobStatus
+from bot.engine.states import JobStatus
 from bot.money import credits_to_micros
 from tests.fakes.fake_bfl import Behaviour
 
@@ -42,7 +42,7 @@ async def test_imagine_posts_a_real_image_of_the_requested_aspect_ratio(harness)
     fake, bfl = harness.fake, harness.bfl
     bfl.script(Behaviour(pending_polls=2))
     interaction = await harness.imagine(prompt="a lighthouse at dusk", aspect_ratio="16:9")
-    assert interaction.response_type == 5 and not interaction.ephemeral  # deferred publicly, first
+    assert interaction.response_type == 4 and not interaction.ephemeral  # answered publicly, with the queue place
     assert interaction.ack_latency < 3
     message = interaction.original_message
     image = decoded_attachment(fake, message)
@@ -185,7 +185,8 @@ async def test_a_job_that_outlives_the_interaction_token_is_posted_in_the_channe
 
 
 async def test_a_job_left_unfinished_by_a_previous_run_is_delivered_to_the_channel(harness):
-    from bot.generation import Requester
+    from bot.engine.engine import Requester
+    from bot.engine.states import Event
     from bot.models import build_request
 
     fake, services = harness.fake, harness.services
@@ -193,23 +194,42 @@ async def test_a_job_left_unfinished_by_a_previous_run_is_delivered_to_the_chann
     user_id = int(member["user"]["id"])
     request = build_request(model=None, prompt="an owl", aspect_ratio="1:1", seed=9)
     job_id = 4242
-    # The state a crash leaves: reserved, submitted to BFL, task id recorded, never settled.
-    ticket = await services.generator.admit(request, Requester(job_id, fake.guild_id, fake.channel_id, user_id))
-    await services.jobs.create(
-        job_id=job_id, guild_id=fake.guild_id, channel_id=fake.channel_id, user_id=user_id, model=request.model.key,
-        prompt=request.prompt, params=request.bfl_payload(), seed=request.seed, width=request.width,
-        height=request.height, cache_key=request.cache_key(), estimated_micros=ticket.reservation.estimated_micros,
+    # The state a crash leaves: reserved, submitted to BFL, task id recorded, never settled; no token.
+    policy = services.settings.refund_policy
+    await services.jobs.admit(
+        _new_job(request, job_id, fake, user_id), limits=[], max_pending_jobs=10, cooldown_seconds=0, cached=False,
+        acked=True,
     )  # fmt: skip
+    assert await services.jobs.advance(job_id, JobStatus.QUEUED, JobStatus.SUBMITTING) is not None
     task = await services.bfl.submit(request.model.key, request.bfl_payload())
-    await services.jobs.transition(job_id, JobStatus.GENERATING, bfl_task_id=task.id, polling_url=task.polling_url)
+    await services.jobs.apply(job_id, Event.ACCEPTED, policy, bfl_task_id=task.id, polling_url=task.polling_url)
 
-    assert await harness.bot._recover() == 1
+    assert await services.engine._recover() == 1
+    await harness.wait_until(lambda: _status_is(harness, discord_id(job_id), JobStatus.DELIVERED))
     [message] = [m for m in fake.messages.values() if m.get("attachments")]
-    assert message["content"].startswith(f"<@{user_id}>") and "before the bot restarted" in message["content"]
+    assert message["content"].startswith(f"<@{user_id}>")
     assert [int(u["id"]) for u in message["mentions"]] == [user_id]
-    assert (await services.jobs.get(job_id)).status is JobStatus.DELIVERED
     assert await services.ledger.outcome(job_id) == "settle"
     assert len(harness.bfl.submits) == 1
+    assert Requester  # the same dataclass the cog fills from an interaction
+
+
+def discord_id(job_id):
+    class _Id:
+        id = str(job_id)
+
+    return _Id()
+
+
+def _new_job(request, job_id, fake, user_id):
+    from bot.engine.store import NewJob
+
+    return NewJob(
+        id=job_id, guild_id=fake.guild_id, channel_id=fake.channel_id, user_id=user_id, model=request.model.key,
+        prompt=request.prompt, params=request.bfl_payload(), seed=request.seed, width=request.width,
+        height=request.height, cache_key=request.cache_key(), aspect_ratio="1:1",
+        estimated_micros=request.estimated_cost_micros,
+    )  # fmt: skip
 
 
 async def test_reroll_button_repeats_the_request_with_a_new_seed_for_the_clicker(harness):

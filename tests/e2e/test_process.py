@@ -76,3 +76,51 @@ async def test_python_m_bot_generates_an_image_and_never_logs_secrets(tmp_path, 
     for secret in (fake.token, fake_bfl.api_key, interaction.token):
         assert secret not in text
     assert process.returncode in (0, -signal.SIGINT)
+
+
+async def start_bot(tmp_path, fake, fake_bfl):
+    env = clean_environment(
+        DISCORD_TOKEN=fake.token,
+        BFL_API_KEY=fake_bfl.api_key,
+        BFL_API_URL=fake_bfl.url,
+        DISCORD_API_URL=fake.api_url,
+        DISCORD_GATEWAY_URL=fake.gateway_url,
+        DATABASE_PATH=str(tmp_path / "bot.sqlite3"),
+        CACHE_DIR=str(tmp_path / "cache"),
+    )
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", cwd=tmp_path, env=env, stderr=asyncio.subprocess.PIPE
+    )
+
+
+async def test_sigterm_exits_0_within_10_s_keeping_jobs_and_the_next_start_resumes_them(
+    tmp_path, fake_discord, fake_bfl
+):
+    from tests.fakes.fake_bfl import Behaviour
+
+    fake = fake_discord
+    gate = asyncio.Event()
+    fake_bfl.default = Behaviour(release=gate)  # BFL keeps working on it across the restart
+    process = await start_bot(tmp_path, fake, fake_bfl)
+    await fake.wait_until_connected(timeout=30)
+    interaction = await fake.slash("imagine", {"prompt": "a paper boat"})
+    await fake_bfl.wait_for(lambda: fake_bfl.tasks, timeout=30)  # submitted: the job is generating
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    process.send_signal(signal.SIGTERM)
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=15)
+    assert process.returncode == 0, stderr.decode()[-2000:]
+    assert loop.time() - started < 10
+    assert "Traceback" not in stderr.decode()
+
+    gate.set()  # BFL finishes while the bot is down
+    fake_bfl.default = Behaviour()
+    again = await start_bot(tmp_path, fake, fake_bfl)
+    try:
+        await interaction.wait_for(lambda: (interaction.original_message or {}).get("attachments"), timeout=30)
+    finally:
+        again.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(again.communicate(), timeout=15)
+    assert again.returncode == 0
+    assert len(fake_bfl.submits) == 1  # resumed by polling, never submitted again

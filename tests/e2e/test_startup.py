@@ -6,7 +6,7 @@ from tests.e2e.support import bot_settings
 
 async def start_and_stop(fake, settings):
     async with assemble(settings, guild_ready_timeout=0.05) as bot, fake.run_bot(bot):
-        await bot.recovery_task
+        assert bot.services.engine.accepting  # set up: commands synced (or not), open jobs resumed
 
 
 async def test_restarts_do_not_resync_an_unchanged_command_set(discord_endpoints, fake_bfl, tmp_path):

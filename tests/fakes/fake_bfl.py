@@ -63,7 +63,7 @@ from aiohttp import web
 from PIL import Image, ImageDraw
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_SPEC_PATH = REPO_ROOT.parent / "shared" / "specs" / "bfl-openapi.json"
+DEFAULT_SPEC_PATH = REPO_ROOT / "tests" / "specs" / "bfl-openapi.json"
 
 DEFAULT_API_KEY = "test-bfl-key"
 MASK = "<redacted>"
@@ -124,7 +124,7 @@ class RouteSchema:
 
 
 def spec_path() -> Path:
-    """Where the BFL OpenAPI spec is: ``$BFL_OPENAPI_SPEC`` or ``<repo>/../shared/specs/bfl-openapi.json``."""
+    """Where the BFL OpenAPI spec is: ``$BFL_OPENAPI_SPEC`` or ``<repo>/tests/specs/bfl-openapi.json`` (vendored)."""
     env = os.environ.get("BFL_OPENAPI_SPEC")
     return Path(env) if env else DEFAULT_SPEC_PATH
 

@@ -837,16 +837,16 @@ def test_poll_schedule_is_quick_then_backs_off() -> None:
 
 
 async def test_warm_plan_waits_then_polls_densely_around_the_finish(client: BflClient, fake_bfl: FakeBfl) -> None:
-    """A model that always takes 0.5 s: no poll before ~0.4 s, then a few polls catch Ready quickly."""
+    """A model that always takes 0.5 s: no poll before ~0.45 s, then a few polls catch Ready quickly."""
     fake_bfl.script(Behaviour(run_seconds=0.5, stages=FLUX3_STAGES))
     plan = LatencyModel({"flux-pro-1.1": [0.5] * 10}).plan("flux-pro-1.1")
-    assert plan.first_poll == pytest.approx(0.4)
+    assert plan.first_poll == pytest.approx(0.45)
     task = await client.submit("flux-pro-1.1", PROMPT)
     started = asyncio.get_running_loop().time()
     await client.wait_for_result(task, timeout=5, plan=plan)
 
     fake_task = fake_bfl.tasks[task.id]
-    assert fake_bfl.polls[0].time - started >= 0.4 - 0.01  # never before the early quantile
+    assert fake_bfl.polls[0].time - started >= 0.45 - 0.01  # never before the early quantile
     assert 2 <= fake_task.polls <= 3  # FAST_POLLS without the plan would poll ~20 times
     assert fake_task.ready_at is not None and fake_task.ready_answered_at is not None
     assert 0 <= fake_task.ready_answered_at - fake_task.ready_at < 0.15

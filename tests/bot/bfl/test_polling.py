@@ -146,9 +146,12 @@ def test_warm_plan_polls_densely_in_the_window_and_backs_off_in_the_tail() -> No
 
 
 def test_identical_samples_give_the_tightest_plan() -> None:
-    """A model that always takes exactly 2 s: first poll at 1.9 s, every 0.1 s, tail from 2 s."""
-    plan = LatencyModel({"m": [2.0] * 10}).plan("m")
-    assert (plan.first_poll, plan.interval, plan.tail_start) == (pytest.approx(1.9), 0.1, 2.0)
+    """A model that always takes exactly 3 s: first poll at 2.85 s, every 0.1 s, tail from 3 s;
+    a 1.5 s one polls on a finer grid (every 0.05 s), its detection delay being a bigger share of it."""
+    plan = LatencyModel({"m": [3.0] * 10}).plan("m")
+    assert (plan.first_poll, plan.interval, plan.tail_start) == (pytest.approx(2.85), 0.1, 3.0)
+    short = LatencyModel({"m": [1.5] * 10}).plan("m")
+    assert (short.first_poll, short.interval, short.tail_start) == (pytest.approx(1.425), 0.05, 1.5)
 
 
 def test_dense_polls_stay_on_their_grid_when_polls_take_time() -> None:

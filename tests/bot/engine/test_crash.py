@@ -84,7 +84,7 @@ async def test_killed_at_every_step_then_restarted(tmp_path, fake_bfl, clock, po
     await run_child(tmp_path, fake_bfl, point if kill_when is None else "none", kill_when=kill_when)
     gate.set()  # BFL finishes the task while the bot is down
 
-    job, presenter, engine, db = await restart_and_finish(tmp_path, fake_bfl, clock)
+    job, presenter, _engine, db = await restart_and_finish(tmp_path, fake_bfl, clock)
     db_check = await Database.open(tmp_path / "db.sqlite3")
     try:
         from bot.ledger import Ledger

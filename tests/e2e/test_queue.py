@@ -1,0 +1,82 @@
+"""The queue as members see it: their place, a Cancel button, progress that never holds a BFL slot."""
+
+import asyncio
+
+import pytest
+
+from bot.engine.states import JobStatus
+from tests.fakes.fake_bfl import Behaviour
+
+ONE_SLOT = {"bfl_max_active_tasks": 1, "member_max_concurrent_jobs": 1}
+
+
+def button_ids(message):
+    return [c["custom_id"] for row in (message or {}).get("components", []) for c in row["components"]]
+
+
+@pytest.mark.parametrize("bot_settings_overrides", [ONE_SLOT])
+async def test_a_queued_job_shows_its_place_and_can_be_cancelled_by_its_requester(harness):
+    fake = harness.fake
+    gate = asyncio.Event()
+    harness.bfl.default = Behaviour(release=gate)
+    first = await harness.imagine(wait=False, prompt="first")
+    await harness.bfl.wait_for(lambda: harness.bfl.tasks, timeout=5)
+    second = await harness.imagine(wait=False, prompt="second")
+    await second.wait_acked()
+    message = second.original_message
+    assert message["content"].startswith("⏳ #1 in queue")
+    assert button_ids(message) == [f"fluxcord:cancel:{second.id}"]
+
+    stranger = fake.add_member(name="stranger")
+    refused = await fake.click(message["id"], f"fluxcord:cancel:{second.id}", user=stranger)
+    await refused.wait_acked()
+    assert refused.ephemeral and "Only the member who asked" in refused.original_message["content"]
+
+    requester = {"id": second.payload["member"]["user"]["id"]}
+    click = await fake.click(message["id"], f"fluxcord:cancel:{second.id}", user=requester)
+    await click.wait_acked()
+    assert "Cancelled" in fake.get_message(message["id"])["content"]
+    assert button_ids(fake.get_message(message["id"])) == []  # the button is gone
+    job = await harness.services.jobs.get(int(second.id))
+    assert job.status is JobStatus.CANCELLED
+    kinds = await harness.services.db.fetch_all("SELECT kind FROM ledger WHERE job_id = ?", (int(second.id),))
+    assert [r["kind"] for r in kinds] == ["reserve", "release"]  # released at once
+
+    gate.set()
+    await harness.finished(first)
+    assert len(harness.bfl.submits) == 1  # the cancelled job never reached BFL
+    assert button_ids(first.original_message) == [f"fluxcord:reroll:{first.id}"]
+
+
+@pytest.mark.parametrize("bot_settings_overrides", [ONE_SLOT])
+async def test_the_cancel_button_disappears_once_the_job_is_submitted(harness):
+    gate = asyncio.Event()
+    harness.bfl.default = Behaviour(release=gate)
+    first = await harness.imagine(wait=False, prompt="first")
+    await harness.bfl.wait_for(lambda: harness.bfl.tasks, timeout=5)
+    second = await harness.imagine(wait=False, prompt="second")
+    await second.wait_acked()
+    assert button_ids(second.original_message) == [f"fluxcord:cancel:{second.id}"]
+    gate.set()
+    await harness.finished(first)
+    await harness.finished(second)
+    assert button_ids(second.original_message) == [f"fluxcord:reroll:{second.id}"]
+    late = await harness.fake.click(second.original_message["id"], f"fluxcord:reroll:{second.id}")
+    await harness.finished(late)
+
+
+@pytest.mark.parametrize("bot_settings_overrides", [ONE_SLOT])
+async def test_slow_discord_edits_never_hold_a_bfl_slot(harness):
+    fake, bfl = harness.fake, harness.bfl
+    from bot.bfl.polling import LatencyModel
+
+    fake.webhook_edit_delay = 1.5  # every progress edit and every result post takes 1.5 s
+    bfl.default = Behaviour(run_seconds=0.05)
+    harness.services.engine.latency = LatencyModel({"flux-pro-1.1": [0.05] * 10})  # a known, quick model
+    interactions = [await harness.imagine(wait=False, prompt=f"job {n}") for n in range(4)]
+    await bfl.wait_for(lambda: len(bfl.tasks) == 4, timeout=10)
+    created = sorted(task.created_at for task in bfl.tasks.values())
+    # One slot, four jobs: each submit follows the previous task's end, not the Discord edits.
+    assert created[-1] - created[0] < 1.0
+    for interaction in interactions:
+        await harness.finished(interaction, timeout=30)
