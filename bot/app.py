@@ -25,15 +25,15 @@ from discord.ext import commands
 
 import cogs
 from bot.bfl.client import BflClient
-from bot.cache import ImageCache
+from bot.billing.alerts import SpendAlerts
+from bot.billing.ledger import Ledger
+from bot.billing.limits import LimitsService
 from bot.clock import Clock, utc_now
 from bot.config import Settings
 from bot.engine.engine import JobEngine
 from bot.engine.store import JobStore
-from bot.ledger import Ledger
-from bot.limits import LimitsService
+from bot.images.cache import ImageCache
 from bot.modlog import ModLog
-from bot.spend_alerts import SpendAlerts
 from bot.startup import (
     check_bfl_at_startup,
     dev_guild_refused,

@@ -23,8 +23,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.billing.money import InvalidAmount, parse_usd
 from bot.models import DEFAULT_MODEL, MODELS
-from bot.money import InvalidAmount, parse_usd
 
 ENV_FILE = Path(".env")
 

@@ -5,7 +5,7 @@ Everything here is checked against BFL's OpenAPI spec (``tests/specs/bfl-openapi
 endpoint's request schema and carries no field the schema does not define (BFL answers unknown or
 out-of-range fields with a 422, and a test server rejects them too).
 
-Money is integer micro-dollars (see :mod:`bot.money`); megapixels are *decimal* (10⁶ pixels), which is
+Money is integer micro-dollars (see :mod:`bot.billing.money`); megapixels are *decimal* (10⁶ pixels), which is
 how BFL reports ``output_mp`` (1440×1440 → 2.07) and, being the smaller unit, keeps our megapixel
 estimates an upper bound.
 """
@@ -20,8 +20,8 @@ import random
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from bot.billing.money import format_usd
 from bot.errors import InvalidOptions
-from bot.money import format_usd
 
 __all__ = [
     "ASPECT_RATIOS",

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.limits import LimitsService
+from bot.billing.limits import LimitsService
 from bot.text import strip_bidi
 
 log = logging.getLogger(__name__)

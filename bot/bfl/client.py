@@ -61,7 +61,7 @@ from bot.bfl.errors import (
     BflValidationError,
 )
 from bot.bfl.polling import PollPlan
-from bot.money import credits_to_micros
+from bot.billing.money import credits_to_micros
 
 log = logging.getLogger(__name__)
 

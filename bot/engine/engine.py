@@ -29,7 +29,9 @@ from typing import Any
 from bot.bfl.client import BflClient, SubmittedTask, TaskResult
 from bot.bfl.errors import BflDownloadError, BflError
 from bot.bfl.polling import LatencyModel
-from bot.cache import ImageCache
+from bot.billing.ledger import BUSY_TEXT, Ledger
+from bot.billing.limits import LimitsService
+from bot.billing.money import format_usd
 from bot.clock import Clock, to_millis, utc_now
 from bot.config import Settings
 from bot.engine import outcomes
@@ -38,11 +40,9 @@ from bot.engine.progress import Presenter, Progress, ProgressPainter, Result
 from bot.engine.states import Event, JobStatus
 from bot.engine.store import KONTEXT_MAX_MODEL, AdmissionRefused, Applied, Job, JobStore, NewJob
 from bot.errors import FluxcordError, GenerationPaused, LimitReached
-from bot.images import InvalidImage, probe
-from bot.ledger import BUSY_TEXT, Ledger
-from bot.limits import LimitsService
+from bot.images.cache import ImageCache
+from bot.images.codec import InvalidImage, probe
 from bot.models import GenerationRequest
-from bot.money import format_usd
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from bot.billing.ledger import Ledger, Limit
 from bot.clock import Clock, from_millis, to_millis, utc_now
 from bot.config import RefundPolicy
 from bot.engine.decision import Cost, Decision, IllegalEvent, MoneyAction, decide
 from bot.engine.states import OPEN, SLOT_HOLDERS, Event, JobStatus
-from bot.ledger import Ledger, Limit
 from bot.storage.database import Database, Transaction
 
 log = logging.getLogger(__name__)

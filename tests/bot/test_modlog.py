@@ -4,8 +4,8 @@ import asyncio
 
 import pytest
 
+from bot.billing.limits import LimitsService
 from bot.config import Settings
-from bot.limits import LimitsService
 from bot.modlog import ModLog
 
 GUILD, CHANNEL, MOD = 100, 700, 9

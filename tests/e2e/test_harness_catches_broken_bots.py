@@ -62,7 +62,7 @@ async def test_a_double_acknowledgement_is_caught(harness, monkeypatch):
 @pytest.mark.parametrize("fake_discord_options", [{"attachment_size_limit": 1000}])
 async def test_an_upload_over_the_limit_is_caught(harness, monkeypatch):
     async def no_reencoding(data, limit_bytes, *, basename="fluxcord"):
-        from bot.images import fit_to_limit
+        from bot.images.codec import fit_to_limit
 
         return fit_to_limit(data, 10**9, basename=basename)  # Broken: ignores Discord's limit
 

@@ -6,8 +6,8 @@ import io
 import pytest
 from PIL import Image
 
+from bot.billing.money import credits_to_micros
 from bot.engine.states import JobStatus
-from bot.money import credits_to_micros
 from tests.fakes.fake_bfl import Behaviour
 
 

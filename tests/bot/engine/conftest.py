@@ -13,13 +13,13 @@ import aiohttp
 import pytest
 
 from bot.bfl.client import BflClient, PollSchedule
-from bot.cache import ImageCache
+from bot.billing.ledger import Ledger
+from bot.billing.limits import LimitsService
 from bot.config import Settings
 from bot.engine.engine import JobEngine, Requester
 from bot.engine.progress import Progress, Result
 from bot.engine.store import JobStore
-from bot.ledger import Ledger
-from bot.limits import LimitsService
+from bot.images.cache import ImageCache
 from bot.models import build_request
 
 GUILD, CHANNEL, ALICE = 1000, 2000, 3000

@@ -87,7 +87,7 @@ async def test_killed_at_every_step_then_restarted(tmp_path, fake_bfl, clock, po
     job, presenter, _engine, db = await restart_and_finish(tmp_path, fake_bfl, clock)
     db_check = await Database.open(tmp_path / "db.sqlite3")
     try:
-        from bot.ledger import Ledger
+        from bot.billing.ledger import Ledger
 
         ledger = Ledger(db_check)
         assert await ledger.open_job_ids() == []  # nothing held forever

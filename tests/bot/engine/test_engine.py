@@ -6,12 +6,12 @@ import io
 import pytest
 from PIL import Image
 
+from bot.billing.ledger import Metric
+from bot.billing.limits import LimitSetting, Target, TargetKind
 from bot.config import Period, RefundPolicy
 from bot.engine.engine import Restarting
 from bot.engine.states import JobStatus
 from bot.errors import GenerationPaused, LimitReached
-from bot.ledger import Metric
-from bot.limits import LimitSetting, Target, TargetKind
 from tests.bot.engine.conftest import ALICE, GUILD, request, who
 from tests.fakes.fake_bfl import Behaviour
 

@@ -12,8 +12,8 @@ import zlib
 import pytest
 from PIL import Image
 
-from bot import images
-from bot.images import (
+from bot.images import codec as images
+from bot.images.codec import (
     MAX_PIXELS,
     EncodedImage,
     ImageInfo,
@@ -58,7 +58,7 @@ def bomb_png(width: int, height: int) -> bytes:
 
 
 def test_pillow_limit_lowered_at_import():
-    """Importing bot.images lowers Pillow's decompression-bomb limit to MAX_PIXELS (≤ 40 MP)."""
+    """Importing bot.images.codec lowers Pillow's decompression-bomb limit to MAX_PIXELS (≤ 40 MP)."""
     assert Image.MAX_IMAGE_PIXELS == MAX_PIXELS <= 40_000_000
 
 

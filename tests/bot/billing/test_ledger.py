@@ -2,9 +2,9 @@ import asyncio
 
 import pytest
 
+from bot.billing.ledger import Ledger, Limit, Metric, Scope
 from bot.config import Period
 from bot.errors import GenerationPaused, LimitReached
-from bot.ledger import Ledger, Limit, Metric, Scope
 
 GUILD, ALICE, BOB = 10, 1, 2
 PRICE = 40_000  # $0.04

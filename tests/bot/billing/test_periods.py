@@ -1,7 +1,7 @@
 from datetime import UTC, datetime
 
+from bot.billing.periods import PeriodKeys, period_end, period_key, period_start
 from bot.config import Period
-from bot.periods import PeriodKeys, period_end, period_key, period_start
 
 WEDNESDAY = datetime(2026, 11, 18, 12, 30, tzinfo=UTC)
 

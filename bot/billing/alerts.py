@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
+from bot.billing.ledger import Ledger, Scope
+from bot.billing.limits import LimitsService
+from bot.billing.money import format_usd
+from bot.billing.periods import period_key
 from bot.clock import Clock, to_millis, utc_now
-from bot.ledger import Ledger, Scope
-from bot.limits import LimitsService
 from bot.modlog import ModLog
-from bot.money import format_usd
-from bot.periods import period_key
 from bot.storage.database import Database
 
 log = logging.getLogger(__name__)

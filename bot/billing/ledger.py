@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from bot.billing.money import format_usd
+from bot.billing.periods import PeriodKeys, period_end
 from bot.clock import Clock, from_millis, to_millis, utc_now
 from bot.config import Period
 from bot.errors import GenerationPaused, LimitReached
-from bot.money import format_usd
-from bot.periods import PeriodKeys, period_end
 from bot.storage.database import Database
 
 log = logging.getLogger(__name__)

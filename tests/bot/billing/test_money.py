@@ -2,7 +2,7 @@ from decimal import Decimal
 
 import pytest
 
-from bot.money import InvalidAmount, credits_to_micros, format_usd, parse_usd
+from bot.billing.money import InvalidAmount, credits_to_micros, format_usd, parse_usd
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,8 @@
 import pytest
 
+from bot.billing.ledger import Limit, Metric, Scope
+from bot.billing.limits import LimitSetting, LimitsService, Target, TargetKind
 from bot.config import Period, Settings
-from bot.ledger import Limit, Metric, Scope
-from bot.limits import LimitSetting, LimitsService, Target, TargetKind
 
 GUILD, ALICE, MOD = 100, 1, 9
 ARTISTS, VIP = 501, 502

@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from bot.billing.ledger import Limit, Metric, Scope, describe_limit
 from bot.clock import Clock, from_millis, to_millis, utc_now
 from bot.config import Period, Settings
-from bot.ledger import Limit, Metric, Scope, describe_limit
 from bot.storage.database import Database, Transaction
 
 log = logging.getLogger(__name__)

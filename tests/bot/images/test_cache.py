@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from bot.cache import CachedImage, ImageCache, InvalidCacheKey
+from bot.images.cache import CachedImage, ImageCache, InvalidCacheKey
 
 
 def key(name: str) -> str:

@@ -8,8 +8,8 @@ import io
 from dataclasses import dataclass
 from datetime import datetime
 
+from bot.billing.periods import period_key
 from bot.config import Period
-from bot.periods import period_key
 from bot.storage.database import Database
 
 _PERIOD_COLUMN = {Period.DAY: "day", Period.WEEK: "week", Period.MONTH: "month"}

@@ -1,0 +1,1 @@
+"""Images: checking and re-encoding untrusted bytes (``codec``) and the on-disk image cache (``cache``)."""
