@@ -15,12 +15,12 @@ import discord
 from discord import app_commands
 
 from bot.app import FluxcordBot
+from bot.billing.ledger import Metric
+from bot.billing.limits import AuditEntry, LimitSetting, Target, TargetKind
+from bot.billing.money import InvalidAmount, format_usd, parse_usd
+from bot.billing.reports import ledger_csv, spend_report
 from bot.config import Period
 from bot.errors import InvalidOptions, NotAllowed
-from bot.ledger import Metric
-from bot.limits import AuditEntry, LimitSetting, Target, TargetKind
-from bot.money import InvalidAmount, format_usd, parse_usd
-from bot.reports import ledger_csv, spend_report
 from bot.text import strip_bidi
 from cogs._context import is_moderator, require_guild
 
@@ -255,11 +255,16 @@ class Budget(
         embed.add_field(name="Top spenders", value="\n".join(members)[:1024] or "—", inline=False)
         models = [f"`{model}`: {format_usd(micros)} · {images} images" for model, micros, images in report.by_model]
         embed.add_field(name="By model", value="\n".join(models)[:1024] or "—", inline=False)
+        notes = []
         if report.unknown_jobs:
-            embed.set_footer(
-                text=f"{report.unknown_jobs} submits had an unknown outcome and are counted as spent; "
+            notes.append(
+                f"{report.unknown_jobs} submits had an unknown outcome and are counted as spent; "
                 "compare with BFL's usage page."
             )
+        if report.over_estimate_jobs:
+            notes.append(f"{report.over_estimate_jobs} images cost more than their estimate (see the log).")
+        if notes:
+            embed.set_footer(text=" ".join(notes))
         await interaction.followup.send(embed=embed, ephemeral=True)
 
     @app_commands.command(name="export")

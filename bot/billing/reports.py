@@ -27,6 +27,7 @@ class SpendReport:
     by_model: list[tuple[str, int, int]]  # (model, micro-dollars, images)
     bot_total_micros: int  # every server, same period: compare with BFL's credit balance
     unknown_jobs: int  # submits whose outcome was unknown (charged conservatively)
+    over_estimate_jobs: int = 0  # jobs BFL charged more than their estimate (the estimate was no upper bound)
 
 
 async def spend_report(db: Database, guild_id: int, period: Period, now: datetime) -> SpendReport:
@@ -57,6 +58,12 @@ async def spend_report(db: Database, guild_id: int, period: Period, now: datetim
     unknown = await db.fetch_value(
         "SELECT COUNT(*) FROM jobs WHERE guild_id = ? AND status = 'unknown'", (guild_id,), default=0
     )
+    # A settle row holds (cost - reserved estimate): positive means BFL charged more than estimated.
+    over = await db.fetch_value(
+        f"SELECT COUNT(*) FROM ledger WHERE {where} AND kind = 'settle' AND server_micros > 0",
+        (guild_id, key),
+        default=0,
+    )
     return SpendReport(
         period,
         key,
@@ -66,6 +73,7 @@ async def spend_report(db: Database, guild_id: int, period: Period, now: datetim
         [(r["model"], r["micros"], r["images"]) for r in models],
         bot_total,
         unknown,
+        over,
     )
 
 

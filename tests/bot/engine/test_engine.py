@@ -320,6 +320,11 @@ async def test_a_cost_above_the_estimate_is_logged_and_noticed(make_engine, fake
     result = await h.generate(1)
     assert result.cost_micros == 90_000
     assert any("above its estimate" in r.getMessage() for r in caplog.records)
+    from bot.billing.reports import spend_report
+    from bot.config import Period as P
+
+    report = await spend_report(h.db, GUILD, P.MONTH, h.engine._clock())
+    assert report.over_estimate_jobs == 1 and report.unknown_jobs == 0
     await asyncio.sleep(0)
     assert noticed and noticed[0][0] == GUILD and "$0.09" in noticed[0][1]
 
