@@ -165,9 +165,14 @@ def build_services(
     db: Database,
     session: aiohttp.ClientSession,
     clock: Clock = utc_now,
+    engine_options: dict[str, Any] | None = None,
     **bfl_options: Any,
 ) -> Services:
-    """Wire every core service over an open database and HTTP session."""
+    """Wire every core service over an open database and HTTP session.
+
+    ``engine_options`` and ``bfl_options`` reach the :class:`JobEngine` and :class:`BflClient` (tests and
+    benchmarks: a presenter, checkpoints, fast polls).
+    """
     bfl = BflClient(
         session=session,
         api_key=settings.bfl_api_key,
@@ -190,6 +195,7 @@ def build_services(
         clock=clock,
         on_admitted=alerts.check,
         notice=modlog.announce,
+        **(engine_options or {}),
     )
     return Services(settings, db, bfl, jobs, ledger, limits, engine, modlog, clock)
 

@@ -39,19 +39,8 @@ async def test_missing_token_exits_with_one_line_naming_it(tmp_path):
 
 async def test_python_m_bot_generates_an_image_and_never_logs_secrets(tmp_path, fake_discord, fake_bfl):
     fake = fake_discord
-    env = clean_environment(
-        DISCORD_TOKEN=fake.token,
-        BFL_API_KEY=fake_bfl.api_key,
-        BFL_API_URL=fake_bfl.url,
-        DISCORD_API_URL=fake.api_url,
-        DISCORD_GATEWAY_URL=fake.gateway_url,
-        DATABASE_PATH=str(tmp_path / "bot.sqlite3"),
-        CACHE_DIR=str(tmp_path / "cache"),
-        LOG_LEVEL="DEBUG",  # the most talkative level must still redact every secret
-    )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", cwd=tmp_path, env=env, stderr=asyncio.subprocess.PIPE
-    )
+    # The most talkative level must still redact every secret.
+    process = await start_bot(tmp_path, fake, fake_bfl, LOG_LEVEL="DEBUG")
     logs = bytearray()
 
     async def collect():
@@ -78,7 +67,8 @@ async def test_python_m_bot_generates_an_image_and_never_logs_secrets(tmp_path, 
     assert process.returncode in (0, -signal.SIGINT)
 
 
-async def start_bot(tmp_path, fake, fake_bfl):
+async def start_bot(tmp_path, fake, fake_bfl, **extra):
+    """``python -m bot`` configured only through its environment, pointed at the fakes."""
     env = clean_environment(
         DISCORD_TOKEN=fake.token,
         BFL_API_KEY=fake_bfl.api_key,
@@ -87,6 +77,7 @@ async def start_bot(tmp_path, fake, fake_bfl):
         DISCORD_GATEWAY_URL=fake.gateway_url,
         DATABASE_PATH=str(tmp_path / "bot.sqlite3"),
         CACHE_DIR=str(tmp_path / "cache"),
+        **extra,
     )
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", cwd=tmp_path, env=env, stderr=asyncio.subprocess.PIPE

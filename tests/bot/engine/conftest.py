@@ -12,14 +12,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bot.app import build_services
 from bot.bfl.client import BflClient, PollSchedule
-from bot.billing.ledger import Ledger
-from bot.billing.limits import LimitsService
 from bot.config import Settings
 from bot.engine.engine import JobEngine, Requester
 from bot.engine.progress import Progress, Result
-from bot.engine.store import JobStore
-from bot.images.cache import ImageCache
 from bot.models import build_request
 
 GUILD, CHANNEL, ALICE = 1000, 2000, 3000
@@ -131,29 +128,18 @@ class EngineHarness:
 
 
 def build_engine(db, session, settings, clock, presenter=None, **options: Any) -> tuple[JobEngine, BflClient, Any]:
-    ledger = Ledger(db, clock)
-    limits = LimitsService(db, settings, clock)
-    bfl = BflClient(
+    """The engine exactly as the bot wires it (``build_services``), with fast polls and no edit throttle."""
+    services = build_services(
+        settings,
+        db=db,
         session=session,
-        api_key=settings.bfl_api_key,
-        base_url=settings.bfl_api_url,
+        clock=clock,
+        engine_options={"presenter": presenter, "progress_interval": 0.0, **options},
         poll_schedule=FAST,
         backoff_base=0.001,
         backoff_cap=0.01,
     )
-    engine = JobEngine(
-        store=JobStore(db, ledger, clock),
-        ledger=ledger,
-        limits=limits,
-        bfl=bfl,
-        cache=ImageCache(settings.cache_dir, settings.cache_max_mb * 1024 * 1024),
-        settings=settings,
-        clock=clock,
-        presenter=presenter,
-        progress_interval=0.0,
-        **options,
-    )
-    return engine, bfl, limits
+    return services.engine, services.bfl, services.limits
 
 
 @pytest.fixture
