@@ -12,8 +12,9 @@ backlog
     the 24 slots; throughput against the theoretical 24 / latency; event-loop lag p99.
 
 rss
-    24 jobs in flight whose results are 4 MP images (2048×2048 JPEG); peak RSS of the process. The
-    fake renders the images in this process too, so the figure is an upper bound for the bot.
+    In a fresh process: 24 jobs in flight whose results are 4 MP images (FLUX1.1 [pro] Ultra); peak
+    RSS of the process. The fake renders the images in that process too, so the figure is an upper
+    bound for the bot.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import asyncio
 import resource
 import statistics
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -176,13 +178,25 @@ async def backlog_section(args: argparse.Namespace) -> list[str]:
 
 
 async def rss_section(args: argparse.Namespace) -> list[str]:
-    """Peak RSS with 24 jobs in flight whose results are 4 MP images."""
-    await run_backlog(SLOTS, 1.0, model="flux-pro-1.1-ultra")  # Ultra: 4 MP results
-    rss = peak_rss_mib()
+    """Peak RSS with 24 jobs in flight whose results are 4 MP images, in a fresh process."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "benchmarks.backlog", "--rss-child", stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await process.communicate()
+    baseline, peak = (float(x) for x in out.decode().split())
     return [
         "rss: 24 jobs in flight with 4 MP results (FLUX1.1 [pro] Ultra), fake BFL in the same process",
-        f"| peak RSS | {rss:.0f} MiB | ≤ {TARGET_RSS_MIB} MiB |",
+        "| measure | value | target |",
+        "|---|---|---|",
+        f"| peak RSS | {peak:.0f} MiB (the process at rest, imports loaded: {baseline:.0f} MiB) "
+        f"| ≤ {TARGET_RSS_MIB} MiB |",
     ]
+
+
+def _rss_child() -> None:
+    baseline = peak_rss_mib()
+    asyncio.run(run_backlog(SLOTS, 1.0, model="flux-pro-1.1-ultra"))  # Ultra: 4 MP results
+    print(f"{baseline:.1f} {peak_rss_mib():.1f}")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -190,11 +204,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--backlog-jobs", "--jobs", dest="backlog_jobs", type=int, default=500)
     parser.add_argument("--backlog-latency", "--latency", dest="backlog_latency", type=float, default=1.0)
+    parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.rss_child:
+        _rss_child()
+        return
 
     async def both() -> list[str]:
         return [*await backlog_section(args), "", *await rss_section(args)]
