@@ -17,8 +17,10 @@ import hashlib
 import json
 import math
 import random
+import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from bot.billing.money import format_usd
 from bot.errors import InvalidOptions
@@ -27,17 +29,23 @@ __all__ = [
     "ASPECT_RATIOS",
     "DEFAULT_ASPECT_RATIO",
     "DEFAULT_MODEL",
+    "FLUX3_ASPECT_RATIOS",
+    "FLUX3_RESOLUTIONS",
     "MAX_SEED",
     "MODELS",
     "OPTION_NAMES",
     "FlatPrice",
     "GenerationRequest",
+    "InputImage",
     "MegapixelPrice",
     "ModelSpec",
+    "TierPrice",
     "build_request",
     "dimensions_for",
     "get_model",
     "models_supporting",
+    "models_taking_images",
+    "nearest_aspect_ratio",
 ]
 
 ASPECT_RATIOS: tuple[str, ...] = ("1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "21:9", "9:21")
@@ -48,14 +56,43 @@ DEFAULT_MODEL = "flux-pro-1.1"
 MAX_SEED = 2**32 - 1
 """Seeds are limited to 32 bits: the schema only says ``integer``, and every FLUX frontend uses uint32."""
 
-OPTION_NAMES: tuple[str, ...] = ("steps", "guidance", "raw", "prompt_upsampling")
-"""The optional knobs a model may accept (``seed`` is universal, so it is not listed)."""
+OPTION_NAMES: tuple[str, ...] = ("steps", "guidance", "raw", "prompt_upsampling", "resolution", "grounding")
+"""The optional knobs a model may accept (``seed`` is not listed: see :attr:`ModelSpec.has_seed`)."""
+
+FLUX3_ASPECT_RATIOS: tuple[str, ...] = (
+    "auto",
+    "21:9",
+    "2:1",
+    "16:9",
+    "7:5",
+    "3:2",
+    "4:3",
+    "5:4",
+    "1:1",
+    "4:5",
+    "3:4",
+    "5:7",
+    "2:3",
+    "1:2",
+    "9:16",
+    "9:21",
+)
+"""FLUX 3 Image's own ratios (``auto``: follow the reference image, or the model's choice)."""
+
+FLUX3_RESOLUTIONS: dict[str, float] = {"768sq": 0.6, "1k": 1.0, "1.5k": 2.4, "2k": 4.2, "4k": 16.8}
+"""FLUX 3's equal-area resolution tiers and their nominal decimal megapixels (BFL's figures)."""
+FLUX3_DEFAULT_RESOLUTION = "1k"
 
 OUTPUT_FORMAT = "jpeg"  # JPEG keeps 4 MP results well under Discord's 10 MiB upload limit
 PIXELS_PER_MEGAPIXEL = 1_000_000
 
-SizeMode = Literal["dimensions", "aspect_ratio"]
-Family = Literal["flux1", "flux2"]
+SizeMode = Literal["dimensions", "aspect_ratio", "resolution"]
+Family = Literal["flux1", "flux2", "flux3"]
+
+
+def _ceil_megapixels(pixels: int) -> int:
+    """Whole decimal megapixels, rounded up (an upper bound), at least 1."""
+    return max(1, -(-pixels // PIXELS_PER_MEGAPIXEL))  # integer ceiling, no floats near money
 
 
 @dataclass(frozen=True)
@@ -63,9 +100,10 @@ class FlatPrice:
     """A flat price per image, whatever its size (the FLUX.1 family)."""
 
     micros: int
+    strategy: ClassVar[str] = "flat"
 
-    def estimate_micros(self, pixels: int) -> int:
-        """The price of one image of ``pixels`` pixels (the size does not matter)."""
+    def estimate_micros(self, pixels: int, inputs: Sequence[int] = (), resolution: str | None = None) -> int:
+        """The price of one image of ``pixels`` pixels (neither the size nor the inputs matter)."""
         return self.micros
 
     def describe(self) -> str:
@@ -85,10 +123,16 @@ class MegapixelPrice:
 
     first_mp_micros: int
     extra_mp_micros: int
+    strategy: ClassVar[str] = "megapixel"
 
-    def estimate_micros(self, pixels: int) -> int:
-        """Upper-bound price of one text-to-image output of ``pixels`` pixels."""
-        megapixels = max(1, -(-pixels // PIXELS_PER_MEGAPIXEL))  # integer ceiling, no floats near money
+    def estimate_micros(self, pixels: int, inputs: Sequence[int] = (), resolution: str | None = None) -> int:
+        """Upper-bound price of one output of ``pixels`` pixels from input images of ``inputs`` pixels.
+
+        An edit bills its inputs too (bfl-api.md §00.8: a 1 MP-in, 1 MP-out ``flux-2-pro`` edit costs
+        about $0.045 = first MP + one extra MP): each input is rounded up to whole megapixels on its own
+        and billed at the extra-megapixel rate.
+        """
+        megapixels = _ceil_megapixels(pixels) + sum(_ceil_megapixels(p) for p in inputs)
         return self.first_mp_micros + (megapixels - 1) * self.extra_mp_micros
 
     def describe(self) -> str:
@@ -96,7 +140,31 @@ class MegapixelPrice:
         return f"from {format_usd(self.first_mp_micros)} (+{format_usd(self.extra_mp_micros)}/extra MP)"
 
 
-Price = FlatPrice | MegapixelPrice
+@dataclass(frozen=True)
+class TierPrice:
+    """FLUX 3 pricing: one price per resolution tier, whatever the aspect ratio.
+
+    BFL publishes 1k, 2k and 4k (secondary sources); a tier without a published price takes the next
+    published one above it, so an estimate stays an upper bound. The ledger settles with the ``cost`` BFL
+    reports anyway.
+    """
+
+    tiers: tuple[tuple[str, int], ...]
+    strategy: ClassVar[str] = "resolution"
+
+    def estimate_micros(self, pixels: int, inputs: Sequence[int] = (), resolution: str | None = None) -> int:
+        """The price of the ``resolution`` tier (the default tier when ``None``)."""
+        prices = dict(self.tiers)
+        return prices[resolution or FLUX3_DEFAULT_RESOLUTION]
+
+    def describe(self) -> str:
+        """The price for people, e.g. ``$0.048 (1k) to $0.607 (4k)``."""
+        low, high = self.tiers[0], self.tiers[-1]
+        default = dict(self.tiers)[FLUX3_DEFAULT_RESOLUTION]
+        return f"{format_usd(default)} at 1k ({format_usd(low[1])}–{format_usd(high[1])} by resolution)"
+
+
+Price = FlatPrice | MegapixelPrice | TierPrice
 
 
 @dataclass(frozen=True)
@@ -122,6 +190,14 @@ class ModelSpec:
     steps_range: tuple[int, int] | None = None
     guidance_range: tuple[float, float] | None = None
     max_active_tasks: int = 24
+    has_seed: bool = True
+    aspect_ratios: tuple[str, ...] = ASPECT_RATIOS
+    max_input_images: int = 0
+    """How many input images the endpoint takes (0: text-to-image only)."""
+    input_max_megapixels: float = 4.0
+    input_min_side: int = 64
+    safety_range: tuple[int, int] = (0, 6)
+    """The endpoint's ``safety_tolerance`` range (FLUX.1/Kontext 0–6, FLUX.2 0–5, FLUX 3 0–4)."""
 
     def __post_init__(self) -> None:
         unknown = self.options - set(OPTION_NAMES)
@@ -146,9 +222,16 @@ class ModelSpec:
         """Whether the endpoint accepts ``option`` (one of :data:`OPTION_NAMES`)."""
         return option in self.options
 
-    def estimate_cost_micros(self, width: int, height: int) -> int:
-        """Upper-bound cost in micro-dollars of one ``width``×``height`` text-to-image output."""
-        return self.price.estimate_micros(width * height)
+    @property
+    def takes_images(self) -> bool:
+        """Whether the endpoint edits (takes input images)."""
+        return self.max_input_images > 0
+
+    def estimate_cost_micros(
+        self, width: int, height: int, inputs: Sequence[int] = (), resolution: str | None = None
+    ) -> int:
+        """Upper-bound cost in micro-dollars of one ``width``×``height`` output from ``inputs`` (pixels each)."""
+        return self.price.estimate_micros(width * height, inputs, resolution)
 
     def describe_price(self) -> str:
         """The price for people: ``$0.04/image`` or ``from $0.03 (+$0.015/extra MP)``."""
@@ -160,6 +243,9 @@ _FLUX1_SIDE = {"multiple": 32, "min_side": 256, "max_side": 1440, "max_megapixel
 # 2048×2048)". 2048×2048 is 4.19 decimal MP, so "4 MP" there means 2048²; we cap sides at 2048 too,
 # which is conservative (we only ever ask for ~1 MP).
 _FLUX2_SIDE = {"multiple": 16, "min_side": 64, "max_side": 2048, "max_megapixels": 2048 * 2048 / 1e6}
+# FLUX.2 inputs: up to 8 images (Flux2Inputs: input_image … input_image_8), sent at ≤ 4 MP (the output cap;
+# BFL's own limit is 20 MP per input, but every input megapixel is billed).
+_FLUX2_INPUTS: dict[str, Any] = {"max_input_images": 8, "input_max_megapixels": 4.0, "safety_range": (0, 5)}
 _ONE_MP_SQUARE = 1024 * 1024 / 1e6  # FLUX.1 is trained around 1024²: 1:1 → 1024×1024
 
 MODELS: dict[str, ModelSpec] = {
@@ -214,6 +300,7 @@ MODELS: dict[str, ModelSpec] = {
             target_megapixels=_ONE_MP_SQUARE,
             options=frozenset({"prompt_upsampling"}),
             price=FlatPrice(40_000),
+            max_input_images=4,
         ),
         ModelSpec(
             key="flux-kontext-max",
@@ -228,6 +315,7 @@ MODELS: dict[str, ModelSpec] = {
             options=frozenset({"prompt_upsampling"}),
             price=FlatPrice(80_000),
             max_active_tasks=6,  # BFL's tighter concurrency cap for this endpoint
+            max_input_images=4,
         ),
         ModelSpec(
             key="flux-2-pro",
@@ -240,6 +328,7 @@ MODELS: dict[str, ModelSpec] = {
             # `Flux2Inputs` defines no prompt_upsampling (docs tables do; the schema wins).
             options=frozenset(),
             price=MegapixelPrice(first_mp_micros=30_000, extra_mp_micros=15_000),
+            **_FLUX2_INPUTS,
         ),
         ModelSpec(
             key="flux-2-max",
@@ -250,6 +339,7 @@ MODELS: dict[str, ModelSpec] = {
             target_megapixels=1.0,
             options=frozenset(),
             price=MegapixelPrice(first_mp_micros=70_000, extra_mp_micros=30_000),
+            **_FLUX2_INPUTS,
         ),
         ModelSpec(
             key="flux-2-flex",
@@ -264,6 +354,7 @@ MODELS: dict[str, ModelSpec] = {
             guidance_range=(1.5, 10.0),
             # Pricing pages disagree ($0.05/MP on the newest, $0.06/MP elsewhere): take the higher one.
             price=MegapixelPrice(first_mp_micros=60_000, extra_mp_micros=60_000),
+            **_FLUX2_INPUTS,
         ),
         ModelSpec(
             key="flux-2-klein-4b",
@@ -274,6 +365,40 @@ MODELS: dict[str, ModelSpec] = {
             target_megapixels=1.0,
             options=frozenset(),
             price=MegapixelPrice(first_mp_micros=14_000, extra_mp_micros=1_000),
+            **{**_FLUX2_INPUTS, "max_input_images": 4},  # Flux2KleinInputs: input_image … input_image_4
+        ),
+        ModelSpec(
+            key="flux-2-klein-9b",
+            label="FLUX.2 [klein] 9B",
+            family="flux2",
+            size_mode="dimensions",
+            **_FLUX2_SIDE,
+            target_megapixels=1.0,
+            options=frozenset(),
+            # bfl-api.md §00.8: a 1 MP-in, 1 MP-out edit costs about $0.017.
+            price=MegapixelPrice(first_mp_micros=15_000, extra_mp_micros=2_000),
+            **{**_FLUX2_INPUTS, "max_input_images": 4},
+        ),
+        ModelSpec(
+            key="flux-3-image",
+            label="FLUX 3 Image",
+            family="flux3",
+            size_mode="resolution",
+            # Not sent: FLUX 3 takes `aspect_ratio` and an equal-area `resolution` tier (display only).
+            multiple=16,
+            min_side=256,
+            max_side=8192,
+            max_megapixels=16.8,
+            target_megapixels=1.0,
+            options=frozenset({"resolution", "grounding"}),
+            # 1k $0.048, 2k $0.10, 4k $0.607 (bfl-api.md §00.2); 768sq and 1.5k take the tier above.
+            price=TierPrice((("768sq", 48_000), ("1k", 48_000), ("1.5k", 100_000), ("2k", 100_000), ("4k", 607_000))),
+            has_seed=False,
+            aspect_ratios=FLUX3_ASPECT_RATIOS,
+            max_input_images=10,
+            input_max_megapixels=16.0,
+            input_min_side=256,
+            safety_range=(0, 4),
         ),
     )
 }
@@ -296,6 +421,11 @@ def models_supporting(option: str) -> list[ModelSpec]:
     return [spec for spec in MODELS.values() if spec.supports(option)]
 
 
+def models_taking_images() -> list[ModelSpec]:
+    """The models that edit (take input images), in table order."""
+    return [spec for spec in MODELS.values() if spec.takes_images]
+
+
 def _parse_ratio(aspect_ratio: str) -> tuple[int, int]:
     left, _, right = aspect_ratio.partition(":")
     return int(left), int(right)
@@ -311,8 +441,10 @@ def dimensions_for(spec: ModelSpec, aspect_ratio: str) -> tuple[int, int]:
     multiple allows while staying near ``target_megapixels``. For ``aspect_ratio`` models it is the
     nominal output size, for display and cost estimates only.
     """
-    if aspect_ratio not in ASPECT_RATIOS:
+    if aspect_ratio not in spec.aspect_ratios:
         raise ValueError(f"unsupported aspect ratio {aspect_ratio!r}")
+    if spec.size_mode == "resolution":
+        return _tier_dimensions(spec, aspect_ratio, FLUX3_DEFAULT_RESOLUTION)
     ratio_w, ratio_h = _parse_ratio(aspect_ratio)
     ratio = ratio_w / ratio_h
     target = spec.target_pixels
@@ -342,6 +474,40 @@ def _round_up(value: int, step: int) -> int:
     return -(-value // step) * step
 
 
+def _tier_dimensions(spec: ModelSpec, aspect_ratio: str, resolution: str) -> tuple[int, int]:
+    """FLUX 3's nominal size for a ratio and a tier (``auto`` shown as square): display only."""
+    ratio_w, ratio_h = (1, 1) if aspect_ratio == "auto" else _parse_ratio(aspect_ratio)
+    area = FLUX3_RESOLUTIONS[resolution] * PIXELS_PER_MEGAPIXEL
+    width = max(spec.min_side, round(math.sqrt(area * ratio_w / ratio_h) / spec.multiple) * spec.multiple)
+    height = max(spec.min_side, round(math.sqrt(area * ratio_h / ratio_w) / spec.multiple) * spec.multiple)
+    return width, height
+
+
+def nearest_aspect_ratio(spec: ModelSpec, width: int, height: int) -> str:
+    """The model's fixed aspect ratio closest to ``width``×``height`` (for an edit that names none)."""
+    fixed = [r for r in spec.aspect_ratios if r != "auto"]
+    return min(fixed, key=lambda r: abs(math.log(width / height) - math.log(_ratio_value(r))))
+
+
+def _ratio_value(aspect_ratio: str) -> float:
+    left, right = _parse_ratio(aspect_ratio)
+    return left / right
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """An input image ready for BFL: base64 of a re-encoded, metadata-free image, and its size."""
+
+    data_b64: str
+    width: int
+    height: int
+
+    @property
+    def pixels(self) -> int:
+        """Its pixel count (FLUX.2 bills input megapixels)."""
+        return self.width * self.height
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     """A validated text-to-image request; build it with :func:`build_request`.
@@ -359,23 +525,42 @@ class GenerationRequest:
     guidance: float | None = None
     raw: bool | None = None
     prompt_upsampling: bool | None = None
+    resolution: str | None = None
+    grounding: bool | None = None
+    input_images: tuple[InputImage, ...] = ()
+    nonce: str | None = None
+    """Set for models without a seed: every such request is a new image, so it never hits the cache."""
 
     def bfl_payload(self) -> dict[str, Any]:
         """Exactly the JSON body for ``POST /v1/<model.key>``: only fields the endpoint's schema defines."""
         payload: dict[str, Any] = {"prompt": self.prompt}
+        images = [image.data_b64 for image in self.input_images]
+        if self.model.family == "flux3":
+            if images:
+                payload["images"] = images
+        else:
+            for index, data in enumerate(images):
+                payload["input_image" if index == 0 else f"input_image_{index + 1}"] = data
         if self.model.size_mode == "dimensions":
             payload["width"] = self.width
             payload["height"] = self.height
         else:
             payload["aspect_ratio"] = self.aspect_ratio
-        payload["seed"] = self.seed
+        if self.model.has_seed:
+            payload["seed"] = self.seed
         for option in OPTION_NAMES:
             value = getattr(self, option)
             if value is not None:
                 payload[option] = value
         # safety_tolerance is left at the API default (2) on purpose: loosening moderation is not ours to do.
-        payload["output_format"] = OUTPUT_FORMAT
+        if self.model.family != "flux3":  # FLUX 3 has no output_format (it answers JPEG)
+            payload["output_format"] = OUTPUT_FORMAT
         return payload
+
+    @property
+    def cacheable(self) -> bool:
+        """Whether an identical request gives the identical image (not for models without a seed)."""
+        return self.nonce is None
 
     def cache_key(self) -> str:
         """A sha256 hex digest identifying the image this request produces.
@@ -383,12 +568,14 @@ class GenerationRequest:
         Identical requests (same model, prompt, size, options and seed) share a key; any difference
         changes it. It covers the exact payload, so a change in what we send invalidates old entries.
         """
-        canonical = {
+        canonical: dict[str, Any] = {
             "v": 1,
             "model": self.model.key,
             "aspect_ratio": self.aspect_ratio,
             "payload": self.bfl_payload(),
         }
+        if self.nonce is not None:
+            canonical["nonce"] = self.nonce
         blob = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -399,8 +586,10 @@ class GenerationRequest:
 
     @property
     def estimated_cost_micros(self) -> int:
-        """Upper-bound cost in micro-dollars (what a budget reservation should hold)."""
-        return self.model.estimate_cost_micros(self.width, self.height)
+        """Upper-bound cost in micro-dollars (what a budget reservation should hold), inputs included."""
+        return self.model.estimate_cost_micros(
+            self.width, self.height, [image.pixels for image in self.input_images], self.resolution
+        )
 
 
 def _echo(value: object, limit: int = 40) -> str:
@@ -429,6 +618,10 @@ def build_request(
     guidance: float | None = None,
     raw: bool | None = None,
     prompt_upsampling: bool | None = None,
+    resolution: str | None = None,
+    grounding: bool | None = None,
+    input_images: Sequence[InputImage] = (),
+    allow_grounding: bool = False,
     max_prompt_length: int = 1000,
     rng: random.Random | None = None,
 ) -> GenerationRequest:
@@ -447,16 +640,43 @@ def build_request(
     if len(text) > max_prompt_length:
         raise InvalidOptions(f"The prompt is too long ({len(text):,} characters). The limit is {max_prompt_length:,}.")
 
-    ratio = DEFAULT_ASPECT_RATIO if aspect_ratio is None else aspect_ratio.strip()
-    if ratio not in ASPECT_RATIOS:
-        raise InvalidOptions(f"Unknown aspect ratio `{_echo(ratio)}`. Choose one of: {', '.join(ASPECT_RATIOS)}.")
+    images = tuple(input_images)
+    if images and not spec.takes_images:
+        editors = ", ".join(m.label for m in models_taking_images())
+        raise InvalidOptions(f"{spec.label} doesn't take input images. Models that do: {editors}.")
+    if len(images) > spec.max_input_images:
+        raise InvalidOptions(f"{spec.label} takes at most {spec.max_input_images} input images.")
 
-    if seed is None:
+    if aspect_ratio is not None:
+        ratio = aspect_ratio.strip()
+    elif images:
+        first = images[0]
+        ratio = "auto" if "auto" in spec.aspect_ratios else nearest_aspect_ratio(spec, first.width, first.height)
+    else:
+        ratio = DEFAULT_ASPECT_RATIO
+    if ratio not in spec.aspect_ratios:
+        raise InvalidOptions(
+            f"Unknown aspect ratio `{_echo(ratio)}` for {spec.label}. Choose one of: {', '.join(spec.aspect_ratios)}."
+        )
+
+    nonce = None
+    if not spec.has_seed:
+        if seed is not None:
+            raise InvalidOptions(f"{spec.label} has no seed: every request makes a new image.")
+        seed, nonce = 0, secrets.token_hex(8)
+    elif seed is None:
         seed = (rng or random.SystemRandom()).randint(0, MAX_SEED)
     elif isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise InvalidOptions(f"`seed` must be a whole number between 0 and {MAX_SEED:,}.")
 
-    given = {"steps": steps, "guidance": guidance, "raw": raw, "prompt_upsampling": prompt_upsampling}
+    given = {
+        "steps": steps,
+        "guidance": guidance,
+        "raw": raw,
+        "prompt_upsampling": prompt_upsampling,
+        "resolution": resolution,
+        "grounding": grounding,
+    }
     for option, value in given.items():
         if value is not None and not spec.supports(option):
             raise _unsupported(spec, option)
@@ -477,11 +697,23 @@ def build_request(
                 f"`guidance` must be between {_format_number(g_low)} and {_format_number(g_high)} for {spec.label}."
             )
         guidance = float(guidance)  # 3 and 3.0 must give the same payload and cache key
-    for option, value in (("raw", raw), ("prompt_upsampling", prompt_upsampling)):
+    for option, value in (("raw", raw), ("prompt_upsampling", prompt_upsampling), ("grounding", grounding)):
         if value is not None and not isinstance(value, bool):
             raise InvalidOptions(f"`{option}` must be true or false.")
+    if resolution is not None and resolution not in FLUX3_RESOLUTIONS:
+        tiers = ", ".join(FLUX3_RESOLUTIONS)
+        raise InvalidOptions(f"Unknown resolution `{_echo(resolution)}`. Choose one of: {tiers}.")
+    if spec.supports("grounding"):
+        if grounding and not allow_grounding:
+            raise InvalidOptions(
+                "Grounding sends your prompt to web search, and a moderator has not allowed it on this server."
+            )
+        grounding = bool(grounding)  # FLUX 3 grounds by default: off unless asked for and allowed
 
-    width, height = dimensions_for(spec, ratio)
+    if spec.size_mode == "resolution":
+        width, height = _tier_dimensions(spec, ratio, resolution or FLUX3_DEFAULT_RESOLUTION)
+    else:
+        width, height = dimensions_for(spec, ratio)
     return GenerationRequest(
         model=spec,
         prompt=text,
@@ -493,4 +725,8 @@ def build_request(
         guidance=guidance,
         raw=raw,
         prompt_upsampling=prompt_upsampling,
+        resolution=resolution,
+        grounding=grounding,
+        input_images=images,
+        nonce=nonce,
     )

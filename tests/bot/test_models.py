@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
+from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -12,21 +14,26 @@ from bot.errors import InvalidOptions
 from bot.models import (
     ASPECT_RATIOS,
     DEFAULT_MODEL,
+    FLUX3_ASPECT_RATIOS,
+    FLUX3_RESOLUTIONS,
     MAX_SEED,
     MODELS,
     OPTION_NAMES,
+    InputImage,
     MegapixelPrice,
     ModelSpec,
     build_request,
     dimensions_for,
     models_supporting,
+    models_taking_images,
 )
-from tests.fakes.fake_bfl import load_spec
+from tests.fakes.fake_bfl import FLUX3_TIER_PRICES, load_spec, price_credits, validate_body
 
 SPEC = load_spec()
 COMPONENTS = SPEC["components"]
 
-ALL_MODELS = list(MODELS.values())
+# The models in BFL's 2026-04 OpenAPI snapshot; FLUX 3 Image has its own schema (tests at the end).
+ALL_MODELS = [m for m in MODELS.values() if m.family != "flux3"]
 ids = [m.key for m in ALL_MODELS]
 
 
@@ -252,7 +259,14 @@ def test_every_unsupported_option_refused(spec, option):
     """Any option a model lacks is refused with a message naming the model and option; False counts too."""
     if spec.supports(option):
         return
-    value = {"steps": 10, "guidance": 2.0, "raw": False, "prompt_upsampling": False}[option]
+    value = {
+        "steps": 10,
+        "guidance": 2.0,
+        "raw": False,
+        "prompt_upsampling": False,
+        "resolution": "1k",
+        "grounding": False,
+    }[option]
     with pytest.raises(InvalidOptions) as info:
         build_request(model=spec.key, prompt="x", aspect_ratio=None, seed=1, **{option: value})
     message = info.value.user_message
@@ -464,3 +478,159 @@ def test_spec_rejects_inconsistent_definition():
             options=frozenset({"steps"}),
             price=MODELS["flux-dev"].price,
         )
+
+
+# -- FLUX 3 Image, klein 9B, edits and pricing strategies ---------------------------------------
+
+FLUX3_SCHEMA = json.loads((Path(__file__).parents[1] / "specs" / "bfl-flux3-image.json").read_text())["request"]
+FLUX3 = Draft202012Validator(FLUX3_SCHEMA)
+
+
+def _image(width: int = 1024, height: int = 1024) -> InputImage:
+    return InputImage(data_b64="aGVsbG8=", width=width, height=height)
+
+
+def test_flux3_aspect_ratios_and_tiers_match_its_schema():
+    """FLUX 3's ratios and resolution tiers are exactly its schema's enums; its safety range is 0–4."""
+    props = FLUX3_SCHEMA["properties"]
+    assert list(MODELS["flux-3-image"].aspect_ratios) == props["aspect_ratio"]["anyOf"][0]["enum"]
+    assert list(FLUX3_RESOLUTIONS) == props["resolution"]["anyOf"][0]["enum"]
+    low, high = (props["safety_tolerance"]["anyOf"][0][k] for k in ("minimum", "maximum"))
+    assert MODELS["flux-3-image"].safety_range == (low, high) == (0, 4)
+    assert MODELS["flux-2-pro"].safety_range == (0, 5) and MODELS["flux-pro-1.1"].safety_range == (0, 6)
+
+
+@pytest.mark.parametrize("aspect_ratio", FLUX3_ASPECT_RATIOS)
+@pytest.mark.parametrize("resolution", [None, *FLUX3_RESOLUTIONS])
+def test_flux3_payload_validates_against_its_schema(aspect_ratio, resolution):
+    """Every FLUX 3 payload (ratio x tier, with and without references) validates; no seed, no output_format."""
+    for images in ((), (_image(),), tuple(_image() for _ in range(10))):
+        req = build_request(
+            model="flux-3-image",
+            prompt="a red fox",
+            aspect_ratio=aspect_ratio,
+            seed=None,
+            resolution=resolution,
+            input_images=images,
+        )
+        payload = req.bfl_payload()
+        assert [e.message for e in FLUX3.iter_errors(payload)] == []
+        assert "seed" not in payload and "output_format" not in payload
+        assert payload["grounding"] is False  # off unless a moderator allows it
+        assert ("images" in payload) == bool(images)
+        assert payload["aspect_ratio"] == aspect_ratio
+
+
+def test_flux3_has_no_seed_and_is_never_cached():
+    """Two identical FLUX 3 requests are two different images: different cache keys, no seed accepted."""
+    a = build_request(model="flux-3-image", prompt="x", aspect_ratio="1:1", seed=None)
+    b = build_request(model="flux-3-image", prompt="x", aspect_ratio="1:1", seed=None)
+    assert not a.cacheable and a.cache_key() != b.cache_key()
+    assert build_request(model="flux-2-pro", prompt="x", aspect_ratio="1:1", seed=3).cacheable
+    with pytest.raises(InvalidOptions, match="has no seed"):
+        build_request(model="flux-3-image", prompt="x", aspect_ratio=None, seed=5)
+
+
+def test_grounding_only_when_allowed_and_resolution_only_for_flux3():
+    """Grounding needs the server's permission; resolution is FLUX 3's alone; bad tiers are refused."""
+    with pytest.raises(InvalidOptions, match="moderator has not allowed"):
+        build_request(model="flux-3-image", prompt="x", aspect_ratio=None, seed=None, grounding=True)
+    req = build_request(
+        model="flux-3-image", prompt="x", aspect_ratio=None, seed=None, grounding=True, allow_grounding=True
+    )
+    assert req.bfl_payload()["grounding"] is True
+    with pytest.raises(InvalidOptions, match="resolution"):
+        build_request(model="flux-2-pro", prompt="x", aspect_ratio=None, seed=1, resolution="2k")
+    with pytest.raises(InvalidOptions, match="Unknown resolution"):
+        build_request(model="flux-3-image", prompt="x", aspect_ratio=None, seed=None, resolution="8k")
+    with pytest.raises(InvalidOptions, match="Unknown aspect ratio"):
+        build_request(model="flux-2-pro", prompt="x", aspect_ratio="5:4", seed=1)  # FLUX 3's ratio only
+
+
+def test_pricing_strategies():
+    """Flat per image; FLUX.2 per megapixel of output AND input; FLUX 3 per resolution tier."""
+    assert {m.price.strategy for m in MODELS.values() if m.family == "flux1"} == {"flat"}
+    assert {m.price.strategy for m in MODELS.values() if m.family == "flux2"} == {"megapixel"}
+    assert MODELS["flux-3-image"].price.strategy == "resolution"
+    # FLUX.1 Kontext: an edit costs the flat price.
+    assert (
+        build_request(
+            model="flux-kontext-pro", prompt="x", aspect_ratio=None, seed=1, input_images=(_image(2048, 2048),)
+        ).estimated_cost_micros
+        == 40_000
+    )
+    # FLUX.2 [pro]: 1 MP out + a 1 MP input = $0.045 (bfl-api.md §00.8); a 4.2 MP input adds 5 MP.
+    one_in = build_request(
+        model="flux-2-pro", prompt="x", aspect_ratio="1:1", seed=1, input_images=(_image(1000, 1000),)
+    )
+    assert one_in.estimated_cost_micros == 45_000
+    big_in = build_request(
+        model="flux-2-pro", prompt="x", aspect_ratio="1:1", seed=1, input_images=(_image(2048, 2048),)
+    )
+    assert big_in.estimated_cost_micros == 30_000 + 5 * 15_000
+    # klein 9B: 1 MP in, 1 MP out = $0.017.
+    klein = build_request(
+        model="flux-2-klein-9b", prompt="x", aspect_ratio="1:1", seed=1, input_images=(_image(1000, 1000),)
+    )
+    assert klein.estimated_cost_micros == 17_000
+    # FLUX 3: by tier, whatever the ratio or the references.
+    tiers = {
+        r: build_request(model="flux-3-image", prompt="x", aspect_ratio="16:9", seed=None, resolution=r)
+        for r in FLUX3_RESOLUTIONS
+    }
+    assert {r: q.estimated_cost_micros for r, q in tiers.items()} == {
+        "768sq": 48_000,
+        "1k": 48_000,
+        "1.5k": 100_000,
+        "2k": 100_000,
+        "4k": 607_000,
+    }
+    assert build_request(model="flux-3-image", prompt="x", aspect_ratio=None, seed=None).estimated_cost_micros == 48_000
+
+
+def test_estimates_are_upper_bounds_of_the_fake_bfl_prices():
+    """The fake charges what BFL documents; every estimate (edits included) is at least that."""
+    for key in ("flux-2-pro", "flux-2-max", "flux-2-flex", "flux-2-klein-4b", "flux-2-klein-9b"):
+        for inputs in ((), (_image(1000, 1000),), (_image(2048, 2048), _image(512, 768))):
+            req = build_request(model=key, prompt="x", aspect_ratio="4:3", seed=1, input_images=inputs)
+            charged = price_credits(key, req.width, req.height, [i.pixels for i in inputs]) * 10_000
+            assert req.estimated_cost_micros >= charged, (key, inputs)
+    for tier in FLUX3_RESOLUTIONS:
+        req = build_request(model="flux-3-image", prompt="x", aspect_ratio="1:1", seed=None, resolution=tier)
+        assert req.estimated_cost_micros >= FLUX3_TIER_PRICES[tier] * 10_000
+
+
+def test_edit_inputs_become_the_model_fields():
+    """FLUX.2 and Kontext get input_image, input_image_2, …; the limits per model hold; no ratio → nearest."""
+    images = tuple(_image(1600, 900) for _ in range(4))
+    for key in ("flux-2-pro", "flux-2-klein-9b", "flux-kontext-pro"):
+        req = build_request(model=key, prompt="x", aspect_ratio=None, seed=1, input_images=images)
+        payload = req.bfl_payload()
+        assert [payload[f] for f in ("input_image", "input_image_2", "input_image_3", "input_image_4")] == [
+            "aGVsbG8="
+        ] * 4
+        assert list(validator(key).iter_errors(payload)) == []
+        assert req.aspect_ratio == "16:9"  # the nearest fixed ratio to 1600×900
+    with pytest.raises(InvalidOptions, match="at most 4 input images"):
+        build_request(model="flux-2-klein-4b", prompt="x", aspect_ratio=None, seed=1, input_images=images * 2)
+    with pytest.raises(InvalidOptions, match="doesn't take input images"):
+        build_request(model="flux-pro-1.1", prompt="x", aspect_ratio=None, seed=1, input_images=images[:1])
+    assert [m.key for m in models_taking_images()] == [
+        "flux-kontext-pro",
+        "flux-kontext-max",
+        "flux-2-pro",
+        "flux-2-max",
+        "flux-2-flex",
+        "flux-2-klein-4b",
+        "flux-2-klein-9b",
+        "flux-3-image",
+    ]
+
+
+def test_fake_bfl_validates_flux3_bodies():
+    """The fake's FLUX 3 route refuses what BFL refuses: a seed, output_format, a 12th reference."""
+    assert validate_body("flux-3-image", {"prompt": "x"}) == []
+    assert validate_body("flux-3-image", {"prompt": "x", "seed": 1})[0]["type"] == "extra_forbidden"
+    assert validate_body("flux-3-image", {"prompt": "x", "output_format": "jpeg"})
+    assert validate_body("flux-3-image", {"prompt": "x", "images": ["a"] * 11})
+    assert validate_body("flux-3-image", {"prompt": "x", "safety_tolerance": 5})

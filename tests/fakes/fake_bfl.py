@@ -52,7 +52,7 @@ import re
 import secrets
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -64,6 +64,20 @@ from PIL import Image, ImageDraw
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SPEC_PATH = REPO_ROOT / "tests" / "specs" / "bfl-openapi.json"
+#: FLUX 3 Image's request schema (not in the 2026-04 OpenAPI snapshot; see tests/specs/README.md).
+FLUX3_SPEC_PATH = REPO_ROOT / "tests" / "specs" / "bfl-flux3-image.json"
+FLUX3_MODEL = "flux-3-image"
+#: FLUX 3 prices per resolution tier, in credits (1k, 2k, 4k as published; the others below our estimates).
+FLUX3_TIER_PRICES: dict[str, Decimal] = {
+    "768sq": Decimal("3.5"),
+    "1k": Decimal("4.8"),
+    "1.5k": Decimal("7.5"),
+    "2k": Decimal("10"),
+    "4k": Decimal("60.7"),
+}
+FLUX3_TIER_PIXELS = {"768sq": 768 * 768, "1k": 1024 * 1024, "1.5k": 1536 * 1536, "2k": 2048 * 2048, "4k": 4096 * 4096}
+FLUX3_INPUT_MIN_SIDE = 256
+FLUX3_INPUT_MAX_PIXELS = 16_000_000
 
 DEFAULT_API_KEY = "test-bfl-key"
 MASK = "<redacted>"
@@ -158,6 +172,15 @@ def generation_routes(path: Path | None = None) -> dict[str, RouteSchema]:
             properties=frozenset(schema.get("properties", {})),
             closed="additionalProperties" in schema or "unevaluatedProperties" in schema,
         )
+    flux3 = json.loads(FLUX3_SPEC_PATH.read_text(encoding="utf-8"))["request"]
+    jsonschema.Draft202012Validator.check_schema(flux3)
+    routes[FLUX3_MODEL] = RouteSchema(
+        model=FLUX3_MODEL,
+        schema=flux3,
+        validator=jsonschema.Draft202012Validator(flux3),
+        properties=frozenset(flux3["properties"]),
+        closed=True,
+    )
     return routes
 
 
@@ -211,6 +234,23 @@ def _documented_limits(model: str, body: dict[str, Any]) -> list[dict[str, Any]]
     """Limits BFL documents in prose but not in the schema."""
     problems: list[dict[str, Any]] = []
     ratio = body.get("aspect_ratio")
+    if model == FLUX3_MODEL:
+        images = body.get("images")
+        for index, data in enumerate([images] if isinstance(images, str) else images or []):
+            size = _decoded_size(data)
+            if size is None:
+                msg = "Image could not be decoded"
+            elif min(size) < FLUX3_INPUT_MIN_SIDE:
+                msg = f"Image must be at least {FLUX3_INPUT_MIN_SIDE}x{FLUX3_INPUT_MIN_SIDE}"
+            elif size[0] * size[1] > FLUX3_INPUT_MAX_PIXELS:
+                msg = "Image must be at most 16 megapixels"
+            else:
+                continue
+            problems.append({"loc": ["body", "images", index], "msg": msg, "type": "value_error"})
+        return problems
+    for name in sorted(k for k in body if k.startswith("input_image") and body[k] is not None):
+        if not str(body[name]).startswith(("http://", "https://")) and _decoded_size(body[name]) is None:
+            problems.append({"loc": ["body", name], "msg": "Image could not be decoded", "type": "value_error"})
     if isinstance(ratio, str) and _parse_ratio(ratio) is None:
         problems.append(
             {
@@ -236,16 +276,19 @@ def _parse_ratio(text: str) -> tuple[int, int] | None:
     return w, h
 
 
-def price_credits(model: str, width: int, height: int) -> Decimal:
-    """What the fake charges, in credits: FLUX.1 flat; FLUX.2 first MP + each further MP.
+def price_credits(model: str, width: int, height: int, input_pixels: Sequence[int] = ()) -> Decimal:
+    """What the fake charges, in credits: FLUX.1 flat; FLUX.2 first MP + each further MP; FLUX 3 per tier.
 
     Megapixels are rounded to 2 decimals like BFL's ``output_mp``; the price to 0.01 credit.
-    Input-image megapixels (FLUX.2 editing) are not charged by the fake.
+    FLUX.2 edits also pay their input megapixels at the extra-megapixel rate (bfl-api.md §00.8).
     """
     if model in FLAT_PRICES:
         return FLAT_PRICES[model]
+    if model == FLUX3_MODEL:
+        tier = min(FLUX3_TIER_PIXELS, key=lambda t: abs(FLUX3_TIER_PIXELS[t] - width * height))
+        return FLUX3_TIER_PRICES[tier]
     first, extra = MEGAPIXEL_PRICES.get(model, (Decimal("5"), Decimal("0")))
-    megapixels = (Decimal(width * height) / 1_000_000).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    megapixels = (Decimal(width * height + sum(input_pixels)) / 1_000_000).quantize(Decimal("0.01"), ROUND_HALF_UP)
     price = first + extra * max(Decimal(0), megapixels - 1)
     return price.quantize(Decimal("0.01"), ROUND_HALF_UP).normalize()
 
@@ -254,6 +297,16 @@ def output_size(model: str, body: dict[str, Any]) -> tuple[int, int]:
     """The pixel size the fake renders for a (valid) request."""
     route = generation_routes()[model]
     props = route.schema.get("properties", {})
+    if model == FLUX3_MODEL:
+        pixels = FLUX3_TIER_PIXELS[body.get("resolution") or "1k"]
+        ratio = body.get("aspect_ratio") or "auto"
+        if ratio == "auto":
+            images = body.get("images")
+            first = images if isinstance(images, str) else (images or [None])[0]
+            w, h = _decoded_size(first) or (1, 1)
+        else:
+            w, h = (int(part) for part in ratio.split(":"))
+        return (round((pixels * w / h) ** 0.5 / 16) * 16, round((pixels * h / w) ** 0.5 / 16) * 16)
     if "width" in props:
         width = body.get("width") or props["width"].get("default") or 0
         height = body.get("height") or props["height"].get("default") or 0
@@ -272,6 +325,15 @@ def output_size(model: str, body: dict[str, Any]) -> tuple[int, int]:
         size[0] + int(body.get("left") or 0) + int(body.get("right") or 0),
         size[1] + int(body.get("top") or 0) + int(body.get("bottom") or 0),
     )
+
+
+def input_pixels(body: dict[str, Any]) -> list[int]:
+    """Pixel counts of the decodable input images of a request (FLUX.2 / Kontext fields or FLUX 3 ``images``)."""
+    images = body.get("images")
+    datas = [images] if isinstance(images, str) else list(images or [])
+    datas += [body[k] for k in sorted(body) if k.startswith("input_image") and body[k] is not None]
+    sizes = [_decoded_size(data) for data in datas]
+    return [w * h for w, h in (size for size in sizes if size is not None)]
 
 
 def _decoded_size(data: Any) -> tuple[int, int] | None:
@@ -731,7 +793,8 @@ class FakeBfl:
                 web.json_response({"detail": "Too many active tasks. Wait for a task to finish."}, status=429),
             )
         width, height = output_size(model, body)
-        auto = price_credits(model, width, height)
+        inputs = input_pixels(body)
+        auto = price_credits(model, width, height, inputs)
         cost = auto if behaviour.cost in ("auto", None) else Decimal(str(behaviour.cost))
         if cost > self.credits:
             return _answer(record, web.json_response({"detail": "Insufficient credits"}, status=402))
@@ -759,7 +822,7 @@ class FakeBfl:
             )
         if behaviour.cost is not None:
             answer["cost"] = float(cost)
-            answer["input_mp"] = 0.0
+            answer["input_mp"] = float((Decimal(sum(inputs)) / 1_000_000).quantize(Decimal("0.01")))
             answer["output_mp"] = float((Decimal(width * height) / 1_000_000).quantize(Decimal("0.01")))
         return _answer(record, web.json_response(answer))
 
@@ -856,7 +919,7 @@ class FakeBfl:
         if status == "Ready" and not behaviour.omit_sample:
             answer["result"] = {
                 "sample": self.sample_url(task),
-                "prompt": task.body.get("prompt"),
+                "prompt": expanded_prompt(task.model, task.body.get("prompt")),
                 "seed": task.seed,
             }
         elif status in ("Request Moderated", "Content Moderated"):
@@ -996,6 +1059,13 @@ def _error_response(status: int, behaviour: Behaviour) -> web.Response:
     if isinstance(body, str):
         return web.Response(status=status, text=body, headers=headers)
     return web.json_response(body, status=status, headers=headers)
+
+
+def expanded_prompt(model: str, prompt: Any) -> Any:
+    """``result.prompt``: FLUX 3 answers the prompt as it expanded it; the others echo it."""
+    if model == FLUX3_MODEL and isinstance(prompt, str):
+        return f"{prompt}, rendered in soft natural light with a shallow depth of field (expanded by FLUX 3)"
+    return prompt
 
 
 def _result_body(task: FakeTask, status: str, *, progress: float | None = None) -> dict[str, Any]:
