@@ -91,6 +91,14 @@ class ImageCache:
         entry = await self.get_entry(key)
         return None if entry is None else entry.data
 
+    async def contains(self, key: str) -> bool:
+        """Whether ``key`` is cached, without reading the image (admission only needs to know)."""
+        _check_key(key)
+        if not self.enabled:
+            return False
+        async with self._lock:
+            return key in await self._ensure_index()
+
     async def get_entry(self, key: str) -> CachedImage | None:
         """The image and its metadata under ``key``, or ``None``; a hit counts as a use."""
         _check_key(key)

@@ -212,3 +212,15 @@ async def test_concurrent_puts_same_key(tmp_path):
     entry = await cache.get_entry(key("same"))
     assert entry.data == blob(100, entry.metadata["n"])
     assert len(list(tmp_path.iterdir())) == 2
+
+
+async def test_contains_answers_without_reading_the_image(tmp_path):
+    from bot.images.cache import ImageCache
+
+    cache = ImageCache(tmp_path / "c", 10_000)
+    key = "ab" * 16
+    assert not await cache.contains(key)
+    await cache.put(key, b"x" * 100, metadata={})
+    assert await cache.contains(key)
+    (tmp_path / "c").chmod(0o700)
+    assert not await ImageCache(tmp_path / "c", 0).contains(key)  # a disabled cache holds nothing
