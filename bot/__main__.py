@@ -1,4 +1,7 @@
-"""Composition root: `python -m bot` runs the bot; `sync` pushes its slash commands; `check` tests the set-up.
+"""Composition root: `python -m bot` runs the bot; also `sync`, `check`, `backup PATH` and `healthcheck`.
+
+`sync` pushes the slash commands; `check` tests the set-up; `backup PATH` copies the database while the
+bot runs; `healthcheck` asks a running bot's ``/healthz`` (the container's health check).
 
 Any failure before the bot is ready is one line on stderr naming the cause and what to do, and exit
 status 1; the traceback is logged too only at ``LOG_LEVEL=DEBUG``.
@@ -15,7 +18,7 @@ from bot.log import setup_logging
 
 log = logging.getLogger("bot")
 
-USAGE = "usage: python -m bot [sync | check]"
+USAGE = "usage: python -m bot [sync | check | backup PATH | healthcheck]"
 
 
 def _fail(message: str) -> int:
@@ -25,7 +28,7 @@ def _fail(message: str) -> int:
 
 def main(argv: list[str]) -> int:
     """Parse the command line, load settings (one clear line on error), and run."""
-    if argv not in ([], ["sync"], ["check"]):
+    if argv not in ([], ["sync"], ["check"], ["healthcheck"]) and not (len(argv) == 2 and argv[0] == "backup"):
         print(USAGE, file=sys.stderr)  # noqa: T201
         return 2
     if argv == ["check"]:
@@ -36,11 +39,15 @@ def main(argv: list[str]) -> int:
         settings = load_settings()
     except SettingsError as exc:
         return _fail(str(exc))  # before importing discord.py: a typo in .env fails in a blink
+    if argv == ["healthcheck"]:
+        return _healthcheck(settings)
+    if argv[:1] == ["backup"]:
+        return _backup(settings, argv[1])
     from bot.app import run_bot, sync_only
     from bot.startup import StartupError, one_line
 
     secrets = [settings.discord_token.get_secret_value(), settings.bfl_api_key.get_secret_value()]
-    setup_logging(settings.log_level, secrets)
+    setup_logging(settings.log_level, secrets, settings.log_format)
     for warning in env_file_warnings():
         log.warning("%s", warning)
     runner = sync_only if argv == ["sync"] else run_bot
@@ -54,6 +61,30 @@ def main(argv: list[str]) -> int:
         reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         hint = "" if settings.log_level == "DEBUG" else " (set LOG_LEVEL=DEBUG for the traceback)"
         return _report(settings, exc, f"stopped on an unexpected error: {one_line(reason)}{hint}", secrets)
+    return 0
+
+
+def _healthcheck(settings: Settings) -> int:
+    from bot.ops.healthcheck import healthcheck
+
+    status, line = healthcheck(settings)
+    print(line, file=sys.stdout if status == 0 else sys.stderr)
+    return status
+
+
+def _backup(settings: Settings, destination: str) -> int:
+    from pathlib import Path
+
+    from bot.ops.backup import BackupError, backup_database
+
+    try:
+        result = backup_database(settings.database_path, Path(destination))
+    except BackupError as exc:
+        return _fail(f"backup failed: {exc}")
+    print(  # noqa: T201
+        f"Backed up {settings.database_path} to {result.path} "
+        f"({result.size_bytes:,} bytes, {result.jobs} jobs, {result.ledger_rows} ledger rows)"
+    )
     return 0
 
 

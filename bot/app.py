@@ -15,7 +15,7 @@ import pkgutil
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -34,6 +34,8 @@ from bot.engine.engine import JobEngine
 from bot.engine.store import JobStore
 from bot.images.cache import ImageCache
 from bot.modlog import ModLog
+from bot.ops.metrics import Metrics
+from bot.ops.server import OpsServer
 from bot.startup import (
     check_bfl_at_startup,
     dev_guild_refused,
@@ -60,6 +62,7 @@ class Services:
     engine: JobEngine
     modlog: ModLog
     clock: Clock
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 def extension_names() -> list[str]:
@@ -86,6 +89,7 @@ class FluxcordBot(commands.Bot):
         )
         self.services = services
         self._background_work = background_work  # False for `python -m bot sync`: no auto-sync, no jobs
+        self.ops: OpsServer | None = None  # the metrics and health server, when METRICS_PORT is set
         services.modlog.poster = self
 
     async def setup_hook(self) -> None:
@@ -185,6 +189,7 @@ def build_services(
     limits = LimitsService(db, settings, clock)
     modlog = ModLog(limits)
     alerts = SpendAlerts(db, ledger, limits, modlog, clock)
+    metrics = Metrics()
     engine = JobEngine(
         store=jobs,
         ledger=ledger,
@@ -195,9 +200,10 @@ def build_services(
         clock=clock,
         on_admitted=alerts.check,
         notice=modlog.announce,
+        observer=metrics,
         **(engine_options or {}),
     )
-    return Services(settings, db, bfl, jobs, ledger, limits, engine, modlog, clock)
+    return Services(settings, db, bfl, jobs, ledger, limits, engine, modlog, clock, metrics)
 
 
 @asynccontextmanager
@@ -212,9 +218,15 @@ async def assemble(
     try:
         services = build_services(settings, db=db, session=session, clock=clock, **(bfl_options or {}))
         bot = FluxcordBot(services, **bot_options)
+        ops = None
+        if settings.metrics_port is not None and bot._background_work:
+            ops = bot.ops = OpsServer(bot, services.metrics, host=settings.metrics_host, port=settings.metrics_port)
+            await ops.start()  # a port in use is a one-line StartupError naming METRICS_PORT
         try:
             yield bot
         finally:
+            if ops is not None:
+                await ops.stop()
             if not bot.is_closed():
                 await bot.close()
             await services.engine.stop()  # idempotent; the database must outlive every job task

@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     dev_guild_id: int | None = Field(default=None, gt=0)
 
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
     default_model: str = DEFAULT_MODEL
     bfl_max_active_tasks: int = Field(default=24, ge=1, le=24)
     job_timeout_seconds: int = Field(default=300, ge=10, le=780)
@@ -105,6 +106,9 @@ class Settings(BaseSettings):
     member_max_concurrent_jobs: int = Field(default=2, ge=1, le=24)
     member_max_pending_jobs: int = Field(default=10, ge=1, le=100)
     refund_policy: RefundPolicy = RefundPolicy.ERRORS
+    # Off unless set: /metrics (Prometheus) and /healthz on METRICS_HOST:METRICS_PORT (0: any free port).
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
 
     @field_validator("discord_token", "bfl_api_key")
     @classmethod
@@ -136,6 +140,19 @@ class Settings(BaseSettings):
         if self.cache_dir is None:
             self.cache_dir = self.database_path.parent / "cache"
         return self
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _format(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("metrics_host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        host = value.strip()
+        if not host or any(ch.isspace() or ch in "/@" for ch in host):
+            raise ValueError("must be a host name or IP address, e.g. 127.0.0.1 or 0.0.0.0")
+        return host
 
     @field_validator("log_level")
     @classmethod

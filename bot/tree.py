@@ -8,6 +8,7 @@ import discord
 from discord import app_commands
 
 from bot.errors import FluxcordError
+from bot.log import bind_log_fields
 from bot.text import strip_bidi
 
 log = logging.getLogger(__name__)
@@ -17,6 +18,11 @@ GENERIC_FAILURE = "Something went wrong on our side. The error was logged; pleas
 
 class FluxcordTree(app_commands.CommandTree):
     """A command tree whose ``on_error`` always answers the member."""
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        """Tag this command's log records with the server and member (JSON logs); never refuses."""
+        bind_log_fields(guild_id=interaction.guild_id, user_id=interaction.user.id)  # this task only
+        return True
 
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         """Map an error to a reply (ephemeral where it concerns only the member)."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import math
 from collections.abc import Callable, Coroutine
@@ -36,12 +37,14 @@ from bot.clock import Clock, to_millis, utc_now
 from bot.config import Settings
 from bot.engine import outcomes
 from bot.engine.fairness import positions
+from bot.engine.observer import JobObserver, NullObserver
 from bot.engine.progress import Presenter, Progress, ProgressPainter, Result
 from bot.engine.states import Event, JobStatus
 from bot.engine.store import KONTEXT_MAX_MODEL, AdmissionRefused, Applied, Job, JobStore, NewJob
 from bot.errors import FluxcordError, GenerationPaused, LimitReached
 from bot.images.cache import ImageCache
 from bot.images.codec import InvalidImage, probe
+from bot.log import bind_log_fields
 from bot.models import GenerationRequest
 
 log = logging.getLogger(__name__)
@@ -103,6 +106,7 @@ class JobEngine:
         notice: Notice | None = None,
         checkpoint: Checkpoint | None = None,
         progress_interval: float = 3.0,
+        observer: JobObserver | None = None,
     ) -> None:
         self.store = store
         self._ledger = ledger
@@ -116,6 +120,7 @@ class JobEngine:
         self._notice = notice
         self._checkpoint = checkpoint
         self._progress_interval = progress_interval
+        self._observer: JobObserver = observer or NullObserver()
         self.latency = LatencyModel()
         self.painter: ProgressPainter | None = None
         self.accepting = False
@@ -148,6 +153,17 @@ class JobEngine:
         Raises :class:`Restarting`, :class:`GenerationPaused` or :class:`LimitReached`; nothing is
         written then. With ``acked=False`` the job waits for :meth:`acknowledged` before it can run.
         """
+        try:
+            return await self._admit(request, who, acked=acked)
+        except FluxcordError as exc:
+            if isinstance(exc, Restarting | GenerationPaused):
+                reason = "restarting" if isinstance(exc, Restarting) else "paused"
+            else:
+                reason = "busy" if exc.user_message == BUSY_TEXT else "limit"
+            self._observer.refused(reason)
+            raise
+
+    async def _admit(self, request: GenerationRequest, who: Requester, *, acked: bool) -> Job:
         if not self.accepting:
             raise Restarting
         if (await self._limits.guild_settings(who.guild_id)).paused:
@@ -221,6 +237,7 @@ class JobEngine:
     async def abandon(self, job_id: int) -> None:
         """The acknowledgement failed: cancel the job and release its money at once."""
         applied = await self.store.apply(job_id, Event.ACK_FAILED, self._settings.refund_policy)
+        self._observe(applied)
         if applied is not None:
             log.warning("Job %s: acknowledgement failed; cancelled and released", job_id)
 
@@ -236,6 +253,7 @@ class JobEngine:
         )
         if applied is None:
             return CancelResult(False, "too_late")
+        self._observe(applied)
         log.info("Job %s cancelled by %s", job_id, actor_id)
         self._forget_progress(job_id)
         self._queue_changed.set()
@@ -324,7 +342,9 @@ class JobEngine:
             await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
 
     def _start(self, job: Job, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(self._guarded(job.id, work), name=f"fluxcord-job-{job.id}")
+        context = contextvars.copy_context()  # the job's log records carry its ids (LOG_FORMAT=json)
+        context.run(bind_log_fields, job_id=job.id, guild_id=job.guild_id, user_id=job.user_id)
+        task = asyncio.create_task(self._guarded(job.id, work), name=f"fluxcord-job-{job.id}", context=context)
         self._tasks[job.id] = task
         task.add_done_callback(lambda _t, job_id=job.id: self._tasks.pop(job_id, None))
 
@@ -445,6 +465,7 @@ class JobEngine:
         self.wake()  # the slot is free: the next job can go while this one downloads
         if already < 1.0:  # a job resumed after a restart would record the downtime, not BFL's latency
             self.latency.add(job.model, latency)
+            self._observer.bfl_latency(job.model, latency)
             self._spawn(self.store.record_latency(job.model, latency))
         await self._download(applied.job, elapsed=latency)
 
@@ -485,6 +506,7 @@ class JobEngine:
         if applied is None:
             return
         self._point("after_settle", job.id)
+        self._observe(applied)
         cost = applied.settled_micros or 0
         if cost > job.estimated_micros:
             self._over_estimate(job, cost)
@@ -512,7 +534,7 @@ class JobEngine:
             await self._end(job.id, Event.DELIVERY_FAILED, exc, quiet=True)
             return
         self._point("after_post", job.id)
-        await self.store.apply(
+        delivered = await self.store.apply(
             job.id,
             Event.DELIVERED,
             self._settings.refund_policy,
@@ -520,6 +542,7 @@ class JobEngine:
             result_channel_id=channel_id,
             result_message_id=message_id,
         )
+        self._observe(delivered, outcome="cached" if result.from_cache else None)
         self._point("after_delivered", job.id)
 
     async def _end(
@@ -536,6 +559,7 @@ class JobEngine:
         applied = await self.store.apply(job_id, event, self._settings.refund_policy, error=code, note=code)
         if applied is None:
             return
+        self._observe(applied)
         if isinstance(exc, BflError):
             log.warning("Job %s failed: %s", job_id, exc)
         self._forget_progress(job_id)
@@ -558,11 +582,12 @@ class JobEngine:
             await self._ledger.release(job_id, note="recovered: no job")
         for job in known.values():
             if job.status in (JobStatus.QUEUED, JobStatus.CACHED) and not job.acked:
-                await self.store.apply(job.id, Event.ACK_FAILED, policy, note="recovered")
+                self._observe(await self.store.apply(job.id, Event.ACK_FAILED, policy, note="recovered"))
                 continue
             applied = await self.store.apply(job.id, Event.RECOVERED, policy, expected=job.status)
             if applied is None:
                 continue
+            self._observe(applied)
             resumed = applied.job
             if resumed.status is JobStatus.UNKNOWN:
                 log.warning("Job %s was being submitted when the bot stopped: outcome unknown", job.id)
@@ -604,6 +629,15 @@ class JobEngine:
     def _forget_progress(self, job_id: int) -> None:
         if self.painter is not None:
             self.painter.drop(job_id)
+
+    def _observe(self, applied: Applied | None, *, outcome: str | None = None) -> None:
+        """Tell the observer what an applied event settled and whether it ended the job."""
+        if applied is None:
+            return
+        if applied.settled_micros:
+            self._observer.spent(applied.job.model, applied.settled_micros)
+        if not applied.job.status.is_open:
+            self._observer.job_ended(applied.job.model, outcome or applied.job.status.value)
 
     def _point(self, name: str, job_id: int) -> None:
         if self._checkpoint is not None:

@@ -810,6 +810,8 @@ class FakeDiscord:
         self._by_token: dict[str, SentInteraction] = {}
         self._sessions: dict[str, _GatewaySession] = {}
         self._connections: list[_GatewayConnection] = []
+        #: While True (see :meth:`drop_gateway`), new gateway connections are refused with HTTP 503.
+        self.gateway_down = False
         self._pending_events: list[tuple[str, dict[str, Any], int | None]] = []
         #: Exceptions raised inside the fake's own handlers (bugs in the fake); answered 400, code -1.
         self.internal_errors: list[str] = []
@@ -2163,6 +2165,8 @@ class FakeDiscord:
     # ------------------------------------------------------------------ gateway
 
     async def _h_gateway(self, request: web.Request) -> web.StreamResponse:
+        if self.gateway_down:
+            return web.Response(status=503, text="gateway unavailable (fake outage)")
         ws = web.WebSocketResponse(autoping=True, max_msg_size=0)
         await ws.prepare(request)
         conn = _GatewayConnection(ws=ws, query=dict(request.query))
@@ -2324,6 +2328,17 @@ class FakeDiscord:
         for conn in list(self._connections):
             if conn.session is not None and not conn.ws.closed:
                 await self._gw_send(conn, 0, self._guild_payload(conn.session.intents), "GUILD_CREATE")
+
+    async def drop_gateway(self) -> None:
+        """A network outage: close every gateway socket (1000) and refuse reconnects until :meth:`restore_gateway`."""
+        self.gateway_down = True
+        for conn in list(self._connections):
+            await conn.ws.close(code=1000, message=b"fake outage")
+        await self._changed()
+
+    def restore_gateway(self) -> None:
+        """End the outage started by :meth:`drop_gateway`: the client's next reconnect succeeds."""
+        self.gateway_down = False
 
     async def request_reconnect(self) -> None:
         """Send op 7 RECONNECT: the client reconnects and RESUMEs (answered with RESUMED)."""

@@ -26,7 +26,7 @@ def fields(message):
 async def test_commands_are_synced_once_and_named_as_promised(harness):
     fake = harness.fake
     assert len(fake.command_syncs) == 1
-    assert set(fake.command_syncs[0].names) == {"imagine", "quota", "budget"}
+    assert set(fake.command_syncs[0].names) == {"imagine", "quota", "budget", "status"}
     imagine = next(c for c in fake.global_commands.values() if c["name"] == "imagine")
     options = {o["name"]: o for o in imagine["options"]}
     assert list(options) == ["prompt", "model", "aspect_ratio", "seed", "steps", "guidance", "raw", "prompt_upsampling"]

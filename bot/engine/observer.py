@@ -1,0 +1,41 @@
+"""What the job engine reports to an observer (metrics): outcomes, BFL latency, spend, refusals.
+
+The engine calls these synchronously at the points where a fact is final (after its transaction);
+an observer must be cheap and must not raise. :class:`NullObserver` is the default.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class JobObserver(Protocol):
+    """Receives the engine's final facts; implemented by :class:`bot.ops.metrics.Metrics`."""
+
+    def job_ended(self, model: str, outcome: str) -> None:
+        """A job reached a terminal state (``delivered``, ``cached``, ``failed``, ``cancelled``, ``unknown``)."""
+
+    def bfl_latency(self, model: str, seconds: float) -> None:
+        """BFL took ``seconds`` from the accepted submit to a terminal status."""
+
+    def spent(self, model: str, micros: int) -> None:
+        """A settlement charged ``micros`` to the bot's BFL account."""
+
+    def refused(self, reason: str) -> None:
+        """An admission was refused (``restarting``, ``paused``, ``limit``, ``busy``); nothing was written."""
+
+
+class NullObserver:
+    """Observes nothing."""
+
+    def job_ended(self, model: str, outcome: str) -> None:
+        """Ignore."""
+
+    def bfl_latency(self, model: str, seconds: float) -> None:
+        """Ignore."""
+
+    def spent(self, model: str, micros: int) -> None:
+        """Ignore."""
+
+    def refused(self, reason: str) -> None:
+        """Ignore."""

@@ -1,0 +1,1 @@
+"""Operations: metrics, the health and metrics server, backups, the container health check."""

@@ -1,0 +1,173 @@
+"""The bot's Prometheus metrics: one registry per bot, fed by the engine and read at scrape time.
+
+Counters and the latency histogram move as things happen (:class:`Metrics` is the engine's
+:class:`~bot.engine.observer.JobObserver`); queue depth, BFL tasks in flight and the bot-wide spend
+of the current period are read from the database when Prometheus scrapes (:meth:`Metrics.refresh`),
+so they are right even for jobs another run left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import discord
+from discord.webhook import async_ as webhook_async
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from bot.billing.ledger import Ledger, Limit, Metric, Scope
+from bot.config import Settings
+from bot.engine.states import JobStatus
+from bot.engine.store import JobStore
+
+log = logging.getLogger(__name__)
+
+# BFL takes seconds to minutes: buckets from 1 s to the 13-minute polling ceiling.
+LATENCY_BUCKETS = (1.0, 2.5, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 780.0)
+LAG_INTERVAL_SECONDS = 0.5
+
+
+class Metrics:
+    """Every metric the bot exports, in its own registry (several bots in one test process never clash)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.started = time.monotonic()
+        r = self.registry
+        self.jobs = Counter(
+            "fluxcord_jobs",
+            "Jobs that reached a terminal state, by model and outcome.",
+            ["model", "outcome"],
+            registry=r,
+        )
+        self.refusals = Counter(
+            "fluxcord_refusals", "Requests refused before any BFL call, by reason.", ["reason"], registry=r
+        )
+        self.spend = Counter(
+            "fluxcord_spend_micros", "Micro-dollars settled against the BFL account, by model.", ["model"], registry=r
+        )
+        self.latency = Histogram(
+            "fluxcord_bfl_latency_seconds",
+            "Seconds from BFL accepting a task to its terminal status, by model.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.discord_errors = Counter(
+            "fluxcord_discord_api_errors", "Discord REST calls that failed, by HTTP status.", ["status"], registry=r
+        )
+        self.queue_depth = Gauge("fluxcord_queue_depth", "Jobs waiting for a BFL slot.", registry=r)
+        self.in_flight = Gauge(
+            "fluxcord_bfl_tasks_in_flight", "Jobs holding a BFL slot (submitting or generating).", registry=r
+        )
+        self.loop_lag = Gauge(
+            "fluxcord_event_loop_lag_seconds", "How late the event loop ran a 0.5 s timer, last tick.", registry=r
+        )
+        self.bot_spent = Gauge(
+            "fluxcord_bot_budget_spent_micros", "Bot-wide spend in the current BOT_BUDGET_PERIOD (ledger).", registry=r
+        )
+        self.bot_budget = Gauge("fluxcord_bot_budget_micros", "The bot-wide budget (BOT_BUDGET_USD).", registry=r)
+        self.uptime = Gauge("fluxcord_uptime_seconds", "Seconds since the bot process built its services.", registry=r)
+
+    # -- the engine's observer ---------------------------------------------------------------------
+
+    def job_ended(self, model: str, outcome: str) -> None:
+        """Count a finished job."""
+        self.jobs.labels(model=model, outcome=outcome).inc()
+
+    def bfl_latency(self, model: str, seconds: float) -> None:
+        """Record one BFL latency sample."""
+        self.latency.labels(model=model).observe(seconds)
+
+    def spent(self, model: str, micros: int) -> None:
+        """Add a settlement."""
+        if micros > 0:
+            self.spend.labels(model=model).inc(micros)
+
+    def refused(self, reason: str) -> None:
+        """Count a refusal."""
+        self.refusals.labels(reason=reason).inc()
+
+    def discord_error(self, status: int) -> None:
+        """Count a failed Discord REST call."""
+        self.discord_errors.labels(status=str(status)).inc()
+
+    # -- scrape time -------------------------------------------------------------------------------
+
+    @property
+    def uptime_seconds(self) -> float:
+        """Seconds since these metrics were created (the bot's start)."""
+        return time.monotonic() - self.started
+
+    async def refresh(self, jobs: JobStore, ledger: Ledger, settings: Settings) -> None:
+        """Read the gauges that live in the database."""
+        self.queue_depth.set(await jobs.count(JobStatus.QUEUED))
+        self.in_flight.set(await jobs.count(JobStatus.SUBMITTING, JobStatus.GENERATING))
+        budget = Limit(Scope.BOT, Metric.USD, settings.bot_budget_period, settings.bot_budget_micros, "")
+        (status,) = await ledger.statuses(0, 0, [budget])
+        self.bot_spent.set(status.used)
+        self.bot_budget.set(settings.bot_budget_micros)
+        self.uptime.set(self.uptime_seconds)
+
+    def render(self) -> bytes:
+        """The registry in Prometheus' text format."""
+        return generate_latest(self.registry)
+
+    # -- instruments -------------------------------------------------------------------------------
+
+    async def watch_loop_lag(self, interval: float = LAG_INTERVAL_SECONDS) -> None:
+        """Forever: sleep ``interval`` and record how much later than asked the loop woke us."""
+        loop = asyncio.get_running_loop()
+        while True:
+            asked = loop.time() + interval
+            await asyncio.sleep(interval)
+            self.loop_lag.set(max(0.0, loop.time() - asked))
+
+    def count_discord_errors(self, http: Any) -> None:
+        """Count every failed Discord call (then let it raise as before).
+
+        Two doors lead to Discord: the bot's REST client (``HTTPClient.request``, wrapped on this
+        instance) and the interaction webhooks (responses, follow-ups, edits), which discord.py sends
+        through the adapter held in a context variable: this context and every task started from it
+        (the gateway's event handlers) get a counting adapter.
+        """
+        request: Callable[..., Awaitable[Any]] = http.request
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await request(*args, **kwargs)
+            except discord.HTTPException as exc:
+                self.discord_error(exc.status)
+                raise
+
+        http.request = counted
+        webhook_async.async_context.set(_CountingWebhookAdapter(self))
+
+
+class _CountingWebhookAdapter(webhook_async.AsyncWebhookAdapter):
+    """discord.py's webhook adapter, counting the calls that fail."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        super().__init__()
+        self._metrics = metrics
+
+    async def request(self, *args: Any, **kwargs: Any) -> Any:
+        """Send as discord.py does; count an :class:`discord.HTTPException`."""
+        try:
+            return await super().request(*args, **kwargs)
+        except discord.HTTPException as exc:
+            self._metrics.discord_error(exc.status)
+            raise
+
+
+async def cancel_quietly(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a background task and wait for it."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
