@@ -45,7 +45,8 @@ async def test_a_queued_job_shows_its_place_and_can_be_cancelled_by_its_requeste
     gate.set()
     await harness.finished(first)
     assert len(harness.bfl.submits) == 1  # the cancelled job never reached BFL
-    assert button_ids(first.original_message) == [f"fluxcord:reroll:{first.id}"]
+    result_buttons = button_ids(first.original_message)
+    assert f"fluxcord:reroll:{first.id}" in result_buttons and not any(":cancel:" in b for b in result_buttons)
 
 
 @pytest.mark.parametrize("bot_settings_overrides", [ONE_SLOT])
@@ -60,7 +61,8 @@ async def test_the_cancel_button_disappears_once_the_job_is_submitted(harness):
     gate.set()
     await harness.finished(first)
     await harness.finished(second)
-    assert button_ids(second.original_message) == [f"fluxcord:reroll:{second.id}"]
+    result_buttons = button_ids(second.original_message)
+    assert f"fluxcord:reroll:{second.id}" in result_buttons and not any(":cancel:" in b for b in result_buttons)
     late = await harness.fake.click(second.original_message["id"], f"fluxcord:reroll:{second.id}")
     await harness.finished(late)
 
