@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     member_max_concurrent_jobs: int = Field(default=2, ge=1, le=24)
     member_max_pending_jobs: int = Field(default=10, ge=1, le=100)
     refund_policy: RefundPolicy = RefundPolicy.ERRORS
+    # Safety and privacy (README "Safety and privacy").
+    moderation_strikes: int = Field(default=3, ge=1, le=100)
+    moderation_block_hours: int = Field(default=1, ge=1, le=8760)
+    prompt_retention_days: int = Field(default=30, ge=0, le=3650)
     # Off unless set: /metrics (Prometheus) and /healthz on METRICS_HOST:METRICS_PORT (0: any free port).
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"

@@ -530,6 +530,8 @@ class GenerationRequest:
     input_images: tuple[InputImage, ...] = ()
     nonce: str | None = None
     """Set for models without a seed: every such request is a new image, so it never hits the cache."""
+    safety_tolerance: int | None = None
+    """The server's safety level mapped onto this model's range (set by :mod:`bot.safety`); None: BFL's default."""
 
     def bfl_payload(self) -> dict[str, Any]:
         """Exactly the JSON body for ``POST /v1/<model.key>``: only fields the endpoint's schema defines."""
@@ -552,7 +554,8 @@ class GenerationRequest:
             value = getattr(self, option)
             if value is not None:
                 payload[option] = value
-        # safety_tolerance is left at the API default (2) on purpose: loosening moderation is not ours to do.
+        if self.safety_tolerance is not None:  # only ever set by bot.safety, from a moderator's level
+            payload["safety_tolerance"] = self.safety_tolerance
         if self.model.family != "flux3":  # FLUX 3 has no output_format (it answers JPEG)
             payload["output_format"] = OUTPUT_FORMAT
         return payload

@@ -49,6 +49,7 @@ class NewJob:
     application_id: int | None = None
     interaction_token: str | None = None
     upload_limit: int = 10 * 1024 * 1024
+    private: bool = False  # the whole exchange is ephemeral (only the member sees it)
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,8 @@ class Job:
     sample_url: str | None
     bfl_stage: str | None
     expanded_prompt: str | None
+    private: bool = False
+    erased_at: datetime | None = None  # prompt, parameters and result links erased (bot.safety.privacy)
 
     @property
     def settled_cost_micros(self) -> int:
@@ -214,7 +217,8 @@ class JobStore:
             await tx.execute(
                 "INSERT INTO jobs (id, guild_id, channel_id, user_id, model, prompt, params, seed, width, height,"
                 " cache_key, status, estimated_micros, created_at, updated_at, aspect_ratio, acked, application_id,"
-                " interaction_token, upload_limit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " interaction_token, upload_limit, private)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job.id,
                     job.guild_id,
@@ -236,6 +240,7 @@ class JobStore:
                     job.application_id,
                     job.interaction_token,
                     job.upload_limit,
+                    1 if job.private else 0,
                 ),
             )
         admitted = await self.get(job.id)
@@ -450,4 +455,6 @@ def _job(row: Any) -> Job:
         sample_url=row["sample_url"],
         bfl_stage=row["bfl_stage"],
         expanded_prompt=row["expanded_prompt"],
+        private=bool(row["private"]),
+        erased_at=_maybe_time(row["erased_at"]),
     )

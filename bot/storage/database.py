@@ -95,6 +95,8 @@ class Database:
             await conn.execute(f"PRAGMA synchronous={synchronous}")
             await conn.execute("PRAGMA busy_timeout=5000")
             await conn.execute("PRAGMA foreign_keys=ON")
+            # Deleted or overwritten content is zeroed, not just unlinked: erased prompts leave the file.
+            await conn.execute("PRAGMA secure_delete=ON")
             database = cls(conn, path)
             await database.migrate(await asyncio.to_thread(load_migrations))
         except BaseException:
@@ -145,6 +147,11 @@ class Database:
                 raise
             else:
                 await self._conn.execute("COMMIT")
+
+    async def checkpoint(self) -> None:
+        """Copy the write-ahead log into the database file and truncate it (after erasing data)."""
+        async with self._write_lock:
+            await self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     async def fetch_one(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
         """The first row of a query, or None."""

@@ -1,0 +1,175 @@
+"""What the bot keeps about a member, and erasing it: ``/privacy forget`` and the retention sweep.
+
+A job row keeps the prompt, the parameters sent to BFL (which contain the prompt) and the links to
+its result so 🎲 Reroll and the result card work; its image sits in the image cache for free
+identical requests in the same server. Erasing a job blanks all of that and removes its cached
+image; the job row (model, size, seed, cost, times) and the ledger (amounts, models, times, never a
+prompt) stay, so budgets and reports still add up. The database runs with ``secure_delete`` and
+the write-ahead log is checkpointed after a forget, so erased text does not linger in the files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bot.clock import Clock, from_millis, to_millis, utc_now
+from bot.engine.states import OPEN
+from bot.errors import InvalidOptions
+from bot.images.cache import ImageCache
+from bot.storage.database import Database
+
+log = logging.getLogger(__name__)
+
+SWEEP_INTERVAL_SECONDS = 3600.0
+EXPIRED_TEXT = "The details of this image expired (the bot no longer keeps its prompt), so this button can't use them."
+_OPEN = "('" + "', '".join(sorted(s.value for s in OPEN)) + "')"
+
+
+def server_cache_key(guild_id: int, request_key: str) -> str:
+    """The cache key of a request in one server: a hit only ever serves an image made in that server."""
+    return hashlib.sha256(f"guild:{guild_id}:{request_key}".encode()).hexdigest()
+
+
+def require_details(job: object) -> None:
+    """Refuse a button on a result whose prompt was erased (retention or /privacy forget)."""
+    if getattr(job, "erased_at", None) is not None:
+        raise InvalidOptions(EXPIRED_TEXT)
+
+
+@dataclass(frozen=True)
+class Kept:
+    """What the bot stores about one member in one server."""
+
+    requests: int
+    prompts: int  # requests whose prompt is still kept
+    oldest_prompt: datetime | None
+    cached_images: int
+    ledger_rows: int
+    strikes: int
+    retention_days: int
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """What a forget erased."""
+
+    prompts: int
+    cached_images: int
+    in_progress: int  # unfinished requests left alone (they still need their prompt)
+    messages: list[tuple[int, int]]  # (channel id, message id) of the results that were posted
+
+
+class PrivacyService:
+    """Erases prompts, parameters, result links and cached images; sweeps old ones in the background."""
+
+    def __init__(self, db: Database, cache: ImageCache, *, retention_days: int, clock: Clock = utc_now) -> None:
+        self._db = db
+        self._cache = cache
+        self.retention_days = retention_days
+        self._clock = clock
+        self._task: asyncio.Task[None] | None = None
+
+    async def kept(self, guild_id: int, user_id: int) -> Kept:
+        """Counts of what is stored about the member in this server."""
+        row = await self._db.fetch_one(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(erased_at IS NULL), 0) AS kept,"
+            " MIN(CASE WHEN erased_at IS NULL THEN created_at END) AS oldest,"
+            " COALESCE(SUM(erased_at IS NULL AND status = 'delivered'), 0) AS images"
+            " FROM jobs WHERE guild_id = ? AND user_id = ?",
+            (guild_id, user_id),
+        )
+        ledger = await self._db.fetch_value(
+            "SELECT COUNT(*) FROM ledger WHERE guild_id = ? AND user_id = ?", (guild_id, user_id), 0
+        )
+        strikes = await self._db.fetch_value(
+            "SELECT COUNT(*) FROM safety_strikes WHERE guild_id = ? AND user_id = ?", (guild_id, user_id), 0
+        )
+        assert row is not None
+        return Kept(
+            requests=int(row["n"]),
+            prompts=int(row["kept"]),
+            oldest_prompt=None if row["oldest"] is None else from_millis(row["oldest"]),
+            cached_images=int(row["images"]) if self._cache.enabled else 0,
+            ledger_rows=int(ledger),
+            strikes=int(strikes),
+            retention_days=self.retention_days,
+        )
+
+    async def forget(self, guild_id: int, user_id: int) -> Forgotten:
+        """Erase the member's finished requests in this server, then checkpoint the write-ahead log."""
+        rows = await self._db.fetch_all(
+            "SELECT id, cache_key, status, result_channel_id, result_message_id FROM jobs"
+            " WHERE guild_id = ? AND user_id = ? AND erased_at IS NULL",
+            (guild_id, user_id),
+        )
+        done = [r for r in rows if r["status"] not in {s.value for s in OPEN}]
+        messages = [
+            (r["result_channel_id"], r["result_message_id"])
+            for r in done
+            if r["result_channel_id"] is not None and r["result_message_id"] is not None
+        ]
+        cached = await self._erase([r["id"] for r in done], [r["cache_key"] for r in done])
+        await self._db.checkpoint()
+        log.info("Guild %s: forgot %d requests of member %s", guild_id, len(done), user_id)
+        return Forgotten(len(done), cached, len(rows) - len(done), messages)
+
+    async def sweep(self) -> int:
+        """Erase every finished request older than the retention period; return how many."""
+        if self.retention_days <= 0:
+            return 0
+        cutoff = to_millis(self._clock() - timedelta(days=self.retention_days))
+        rows = await self._db.fetch_all(
+            f"SELECT id, cache_key FROM jobs WHERE erased_at IS NULL AND created_at < ? AND status NOT IN {_OPEN}",
+            (cutoff,),
+        )
+        if not rows:
+            return 0
+        await self._erase([r["id"] for r in rows], [r["cache_key"] for r in rows])
+        await self._db.checkpoint()
+        log.info("Retention: erased the prompts of %d requests older than %d days", len(rows), self.retention_days)
+        return len(rows)
+
+    async def _erase(self, job_ids: list[int], cache_keys: list[str]) -> int:
+        cached = 0
+        for key in dict.fromkeys(cache_keys):
+            with contextlib.suppress(ValueError):  # a key that is not a valid cache key was never cached
+                cached += await self._cache.delete(key)
+        now = to_millis(self._clock())
+        async with self._db.transaction() as tx:
+            for job_id in job_ids:
+                await tx.execute(
+                    "UPDATE jobs SET prompt = '', params = '{}', expanded_prompt = NULL, sample_url = NULL,"
+                    " polling_url = NULL, result_channel_id = NULL, result_message_id = NULL, erased_at = ?"
+                    f" WHERE id = ? AND status NOT IN {_OPEN}",
+                    (now, job_id),
+                )
+        return cached
+
+    # -- background sweep --------------------------------------------------------------------------
+
+    def start(self, interval: float = SWEEP_INTERVAL_SECONDS) -> None:
+        """Sweep now and then every ``interval`` seconds, until :meth:`stop`."""
+        if self._task is None and self.retention_days > 0:
+            self._task = asyncio.create_task(self._run(interval), name="fluxcord-retention")
+
+    async def stop(self) -> None:
+        """Stop the background sweep."""
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def _run(self, interval: float) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("Retention sweep failed; trying again later")
+            await asyncio.sleep(interval)

@@ -1,0 +1,43 @@
+"""The safety dial maps onto each family's safety_tolerance range, inside BFL's schema."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.models import MODELS
+from bot.safety.levels import RANGES, SafetyLevel, tolerance_for
+
+SPEC = json.loads((Path(__file__).parents[2] / "specs" / "bfl-openapi.json").read_text())
+
+
+def test_standard_is_bfls_default_and_strict_is_zero_everywhere():
+    for family in RANGES:
+        assert tolerance_for(family, SafetyLevel.STANDARD) == 2
+        assert tolerance_for(family, SafetyLevel.STRICT) == 0
+
+
+@pytest.mark.parametrize("family", list(RANGES))
+def test_relaxed_is_looser_than_standard_and_inside_the_family_range(family):
+    low, high = RANGES[family]
+    relaxed = tolerance_for(family, SafetyLevel.RELAXED)
+    assert 2 < relaxed <= high and relaxed >= low
+
+
+def test_the_ranges_match_the_openapi_schema_of_every_model():
+    paths = SPEC["paths"]
+    checked = 0
+    for key, spec in MODELS.items():
+        route = paths.get(f"/v1/{key}")
+        if route is None:
+            continue  # FLUX 3 has its own schema file
+        ref = route["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+        field = SPEC["components"]["schemas"][ref]["properties"]["safety_tolerance"]
+        assert (field["minimum"], field["maximum"]) == RANGES[spec.family], key
+        assert field["default"] == 2
+        checked += 1
+    assert checked >= 9
+
+
+def test_an_unknown_family_gets_the_default():
+    assert tolerance_for("flux9", SafetyLevel.RELAXED) == 2
