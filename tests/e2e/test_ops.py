@@ -92,16 +92,14 @@ async def test_healthz_is_503_while_the_gateway_is_down_and_200_again_after(harn
     assert (status, content_type) == (200, "application/json; charset=utf-8")
     assert body == '{"status": "ok", "gateway": "connected", "database": "ok"}'
 
-    disconnected = asyncio.ensure_future(harness.bot.wait_for("disconnect", timeout=10))
-    await asyncio.sleep(0)  # let the waiter register before the socket closes
+    disconnected = harness.bot.wait_for("disconnect", timeout=10)  # the listener is registered by this call
     await harness.fake.drop_gateway()
     await disconnected
     status, _, body = await get(harness, "/healthz")
     assert status == 503
     assert '"gateway": "disconnected"' in body and '"database": "ok"' in body
 
-    resumed = asyncio.ensure_future(harness.bot.wait_for("resumed", timeout=20))
-    await asyncio.sleep(0)
+    resumed = harness.bot.wait_for("resumed", timeout=20)
     harness.fake.restore_gateway()
     await resumed
     assert (await get(harness, "/healthz"))[0] == 200
