@@ -84,3 +84,25 @@ def test_bad_paths_are_one_line_errors_and_write_nothing(tmp_path, make, message
     with pytest.raises(BackupError, match=message):
         backup_database(source, destination)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "line"),
+    [
+        (["backup"], 2, "usage: python -m bot [sync | check | backup PATH | healthcheck]"),
+        (["backup", "nowhere/copy.sqlite3"], 1, "fluxcord: backup failed: there is no database at "),
+    ],
+)
+def test_the_command_line_fails_in_one_line(tmp_path, args, status, line):
+    import subprocess
+    import sys
+
+    from tests.e2e.processes import clean_environment
+
+    env = clean_environment(DISCORD_TOKEN="unused-token", BFL_API_KEY="unused-key", DATABASE_PATH="missing.sqlite3")
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == status
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()] and done.stderr.startswith(line)
+    assert done.stdout == "" and not list(tmp_path.iterdir())
