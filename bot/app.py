@@ -36,6 +36,8 @@ from bot.images.cache import ImageCache
 from bot.modlog import ModLog
 from bot.ops.metrics import Metrics
 from bot.ops.server import OpsServer
+from bot.safety.privacy import PrivacyService
+from bot.safety.service import SafetyService
 from bot.startup import (
     check_bfl_at_startup,
     dev_guild_refused,
@@ -63,6 +65,8 @@ class Services:
     modlog: ModLog
     clock: Clock
     metrics: Metrics = field(default_factory=Metrics)
+    safety: SafetyService = field(kw_only=True)
+    privacy: PrivacyService = field(kw_only=True)
 
 
 def extension_names() -> list[str]:
@@ -101,10 +105,12 @@ class FluxcordBot(commands.Bot):
         await self.sync_commands(force=False)
         # Resolving money and resuming jobs needs only the database, BFL and Discord's REST API.
         await self.services.engine.start()
+        self.services.privacy.start()  # the retention sweep (PROMPT_RETENTION_DAYS)
 
     async def close(self) -> None:
         """Stop admitting, leave every job resumable, then disconnect."""
         await self.services.engine.stop()
+        await self.services.privacy.stop()
         await super().close()
 
     async def sync_commands(self, *, force: bool) -> bool:
@@ -190,20 +196,26 @@ def build_services(
     modlog = ModLog(limits)
     alerts = SpendAlerts(db, ledger, limits, modlog, clock)
     metrics = Metrics()
+    cache = ImageCache(settings.cache_dir, settings.cache_max_mb * 1024 * 1024)
+    safety = SafetyService(db, limits, settings, clock=clock, notice=modlog.announce)
     engine = JobEngine(
         store=jobs,
         ledger=ledger,
         limits=limits,
         bfl=bfl,
-        cache=ImageCache(settings.cache_dir, settings.cache_max_mb * 1024 * 1024),
+        cache=cache,
         settings=settings,
         clock=clock,
         on_admitted=alerts.check,
         notice=modlog.announce,
         observer=metrics,
+        safety=safety,
         **(engine_options or {}),
     )
-    return Services(settings, db, bfl, jobs, ledger, limits, engine, modlog, clock, metrics)
+    privacy = PrivacyService(db, cache, retention_days=settings.prompt_retention_days, clock=clock)
+    return Services(
+        settings, db, bfl, jobs, ledger, limits, engine, modlog, clock, metrics, safety=safety, privacy=privacy
+    )
 
 
 @asynccontextmanager

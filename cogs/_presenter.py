@@ -155,6 +155,8 @@ class DiscordPresenter:
             except discord.HTTPException as exc:
                 if exc.code not in EXPIRED_CODES:
                     raise
+        if job.private:  # never make a private result public: without its interaction it can't be shown
+            raise RuntimeError("the private result's interaction expired before it could be shown")
         log.info("Job %s: the interaction is gone; posting the image in the channel", job.id)
         channel = self._client.get_partial_messageable(job.channel_id)
         posted = await channel.send(
@@ -183,6 +185,9 @@ class DiscordPresenter:
             except discord.HTTPException as exc:
                 if exc.code not in EXPIRED_CODES:
                     raise
+        if job.private:
+            log.info("Job %s: private, and its interaction expired; the member can't be told", job.id)
+            return
         channel = self._client.get_partial_messageable(job.channel_id)
         await channel.send(
             f"<@{job.user_id}> {text}",

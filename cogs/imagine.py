@@ -23,9 +23,11 @@ from bot.engine.outcomes import CANCELLED_TEXT
 from bot.engine.store import Job
 from bot.errors import InvalidOptions
 from bot.models import ASPECT_RATIOS, MAX_SEED, MODELS, OPTION_NAMES, GenerationRequest, build_request
+from bot.safety.privacy import require_details
 from bot.text import clean_prompt
 from cogs._context import is_moderator, require_guild, role_ids
 from cogs._presenter import DiscordPresenter, progress_text
+from cogs.safety import age_restricted
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,7 @@ class Imagine(commands.Cog):
         guidance="Prompt adherence (FLUX.1 [dev], FLUX.2 [flex] only)",
         raw="Less processed, more natural look (FLUX1.1 [pro] Ultra only)",
         prompt_upsampling="Let the model expand your prompt",
+        private="Only you see the request and the image (still within your limits)",
     )
     @app_commands.choices(
         model=[
@@ -83,6 +86,7 @@ class Imagine(commands.Cog):
         guidance: app_commands.Range[float, 1.0, 100.0] | None = None,
         raw: bool | None = None,
         prompt_upsampling: bool | None = None,
+        private: bool | None = None,
     ) -> None:
         """Generate an image from a text prompt with a FLUX model."""
         require_guild(interaction)
@@ -98,14 +102,16 @@ class Imagine(commands.Cog):
             prompt_upsampling=prompt_upsampling,
             max_prompt_length=self.settings.max_prompt_length,
         )
-        await self._generate(interaction, request)
+        await self._generate(interaction, request, private=bool(private))
 
     async def reroll(self, interaction: discord.Interaction, job_id: int) -> None:
         """🎲: the same request as an earlier image with a new seed, paid by whoever clicked."""
         job = await self.engine.store.get(job_id)
         if job is None or job.guild_id != interaction.guild_id:
             raise InvalidOptions("That image is no longer known to the bot, so it can't be rerolled.")
-        await self._generate(interaction, reroll_request(job, max_prompt_length=self.settings.max_prompt_length))
+        require_details(job)  # its prompt was erased (retention or /privacy forget)
+        request = reroll_request(job, max_prompt_length=self.settings.max_prompt_length)
+        await self._generate(interaction, request, private=job.private)
 
     async def cancel(self, interaction: discord.Interaction, job_id: int) -> None:
         """Cancel a queued job (its requester or a moderator); its money is released at once."""
@@ -118,8 +124,13 @@ class Imagine(commands.Cog):
             raise InvalidOptions(_CANCEL_TEXT[outcome.reason])
         await interaction.response.edit_message(content=CANCELLED_TEXT, view=None)
 
-    async def _generate(self, interaction: discord.Interaction, request: GenerationRequest) -> None:
-        """Admit (or refuse privately), answer with the job's place in the queue, and hand it to the engine."""
+    async def _generate(
+        self, interaction: discord.Interaction, request: GenerationRequest, *, private: bool = False
+    ) -> None:
+        """Admit (or refuse privately), answer with the job's place in the queue, and hand it to the engine.
+
+        ``private``: the answer and the result are ephemeral, visible only to the member.
+        """
         who = Requester(
             job_id=interaction.id,
             guild_id=require_guild(interaction),
@@ -129,6 +140,8 @@ class Imagine(commands.Cog):
             application_id=interaction.application_id,
             interaction_token=interaction.token,
             upload_limit=interaction.filesize_limit,
+            private=private,
+            age_restricted=age_restricted(interaction.channel),
         )
         job = await self._admit(interaction, request, who)
         try:
@@ -145,7 +158,7 @@ class Imagine(commands.Cog):
         admission = asyncio.ensure_future(self.engine.admit(request, who))
         done, _ = await asyncio.wait({admission}, timeout=ACK_BUDGET_SECONDS)
         if not done:
-            await interaction.response.defer(thinking=True)
+            await interaction.response.defer(thinking=True, ephemeral=who.private)
         return await admission
 
     async def _acknowledge(self, interaction: discord.Interaction, job: Job) -> str:
@@ -155,7 +168,7 @@ class Imagine(commands.Cog):
         if interaction.response.is_done():
             await interaction.edit_original_response(content=text, **extra)
         else:
-            await interaction.response.send_message(text, **extra)
+            await interaction.response.send_message(text, ephemeral=job.private, **extra)
         return text
 
 

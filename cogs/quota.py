@@ -20,6 +20,7 @@ class Quota(commands.Cog):
         self.limits = bot.services.limits
         self.ledger = bot.services.ledger
         self.settings = bot.services.settings
+        self.safety = bot.services.safety
 
     @app_commands.command(name="quota")
     @app_commands.guild_only()
@@ -43,6 +44,10 @@ class Quota(commands.Cog):
             for key, spec in MODELS.items()
         ]
         embed.add_field(name="Prices", value="\n".join(prices)[:1024], inline=False)
+        allowed = await self.safety.allowed_models(guild_id)  # /safety models
+        if allowed is not None:
+            shown = ", ".join(f"`{key}`" for key in allowed) or "none"
+            embed.add_field(name="Models allowed here", value=shown[:1024], inline=False)
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
 

@@ -46,6 +46,8 @@ from bot.images.cache import ImageCache
 from bot.images.codec import InvalidImage, probe
 from bot.log import bind_log_fields
 from bot.models import GenerationRequest
+from bot.safety.privacy import server_cache_key
+from bot.safety.service import SafetyService
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,8 @@ class Requester:
     application_id: int | None = None
     interaction_token: str | None = None
     upload_limit: int = 10 * 1024 * 1024
+    private: bool = False  # answer and result visible only to the member (ephemeral)
+    age_restricted: bool = False  # the channel is age-restricted (the `relaxed` safety level applies only there)
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,7 @@ class JobEngine:
         checkpoint: Checkpoint | None = None,
         progress_interval: float = 3.0,
         observer: JobObserver | None = None,
+        safety: SafetyService | None = None,
     ) -> None:
         self.store = store
         self._ledger = ledger
@@ -120,6 +125,7 @@ class JobEngine:
         self._notice = notice
         self._checkpoint = checkpoint
         self._progress_interval = progress_interval
+        self._safety = safety
         self._observer: JobObserver = observer or NullObserver()
         self.latency = LatencyModel()
         self.painter: ProgressPainter | None = None
@@ -168,7 +174,16 @@ class JobEngine:
             raise Restarting
         if (await self._limits.guild_settings(who.guild_id)).paused:
             raise GenerationPaused  # also stops free cache hits; the reservation re-checks it atomically
-        cached = await self._cache.get_entry(request.cache_key()) is not None
+        if self._safety is not None:  # the server's rules; a refusal writes nothing (a mod-log note at most)
+            request = await self._safety.screen(
+                request,
+                guild_id=who.guild_id,
+                channel_id=who.channel_id,
+                user_id=who.user_id,
+                age_restricted=who.age_restricted,
+            )
+        cache_key = server_cache_key(who.guild_id, request.cache_key())  # a hit only serves this server's images
+        cached = await self._cache.get_entry(cache_key) is not None
         limits = await self._limits.limits_for(who.guild_id, who.user_id, who.role_ids)
         new = NewJob(
             id=who.job_id,
@@ -181,12 +196,13 @@ class JobEngine:
             seed=request.seed,
             width=request.width,
             height=request.height,
-            cache_key=request.cache_key(),
+            cache_key=cache_key,
             aspect_ratio=request.aspect_ratio,
             estimated_micros=request.estimated_cost_micros,
             application_id=who.application_id,
             interaction_token=who.interaction_token,
             upload_limit=who.upload_limit,
+            private=who.private,
         )
         for _attempt in range(3):
             now = self._clock()
@@ -563,13 +579,35 @@ class JobEngine:
         if isinstance(exc, BflError):
             log.warning("Job %s failed: %s", job_id, exc)
         self._forget_progress(job_id)
+        blocked = await self._moderated(applied, event)
         if quiet or self._presenter is None:
             return
         message = text or outcomes.failure_text(exc, charged=applied.decision.member_charged)
+        if blocked:
+            message += f"\n{blocked}"
         try:
             await self._presenter.notify(applied.reachable_job, message)
         except Exception as notify_exc:
             log.warning("Job %s: could not tell the member: %s", job_id, notify_exc)
+
+    async def _moderated(self, applied: Applied, event: Event) -> str | None:
+        """A moderated result: mod-log post and a strike (which may block the member); the block notice."""
+        if self._safety is None or event not in (Event.REQUEST_MODERATED, Event.CONTENT_MODERATED):
+            return None
+        job = applied.before
+        try:
+            return await self._safety.moderated(
+                guild_id=job.guild_id,
+                channel_id=job.channel_id,
+                user_id=job.user_id,
+                job_id=job.id,
+                model=job.model,
+                prompt=job.prompt,
+                stage="request" if event is Event.REQUEST_MODERATED else "content",
+            )
+        except Exception:
+            log.exception("Job %s: could not record the moderated result", job.id)
+            return None
 
     # -- recovery ----------------------------------------------------------------------------------
 

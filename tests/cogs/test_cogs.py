@@ -20,7 +20,14 @@ async def bot(db, fake_bfl, tmp_path):
 
 
 def test_every_module_in_cogs_is_an_extension():
-    assert extension_names() == ["cogs.budget", "cogs.imagine", "cogs.quota", "cogs.status"]
+    assert extension_names() == [
+        "cogs.budget",
+        "cogs.imagine",
+        "cogs.privacy",
+        "cogs.quota",
+        "cogs.safety",
+        "cogs.status",
+    ]
 
 
 def walk(command):
@@ -31,7 +38,7 @@ def walk(command):
 
 async def test_commands_are_unique_and_fully_described(bot):
     names = [command.name for command in bot.tree.get_commands()]
-    assert sorted(names) == ["budget", "imagine", "quota", "status"]
+    assert sorted(names) == ["budget", "imagine", "privacy", "quota", "safety", "status"]
     for top in bot.tree.get_commands():
         for command in walk(top):
             assert command.description and command.description != "…", command.qualified_name

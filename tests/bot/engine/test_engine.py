@@ -258,7 +258,7 @@ async def test_a_delivery_failure_keeps_the_charge_and_the_cached_image(harness,
     await harness.engine.wait_idle()
     assert (await harness.store.get(1)).status is JobStatus.FAILED
     assert await harness.ledger_kinds(1) == ["reserve", "settle"]
-    assert await harness.engine._cache.get(request().cache_key()) is not None
+    assert await harness.engine._cache.get((await harness.store.get(1)).cache_key) is not None
 
 
 async def test_an_unexpected_bug_after_submit_does_not_hold_the_money(harness, monkeypatch):
@@ -304,7 +304,7 @@ async def test_a_result_that_is_not_an_image_is_never_cached_or_charged_to_the_m
 
     monkeypatch.setattr(harness.bfl, "download", garbage)
     assert "not been charged" in await harness.generate(1)
-    assert await harness.engine._cache.get(request().cache_key()) is None
+    assert await harness.engine._cache.get((await harness.store.get(1)).cache_key) is None
     assert (await harness.money(1))[1] == 0
 
 
