@@ -8,7 +8,7 @@ from __future__ import annotations
 import discord
 from discord import app_commands
 
-from bot.limits import LimitsService
+from bot.billing.limits import LimitsService
 
 
 def require_guild(interaction: discord.Interaction) -> int:

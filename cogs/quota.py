@@ -7,9 +7,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import FluxcordBot
-from bot.ledger import LimitStatus, Metric, Scope
+from bot.billing.ledger import LimitStatus, Metric, Scope
 from bot.models import MODELS
-from bot.money import format_usd
+from bot.billing.money import format_usd
 from cogs._context import require_guild, role_ids
 
 
