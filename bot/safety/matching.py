@@ -73,14 +73,11 @@ def find_rule(prompt: str, rules: Iterable[str]) -> str | None:
     """
     words = normalize(prompt).split()
     haystack = f" {' '.join(words)} "
-    runs = _spelled_runs(words)
+    spelled = "|".join(_spelled_runs(words))  # "|" never occurs in a normalized rule
     for rule in rules:
         if not rule:
             continue
-        if f" {rule} " in haystack:
-            return rule
-        glued = rule.replace(" ", "")
-        if any(glued in run for run in runs):
+        if f" {rule} " in haystack or (spelled and rule.replace(" ", "") in spelled):
             return rule
     return None
 

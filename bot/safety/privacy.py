@@ -1,11 +1,12 @@
 """What the bot keeps about a member, and erasing it: ``/privacy forget`` and the retention sweep.
 
-A job row keeps the prompt, the parameters sent to BFL (which contain the prompt) and the links to
-its result so 🎲 Reroll and the result card work; its image sits in the image cache for free
-identical requests in the same server. Erasing a job blanks all of that and removes its cached
-image; the job row (model, size, seed, cost, times) and the ledger (amounts, models, times, never a
-prompt) stay, so budgets and reports still add up. The database runs with ``secure_delete`` and
-the write-ahead log is checkpointed after a forget, so erased text does not linger in the files.
+A job row keeps the prompt, the parameters sent to BFL (which contain the prompt and an edit's input
+images) and the links to its result (and to an edit's source image) so 🎲 Reroll and the result card
+work; its image sits in the image cache for free identical requests in the same server. Erasing a
+job blanks all of that and removes its cached image; the job row (model, size, seed, cost, times)
+and the ledger (amounts, models, times, never a prompt) stay, so budgets and reports still add up.
+The database runs with ``secure_delete`` and the write-ahead log is checkpointed after erasing, so
+erased text does not linger in the files.
 """
 
 from __future__ import annotations
@@ -141,13 +142,17 @@ class PrivacyService:
                 cached += await self._cache.delete(key)
         now = to_millis(self._clock())
         async with self._db.transaction() as tx:
+            # Edits (migration 0007) remember where their input image came from: a link to erase too.
+            sources = await tx.fetch_one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'job_sources'")
             for job_id in job_ids:
-                await tx.execute(
+                changed = await tx.execute(
                     "UPDATE jobs SET prompt = '', params = '{}', expanded_prompt = NULL, sample_url = NULL,"
                     " polling_url = NULL, result_channel_id = NULL, result_message_id = NULL, erased_at = ?"
                     f" WHERE id = ? AND status NOT IN {_OPEN}",
                     (now, job_id),
                 )
+                if changed and sources is not None:
+                    await tx.execute("UPDATE job_sources SET source_url = NULL WHERE job_id = ?", (job_id,))
         return cached
 
     # -- background sweep --------------------------------------------------------------------------
