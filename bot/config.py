@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     default_member_daily_budget_micros: Micros = _usd("DEFAULT_MEMBER_DAILY_USD", "0.50")
     default_member_daily_images: int = Field(default=10, ge=0, le=100_000)
     default_server_daily_budget_micros: Micros = _usd("DEFAULT_SERVER_DAILY_USD", "5")
+    # A request estimated at or above this is confirmed privately first (Generate / Cancel); 0: always.
+    confirm_above_micros: Micros = _usd("CONFIRM_ABOVE_USD", "0.20")
     member_cooldown_seconds: int = Field(default=0, ge=0, le=86_400)
     member_max_concurrent_jobs: int = Field(default=2, ge=1, le=24)
     member_max_pending_jobs: int = Field(default=10, ge=1, le=100)

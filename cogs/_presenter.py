@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import discord
@@ -31,6 +31,7 @@ EXPIRED_CODES = {50027, 10015}  # Discord's answers for an interaction token pas
 ORIGINAL = "@original"
 
 ViewFactory = Callable[[int], discord.ui.View]
+SourceLookup = Callable[[int], Awaitable[str | None]]  # job id → the source image URL of an edit
 
 
 def model_label(key: str) -> str:
@@ -79,18 +80,24 @@ def progress_text(progress: Progress) -> str:
     return text
 
 
-def render_embed(result: Result, filename: str, width: int, height: int, requester_name: str) -> discord.Embed:
-    """The result card: prompt, model, size, seed, cost and time taken."""
+def render_embed(
+    result: Result, filename: str, width: int, height: int, requester_name: str, source_url: str | None = None
+) -> discord.Embed:
+    """The result card: prompt, model, size, seed, cost and time taken; for an edit, its source image."""
     job = result.job
     prompt = discord.utils.escape_mentions(discord.utils.escape_markdown(strip_bidi(job.prompt)))
     embed = discord.Embed(description=prompt[:4000], colour=discord.Colour.blurple())
     embed.set_author(name=f"Requested by {strip_bidi(requester_name)}"[:256])
     embed.add_field(name="Model", value=model_label(job.model))
     embed.add_field(name="Size", value=f"{width}×{height} ({job.aspect_ratio or '?'})")
-    embed.add_field(name="Seed", value=str(job.seed))
+    spec = MODELS.get(job.model)
+    embed.add_field(name="Seed", value=str(job.seed) if spec is None or spec.has_seed else "— (no seed)")
     embed.add_field(name="Cost", value="free (from cache)" if result.from_cache else format_usd(result.cost_micros))
     embed.add_field(name="Time", value="instant" if result.from_cache else f"{result.elapsed_seconds:.1f} s")
     embed.set_image(url=f"attachment://{filename}")
+    if source_url and source_url.startswith(("https://", "http://")) and len(source_url) <= 1000:
+        embed.set_thumbnail(url=source_url)
+        embed.add_field(name="Source", value=f"[source image]({source_url})", inline=False)
     embed.set_footer(text=f"Job {job.id}")
     return embed
 
@@ -105,11 +112,13 @@ class DiscordPresenter:
         result_view: ViewFactory,
         cancel_view: ViewFactory,
         clock: Clock = utc_now,
+        source_lookup: SourceLookup | None = None,
     ) -> None:
         self._client = client
         self._result_view = result_view
         self._cancel_view = cancel_view
         self._clock = clock
+        self._source_lookup = source_lookup
 
     def progress_text(self, progress: Progress) -> str:
         """See :func:`progress_text`."""
@@ -136,7 +145,8 @@ class DiscordPresenter:
         except InvalidImage as exc:
             raise RuntimeError(f"the image could not be prepared for Discord: {exc}") from exc
         name = await self._member_name(job)
-        embed = render_embed(result, encoded.filename, encoded.width, encoded.height, name)
+        source_url = await self._source_lookup(job.id) if self._source_lookup is not None else None
+        embed = render_embed(result, encoded.filename, encoded.width, encoded.height, name, source_url)
 
         def attachment() -> discord.File:  # a File is consumed by a send: one per attempt
             return discord.File(io.BytesIO(encoded.data), filename=encoded.filename)

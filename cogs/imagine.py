@@ -18,13 +18,24 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import FluxcordBot
+from bot.billing.money import format_usd
 from bot.engine.engine import Requester
 from bot.engine.outcomes import CANCELLED_TEXT
+from bot.engine.sources import JobSources
 from bot.engine.store import Job
 from bot.errors import InvalidOptions
-from bot.models import ASPECT_RATIOS, MAX_SEED, MODELS, OPTION_NAMES, GenerationRequest, build_request
+from bot.models import (
+    ASPECT_RATIOS,
+    FLUX3_RESOLUTIONS,
+    MAX_SEED,
+    MODELS,
+    OPTION_NAMES,
+    GenerationRequest,
+    build_request,
+)
 from bot.safety.privacy import require_details
 from bot.text import clean_prompt
+from cogs._confirm import Confirmations, ConfirmButton
 from cogs._context import is_moderator, require_guild, role_ids
 from cogs._presenter import DiscordPresenter, progress_text
 from cogs.safety import age_restricted
@@ -49,7 +60,17 @@ class Imagine(commands.Cog):
         self.bot = bot
         self.engine = bot.services.engine
         self.settings = bot.services.settings
-        self.presenter = DiscordPresenter(bot, result_view=result_buttons, cancel_view=cancel_buttons)
+        self.presenter = DiscordPresenter(
+            bot,
+            result_view=result_buttons,
+            cancel_view=cancel_buttons,
+            source_lookup=JobSources(bot.services.db).source_url,  # an edit's card shows its source image
+        )
+        self.confirmations = Confirmations(  # price before spending (CONFIRM_ABOVE_USD)
+            threshold_micros=self.settings.confirm_above_micros,
+            ledger=bot.services.ledger,
+            limits=bot.services.limits,
+        )
         # The prompt's synced max_length is MAX_PROMPT_LENGTH, so Discord's client stops the member there.
         # discord.py reads the bound from the annotation at import time; this cog's copy gets the setting.
         params = self.imagine._params
@@ -66,6 +87,7 @@ class Imagine(commands.Cog):
         guidance="Prompt adherence (FLUX.1 [dev], FLUX.2 [flex] only)",
         raw="Less processed, more natural look (FLUX1.1 [pro] Ultra only)",
         prompt_upsampling="Let the model expand your prompt",
+        resolution="FLUX 3 Image only: output resolution tier (default 1k)",
         private="Only you see the request and the image (still within your limits)",
     )
     @app_commands.choices(
@@ -74,6 +96,12 @@ class Imagine(commands.Cog):
             for key, spec in MODELS.items()
         ],
         aspect_ratio=[app_commands.Choice(name=ratio, value=ratio) for ratio in ASPECT_RATIOS],
+        resolution=[
+            app_commands.Choice(
+                name=f"{tier} · {format_usd(MODELS['flux-3-image'].estimate_cost_micros(1, 1, (), tier))}", value=tier
+            )
+            for tier in FLUX3_RESOLUTIONS
+        ],
     )
     async def imagine(
         self,
@@ -86,6 +114,7 @@ class Imagine(commands.Cog):
         guidance: app_commands.Range[float, 1.0, 100.0] | None = None,
         raw: bool | None = None,
         prompt_upsampling: bool | None = None,
+        resolution: str | None = None,
         private: bool | None = None,
     ) -> None:
         """Generate an image from a text prompt with a FLUX model."""
@@ -100,6 +129,7 @@ class Imagine(commands.Cog):
             guidance=guidance,
             raw=raw,
             prompt_upsampling=prompt_upsampling,
+            resolution=resolution,
             max_prompt_length=self.settings.max_prompt_length,
         )
         await self._generate(interaction, request, private=bool(private))
@@ -131,6 +161,8 @@ class Imagine(commands.Cog):
 
         ``private``: the answer and the result are ephemeral, visible only to the member.
         """
+        if await self.confirmations.ask(interaction, request, lambda it: self._generate(it, request, private=private)):
+            return  # an expensive request: asked privately first, nothing reserved (cogs/_confirm.py)
         who = Requester(
             job_id=interaction.id,
             guild_id=require_guild(interaction),
@@ -157,7 +189,7 @@ class Imagine(commands.Cog):
     async def _admit(self, interaction: discord.Interaction, request: GenerationRequest, who: Requester) -> Job:
         admission = asyncio.ensure_future(self.engine.admit(request, who))
         done, _ = await asyncio.wait({admission}, timeout=ACK_BUDGET_SECONDS)
-        if not done:
+        if not done and not interaction.response.is_done():  # an edit may have deferred already
             await interaction.response.defer(thinking=True, ephemeral=who.private)
         return await admission
 
@@ -186,7 +218,8 @@ def reroll_request(job: Job, *, max_prompt_length: int) -> GenerationRequest:
 
 
 class _JobButton(
-    discord.ui.DynamicItem[discord.ui.Button], template=r"fluxcord:(?P<action>reroll|cancel):(?P<job>[0-9]+)"
+    discord.ui.DynamicItem[discord.ui.Button],
+    template=r"fluxcord:(?P<action>reroll|cancel|vary|edit|delete|details):(?P<job>[0-9]+)",
 ):
     """A persistent button whose custom id holds only an action and a job id.
 
@@ -197,7 +230,12 @@ class _JobButton(
     LOOKS: ClassVar[dict[str, tuple[str, str, discord.ButtonStyle]]] = {
         "reroll": ("Reroll", "🎲", discord.ButtonStyle.secondary),
         "cancel": ("Cancel", "✖️", discord.ButtonStyle.danger),
+        "vary": ("Vary", "🌀", discord.ButtonStyle.secondary),
+        "edit": ("Edit", "✏️", discord.ButtonStyle.secondary),
+        "delete": ("Delete", "🗑️", discord.ButtonStyle.secondary),
+        "details": ("Details", "ℹ️", discord.ButtonStyle.secondary),
     }
+    RESULT_ACTIONS: ClassVar[frozenset[str]] = frozenset({"vary", "edit", "delete", "details"})
 
     def __init__(self, action: str, job_id: int) -> None:
         label, emoji, style = self.LOOKS[action]
@@ -220,7 +258,14 @@ class _JobButton(
         try:
             if cog is None or interaction.guild_id is None:
                 raise InvalidOptions("This button isn't available right now.")
-            if self.action == "reroll":
+            edit = interaction.client.get_cog("Edit")
+            if self.action in self.RESULT_ACTIONS or (
+                self.action == "reroll" and edit is not None and await edit.handles_reroll(self.job_id)
+            ):
+                if edit is None:
+                    raise InvalidOptions("This button isn't available right now.")
+                await edit.on_action(self.action, interaction, self.job_id)
+            elif self.action == "reroll":
                 await cog.reroll(interaction, self.job_id)
             else:
                 await cog.cancel(interaction, self.job_id)
@@ -229,9 +274,10 @@ class _JobButton(
 
 
 def result_buttons(job_id: int) -> discord.ui.View:
-    """The buttons attached to a posted image."""
+    """The buttons attached to a posted image: Reroll, Vary, Edit, Delete, Details (one row)."""
     view = discord.ui.View(timeout=None)
-    view.add_item(_JobButton("reroll", job_id))
+    for action in ("reroll", "vary", "edit", "delete", "details"):
+        view.add_item(_JobButton(action, job_id))
     return view
 
 
@@ -244,7 +290,7 @@ def cancel_buttons(job_id: int) -> discord.ui.View:
 
 async def setup(bot: FluxcordBot) -> None:
     """Load the cog and its persistent buttons; give the engine its Discord side."""
-    bot.add_dynamic_items(_JobButton)
+    bot.add_dynamic_items(_JobButton, ConfirmButton)
     cog = Imagine(bot)
     bot.services.engine.attach(cog.presenter)
     await bot.add_cog(cog)
@@ -252,4 +298,4 @@ async def setup(bot: FluxcordBot) -> None:
 
 async def teardown(bot: FluxcordBot) -> None:
     """Unregister the persistent buttons."""
-    bot.remove_dynamic_items(_JobButton)
+    bot.remove_dynamic_items(_JobButton, ConfirmButton)

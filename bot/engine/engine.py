@@ -151,6 +151,11 @@ class JobEngine:
         """Jobs this process is working on right now."""
         return len(self._tasks)
 
+    @property
+    def cache(self) -> ImageCache:
+        """The image cache (the Delete button removes a result's bytes from it)."""
+        return self._cache
+
     # -- admission ---------------------------------------------------------------------------------
 
     async def admit(self, request: GenerationRequest, who: Requester, *, acked: bool = False) -> Job:

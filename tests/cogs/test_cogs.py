@@ -1,6 +1,7 @@
 """Every cog loads, its commands are well formed, and the result card stays within Discord's limits."""
 
 import aiohttp
+import discord
 import pytest
 
 from bot.app import FluxcordBot, build_services, extension_names
@@ -21,13 +22,9 @@ async def bot(db, fake_bfl, tmp_path):
 
 def test_every_module_in_cogs_is_an_extension():
     assert extension_names() == [
-        "cogs.budget",
-        "cogs.imagine",
-        "cogs.privacy",
-        "cogs.quota",
-        "cogs.safety",
+        "cogs.budget", "cogs.edit", "cogs.history", "cogs.imagine", "cogs.privacy", "cogs.quota", "cogs.safety",
         "cogs.status",
-    ]
+    ]  # fmt: skip
 
 
 def walk(command):
@@ -37,9 +34,11 @@ def walk(command):
 
 
 async def test_commands_are_unique_and_fully_described(bot):
-    names = [command.name for command in bot.tree.get_commands()]
-    assert sorted(names) == ["budget", "imagine", "privacy", "quota", "safety", "status"]
-    for top in bot.tree.get_commands():
+    names = [command.name for command in bot.tree.get_commands(type=discord.AppCommandType.chat_input)]
+    assert sorted(names) == ["budget", "edit", "history", "imagine", "privacy", "quota", "safety", "status"]
+    menus = bot.tree.get_commands(type=discord.AppCommandType.message)
+    assert [menu.name for menu in menus] == ["Edit with FLUX"] and menus[0].guild_only
+    for top in bot.tree.get_commands(type=discord.AppCommandType.chat_input):
         for command in walk(top):
             assert command.description and command.description != "…", command.qualified_name
             for parameter in getattr(command, "parameters", ()):

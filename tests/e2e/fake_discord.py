@@ -2625,6 +2625,105 @@ class FakeDiscord:
         payload["data"] = data
         return await self._dispatch_interaction(payload, source_message_id=msg["id"])
 
+    async def message_command(self, name: str, message_id: Any, *, user: Any = None) -> SentInteraction:
+        """Dispatch a MESSAGE context-menu command (type 2, ``data.type`` 3) on a stored message.
+
+        Like Discord's client: the command must have been synced as a message command, and the target
+        message travels in ``data.resolved.messages`` (attachments, embeds and all).
+        """
+        cmd = self._find_command(name, 3)
+        if cmd is None:
+            raise LookupError(f"no message command {name!r} was synced")
+        msg = self.messages.get(str(_snowflake_of(message_id, "message")))
+        if msg is None:
+            raise ValueError(f"message {message_id} does not exist (or was deleted)")
+        payload = self._base_interaction(
+            _APPLICATION_COMMAND,
+            user=user,
+            channel=int(msg["channel_id"]),
+            attachment_size_limit=None,
+            app_permissions=None,
+            locale="en-US",
+        )
+        data: dict[str, Any] = {
+            "id": cmd["id"],
+            "name": name,
+            "type": 3,
+            "target_id": msg["id"],
+            "resolved": {"messages": {msg["id"]: copy.deepcopy(msg)}},
+        }
+        if cmd.get("guild_id"):
+            data["guild_id"] = cmd["guild_id"]
+        payload["data"] = data
+        return await self._dispatch_interaction(payload)
+
+    def post_user_message(
+        self,
+        content: str = "",
+        *,
+        user: Any = None,
+        channel: Any = None,
+        files: list[tuple[str, bytes]] | None = None,
+        embeds: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """Store a message a member posted (no gateway event): for context menus on uploads and embeds."""
+        uid = self._resolve_user(user)
+        ch = self._resolve_channel(channel)
+        attachments = [
+            self._store_attachment(
+                int(ch["id"]), UploadedFile(name, data, "application/octet-stream"), filename=name,
+                description=None, ephemeral=False,
+            )
+            for name, data in files or []
+        ]
+        mid = str(snowflake())
+        msg: dict[str, Any] = {
+            "id": mid,
+            "type": 0,
+            "channel_id": ch["id"],
+            "author": self._public_user(uid),
+            "content": content,
+            "embeds": copy.deepcopy(embeds or []),
+            "attachments": attachments,
+            "components": [],
+            "mentions": [],
+            "mention_roles": [],
+            "mention_everyone": False,
+            "pinned": False,
+            "tts": False,
+            "timestamp": _now_iso(),
+            "edited_timestamp": None,
+            "flags": 0,
+        }
+        self.messages[mid] = msg
+        return msg
+
+    async def forge_click(self, message_id: Any, custom_id: str, *, user: Any = None) -> SentInteraction:
+        """A hand-crafted component interaction (a modified client): ``custom_id`` need not be on the message.
+
+        The payload's copy of the message carries the forged button (discord.py ignores clicks on
+        components a message does not have). Discord itself would refuse it; the bot must not trust a
+        custom id anyway.
+        """
+        msg = self.messages.get(str(_snowflake_of(message_id, "message")))
+        if msg is None:
+            raise ValueError(f"message {message_id} does not exist (or was deleted)")
+        payload = self._base_interaction(
+            _MESSAGE_COMPONENT,
+            user=user,
+            channel=int(msg["channel_id"]),
+            attachment_size_limit=None,
+            app_permissions=None,
+            locale="en-US",
+        )
+        forged = copy.deepcopy(msg)  # the forger's copy of the message carries the button it claims
+        forged["components"] = [
+            {"type": 1, "components": [{"type": 2, "style": 2, "label": "forged", "custom_id": custom_id}]}
+        ]
+        payload["message"] = forged
+        payload["data"] = {"custom_id": custom_id, "component_type": 2}
+        return await self._dispatch_interaction(payload, source_message_id=msg["id"])
+
     async def submit_modal(
         self,
         custom_id: str,

@@ -26,11 +26,15 @@ def fields(message):
 async def test_commands_are_synced_once_and_named_as_promised(harness):
     fake = harness.fake
     assert len(fake.command_syncs) == 1
-    assert set(fake.command_syncs[0].names) == {"imagine", "quota", "budget", "status", "safety", "privacy"}
+    assert set(fake.command_syncs[0].names) == {
+        "imagine", "quota", "budget", "safety", "privacy", "status", "edit", "history", "Edit with FLUX"
+    }  # fmt: skip
     imagine = next(c for c in fake.global_commands.values() if c["name"] == "imagine")
     options = {o["name"]: o for o in imagine["options"]}
-    assert list(options) == ["prompt", "model", "aspect_ratio", "seed", "steps", "guidance", "raw", "prompt_upsampling",
-                             "private"]  # fmt: skip
+    assert list(options) == [
+        "prompt", "model", "aspect_ratio", "seed", "steps", "guidance", "raw", "prompt_upsampling",
+        "resolution", "private",
+    ]  # fmt: skip
     assert [c["value"] for c in options["aspect_ratio"]["choices"]] == [
         "1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "21:9", "9:21"
     ]  # fmt: skip
@@ -238,7 +242,7 @@ async def test_reroll_button_repeats_the_request_with_a_new_seed_for_the_clicker
     first = await harness.imagine(prompt="a koi pond", aspect_ratio="3:2", model="flux-dev", steps=20)
     message = first.original_message
     [row] = message["components"]
-    [button] = row["components"]
+    button = row["components"][0]  # Reroll, then Vary, Edit, Delete, Details (tests/e2e/test_buttons.py)
     assert button["custom_id"] == f"fluxcord:reroll:{first.id}" and "koi" not in button["custom_id"]
 
     clicker = fake.add_member(name="clicker")

@@ -23,7 +23,8 @@ async def test_dev_guild_gets_its_own_instant_sync(discord_endpoints, fake_bfl, 
     await start_and_stop(fake, bot_settings(fake, fake_bfl, tmp_path, dev_guild_id=fake.guild_id))
     [sync] = fake.command_syncs
     assert int(sync.guild_id) == fake.guild_id
-    assert set(sync.names) == {"imagine", "quota", "budget", "status", "safety", "privacy"}
+    assert set(sync.names) == {"imagine", "quota", "budget", "status", "safety", "privacy", "edit", "history",
+                              "Edit with FLUX"}  # fmt: skip
 
 
 async def test_sync_command_forces_a_sync_and_exits(discord_endpoints, fake_bfl, tmp_path):
