@@ -25,8 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bot.billing.ledger import Ledger, Limit, Metric, Scope
 from bot.config import Period
-from bot.ledger import Ledger, Limit, Metric, Scope
 from bot.storage.database import Database, load_migrations
 
 LIMITS = [

@@ -16,13 +16,13 @@ from datetime import timedelta
 
 import discord
 
+from bot.billing.money import format_usd
 from bot.clock import Clock, utc_now
 from bot.engine.progress import Progress, Result, token_usable
 from bot.engine.states import JobStatus
 from bot.engine.store import Job
 from bot.images.codec import InvalidImage, fit_for_upload
 from bot.models import MODELS
-from bot.billing.money import format_usd
 from bot.text import strip_bidi
 
 log = logging.getLogger(__name__)

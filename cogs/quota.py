@@ -8,8 +8,8 @@ from discord.ext import commands
 
 from bot.app import FluxcordBot
 from bot.billing.ledger import LimitStatus, Metric, Scope
-from bot.models import MODELS
 from bot.billing.money import format_usd
+from bot.models import MODELS
 from cogs._context import require_guild, role_ids
 
 

@@ -125,8 +125,8 @@ class JobEngine:
         self._notice = notice
         self._checkpoint = checkpoint
         self._progress_interval = progress_interval
-        self._safety = safety
         self._observer: JobObserver = observer or NullObserver()
+        self._safety = safety
         self.latency = LatencyModel()
         self.painter: ProgressPainter | None = None
         self.accepting = False
@@ -188,7 +188,7 @@ class JobEngine:
                 age_restricted=who.age_restricted,
             )
         cache_key = server_cache_key(who.guild_id, request.cache_key())  # a hit only serves this server's images
-        cached = await self._cache.get_entry(cache_key) is not None
+        cached = await self._cache.contains(cache_key)
         limits = await self._limits.limits_for(who.guild_id, who.user_id, who.role_ids)
         new = NewJob(
             id=who.job_id,
@@ -241,12 +241,9 @@ class JobEngine:
 
     async def acknowledged(self, job_id: int) -> None:
         """The member saw the acknowledgement: the job may run now."""
-        for status in (JobStatus.QUEUED, JobStatus.CACHED):
-            if await self.store.update(job_id, status, acked=1):
-                job = await self.store.get(job_id)
-                if job is not None:
-                    self._after_ack(job)
-                return
+        job = await self.store.acknowledge(job_id)
+        if job is not None:  # None: unknown, already acknowledged, or no longer waiting for it
+            self._after_ack(job)
 
     def _after_ack(self, job: Job) -> None:
         if job.status is JobStatus.CACHED:
@@ -625,7 +622,12 @@ class JobEngine:
             await self._ledger.release(job_id, note="recovered: no job")
         for job in known.values():
             if job.status in (JobStatus.QUEUED, JobStatus.CACHED) and not job.acked:
-                self._observe(await self.store.apply(job.id, Event.ACK_FAILED, policy, note="recovered"))
+                # The process died between admission and recording the acknowledgement: the member may
+                # be looking at a queue message, so say what happened (if the token still works).
+                ended = await self.store.apply(job.id, Event.ACK_FAILED, policy, note="recovered")
+                self._observe(ended)
+                if ended is not None and self._presenter is not None:
+                    self._spawn(self._presenter.notify(ended.reachable_job, outcomes.RESTARTED_TEXT))
                 continue
             applied = await self.store.apply(job.id, Event.RECOVERED, policy, expected=job.status)
             if applied is None:

@@ -17,6 +17,7 @@ from bot.engine.states import Event
 
 INTERNAL_ERROR_TEXT = "Something went wrong on our side while making your image."
 CANCELLED_TEXT = "🚫 Cancelled. Nothing was sent to the image provider and you have not been charged."
+RESTARTED_TEXT = "The bot restarted before your image was started. You have not been charged; please try again."
 LOST_TEXT = "The image was made, but it was lost before it could be posted (it had expired)."
 
 

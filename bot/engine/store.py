@@ -254,6 +254,15 @@ class JobStore:
         async with self._db.transaction() as tx:
             return await self._move(tx, job_id, expected, to, fields)
 
+    async def acknowledge(self, job_id: int) -> Job | None:
+        """Mark a queued or cached job acknowledged, once; the job, or None if there was nothing to do."""
+        async with self._db.transaction() as tx:
+            rows = await tx.fetch_all(
+                "UPDATE jobs SET acked = 1 WHERE id = ? AND acked = 0 AND status IN ('queued', 'cached') RETURNING *",
+                (job_id,),
+            )
+        return _job(rows[0]) if rows else None
+
     async def update(self, job_id: int, expected: JobStatus, **fields: Any) -> bool:
         """Record fields (e.g. the stage BFL reports) on a job still in ``expected``."""
         _check_fields(fields)

@@ -2671,8 +2671,11 @@ class FakeDiscord:
         ch = self._resolve_channel(channel)
         attachments = [
             self._store_attachment(
-                int(ch["id"]), UploadedFile(name, data, "application/octet-stream"), filename=name,
-                description=None, ephemeral=False,
+                int(ch["id"]),
+                UploadedFile(name, data, "application/octet-stream"),
+                filename=name,
+                description=None,
+                ephemeral=False,
             )
             for name, data in files or []
         ]

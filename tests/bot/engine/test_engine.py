@@ -247,7 +247,8 @@ async def test_an_unacknowledged_job_never_runs(harness, fake_bfl):
     await harness.generate(2, req=request(seed=2))  # the engine ran something else meanwhile
     assert [s.body["seed"] for s in fake_bfl.submits] == [2]
     await harness.engine.acknowledged(1)
-    await harness.presenter.ended(1)
+    await harness.engine.acknowledged(1)  # twice: still one run
+    await harness.ended(1)
     assert [s.body["seed"] for s in fake_bfl.submits] == [2, 1]
 
 
@@ -333,3 +334,16 @@ async def test_a_stopping_engine_refuses_new_work(harness):
     await harness.engine.stop(grace=0.1)
     with pytest.raises(Restarting, match="restarting"):
         await harness.engine.admit(request(), who(1), acked=True)
+
+
+async def test_a_job_never_acknowledged_before_a_crash_is_cancelled_and_explained(make_engine, fake_bfl):
+    from bot.engine.outcomes import RESTARTED_TEXT
+
+    first = await make_engine()
+    await first.engine.admit(request(), who(1), acked=False)
+    await first.engine.stop(grace=0.1)  # the process goes away before the acknowledgement is recorded
+    second = await make_engine()  # the next start, on the same database
+    assert await second.presenter.ended(1) == RESTARTED_TEXT
+    assert await second.ledger_kinds(1) == ["reserve", "release"]
+    assert (await second.store.get(1)).status is JobStatus.CANCELLED
+    assert fake_bfl.submits == []
