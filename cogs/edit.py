@@ -41,6 +41,7 @@ from bot.models import (
     get_model,
     models_taking_images,
 )
+from bot.safety.privacy import require_details
 from bot.text import clean_prompt, strip_bidi
 from cogs._context import is_moderator, require_guild
 
@@ -161,6 +162,8 @@ class Edit(commands.Cog):
         aspect_ratio="Shape of the result (default: the image's own)",
         seed="Seed for a reproducible result (not FLUX 3)",
         resolution="FLUX 3 only: output resolution tier (default 1k)",
+        grounding="FLUX 3 only: let the model search the web for references (if moderators allow it)",
+        private="Only you see the request and the result (still within your limits)",
     )
     @app_commands.choices(
         model=_edit_model_choices(),
@@ -184,6 +187,8 @@ class Edit(commands.Cog):
         aspect_ratio: str | None = None,
         seed: app_commands.Range[int, 0, MAX_SEED] | None = None,
         resolution: str | None = None,
+        grounding: bool | None = None,
+        private: bool | None = None,
     ) -> None:
         """Edit an image with a FLUX model: describe what should change."""
         attachments = [a for a in (image, image2, image3, image4) if a is not None]
@@ -195,6 +200,8 @@ class Edit(commands.Cog):
             aspect_ratio=aspect_ratio,
             seed=seed,
             resolution=resolution,
+            grounding=grounding,
+            private=bool(private),
             kind="edit",
         )
 
@@ -221,6 +228,8 @@ class Edit(commands.Cog):
         aspect_ratio: str | None = None,
         seed: int | None = None,
         resolution: str | None = None,
+        grounding: bool | None = None,
+        private: bool = False,
         source_job_id: int | None = None,
         preloaded: Sequence[InputImage] | None = None,
     ) -> None:
@@ -232,6 +241,8 @@ class Edit(commands.Cog):
             "aspect_ratio": aspect_ratio,
             "seed": seed,
             "resolution": resolution,
+            "grounding": grounding,
+            "allow_grounding": True,  # this server's /safety grounding switch is checked at admission
             "max_prompt_length": self.settings.max_prompt_length,
         }
         count = len(preloaded) if preloaded is not None else len(sources)
@@ -240,11 +251,13 @@ class Edit(commands.Cog):
         loading = asyncio.ensure_future(self._load(spec.key, sources, preloaded))
         done, _ = await asyncio.wait({loading}, timeout=ACK_BUDGET_SECONDS)
         if not done and not interaction.response.is_done():
-            await interaction.response.defer(thinking=True)
+            await interaction.response.defer(thinking=True, ephemeral=private)
         images = await loading
         request = build_request(**options, input_images=images)
         source_url = sources[0].url if sources else None
-        await self.submit(interaction, request, kind=kind, source_url=source_url, source_job_id=source_job_id)
+        await self.submit(
+            interaction, request, kind=kind, source_url=source_url, source_job_id=source_job_id, private=private
+        )
 
     async def submit(
         self,
@@ -254,13 +267,14 @@ class Edit(commands.Cog):
         kind: SourceKind,
         source_url: str | None,
         source_job_id: int | None,
+        private: bool = False,
     ) -> None:
         """Record where the input came from, then admit through ``/imagine``'s path (limits, queue, card)."""
         imagine = self.bot.get_cog("Imagine")
         if imagine is None:
             raise InvalidOptions("Image generation isn't available right now.")
         resume = lambda it: self.submit(  # noqa: E731 - Generate re-enters here with its own interaction
-            it, request, kind=kind, source_url=source_url, source_job_id=source_job_id
+            it, request, kind=kind, source_url=source_url, source_job_id=source_job_id, private=private
         )
         if await imagine.confirmations.ask(interaction, request, resume):  # type: ignore[attr-defined]
             return  # priced at or above CONFIRM_ABOVE_USD: nothing recorded or reserved until Generate
@@ -268,7 +282,7 @@ class Edit(commands.Cog):
         # for a cache hit delivered the moment the job is acknowledged.
         await self.sources.record(interaction.id, kind, source_url=source_url, source_job_id=source_job_id)
         try:
-            await imagine._generate(interaction, request)  # type: ignore[attr-defined]
+            await imagine._generate(interaction, request, private=private)  # type: ignore[attr-defined]
         except BaseException:
             await self.sources.forget(interaction.id)
             raise
@@ -307,6 +321,8 @@ class Edit(commands.Cog):
     async def on_action(self, action: str, interaction: discord.Interaction, job_id: int) -> None:
         """Run a result button: reroll (of an edit), vary, edit, delete, details."""
         job = await self.job_for(interaction, job_id)
+        if action != "delete":
+            require_details(job)  # its prompt was erased (retention or /privacy forget): nothing to work on
         if action == "details":
             await self.details(interaction, job)
         elif action == "delete":

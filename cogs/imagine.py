@@ -88,6 +88,7 @@ class Imagine(commands.Cog):
         raw="Less processed, more natural look (FLUX1.1 [pro] Ultra only)",
         prompt_upsampling="Let the model expand your prompt",
         resolution="FLUX 3 Image only: output resolution tier (default 1k)",
+        grounding="FLUX 3 Image only: let the model search the web for references (if moderators allow it)",
         private="Only you see the request and the image (still within your limits)",
     )
     @app_commands.choices(
@@ -115,6 +116,7 @@ class Imagine(commands.Cog):
         raw: bool | None = None,
         prompt_upsampling: bool | None = None,
         resolution: str | None = None,
+        grounding: bool | None = None,
         private: bool | None = None,
     ) -> None:
         """Generate an image from a text prompt with a FLUX model."""
@@ -130,6 +132,8 @@ class Imagine(commands.Cog):
             raw=raw,
             prompt_upsampling=prompt_upsampling,
             resolution=resolution,
+            grounding=grounding,
+            allow_grounding=True,  # whether this server allows it is checked at admission (/safety grounding)
             max_prompt_length=self.settings.max_prompt_length,
         )
         await self._generate(interaction, request, private=bool(private))
