@@ -41,3 +41,14 @@ async def is_moderator(interaction: discord.Interaction, limits: LimitsService) 
         return False
     settings = await limits.guild_settings(interaction.guild_id)
     return settings.moderator_role_id is not None and settings.moderator_role_id in set(role_ids(interaction))
+
+
+async def require_moderator(interaction: discord.Interaction, limits: LimitsService, refusal: str) -> bool:
+    """A moderator-only group's check: server only, then :func:`is_moderator`, else ``refusal`` privately.
+
+    Raises rather than returning False: only an ``AppCommandError`` reaches the tree's error handler.
+    """
+    require_guild(interaction)
+    if await is_moderator(interaction, limits):  # roles from the payload, not the cache
+        return True
+    raise app_commands.CheckFailure(refusal)

@@ -22,7 +22,7 @@ from bot.billing.reports import ledger_csv, spend_report
 from bot.config import Period
 from bot.errors import InvalidOptions, NotAllowed
 from bot.text import strip_bidi
-from cogs._context import is_moderator, require_guild
+from cogs._context import require_moderator
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +85,10 @@ class Budget(
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         """Server only; moderators only: Manage Server, Administrator, or the configured moderator role."""
-        require_guild(interaction)
-        if await is_moderator(interaction, self.services.limits):  # roles from the payload, not the cache
-            return True
-        # A check must raise an AppCommandError to reach the tree's error handler.
-        raise app_commands.CheckFailure(
-            "Only moderators can manage budgets (Manage Server permission or the moderator role)."
+        return await require_moderator(
+            interaction,
+            self.services.limits,
+            "Only moderators can manage budgets (Manage Server permission or the moderator role).",
         )
 
     async def _announce(self, interaction: discord.Interaction, entry: AuditEntry, text: str) -> None:

@@ -20,7 +20,7 @@ from bot.safety.levels import SafetyLevel, tolerance_for
 from bot.safety.matching import parse_rules
 from bot.safety.service import known_models
 from bot.text import strip_bidi
-from cogs._context import is_moderator, require_guild
+from cogs._context import require_guild, require_moderator
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +67,10 @@ class Safety(
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         """Server only; moderators only (checked in code on every call)."""
-        require_guild(interaction)
-        if await is_moderator(interaction, self.services.limits):
-            return True
-        raise app_commands.CheckFailure(
-            "Only moderators can change the safety rules (Manage Server permission or the moderator role)."
+        return await require_moderator(
+            interaction,
+            self.services.limits,
+            "Only moderators can change the safety rules (Manage Server permission or the moderator role).",
         )
 
     async def _done(self, interaction: discord.Interaction, entry: AuditEntry | None, text: str) -> None:

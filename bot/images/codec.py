@@ -146,7 +146,7 @@ def inspect_image(data: bytes) -> ImageInfo:
         return ImageInfo(format=image.format or "", width=image.width, height=image.height, size_bytes=len(data))
 
 
-def _flatten_to_rgb(image: Image.Image) -> Image.Image:
+def flatten_to_rgb(image: Image.Image) -> Image.Image:
     """A JPEG-encodable copy: alpha composited onto :data:`BACKGROUND`, other modes converted."""
     if image.mode in ("RGB", "L"):
         return image
@@ -199,7 +199,7 @@ def fit_to_limit(data: bytes, limit_bytes: int, *, basename: str = "fluxcord") -
         # A profile only describes the output if the colour space is unchanged (not CMYK → RGB, say).
         icc_profile = image.info.get("icc_profile") if image.mode in _ICC_SAFE_MODES else None
         # Stripping EXIF would drop the orientation tag, so apply it to the pixels first.
-        source = _flatten_to_rgb(ImageOps.exif_transpose(image))
+        source = flatten_to_rgb(ImageOps.exif_transpose(image))
 
     width, height = source.size
     scale = 1.0

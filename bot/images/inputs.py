@@ -36,6 +36,7 @@ import aiohttp
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from bot.errors import FluxcordError
+from bot.images.codec import flatten_to_rgb
 from bot.models import InputImage, ModelSpec
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,6 @@ MAX_ASPECT = 64  # FLUX 3 refuses references more extreme than 64:1
 MIN_USEFUL_SIDE = 16  # below this no picture is left to edit
 FETCH_TIMEOUT_SECONDS = 20.0
 JPEG_QUALITY = 90
-BACKGROUND = (255, 255, 255)
 
 _SIGNATURES: tuple[tuple[str, bytes, int], ...] = (
     ("PNG", b"\x89PNG\r\n\x1a\n", 0),
@@ -130,7 +130,8 @@ def prepare_image(data: bytes, *, max_megapixels: float, min_side: int, label: s
         except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
             raise BadInputImage("That image is truncated or damaged and can't be read.") from exc
         icc = image.info.get("icc_profile")
-        rgb = _to_rgb(upright)
+        flat = flatten_to_rgb(upright)
+        rgb = flat.copy() if flat is image else flat  # the source closes with this block
     rgb = _fit(rgb, max_pixels=int(max_megapixels * 1_000_000), min_side=min_side, label=label)
     buffer = io.BytesIO()
     # Only what is passed here is written: no EXIF, GPS, XMP or comments survive; the ICC profile does
@@ -149,21 +150,6 @@ async def prepare(data: bytes, spec: ModelSpec) -> InputImage:
         min_side=spec.input_min_side,
         label=spec.label,
     )
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode == "RGB":
-        return image.copy()
-    if image.mode == "P":
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
-        flat = Image.new("RGB", rgba.size, BACKGROUND)
-        flat.paste(rgba, mask=rgba.getchannel("A"))
-        return flat
-    if image.mode.startswith("I;16"):
-        return image.convert("I").point(lambda value: value / 256).convert("RGB")
-    return image.convert("RGB")
 
 
 def _fit(image: Image.Image, *, max_pixels: int, min_side: int, label: str) -> Image.Image:

@@ -145,3 +145,17 @@ async def harness(
         harness = BotHarness(bot, fake, fake_bfl, settings)
         yield harness
     assert fake_bfl.schema_errors == []
+
+
+@pytest.fixture
+def people(harness):
+    """A plain member, a moderator (Manage Server) and an administrator in the fake server."""
+    from tests.e2e.fake_discord import Perm
+    from tests.e2e.support import MEMBER_PERMISSIONS
+
+    fake = harness.fake
+    return {
+        "member": fake.add_member(name="member", permissions=MEMBER_PERMISSIONS),
+        "mod": fake.add_member(name="mod", permissions=MEMBER_PERMISSIONS | Perm.MANAGE_GUILD),
+        "admin": fake.add_member(name="admin", permissions=Perm.ADMINISTRATOR),
+    }

@@ -8,6 +8,9 @@ from typing import Any
 
 from bot.config import Settings
 from bot.engine.engine import JobEngine
+from tests.e2e.fake_discord import Perm
+
+MEMBER_PERMISSIONS = Perm.VIEW_CHANNEL | Perm.SEND_MESSAGES
 
 
 def bot_settings(fake: Any, fake_bfl: Any, folder: Path, **overrides: Any) -> Settings:
@@ -41,3 +44,8 @@ def hold_admissions(monkeypatch: Any) -> asyncio.Event:
 
     monkeypatch.setattr(JobEngine, "admit", slow_admit)
     return released
+
+
+def uid(member: dict[str, Any]) -> int:
+    """A fake member's user id."""
+    return int(member["user"]["id"])

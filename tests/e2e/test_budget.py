@@ -6,25 +6,8 @@ import io
 
 import pytest
 
-from tests.e2e.fake_discord import Perm
-from tests.e2e.support import hold_admissions, loaded_cog_module
+from tests.e2e.support import MEMBER_PERMISSIONS, hold_admissions, loaded_cog_module, uid
 from tests.fakes.fake_bfl import Behaviour
-
-MEMBER_PERMISSIONS = Perm.VIEW_CHANNEL | Perm.SEND_MESSAGES
-
-
-@pytest.fixture
-def people(harness):
-    fake = harness.fake
-    return {
-        "member": fake.add_member(name="member", permissions=MEMBER_PERMISSIONS),
-        "mod": fake.add_member(name="mod", permissions=MEMBER_PERMISSIONS | Perm.MANAGE_GUILD),
-        "admin": fake.add_member(name="admin", permissions=Perm.ADMINISTRATOR),
-    }
-
-
-def uid(member):
-    return int(member["user"]["id"])
 
 
 async def budget(harness, subcommand, user, **options):

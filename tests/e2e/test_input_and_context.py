@@ -3,22 +3,7 @@
 import pytest
 
 from tests.e2e.fake_discord import Perm
-
-MEMBER_PERMISSIONS = Perm.VIEW_CHANNEL | Perm.SEND_MESSAGES
-
-
-@pytest.fixture
-def people(harness):
-    fake = harness.fake
-    return {
-        "member": fake.add_member(name="member", permissions=MEMBER_PERMISSIONS),
-        "mod": fake.add_member(name="mod", permissions=MEMBER_PERMISSIONS | Perm.MANAGE_GUILD),
-        "admin": fake.add_member(name="admin", permissions=Perm.ADMINISTRATOR),
-    }
-
-
-def uid(member):
-    return int(member["user"]["id"])
+from tests.e2e.support import MEMBER_PERMISSIONS, uid
 
 
 async def command(harness, name, user, *, subcommand=None, where=None, **options):

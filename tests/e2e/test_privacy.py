@@ -13,10 +13,6 @@ from cogs.privacy import FORGET_ID, KEEP_ID
 EPHEMERAL = 64
 
 
-def uid(member):
-    return int(member["user"]["id"])
-
-
 def files_containing(text, *paths):
     """The files (given, or under given folders) whose bytes contain ``text`` (UTF-8)."""
     needle = text.encode()

@@ -2,19 +2,8 @@
 
 import pytest
 
-from tests.e2e.fake_discord import Perm
+from tests.e2e.support import uid
 from tests.fakes.fake_bfl import Behaviour
-
-MEMBER_PERMISSIONS = Perm.VIEW_CHANNEL | Perm.SEND_MESSAGES
-
-
-@pytest.fixture
-def people(harness):
-    fake = harness.fake
-    return {
-        "member": fake.add_member(name="member", permissions=MEMBER_PERMISSIONS),
-        "mod": fake.add_member(name="mod", permissions=MEMBER_PERMISSIONS | Perm.MANAGE_GUILD),
-    }
 
 
 @pytest.fixture
@@ -25,10 +14,6 @@ async def modlog(harness, people):
     )
     await interaction.wait_acked()
     return channel
-
-
-def uid(member):
-    return int(member["user"]["id"])
 
 
 async def safety(harness, subcommand, user, group=None, **options):
