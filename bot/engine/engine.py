@@ -36,6 +36,7 @@ from bot.billing.money import format_usd
 from bot.clock import Clock, to_millis, utc_now
 from bot.config import Settings
 from bot.engine import outcomes
+from bot.engine.breaker import BreakerState, CircuitBreakers, is_provider_error
 from bot.engine.fairness import positions
 from bot.engine.observer import JobObserver, NullObserver
 from bot.engine.progress import Presenter, Progress, ProgressPainter, Result
@@ -59,6 +60,17 @@ DISPATCH_RETRY_SECONDS = 0.5
 
 Checkpoint = Callable[[str, int], None]
 Notice = Callable[[int, str], Coroutine[Any, Any, object]]  # (guild id, text) → a mod-log post
+
+
+class ProviderTrouble(FluxcordError):
+    """The model's circuit breaker is open: BFL kept failing for it, so nothing is queued into it."""
+
+    def __init__(self, label: str, retry_in: float) -> None:
+        wait = f"about {max(10, round(retry_in / 10) * 10):.0f} s" if retry_in > 0 else "a moment"
+        super().__init__(
+            f"{label} is having trouble right now (the image provider keeps failing). Nothing was charged;"
+            f" please try again in {wait}, or choose another model."
+        )
 
 
 class Restarting(FluxcordError):
@@ -111,6 +123,7 @@ class JobEngine:
         checkpoint: Checkpoint | None = None,
         progress_interval: float = 3.0,
         observer: JobObserver | None = None,
+        breakers: CircuitBreakers | None = None,
         safety: SafetyService | None = None,
     ) -> None:
         self.store = store
@@ -128,6 +141,7 @@ class JobEngine:
         self._observer: JobObserver = observer or NullObserver()
         self._safety = safety
         self.latency = LatencyModel()
+        self.breakers = breakers or CircuitBreakers()
         self.painter: ProgressPainter | None = None
         self.accepting = False
         self._wake = asyncio.Event()
@@ -167,7 +181,9 @@ class JobEngine:
         try:
             return await self._admit(request, who, acked=acked)
         except FluxcordError as exc:
-            if isinstance(exc, Restarting | GenerationPaused):
+            if isinstance(exc, ProviderTrouble):
+                reason = "provider"
+            elif isinstance(exc, Restarting | GenerationPaused):
                 reason = "restarting" if isinstance(exc, Restarting) else "paused"
             else:
                 reason = "busy" if exc.user_message == BUSY_TEXT else "limit"
@@ -189,6 +205,21 @@ class JobEngine:
             )
         cache_key = server_cache_key(who.guild_id, request.cache_key())  # a hit only serves this server's images
         cached = await self._cache.contains(cache_key)
+        trial = False  # a cache hit needs no BFL, so an open breaker does not refuse it
+        if not cached:
+            if not self.breakers.allow(request.model.key):  # BFL keeps failing for this model: refuse now
+                raise ProviderTrouble(request.model.label, self.breakers.retry_in(request.model.key))
+            trial = self.breakers.state(request.model.key) is not BreakerState.CLOSED
+        try:
+            return await self._reserve_and_queue(request, who, cache_key=cache_key, cached=cached, acked=acked)
+        except BaseException:
+            if trial:
+                self.breakers.released(request.model.key)  # the trial never reached BFL: it tells nothing
+            raise
+
+    async def _reserve_and_queue(
+        self, request: GenerationRequest, who: Requester, *, cache_key: str, cached: bool, acked: bool
+    ) -> Job:
         limits = await self._limits.limits_for(who.guild_id, who.user_id, who.role_ids)
         new = NewJob(
             id=who.job_id,
@@ -257,6 +288,7 @@ class JobEngine:
         applied = await self.store.apply(job_id, Event.ACK_FAILED, self._settings.refund_policy)
         self._observe(applied)
         if applied is not None:
+            self.breakers.released(applied.job.model)  # if it was the half-open trial, free it
             log.warning("Job %s: acknowledgement failed; cancelled and released", job_id)
 
     async def cancel(self, job_id: int, *, actor_id: int, is_moderator: bool) -> CancelResult:
@@ -273,6 +305,7 @@ class JobEngine:
             return CancelResult(False, "too_late")
         self._observe(applied)
         log.info("Job %s cancelled by %s", job_id, actor_id)
+        self.breakers.released(job.model)  # if it was the half-open trial, free it for the next request
         self._forget_progress(job_id)
         self._queue_changed.set()
         return CancelResult(True, "cancelled")
@@ -432,6 +465,7 @@ class JobEngine:
                 task = await self._bfl.submit(job.model, job.params)
             except BflError as exc:
                 self._note_bfl_error(exc)
+                self._breaker_verdict(job.model, exc)
                 await self._end(job.id, outcomes.submit_event(exc), exc)
                 return
             self._point("after_submit", job.id)
@@ -474,8 +508,10 @@ class JobEngine:
             )
         except BflError as exc:
             self._note_bfl_error(exc)
+            self._breaker_verdict(job.model, exc)
             await self._end(job.id, outcomes.task_event(exc), exc)
             return
+        self.breakers.succeeded(job.model)
         latency = loop.time() - started
         applied = await self._finished(job, result)
         if applied is None:
@@ -687,6 +723,13 @@ class JobEngine:
     def _point(self, name: str, job_id: int) -> None:
         if self._checkpoint is not None:
             self._checkpoint(name, job_id)
+
+    def _breaker_verdict(self, model: str, exc: BflError) -> None:
+        """Feed the model's circuit breaker: provider trouble counts; any proper answer closes it."""
+        if is_provider_error(exc):
+            self.breakers.failed(model)
+        else:
+            self.breakers.succeeded(model)  # a refusal or moderation: BFL is up and answering
 
     def _note_bfl_error(self, exc: BflError) -> None:
         self.last_error = f"{datetime.now().astimezone():%Y-%m-%d %H:%M} {type(exc).__name__}: {str(exc)[:150]}"

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import discord
@@ -72,6 +72,12 @@ class Metrics:
         )
         self.bot_budget = Gauge("fluxcord_bot_budget_micros", "The bot-wide budget (BOT_BUDGET_USD).", registry=r)
         self.uptime = Gauge("fluxcord_uptime_seconds", "Seconds since the bot process built its services.", registry=r)
+        self.breaker_open = Gauge(
+            "fluxcord_model_breaker_open",
+            "1 while a model's circuit breaker refuses new requests (BFL kept failing for it).",
+            ["model"],
+            registry=r,
+        )
 
     # -- the engine's observer ---------------------------------------------------------------------
 
@@ -103,8 +109,13 @@ class Metrics:
         """Seconds since these metrics were created (the bot's start)."""
         return time.monotonic() - self.started
 
-    async def refresh(self, jobs: JobStore, ledger: Ledger, settings: Settings) -> None:
-        """Read the gauges that live in the database."""
+    async def refresh(
+        self, jobs: JobStore, ledger: Ledger, settings: Settings, troubled_models: Iterable[str] = ()
+    ) -> None:
+        """Read the gauges that live in the database (and the models whose breaker is open)."""
+        self.breaker_open.clear()
+        for model in troubled_models:
+            self.breaker_open.labels(model=model).set(1)
         self.queue_depth.set(await jobs.count(JobStatus.QUEUED))
         self.in_flight.set(await jobs.count(JobStatus.SUBMITTING, JobStatus.GENERATING))
         budget = Limit(Scope.BOT, Metric.USD, settings.bot_budget_period, settings.bot_budget_micros, "")

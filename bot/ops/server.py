@@ -101,7 +101,9 @@ class OpsServer:
     async def _handle_metrics(self, _request: web.Request) -> web.Response:
         services = self._bot.services
         try:
-            await self._metrics.refresh(services.jobs, services.ledger, services.settings)
+            await self._metrics.refresh(
+                services.jobs, services.ledger, services.settings, services.engine.breakers.open_models()
+            )
         except Exception as exc:  # the counters are still worth serving
             log.warning("Could not read the queue gauges: %s", exc)
         response = web.Response(body=self._metrics.render())

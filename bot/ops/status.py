@@ -24,16 +24,20 @@ class BotStatus:
     queued: int
     last_error: str | None
     uptime_seconds: float
+    troubled_models: tuple[str, ...] = ()  # models whose circuit breaker is open (BFL keeps failing)
 
     def line(self) -> str:
         """One line for Discord."""
         balance = "unavailable"
         if self.credits is not None:
             balance = f"{self.credits:,.2f} credits (${self.credits / 100:,.2f})"
-        return (
+        line = (
             f"BFL balance: {balance} · in flight: {self.in_flight} · queued: {self.queued} · "
             f"last BFL error: {self.last_error or 'none'} · up {format_uptime(self.uptime_seconds)}"
         )
+        if self.troubled_models:
+            line += f" · refusing (BFL keeps failing): {', '.join(self.troubled_models)}"
+        return line
 
 
 def format_uptime(seconds: float) -> str:
@@ -64,4 +68,5 @@ async def bot_status(services: Any) -> BotStatus:
         queued=await services.jobs.count(JobStatus.QUEUED),
         last_error=services.engine.last_error,
         uptime_seconds=services.metrics.uptime_seconds,
+        troubled_models=tuple(sorted(services.engine.breakers.open_models())),
     )
