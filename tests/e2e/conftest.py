@@ -1,4 +1,4 @@
-"""Fixtures for end-to-end tests against the local fake Discord (see ``fake_discord.py``)."""
+"""Fixtures for end-to-end tests against the local fake Discord (see the ``fake_discord`` package)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,236 @@
+"""Route table and request plumbing of the fake Discord: auth, recording, rule and schema checks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from tests.e2e.fake_discord.constants import _FILE_FIELD, API_PREFIX, MAX_FILES
+from tests.e2e.fake_discord.helpers import _errors_tree
+from tests.e2e.fake_discord.limits import _message_limit_errors
+from tests.e2e.fake_discord.records import RecordedCall, SchemaError, UploadedFile, Violation, _HTTPError
+
+
+class RoutingMixin:
+    """Part of :class:`FakeDiscord` (a mixin); see the module docstring."""
+
+    # ------------------------------------------------------------------ routes
+
+    def _add_routes(self, app: web.Application) -> None:
+        a = API_PREFIX
+        table: list[tuple[str, str, str, bool, Callable[..., Any]]] = [
+            ("GET", "/users/@me", "get_my_user", True, self._h_get_me),
+            ("POST", "/users/@me/channels", "create_dm", True, self._h_create_dm),
+            ("GET", "/users/{user}", "get_user", True, self._h_get_user),
+            ("GET", "/oauth2/applications/@me", "get_my_oauth2_application", True, self._h_app_info),
+            ("GET", "/applications/@me", "get_my_application", True, self._h_app_info),
+            ("GET", "/gateway", "get_gateway", False, self._h_get_gateway),
+            ("GET", "/gateway/bot", "get_bot_gateway", True, self._h_get_gateway),
+            ("GET", "/applications/{app}/commands", "list_application_commands", True, self._h_list_commands),
+            ("PUT", "/applications/{app}/commands", "bulk_set_application_commands", True, self._h_put_commands),
+            (
+                "GET",
+                "/applications/{app}/guilds/{guild}/commands",
+                "list_guild_application_commands",
+                True,
+                self._h_list_commands,
+            ),
+            (
+                "PUT",
+                "/applications/{app}/guilds/{guild}/commands",
+                "bulk_set_guild_application_commands",
+                True,
+                self._h_put_commands,
+            ),
+            ("GET", "/guilds/{guild}/members/{user}", "get_guild_member", True, self._h_get_member),
+            ("POST", "/interactions/{iid}/{token}/callback", "create_interaction_response", False, self._h_callback),
+            ("POST", "/webhooks/{app}/{token}", "execute_webhook", False, self._h_execute_webhook),
+            ("GET", "/webhooks/{app}/{token}/messages/{mid}", "get_webhook_message", False, self._h_webhook_get),
+            ("PATCH", "/webhooks/{app}/{token}/messages/{mid}", "update_webhook_message", False, self._h_webhook_edit),
+            (
+                "DELETE",
+                "/webhooks/{app}/{token}/messages/{mid}",
+                "delete_webhook_message",
+                False,
+                self._h_webhook_delete,
+            ),
+            ("GET", "/channels/{cid}", "get_channel", True, self._h_get_channel),
+            ("POST", "/channels/{cid}/messages", "create_message", True, self._h_channel_send),
+            ("GET", "/channels/{cid}/messages/{mid}", "get_message", True, self._h_channel_get),
+            ("PATCH", "/channels/{cid}/messages/{mid}", "update_message", True, self._h_channel_edit),
+            ("DELETE", "/channels/{cid}/messages/{mid}", "delete_message", True, self._h_channel_delete),
+        ]
+        for method, path, operation, auth, handler in table:
+            app.router.add_route(method, a + path, self._wrap(operation, auth, handler))
+        # Everything else under /api/v10 (including wrong methods on known paths) is recorded.
+        app.router.add_route("*", a + "/{tail:.*}", self._wrap(None, False, self._h_unhandled))
+        app.router.add_get("/gateway", self._h_gateway)
+        app.router.add_get("/attachments/{cid}/{aid}/{filename}", self._h_attachment)
+
+    def _wrap(self, operation: str | None, auth: bool, handler: Callable[..., Any]) -> Callable[..., Any]:
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            call = await self._begin(request, operation)
+            try:
+                if call.parse_error is not None:
+                    raise _HTTPError(400, 50109, "The request body contains invalid JSON.", detail=call.parse_error)
+                if auth and request.headers.get("Authorization") != f"Bot {self.token}":
+                    raise _HTTPError(
+                        401, 0, "401: Unauthorized", detail="missing or wrong 'Authorization: Bot <token>'"
+                    )
+                return await handler(request, call)
+            except _HTTPError as exc:
+                return self._fail(call, exc)
+            except Exception as exc:  # a bug in the fake: answer < 500 so discord.py does not retry
+                self.internal_errors.append(f"{call.method} {call.path}: {type(exc).__name__}: {exc}")
+                return self._reply(call, 400, {"message": f"fake discord error: {exc}", "code": -1}, validate=False)
+            finally:
+                await self._changed()
+
+        return wrapped
+
+    async def _begin(self, request: web.Request, operation: str | None) -> RecordedCall:
+        path = request.path[len(API_PREFIX) :] if request.path.startswith(API_PREFIX) else request.path
+        call = RecordedCall(
+            method=request.method,
+            path=path,
+            query=dict(request.query),
+            json=None,
+            files=[],
+            auth="Authorization" in request.headers,
+            time=self.clock(),
+            operation=operation,
+            token=request.match_info.get("token"),
+        )
+        self.calls.append(call)
+        try:
+            if request.content_type == "multipart/form-data":
+                call.multipart = True
+                reader = await request.multipart()
+                async for part in reader:
+                    if not isinstance(part, aiohttp.BodyPartReader):
+                        call.parse_error = "nested multipart is not supported"
+                        continue
+                    name = part.name or ""
+                    if part.filename is not None or _FILE_FIELD.match(name):
+                        data = bytes(await part.read(decode=False))
+                        ctype = part.headers.get("Content-Type", "application/octet-stream")
+                        call.files.append(UploadedFile(part.filename or name, data, ctype))
+                        call.file_fields.append(name)
+                    elif name == "payload_json":
+                        call.json = json.loads(await part.text())
+                    else:
+                        call.form[name] = await part.text()
+            else:
+                raw = await request.read()
+                if raw:
+                    if request.content_type != "application/json":
+                        call.parse_error = f"unsupported Content-Type {request.content_type!r}"
+                    else:
+                        call.json = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            call.parse_error = f"{type(exc).__name__}: {exc}"
+        return call
+
+    def _reply(self, call: RecordedCall, status: int, body: Any = None, *, validate: bool = True) -> web.Response:
+        call.status = status
+        call.response = body
+        if status >= 400 and isinstance(body, dict):
+            call.error_code = body.get("code")
+        if validate and body is not None and self.spec is not None and call.operation is not None:
+            errors = self.spec.validate_response(call.operation, status, body)
+            if errors:
+                self.response_schema_errors.append(
+                    SchemaError("response", call.operation, call.method, call.path, errors, body)
+                )
+        if body is None:
+            return web.Response(status=status)
+        return web.Response(status=status, body=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+
+    def _fail(self, call: RecordedCall, exc: _HTTPError) -> web.Response:
+        body: dict[str, Any] = {"message": exc.message, "code": exc.code}
+        if exc.errors:
+            body["errors"] = exc.errors
+        if exc.record:
+            self.violations.append(
+                Violation(exc.code, exc.status, exc.message, call.method, call.path, call.token, exc.detail, call.time)
+            )
+        return self._reply(call, exc.status, body, validate=False)
+
+    def _check_body(self, call: RecordedCall, *, message_path: tuple[str, ...] | None, size_limit: int | None) -> None:
+        """Enforce file, message-limit and schema rules on a request body; raise ``_HTTPError``."""
+        if len(call.files) > MAX_FILES:
+            raise _HTTPError(
+                400,
+                50035,
+                "Invalid Form Body",
+                detail=f"{len(call.files)} files (max {MAX_FILES})",
+                errors=_errors_tree([(("attachments",), "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")]),
+            )
+        if size_limit is not None:
+            for f in call.files:
+                if len(f.data) > size_limit:
+                    raise _HTTPError(
+                        413,
+                        40005,
+                        "Request entity too large",
+                        detail=f"{f.filename!r} is {len(f.data)} bytes; attachment_size_limit is {size_limit}",
+                    )
+        if message_path is not None and isinstance(call.json, dict):
+            target: Any = call.json
+            for key in message_path:
+                target = target.get(key) if isinstance(target, dict) else None
+            if isinstance(target, dict):
+                problems = _message_limit_errors(target, message_path)
+                if problems:
+                    raise _HTTPError(
+                        400,
+                        50035,
+                        "Invalid Form Body",
+                        detail="; ".join(f"{'.'.join(map(str, p))}: {m}" for p, _c, m in problems),
+                        errors=_errors_tree(problems),
+                    )
+        self._check_schema(call)
+
+    def _check_schema(self, call: RecordedCall) -> None:
+        if self.spec is None or call.operation is None:
+            return
+        content_type = "multipart/form-data" if call.multipart else "application/json"
+        if call.json is None:
+            if call.multipart and self.spec.accepts_content_type(call.operation, content_type):
+                body: Any = {}
+            elif self.spec.body_required(call.operation):
+                errors = ["<root>: a request body is required"]
+                self._schema_fail(call, errors)
+            else:
+                return
+        else:
+            body = call.json
+        errors = self.spec.validate_request(call.operation, content_type, body)
+        if errors:
+            self._schema_fail(call, errors)
+
+    def _schema_fail(self, call: RecordedCall, errors: list[str]) -> None:
+        assert call.operation is not None
+        self.schema_errors.append(SchemaError("request", call.operation, call.method, call.path, errors, call.json))
+        items = []
+        for err in errors:
+            where, _, message = err.partition(": ")
+            path = () if where == "<root>" else tuple(where.split("/"))
+            items.append((path, "SCHEMA_VALIDATION_FAILED", message))
+        raise _HTTPError(
+            400, 50035, "Invalid Form Body", detail="; ".join(errors), errors=_errors_tree(items), record=False
+        )
+
+    @staticmethod
+    def _require_content(call: RecordedCall, body: Any) -> None:
+        """Discord refuses to create a message with nothing in it (50006)."""
+        if call.files or not isinstance(body, dict):
+            return
+        if not any(body.get(k) for k in ("content", "embeds", "components", "poll", "sticker_ids", "attachments")):
+            raise _HTTPError(
+                400, 50006, "Cannot send an empty message", detail="no content, embeds, components or files"
+            )
