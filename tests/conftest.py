@@ -9,7 +9,7 @@ import pytest
 from tests.fakes.fake_bfl import FakeBfl
 
 
-# --- fake BFL API (tests/fakes/fake_bfl.py) ---------------------------------------------------------
+# --- fake BFL API (tests/fakes/fake_bfl/) -----------------------------------------------------------
 @pytest.fixture
 async def fake_bfl() -> AsyncIterator[FakeBfl]:
     """A started :class:`FakeBfl` on loopback (key ``test-bfl-key``), closed after the test."""

@@ -1,0 +1,119 @@
+"""A fake Black Forest Labs API on loopback, for tests that exercise the real HTTP client.
+
+``FakeBfl`` serves the parts of the BFL protocol the bot uses (see ``shared/reference/bfl-api.md``):
+
+* ``POST /v1/<model>`` for every generation route of the OpenAPI spec. Each body is validated against
+  the route's request schema (JSON Schema 2020-12), unknown properties are rejected, and documented
+  limits the schema cannot express (aspect ratio range, FLUX.2 ≤ 4 MP) are checked. Violations get a
+  FastAPI-style 422 and are recorded in ``schema_errors``, which tests assert empty.
+* ``GET /v1/get_result?id=`` and ``GET /regional/v1/get_result?id=`` (an alternate polling path, so
+  tests prove the client polls ``polling_url`` exactly as returned).
+* ``GET /v1/credits``.
+* ``GET /delivery/<task id>.<ext>?se=…&sig=…``: a real image rendered with Pillow at the requested
+  size, in the requested ``output_format``; the signature must match and the URL can expire (403).
+* ``GET /redirect/<task id>.<ext>``: a 302 to a second server, :class:`FakeDeliveryHost`, on another
+  port ("another host"), which records the headers it receives.
+
+Every request is recorded (``submits``, ``polls``, ``downloads``, ``unhandled``) with its headers,
+secrets masked, so tests can assert where ``x-key`` went. State changes wake :meth:`FakeBfl.wait_for`,
+so tests never sleep to synchronise.
+
+Behaviour is scripted per submit: a FIFO queue of :class:`Behaviour` objects, then ``default``::
+
+    async with FakeBfl() as bfl:
+        bfl.script(Behaviour(submit_status=429), times=2)   # two 429s, then the default
+        bfl.script(Behaviour(pending_polls=3))               # then a task that is Pending 3 times
+        bfl.script(Behaviour(run_seconds=3.0, stages=("Pending", "Reasoning", "Generating")))
+        bfl.default = Behaviour(final_status="Content Moderated")
+
+A task advances either per poll (``pending_polls``, ``release``) or by the clock (``run_seconds``):
+a time-based task reports its ``stages`` in turn as time passes and is finished at ``ready_at``,
+fixed when it is created, whether or not anyone polls. Each task records ``polls``,
+``ready_answered_at`` (the first poll that answered its final status) and ``downloaded_at`` (the
+first request for its image), so a benchmark can measure how late a client noticed.
+
+**Active tasks** (the 24-task cap, ``active_tasks``): a task is active from creation until it
+finishes: for a per-poll task, the poll that answers its final status; for a time-based task, its
+``ready_at`` moment.
+
+Layout (import everything from this package): ``server`` (:class:`FakeBfl`, :class:`FakeDeliveryHost`)
+composed from ``submit`` and ``results``; ``behaviour`` (scripting, tasks, records), ``validation``
+(spec and request rules), ``pricing`` (prices, output sizes), ``images`` and ``constants``.
+"""
+
+from tests.fakes.fake_bfl.behaviour import (
+    Behaviour,
+    DownloadRecord,
+    FakeTask,
+    PollRecord,
+    SchemaViolation,
+    SubmitRecord,
+)
+from tests.fakes.fake_bfl.constants import (
+    DEFAULT_API_KEY,
+    DEFAULT_POLLING,
+    DEFAULT_SPEC_PATH,
+    FLUX2_MAX_PIXELS,
+    FLUX3_INPUT_MAX_PIXELS,
+    FLUX3_INPUT_MIN_SIDE,
+    FLUX3_MODEL,
+    FLUX3_SPEC_PATH,
+    FLUX3_STAGES,
+    FLUX3_TIER_PIXELS,
+    FOREIGN_POLLING,
+    MASK,
+    REGIONAL_POLLING,
+    REPO_ROOT,
+    TERMINAL_STATUSES,
+)
+from tests.fakes.fake_bfl.images import render_image
+from tests.fakes.fake_bfl.pricing import (
+    FLAT_PRICES,
+    FLUX3_TIER_PRICES,
+    MEGAPIXEL_PRICES,
+    input_pixels,
+    output_size,
+    price_credits,
+)
+from tests.fakes.fake_bfl.results import expanded_prompt
+from tests.fakes.fake_bfl.server import FakeBfl, FakeDeliveryHost
+from tests.fakes.fake_bfl.validation import RouteSchema, generation_routes, load_spec, spec_path, validate_body
+
+__all__ = [
+    "DEFAULT_API_KEY",
+    "DEFAULT_POLLING",
+    "DEFAULT_SPEC_PATH",
+    "FLAT_PRICES",
+    "FLUX2_MAX_PIXELS",
+    "FLUX3_INPUT_MAX_PIXELS",
+    "FLUX3_INPUT_MIN_SIDE",
+    "FLUX3_MODEL",
+    "FLUX3_SPEC_PATH",
+    "FLUX3_STAGES",
+    "FLUX3_TIER_PIXELS",
+    "FLUX3_TIER_PRICES",
+    "FOREIGN_POLLING",
+    "MASK",
+    "MEGAPIXEL_PRICES",
+    "REGIONAL_POLLING",
+    "REPO_ROOT",
+    "TERMINAL_STATUSES",
+    "Behaviour",
+    "DownloadRecord",
+    "FakeBfl",
+    "FakeDeliveryHost",
+    "FakeTask",
+    "PollRecord",
+    "RouteSchema",
+    "SchemaViolation",
+    "SubmitRecord",
+    "expanded_prompt",
+    "generation_routes",
+    "input_pixels",
+    "load_spec",
+    "output_size",
+    "price_credits",
+    "render_image",
+    "spec_path",
+    "validate_body",
+]

@@ -1,0 +1,30 @@
+"""Constants of the fake BFL API: spec paths, FLUX 3 tiers, keys, polling URL templates, statuses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+DEFAULT_SPEC_PATH = REPO_ROOT / "tests" / "specs" / "bfl-openapi.json"
+#: FLUX 3 Image's request schema (not in the 2026-04 OpenAPI snapshot; see tests/specs/README.md).
+FLUX3_SPEC_PATH = REPO_ROOT / "tests" / "specs" / "bfl-flux3-image.json"
+FLUX3_MODEL = "flux-3-image"
+FLUX3_TIER_PIXELS = {"768sq": 768 * 768, "1k": 1024 * 1024, "1.5k": 1536 * 1536, "2k": 2048 * 2048, "4k": 4096 * 4096}
+FLUX3_INPUT_MIN_SIDE = 256
+FLUX3_INPUT_MAX_PIXELS = 16_000_000
+
+DEFAULT_API_KEY = "test-bfl-key"
+MASK = "<redacted>"
+_SECRET_HEADERS = frozenset({"x-key", "authorization", "cookie"})
+
+#: Polling URL templates for :attr:`Behaviour.polling_url`. Fields: ``{base}`` (this fake),
+#: ``{other}`` (the :class:`FakeDeliveryHost`, i.e. a foreign host) and ``{id}`` (the task id).
+DEFAULT_POLLING = "{base}/v1/get_result?id={id}"
+REGIONAL_POLLING = "{base}/regional/v1/get_result?id={id}&cluster=eu2"
+FOREIGN_POLLING = "{other}/v1/get_result?id={id}"
+
+TERMINAL_STATUSES = ("Ready", "Request Moderated", "Content Moderated", "Error", "Task not found", "Failed")
+#: ``Behaviour.stages`` of a FLUX 3 task: it thinks about the prompt, then renders.
+FLUX3_STAGES = ("Pending", "Reasoning", "Generating")
+
+FLUX2_MAX_PIXELS = 2048 * 2048  # documented: up to 4 MP

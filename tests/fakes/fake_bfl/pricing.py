@@ -1,0 +1,105 @@
+"""What BFL charges and what size it renders: flat and per-megapixel prices, FLUX 3 tiers, output sizes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from tests.fakes.fake_bfl.constants import FLUX3_MODEL, FLUX3_TIER_PIXELS
+from tests.fakes.fake_bfl.images import _decoded_size
+from tests.fakes.fake_bfl.validation import _parse_ratio, generation_routes
+
+#: FLUX 3 prices per resolution tier, in credits (1k, 2k, 4k as published; the others below our estimates).
+FLUX3_TIER_PRICES: dict[str, Decimal] = {
+    "768sq": Decimal("3.5"),
+    "1k": Decimal("4.8"),
+    "1.5k": Decimal("7.5"),
+    "2k": Decimal("10"),
+    "4k": Decimal("60.7"),
+}
+# FLUX.1 prices are flat per image, in credits (1 credit = $0.01); bfl-api.md §5.
+FLAT_PRICES: dict[str, Decimal] = {
+    "flux-pro-1.1": Decimal("4"),
+    "flux-pro-1.1-ultra": Decimal("6"),
+    "flux-pro-1.1-ultra-finetuned": Decimal("6"),
+    "flux-dev": Decimal("2.5"),
+    "flux-kontext-pro": Decimal("4"),
+    "flux-kontext-max": Decimal("8"),
+    "flux-pro-1.0-fill": Decimal("5"),
+    "flux-pro-1.0-fill-finetuned": Decimal("5"),
+    "flux-pro-1.0-expand": Decimal("5"),
+}
+# FLUX.2 prices: (first megapixel, each further megapixel) in credits; bfl-api.md §5 rate card.
+MEGAPIXEL_PRICES: dict[str, tuple[Decimal, Decimal]] = {
+    "flux-2-pro": (Decimal("3"), Decimal("1.5")),
+    "flux-2-pro-preview": (Decimal("3"), Decimal("1.5")),
+    "flux-2-max": (Decimal("7"), Decimal("3")),
+    "flux-2-flex": (Decimal("5"), Decimal("5")),
+    "flux-2-klein-4b": (Decimal("1.4"), Decimal("0.1")),
+    "flux-2-klein-9b": (Decimal("1.5"), Decimal("0.2")),
+    "flux-2-klein-9b-preview": (Decimal("1.5"), Decimal("0.2")),
+}
+# Output pixels for aspect-ratio models: Kontext about 1 MP, Ultra up to 4 MP.
+_ASPECT_TARGET_PIXELS = {"flux-kontext-pro": 1 << 20, "flux-kontext-max": 1 << 20}
+_ULTRA_TARGET_PIXELS = 4 << 20
+
+
+def price_credits(model: str, width: int, height: int, input_pixels: Sequence[int] = ()) -> Decimal:
+    """What the fake charges, in credits: FLUX.1 flat; FLUX.2 first MP + each further MP; FLUX 3 per tier.
+
+    Megapixels are rounded to 2 decimals like BFL's ``output_mp``; the price to 0.01 credit.
+    FLUX.2 edits also pay their input megapixels at the extra-megapixel rate (bfl-api.md §00.8).
+    """
+    if model in FLAT_PRICES:
+        return FLAT_PRICES[model]
+    if model == FLUX3_MODEL:
+        tier = min(FLUX3_TIER_PIXELS, key=lambda t: abs(FLUX3_TIER_PIXELS[t] - width * height))
+        return FLUX3_TIER_PRICES[tier]
+    first, extra = MEGAPIXEL_PRICES.get(model, (Decimal("5"), Decimal("0")))
+    megapixels = (Decimal(width * height + sum(input_pixels)) / 1_000_000).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    price = first + extra * max(Decimal(0), megapixels - 1)
+    return price.quantize(Decimal("0.01"), ROUND_HALF_UP).normalize()
+
+
+def output_size(model: str, body: dict[str, Any]) -> tuple[int, int]:
+    """The pixel size the fake renders for a (valid) request."""
+    route = generation_routes()[model]
+    props = route.schema.get("properties", {})
+    if model == FLUX3_MODEL:
+        pixels = FLUX3_TIER_PIXELS[body.get("resolution") or "1k"]
+        ratio = body.get("aspect_ratio") or "auto"
+        if ratio == "auto":
+            images = body.get("images")
+            first = images if isinstance(images, str) else (images or [None])[0]
+            w, h = _decoded_size(first) or (1, 1)
+        else:
+            w, h = (int(part) for part in ratio.split(":"))
+        return (round((pixels * w / h) ** 0.5 / 16) * 16, round((pixels * h / w) ** 0.5 / 16) * 16)
+    if "width" in props:
+        width = body.get("width") or props["width"].get("default") or 0
+        height = body.get("height") or props["height"].get("default") or 0
+        # FLUX.2 uses 0/None for "auto": 1024×1024 for text-to-image.
+        return (int(width) or 1024, int(height) or 1024)
+    if "aspect_ratio" in props:
+        default = props["aspect_ratio"].get("default") or "1:1"
+        w, h = _parse_ratio(body.get("aspect_ratio") or default) or (1, 1)
+        target = _ASPECT_TARGET_PIXELS.get(model, _ULTRA_TARGET_PIXELS)
+        width = round((target * w / h) ** 0.5 / 32) * 32
+        height = round((target * h / w) ** 0.5 / 32) * 32
+        return (width, height)
+    # Fill/Expand: the size of the input image (plus the expansion margins).
+    size = _decoded_size(body.get("image")) or (1024, 1024)
+    return (
+        size[0] + int(body.get("left") or 0) + int(body.get("right") or 0),
+        size[1] + int(body.get("top") or 0) + int(body.get("bottom") or 0),
+    )
+
+
+def input_pixels(body: dict[str, Any]) -> list[int]:
+    """Pixel counts of the decodable input images of a request (FLUX.2 / Kontext fields or FLUX 3 ``images``)."""
+    images = body.get("images")
+    datas = [images] if isinstance(images, str) else list(images or [])
+    datas += [body[k] for k in sorted(body) if k.startswith("input_image") and body[k] is not None]
+    sizes = [_decoded_size(data) for data in datas]
+    return [w * h for w, h in (size for size in sizes if size is not None)]

@@ -1,0 +1,176 @@
+"""The BFL OpenAPI spec, and request validation against it plus the limits it cannot express."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from tests.fakes.fake_bfl.constants import (
+    DEFAULT_SPEC_PATH,
+    FLUX2_MAX_PIXELS,
+    FLUX3_INPUT_MAX_PIXELS,
+    FLUX3_INPUT_MIN_SIDE,
+    FLUX3_MODEL,
+    FLUX3_SPEC_PATH,
+)
+from tests.fakes.fake_bfl.images import _decoded_size
+
+# -- the OpenAPI spec --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RouteSchema:
+    """The request schema of one generation route, compiled."""
+
+    model: str
+    schema: dict[str, Any]
+    validator: jsonschema.Draft202012Validator
+    properties: frozenset[str]
+    closed: bool  # the schema itself already forbids unknown properties
+
+
+def spec_path() -> Path:
+    """Where the BFL OpenAPI spec is: ``$BFL_OPENAPI_SPEC`` or ``<repo>/tests/specs/bfl-openapi.json`` (vendored)."""
+    env = os.environ.get("BFL_OPENAPI_SPEC")
+    return Path(env) if env else DEFAULT_SPEC_PATH
+
+
+@functools.cache
+def load_spec(path: Path | None = None) -> dict[str, Any]:
+    """The parsed spec (cached per process)."""
+    return json.loads((path or spec_path()).read_text(encoding="utf-8"))
+
+
+@functools.cache
+def generation_routes(path: Path | None = None) -> dict[str, RouteSchema]:
+    """Every ``POST /v1/flux…`` route of the spec, keyed by model name, with a compiled validator."""
+    spec = load_spec(path)
+    components = spec["components"]
+    routes: dict[str, RouteSchema] = {}
+    for route, operations in spec["paths"].items():
+        operation = operations.get("post")
+        if not route.startswith("/v1/flux") or not operation or "requestBody" not in operation:
+            continue
+        schema = operation["requestBody"]["content"]["application/json"]["schema"]
+        if "$ref" in schema:
+            schema = components["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+        document = {**schema, "components": components}  # lets "#/components/..." refs resolve
+        jsonschema.Draft202012Validator.check_schema(document)
+        model = route.removeprefix("/v1/")
+        routes[model] = RouteSchema(
+            model=model,
+            schema=schema,
+            validator=jsonschema.Draft202012Validator(document),
+            properties=frozenset(schema.get("properties", {})),
+            closed="additionalProperties" in schema or "unevaluatedProperties" in schema,
+        )
+    flux3 = json.loads(FLUX3_SPEC_PATH.read_text(encoding="utf-8"))["request"]
+    jsonschema.Draft202012Validator.check_schema(flux3)
+    routes[FLUX3_MODEL] = RouteSchema(
+        model=FLUX3_MODEL,
+        schema=flux3,
+        validator=jsonschema.Draft202012Validator(flux3),
+        properties=frozenset(flux3["properties"]),
+        closed=True,
+    )
+    return routes
+
+
+_KEYWORD_TYPES = {
+    "minimum": "greater_than_equal",
+    "maximum": "less_than_equal",
+    "exclusiveMinimum": "greater_than",
+    "exclusiveMaximum": "less_than",
+    "multipleOf": "multiple_of",
+    "required": "missing",
+    "type": "type_error",
+    "enum": "enum",
+    "maxLength": "string_too_long",
+    "minLength": "string_too_short",
+    "additionalProperties": "extra_forbidden",
+}
+
+
+def validate_body(model: str, body: Any) -> list[dict[str, Any]]:
+    """FastAPI-style ``detail`` items for everything wrong with ``body`` on ``model`` ([] if valid)."""
+    route = generation_routes()[model]
+    if not isinstance(body, dict):
+        return [{"loc": ["body"], "msg": "Input should be a valid dictionary", "type": "model_attributes_type"}]
+    detail: list[dict[str, Any]] = []
+    if not route.closed:
+        # The real API's handling of unknown fields is undocumented; the bot must not send any.
+        for name in sorted(set(body) - route.properties):
+            detail.append({"loc": ["body", name], "msg": "Extra inputs are not permitted", "type": "extra_forbidden"})
+    for error in sorted(route.validator.iter_errors(body), key=lambda e: list(map(str, e.absolute_path))):
+        # anyOf [<the real type>, null]: report why the real type failed, as FastAPI would.
+        branches = [e for e in error.context or () if not (e.validator == "type" and e.validator_value == "null")]
+        if branches:
+            error = jsonschema.exceptions.best_match(branches)
+        loc: list[Any] = ["body", *error.absolute_path]
+        if error.validator == "required":
+            missing = re.findall(r"'([^']+)' is a required property", error.message)
+            loc = ["body", *missing]
+        detail.append(
+            {
+                "loc": loc,
+                "msg": error.message,
+                "type": _KEYWORD_TYPES.get(str(error.validator), "value_error"),
+            }
+        )
+    if not detail:
+        detail.extend(_documented_limits(model, body))
+    return detail
+
+
+def _documented_limits(model: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Limits BFL documents in prose but not in the schema."""
+    problems: list[dict[str, Any]] = []
+    ratio = body.get("aspect_ratio")
+    if model == FLUX3_MODEL:
+        images = body.get("images")
+        for index, data in enumerate([images] if isinstance(images, str) else images or []):
+            size = _decoded_size(data)
+            if size is None:
+                msg = "Image could not be decoded"
+            elif min(size) < FLUX3_INPUT_MIN_SIDE:
+                msg = f"Image must be at least {FLUX3_INPUT_MIN_SIDE}x{FLUX3_INPUT_MIN_SIDE}"
+            elif size[0] * size[1] > FLUX3_INPUT_MAX_PIXELS:
+                msg = "Image must be at most 16 megapixels"
+            else:
+                continue
+            problems.append({"loc": ["body", "images", index], "msg": msg, "type": "value_error"})
+        return problems
+    for name in sorted(k for k in body if k.startswith("input_image") and body[k] is not None):
+        if not str(body[name]).startswith(("http://", "https://")) and _decoded_size(body[name]) is None:
+            problems.append({"loc": ["body", name], "msg": "Image could not be decoded", "type": "value_error"})
+    if isinstance(ratio, str) and _parse_ratio(ratio) is None:
+        problems.append(
+            {
+                "loc": ["body", "aspect_ratio"],
+                "msg": "Aspect ratio must be between 21:9 and 9:21",
+                "type": "value_error",
+            }
+        )
+    if model.startswith("flux-2-"):
+        width, height = body.get("width") or 0, body.get("height") or 0
+        if width * height > FLUX2_MAX_PIXELS:
+            problems.append({"loc": ["body"], "msg": "Image must be at most 4 megapixels", "type": "value_error"})
+    return problems
+
+
+def _parse_ratio(text: str) -> tuple[int, int] | None:
+    match = re.fullmatch(r"(\d{1,3}):(\d{1,3})", text)
+    if not match:
+        return None
+    w, h = int(match[1]), int(match[2])
+    if w == 0 or h == 0 or not (Decimal(9) / 21 <= Decimal(w) / h <= Decimal(21) / 9):
+        return None
+    return w, h
