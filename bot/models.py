@@ -42,6 +42,7 @@ __all__ = [
     "TierPrice",
     "build_request",
     "dimensions_for",
+    "flux3_resolution_prices",
     "get_model",
     "models_supporting",
     "models_taking_images",
@@ -424,6 +425,12 @@ def models_supporting(option: str) -> list[ModelSpec]:
 def models_taking_images() -> list[ModelSpec]:
     """The models that edit (take input images), in table order."""
     return [spec for spec in MODELS.values() if spec.takes_images]
+
+
+def flux3_resolution_prices() -> list[tuple[str, int]]:
+    """Each FLUX 3 ``resolution`` tier with its price in micro-dollars, in tier order (the option's choices)."""
+    spec = MODELS["flux-3-image"]
+    return [(tier, spec.estimate_cost_micros(1, 1, (), tier)) for tier in FLUX3_RESOLUTIONS]
 
 
 def _parse_ratio(aspect_ratio: str) -> tuple[int, int]:

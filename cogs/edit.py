@@ -31,7 +31,6 @@ from bot.errors import FluxcordError, InvalidOptions, NotAllowed
 from bot.images.inputs import BadInputImage, InputFetcher, prepare
 from bot.models import (
     FLUX3_ASPECT_RATIOS,
-    FLUX3_RESOLUTIONS,
     MAX_SEED,
     MODELS,
     OPTION_NAMES,
@@ -43,6 +42,7 @@ from bot.models import (
 )
 from bot.safety.privacy import require_details
 from bot.text import clean_prompt, strip_bidi
+from cogs._choices import resolution_choices
 from cogs._context import is_moderator, require_guild
 
 log = logging.getLogger(__name__)
@@ -168,12 +168,7 @@ class Edit(commands.Cog):
     @app_commands.choices(
         model=_edit_model_choices(),
         aspect_ratio=[app_commands.Choice(name=r, value=r) for r in FLUX3_ASPECT_RATIOS],
-        resolution=[
-            app_commands.Choice(
-                name=f"{tier} · {format_usd(MODELS['flux-3-image'].estimate_cost_micros(1, 1, (), tier))}", value=tier
-            )
-            for tier in FLUX3_RESOLUTIONS
-        ],
+        resolution=resolution_choices(),
     )
     async def edit(
         self,

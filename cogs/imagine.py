@@ -18,7 +18,6 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import FluxcordBot
-from bot.billing.money import format_usd
 from bot.engine.engine import Requester
 from bot.engine.outcomes import CANCELLED_TEXT
 from bot.engine.sources import JobSources
@@ -26,7 +25,6 @@ from bot.engine.store import Job
 from bot.errors import InvalidOptions
 from bot.models import (
     ASPECT_RATIOS,
-    FLUX3_RESOLUTIONS,
     MAX_SEED,
     MODELS,
     OPTION_NAMES,
@@ -35,6 +33,7 @@ from bot.models import (
 )
 from bot.safety.privacy import require_details
 from bot.text import clean_prompt
+from cogs._choices import resolution_choices
 from cogs._confirm import Confirmations, ConfirmButton
 from cogs._context import is_moderator, require_guild, role_ids
 from cogs._presenter import DiscordPresenter, progress_text
@@ -97,12 +96,7 @@ class Imagine(commands.Cog):
             for key, spec in MODELS.items()
         ],
         aspect_ratio=[app_commands.Choice(name=ratio, value=ratio) for ratio in ASPECT_RATIOS],
-        resolution=[
-            app_commands.Choice(
-                name=f"{tier} · {format_usd(MODELS['flux-3-image'].estimate_cost_micros(1, 1, (), tier))}", value=tier
-            )
-            for tier in FLUX3_RESOLUTIONS
-        ],
+        resolution=resolution_choices(),
     )
     async def imagine(
         self,

@@ -66,3 +66,21 @@ async def test_result_card_of_the_longest_prompt_fits_discords_embed_limits(bot)
     assert len(embed) <= 6000
     assert len(embed.description) <= 4096 and len(embed.author.name) <= 256
     assert "@\u200beveryone" in embed.description
+
+
+async def test_imagine_and_edit_offer_the_same_priced_resolution_tiers(bot):
+    from bot.billing.money import format_usd
+    from bot.models import FLUX3_RESOLUTIONS, MODELS
+
+    def resolution_choices(name):
+        command = bot.tree.get_command(name)
+        (parameter,) = [p for p in command.parameters if p.name == "resolution"]
+        return [(choice.name, choice.value) for choice in parameter.choices]
+
+    imagine, edit = resolution_choices("imagine"), resolution_choices("edit")
+    assert imagine == edit
+    assert [value for _, value in imagine] == list(FLUX3_RESOLUTIONS)
+    flux3 = MODELS["flux-3-image"]
+    for label, tier in imagine:
+        assert label == f"{tier} · {format_usd(flux3.estimate_cost_micros(1, 1, (), tier))}"
+    assert ("4k · $0.607", "4k") in imagine  # the dearest tier is priced, not just named
