@@ -49,3 +49,28 @@ def hold_admissions(monkeypatch: Any) -> asyncio.Event:
 def uid(member: dict[str, Any]) -> int:
     """A fake member's user id."""
     return int(member["user"]["id"])
+
+
+async def first_answer(harness: Any, interaction: Any) -> Any:
+    """Wait until ``interaction`` is acknowledged and has its first answer (the original message or a followup)."""
+    await interaction.wait_acked()
+    await harness.fake.wait_for(lambda: interaction.original_message is not None or interaction.followups)
+    return interaction
+
+
+def text_of(interaction: Any) -> str:
+    """Every text the bot answered ``interaction`` with: contents, embed titles, descriptions, authors, fields."""
+    parts = []
+    for message in [interaction.original_message, *interaction.followups]:
+        if message:
+            parts.append(message.get("content") or "")
+            for embed in message.get("embeds") or []:
+                parts += [embed.get("title") or "", embed.get("description") or ""]
+                parts.append((embed.get("author") or {}).get("name") or "")
+                parts += [f"{f['name']}: {f['value']}" for f in embed.get("fields", [])]
+    return "\n".join(parts)
+
+
+async def rows(harness: Any, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` in the bot's database, as tuples."""
+    return [tuple(r) for r in await harness.services.db.fetch_all(sql, params)]

@@ -6,34 +6,18 @@ import io
 
 import pytest
 
-from tests.e2e.support import MEMBER_PERMISSIONS, hold_admissions, loaded_cog_module, uid
+from tests.e2e.support import MEMBER_PERMISSIONS, first_answer, hold_admissions, loaded_cog_module, rows, text_of, uid
 from tests.fakes.fake_bfl import Behaviour
 
 
 async def budget(harness, subcommand, user, **options):
     interaction = await harness.fake.slash("budget", options, subcommand=subcommand, user=user)
-    await interaction.wait_acked()
-    await harness.fake.wait_for(lambda: interaction.original_message is not None or interaction.followups)
+    await first_answer(harness, interaction)
     if interaction.response_type == 5:  # deferred (report): wait for the real answer
         await harness.fake.wait_for(
             lambda: interaction.followups or not interaction.original_message.get("flags", 0) & 128
         )
     return interaction
-
-
-def text_of(interaction):
-    parts = []
-    for message in [interaction.original_message, *interaction.followups]:
-        if message:
-            parts.append(message.get("content") or "")
-            for embed in message.get("embeds") or []:
-                parts += [embed.get("title") or "", embed.get("description") or ""]
-                parts += [f"{f['name']}: {f['value']}" for f in embed.get("fields", [])]
-    return "\n".join(parts)
-
-
-async def rows(harness, sql, params=()):
-    return [tuple(r) for r in await harness.services.db.fetch_all(sql, params)]
 
 
 async def test_member_without_permission_changes_nothing(harness, people):

@@ -3,30 +3,13 @@
 import pytest
 
 from tests.e2e.fake_discord import Perm
-from tests.e2e.support import MEMBER_PERMISSIONS, uid
+from tests.e2e.support import MEMBER_PERMISSIONS, first_answer, rows, text_of, uid
 
 
 async def command(harness, name, user, *, subcommand=None, where=None, **options):
     """Run a slash command (``where``: the channel it is used in) and wait for its first answer."""
     interaction = await harness.fake.slash(name, options, subcommand=subcommand, user=user, channel=where)
-    await interaction.wait_acked()
-    await harness.fake.wait_for(lambda: interaction.original_message is not None or interaction.followups)
-    return interaction
-
-
-def text_of(interaction):
-    parts = []
-    for message in [interaction.original_message, *interaction.followups]:
-        if message:
-            parts.append(message.get("content") or "")
-            for embed in message.get("embeds") or []:
-                parts += [embed.get("description") or "", (embed.get("author") or {}).get("name") or ""]
-                parts += [f"{f['name']}: {f['value']}" for f in embed.get("fields", [])]
-    return "\n".join(parts)
-
-
-async def rows(harness, sql, params=()):
-    return [tuple(r) for r in await harness.services.db.fetch_all(sql, params)]
+    return await first_answer(harness, interaction)
 
 
 def synced(harness, name):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.e2e.support import uid
+from tests.e2e.support import first_answer, rows, uid
 from tests.fakes.fake_bfl import Behaviour
 
 
@@ -18,17 +18,11 @@ async def modlog(harness, people):
 
 async def safety(harness, subcommand, user, group=None, **options):
     interaction = await harness.fake.slash("safety", options, subcommand=subcommand, subcommand_group=group, user=user)
-    await interaction.wait_acked()
-    await harness.fake.wait_for(lambda: interaction.original_message is not None or interaction.followups)
-    return interaction
+    return await first_answer(harness, interaction)
 
 
 def text(interaction):
     return "\n".join((m or {}).get("content") or "" for m in [interaction.original_message, *interaction.followups])
-
-
-async def rows(harness, sql, params=()):
-    return [tuple(r) for r in await harness.services.db.fetch_all(sql, params)]
 
 
 async def posts(harness, channel, needle, count=1):
