@@ -55,9 +55,14 @@ async def run_checks(settings: Settings, report: Report) -> None:
     else:
         try:
             version = await db.schema_version()
+            if db.backend == "postgresql":
+                server = await db.fetch_value("SHOW server_version")
+                text = f"PostgreSQL {server} at {db.location} connects and is migrated (schema version {version})"
+            else:
+                text = f"{settings.database_path} opens and is migrated (schema version {version})"
         finally:
             await db.close()
-        report.line(PASS, "database", f"{settings.database_path} opens and is migrated (schema version {version})")
+        report.line(PASS, "database", text)
 
     try:
         folder = check_cache_folder(settings)

@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     # NORMAL (with WAL) keeps every commit through a process crash; FULL also through an OS crash or
     # power loss, at ~4x fewer ledger writes per second (see README "Benchmarks").
     database_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    # Set (postgresql://user:password@host:5432/db): PostgreSQL instead of the SQLite file, so several
+    # processes can share the data (docs/operations.md "Moving to PostgreSQL"). A secret: never logged.
+    database_url: SecretStr | None = None
+    database_pool_size: int = Field(default=10, ge=1, le=200)  # PostgreSQL connections per process
     dev_guild_id: int | None = Field(default=None, gt=0)
 
     log_level: str = "INFO"
@@ -127,6 +131,17 @@ class Settings(BaseSettings):
     @classmethod
     def _http_url(cls, value: str) -> str:
         return _check_url(value, ("https", "http"), "https://api.bfl.ai").rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        url = value.get_secret_value().strip()
+        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+        if scheme not in {"postgresql", "postgres"}:
+            raise ValueError("must be a PostgreSQL URL, e.g. postgresql://fluxcord:password@localhost:5432/fluxcord")
+        return SecretStr(url)
 
     @field_validator("discord_gateway_url")
     @classmethod

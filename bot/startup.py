@@ -27,7 +27,7 @@ import aiohttp
 import discord
 
 from bot.config import Settings
-from bot.storage.database import Database
+from bot.storage.database import Database, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,8 @@ async def open_storage(settings: Settings) -> Database:
     The order matters for the message: the cache folder defaults to one inside the database's, so a
     read-only data folder must be reported as ``DATABASE_PATH``, not ``CACHE_DIR``.
     """
-    _check_database_path(settings)
+    if settings.database_url is None:
+        _check_database_path(settings)
     check_cache_folder(settings)
     return await open_database(settings)
 
@@ -137,7 +138,12 @@ def _check_database_path(settings: Settings) -> None:
 
 
 async def open_database(settings: Settings) -> Database:
-    """Open and migrate the database at ``DATABASE_PATH``; every failure is a :class:`StartupError`."""
+    """Open and migrate the database: PostgreSQL at ``DATABASE_URL`` if set, else SQLite at ``DATABASE_PATH``.
+
+    Every failure is a :class:`StartupError` (a PostgreSQL URL appears without its password).
+    """
+    if settings.database_url is not None:
+        return await _open_postgres(settings)
     path = settings.database_path
     _check_database_path(settings)
     try:
@@ -150,6 +156,30 @@ async def open_database(settings: Settings) -> Database:
         ) from exc
     except RuntimeError as exc:  # a broken migration set (a packaging problem, not the user's)
         raise StartupError(f"DATABASE_PATH: cannot migrate {path} ({one_line(exc)}); reinstall the bot") from exc
+
+
+async def _open_postgres(settings: Settings) -> Database:
+    import asyncpg
+
+    assert settings.database_url is not None
+    url = settings.database_url.get_secret_value()
+    shown = redact_url(url)
+    try:
+        return await Database.connect(url, pool_size=settings.database_pool_size)
+    except asyncpg.InvalidPasswordError:
+        raise StartupError(f"DATABASE_URL: {shown} refused the password; check the user and password") from None
+    except asyncpg.InvalidCatalogNameError:
+        raise StartupError(f"DATABASE_URL: {shown}: the database does not exist; create it (createdb)") from None
+    except asyncpg.PostgresError as exc:
+        reason = one_line(exc).replace(url, shown)
+        raise StartupError(f"DATABASE_URL: cannot open or migrate {shown} ({reason})") from None
+    except (OSError, TimeoutError, asyncpg.InterfaceError) as exc:
+        reason = describe_error(exc) if isinstance(exc, OSError) else (one_line(exc) or type(exc).__name__)
+        raise StartupError(
+            f"DATABASE_URL: cannot connect to {shown} ({reason.replace(url, shown)}); is PostgreSQL running there?"
+        ) from None
+    except RuntimeError as exc:  # a broken migration set (a packaging problem, not the user's)
+        raise StartupError(f"DATABASE_URL: cannot migrate {shown} ({one_line(exc)}); reinstall the bot") from None
 
 
 def _database_problem(path: Path, exc: sqlite3.DatabaseError) -> str:

@@ -20,12 +20,42 @@ async def fake_bfl() -> AsyncIterator[FakeBfl]:
 # --- the database, on a real file per test -------------------------------------------------------
 @pytest.fixture
 async def db(tmp_path):
-    """A migrated SQLite database in a temporary file."""
+    """A migrated SQLite database in a temporary file (tests/bot/conftest.py adds PostgreSQL there)."""
     from bot.storage.database import Database
 
     database = await Database.open(tmp_path / "fluxcord.sqlite3")
     yield database
     await database.close()
+
+
+# --- PostgreSQL: one throwaway server per run, one database per test (tests/postgres_server.py) -----
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The test PostgreSQL server; skipped (failed under CI) when there is none to be had."""
+    import os
+
+    from tests.postgres_server import PostgresServer, find_bindir
+
+    server = PostgresServer()
+    url = os.environ.get("FLUXCORD_TEST_DATABASE_URL")
+    if url:
+        server.use_existing(url)
+    else:
+        bindir = find_bindir()
+        if bindir is None:
+            reason = "no PostgreSQL server binaries (initdb, pg_ctl): apt-get install postgresql"
+            if os.environ.get("CI"):
+                pytest.fail(f"CI must test PostgreSQL too: {reason}")
+            pytest.skip(reason)
+        server.start(bindir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def pg_url(postgres_server) -> str:
+    """The URL of a fresh, migrated PostgreSQL database of its own for this test."""
+    return await postgres_server.new_database()
 
 
 class ManualClock:

@@ -43,7 +43,8 @@ class SpendAlerts:
                     break
                 key = period_key(status.limit.period, now)
                 inserted = await self._db.execute(
-                    "INSERT OR IGNORE INTO spend_alerts (guild_id, period, threshold, at) VALUES (?, ?, ?, ?)",
+                    "INSERT INTO spend_alerts (guild_id, period, threshold, at) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT DO NOTHING",
                     (guild_id, key, threshold, to_millis(now)),
                 )
                 if inserted:

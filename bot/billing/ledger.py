@@ -1,10 +1,13 @@
 """The money ledger: reserve before a BFL submit, then settle or release — atomically, idempotently.
 
 Every check-and-write is ONE conditional SQL statement (``INSERT … SELECT … WHERE <every limit
-holds>``): SQLite runs a statement atomically, so fifty concurrent reservations can never
-overspend, whatever order aiosqlite's worker runs them in. Triggers (migration 0002) update the
-per-period counters in the same statement. A job has at most one reserve and one outcome row
-(unique indexes), so repeating a step after a retry or a crash never charges twice.
+holds>``) in a transaction. On SQLite a transaction runs alone, so fifty concurrent reservations
+can never overspend. On PostgreSQL (READ COMMITTED, many processes) two such statements could both
+see the old counters, so the transaction first locks every counter row the reservation reads and
+writes (``SELECT … FOR UPDATE``, in the one order the counting trigger uses, so writers never
+deadlock); the conditional insert then sees the latest committed counts. Triggers (migration 0002)
+update the per-period counters in the same statement. A job has at most one reserve and one
+outcome row (unique indexes), so repeating a step after a retry or a crash never charges twice.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from bot.billing.periods import PeriodKeys, period_end
 from bot.clock import Clock, from_millis, to_millis, utc_now
 from bot.config import Period
 from bot.errors import GenerationPaused, LimitReached
-from bot.storage.database import Database
+from bot.storage.database import Database, Transaction
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,10 @@ class Executor(Protocol):
 
     async def execute(self, sql: str, params: Sequence[object] = ()) -> int:
         """Run ``sql``; return the number of rows it changed."""
+
+
+class _Refused(Exception):
+    """A reservation's limits did not hold (raised inside its transaction to roll it back)."""
 
 
 class Scope(enum.StrEnum):
@@ -150,19 +157,24 @@ class Ledger:
         """
         for _attempt in range(3):
             now = self._clock()
-            if await self.try_reserve(
-                self._db,
-                job_id=job_id,
-                guild_id=guild_id,
-                user_id=user_id,
-                model=model,
-                estimated_micros=estimated_micros,
-                limits=limits,
-                max_pending_jobs=max_pending_jobs,
-                cooldown_seconds=cooldown_seconds,
-                now=now,
-            ):
+            try:
+                async with self._db.transaction() as tx:
+                    if not await self.try_reserve(
+                        tx,
+                        job_id=job_id,
+                        guild_id=guild_id,
+                        user_id=user_id,
+                        model=model,
+                        estimated_micros=estimated_micros,
+                        limits=limits,
+                        max_pending_jobs=max_pending_jobs,
+                        cooldown_seconds=cooldown_seconds,
+                        now=now,
+                    ):
+                        raise _Refused  # rolls back whatever the check wrote (PostgreSQL's empty counter rows)
                 return Reservation(job_id, guild_id, user_id, estimated_micros, now)
+            except _Refused:
+                pass
             existing = await self.reservation(job_id)
             if existing is not None:
                 return existing
@@ -180,7 +192,7 @@ class Ledger:
 
     async def try_reserve(
         self,
-        executor: Executor,
+        tx: Transaction,
         *,
         job_id: int,
         guild_id: int,
@@ -192,7 +204,7 @@ class Ledger:
         cooldown_seconds: int,
         now: datetime,
     ) -> bool:
-        """Write the reservation as ONE conditional insert on ``executor`` (database or open transaction).
+        """Write the reservation as ONE conditional insert inside the open transaction ``tx``.
 
         True if every limit held and the row was written; False, with nothing written, if not.
         """
@@ -200,6 +212,8 @@ class Ledger:
             raise ValueError("an estimate cannot be negative")
         keys = PeriodKeys.at(now)
         now_ms = to_millis(now)
+        if tx.for_update:
+            await _lock_counters(tx, guild_id, user_id, keys)
         conditions = [
             "NOT EXISTS (SELECT 1 FROM guild_settings WHERE guild_id = ? AND paused = 1)",
             "COALESCE((SELECT pending_jobs FROM member_activity WHERE guild_id = ? AND user_id = ?), 0) < ?",
@@ -216,12 +230,15 @@ class Ledger:
             conditions.append(f"COALESCE((SELECT {used} FROM usage WHERE scope = ? AND period = ?), 0) + ? <= ?")
             params += [scope_key(limit.scope, guild_id, user_id), keys.of(limit.period), cost, limit.value]
         sql = (
-            f"INSERT OR IGNORE INTO ledger ({_RESERVE_COLUMNS}) "
-            "SELECT 'reserve', ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ? WHERE " + " AND ".join(conditions)
+            f"INSERT INTO ledger ({_RESERVE_COLUMNS}) SELECT 'reserve', CAST(? AS BIGINT), CAST(? AS BIGINT),"
+            " CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS BIGINT), 1, CAST(? AS TEXT),"
+            " CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT) WHERE "
+            + " AND ".join(conditions)
+            + " ON CONFLICT DO NOTHING"
         )
         row_values = [job_id, guild_id, user_id, model, estimated_micros, estimated_micros]
         row_values += [keys.day, keys.week, keys.month, now_ms]
-        return await executor.execute(sql, [*row_values, *params]) == 1
+        return await tx.execute(sql, [*row_values, *params]) == 1
 
     async def explain_refusal(
         self,
@@ -295,11 +312,11 @@ class Ledger:
         refund = 1 if refund_member else 0
         return (
             await (executor or self._db).execute(
-                f"INSERT OR IGNORE INTO ledger ({_RESERVE_COLUMNS}, note) "
+                f"INSERT INTO ledger ({_RESERVE_COLUMNS}, note) "
                 "SELECT 'settle', job_id, guild_id, user_id, model, ? - server_micros,"
-                " CASE WHEN ? THEN -member_micros ELSE ? - member_micros END,"
-                " CASE WHEN ? THEN -1 ELSE 0 END, day, week, month, ?, ?"
-                " FROM ledger WHERE job_id = ? AND kind = 'reserve'",
+                " CASE WHEN ? = 1 THEN -member_micros ELSE ? - member_micros END,"
+                " CASE WHEN ? = 1 THEN -1 ELSE 0 END, day, week, month, CAST(? AS BIGINT), CAST(? AS TEXT)"
+                " FROM ledger WHERE job_id = ? AND kind = 'reserve' ON CONFLICT DO NOTHING",
                 (cost_micros, refund, cost_micros, refund, to_millis(self._clock()), note or None, job_id),
             )
             == 1
@@ -309,9 +326,10 @@ class Ledger:
         """Give back everything a job held (BFL never accepted it); True if this call released it."""
         return (
             await (executor or self._db).execute(
-                f"INSERT OR IGNORE INTO ledger ({_RESERVE_COLUMNS}, note) "
+                f"INSERT INTO ledger ({_RESERVE_COLUMNS}, note) "
                 "SELECT 'release', job_id, guild_id, user_id, model, -server_micros, -member_micros,"
-                " -member_images, day, week, month, ?, ? FROM ledger WHERE job_id = ? AND kind = 'reserve'",
+                " -member_images, day, week, month, CAST(? AS BIGINT), CAST(? AS TEXT)"
+                " FROM ledger WHERE job_id = ? AND kind = 'reserve' ON CONFLICT DO NOTHING",
                 (to_millis(self._clock()), note or None, job_id),
             )
             == 1
@@ -392,6 +410,30 @@ class Ledger:
         return problems
 
 
+async def _lock_counters(tx: Transaction, guild_id: int, user_id: int, keys: PeriodKeys) -> None:
+    """Lock the member's activity row, then its nine usage rows, in the counting trigger's order.
+
+    Rows that do not exist yet are created empty first (``FOR UPDATE`` cannot lock a missing row).
+    Only for backends whose transactions run concurrently (PostgreSQL): see the module docstring.
+    """
+    await tx.execute(
+        "INSERT INTO member_activity (guild_id, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING", (guild_id, user_id)
+    )
+    await tx.fetch_all(
+        f"SELECT 1 FROM member_activity WHERE guild_id = ? AND user_id = ?{tx.for_update}", (guild_id, user_id)
+    )
+    scopes = sorted(scope_key(scope, guild_id, user_id) for scope in Scope)
+    rows = [(scope, period) for scope in scopes for period in sorted((keys.day, keys.week, keys.month))]
+    values = ", ".join("(?, ?)" for _ in rows)
+    flat = [part for row in rows for part in row]
+    await tx.execute(f"INSERT INTO usage (scope, period) VALUES {values} ON CONFLICT DO NOTHING", flat)
+    await tx.fetch_all(
+        f"SELECT 1 FROM usage WHERE (scope, period) IN (VALUES {values})"
+        f' ORDER BY scope COLLATE "C", period COLLATE "C"{tx.for_update}',
+        flat,
+    )
+
+
 def _refusal_text(status: LimitStatus, needed: int) -> str:
     limit = status.limit
     resets = f"<t:{int(status.resets_at.timestamp())}:R>"
@@ -426,6 +468,7 @@ WITH contributions (scope, period, micros, images, granted) AS (
     UNION ALL SELECT 'bot', week,  server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
     UNION ALL SELECT 'bot', month, server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
 )
-SELECT scope, period, SUM(micros) AS micros, SUM(images) AS images, SUM(granted) AS granted
+SELECT scope, period, CAST(SUM(micros) AS BIGINT) AS micros, CAST(SUM(images) AS BIGINT) AS images,
+    CAST(SUM(granted) AS BIGINT) AS granted
 FROM contributions GROUP BY scope, period
 """

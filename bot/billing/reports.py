@@ -6,7 +6,7 @@ import asyncio
 import csv
 import io
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from bot.billing.periods import period_key
 from bot.config import Period
@@ -36,22 +36,25 @@ async def spend_report(db: Database, guild_id: int, period: Period, now: datetim
     key = period_key(period, now)
     where = f"guild_id = ? AND {column} = ? AND kind != 'grant'"  # column is from a fixed table
     totals = await db.fetch_one(
-        f"SELECT COALESCE(SUM(server_micros), 0) AS micros, COALESCE(SUM(member_images), 0) AS images"
+        f"SELECT CAST(COALESCE(SUM(server_micros), 0) AS BIGINT) AS micros,"
+        f" CAST(COALESCE(SUM(member_images), 0) AS BIGINT) AS images"
         f" FROM ledger WHERE {where}",
         (guild_id, key),
     )
     members = await db.fetch_all(
-        f"SELECT user_id, SUM(server_micros) AS micros, SUM(member_images) AS images FROM ledger"
-        f" WHERE {where} GROUP BY user_id HAVING micros != 0 OR images != 0 ORDER BY micros DESC LIMIT 10",
+        f"SELECT user_id, CAST(SUM(server_micros) AS BIGINT) AS micros, CAST(SUM(member_images) AS BIGINT) AS images"
+        f" FROM ledger WHERE {where} GROUP BY user_id HAVING SUM(server_micros) != 0 OR SUM(member_images) != 0"
+        " ORDER BY micros DESC LIMIT 10",
         (guild_id, key),
     )
     models = await db.fetch_all(
-        f"SELECT model, SUM(server_micros) AS micros, SUM(member_images) AS images FROM ledger"
+        f"SELECT model, CAST(SUM(server_micros) AS BIGINT) AS micros, CAST(SUM(member_images) AS BIGINT) AS images"
+        " FROM ledger"
         f" WHERE {where} AND model IS NOT NULL GROUP BY model ORDER BY micros DESC",
         (guild_id, key),
     )
     bot_total = await db.fetch_value(
-        f"SELECT SUM(server_micros) FROM ledger WHERE {column} = ? AND kind != 'grant'",
+        f"SELECT CAST(SUM(server_micros) AS BIGINT) FROM ledger WHERE {column} = ? AND kind != 'grant'",
         (key,),
         default=0,
     )
@@ -86,8 +89,8 @@ LEDGER_CSV_COLUMNS = (
 async def ledger_csv(db: Database, guild_id: int) -> bytes:
     """The server's whole ledger as CSV (amounts in exact decimal dollars)."""
     rows = await db.fetch_all(
-        "SELECT id, strftime('%Y-%m-%dT%H:%M:%fZ', at / 1000.0, 'unixepoch') AS at_utc, kind, job_id, user_id,"
-        " model, server_micros, member_micros, member_images, actor_id, note FROM ledger WHERE guild_id = ?"
+        "SELECT id, at, kind, job_id, user_id, model, server_micros, member_micros, member_images, actor_id, note"
+        " FROM ledger WHERE guild_id = ?"
         " ORDER BY id",
         (guild_id,),
     )
@@ -100,10 +103,17 @@ def _to_csv(rows: list[tuple[object, ...]]) -> bytes:
     writer.writerow(LEDGER_CSV_COLUMNS)
     for row in rows:
         values = list(row)
+        values[1] = _iso_utc(values[1])  # type: ignore[arg-type]
         values[6] = _micros_as_usd(values[6])  # type: ignore[arg-type]
         values[7] = _micros_as_usd(values[7])  # type: ignore[arg-type]
         writer.writerow(["" if v is None else v for v in values])
     return buffer.getvalue().encode("utf-8")
+
+
+def _iso_utc(at_ms: int) -> str:
+    """Unix milliseconds as ``2026-11-18T12:00:00.250Z``."""
+    stamp = datetime.fromtimestamp(at_ms // 1000, UTC)
+    return f"{stamp:%Y-%m-%dT%H:%M:%S}.{at_ms % 1000:03d}Z"
 
 
 def _micros_as_usd(micros: int) -> str:

@@ -150,7 +150,7 @@ _CLAIM_SQL = f"""
 UPDATE jobs SET status = 'submitting', updated_at = :now
 WHERE status = 'queued' AND id = (
     WITH running AS (SELECT guild_id, user_id, model FROM jobs WHERE status IN {_RUNNING}),
-    total AS (SELECT COUNT(*) AS n, COALESCE(SUM(model = '{KONTEXT_MAX_MODEL}'), 0) AS k FROM running),
+    total AS (SELECT COUNT(*) AS n, COUNT(CASE WHEN model = '{KONTEXT_MAX_MODEL}' THEN 1 END) AS k FROM running),
     by_guild AS (SELECT guild_id, COUNT(*) AS n FROM running GROUP BY guild_id),
     by_member AS (SELECT guild_id, user_id, COUNT(*) AS n FROM running GROUP BY guild_id, user_id)
     SELECT j.id FROM jobs j
@@ -291,7 +291,7 @@ class JobStore:
         the event cannot happen in its state any more (another path got there first).
         """
         async with self._db.transaction() as tx:
-            row = await tx.fetch_one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+            row = await tx.fetch_one(f"SELECT * FROM jobs WHERE id = ?{tx.for_update}", (job_id,))
             if row is None:
                 return None
             job = _job(row)
@@ -324,6 +324,7 @@ class JobStore:
     async def claim(self, *, max_active: int, kontext_max: int, member_cap: int) -> Job | None:
         """Hand the next job, by the fairness rule, a BFL slot (queued → submitting); None if none can go."""
         async with self._db.transaction() as tx:
+            await tx.lock("jobs.claim")  # concurrent claimers (PostgreSQL) must see one running count
             rows = await tx.fetch_all(
                 _CLAIM_SQL,
                 {

@@ -78,9 +78,9 @@ class PrivacyService:
     async def kept(self, guild_id: int, user_id: int) -> Kept:
         """Counts of what is stored about the member in this server."""
         row = await self._db.fetch_one(
-            "SELECT COUNT(*) AS n, COALESCE(SUM(erased_at IS NULL), 0) AS kept,"
+            "SELECT COUNT(*) AS n, COALESCE(SUM(CASE WHEN erased_at IS NULL THEN 1 ELSE 0 END), 0) AS kept,"
             " MIN(CASE WHEN erased_at IS NULL THEN created_at END) AS oldest,"
-            " COALESCE(SUM(erased_at IS NULL AND status = 'delivered'), 0) AS images"
+            " COALESCE(SUM(CASE WHEN erased_at IS NULL AND status = 'delivered' THEN 1 ELSE 0 END), 0) AS images"
             " FROM jobs WHERE guild_id = ? AND user_id = ?",
             (guild_id, user_id),
         )
@@ -142,8 +142,6 @@ class PrivacyService:
                 cached += await self._cache.delete(key)
         now = to_millis(self._clock())
         async with self._db.transaction() as tx:
-            # Edits (migration 0007) remember where their input image came from: a link to erase too.
-            sources = await tx.fetch_one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'job_sources'")
             for job_id in job_ids:
                 changed = await tx.execute(
                     "UPDATE jobs SET prompt = '', params = '{}', expanded_prompt = NULL, sample_url = NULL,"
@@ -151,7 +149,7 @@ class PrivacyService:
                     f" WHERE id = ? AND status NOT IN {_OPEN}",
                     (now, job_id),
                 )
-                if changed and sources is not None:
+                if changed:  # an edit (migration 0007) remembers its input image's link: erased too
                     await tx.execute("UPDATE job_sources SET source_url = NULL WHERE job_id = ?", (job_id,))
         return cached
 

@@ -149,7 +149,7 @@ class SafetyService:
         now = self._clock()
         async with self._db.transaction() as tx:
             await tx.execute(
-                "INSERT OR IGNORE INTO safety_strikes (guild_id, user_id, job_id, at) VALUES (?, ?, ?, ?)",
+                "INSERT INTO safety_strikes (guild_id, user_id, job_id, at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (guild_id, user_id, job_id, to_millis(now)),
             )
             count = await tx.fetch_one(
@@ -257,7 +257,8 @@ class SafetyService:
         async with self._db.transaction() as tx:
             for rule in new:
                 await tx.execute(
-                    "INSERT OR IGNORE INTO safety_words (guild_id, rule, added_by, added_at) VALUES (?, ?, ?, ?)",
+                    "INSERT INTO safety_words (guild_id, rule, added_by, added_at) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT DO NOTHING",
                     (guild_id, rule, actor_id, now),
                 )
         entry = await self._limits.record(guild_id, actor_id, "safety.words.add", "blocked words", None, ", ".join(new))
@@ -327,7 +328,8 @@ class SafetyService:
         """Allow or stop allowing generation in a channel."""
         if allowed:
             await self._db.execute(
-                "INSERT OR IGNORE INTO safety_channels (guild_id, channel_id) VALUES (?, ?)", (guild_id, channel_id)
+                "INSERT INTO safety_channels (guild_id, channel_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (guild_id, channel_id),
             )
         else:
             await self._db.execute(

@@ -1,46 +1,53 @@
-"""The SQLite database: one aiosqlite connection, WAL, numbered migrations, one write lock.
+"""The storage interface: one :class:`Database` API, two backends, one set of numbered migrations.
 
-aiosqlite runs every statement on one worker thread, and a transaction belongs to the connection,
-not to the coroutine that opened it: a statement from coroutine B issued while A holds an open
-transaction runs inside A's transaction, and A's rollback erases it (measured, and pinned by
-``tests/bot/storage``). So every write goes through
-:meth:`Database.execute` or :meth:`Database.transaction`, which share one ``asyncio.Lock``; writes
-that must check and change money are single conditional statements, atomic on their own.
+SQLite (``bot.storage.sqlite``, the default: one file at ``DATABASE_PATH``) or PostgreSQL
+(``bot.storage.postgres``, when ``DATABASE_URL`` is set). Application SQL is written once, with
+``?`` or ``:name`` placeholders and portable forms (``INSERT … ON CONFLICT DO NOTHING``, ``COALESCE``,
+``CASE``, ``CAST(SUM(…) AS BIGINT)``); the PostgreSQL backend turns the placeholders into ``$n``.
+Rows support ``row["column"]`` and ``row[0]`` on both.
+
+Migrations are numbered files with the same names per backend: ``migrations/NNNN_reason.sql`` for
+SQLite and ``migrations/postgres/NNNN_reason.sql`` for PostgreSQL (types, triggers as plpgsql).
+
+Where the two engines differ in how they serialise writers, the :class:`Transaction` says so:
+SQLite runs every transaction alone (``BEGIN IMMEDIATE`` under one write lock), so
+:attr:`Transaction.for_update` is empty and :meth:`Transaction.lock` does nothing; PostgreSQL runs
+transactions side by side from many processes, so a check-then-write locks the rows it checks
+(``… FOR UPDATE``) or takes a named advisory lock.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import re
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import aiosqlite
-
-log = logging.getLogger(__name__)
-
 Params = Sequence[Any] | dict[str, Any]
 Synchronous = Literal["FULL", "NORMAL"]
+Backend = Literal["sqlite", "postgresql"]
+BACKENDS: tuple[Backend, ...] = ("sqlite", "postgresql")
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_FOLDERS = {"sqlite": ("migrations",), "postgresql": ("migrations", "postgres")}
 
 
 @dataclass(frozen=True)
 class Migration:
-    """One numbered schema change: ``migrations/NNNN_reason.sql``."""
+    """One numbered schema change: ``migrations/[postgres/]NNNN_reason.sql``."""
 
     version: int
     name: str
     sql: str
 
 
-def load_migrations() -> list[Migration]:
-    """The packaged migrations in version order; numbering must be contiguous from 1."""
-    folder = resources.files("bot.storage") / "migrations"
+def _read_migrations(backend: Backend) -> list[Migration]:
+    folder = resources.files("bot.storage")
+    for part in _FOLDERS[backend]:
+        folder = folder / part
     found: list[Migration] = []
     for entry in folder.iterdir():
         match = _MIGRATION_NAME.match(entry.name)
@@ -53,116 +60,124 @@ def load_migrations() -> list[Migration]:
     return found
 
 
-class Transaction:
-    """Statements inside :meth:`Database.transaction` (the write lock is already held)."""
+def load_migrations(backend: Backend = "sqlite") -> list[Migration]:
+    """The packaged migrations of ``backend`` in version order.
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self._conn = conn
+    Both sets must be numbered contiguously from 1 and carry the same file names, so a database
+    on either backend at version N has had the same changes.
+    """
+    sets = {name: _read_migrations(name) for name in BACKENDS}
+    names = {name: [m.name for m in found] for name, found in sets.items()}
+    if names["sqlite"] != names["postgresql"]:
+        only_sqlite = sorted(set(names["sqlite"]) - set(names["postgresql"]))
+        only_pg = sorted(set(names["postgresql"]) - set(names["sqlite"]))
+        raise RuntimeError(f"the migration sets differ: only SQLite has {only_sqlite}, only PostgreSQL has {only_pg}")
+    return sets[backend]
 
+
+class Transaction(ABC):
+    """Statements inside :meth:`Database.transaction`; committed at the end, rolled back on error."""
+
+    #: Appended to a ``SELECT`` whose rows the transaction will change: ``" FOR UPDATE"`` where
+    #: transactions run concurrently (PostgreSQL), empty where they run one at a time (SQLite).
+    for_update: str = ""
+
+    @abstractmethod
     async def execute(self, sql: str, params: Params = ()) -> int:
         """Run one statement; return the number of rows it changed."""
-        cursor = await self._conn.execute(sql, params)
-        return cursor.rowcount
 
-    async def fetch_one(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
+    @abstractmethod
+    async def fetch_one(self, sql: str, params: Params = ()) -> Any | None:
         """The first row of a query inside the transaction."""
-        cursor = await self._conn.execute(sql, params)
-        return await cursor.fetchone()
 
-    async def fetch_all(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
+    @abstractmethod
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[Any]:
         """Every row of a query inside the transaction."""
-        return list(await self._conn.execute_fetchall(sql, params))
+
+    async def lock(self, name: str) -> None:  # noqa: B027 - SQLite's transactions already run alone
+        """Hold the named lock until the transaction ends (PostgreSQL: an advisory lock; SQLite: held already)."""
 
 
-class Database:
-    """The bot's SQLite store. Build it with :meth:`open`; close it with :meth:`close`."""
+class Database(ABC):
+    """The bot's store. Open it with :func:`bot.startup.open_database` (or :meth:`open` / :meth:`connect`)."""
 
-    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
-        self._conn = conn
-        self.path = path
-        self._write_lock = asyncio.Lock()
+    backend: Backend
+    #: Where the data lives, for people: the SQLite file, or the PostgreSQL URL without its password.
+    location: str
 
     @classmethod
     async def open(cls, path: Path, *, synchronous: Synchronous = "NORMAL") -> Database:
-        """Open (creating if needed) the database at ``path`` and apply pending migrations."""
-        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
-        # isolation_level=None: no implicit BEGINs; transactions are explicit and lock-guarded.
-        conn = await aiosqlite.connect(path, isolation_level=None)
-        conn.row_factory = aiosqlite.Row
-        try:
-            await conn.execute("PRAGMA journal_mode=WAL")
-            # WAL + NORMAL: commits survive a process crash; FULL adds OS-crash/power-loss durability.
-            await conn.execute(f"PRAGMA synchronous={synchronous}")
-            await conn.execute("PRAGMA busy_timeout=5000")
-            await conn.execute("PRAGMA foreign_keys=ON")
-            # Deleted or overwritten content is zeroed, not just unlinked: erased prompts leave the file.
-            await conn.execute("PRAGMA secure_delete=ON")
-            database = cls(conn, path)
-            await database.migrate(await asyncio.to_thread(load_migrations))
-        except BaseException:
-            await conn.close()
-            raise
-        return database
+        """Open (creating if needed) the SQLite database at ``path`` and apply pending migrations."""
+        from bot.storage.sqlite import SqliteDatabase
 
+        return await SqliteDatabase.open(path, synchronous=synchronous)
+
+    @classmethod
+    async def connect(cls, url: str, **options: Any) -> Database:
+        """Connect to the PostgreSQL database at ``url`` (a pool) and apply pending migrations."""
+        from bot.storage.postgres import PostgresDatabase
+
+        return await PostgresDatabase.connect(url, **options)
+
+    @abstractmethod
     async def close(self) -> None:
-        """Close the connection (waits for a write in progress)."""
-        async with self._write_lock:
-            await self._conn.close()
+        """Close the connection(s), waiting for a write in progress."""
 
+    @abstractmethod
     async def schema_version(self) -> int:
         """The number of the last migration applied."""
-        return int(await self.fetch_value("PRAGMA user_version"))
 
+    @abstractmethod
     async def migrate(self, migrations: Iterable[Migration]) -> None:
         """Apply every migration newer than the database, each atomically with its version bump."""
-        current = await self.schema_version()
-        for migration in migrations:
-            if migration.version <= current:
-                continue
-            log.info("Applying database migration %s", migration.name)
-            async with self._write_lock:
-                script = f"BEGIN IMMEDIATE;\n{migration.sql}\nPRAGMA user_version = {migration.version};\nCOMMIT;"
-                try:
-                    await self._conn.executescript(script)
-                except BaseException:
-                    if self._conn.in_transaction:
-                        await self._conn.execute("ROLLBACK")
-                    raise
 
+    @abstractmethod
     async def execute(self, sql: str, params: Params = ()) -> int:
         """Run one write statement atomically; return the number of rows it changed."""
-        async with self._write_lock:
-            cursor = await self._conn.execute(sql, params)
-            return cursor.rowcount
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Transaction]:
-        """A ``BEGIN IMMEDIATE`` transaction under the write lock; commits, or rolls back on error."""
-        async with self._write_lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield Transaction(self._conn)
-            except BaseException:
-                await self._conn.execute("ROLLBACK")
-                raise
-            else:
-                await self._conn.execute("COMMIT")
+    @abstractmethod
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """A transaction: commits at the end of the block, or rolls back on error."""
 
+    @abstractmethod
     async def checkpoint(self) -> None:
-        """Copy the write-ahead log into the database file and truncate it (after erasing data)."""
-        async with self._write_lock:
-            await self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        """Make erased data leave the files the database keeps (SQLite: truncate the write-ahead log)."""
 
-    async def fetch_one(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
+    @abstractmethod
+    async def fetch_one(self, sql: str, params: Params = ()) -> Any | None:
         """The first row of a query, or None."""
-        cursor = await self._conn.execute(sql, params)
-        return await cursor.fetchone()
 
-    async def fetch_all(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
+    @abstractmethod
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[Any]:
         """Every row of a query."""
-        return list(await self._conn.execute_fetchall(sql, params))
 
     async def fetch_value(self, sql: str, params: Params = (), default: Any = None) -> Any:
         """The first column of the first row, or ``default``."""
         row = await self.fetch_one(sql, params)
         return default if row is None or row[0] is None else row[0]
+
+    async def tables(self) -> list[str]:
+        """The application's tables (for copies and checks), sorted."""
+        raise NotImplementedError
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``, for logs and messages."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:
+        return "<a DATABASE_URL that cannot be parsed>"
+
+
+def is_postgres_url(url: str) -> bool:
+    """Whether ``url`` names a PostgreSQL database (``postgresql://`` or ``postgres://``)."""
+    return url.split("://", 1)[0].lower() in {"postgresql", "postgres"}

@@ -224,8 +224,13 @@ async def test_counters_can_be_rebuilt_from_rows(ledger, db):
 async def test_money_columns_refuse_floats(db):
     import sqlite3
 
-    with pytest.raises(sqlite3.IntegrityError):
+    import asyncpg
+
+    # SQLite's STRICT tables refuse the REAL; asyncpg refuses a float for a BIGINT parameter.
+    with pytest.raises((sqlite3.IntegrityError, asyncpg.DataError)):
         await db.execute(
             "INSERT INTO ledger (kind, guild_id, user_id, server_micros, member_micros, member_images,"
-            " day, week, month, at) VALUES ('adjustment', 1, 1, 0.5, 0, 0, 'd', 'w', 'm', 0)"
+            " day, week, month, at) VALUES ('adjustment', 1, 1, ?, 0, 0, 'd', 'w', 'm', 0)",
+            (0.5,),
         )
+    assert await db.fetch_value("SELECT COUNT(*) FROM ledger") == 0

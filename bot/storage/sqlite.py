@@ -1,0 +1,144 @@
+"""The SQLite backend: one aiosqlite connection, WAL, numbered migrations, one write lock.
+
+aiosqlite runs every statement on one worker thread, and a transaction belongs to the connection,
+not to the coroutine that opened it: a statement from coroutine B issued while A holds an open
+transaction runs inside A's transaction, and A's rollback erases it (measured, and pinned by
+``tests/bot/storage``). So every write goes through
+:meth:`SqliteDatabase.execute` or :meth:`SqliteDatabase.transaction`, which share one
+``asyncio.Lock``; every transaction is ``BEGIN IMMEDIATE``, so it runs alone even against other
+processes using the same file (they wait up to ``busy_timeout``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiosqlite
+
+from bot.storage.database import Database, Migration, Params, Synchronous, Transaction, load_migrations
+
+log = logging.getLogger(__name__)
+
+
+class SqliteTransaction(Transaction):
+    """Statements inside :meth:`SqliteDatabase.transaction` (the write lock is already held)."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """Run one statement; return the number of rows it changed."""
+        cursor = await self._conn.execute(sql, params)
+        return cursor.rowcount
+
+    async def fetch_one(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
+        """The first row of a query inside the transaction."""
+        cursor = await self._conn.execute(sql, params)
+        return await cursor.fetchone()
+
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
+        """Every row of a query inside the transaction."""
+        return list(await self._conn.execute_fetchall(sql, params))
+
+
+class SqliteDatabase(Database):
+    """The bot's SQLite store. Build it with :meth:`open`; close it with :meth:`close`."""
+
+    backend = "sqlite"
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+        self.location = str(path)
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path, *, synchronous: Synchronous = "NORMAL") -> SqliteDatabase:
+        """Open (creating if needed) the database at ``path`` and apply pending migrations."""
+        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+        # isolation_level=None: no implicit BEGINs; transactions are explicit and lock-guarded.
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        conn.row_factory = aiosqlite.Row
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL: commits survive a process crash; FULL adds OS-crash/power-loss durability.
+            await conn.execute(f"PRAGMA synchronous={synchronous}")
+            await conn.execute("PRAGMA busy_timeout=5000")
+            await conn.execute("PRAGMA foreign_keys=ON")
+            # Deleted or overwritten content is zeroed, not just unlinked: erased prompts leave the file.
+            await conn.execute("PRAGMA secure_delete=ON")
+            database = cls(conn, path)
+            await database.migrate(await asyncio.to_thread(load_migrations, "sqlite"))
+        except BaseException:
+            await conn.close()
+            raise
+        return database
+
+    async def close(self) -> None:
+        """Close the connection (waits for a write in progress)."""
+        async with self._write_lock:
+            await self._conn.close()
+
+    async def schema_version(self) -> int:
+        """The number of the last migration applied."""
+        return int(await self.fetch_value("PRAGMA user_version"))
+
+    async def migrate(self, migrations: Iterable[Migration]) -> None:
+        """Apply every migration newer than the database, each atomically with its version bump."""
+        current = await self.schema_version()
+        for migration in migrations:
+            if migration.version <= current:
+                continue
+            log.info("Applying database migration %s", migration.name)
+            async with self._write_lock:
+                script = f"BEGIN IMMEDIATE;\n{migration.sql}\nPRAGMA user_version = {migration.version};\nCOMMIT;"
+                try:
+                    await self._conn.executescript(script)
+                except BaseException:
+                    if self._conn.in_transaction:
+                        await self._conn.execute("ROLLBACK")
+                    raise
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """Run one write statement atomically; return the number of rows it changed."""
+        async with self._write_lock:
+            cursor = await self._conn.execute(sql, params)
+            return cursor.rowcount
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqliteTransaction]:
+        """A ``BEGIN IMMEDIATE`` transaction under the write lock; commits, or rolls back on error."""
+        async with self._write_lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield SqliteTransaction(self._conn)
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+            else:
+                await self._conn.execute("COMMIT")
+
+    async def checkpoint(self) -> None:
+        """Copy the write-ahead log into the database file and truncate it (after erasing data)."""
+        async with self._write_lock:
+            await self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    async def fetch_one(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
+        """The first row of a query, or None."""
+        cursor = await self._conn.execute(sql, params)
+        return await cursor.fetchone()
+
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
+        """Every row of a query."""
+        return list(await self._conn.execute_fetchall(sql, params))
+
+    async def tables(self) -> list[str]:
+        """The application's tables, sorted."""
+        rows = await self.fetch_all(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+        )
+        return [r[0] for r in rows]
