@@ -14,15 +14,21 @@ def button_ids(message):
     return [c["custom_id"] for row in (message or {}).get("components", []) for c in row["components"]]
 
 
-@pytest.mark.parametrize("bot_settings_overrides", [ONE_SLOT])
-async def test_a_queued_job_shows_its_place_and_can_be_cancelled_by_its_requester(harness):
-    fake = harness.fake
+async def queued_behind_a_held_job(harness):
+    """With one BFL slot: ``first`` runs until ``gate`` is set, ``second`` waits (acknowledged) behind it."""
     gate = asyncio.Event()
     harness.bfl.default = Behaviour(release=gate)
     first = await harness.imagine(wait=False, prompt="first")
     await harness.bfl.wait_for(lambda: harness.bfl.tasks, timeout=5)
     second = await harness.imagine(wait=False, prompt="second")
     await second.wait_acked()
+    return gate, first, second
+
+
+@pytest.mark.parametrize("bot_settings_overrides", [ONE_SLOT])
+async def test_a_queued_job_shows_its_place_and_can_be_cancelled_by_its_requester(harness):
+    fake = harness.fake
+    gate, first, second = await queued_behind_a_held_job(harness)
     message = second.original_message
     assert message["content"].startswith("⏳ #1 in queue")
     assert button_ids(message) == [f"fluxcord:cancel:{second.id}"]
@@ -51,12 +57,7 @@ async def test_a_queued_job_shows_its_place_and_can_be_cancelled_by_its_requeste
 
 @pytest.mark.parametrize("bot_settings_overrides", [ONE_SLOT])
 async def test_the_cancel_button_disappears_once_the_job_is_submitted(harness):
-    gate = asyncio.Event()
-    harness.bfl.default = Behaviour(release=gate)
-    first = await harness.imagine(wait=False, prompt="first")
-    await harness.bfl.wait_for(lambda: harness.bfl.tasks, timeout=5)
-    second = await harness.imagine(wait=False, prompt="second")
-    await second.wait_acked()
+    gate, first, second = await queued_behind_a_held_job(harness)
     assert button_ids(second.original_message) == [f"fluxcord:cancel:{second.id}"]
     gate.set()
     await harness.finished(first)

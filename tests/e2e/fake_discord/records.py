@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Self
 
 from aiohttp import web
 
-from tests.e2e.fake_discord.helpers import _accepts_argument
+from tests.e2e.fake_discord.helpers import _accepts_argument, _errors_tree
 
 if TYPE_CHECKING:
     from tests.e2e.fake_discord.server import FakeDiscord
@@ -153,6 +153,12 @@ class _HTTPError(Exception):
         self.errors = errors
         #: Whether to record a Violation (schema failures go to ``schema_errors`` instead).
         self.record = record
+
+    @classmethod
+    def invalid_form(cls, problems: list[tuple[tuple[Any, ...], str, str]]) -> _HTTPError:
+        """Discord's 400 / 50035 "Invalid Form Body" for ``problems`` (path, code, message), all in the detail."""
+        detail = "; ".join(f"{'.'.join(map(str, path))}: {message}" for path, _code, message in problems)
+        return cls(400, 50035, "Invalid Form Body", detail=detail, errors=_errors_tree(problems))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from aiohttp import web
 
 from tests.e2e.fake_discord.commands import _command_sync_errors, _option_response
 from tests.e2e.fake_discord.constants import snowflake
-from tests.e2e.fake_discord.helpers import _errors_tree
 from tests.e2e.fake_discord.records import CommandSync, RecordedCall, _HTTPError
 
 
@@ -112,13 +111,7 @@ class AppRoutesMixin:
         if isinstance(body, list):
             problems = _command_sync_errors(body)
             if problems:
-                raise _HTTPError(
-                    400,
-                    50035,
-                    "Invalid Form Body",
-                    detail="; ".join(f"{'.'.join(map(str, p))}: {m}" for p, _c, m in problems),
-                    errors=_errors_tree(problems),
-                )
+                raise _HTTPError.invalid_form(problems)
         self._check_schema(call)
         new_scope: dict[tuple[str, int], dict[str, Any]] = {}
         for cmd in body or []:

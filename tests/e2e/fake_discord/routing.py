@@ -186,13 +186,7 @@ class RoutingMixin:
             if isinstance(target, dict):
                 problems = _message_limit_errors(target, message_path)
                 if problems:
-                    raise _HTTPError(
-                        400,
-                        50035,
-                        "Invalid Form Body",
-                        detail="; ".join(f"{'.'.join(map(str, p))}: {m}" for p, _c, m in problems),
-                        errors=_errors_tree(problems),
-                    )
+                    raise _HTTPError.invalid_form(problems)
         self._check_schema(call)
 
     def _check_schema(self, call: RecordedCall) -> None:
