@@ -609,24 +609,24 @@ async def test_submit_timeout_is_outcome_unknown_and_never_resent(make_client, f
     assert sleep.delays == []
 
 
-async def test_disconnect_after_send_is_outcome_unknown(make_client, fake_bfl: FakeBfl) -> None:
-    """The server dropping the connection after the request arrived is an unknown outcome, not a retry."""
+@pytest.mark.parametrize(
+    "behaviour",
+    [
+        pytest.param(Behaviour(disconnect=True), id="disconnect-after-send"),
+        pytest.param(Behaviour(malformed_response=True), id="malformed-200"),
+    ],
+)
+async def test_an_answer_lost_after_the_task_was_created_is_outcome_unknown(
+    make_client, fake_bfl: FakeBfl, behaviour: Behaviour
+) -> None:
+    """The connection dropped after the request arrived, or HTTP 200 with a body that is not JSON: the
+    task probably exists, so the outcome is unknown and the submit is not resent."""
     sleep = RecordingSleep()
-    fake_bfl.script(Behaviour(disconnect=True))
+    fake_bfl.script(behaviour)
     with pytest.raises(BflSubmitOutcomeUnknown):
         await make_client(sleep=sleep).submit("flux-pro-1.1", PROMPT)
     assert len(fake_bfl.submits) == 1
     assert len(fake_bfl.tasks) == 1
-    assert sleep.delays == []
-
-
-async def test_malformed_200_is_outcome_unknown(make_client, fake_bfl: FakeBfl) -> None:
-    """HTTP 200 with a body that is not JSON: the task probably exists; do not resend."""
-    sleep = RecordingSleep()
-    fake_bfl.script(Behaviour(malformed_response=True))
-    with pytest.raises(BflSubmitOutcomeUnknown):
-        await make_client(sleep=sleep).submit("flux-pro-1.1", PROMPT)
-    assert len(fake_bfl.submits) == 1
     assert sleep.delays == []
 
 

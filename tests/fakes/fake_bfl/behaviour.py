@@ -141,6 +141,13 @@ class DownloadRecord:
     time: float
     status: int | None = None
 
+    @classmethod
+    def of(
+        cls, request: web.Request, host: Literal["bfl", "other"], now: float, task_id: str | None = None
+    ) -> DownloadRecord:
+        """The record of ``request``, secret headers masked; ``status`` is filled in once it is answered."""
+        return cls(task_id=task_id, host=host, path_qs=request.raw_path, headers=_record_headers(request), time=now)
+
 
 @dataclass
 class SchemaViolation:

@@ -110,13 +110,7 @@ class ResultsMixin:
         return web.json_response({"credits": float(self.credits)})
 
     async def _delivery(self, request: web.Request) -> web.StreamResponse:
-        record = DownloadRecord(
-            task_id=None,
-            host="bfl",
-            path_qs=request.raw_path,
-            headers=_record_headers(request),
-            time=self.now(),
-        )
+        record = DownloadRecord.of(request, "bfl", self.now())
         self.downloads.append(record)
         try:
             return await self.serve_delivery(request, record)
@@ -125,14 +119,8 @@ class ResultsMixin:
 
     async def _redirect(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
-        record = DownloadRecord(
-            task_id=name.split(".")[0],
-            host="bfl",
-            path_qs=request.raw_path,
-            headers=_record_headers(request),
-            time=self.now(),
-            status=302,
-        )
+        record = DownloadRecord.of(request, "bfl", self.now(), task_id=name.split(".")[0])
+        record.status = 302
         self.downloads.append(record)
         task = self.tasks.get(record.task_id or "")
         if task is not None and task.downloaded_at is None:

@@ -19,7 +19,6 @@ from tests.fakes.fake_bfl.behaviour import (
     PollRecord,
     SchemaViolation,
     SubmitRecord,
-    _record_headers,
 )
 from tests.fakes.fake_bfl.constants import DEFAULT_API_KEY
 from tests.fakes.fake_bfl.results import ResultsMixin
@@ -58,13 +57,7 @@ class FakeDeliveryHost:
             self._runner = None
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        record = DownloadRecord(
-            task_id=None,
-            host="other",
-            path_qs=request.raw_path,
-            headers=_record_headers(request),
-            time=self._owner.now(),
-        )
+        record = DownloadRecord.of(request, "other", self._owner.now())
         self.requests.append(record)
         if request.method == "GET" and request.path.startswith("/delivery/"):
             self._owner.downloads.append(record)
