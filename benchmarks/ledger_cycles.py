@@ -1,6 +1,12 @@
-"""Reserve + settle cycles per second: the bot's Ledger on aiosqlite vs the same SQL on raw sqlite3.
+"""Reserve + settle cycles per second: the bot's Ledger on aiosqlite vs raw sqlite3, and vs PostgreSQL.
 
 Run: python -m benchmarks.ledger_cycles [--cycles 4000] [--concurrency 200] [--members 50]
+     python -m benchmarks.ledger_cycles --database postgresql://user@host/db [--processes 1,4]
+
+With ``--database``: the same cycles on SQLite (one file) and on PostgreSQL, from 1 and from 4 OS
+processes sharing the database (the concurrency split between them), all cores in use. The
+PostgreSQL runs use a fresh scratch database created beside the one named (the role needs
+CREATEDB) and dropped afterwards; nothing in the named database is touched.
 
 Both variants execute the very same statements (the real `Ledger` class builds them), against a fresh
 WAL database file with the production schema and triggers, with four limits per reservation (member
@@ -19,10 +25,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import sqlite3
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from bot.billing.ledger import Ledger, Limit, Metric, Scope
@@ -35,6 +44,27 @@ LIMITS = [
     Limit(Scope.SERVER, Metric.USD, Period.MONTH, 10**12, "bench"),
     Limit(Scope.BOT, Metric.USD, Period.MONTH, 10**12, "bench"),
 ]
+
+
+class InlineTransaction:
+    """The subset of `Transaction` the Ledger uses, inline on plain sqlite3."""
+
+    for_update = ""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    async def execute(self, sql, params=()):
+        return self.conn.execute(sql, params).rowcount
+
+    async def fetch_one(self, sql, params=()):
+        return self.conn.execute(sql, params).fetchone()
+
+    async def fetch_all(self, sql, params=()):
+        return self.conn.execute(sql, params).fetchall()
+
+    async def lock(self, name):
+        """Nothing to do: one connection, one transaction at a time."""
 
 
 class InlineSqlite:
@@ -60,6 +90,17 @@ class InlineSqlite:
 
     async def fetch_all(self, sql, params=()):
         return self.conn.execute(sql, params).fetchall()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[InlineTransaction]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield InlineTransaction(self.conn)
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
 
 
 async def cycle(ledger: Ledger, job_id: int, members: int) -> None:
@@ -105,13 +146,154 @@ async def run_raw(path: Path, cycles: int, members: int, synchronous: str) -> fl
     return cycles / elapsed
 
 
-def main() -> None:
+# --- SQLite beside PostgreSQL, from several processes ------------------------------------------------
+
+
+async def _open(backend: str, target: str, pool_size: int) -> Database:
+    if backend == "sqlite":
+        return await Database.open(Path(target))
+    return await Database.connect(target, pool_size=pool_size)
+
+
+async def _process_cycles(
+    backend: str, target: str, first: int, count: int, concurrency: int, members: int, barrier: object
+) -> tuple[float, float]:
+    db = await _open(backend, target, pool_size=min(concurrency, 20))
+    ledger = Ledger(db)
+    queue = iter(range(first, first + count))
+
+    async def worker() -> None:
+        for job_id in queue:
+            await cycle(ledger, job_id, members)
+
+    barrier.wait()  # type: ignore[attr-defined]  # every process connected: start together
+    start = time.monotonic()  # CLOCK_MONOTONIC: one clock for every process on the machine
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    end = time.monotonic()
+    await db.close()
+    return start, end
+
+
+def _process_main(args: tuple, barrier: object, results: object) -> None:
+    results.put(asyncio.run(_process_cycles(*args, barrier)))  # type: ignore[attr-defined]
+
+
+async def _migrated(backend: str, target: str) -> None:
+    await (await _open(backend, target, pool_size=1)).close()
+
+
+async def _check(backend: str, target: str, cycles: int) -> None:
+    db = await _open(backend, target, pool_size=1)
+    try:
+        assert await db.fetch_value("SELECT COUNT(*) FROM ledger") == 2 * cycles
+        assert await Ledger(db).verify_counters() == []
+    finally:
+        await db.close()
+
+
+def run_processes(backend: str, target: str, cycles: int, concurrency: int, members: int, processes: int) -> float:
+    """Cycles per second of ``processes`` OS processes sharing ``target`` (a fresh, migrated database)."""
+    asyncio.run(_migrated(backend, target))
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(processes), context.Queue()
+    share, extra = divmod(cycles, processes)
+    children, first = [], 0
+    for n in range(processes):
+        count = share + (1 if n < extra else 0)
+        per = max(1, concurrency // processes)
+        child = context.Process(
+            target=_process_main, args=((backend, target, first, count, per, members), barrier, results)
+        )
+        child.start()
+        children.append(child)
+        first += count
+    spans = [results.get(timeout=600) for _ in children]
+    for child in children:
+        child.join(timeout=60)
+        if child.exitcode != 0:
+            raise RuntimeError(f"a benchmark process failed (exit {child.exitcode})")
+    asyncio.run(_check(backend, target, cycles))
+    return cycles / (max(end for _, end in spans) - min(start for start, _ in spans))
+
+
+async def create_scratch(url: str) -> str:
+    """A fresh database on the server at ``url``; its URL (drop it with :func:`drop_scratch`)."""
+    import asyncpg
+
+    name = f"fluxcord_bench_{os.getpid()}_{time.monotonic_ns()}"
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base, _, rest = url.partition("://")
+    authority, _, tail = rest.partition("/")
+    query = tail.partition("?")[2]
+    return f"{base}://{authority}/{name}" + (f"?{query}" if query else "")
+
+
+async def drop_scratch(url: str, scratch: str) -> None:
+    """Drop the scratch database made by :func:`create_scratch`."""
+    import asyncpg
+
+    name = scratch.partition("://")[2].partition("/")[2].partition("?")[0]
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def compare_backends(url: str, cycles: int, concurrency: int, members: int, counts: list[int], repeat: int) -> None:
+    """The SQLite and PostgreSQL figures, one line per backend and process count."""
+    from bot.storage.database import redact_url
+
+    print(
+        f"{cycles} reserve+settle cycles, {members} members, 4 limits each; {concurrency} concurrent coroutines"
+        f" split over the processes; {os.cpu_count()} CPU cores; PostgreSQL at {redact_url(url)}"
+    )
+    for processes in counts:
+        for backend in ("sqlite", "postgresql"):
+            figures = []
+            for _ in range(repeat):
+                if backend == "sqlite":
+                    with tempfile.TemporaryDirectory() as folder:
+                        target = str(Path(folder) / "bench.sqlite3")
+                        figures.append(run_processes(backend, target, cycles, concurrency, members, processes))
+                else:
+                    figures.append(_run_on_scratch(url, cycles, concurrency, members, processes))
+            median = sorted(figures)[len(figures) // 2]
+            print(f"{backend:10} {processes} process{'es' if processes > 1 else '  '} {median:7.0f} cycles/s")
+
+
+def _run_on_scratch(url: str, cycles: int, concurrency: int, members: int, processes: int) -> float:
+    target = asyncio.run(create_scratch(url))
+    try:
+        return run_processes("postgresql", target, cycles, concurrency, members, processes)
+    finally:
+        asyncio.run(drop_scratch(url, target))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cycles", type=int, default=4000)
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--members", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=3, help="runs per variant; the median is reported")
-    args = parser.parse_args()
+    parser.add_argument("--database", help="a postgresql:// URL: compare SQLite with PostgreSQL there")
+    parser.add_argument("--processes", default="1,4", help="process counts for --database (default 1,4)")
+    args = parser.parse_args(argv)
+    args.processes = [int(n) for n in args.processes.split(",")]
+    if any(n < 1 for n in args.processes) or args.cycles < 1 or args.repeat < 1:
+        parser.error("--cycles, --repeat and --processes must be positive")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    if args.database:
+        compare_backends(args.database, args.cycles, args.concurrency, args.members, args.processes, args.repeat)
+        return
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     print(

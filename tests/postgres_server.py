@@ -77,8 +77,11 @@ class PostgresServer:
 
     # -- lifecycle --------------------------------------------------------------------------------
 
-    def start(self, bindir: Path) -> None:
-        """initdb + pg_ctl start on a free loopback port; then the migrated template."""
+    def start(self, bindir: Path, *, durable: bool = False) -> None:
+        """initdb + pg_ctl start on a free loopback port; then the migrated template.
+
+        ``durable`` keeps PostgreSQL's default fsync and synchronous commits (for benchmarks).
+        """
         folder = Path(tempfile.mkdtemp(prefix="fluxcord-pg-"))
         self._folder = folder
         if os.geteuid() == 0:
@@ -93,10 +96,9 @@ class PostgresServer:
             check=True, capture_output=True, cwd=folder,
         )  # fmt: skip
         port = _free_port()
-        options = (
-            f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off"
-            " -c full_page_writes=off -c max_connections=300 -c shared_buffers=64MB"
-        )
+        options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=64MB"
+        if not durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._pg_ctl = bindir / "pg_ctl"
         subprocess.run(
             [*self._prefix, str(self._pg_ctl), "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o", options,

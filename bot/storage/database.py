@@ -156,9 +156,13 @@ class Database(ABC):
         row = await self.fetch_one(sql, params)
         return default if row is None or row[0] is None else row[0]
 
+    @abstractmethod
     async def tables(self) -> list[str]:
         """The application's tables (for copies and checks), sorted."""
-        raise NotImplementedError
+
+    @abstractmethod
+    async def another(self) -> Database:
+        """A second, independent handle on the same data, as another process would open it."""
 
 
 def redact_url(url: str) -> str:

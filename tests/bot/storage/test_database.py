@@ -139,3 +139,13 @@ def test_a_url_password_never_shows():
     )
     assert redact_url("postgres://db.example/fluxcord") == "postgres://db.example/fluxcord"
     assert "s3cret" not in redact_url("postgresql://bot:s3cret@[::1]/x")
+
+
+async def test_another_handle_sees_the_same_data(db):
+    await db.execute("INSERT INTO meta (key, value) VALUES ('shared', 'yes')")
+    other = await db.another()
+    try:
+        assert other.backend == db.backend
+        assert await other.fetch_value("SELECT value FROM meta WHERE key = 'shared'") == "yes"
+    finally:
+        await other.close()
