@@ -149,16 +149,10 @@ async def run_raw(path: Path, cycles: int, members: int, synchronous: str) -> fl
 # --- SQLite beside PostgreSQL, from several processes ------------------------------------------------
 
 
-async def _open(backend: str, target: str, pool_size: int) -> Database:
-    if backend == "sqlite":
-        return await Database.open(Path(target))
-    return await Database.connect(target, pool_size=pool_size)
-
-
 async def _process_cycles(
-    backend: str, target: str, first: int, count: int, concurrency: int, members: int, barrier: object
+    target: str, first: int, count: int, concurrency: int, members: int, barrier: object
 ) -> tuple[float, float]:
-    db = await _open(backend, target, pool_size=min(concurrency, 20))
+    db = await Database.at(target, pool_size=min(concurrency, 20))
     ledger = Ledger(db)
     queue = iter(range(first, first + count))
 
@@ -178,12 +172,12 @@ def _process_main(args: tuple, barrier: object, results: object) -> None:
     results.put(asyncio.run(_process_cycles(*args, barrier)))  # type: ignore[attr-defined]
 
 
-async def _migrated(backend: str, target: str) -> None:
-    await (await _open(backend, target, pool_size=1)).close()
+async def _migrated(target: str) -> None:
+    await (await Database.at(target, pool_size=1)).close()
 
 
-async def _check(backend: str, target: str, cycles: int) -> None:
-    db = await _open(backend, target, pool_size=1)
+async def _check(target: str, cycles: int) -> None:
+    db = await Database.at(target, pool_size=1)
     try:
         assert await db.fetch_value("SELECT COUNT(*) FROM ledger") == 2 * cycles
         assert await Ledger(db).verify_counters() == []
@@ -191,19 +185,16 @@ async def _check(backend: str, target: str, cycles: int) -> None:
         await db.close()
 
 
-def run_processes(backend: str, target: str, cycles: int, concurrency: int, members: int, processes: int) -> float:
+def run_processes(target: str, cycles: int, concurrency: int, members: int, processes: int) -> float:
     """Cycles per second of ``processes`` OS processes sharing ``target`` (a fresh, migrated database)."""
-    asyncio.run(_migrated(backend, target))
+    asyncio.run(_migrated(target))
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(processes), context.Queue()
     share, extra = divmod(cycles, processes)
-    children, first = [], 0
+    children, first, per = [], 0, max(1, concurrency // processes)
     for n in range(processes):
         count = share + (1 if n < extra else 0)
-        per = max(1, concurrency // processes)
-        child = context.Process(
-            target=_process_main, args=((backend, target, first, count, per, members), barrier, results)
-        )
+        child = context.Process(target=_process_main, args=((target, first, count, per, members), barrier, results))
         child.start()
         children.append(child)
         first += count
@@ -212,7 +203,7 @@ def run_processes(backend: str, target: str, cycles: int, concurrency: int, memb
         child.join(timeout=60)
         if child.exitcode != 0:
             raise RuntimeError(f"a benchmark process failed (exit {child.exitcode})")
-    asyncio.run(_check(backend, target, cycles))
+    asyncio.run(_check(target, cycles))
     return cycles / (max(end for _, end in spans) - min(start for start, _ in spans))
 
 
@@ -259,7 +250,7 @@ def compare_backends(url: str, cycles: int, concurrency: int, members: int, coun
                 if backend == "sqlite":
                     with tempfile.TemporaryDirectory() as folder:
                         target = str(Path(folder) / "bench.sqlite3")
-                        figures.append(run_processes(backend, target, cycles, concurrency, members, processes))
+                        figures.append(run_processes(target, cycles, concurrency, members, processes))
                 else:
                     figures.append(_run_on_scratch(url, cycles, concurrency, members, processes))
             median = sorted(figures)[len(figures) // 2]
@@ -269,7 +260,7 @@ def compare_backends(url: str, cycles: int, concurrency: int, members: int, coun
 def _run_on_scratch(url: str, cycles: int, concurrency: int, members: int, processes: int) -> float:
     target = asyncio.run(create_scratch(url))
     try:
-        return run_processes("postgresql", target, cycles, concurrency, members, processes)
+        return run_processes(target, cycles, concurrency, members, processes)
     finally:
         asyncio.run(drop_scratch(url, target))
 

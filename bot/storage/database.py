@@ -119,6 +119,13 @@ class Database(ABC):
 
         return await PostgresDatabase.connect(url, **options)
 
+    @classmethod
+    async def at(cls, target: str, *, pool_size: int = 4) -> Database:
+        """A ``postgresql://`` URL connects to PostgreSQL; anything else is a SQLite file path."""
+        if target.startswith(("postgresql://", "postgres://")):
+            return await cls.connect(target, pool_size=pool_size)
+        return await cls.open(Path(target))
+
     @abstractmethod
     async def close(self) -> None:
         """Close the connection(s), waiting for a write in progress."""
@@ -159,10 +166,6 @@ class Database(ABC):
     @abstractmethod
     async def tables(self) -> list[str]:
         """The application's tables (for copies and checks), sorted."""
-
-    @abstractmethod
-    async def another(self) -> Database:
-        """A second, independent handle on the same data, as another process would open it."""
 
 
 def redact_url(url: str) -> str:

@@ -227,10 +227,6 @@ class PostgresDatabase(Database):
         text, args = _prepare(sql, params)
         return list(await self._pool.fetch(text, *args))
 
-    async def another(self) -> PostgresDatabase:
-        """Another pool on the same database (like another process); already migrated."""
-        return await PostgresDatabase.connect(self.url, pool_size=self._pool.get_max_size(), migrate=False)
-
     async def tables(self) -> list[str]:
         """The application's tables (``schema_version`` excluded), sorted."""
         rows = await self._pool.fetch(

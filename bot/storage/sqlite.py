@@ -142,10 +142,6 @@ class SqliteDatabase(Database):
         """Every row of a query."""
         return list(await self._conn.execute_fetchall(sql, params))
 
-    async def another(self) -> SqliteDatabase:
-        """Another connection to the same file (its own write lock, like another process)."""
-        return await SqliteDatabase.open(self.path)
-
     async def tables(self) -> list[str]:
         """The application's tables, sorted."""
         rows = await self.fetch_all(

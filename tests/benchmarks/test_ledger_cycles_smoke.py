@@ -11,13 +11,13 @@ from benchmarks.ledger_cycles import create_scratch, drop_scratch, parse_args, r
 
 def test_two_processes_on_one_sqlite_file_run_every_cycle(tmp_path):
     """run_processes itself checks the ledger row count and the counters afterwards."""
-    assert run_processes("sqlite", str(tmp_path / "bench.sqlite3"), 40, 8, 5, 2) > 0
+    assert run_processes(str(tmp_path / "bench.sqlite3"), 40, 8, 5, 2) > 0
 
 
 def test_two_processes_on_a_scratch_postgresql_database(postgres_server):
     scratch = asyncio.run(create_scratch(postgres_server.admin_url))
     try:
-        assert run_processes("postgresql", scratch, 40, 8, 5, 2) > 0
+        assert run_processes(scratch, 40, 8, 5, 2) > 0
     finally:
         asyncio.run(drop_scratch(postgres_server.admin_url, scratch))
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from pathlib import Path
 
 from bot.billing.ledger import Ledger, Limit, Metric, Scope
 from bot.config import Period
@@ -21,10 +20,7 @@ GUILD = 77
 
 
 async def main(backend: str, target: str, process: int, count: int, budget: int, price: int) -> None:
-    if backend == "sqlite":
-        db = await Database.open(Path(target))
-    else:
-        db = await Database.connect(target, pool_size=8)
+    db = await Database.at(target, pool_size=8)
     ledger = Ledger(db)
     limits = [Limit(Scope.SERVER, Metric.USD, Period.DAY, budget, "the test budget")]
     print("ready", flush=True)  # noqa: T201 - the parent reads this

@@ -141,11 +141,11 @@ def test_a_url_password_never_shows():
     assert "s3cret" not in redact_url("postgresql://bot:s3cret@[::1]/x")
 
 
-async def test_another_handle_sees_the_same_data(db):
-    await db.execute("INSERT INTO meta (key, value) VALUES ('shared', 'yes')")
-    other = await db.another()
+async def test_a_target_names_its_backend(tmp_path, postgres_server):
+    sqlite_db = await Database.at(str(tmp_path / "at.sqlite3"))
+    pg_db = await Database.at(await postgres_server.new_database(), pool_size=1)
     try:
-        assert other.backend == db.backend
-        assert await other.fetch_value("SELECT value FROM meta WHERE key = 'shared'") == "yes"
+        assert (sqlite_db.backend, pg_db.backend) == ("sqlite", "postgresql")
     finally:
-        await other.close()
+        await sqlite_db.close()
+        await pg_db.close()

@@ -10,7 +10,6 @@ the ledger rows.
 import asyncio
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -70,7 +69,7 @@ async def test_four_processes_never_overspend_one_budget(shared_database):
     assert accepted + sum(s["refused"] for s in summaries) == PROCESSES * PER_PROCESS
     assert accepted == BUDGET // PRICE
 
-    db = await (Database.open(Path(target)) if backend == "sqlite" else Database.connect(target, pool_size=2))
+    db = await Database.at(target, pool_size=2)
     try:
         reserved = await db.fetch_value("SELECT CAST(SUM(server_micros) AS BIGINT) FROM ledger WHERE kind = 'reserve'")
         assert reserved == accepted * PRICE <= BUDGET
