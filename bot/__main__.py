@@ -1,7 +1,8 @@
-"""Composition root: `python -m bot` runs the bot; also `sync`, `check`, `backup PATH` and `healthcheck`.
+"""Composition root: `python -m bot` runs the bot; also `worker`, `sync`, `check`, `backup PATH`, `healthcheck`.
 
-`sync` pushes the slash commands; `check` tests the set-up; `backup PATH` copies the database while the
-bot runs; `healthcheck` asks a running bot's ``/healthz`` (the container's health check).
+`worker` runs only the job engine (no gateway; several processes share one database); `sync` pushes
+the slash commands; `check` tests the set-up; `backup PATH` copies the database while the bot runs;
+`healthcheck` asks a running bot's ``/healthz`` (the container's health check).
 
 Any failure before the bot is ready is one line on stderr naming the cause and what to do, and exit
 status 1; the traceback is logged too only at ``LOG_LEVEL=DEBUG``.
@@ -18,7 +19,7 @@ from bot.log import setup_logging
 
 log = logging.getLogger("bot")
 
-USAGE = "usage: python -m bot [sync | check | backup PATH | healthcheck]"
+USAGE = "usage: python -m bot [worker | sync | check | backup PATH | healthcheck]"
 
 
 def _fail(message: str) -> int:
@@ -28,7 +29,8 @@ def _fail(message: str) -> int:
 
 def main(argv: list[str]) -> int:
     """Parse the command line, load settings (one clear line on error), and run."""
-    if argv not in ([], ["sync"], ["check"], ["healthcheck"]) and not (len(argv) == 2 and argv[0] == "backup"):
+    simple = ([], ["worker"], ["sync"], ["check"], ["healthcheck"])
+    if argv not in simple and not (len(argv) == 2 and argv[0] == "backup"):
         print(USAGE, file=sys.stderr)  # noqa: T201
         return 2
     if argv == ["check"]:
@@ -43,14 +45,14 @@ def main(argv: list[str]) -> int:
         return _healthcheck(settings)
     if argv[:1] == ["backup"]:
         return _backup(settings, argv[1])
-    from bot.app import run_bot, sync_only
+    from bot.app import run_bot, run_worker, sync_only
     from bot.startup import StartupError, one_line
 
     secrets = [settings.discord_token.get_secret_value(), settings.bfl_api_key.get_secret_value()]
     setup_logging(settings.log_level, secrets, settings.log_format)
     for warning in env_file_warnings():
         log.warning("%s", warning)
-    runner = sync_only if argv == ["sync"] else run_bot
+    runner = {"sync": sync_only, "worker": run_worker}.get(argv[0] if argv else "", run_bot)
     try:
         asyncio.run(runner(settings))
     except KeyboardInterrupt:

@@ -31,6 +31,7 @@ from bot.billing.limits import LimitsService
 from bot.clock import Clock, utc_now
 from bot.config import Settings
 from bot.engine.engine import JobEngine
+from bot.engine.leases import ProcessIdentity
 from bot.engine.store import JobStore
 from bot.images.cache import ImageCache
 from bot.modlog import ModLog
@@ -79,9 +80,13 @@ def extension_names() -> list[str]:
 
 
 class FluxcordBot(commands.Bot):
-    """The Discord client: loads the cogs, syncs commands only when they changed, recovers jobs."""
+    """The Discord client: loads the cogs, syncs commands only when they changed, recovers jobs.
 
-    def __init__(self, services: Services, *, background_work: bool = True, **options: Any) -> None:
+    ``role="worker"`` (`python -m bot worker`) never opens the gateway: it logs in for Discord's REST
+    API only and runs the job engine, which posts results through interaction webhooks and channels.
+    """
+
+    def __init__(self, services: Services, *, background_work: bool = True, role: str = "bot", **options: Any) -> None:
         options.setdefault("intents", discord.Intents.default())
         options.setdefault("chunk_guilds_at_startup", False)
         super().__init__(
@@ -94,6 +99,8 @@ class FluxcordBot(commands.Bot):
         self.services = services
         self._background_work = background_work  # False for `python -m bot sync`: no auto-sync, no jobs
         self.ops: OpsServer | None = None  # the metrics and health server, when METRICS_PORT is set
+        self.role = role
+        self.closed = asyncio.Event()  # set once close() has finished
         services.modlog.poster = self
 
     async def setup_hook(self) -> None:
@@ -102,6 +109,9 @@ class FluxcordBot(commands.Bot):
             await self.load_extension(name)
         if not self._background_work:
             return
+        if self.role == "worker":  # the gateway processes own the command set and the retention sweep
+            await self.services.engine.start()
+            return
         await self.sync_commands(force=False)
         # Resolving money and resuming jobs needs only the database, BFL and Discord's REST API.
         await self.services.engine.start()
@@ -109,9 +119,12 @@ class FluxcordBot(commands.Bot):
 
     async def close(self) -> None:
         """Stop admitting, leave every job resumable, then disconnect."""
-        await self.services.engine.stop()
-        await self.services.privacy.stop()
-        await super().close()
+        try:
+            await self.services.engine.stop()
+            await self.services.privacy.stop()
+            await super().close()
+        finally:
+            self.closed.set()
 
     async def sync_commands(self, *, force: bool) -> bool:
         """Push the command set to Discord if it changed since the last sync (or if ``force``)."""
@@ -157,6 +170,18 @@ class FluxcordBot(commands.Bot):
         )
 
 
+class ShardedFluxcordBot(FluxcordBot, commands.AutoShardedBot):
+    """The bot as a shard cluster: SHARD_COUNT shards in all, SHARD_IDS those run by this process."""
+
+
+def bot_class(settings: Settings, role: str) -> tuple[type[FluxcordBot], dict[str, Any]]:
+    """The client class for this process and its shard options."""
+    if settings.shard_count is None or role == "worker":
+        return FluxcordBot, {}
+    ids = list(settings.shard_ids) if settings.shard_ids is not None else None
+    return ShardedFluxcordBot, {"shard_count": settings.shard_count, "shard_ids": ids}
+
+
 def point_discord_at(settings: Settings) -> None:
     """Send discord.py's REST and gateway traffic to the configured endpoints (proxies, test servers)."""
     discord.http.Route.BASE = settings.discord_api_url
@@ -176,6 +201,7 @@ def build_services(
     session: aiohttp.ClientSession,
     clock: Clock = utc_now,
     engine_options: dict[str, Any] | None = None,
+    role: str = "bot",
     **bfl_options: Any,
 ) -> Services:
     """Wire every core service over an open database and HTTP session.
@@ -210,7 +236,7 @@ def build_services(
         notice=modlog.announce,
         observer=metrics,
         safety=safety,
-        **(engine_options or {}),
+        **({"identity": ProcessIdentity(role)} | (engine_options or {})),
     )
     privacy = PrivacyService(db, cache, retention_days=settings.prompt_retention_days, clock=clock)
     return Services(
@@ -220,16 +246,25 @@ def build_services(
 
 @asynccontextmanager
 async def assemble(
-    settings: Settings, *, clock: Clock = utc_now, bfl_options: dict[str, Any] | None = None, **bot_options: Any
+    settings: Settings,
+    *,
+    clock: Clock = utc_now,
+    bfl_options: dict[str, Any] | None = None,
+    role: str = "bot",
+    **bot_options: Any,
 ) -> AsyncIterator[FluxcordBot]:
-    """Build the database, HTTP session, services and bot; close them all afterwards."""
+    """Build the database, HTTP session, services and bot; close them all afterwards.
+
+    ``role``: ``"bot"`` (gateway and job engine) or ``"worker"`` (job engine only).
+    """
     point_discord_at(settings)
     db = await open_storage(settings)  # a problem is a one-line StartupError naming DATABASE_PATH or CACHE_DIR
     # No default headers: the BFL key is attached per request, only to BFL API hosts.
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=15))
     try:
-        services = build_services(settings, db=db, session=session, clock=clock, **(bfl_options or {}))
-        bot = FluxcordBot(services, **bot_options)
+        services = build_services(settings, db=db, session=session, clock=clock, role=role, **(bfl_options or {}))
+        cls, shard_options = bot_class(settings, role)
+        bot = cls(services, role=role, **(shard_options | bot_options))
         ops = None
         if settings.metrics_port is not None and bot._background_work:
             ops = bot.ops = OpsServer(bot, services.metrics, host=settings.metrics_host, port=settings.metrics_port)
@@ -257,6 +292,17 @@ async def run_bot(settings: Settings) -> None:
         with discord_startup_errors(settings):
             await bot.login(settings.discord_token.get_secret_value())
             await bot.connect()
+
+
+async def run_worker(settings: Settings) -> None:
+    """Run only the job engine (`python -m bot worker`) until stopped: no gateway, REST only."""
+    async with assemble(settings, role="worker") as bot:
+        stop_on_signals(bot)
+        await check_bfl_at_startup(settings)
+        with discord_startup_errors(settings):
+            await bot.login(settings.discord_token.get_secret_value())  # setup_hook starts the engine
+        log.info("Worker %s running jobs (no gateway connection)", bot.services.engine.identity.id)
+        await bot.closed.wait()
 
 
 def stop_on_signals(bot: FluxcordBot) -> None:

@@ -21,7 +21,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.billing.money import InvalidAmount, parse_usd
 from bot.models import DEFAULT_MODEL, MODELS
@@ -96,6 +96,12 @@ class Settings(BaseSettings):
     default_model: str = DEFAULT_MODEL
     bfl_max_active_tasks: int = Field(default=24, ge=1, le=24)
     job_timeout_seconds: int = Field(default=300, ge=10, le=780)
+    # Several processes on one database (docs/operations.md "Workers and shards"): each renews a lease
+    # every third of this; the jobs of one that stops renewing are taken over when its lease expires.
+    job_lease_seconds: int = Field(default=30, ge=2, le=3600)
+    # Gateway shard clusters: SHARD_COUNT shards in all; SHARD_IDS those this process runs ("0,1", "0-3").
+    shard_count: int | None = Field(default=None, ge=1, le=65536)
+    shard_ids: Annotated[tuple[int, ...] | None, NoDecode] = None
     max_prompt_length: int = Field(default=1000, ge=10, le=6000)
     # Not set: a `cache/` folder beside the database file, so all state lives in one place.
     cache_dir: Path | None = None
@@ -160,6 +166,34 @@ class Settings(BaseSettings):
     def _cache_beside_database(self) -> Settings:
         if self.cache_dir is None:
             self.cache_dir = self.database_path.parent / "cache"
+        return self
+
+    @field_validator("shard_ids", mode="before")
+    @classmethod
+    def _shard_list(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        ids: list[int] = []
+        for part in (p.strip() for p in value.split(",")):
+            low, dash, high = part.partition("-")
+            if not (low.strip().isdigit() and (not dash or high.strip().isdigit())):
+                raise ValueError("must be shard numbers separated by commas, or ranges, e.g. 0,1 or 0-3")
+            ids.extend(range(int(low), int(high) + 1) if dash else [int(low)])
+        if not ids or len(set(ids)) != len(ids):
+            raise ValueError("must list each shard once, e.g. 0,1 or 0-3")
+        return tuple(ids)
+
+    @model_validator(mode="after")
+    def _shards_fit(self) -> Settings:
+        if self.shard_ids is not None:
+            if self.shard_count is None:
+                raise ValueError("SHARD_IDS needs SHARD_COUNT (how many shards there are in all)")
+            outside = [i for i in self.shard_ids if i >= self.shard_count]
+            if outside:
+                raise ValueError(
+                    f"SHARD_IDS names shard {outside[0]}, but shards are numbered 0 to {self.shard_count - 1}"
+                    " (SHARD_COUNT)"
+                )
         return self
 
     @field_validator("log_format", mode="before")

@@ -7,7 +7,8 @@ releasing and refunding.
 
 The rules:
 
-* BFL never had the task (queued, refused at submit, cancelled, acknowledgement failed): **release**.
+* BFL never had the task (queued, refused at submit, cancelled, acknowledgement failed): **release**;
+  a claimed job whose process lost its lease before the POST goes back to the queue, still reserved.
 * BFL may have the task and we cannot know (the submit's outcome is unknown, or the process died
   mid-submit): the server and bot pay the **estimate** (an upper bound: the money may have left the
   account), the member is refunded unless ``REFUND_POLICY=none``; the job is ``unknown``.
@@ -108,6 +109,7 @@ def _build_table() -> dict[tuple[JobStatus, Event], Decision]:
         (S.SUBMITTING, E.SUBMIT_UNKNOWN): unknown,
         (S.SUBMITTING, E.INTERNAL_ERROR): unknown,
         (S.SUBMITTING, E.RECOVERED): unknown,  # died mid-submit: BFL may have the task
+        (S.SUBMITTING, E.REQUEUED): Decision(S.QUEUED),  # known never to have been POSTed
         (S.GENERATING, E.FINISHED): Decision(S.DOWNLOADING),
         (S.GENERATING, E.RECOVERED): Decision(S.GENERATING),  # poll it again
         (S.DOWNLOADING, E.DOWNLOADED): Decision(S.DELIVERING, _SETTLE, Cost.REPORTED),

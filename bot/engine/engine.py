@@ -38,6 +38,7 @@ from bot.config import Settings
 from bot.engine import outcomes
 from bot.engine.breaker import BreakerState, CircuitBreakers, is_provider_error
 from bot.engine.fairness import positions
+from bot.engine.leases import ProcessIdentity
 from bot.engine.observer import JobObserver, NullObserver
 from bot.engine.progress import Presenter, Progress, ProgressPainter, Result
 from bot.engine.states import Event, JobStatus
@@ -57,6 +58,7 @@ KONTEXT_MAX_ACTIVE_TASKS = 6
 RESUME_MIN_TIMEOUT = 30.0  # a resumed job gets at least this long to finish, whatever its deadline
 QUEUE_REFRESH_SECONDS = 1.0  # how often queue positions are recomputed while the queue moves
 DISPATCH_RETRY_SECONDS = 0.5
+DISPATCH_POLL_SECONDS = 1.0  # with other processes on the database, also look for work this often
 
 Checkpoint = Callable[[str, int], None]
 Notice = Callable[[int, str], Coroutine[Any, Any, object]]  # (guild id, text) → a mod-log post
@@ -125,6 +127,7 @@ class JobEngine:
         observer: JobObserver | None = None,
         breakers: CircuitBreakers | None = None,
         safety: SafetyService | None = None,
+        identity: ProcessIdentity | None = None,
     ) -> None:
         self.store = store
         self._ledger = ledger
@@ -153,6 +156,9 @@ class JobEngine:
         self._background: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self.last_error: str | None = None
+        self.identity = identity or ProcessIdentity()  # this process, as recorded on the jobs it holds
+        self._lease_seconds = float(settings.job_lease_seconds)
+        self._shared = self.identity.role == "worker"  # other processes use the database: poll for work too
 
     # -- wiring ------------------------------------------------------------------------------------
 
@@ -250,6 +256,7 @@ class JobEngine:
                     cooldown_seconds=self._settings.member_cooldown_seconds,
                     cached=cached,
                     acked=acked,
+                    holder=self.identity.id,
                 )
             except AdmissionRefused:
                 await self._ledger.explain_refusal(
@@ -315,12 +322,15 @@ class JobEngine:
     async def start(self) -> int:
         """Resume what a previous run left open, then start scheduling; return how many jobs resumed."""
         self.latency = LatencyModel(await self.store.latency_samples())
+        self.identity.started()
+        await self._renew_lease()
         resumed = await self._recover()
         if self._presenter is not None:
             self.painter = ProgressPainter(self._presenter, min_interval=self._progress_interval, clock=self._clock)
             self._loops.append(asyncio.create_task(self.painter.run(), name="fluxcord-painter"))
             self._loops.append(asyncio.create_task(self._watch_queue(), name="fluxcord-queue"))
         self._loops.append(asyncio.create_task(self._dispatch(), name="fluxcord-dispatcher"))
+        self._loops.append(asyncio.create_task(self._heartbeat(), name="fluxcord-heartbeat"))
         self.accepting = True
         return resumed
 
@@ -347,6 +357,9 @@ class JobEngine:
                 await task
         if self.painter is not None:
             await self.painter.close()
+        if self.identity.stopped():
+            with contextlib.suppress(Exception):  # unreachable database: the lease simply expires
+                await self.store.release_lease(self.identity)  # every job left is resumable by others now
 
     def wake(self) -> None:
         """A slot may be free or a job may be waiting: let the dispatcher look."""
@@ -365,7 +378,11 @@ class JobEngine:
                 log.exception("Could not claim the next job; retrying")
                 await asyncio.sleep(DISPATCH_RETRY_SECONDS)
                 continue
-            await self._wake.wait()
+            if self._shared:  # another process may have queued a job or freed a slot
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=DISPATCH_POLL_SECONDS)
+            else:
+                await self._wake.wait()
 
     async def _claim_one(self) -> bool:
         max_active = self._settings.bfl_max_active_tasks
@@ -373,6 +390,7 @@ class JobEngine:
             max_active=max_active,
             kontext_max=min(KONTEXT_MAX_ACTIVE_TASKS, max_active),
             member_cap=self._settings.member_max_concurrent_jobs,
+            holder=self.identity.id,
         )
         if job is None:
             return False
@@ -461,6 +479,13 @@ class JobEngine:
         self._submitting.add(job.id)
         self._submits_idle.clear()
         try:
+            if not await self.store.holds(job.id, self.identity):
+                # Our lease lapsed (a stall, the database out of reach): another process may be taking
+                # the job over. We know we never POSTed it, so it goes back to the queue, still reserved.
+                log.warning("Job %s: this process no longer holds it; not submitting", job.id)
+                await self.store.apply(job.id, Event.REQUEUED, self._settings.refund_policy, expected=job.status)
+                await self._renew_lease()  # hold a lease again before claiming anything else
+                return
             try:
                 task = await self._bfl.submit(job.model, job.params)
             except BflError as exc:
@@ -650,13 +675,33 @@ class JobEngine:
     # -- recovery ----------------------------------------------------------------------------------
 
     async def _recover(self) -> int:
-        """Resolve or resume every job a previous run left open."""
-        policy = self._settings.refund_policy
-        known = {job.id: job for job in await self.store.open_jobs()}
+        """At start: resolve or resume every job a previous run (or a dead process) left open."""
         orphans = [job_id for job_id in await self._ledger.open_job_ids() if await self.store.get(job_id) is None]
         for job_id in orphans:  # written by a version that reserved before creating the job row
             await self._ledger.release(job_id, note="recovered: no job")
-        for job in known.values():
+        taken = await self._take_over()
+        if taken or orphans:
+            log.info("Resumed %d unfinished jobs from the previous run", taken + len(orphans))
+        return taken + len(orphans)
+
+    async def _take_over(self) -> int:
+        """Become the holder of every open job whose process is gone, and resume each; how many.
+
+        Runs at start and on every heartbeat. Taking a job is one conditional update (the holder it
+        was seen with), so of several processes looking at once exactly one resumes it. A job that was
+        mid-submit is never submitted again: its outcome is unknown (see :mod:`bot.engine.decision`).
+        """
+        policy = self._settings.refund_policy
+        taken = 0
+        for seen in await self.store.orphaned(self.identity):
+            if seen.id in self._tasks:
+                continue
+            job = await self.store.take(seen, self.identity)
+            if job is None:
+                continue  # another process took it first
+            taken += 1
+            if seen.claimed_by is not None:
+                log.warning("Job %s: its process %s is gone; taking it over", job.id, seen.claimed_by)
             if job.status in (JobStatus.QUEUED, JobStatus.CACHED) and not job.acked:
                 # The process died between admission and recording the acknowledgement: the member may
                 # be looking at a queue message, so say what happened (if the token still works).
@@ -669,25 +714,42 @@ class JobEngine:
             if applied is None:
                 continue
             self._observe(applied)
-            resumed = applied.job
-            if resumed.status is JobStatus.UNKNOWN:
-                log.warning("Job %s was being submitted when the bot stopped: outcome unknown", job.id)
-                if self._presenter is not None:
-                    self._spawn(
-                        self._presenter.notify(applied.reachable_job, outcomes.failure_text(None, charged=False))
-                    )
-            elif resumed.status is JobStatus.GENERATING:
-                task = SubmittedTask(resumed.bfl_task_id or "", resumed.polling_url or "", None)
-                self._start(resumed, self._poll(resumed, task))
-            elif resumed.status is JobStatus.DOWNLOADING:
-                self._start(resumed, self._download(resumed, elapsed=0.0))
-            elif resumed.status is JobStatus.DELIVERING:
-                self._start(resumed, self._redeliver(resumed))
-            elif resumed.status is JobStatus.CACHED:
-                self._start(resumed, self._deliver_cached(resumed))
-        if known or orphans:
-            log.info("Resumed %d unfinished jobs from the previous run", len(known) + len(orphans))
-        return len(known) + len(orphans)
+            self._resume(applied)
+        return taken
+
+    def _resume(self, applied: Applied) -> None:
+        """Carry on with a recovered job from the state it was found in."""
+        resumed = applied.job
+        if resumed.status is JobStatus.UNKNOWN:
+            log.warning("Job %s was being submitted when its process stopped: outcome unknown", resumed.id)
+            if self._presenter is not None:
+                self._spawn(self._presenter.notify(applied.reachable_job, outcomes.failure_text(None, charged=False)))
+        elif resumed.status is JobStatus.GENERATING:
+            task = SubmittedTask(resumed.bfl_task_id or "", resumed.polling_url or "", None)
+            self._start(resumed, self._poll(resumed, task))
+        elif resumed.status is JobStatus.DOWNLOADING:
+            self._start(resumed, self._download(resumed, elapsed=0.0))
+        elif resumed.status is JobStatus.DELIVERING:
+            self._start(resumed, self._redeliver(resumed))
+        elif resumed.status is JobStatus.CACHED:
+            self._start(resumed, self._deliver_cached(resumed))
+
+    async def _renew_lease(self) -> None:
+        """Keep this process's lease, and note whether other processes share the database."""
+        await self.store.renew_lease(self.identity, seconds=self._lease_seconds)
+        others = [pid for pid in await self.store.live_processes() if pid != self.identity.id]
+        self._shared = self.identity.role == "worker" or bool(others)
+
+    async def _heartbeat(self) -> None:
+        """Every third of JOB_LEASE_SECONDS: renew the lease, then take over jobs of processes gone."""
+        while True:
+            await asyncio.sleep(self._lease_seconds / 3)
+            try:
+                await self._renew_lease()
+                if await self._take_over():
+                    self.wake()
+            except Exception as exc:  # the database is out of reach: try again next beat
+                log.warning("Could not renew this process's lease: %s", exc)
 
     async def _redeliver(self, job: Job) -> None:
         """Post a job that was paid for but not posted before the restart (from the cache)."""

@@ -74,4 +74,5 @@ class Event(enum.StrEnum):
     ACK_FAILED = "ack_failed"  # the interaction could not be acknowledged after admission
     DELIVERY_FAILED = "delivery_failed"  # Discord refused the result
     INTERNAL_ERROR = "internal_error"  # a bug of ours
-    RECOVERED = "recovered"  # found open at start-up, after a crash or a shutdown
+    RECOVERED = "recovered"  # found open at start-up, after a crash or a shutdown, or its holder died
+    REQUEUED = "requeued"  # claimed, but its process lost its lease before submitting: back to the queue

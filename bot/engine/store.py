@@ -20,6 +20,7 @@ from bot.billing.ledger import Ledger, Limit
 from bot.clock import Clock, from_millis, to_millis, utc_now
 from bot.config import RefundPolicy
 from bot.engine.decision import Cost, Decision, IllegalEvent, MoneyAction, decide
+from bot.engine.leases import ProcessIdentity, provably_gone
 from bot.engine.states import OPEN, SLOT_HOLDERS, Event, JobStatus
 from bot.storage.database import Database, Transaction
 
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 KONTEXT_MAX_MODEL = "flux-kontext-max"
 LATENCY_SAMPLES_KEPT = 50  # per model
+_FORGET_PROCESSES_MS = 24 * 3600 * 1000  # lease rows of processes gone this long are deleted
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ class Job:
     expanded_prompt: str | None
     private: bool = False
     erased_at: datetime | None = None  # prompt, parameters and result links erased (bot.safety.privacy)
+    claimed_by: str | None = None  # the process that holds the job (bot.engine.leases), if any
 
     @property
     def settled_cost_micros(self) -> int:
@@ -147,7 +150,7 @@ _OPEN = "('" + "', '".join(sorted(s.value for s in OPEN)) + "')"
 # fewer than :max_active tasks run: the server with the fewest running tasks, then the one served
 # longest ago (round robin), then the member with the fewest running tasks, then the oldest request.
 _CLAIM_SQL = f"""
-UPDATE jobs SET status = 'submitting', updated_at = :now
+UPDATE jobs SET status = 'submitting', updated_at = :now, claimed_by = :holder
 WHERE status = 'queued' AND id = (
     WITH running AS (SELECT guild_id, user_id, model FROM jobs WHERE status IN {_RUNNING}),
     total AS (SELECT COUNT(*) AS n, COUNT(CASE WHEN model = '{KONTEXT_MAX_MODEL}' THEN 1 END) AS k FROM running),
@@ -188,11 +191,12 @@ class JobStore:
         cooldown_seconds: int,
         cached: bool,
         acked: bool,
+        holder: str | None = None,
     ) -> Job:
         """Write the reservation and the job row in ONE transaction, or raise :class:`AdmissionRefused`.
 
         ``cached`` admits a cache hit (0 µ$, still one image against the quotas). Admitting the same
-        job id twice returns the existing job.
+        job id twice returns the existing job. ``holder`` is the admitting process (it acknowledges the job).
         """
         existing = await self.get(job.id)
         if existing is not None:
@@ -217,8 +221,8 @@ class JobStore:
             await tx.execute(
                 "INSERT INTO jobs (id, guild_id, channel_id, user_id, model, prompt, params, seed, width, height,"
                 " cache_key, status, estimated_micros, created_at, updated_at, aspect_ratio, acked, application_id,"
-                " interaction_token, upload_limit, private)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " interaction_token, upload_limit, private, claimed_by)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job.id,
                     job.guild_id,
@@ -241,6 +245,7 @@ class JobStore:
                     job.interaction_token,
                     job.upload_limit,
                     1 if job.private else 0,
+                    holder,
                 ),
             )
         admitted = await self.get(job.id)
@@ -321,8 +326,14 @@ class JobStore:
             assert moved is not None  # the write lock is held and the state was just read
         return Applied(decision, moved, settled, job)
 
-    async def claim(self, *, max_active: int, kontext_max: int, member_cap: int) -> Job | None:
-        """Hand the next job, by the fairness rule, a BFL slot (queued → submitting); None if none can go."""
+    async def claim(
+        self, *, max_active: int, kontext_max: int, member_cap: int, holder: str | None = None
+    ) -> Job | None:
+        """Hand the next job, by the fairness rule, a BFL slot (queued → submitting); None if none can go.
+
+        The running count is read across every process sharing the database, so BFL's active-task cap
+        holds for all of them; ``holder`` (the claiming process) is recorded on the job.
+        """
         async with self._db.transaction() as tx:
             await tx.lock("jobs.claim")  # concurrent claimers (PostgreSQL) must see one running count
             rows = await tx.fetch_all(
@@ -332,6 +343,7 @@ class JobStore:
                     "max_active": max_active,
                     "kontext_max": kontext_max,
                     "member_cap": member_cap,
+                    "holder": holder,
                 },
             )
         return _job(rows[0]) if rows else None
@@ -348,6 +360,69 @@ class JobStore:
             (to.value, to_millis(self._clock()), *fields.values(), job_id, expected.value),
         )
         return _job(rows[0]) if rows else None
+
+    # -- holders and leases (several processes) ----------------------------------------------------
+
+    async def renew_lease(self, identity: ProcessIdentity, *, seconds: float) -> None:
+        """Record that ``identity`` runs for another ``seconds``; forget processes gone for a day."""
+        now = to_millis(self._clock())
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO processes (id, role, host, pid, started_at, lease_expires_at) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET lease_expires_at = excluded.lease_expires_at",
+                (identity.id, identity.role, identity.machine, identity.pid, now, now + int(seconds * 1000)),
+            )
+            await tx.execute("DELETE FROM processes WHERE lease_expires_at < ?", (now - _FORGET_PROCESSES_MS,))
+
+    async def release_lease(self, identity: ProcessIdentity) -> None:
+        """``identity`` stopped: its jobs may be taken over at once."""
+        await self._db.execute("DELETE FROM processes WHERE id = ?", (identity.id,))
+
+    async def live_processes(self) -> list[str]:
+        """The ids of processes whose lease has not expired."""
+        rows = await self._db.fetch_all(
+            "SELECT id FROM processes WHERE lease_expires_at > ? ORDER BY id", (to_millis(self._clock()),)
+        )
+        return [row["id"] for row in rows]
+
+    async def orphaned(self, me: ProcessIdentity) -> list[Job]:
+        """Open jobs that need a process and whose holder is gone (or that never had one), oldest first.
+
+        A queued job that was acknowledged needs no holder (any process may claim it). A holder is
+        gone when its lease expired or was released, or when :func:`provably_gone` says so.
+        """
+        live = set(await self.live_processes())
+        rows = await self._db.fetch_all(
+            f"SELECT * FROM jobs WHERE status IN {_OPEN} AND NOT (status = 'queued' AND acked = 1)"
+            " AND (claimed_by IS NULL OR claimed_by != ?) ORDER BY created_at, id",
+            (me.id,),
+        )
+        jobs = [_job(row) for row in rows]
+        return [
+            job
+            for job in jobs
+            if job.claimed_by is None or job.claimed_by not in live or provably_gone(job.claimed_by, me)
+        ]
+
+    async def take(self, job: Job, me: ProcessIdentity) -> Job | None:
+        """Make ``me`` the holder of ``job`` if it still has the holder it was seen with; the job, or None."""
+        rows = await self._db.fetch_all(
+            "UPDATE jobs SET claimed_by = ? WHERE id = ? AND COALESCE(claimed_by, '') = ? RETURNING *",
+            (me.id, job.id, job.claimed_by or ""),
+        )
+        return _job(rows[0]) if rows else None
+
+    async def holds(self, job_id: int, me: ProcessIdentity) -> bool:
+        """Whether ``me`` still holds the claimed ``job_id`` under a lease that has not expired.
+
+        The fence checked right before a submit: a process that lost its lease does not POST.
+        """
+        row = await self._db.fetch_one(
+            "SELECT 1 AS held FROM jobs j JOIN processes p ON p.id = j.claimed_by"
+            " WHERE j.id = ? AND j.claimed_by = ? AND j.status = 'submitting' AND p.lease_expires_at > ?",
+            (job_id, me.id, to_millis(self._clock())),
+        )
+        return row is not None
 
     # -- reads -------------------------------------------------------------------------------------
 
@@ -467,4 +542,5 @@ def _job(row: Any) -> Job:
         expanded_prompt=row["expanded_prompt"],
         private=bool(row["private"]),
         erased_at=_maybe_time(row["erased_at"]),
+        claimed_by=row["claimed_by"],
     )

@@ -25,9 +25,12 @@ DATABASE_PROBE_TIMEOUT = 2.0
 
 
 def gateway_connected(bot: Any) -> bool:
-    """True while the bot is ready and its gateway websocket is open (False during a reconnect)."""
+    """True while the bot is ready and its gateway websocket is open (every shard's, for a cluster)."""
     if not bot.is_ready() or bot.is_closed():
         return False
+    shards = getattr(bot, "shards", None)
+    if isinstance(shards, dict) and shards:  # an AutoShardedBot (SHARD_COUNT)
+        return all(not shard.is_closed() for shard in shards.values())
     ws = getattr(bot, "ws", None)
     return ws is not None and bool(ws.open)
 
@@ -79,7 +82,8 @@ class OpsServer:
 
     async def health(self) -> tuple[bool, dict[str, str]]:
         """Whether the bot is healthy, and what each part says."""
-        gateway = gateway_connected(self._bot)
+        worker = getattr(self._bot, "role", "bot") == "worker"  # no gateway: healthy while its engine runs
+        gateway = self._bot.services.engine.accepting if worker else gateway_connected(self._bot)
         try:
             await asyncio.wait_for(self._bot.services.db.fetch_value("SELECT 1"), DATABASE_PROBE_TIMEOUT)
             database = True
@@ -89,7 +93,7 @@ class OpsServer:
         healthy = gateway and database
         body = {
             "status": "ok" if healthy else "unavailable",
-            "gateway": "connected" if gateway else "disconnected",
+            "gateway": ("not used (worker)" if worker else "connected") if gateway else "disconnected",
             "database": "ok" if database else "not answering",
         }
         return healthy, body
