@@ -358,8 +358,10 @@ class JobEngine:
         if self.painter is not None:
             await self.painter.close()
         if self.identity.stopped():
-            with contextlib.suppress(Exception):  # unreachable database: the lease simply expires
+            try:
                 await self.store.release_lease(self.identity)  # every job left is resumable by others now
+            except Exception as exc:  # unreachable database: the lease simply expires
+                log.warning("Could not release this process's lease: %s", exc)
 
     def wake(self) -> None:
         """A slot may be free or a job may be waiting: let the dispatcher look."""

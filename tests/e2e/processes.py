@@ -92,10 +92,10 @@ class Running:
     collector: asyncio.Task[None] | None = None
 
     @classmethod
-    async def start(cls, *, env: dict[str, str], cwd: Path, prefix: list[str] | None = None) -> Running:
-        """Start the bot."""
+    async def start(cls, *args: str, env: dict[str, str], cwd: Path, prefix: list[str] | None = None) -> Running:
+        """Start ``python -m bot *args``."""
         process = await asyncio.create_subprocess_exec(
-            *(prefix or []), sys.executable, "-m", "bot", cwd=cwd, env=env, stderr=asyncio.subprocess.PIPE
+            *(prefix or []), sys.executable, "-m", "bot", *args, cwd=cwd, env=env, stderr=asyncio.subprocess.PIPE
         )
         running = cls(process)
         running.collector = asyncio.create_task(running._collect())
@@ -110,6 +110,15 @@ class Running:
     def text(self) -> str:
         """Everything logged so far."""
         return self.logs.decode(errors="replace")
+
+    async def kill(self) -> int:
+        """SIGKILL, as a crash or the OOM killer would: no clean-up runs; the exit status."""
+        if self.process.returncode is None:
+            self.process.kill()
+        await asyncio.wait_for(self.process.wait(), timeout=30)
+        if self.collector is not None:
+            await self.collector
+        return self.process.returncode
 
     async def stop(self) -> int:
         """SIGINT, as Ctrl+C would; the exit status."""

