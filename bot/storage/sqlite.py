@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -88,20 +89,28 @@ class SqliteDatabase(Database):
         return int(await self.fetch_value("PRAGMA user_version"))
 
     async def migrate(self, migrations: Iterable[Migration]) -> None:
-        """Apply every migration newer than the database, each atomically with its version bump."""
-        current = await self.schema_version()
+        """Apply every migration newer than the database, each atomically with its version bump.
+
+        Each one runs under ``BEGIN IMMEDIATE`` and re-reads the version inside it, so processes that
+        open a new file at the same moment (a shard cluster, workers) apply each migration once.
+        """
         for migration in migrations:
-            if migration.version <= current:
+            if migration.version <= await self.schema_version():
                 continue
-            log.info("Applying database migration %s", migration.name)
             async with self._write_lock:
-                script = f"BEGIN IMMEDIATE;\n{migration.sql}\nPRAGMA user_version = {migration.version};\nCOMMIT;"
+                await self._conn.execute("BEGIN IMMEDIATE")
                 try:
-                    await self._conn.executescript(script)
+                    current = (await self._conn.execute_fetchall("PRAGMA user_version"))[0][0]
+                    if migration.version > current:
+                        log.info("Applying database migration %s", migration.name)
+                        for statement in _statements(migration.sql):
+                            await self._conn.execute(statement)
+                        await self._conn.execute(f"PRAGMA user_version = {migration.version}")
                 except BaseException:
                     if self._conn.in_transaction:
                         await self._conn.execute("ROLLBACK")
                     raise
+                await self._conn.execute("COMMIT")
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         """Run one write statement atomically; return the number of rows it changed."""
@@ -148,3 +157,16 @@ class SqliteDatabase(Database):
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
         )
         return [r[0] for r in rows]
+
+
+def _statements(script: str) -> list[str]:
+    """``script`` split into its statements (a trigger's ``BEGIN … END;`` body stays whole)."""
+    statements, pending = [], ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending)
+            pending = ""
+    if pending.strip():
+        statements.append(pending)  # an unterminated last statement, or trailing comments
+    return statements

@@ -149,3 +149,18 @@ async def test_a_target_names_its_backend(tmp_path, postgres_server):
     finally:
         await sqlite_db.close()
         await pg_db.close()
+
+
+@pytest.mark.sqlite_only
+async def test_processes_starting_together_on_a_new_file_migrate_it_once(tmp_path):
+    """Shard clusters and workers start side by side: each migration is applied by exactly one of them."""
+    path = tmp_path / "shared.sqlite3"
+    opened = await asyncio.gather(*(Database.open(path) for _ in range(4)), return_exceptions=True)
+    try:
+        assert [type(o).__name__ for o in opened if isinstance(o, BaseException)] == []
+        latest = load_migrations("sqlite")[-1].version
+        assert [await db.schema_version() for db in opened] == [latest] * 4
+    finally:
+        for db in opened:
+            if not isinstance(db, BaseException):
+                await db.close()

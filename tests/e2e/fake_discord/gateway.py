@@ -109,13 +109,22 @@ class GatewayMixin:
         if intents & Intents.PRIVILEGED and not self.allow_privileged_intents:
             await self._gw_close(conn, 4014, "Disallowed intent(s).")
             return
-        session = _GatewaySession(session_id=secrets.token_hex(16), intents=intents)
+        shard = d.get("shard")
+        if shard is not None and not (
+            isinstance(shard, list) and len(shard) == 2 and all(isinstance(n, int) for n in shard)
+            and 0 <= shard[0] < shard[1]
+        ):  # fmt: skip
+            await self._gw_close(conn, 4010, "Invalid shard.")
+            return
+        session = _GatewaySession(
+            session_id=secrets.token_hex(16), intents=intents, shard=tuple(shard) if shard else None
+        )
         self._sessions[session.session_id] = session
         conn.session = session
         ready: dict[str, Any] = {
             "v": 10,
             "user": {**self._public_user(self.application_id), "verified": True, "mfa_enabled": False},
-            "guilds": [{"id": str(self.guild_id), "unavailable": True}],
+            "guilds": [{"id": str(self.guild_id), "unavailable": True}] if self._serves_guild(session) else [],
             "session_id": session.session_id,
             "session_type": "normal",
             "resume_gateway_url": self.gateway_url,
@@ -131,7 +140,12 @@ class GatewayMixin:
         if "shard" in d:
             ready["shard"] = d["shard"]
         await self._gw_send(conn, 0, ready, "READY")
-        await self._gw_send(conn, 0, self._guild_payload(intents), "GUILD_CREATE")
+        if self._serves_guild(session):
+            await self._gw_send(conn, 0, self._guild_payload(intents), "GUILD_CREATE")
+
+    def _serves_guild(self, session: _GatewaySession) -> bool:
+        """Whether the session gets the guild's events: Discord's rule, shard_id = (guild_id >> 22) % num_shards."""
+        return session.shard is None or (self.guild_id >> 22) % session.shard[1] == session.shard[0]
 
     async def _gw_resume(self, conn: _GatewayConnection, d: dict[str, Any]) -> None:
         if not self._token_ok(d.get("token")):
@@ -145,8 +159,8 @@ class GatewayMixin:
         await self._gw_send(conn, 0, {}, "RESUMED")
 
     def _primary_connection(self, *, required: bool = True) -> _GatewayConnection | None:
-        for conn in self._connections:
-            if conn.session is not None and not conn.ws.closed:
+        for conn in self._connections:  # the connection of the shard the guild belongs to
+            if conn.session is not None and not conn.ws.closed and self._serves_guild(conn.session):
                 return conn
         if required:
             raise RuntimeError("no bot is connected to the fake gateway (did the bot start and become ready?)")
@@ -167,7 +181,7 @@ class GatewayMixin:
         events, self._pending_events = self._pending_events, []
         for event, data, intent in events:
             for conn in list(self._connections):
-                if conn.session is None or conn.ws.closed:
+                if conn.session is None or conn.ws.closed or not self._serves_guild(conn.session):
                     continue
                 if intent is None or conn.session.intents & intent:
                     await self._gw_send(conn, 0, data, event)
@@ -181,7 +195,7 @@ class GatewayMixin:
     async def send_guild_create(self) -> None:
         """Send GUILD_CREATE again (e.g. after adding roles or members)."""
         for conn in list(self._connections):
-            if conn.session is not None and not conn.ws.closed:
+            if conn.session is not None and not conn.ws.closed and self._serves_guild(conn.session):
                 await self._gw_send(conn, 0, self._guild_payload(conn.session.intents), "GUILD_CREATE")
 
     async def drop_gateway(self) -> None:

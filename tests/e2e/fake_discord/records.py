@@ -123,6 +123,7 @@ class _GatewaySession:
     session_id: str
     intents: int
     seq: int = 0
+    shard: tuple[int, int] | None = None  # [shard_id, num_shards] from IDENTIFY, if the bot shards
 
 
 @dataclass(eq=False)
