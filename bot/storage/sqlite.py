@@ -65,7 +65,7 @@ class SqliteDatabase(Database):
         conn = await aiosqlite.connect(path, isolation_level=None)
         conn.row_factory = aiosqlite.Row
         try:
-            await conn.execute("PRAGMA journal_mode=WAL")
+            await _enable_wal(conn)
             # WAL + NORMAL: commits survive a process crash; FULL adds OS-crash/power-loss durability.
             await conn.execute(f"PRAGMA synchronous={synchronous}")
             await conn.execute("PRAGMA busy_timeout=5000")
@@ -170,3 +170,19 @@ def _statements(script: str) -> list[str]:
     if pending.strip():
         statements.append(pending)  # an unterminated last statement, or trailing comments
     return statements
+
+
+async def _enable_wal(conn: aiosqlite.Connection, attempts: int = 50) -> None:
+    """Switch the database to WAL, trying again briefly while another connection is switching it.
+
+    On a new file opened by several processes at once, the switch needs a moment alone and SQLite
+    answers "database is locked" at once instead of waiting for its busy timeout.
+    """
+    for attempt in range(attempts):
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.05 + 0.05 * attempt)

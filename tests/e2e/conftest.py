@@ -122,17 +122,43 @@ def bot_settings_overrides() -> dict[str, Any]:
     return {}
 
 
+def pytest_collection_modifyitems(config, items):
+    """A test marked ``sqlite_only`` (it checks the SQLite file itself) runs on SQLite only."""
+    keep, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and callspec.params.get("backend") == "postgresql"
+        (dropped if on_postgres and item.get_closest_marker("sqlite_only") else keep).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+def _backends() -> list[str]:
+    import os
+
+    return os.environ.get("FLUXCORD_E2E_BACKENDS", "sqlite,postgresql").split(",")
+
+
+@pytest.fixture(params=_backends())
+def backend(request) -> dict[str, Any]:
+    """The database the bot under test uses: every harness test runs on SQLite and on PostgreSQL."""
+    if request.param == "postgresql":
+        return {"database_url": request.getfixturevalue("pg_url"), "database_pool_size": 4}
+    return {}
+
+
 @pytest.fixture
 async def harness(
-    discord_endpoints, fake_bfl, tmp_path, bot_settings_overrides, monkeypatch
+    discord_endpoints, fake_bfl, tmp_path, backend, bot_settings_overrides, monkeypatch
 ) -> AsyncIterator[BotHarness]:
-    """The real bot, logged in to the fake Discord and using the fake BFL."""
+    """The real bot, logged in to the fake Discord and using the fake BFL (on each database backend)."""
     from bot.app import assemble
     from bot.bfl.client import PollSchedule
     from tests.e2e.support import bot_settings
 
     fake = discord_endpoints
-    settings = bot_settings(fake, fake_bfl, tmp_path, **bot_settings_overrides)
+    settings = bot_settings(fake, fake_bfl, tmp_path, **(backend | bot_settings_overrides))
     fast_polls = PollSchedule(first_interval=0.005, quick_phase=0.05, factor=1.5, max_interval=0.02, jitter=0.0)
     async with (
         assemble(

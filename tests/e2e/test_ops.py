@@ -159,6 +159,7 @@ async def test_status_shows_balance_queue_last_error_and_uptime_to_moderators_on
         }
     ],
 )
+@pytest.mark.sqlite_only  # `backup` copies the SQLite file; PostgreSQL has its own tools
 async def test_python_m_bot_backup_while_jobs_are_written_copies_them_consistently(harness, tmp_path):
     source = harness.settings.database_path
     writing = True

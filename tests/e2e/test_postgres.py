@@ -1,13 +1,14 @@
-"""The real bot on PostgreSQL (DATABASE_URL): `/imagine` end to end through the fake Discord and BFL."""
+"""The real bot on PostgreSQL (DATABASE_URL): checks that only make sense there.
+
+Every harness test runs on both databases (the ``backend`` fixture in conftest.py); this one checks
+that the PostgreSQL run really uses PostgreSQL and leaves the SQLite path alone.
+"""
 
 import pytest
 
 from bot.engine.states import JobStatus
 
-
-@pytest.fixture
-def bot_settings_overrides(pg_url):
-    return {"database_url": pg_url, "database_pool_size": 4}
+pytestmark = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 
 
 async def test_imagine_end_to_end_on_postgresql(harness):

@@ -99,6 +99,7 @@ async def test_privacy_show_lists_what_is_kept(harness):
     assert "30 days" in text and "<t:" in text
 
 
+@pytest.mark.sqlite_only  # scans the SQLite file's bytes (PostgreSQL's pages are reclaimed by its VACUUM)
 async def test_privacy_forget_erases_the_prompt_from_the_database_files_and_the_cache(harness):
     fake = harness.fake
     member, other = fake.add_member(name="leaving"), fake.add_member(name="staying")

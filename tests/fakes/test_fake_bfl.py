@@ -322,10 +322,11 @@ async def test_expire_delivery_makes_the_signed_url_403(fake_bfl: FakeBfl, http:
 
 async def test_time_based_task_walks_its_stages_then_is_ready(fake_bfl: FakeBfl, http: aiohttp.ClientSession) -> None:
     """Pending → Reasoning → Generating by elapsed time, rising progress, Ready at created_at + run_seconds."""
-    fake_bfl.script(Behaviour(run_seconds=0.3, stages=FLUX3_STAGES))
+    # 0.4 s per stage: back-to-back polls see each stage even on a busy 2-core machine
+    fake_bfl.script(Behaviour(run_seconds=1.2, stages=FLUX3_STAGES))
     _, answer = await submit(http, "flux-dev", {"prompt": "x"})
     task = fake_bfl.tasks[answer["id"]]
-    assert task.ready_at == pytest.approx(task.created_at + 0.3)
+    assert task.ready_at == pytest.approx(task.created_at + 1.2)
     assert fake_bfl.active_tasks == 1
 
     answers = await poll_through(http, answer["polling_url"])

@@ -157,7 +157,7 @@ async def test_processes_starting_together_on_a_new_file_migrate_it_once(tmp_pat
     path = tmp_path / "shared.sqlite3"
     opened = await asyncio.gather(*(Database.open(path) for _ in range(4)), return_exceptions=True)
     try:
-        assert [type(o).__name__ for o in opened if isinstance(o, BaseException)] == []
+        assert [repr(o) for o in opened if isinstance(o, BaseException)] == []
         latest = load_migrations("sqlite")[-1].version
         assert [await db.schema_version() for db in opened] == [latest] * 4
     finally:
