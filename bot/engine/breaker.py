@@ -34,6 +34,15 @@ def is_provider_error(exc: BflError) -> bool:
     return isinstance(exc, BflServerError | BflSubmitOutcomeUnknown | BflTimeout)
 
 
+@dataclass(frozen=True)
+class BreakerStatus:
+    """A model whose breaker is not closed, for the moderators' views."""
+
+    model: str
+    state: BreakerState  # OPEN or HALF_OPEN
+    retry_in: float  # seconds until a trial request is let through (0 when half-open)
+
+
 @dataclass
 class _Model:
     failures: deque[float] = field(default_factory=deque)
@@ -121,6 +130,14 @@ class CircuitBreakers:
     def open_models(self) -> dict[str, float]:
         """Models whose breaker is open or half-open, with the seconds until a trial is allowed."""
         return {model: self.retry_in(model) for model in self._models if self.state(model) is not BreakerState.CLOSED}
+
+    def statuses(self) -> list[BreakerStatus]:
+        """Every model whose breaker is open or half-open, by model name."""
+        return [
+            BreakerStatus(model, self.state(model), self.retry_in(model))
+            for model in sorted(self._models)
+            if self.state(model) is not BreakerState.CLOSED
+        ]
 
     def _open(self, entry: _Model, now: float) -> None:
         entry.state = BreakerState.OPEN

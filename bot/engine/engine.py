@@ -214,6 +214,7 @@ class JobEngine:
         trial = False  # a cache hit needs no BFL, so an open breaker does not refuse it
         if not cached:
             if not self.breakers.allow(request.model.key):  # BFL keeps failing for this model: refuse now
+                self._observer.breaker_refused(request.model.key)
                 raise ProviderTrouble(request.model.label, self.breakers.retry_in(request.model.key))
             trial = self.breakers.state(request.model.key) is not BreakerState.CLOSED
         try:
