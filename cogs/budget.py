@@ -286,6 +286,7 @@ class Budget(
             )
         if report.over_estimate_jobs:
             notes.append(f"{report.over_estimate_jobs} images cost more than their estimate (see the log).")
+        await self.services.engine.share_breakers()  # failures other processes saw, too
         troubled = self._breaker_lines()
         if troubled:
             embed.add_field(name="Models BFL keeps failing for", value="\n".join(troubled)[:1024], inline=False)

@@ -213,7 +213,7 @@ class JobEngine:
         cached = await self._cache.contains(cache_key)
         trial = False  # a cache hit needs no BFL, so an open breaker does not refuse it
         if not cached:
-            await self._share_breakers()  # other processes' failures (cached: usually no I/O)
+            await self.share_breakers()  # other processes' failures (cached: usually no I/O)
             if not self.breakers.allow(request.model.key):  # BFL keeps failing for this model: refuse now
                 self._observer.breaker_refused(request.model.key)
                 raise ProviderTrouble(request.model.label, self.breakers.retry_in(request.model.key))
@@ -541,7 +541,7 @@ class JobEngine:
             await self._end(job.id, outcomes.task_event(exc), exc)
             return
         self.breakers.succeeded(job.model)
-        self._spawn(self._share_breakers())
+        self._spawn(self.share_breakers())
         latency = loop.time() - started
         applied = await self._finished(job, result)
         if applied is None:
@@ -797,9 +797,9 @@ class JobEngine:
             self.breakers.failed(model)
         else:
             self.breakers.succeeded(model)  # a refusal or moderation: BFL is up and answering
-        self._spawn(self._share_breakers())
+        self._spawn(self.share_breakers())
 
-    async def _share_breakers(self) -> None:
+    async def share_breakers(self) -> None:
         """Share the breakers' news with other processes and read theirs (a failure keeps the local view)."""
         try:
             await self.breakers.sync()
