@@ -213,6 +213,28 @@ def _png() -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.parametrize("bot_settings_overrides", [{"confirm_above_usd": "0.05", "default_member_daily_usd": "5"}])
+async def test_a_fallback_priced_above_the_confirmation_threshold_is_confirmed_first(harness, people, clock):
+    fake, bfl, db = harness.fake, harness.bfl, harness.services.db
+    await budget(harness, "fallback", people["mod"], model="flux-2-max")  # $0.07, above the $0.05 threshold
+    await break_model(harness)  # FLUX1.1 [pro] at $0.04 needs no confirmation
+    refused = await harness.imagine(prompt="a quiet harbour")
+    [button] = buttons(refused.original_message)
+    assert button["label"] == "Use FLUX.2 [max] · $0.07"
+    money = await ledger_rows(harness)
+    asked = await fake.click(refused.original_message["id"], button["custom_id"])
+    await asked.wait_acked()
+    assert asked.ephemeral and "costs up to **$0.07**" in text_of(asked)
+    assert await ledger_rows(harness) == money and bfl.submits[-1].model == "flux-pro-1.1"  # nothing yet
+    go = next(b["custom_id"] for b in buttons(asked.original_message) if b["custom_id"].startswith("fluxcord:go:"))
+    generate = await fake.click(asked.original_message["id"], go)
+    await harness.finished(generate)
+    assert bfl.submits[-1].model == "flux-2-max" and bfl.submits[-1].body["prompt"] == "a quiet harbour"
+    job = await harness.services.jobs.get(int(generate.id))
+    assert job.model == "flux-2-max" and job.estimated_micros == 70_000
+    assert await db.fetch_value("SELECT COUNT(*) FROM ledger WHERE job_id = ? AND kind = 'reserve'", (job.id,)) == 1
+
+
 async def test_the_breaker_and_the_offer_outlive_the_process_that_saw_the_failures(
     discord_endpoints, fake_bfl, tmp_path
 ):
