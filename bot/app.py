@@ -32,6 +32,7 @@ from bot.clock import Clock, utc_now
 from bot.config import Settings
 from bot.engine.engine import JobEngine
 from bot.engine.leases import ProcessIdentity
+from bot.engine.shared_breaker import BreakerLog, SharedBreakers
 from bot.engine.store import JobStore
 from bot.images.cache import ImageCache
 from bot.modlog import ModLog
@@ -236,7 +237,7 @@ def build_services(
         notice=modlog.announce,
         observer=metrics,
         safety=safety,
-        **({"identity": ProcessIdentity(role)} | (engine_options or {})),
+        **({"identity": ProcessIdentity(role), "breakers": SharedBreakers(BreakerLog(db))} | (engine_options or {})),
     )
     privacy = PrivacyService(db, cache, retention_days=settings.prompt_retention_days, clock=clock)
     return Services(

@@ -28,7 +28,8 @@ class FluxcordTree(app_commands.CommandTree):
         """Map an error to a reply (ephemeral where it concerns only the member)."""
         cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
         if isinstance(cause, FluxcordError):
-            await reply(interaction, cause.user_message, ephemeral=cause.ephemeral)
+            # A refusal may carry buttons (the fallback offer, cogs/_fallback.py).
+            await reply(interaction, cause.user_message, ephemeral=cause.ephemeral, view=getattr(cause, "view", None))
         elif isinstance(cause, app_commands.TransformerError):
             await reply(interaction, f"`{cause.value}` is not a valid value for this option.", ephemeral=True)
         elif isinstance(cause, app_commands.CommandNotFound):
@@ -45,21 +46,24 @@ class FluxcordTree(app_commands.CommandTree):
             await reply(interaction, GENERIC_FAILURE, ephemeral=True)
 
 
-async def reply(interaction: discord.Interaction, text: str, *, ephemeral: bool) -> None:
+async def reply(
+    interaction: discord.Interaction, text: str, *, ephemeral: bool, view: discord.ui.View | None = None
+) -> None:
     """Answer whatever state the interaction is in: unanswered, deferred, or already answered."""
     text = strip_bidi(text)  # replies may quote what the member typed
+    extra = {"view": view} if view is not None else {}
     if interaction.is_expired():
         log.warning("Interaction %s expired before we could answer: %s", interaction.id, text)
         return
     try:
         if not interaction.response.is_done():
-            await interaction.response.send_message(text, ephemeral=ephemeral)
+            await interaction.response.send_message(text, ephemeral=ephemeral, **extra)
         elif ephemeral:
             # The public "thinking…" message would show the refusal to everyone: remove it first (a
             # follow-up sent while it is still loading would become it), then answer privately.
             await interaction.delete_original_response()
-            await interaction.followup.send(text, ephemeral=True)
+            await interaction.followup.send(text, ephemeral=True, **extra)
         else:
-            await interaction.edit_original_response(content=text, embed=None, attachments=[])
+            await interaction.edit_original_response(content=text, embed=None, attachments=[], **extra)
     except discord.HTTPException as exc:
         log.warning("Could not answer interaction %s: %s", interaction.id, exc)

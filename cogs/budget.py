@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import re
 from typing import Literal
 
@@ -20,7 +21,9 @@ from bot.billing.limits import AuditEntry, LimitSetting, Target, TargetKind
 from bot.billing.money import InvalidAmount, format_usd, parse_usd
 from bot.billing.reports import ledger_csv, spend_report
 from bot.config import Period
+from bot.engine.breaker import BreakerState
 from bot.errors import InvalidOptions, NotAllowed
+from bot.models import MODELS
 from bot.text import strip_bidi
 from cogs._context import require_moderator
 
@@ -36,6 +39,27 @@ INTEGRATIONS_NOTE = (
     "Discord shows `/budget` only to members with Manage Server until an administrator allows the role under "
     "Server Settings → Integrations → {bot} → `/budget` (a bot cannot change that itself)."
 )
+
+
+FALLBACK_OFF = "off"
+
+
+def _fallback_choices() -> list[app_commands.Choice[str]]:
+    models = [
+        app_commands.Choice(name=f"{spec.label} · {spec.describe_price()}"[:100], value=key)
+        for key, spec in MODELS.items()
+    ]
+    return [app_commands.Choice(name="Off: no fallback, just the refusal", value=FALLBACK_OFF), *models]
+
+
+def _fallback_text(model: str | None) -> str:
+    if model is None or model not in MODELS:
+        return "No fallback: when BFL keeps failing for a model, members are asked to try again later."
+    spec = MODELS[model]
+    return (
+        f"Fallback: when BFL keeps failing for a model, members are offered **{spec.label}** (`{model}`,"
+        f" {spec.describe_price()}) with one click, at its own price and within their limits."
+    )
 
 
 def _period(value: str) -> Period:
@@ -177,6 +201,7 @@ class Budget(
             name="Moderator role", value=f"<@&{guild.moderator_role_id}>" if guild.moderator_role_id else "—"
         )
         embed.add_field(name="Mod-log", value=f"<#{guild.modlog_channel_id}>" if guild.modlog_channel_id else "—")
+        embed.add_field(name="Fallback model", value=f"`{guild.fallback_model}`" if guild.fallback_model else "—")
         embed.set_footer(text=defaults)
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
@@ -221,7 +246,7 @@ class Budget(
         self,
         interaction: discord.Interaction,
         column: str,
-        value: int | None,
+        value: int | str | None,
         action: str,
         shown: str | None,
         text: str,
@@ -261,9 +286,42 @@ class Budget(
             )
         if report.over_estimate_jobs:
             notes.append(f"{report.over_estimate_jobs} images cost more than their estimate (see the log).")
+        await self.services.engine.share_breakers()  # failures other processes saw, too
+        troubled = self._breaker_lines()
+        if troubled:
+            embed.add_field(name="Models BFL keeps failing for", value="\n".join(troubled)[:1024], inline=False)
         if notes:
             embed.set_footer(text=" ".join(notes))
         await interaction.followup.send(embed=embed, ephemeral=True)
+
+    def _breaker_lines(self) -> list[str]:
+        """A line per model whose circuit breaker is open or half-open, with when it lets a trial through."""
+        now = self.services.clock().timestamp()
+        lines = []
+        for status in self.services.engine.breakers.statuses():
+            if status.state is BreakerState.HALF_OPEN:
+                lines.append(f"`{status.model}`: half-open, one trial request goes through now")
+            else:
+                retry = math.ceil(now + status.retry_in)
+                lines.append(f"`{status.model}`: refusing new requests; next trial <t:{retry}:R> (<t:{retry}:T>)")
+        return lines
+
+    @app_commands.command(name="fallback")
+    @app_commands.describe(model="Offered when a model keeps failing at BFL; Off: no offer (empty: show the setting)")
+    @app_commands.choices(model=_fallback_choices())
+    async def fallback(self, interaction: discord.Interaction, model: str | None = None) -> None:
+        """Choose the model members are offered when theirs keeps failing at BFL."""
+        guild_id = interaction.guild_id or 0
+        if model is None:
+            current = (await self.services.limits.guild_settings(guild_id)).fallback_model
+            await interaction.response.send_message(_fallback_text(current), ephemeral=True)
+            return
+        if model != FALLBACK_OFF and model not in MODELS:
+            shown = strip_bidi(model[:40]).replace("`", "")
+            raise InvalidOptions(f"`{shown}` is not a model: choose one from the list, or Off.")
+        chosen = None if model == FALLBACK_OFF else model
+        text = f"✅ {_fallback_text(chosen)}"
+        await self._switch(interaction, "fallback_model", chosen, "fallback.set", chosen, text)
 
     @app_commands.command(name="export")
     async def export(self, interaction: discord.Interaction) -> None:

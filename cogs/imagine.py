@@ -18,7 +18,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import FluxcordBot
-from bot.engine.engine import Requester
+from bot.engine.engine import ProviderTrouble, Requester
 from bot.engine.outcomes import CANCELLED_TEXT
 from bot.engine.sources import JobSources
 from bot.engine.store import Job
@@ -36,6 +36,7 @@ from bot.text import clean_prompt
 from cogs._choices import resolution_choices
 from cogs._confirm import Confirmations, ConfirmButton
 from cogs._context import is_moderator, require_guild, role_ids
+from cogs._fallback import FallbackButton, refusal
 from cogs._presenter import DiscordPresenter, progress_text
 from cogs.safety import age_restricted
 
@@ -173,7 +174,10 @@ class Imagine(commands.Cog):
             private=private,
             age_restricted=age_restricted(interaction.channel),
         )
-        job = await self._admit(interaction, request, who)
+        try:
+            job = await self._admit(interaction, request, who)
+        except ProviderTrouble as trouble:  # BFL keeps failing for this model: the server's fallback, if any
+            raise await refusal(interaction, request, trouble, private=private) from None
         try:
             text = await self._acknowledge(interaction, job)
         except discord.HTTPException as exc:
@@ -288,7 +292,7 @@ def cancel_buttons(job_id: int) -> discord.ui.View:
 
 async def setup(bot: FluxcordBot) -> None:
     """Load the cog and its persistent buttons; give the engine its Discord side."""
-    bot.add_dynamic_items(_JobButton, ConfirmButton)
+    bot.add_dynamic_items(_JobButton, ConfirmButton, FallbackButton)
     cog = Imagine(bot)
     bot.services.engine.attach(cog.presenter)
     await bot.add_cog(cog)
@@ -296,4 +300,4 @@ async def setup(bot: FluxcordBot) -> None:
 
 async def teardown(bot: FluxcordBot) -> None:
     """Unregister the persistent buttons."""
-    bot.remove_dynamic_items(_JobButton, ConfirmButton)
+    bot.remove_dynamic_items(_JobButton, ConfirmButton, FallbackButton)

@@ -89,6 +89,7 @@ class GuildSettings:
     paused: bool = False
     moderator_role_id: int | None = None
     modlog_channel_id: int | None = None
+    fallback_model: str | None = None  # offered when a model's circuit breaker refuses (bot/engine/fallback.py)
 
 
 class LimitsService:
@@ -232,18 +233,21 @@ class LimitsService:
     async def guild_settings(self, guild_id: int) -> GuildSettings:
         """The server's switches (defaults when never set)."""
         row = await self._db.fetch_one(
-            "SELECT paused, moderator_role_id, modlog_channel_id FROM guild_settings WHERE guild_id = ?",
+            "SELECT paused, moderator_role_id, modlog_channel_id, fallback_model FROM guild_settings"
+            " WHERE guild_id = ?",
             (guild_id,),
         )
         if row is None:
             return GuildSettings()
-        return GuildSettings(bool(row["paused"]), row["moderator_role_id"], row["modlog_channel_id"])
+        return GuildSettings(
+            bool(row["paused"]), row["moderator_role_id"], row["modlog_channel_id"], row["fallback_model"]
+        )
 
     async def update_guild_setting(
-        self, guild_id: int, column: str, value: int | None, *, actor_id: int, action: str, shown: str | None
+        self, guild_id: int, column: str, value: int | str | None, *, actor_id: int, action: str, shown: str | None
     ) -> AuditEntry:
-        """Change one per-server switch (``paused``, ``moderator_role_id``, ``modlog_channel_id``)."""
-        if column not in {"paused", "moderator_role_id", "modlog_channel_id"}:
+        """Change one per-server switch (``paused``, the moderator role, the mod-log, ``fallback_model``)."""
+        if column not in {"paused", "moderator_role_id", "modlog_channel_id", "fallback_model"}:
             raise ValueError(f"unknown guild setting {column}")
         async with self._db.transaction() as tx:
             before = await tx.fetch_one(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from bot.bfl.errors import BflError, BflServerError, BflSubmitOutcomeUnknown, BflTimeout
@@ -32,6 +32,15 @@ def is_provider_error(exc: BflError) -> bool:
     Not a refusal of the request (4xx), not moderation, and not a 429 (our own slot use).
     """
     return isinstance(exc, BflServerError | BflSubmitOutcomeUnknown | BflTimeout)
+
+
+@dataclass(frozen=True)
+class BreakerStatus:
+    """A model whose breaker is not closed, for the moderators' views."""
+
+    model: str
+    state: BreakerState  # OPEN or HALF_OPEN
+    retry_in: float  # seconds until a trial request is let through (0 when half-open)
 
 
 @dataclass
@@ -121,6 +130,44 @@ class CircuitBreakers:
     def open_models(self) -> dict[str, float]:
         """Models whose breaker is open or half-open, with the seconds until a trial is allowed."""
         return {model: self.retry_in(model) for model in self._models if self.state(model) is not BreakerState.CLOSED}
+
+    async def sync(self) -> None:
+        """Share what this process saw with the others (nothing to do for an in-memory breaker)."""
+
+    def replay(self, events: Iterable[tuple[str, str, float]]) -> None:
+        """Rebuild every model's state from ``(model, "failure" | "success", at)`` events in time order.
+
+        What :meth:`failed` and :meth:`succeeded` would have made of them as they happened, with one
+        addition: a failure of a model whose breaker was open past its cool-down is the trial's (some
+        process let it through), so it opens the breaker again. A trial this process holds stays held.
+        """
+        trials = {model for model, entry in self._models.items() if entry.trial_in_flight}
+        clock, moment = self._clock, [0.0]
+        self._clock, self._models = (lambda: moment[0]), {}  # each event is applied at its own time
+        try:
+            for model, kind, at in events:
+                moment[0] = at
+                if kind == "success":
+                    CircuitBreakers.succeeded(self, model)  # this logic, not a subclass's recording of it
+                    continue
+                entry = self._models.get(model)
+                if entry is not None and self.state(model) is BreakerState.HALF_OPEN:
+                    entry.state = BreakerState.HALF_OPEN  # the trial's failure: open again below
+                CircuitBreakers.failed(self, model)
+        finally:
+            self._clock = clock
+        for model in trials:
+            if model in self._models and self.state(model) is BreakerState.HALF_OPEN:
+                self._models[model].state = BreakerState.HALF_OPEN
+                self._models[model].trial_in_flight = True
+
+    def statuses(self) -> list[BreakerStatus]:
+        """Every model whose breaker is open or half-open, by model name."""
+        return [
+            BreakerStatus(model, self.state(model), self.retry_in(model))
+            for model in sorted(self._models)
+            if self.state(model) is not BreakerState.CLOSED
+        ]
 
     def _open(self, entry: _Model, now: float) -> None:
         entry.state = BreakerState.OPEN

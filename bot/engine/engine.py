@@ -213,7 +213,9 @@ class JobEngine:
         cached = await self._cache.contains(cache_key)
         trial = False  # a cache hit needs no BFL, so an open breaker does not refuse it
         if not cached:
+            await self.share_breakers()  # other processes' failures (cached: usually no I/O)
             if not self.breakers.allow(request.model.key):  # BFL keeps failing for this model: refuse now
+                self._observer.breaker_refused(request.model.key)
                 raise ProviderTrouble(request.model.label, self.breakers.retry_in(request.model.key))
             trial = self.breakers.state(request.model.key) is not BreakerState.CLOSED
         try:
@@ -539,6 +541,7 @@ class JobEngine:
             await self._end(job.id, outcomes.task_event(exc), exc)
             return
         self.breakers.succeeded(job.model)
+        self._spawn(self.share_breakers())
         latency = loop.time() - started
         applied = await self._finished(job, result)
         if applied is None:
@@ -794,6 +797,14 @@ class JobEngine:
             self.breakers.failed(model)
         else:
             self.breakers.succeeded(model)  # a refusal or moderation: BFL is up and answering
+        self._spawn(self.share_breakers())
+
+    async def share_breakers(self) -> None:
+        """Share the breakers' news with other processes and read theirs (a failure keeps the local view)."""
+        try:
+            await self.breakers.sync()
+        except Exception as exc:
+            log.warning("Could not share the circuit breakers' state: %s", exc)
 
     def _note_bfl_error(self, exc: BflError) -> None:
         self.last_error = f"{datetime.now().astimezone():%Y-%m-%d %H:%M} {type(exc).__name__}: {str(exc)[:150]}"

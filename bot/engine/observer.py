@@ -22,7 +22,10 @@ class JobObserver(Protocol):
         """A settlement charged ``micros`` to the bot's BFL account."""
 
     def refused(self, reason: str) -> None:
-        """An admission was refused (``restarting``, ``paused``, ``limit``, ``busy``); nothing was written."""
+        """An admission was refused (``restarting``, ``paused``, ``limit``, ``busy``, ``provider``); nothing written."""
+
+    def breaker_refused(self, model: str) -> None:
+        """``model``'s circuit breaker refused a request (also counted as a ``provider`` refusal)."""
 
 
 class NullObserver:
@@ -38,4 +41,7 @@ class NullObserver:
         """Ignore."""
 
     def refused(self, reason: str) -> None:
+        """Ignore."""
+
+    def breaker_refused(self, model: str) -> None:
         """Ignore."""

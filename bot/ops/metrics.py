@@ -47,6 +47,12 @@ class Metrics:
         self.refusals = Counter(
             "fluxcord_refusals", "Requests refused before any BFL call, by reason.", ["reason"], registry=r
         )
+        self.breaker_refusals = Counter(
+            "fluxcord_breaker_refusals",
+            "Requests refused at once because the model's circuit breaker was open, by model.",
+            ["model"],
+            registry=r,
+        )
         self.spend = Counter(
             "fluxcord_spend_micros", "Micro-dollars settled against the BFL account, by model.", ["model"], registry=r
         )
@@ -97,6 +103,10 @@ class Metrics:
     def refused(self, reason: str) -> None:
         """Count a refusal."""
         self.refusals.labels(reason=reason).inc()
+
+    def breaker_refused(self, model: str) -> None:
+        """Count a refusal by a model's circuit breaker."""
+        self.breaker_refusals.labels(model=model).inc()
 
     def discord_error(self, status: int) -> None:
         """Count a failed Discord REST call."""

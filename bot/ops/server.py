@@ -105,6 +105,7 @@ class OpsServer:
     async def _handle_metrics(self, _request: web.Request) -> web.Response:
         services = self._bot.services
         try:
+            await services.engine.share_breakers()  # the other processes' view of BFL (at most 2 s old)
             await self._metrics.refresh(
                 services.jobs, services.ledger, services.settings, services.engine.breakers.open_models()
             )

@@ -62,6 +62,7 @@ async def bot_status(services: Any) -> BotStatus:
     except Exception as exc:
         log.warning("Could not read the BFL credit balance: %s", type(exc).__name__)
         credits = None
+    await services.engine.share_breakers()  # failures other processes saw, too
     return BotStatus(
         credits=credits,
         in_flight=await services.jobs.count(JobStatus.SUBMITTING, JobStatus.GENERATING),

@@ -1,0 +1,132 @@
+"""The Discord side of the fallback offer: the refusal with its one-click button, and a click on it.
+
+When admission refuses a request because its model's circuit breaker is open, :func:`refusal` asks
+:class:`bot.engine.fallback.FallbackOffers` for an offer on the server's fallback model and returns the
+error to raise: the plain "… is having trouble right now" refusal, or that text plus a **Use <model> ·
+<price>** button. Both go through the one app-command error path (``bot/tree.py``), privately. The
+button's custom id holds only the offer's random id; a click takes the offer (once, its member only)
+and runs the request through the normal path: ``/imagine``'s (or, for an edit, ``/edit``'s) price
+confirmation, admission, limits and queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import discord
+
+from bot.billing.money import format_usd
+from bot.engine.breaker import BreakerState
+from bot.engine.engine import ProviderTrouble
+from bot.engine.fallback import OFFER_TTL_SECONDS, FallbackOffers
+from bot.engine.sources import JobSources
+from bot.errors import FluxcordError, InvalidOptions
+from bot.models import GenerationRequest
+from cogs._context import require_guild
+
+log = logging.getLogger(__name__)
+
+UNAVAILABLE_TEXT = "This button isn't available right now."
+
+
+class FallbackOffered(FluxcordError):
+    """The breaker's refusal with the fallback button: the error path sends ``view`` with the text."""
+
+    def __init__(self, user_message: str, view: discord.ui.View) -> None:
+        super().__init__(user_message)
+        self.view = view
+
+
+def offers(bot: discord.Client) -> FallbackOffers:
+    """The offers of the running bot (stateless over its database; breakers read from its engine)."""
+    services = bot.services  # type: ignore[attr-defined]
+    engine = services.engine
+    return FallbackOffers(
+        services.db,
+        services.limits,
+        healthy=lambda model: engine.breakers.state(model) is BreakerState.CLOSED,
+        clock=services.clock,
+    )
+
+
+async def refusal(
+    interaction: discord.Interaction, request: GenerationRequest, trouble: ProviderTrouble, *, private: bool
+) -> FluxcordError:
+    """The error to raise for ``trouble``: with a fallback button when the server allows one that can serve it."""
+    guild_id = require_guild(interaction)
+    try:
+        source = await JobSources(interaction.client.services.db).get(interaction.id)  # type: ignore[attr-defined]
+        offer = await offers(interaction.client).offer(
+            request,
+            guild_id=guild_id,
+            user_id=interaction.user.id,
+            private=private,
+            source_kind=source.kind if source is not None else None,
+            source_url=source.source_url if source is not None else None,
+            source_job_id=source.source_job_id if source is not None else None,
+        )
+    except Exception:  # the offer is a courtesy: never answer worse than the plain refusal
+        log.exception("Could not make a fallback offer for interaction %s", interaction.id)
+        return trouble
+    if offer is None:
+        return trouble
+    label = offer.request.model.label
+    price = format_usd(offer.price_micros)
+    text = (
+        f"{trouble.user_message}\n↪️ This server offers **{label}** instead: this request costs **{price}** there."
+        f" Nothing is reserved until you press the button (it works for {OFFER_TTL_SECONDS // 60} minutes)."
+    )
+    view = discord.ui.View(timeout=None)
+    view.add_item(FallbackButton(offer.id, label=f"Use {label} · {price}"))
+    return FallbackOffered(text, view)
+
+
+async def use(interaction: discord.Interaction, offer_id: str) -> None:
+    """A click on the button: take the offer (its member only, once) and run it through the normal path."""
+    guild_id = require_guild(interaction)
+    bot = interaction.client
+    offer = await offers(bot).take(offer_id, guild_id=guild_id, user_id=interaction.user.id)
+    if offer.source_kind is not None:  # an edit, variation or an edit's reroll: recorded with its source
+        edit = bot.get_cog("Edit")  # type: ignore[attr-defined]
+        if edit is None:
+            raise InvalidOptions(UNAVAILABLE_TEXT)
+        await edit.submit(
+            interaction,
+            offer.request,
+            kind=offer.source_kind,
+            source_url=offer.source_url,
+            source_job_id=offer.source_job_id,
+            private=offer.private,
+        )
+        return
+    imagine = bot.get_cog("Imagine")  # type: ignore[attr-defined]
+    if imagine is None:
+        raise InvalidOptions(UNAVAILABLE_TEXT)
+    await imagine._generate(interaction, offer.request, private=offer.private)
+
+
+class FallbackButton(discord.ui.DynamicItem[discord.ui.Button], template=r"fluxcord:fallback:(?P<offer>[0-9a-f]{16})"):
+    """**Use <model> · <price>** under a breaker's refusal; its custom id holds only the offer's id."""
+
+    def __init__(self, offer_id: str, *, label: str = "Use the fallback model") -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=label[:80], style=discord.ButtonStyle.primary, custom_id=f"fluxcord:fallback:{offer_id}"
+            )
+        )
+        self.offer_id = offer_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]
+    ) -> FallbackButton:
+        """Rebuild from a click (also after a restart, or on another process)."""
+        return cls(match["offer"], label=item.label or "Use the fallback model")
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        """Use the offer; errors take the same path as slash-command errors."""
+        try:
+            await use(interaction, self.offer_id)
+        except Exception as exc:
+            await interaction.client.tree.on_error(interaction, exc)  # type: ignore[attr-defined]
