@@ -78,8 +78,9 @@ class Privacy(commands.Cog):
             f"• Cached images (served free for identical requests in this server only): **{kept.cached_images}**",
             f"• Ledger entries (amounts, models, times; never a prompt): **{kept.ledger_rows}**",
             f"• Moderated results counted: **{kept.strikes}**",
+            f"• Your `/prefs` defaults: **{'saved' if kept.defaults else 'none'}**",
             retention,
-            "`/privacy forget` erases your prompts, options, cached images and result links here; the ledger"
+            "`/privacy forget` erases your prompts, options, defaults, cached images and result links here; the ledger"
             " keeps amounts, models and times so budgets still add up.",
         ]
         await interaction.response.send_message("\n".join(lines), ephemeral=True)
