@@ -54,7 +54,10 @@ def check_name(name: str) -> str:
 
 def check_template(template: str, *, max_prompt_length: int) -> str:
     """The template as it will be stored, or :class:`InvalidOptions` (``{prompt}`` exactly once, short)."""
-    text = clean_prompt(template) if template.strip() else ""
+    try:
+        text = clean_prompt(template)
+    except InvalidOptions:  # nothing visible: say what a template needs, not that a prompt is empty
+        text = ""
     count = text.count(PLACEHOLDER)
     if count != 1:
         found = "doesn't contain" if count == 0 else f"contains {count} times"

@@ -90,8 +90,8 @@ class Privacy(commands.Cog):
         """Delete your prompts, options, cached images and result links in this server."""
         require_guild(interaction)
         await interaction.response.send_message(
-            "This erases your prompts, options, cached images and result links in this server, and deletes the"
-            " images the bot posted for you. 🎲 Reroll will no longer work on them. It can't be undone.",
+            "This erases your prompts, options, defaults, cached images and result links in this server, and deletes"
+            " the images the bot posted for you. 🎲 Reroll will no longer work on them. It can't be undone.",
             view=ForgetConfirmation(self, interaction.user.id),
             ephemeral=True,
         )

@@ -22,9 +22,14 @@ log = logging.getLogger(__name__)
 MODERATORS_ONLY = "Only moderators can add or remove styles (Manage Server permission or the moderator role)."
 
 
-def _shown(style: Style, limit: int = MAX_TEMPLATE_LENGTH) -> str:
-    template = style.template if len(style.template) <= limit else style.template[: limit - 1] + "…"
-    return f"**{discord.utils.escape_markdown(style.name)}**: {discord.utils.escape_markdown(template)}"
+def _shown(style: Style, width: int = 1900) -> str:
+    """``**name**: template`` with markdown escaped, the template cut so the line is at most ``width``."""
+    head = f"**{discord.utils.escape_markdown(style.name)}**: "
+    template, text = style.template, discord.utils.escape_markdown(style.template)
+    while template and len(head) + len(text) > width:  # escaping can double a character: cut, escape, measure again
+        template = template[: max(0, len(template) - max(1, (len(head) + len(text) - width) // 2))]
+        text = discord.utils.escape_markdown(template).rstrip("\\") + "…"
+    return head + text
 
 
 class StyleGroup(app_commands.Group, name="style", guild_only=True):
@@ -78,7 +83,7 @@ class StyleGroup(app_commands.Group, name="style", guild_only=True):
             text = "This server has no styles yet. Moderators add them with `/style add`."
             await interaction.response.send_message(text, ephemeral=True)
             return
-        lines = [f"• {_shown(style, limit=80)}" for style in styles]  # 25 of them fit an embed
+        lines = [f"• {_shown(style, width=150)}" for style in styles]  # 25 of them fit an embed
         embed = discord.Embed(
             title=f"Styles here ({len(styles)} of {MAX_STYLES})",
             description="\n".join(lines)[:4000],

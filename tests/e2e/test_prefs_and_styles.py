@@ -128,6 +128,9 @@ async def test_a_style_is_autocompleted_applied_shown_on_the_card_kept_by_reroll
     assert bfl.submits[0].body["prompt"] == "a fox, watercolor" and "style" not in bfl.submits[0].body
     assert fields(styled.original_message)["Style"] == "Watercolor"
     assert (await harness.services.jobs.get(int(styled.id))).style == "Watercolor"
+    details = await fake.click(styled.original_message["id"], f"fluxcord:details:{styled.id}", user=member)
+    await details.wait_acked()
+    assert fields(details.original_message)["Style"] == "Watercolor"
 
     click = await fake.click(styled.original_message["id"], f"fluxcord:reroll:{styled.id}", user=member)
     await harness.finished(click)
@@ -178,3 +181,13 @@ async def test_a_removed_style_or_one_too_long_for_the_prompt_is_refused_with_a_
     assert [r[0] for r in await rows(harness, "SELECT action FROM audit_log ORDER BY id")] == [
         "style.add", "style.add", "style.remove"
     ]  # fmt: skip
+
+
+async def test_style_list_of_a_full_server_fits_one_message(harness, people):
+    styles = harness.services.styles
+    for n in range(25):
+        name = f"{n:02d}" + "_" * 30  # markdown characters double when escaped
+        await styles.add(harness.fake.guild_id, name, "*" * 250 + "{prompt}" + "_" * 240, actor_id=uid(people["mod"]))
+    listed = await command(harness, "style", people["member"], subcommand="list")
+    assert listed.ephemeral and "Styles here (25 of 25)" in text_of(listed)
+    assert text_of(listed).count("• ") == 25  # all listed (the fake refuses an embed over Discord's limits)
