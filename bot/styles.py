@@ -99,13 +99,15 @@ class Style:
         return dataclasses.replace(request, style=self.name)
 
 
-def unknown_style(name: str) -> InvalidOptions:
+def unknown_style(name: str, *, to_use: bool = True) -> InvalidOptions:
     """The refusal for a style the server does not have (removed, or never added)."""
     shown = strip_bidi(name).replace("`", "'")[: MAX_NAME_LENGTH + 8]
-    return InvalidOptions(
-        f"This server has no style called `{shown}` (a moderator may have removed it). `/style list` shows the"
-        f" styles; `style:{NO_STYLE}` uses none."
-    )
+    text = f"This server has no style called `{shown}`"
+    if to_use:
+        text += f" (a moderator may have removed it). `/style list` shows the styles; `style:{NO_STYLE}` uses none."
+    else:
+        text += ". `/style list` shows the styles."
+    return InvalidOptions(text)
 
 
 class StyleService:
@@ -186,7 +188,7 @@ class StyleService:
                 (guild_id, key),
             )
             if row is None:
-                raise unknown_style(name)
+                raise unknown_style(name, to_use=False)
             await tx.execute("DELETE FROM server_styles WHERE guild_id = ? AND name_key = ?", (guild_id, key))
             cleared = await tx.execute(
                 "UPDATE member_prefs SET style_key = NULL WHERE guild_id = ? AND style_key = ?", (guild_id, key)

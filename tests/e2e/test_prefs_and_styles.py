@@ -97,6 +97,8 @@ async def test_only_moderators_add_or_remove_styles_and_a_template_needs_prompt(
         await rows(harness, "SELECT * FROM server_styles") == []
         and await rows(harness, "SELECT * FROM audit_log") == []
     )
+    ghost = await command(harness, "style", mod, subcommand="remove", name="ghost")
+    assert ghost.ephemeral and "This server has no style called `ghost`. `/style list`" in text_of(ghost)
     listed = await command(harness, "style", member, subcommand="list")
     assert listed.ephemeral and "no styles yet" in text_of(listed)
 
