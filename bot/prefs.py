@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 
 from bot.clock import Clock, to_millis, utc_now
 from bot.errors import InvalidOptions
-from bot.models import MODELS, get_model
+from bot.models import MODELS, GenerationRequest, get_model
 from bot.storage.database import Database
 from bot.styles import NO_STYLE, Style, StyleService, style_key
 
@@ -54,6 +54,10 @@ class Resolved:
     def prompt(self, prompt: str, *, max_prompt_length: int) -> str:
         """The prompt to generate: inside the style's template when there is one."""
         return prompt if self.style is None else self.style.apply(prompt, max_prompt_length=max_prompt_length)
+
+    def styled(self, request: GenerationRequest) -> GenerationRequest:
+        """``request`` marked with the style's name, if one applies (the job row and the card; never BFL)."""
+        return request if self.style is None else self.style.styled(request)
 
 
 def _check_model(model: str) -> str:

@@ -137,9 +137,7 @@ class Imagine(commands.Cog):
             allow_grounding=True,  # whether this server allows it is checked at admission (/safety grounding)
             max_prompt_length=self.settings.max_prompt_length,
         )
-        if chosen.style is not None:
-            request = chosen.style.styled(request)
-        await self._generate(interaction, request, private=chosen.private)
+        await self._generate(interaction, chosen.styled(request), private=chosen.private)
 
     @imagine.autocomplete("style")
     async def _style_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
