@@ -38,6 +38,7 @@ from bot.images.cache import ImageCache
 from bot.modlog import ModLog
 from bot.ops.metrics import Metrics
 from bot.ops.server import OpsServer
+from bot.prefs import PrefsService
 from bot.safety.privacy import PrivacyService
 from bot.safety.service import SafetyService
 from bot.startup import (
@@ -48,6 +49,7 @@ from bot.startup import (
     probe_gateway,
 )
 from bot.storage.database import Database
+from bot.styles import StyleService
 from bot.tree import FluxcordTree
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,8 @@ class Services:
     metrics: Metrics = field(default_factory=Metrics)
     safety: SafetyService = field(kw_only=True)
     privacy: PrivacyService = field(kw_only=True)
+    styles: StyleService = field(kw_only=True)
+    prefs: PrefsService = field(kw_only=True)
 
 
 def extension_names() -> list[str]:
@@ -240,8 +244,23 @@ def build_services(
         **({"identity": ProcessIdentity(role), "breakers": SharedBreakers(BreakerLog(db))} | (engine_options or {})),
     )
     privacy = PrivacyService(db, cache, retention_days=settings.prompt_retention_days, clock=clock)
+    styles = StyleService(db, limits, max_prompt_length=settings.max_prompt_length, clock=clock)
+    prefs = PrefsService(db, styles, default_model=settings.default_model, clock=clock)
     return Services(
-        settings, db, bfl, jobs, ledger, limits, engine, modlog, clock, metrics, safety=safety, privacy=privacy
+        settings,
+        db,
+        bfl,
+        jobs,
+        ledger,
+        limits,
+        engine,
+        modlog,
+        clock,
+        metrics,
+        safety=safety,
+        privacy=privacy,
+        styles=styles,
+        prefs=prefs,
     )
 
 

@@ -539,6 +539,9 @@ class GenerationRequest:
     """Set for models without a seed: every such request is a new image, so it never hits the cache."""
     safety_tolerance: int | None = None
     """The server's safety level mapped onto this model's range (set by :mod:`bot.safety`); None: BFL's default."""
+    style: str | None = None
+    """The server style applied to ``prompt`` (:mod:`bot.styles`): recorded on the job and shown on the card,
+    never sent to BFL (nor part of the cache key: the templated prompt already is)."""
 
     def bfl_payload(self) -> dict[str, Any]:
         """Exactly the JSON body for ``POST /v1/<model.key>``: only fields the endpoint's schema defines."""

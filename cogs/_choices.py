@@ -1,4 +1,4 @@
-"""Choice lists that more than one command offers (``/imagine`` and ``/edit``).
+"""Choice lists that more than one command offers (``/imagine``, ``/edit``, ``/prefs``).
 
 (A module starting with ``_`` is a helper, not an extension: see ``bot.app.extension_names``.)
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 from discord import app_commands
 
 from bot.billing.money import format_usd
-from bot.models import flux3_resolution_prices
+from bot.models import ASPECT_RATIOS, MODELS, flux3_resolution_prices
 
 
 def resolution_choices() -> list[app_commands.Choice[str]]:
@@ -17,3 +17,16 @@ def resolution_choices() -> list[app_commands.Choice[str]]:
         app_commands.Choice(name=f"{tier} · {format_usd(micros)}", value=tier)
         for tier, micros in flux3_resolution_prices()
     ]
+
+
+def model_choices() -> list[app_commands.Choice[str]]:
+    """Every model, labelled with its price (as `/imagine` offers them)."""
+    return [
+        app_commands.Choice(name=f"{spec.label} · {spec.describe_price()}"[:100], value=key)
+        for key, spec in MODELS.items()
+    ]
+
+
+def aspect_ratio_choices() -> list[app_commands.Choice[str]]:
+    """The aspect ratios `/imagine` offers."""
+    return [app_commands.Choice(name=ratio, value=ratio) for ratio in ASPECT_RATIOS]

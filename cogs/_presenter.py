@@ -83,12 +83,14 @@ def progress_text(progress: Progress) -> str:
 def render_embed(
     result: Result, filename: str, width: int, height: int, requester_name: str, source_url: str | None = None
 ) -> discord.Embed:
-    """The result card: prompt, model, size, seed, cost and time taken; for an edit, its source image."""
+    """The result card: prompt, model (and style), size, seed, cost and time taken; for an edit, its source image."""
     job = result.job
     prompt = discord.utils.escape_mentions(discord.utils.escape_markdown(strip_bidi(job.prompt)))
     embed = discord.Embed(description=prompt[:4000], colour=discord.Colour.blurple())
     embed.set_author(name=f"Requested by {strip_bidi(requester_name)}"[:256])
     embed.add_field(name="Model", value=model_label(job.model))
+    if job.style:  # a server style was applied to the prompt (bot.styles)
+        embed.add_field(name="Style", value=discord.utils.escape_markdown(strip_bidi(job.style))[:1024])
     embed.add_field(name="Size", value=f"{width}×{height} ({job.aspect_ratio or '?'})")
     spec = MODELS.get(job.model)
     embed.add_field(name="Seed", value=str(job.seed) if spec is None or spec.has_seed else "— (no seed)")

@@ -395,6 +395,8 @@ class Edit(commands.Cog):
         prompt = discord.utils.escape_markdown(strip_bidi(job.prompt))
         embed = discord.Embed(title=f"Job {job.id}", description=prompt[:3500], colour=discord.Colour.dark_grey())
         embed.add_field(name="Model", value=f"{spec.label if spec else job.model} (`{job.model}`)")
+        if job.style:  # the prompt above is the style's template around the member's
+            embed.add_field(name="Style", value=discord.utils.escape_markdown(strip_bidi(job.style))[:1024])
         embed.add_field(name="Status", value=job.status.value)
         embed.add_field(name="Seed", value=str(job.seed) if spec is None or spec.has_seed else "— (no seed)")
         embed.add_field(name="Size", value=f"{job.width}×{job.height} ({job.aspect_ratio or '?'})")

@@ -38,6 +38,7 @@ from cogs._confirm import Confirmations, ConfirmButton
 from cogs._context import is_moderator, require_guild, role_ids
 from cogs._fallback import FallbackButton, refusal
 from cogs._presenter import DiscordPresenter, progress_text
+from cogs._styles import style_choices
 from cogs.safety import age_restricted
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class Imagine(commands.Cog):
         resolution="FLUX 3 Image only: output resolution tier (default 1k)",
         grounding="FLUX 3 Image only: let the model search the web for references (if moderators allow it)",
         private="Only you see the request and the image (still within your limits)",
+        style="One of this server's styles (/style list) around your prompt; `none` for no style",
     )
     @app_commands.choices(
         model=[
@@ -113,14 +115,19 @@ class Imagine(commands.Cog):
         resolution: str | None = None,
         grounding: bool | None = None,
         private: bool | None = None,
+        style: app_commands.Range[str, 1, 100] | None = None,
     ) -> None:
         """Generate an image from a text prompt with a FLUX model."""
-        require_guild(interaction)
-        # Pure validation first: a bad option is refused privately, before any I/O or charge.
+        guild_id = require_guild(interaction)
+        # Explicit options, else the member's /prefs defaults, else the bot's; the style's template applied.
+        chosen = await self.bot.services.prefs.resolve(
+            guild_id, interaction.user.id, model=model, aspect_ratio=aspect_ratio, private=private, style=style
+        )
+        # Validation before any charge: a bad option is refused privately.
         request = build_request(
-            model=self.settings.default_model if model is None else model,
-            prompt=clean_prompt(prompt),
-            aspect_ratio=aspect_ratio,
+            model=chosen.model,
+            prompt=chosen.prompt(clean_prompt(prompt), max_prompt_length=self.settings.max_prompt_length),
+            aspect_ratio=chosen.aspect_ratio,
             seed=seed,
             steps=steps,
             guidance=guidance,
@@ -131,7 +138,11 @@ class Imagine(commands.Cog):
             allow_grounding=True,  # whether this server allows it is checked at admission (/safety grounding)
             max_prompt_length=self.settings.max_prompt_length,
         )
-        await self._generate(interaction, request, private=bool(private))
+        await self._generate(interaction, chosen.styled(request), private=chosen.private)
+
+    @imagine.autocomplete("style")
+    async def _style_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        return await style_choices(self.bot.services.styles, interaction, current)
 
     async def reroll(self, interaction: discord.Interaction, job_id: int) -> None:
         """🎲: the same request as an earlier image with a new seed, paid by whoever clicked."""
@@ -207,16 +218,17 @@ class Imagine(commands.Cog):
 
 
 def reroll_request(job: Job, *, max_prompt_length: int) -> GenerationRequest:
-    """The request of an earlier job with a fresh seed."""
+    """The request of an earlier job with a fresh seed (and its style, for the card)."""
     options = {name: job.params.get(name) for name in OPTION_NAMES}
-    return build_request(
+    request = build_request(
         model=job.model,
-        prompt=job.prompt,
+        prompt=job.prompt,  # a styled job's prompt is already the templated one
         aspect_ratio=job.aspect_ratio or job.params.get("aspect_ratio"),
         seed=None,
         max_prompt_length=max_prompt_length,
         **options,
     )
+    return dataclasses.replace(request, style=job.style)
 
 
 class _JobButton(

@@ -78,8 +78,9 @@ class Privacy(commands.Cog):
             f"• Cached images (served free for identical requests in this server only): **{kept.cached_images}**",
             f"• Ledger entries (amounts, models, times; never a prompt): **{kept.ledger_rows}**",
             f"• Moderated results counted: **{kept.strikes}**",
+            f"• Your `/prefs` defaults: **{'saved' if kept.defaults else 'none'}**",
             retention,
-            "`/privacy forget` erases your prompts, options, cached images and result links here; the ledger"
+            "`/privacy forget` erases your prompts, options, defaults, cached images and result links here; the ledger"
             " keeps amounts, models and times so budgets still add up.",
         ]
         await interaction.response.send_message("\n".join(lines), ephemeral=True)
@@ -89,8 +90,8 @@ class Privacy(commands.Cog):
         """Delete your prompts, options, cached images and result links in this server."""
         require_guild(interaction)
         await interaction.response.send_message(
-            "This erases your prompts, options, cached images and result links in this server, and deletes the"
-            " images the bot posted for you. 🎲 Reroll will no longer work on them. It can't be undone.",
+            "This erases your prompts, options, defaults, cached images and result links in this server, and deletes"
+            " the images the bot posted for you. 🎲 Reroll will no longer work on them. It can't be undone.",
             view=ForgetConfirmation(self, interaction.user.id),
             ephemeral=True,
         )

@@ -247,6 +247,7 @@ class JobEngine:
             interaction_token=who.interaction_token,
             upload_limit=who.upload_limit,
             private=who.private,
+            style=request.style,
         )
         for _attempt in range(3):
             now = self._clock()

@@ -52,6 +52,7 @@ class NewJob:
     interaction_token: str | None = None
     upload_limit: int = 10 * 1024 * 1024
     private: bool = False  # the whole exchange is ephemeral (only the member sees it)
+    style: str | None = None  # the server style applied to the prompt (bot.styles); never sent to BFL
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ class Job:
     private: bool = False
     erased_at: datetime | None = None  # prompt, parameters and result links erased (bot.safety.privacy)
     claimed_by: str | None = None  # the process that holds the job (bot.engine.leases), if any
+    style: str | None = None  # the server style applied to the prompt (bot.styles), shown on the card
 
     @property
     def settled_cost_micros(self) -> int:
@@ -221,8 +223,8 @@ class JobStore:
             await tx.execute(
                 "INSERT INTO jobs (id, guild_id, channel_id, user_id, model, prompt, params, seed, width, height,"
                 " cache_key, status, estimated_micros, created_at, updated_at, aspect_ratio, acked, application_id,"
-                " interaction_token, upload_limit, private, claimed_by)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " interaction_token, upload_limit, private, claimed_by, style)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job.id,
                     job.guild_id,
@@ -246,6 +248,7 @@ class JobStore:
                     job.upload_limit,
                     1 if job.private else 0,
                     holder,
+                    job.style,
                 ),
             )
         admitted = await self.get(job.id)
@@ -543,4 +546,5 @@ def _job(row: Any) -> Job:
         private=bool(row["private"]),
         erased_at=_maybe_time(row["erased_at"]),
         claimed_by=row["claimed_by"],
+        style=row["style"],
     )

@@ -53,6 +53,7 @@ class Kept:
     ledger_rows: int
     strikes: int
     retention_days: int
+    defaults: bool = False  # the member saved /prefs defaults here
 
 
 @dataclass(frozen=True)
@@ -99,10 +100,14 @@ class PrivacyService:
             ledger_rows=int(ledger),
             strikes=int(strikes),
             retention_days=self.retention_days,
+            defaults=await self._db.fetch_value(
+                "SELECT 1 FROM member_prefs WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
+            )
+            is not None,
         )
 
     async def forget(self, guild_id: int, user_id: int) -> Forgotten:
-        """Erase the member's finished requests in this server, then checkpoint the write-ahead log."""
+        """Erase the member's finished requests and /prefs defaults in this server, then checkpoint the WAL."""
         rows = await self._db.fetch_all(
             "SELECT id, cache_key, status, result_channel_id, result_message_id FROM jobs"
             " WHERE guild_id = ? AND user_id = ? AND erased_at IS NULL",
@@ -117,6 +122,7 @@ class PrivacyService:
         cached = await self._erase([r["id"] for r in done], [r["cache_key"] for r in done])
         # Pending fallback offers (bot/engine/fallback.py) hold a prompt too: gone with the rest.
         await self._db.execute("DELETE FROM fallback_offers WHERE guild_id = ? AND user_id = ?", (guild_id, user_id))
+        await self._db.execute("DELETE FROM member_prefs WHERE guild_id = ? AND user_id = ?", (guild_id, user_id))
         await self._db.checkpoint()
         log.info("Guild %s: forgot %d requests of member %s", guild_id, len(done), user_id)
         return Forgotten(len(done), cached, len(rows) - len(done), messages)

@@ -27,13 +27,14 @@ async def test_commands_are_synced_once_and_named_as_promised(harness):
     fake = harness.fake
     assert len(fake.command_syncs) == 1
     assert set(fake.command_syncs[0].names) == {
-        "imagine", "quota", "budget", "safety", "privacy", "status", "edit", "history", "Edit with FLUX"
+        "imagine", "quota", "budget", "safety", "privacy", "status", "edit", "history", "prefs", "style",
+        "Edit with FLUX",
     }  # fmt: skip
     imagine = next(c for c in fake.global_commands.values() if c["name"] == "imagine")
     options = {o["name"]: o for o in imagine["options"]}
     assert list(options) == [
         "prompt", "model", "aspect_ratio", "seed", "steps", "guidance", "raw", "prompt_upsampling",
-        "resolution", "grounding", "private",
+        "resolution", "grounding", "private", "style",
     ]  # fmt: skip
     assert [c["value"] for c in options["aspect_ratio"]["choices"]] == [
         "1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "21:9", "9:21"

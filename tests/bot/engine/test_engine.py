@@ -1,6 +1,7 @@
 """The job engine end to end against the fake BFL: money, states, fairness, cancel, shutdown."""
 
 import asyncio
+import dataclasses
 import io
 
 import pytest
@@ -31,6 +32,15 @@ async def test_happy_path_settles_the_reported_cost_and_walks_every_state(harnes
     assert statuses == ["queued", "submitting", "generating", "downloading", "delivering", "delivered"]
     assert fake_bfl.schema_errors == []
     assert await harness.ledger.verify_counters() == []
+
+
+async def test_a_styled_request_records_its_style_on_the_job_and_never_sends_it(harness, fake_bfl):
+    styled = dataclasses.replace(request(), style="Noir")
+    result = await harness.generate(1, styled)
+    assert result.job.style == "Noir" and (await harness.store.get(1)).style == "Noir"
+    assert "style" not in fake_bfl.submits[0].body and fake_bfl.schema_errors == []
+    await harness.generate(2)
+    assert (await harness.store.get(2)).style is None
 
 
 async def test_a_cache_hit_is_free_but_counts_as_an_image(harness, fake_bfl):

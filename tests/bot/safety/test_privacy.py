@@ -78,3 +78,16 @@ def test_buttons_on_erased_results_say_the_details_expired():
 
 def test_the_cache_key_differs_per_server():
     assert server_cache_key(1, "ab" * 32) != server_cache_key(2, "ab" * 32)
+
+
+async def test_forget_erases_the_members_defaults_here_only(db, setup, clock):
+    privacy, _cache, _keys = setup
+    for guild, user in ((GUILD, ALICE), (GUILD, BOB), (GUILD + 1, ALICE)):
+        await db.execute(
+            "INSERT INTO member_prefs (guild_id, user_id, model, updated_at) VALUES (?, ?, 'flux-dev', 0)",
+            (guild, user),
+        )
+    assert (await privacy.kept(GUILD, ALICE)).defaults
+    await privacy.forget(GUILD, ALICE)
+    assert not (await privacy.kept(GUILD, ALICE)).defaults
+    assert (await privacy.kept(GUILD, BOB)).defaults and (await privacy.kept(GUILD + 1, ALICE)).defaults

@@ -1,0 +1,197 @@
+"""Member defaults (`/prefs`): a member's own model, aspect ratio, count, privacy and style in one server.
+
+:meth:`PrefsService.resolve` is what `/imagine` asks: an option given explicitly always wins, then the
+member's default, then the bot's (``DEFAULT_MODEL``, 1:1, public, no style). A default aspect ratio
+the chosen model does not support is skipped (the member did not type it, so refusing over it would
+puzzle them); an explicit one is checked by :func:`bot.models.build_request` as always.
+
+``count`` (1–4) is stored and exposed as :attr:`MemberDefaults.count` and :attr:`Resolved.count` for
+`/imagine count:`; this module does not make several images itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, fields
+
+from bot.clock import Clock, to_millis, utc_now
+from bot.errors import InvalidOptions
+from bot.models import MODELS, GenerationRequest, get_model
+from bot.storage.database import Database
+from bot.styles import NO_STYLE, Style, StyleService, style_key
+
+log = logging.getLogger(__name__)
+
+MAX_COUNT = 4
+
+
+@dataclass(frozen=True)
+class MemberDefaults:
+    """A member's defaults in one server; ``None``: not set (the bot's default applies)."""
+
+    model: str | None = None
+    aspect_ratio: str | None = None
+    count: int | None = None
+    private: bool | None = None
+    style: str | None = None  # the style's name as the server spells it
+
+    @property
+    def empty(self) -> bool:
+        """Whether nothing is set."""
+        return all(getattr(self, f.name) is None for f in fields(self))
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The options of one `/imagine` after defaults: what to build the request from."""
+
+    model: str
+    aspect_ratio: str | None  # None: the model's default shape
+    private: bool
+    count: int
+    style: Style | None
+
+    def prompt(self, prompt: str, *, max_prompt_length: int) -> str:
+        """The prompt to generate: inside the style's template when there is one."""
+        return prompt if self.style is None else self.style.apply(prompt, max_prompt_length=max_prompt_length)
+
+    def styled(self, request: GenerationRequest) -> GenerationRequest:
+        """``request`` marked with the style's name, if one applies (the job row and the card; never BFL)."""
+        return request if self.style is None else self.style.styled(request)
+
+
+def _check_model(model: str) -> str:
+    return get_model(model.strip()).key  # unknown: the message listing the models
+
+
+def _check_ratio(model: str, aspect_ratio: str) -> str:
+    spec = MODELS[model]
+    ratio = aspect_ratio.strip()
+    if ratio not in spec.aspect_ratios:
+        raise InvalidOptions(
+            f"{spec.label} (your default model) doesn't support the aspect ratio `{ratio[:20]}`. Choose one of:"
+            f" {', '.join(spec.aspect_ratios)}, or set another `model` too."
+        )
+    return ratio
+
+
+class PrefsService:
+    """Stores members' defaults and applies them to a request's options."""
+
+    def __init__(self, db: Database, styles: StyleService, *, default_model: str, clock: Clock = utc_now) -> None:
+        self._db = db
+        self._styles = styles
+        self._default_model = default_model
+        self._clock = clock
+
+    async def get(self, guild_id: int, user_id: int) -> MemberDefaults:
+        """The member's defaults here (all ``None`` if they set none)."""
+        row = await self._db.fetch_one(
+            "SELECT p.model, p.aspect_ratio, p.count, p.private, s.name AS style FROM member_prefs p"
+            " LEFT JOIN server_styles s ON s.guild_id = p.guild_id AND s.name_key = p.style_key"
+            " WHERE p.guild_id = ? AND p.user_id = ?",
+            (guild_id, user_id),
+        )
+        if row is None:
+            return MemberDefaults()
+        return MemberDefaults(
+            model=row["model"] if row["model"] in MODELS else None,  # a model since dropped from the table
+            aspect_ratio=row["aspect_ratio"],
+            count=row["count"],
+            private=None if row["private"] is None else bool(row["private"]),
+            style=row["style"],
+        )
+
+    async def set(
+        self,
+        guild_id: int,
+        user_id: int,
+        *,
+        model: str | None = None,
+        aspect_ratio: str | None = None,
+        count: int | None = None,
+        private: bool | None = None,
+        style: str | None = None,
+        replace: bool = False,
+    ) -> MemberDefaults:
+        """Set the given defaults (``None``: leave as is; ``style="none"``: no default style) and return them all.
+
+        ``replace``: the others are cleared (``/prefs clear:true`` with options). Everything is checked
+        before anything is written: an unknown model or style, an aspect ratio the (new or current)
+        default model does not support, or a count outside 1–4 changes nothing.
+        """
+        current = MemberDefaults() if replace else await self.get(guild_id, user_id)
+        new_model = current.model if model is None else _check_model(model)
+        ratio = current.aspect_ratio if aspect_ratio is None else aspect_ratio
+        if ratio is not None and (aspect_ratio is not None or model is not None):
+            _check_ratio(new_model or self._default_model, ratio)
+        if count is not None and (isinstance(count, bool) or not 1 <= count <= MAX_COUNT):
+            raise InvalidOptions(f"`count` must be between 1 and {MAX_COUNT}.")
+        style_name = current.style
+        if style is not None:
+            style_name = None if style_key(style) == NO_STYLE else (await self._styles.require(guild_id, style)).name
+        chosen = MemberDefaults(
+            model=new_model,
+            aspect_ratio=ratio,
+            count=current.count if count is None else count,
+            private=current.private if private is None else private,
+            style=style_name,
+        )
+        await self._db.execute(
+            "INSERT INTO member_prefs (guild_id, user_id, model, aspect_ratio, count, private, style_key, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (guild_id, user_id) DO UPDATE SET model = excluded.model,"
+            " aspect_ratio = excluded.aspect_ratio, count = excluded.count, private = excluded.private,"
+            " style_key = excluded.style_key, updated_at = excluded.updated_at",
+            (
+                guild_id,
+                user_id,
+                chosen.model,
+                chosen.aspect_ratio,
+                chosen.count,
+                None if chosen.private is None else int(chosen.private),
+                None if chosen.style is None else style_key(chosen.style),
+                to_millis(self._clock()),
+            ),
+        )
+        return chosen
+
+    async def clear(self, guild_id: int, user_id: int) -> bool:
+        """Forget all the member's defaults here; whether there were any."""
+        return bool(
+            await self._db.execute("DELETE FROM member_prefs WHERE guild_id = ? AND user_id = ?", (guild_id, user_id))
+        )
+
+    async def resolve(
+        self,
+        guild_id: int,
+        user_id: int,
+        *,
+        model: str | None = None,
+        aspect_ratio: str | None = None,
+        private: bool | None = None,
+        style: str | None = None,
+        count: int | None = None,
+    ) -> Resolved:
+        """The options to use: given explicitly, else the member's default, else the bot's.
+
+        ``style="none"`` uses no style even if the member has a default one; an unknown style (given,
+        or a default removed meanwhile) is refused with the member-facing message.
+        """
+        defaults = await self.get(guild_id, user_id)
+        chosen_model = model if model is not None else defaults.model or self._default_model
+        ratio = aspect_ratio
+        if ratio is None and defaults.aspect_ratio is not None:
+            spec = MODELS.get(chosen_model.strip())
+            if spec is not None and defaults.aspect_ratio in spec.aspect_ratios:
+                ratio = defaults.aspect_ratio
+        style_name = style if style is not None else defaults.style
+        chosen_style = None
+        if style_name is not None and style_key(style_name) != NO_STYLE:
+            chosen_style = await self._styles.require(guild_id, style_name)
+        return Resolved(
+            model=chosen_model,
+            aspect_ratio=ratio,
+            private=private if private is not None else bool(defaults.private),
+            count=count if count is not None else defaults.count or 1,
+            style=chosen_style,
+        )

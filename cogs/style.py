@@ -1,0 +1,103 @@
+"""`/style`: moderators add and remove the server's styles; everyone can list them (privately).
+
+Thin: parse, check the moderator (add / remove), call :class:`bot.styles.StyleService`, answer privately,
+then announce the audited change in the mod-log (never delaying or failing the answer).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+from discord import app_commands
+
+from bot.app import FluxcordBot
+from bot.billing.limits import AuditEntry
+from bot.styles import MAX_NAME_LENGTH, MAX_STYLES, MAX_TEMPLATE_LENGTH, PLACEHOLDER, Style
+from cogs._context import require_guild, require_moderator
+from cogs._styles import style_choices
+
+log = logging.getLogger(__name__)
+
+MODERATORS_ONLY = "Only moderators can add or remove styles (Manage Server permission or the moderator role)."
+
+
+def _shown(style: Style, width: int = 1900) -> str:
+    """``**name**: template`` with markdown escaped, the template cut so the line is at most ``width``."""
+    head = f"**{discord.utils.escape_markdown(style.name)}**: "
+    template, text = style.template, discord.utils.escape_markdown(style.template)
+    while template and len(head) + len(text) > width:  # escaping can double a character: cut, escape, measure again
+        template = template[: max(0, len(template) - max(1, (len(head) + len(text) - width) // 2))]
+        text = discord.utils.escape_markdown(template).rstrip("\\") + "…"
+    return head + text
+
+
+class StyleGroup(app_commands.Group, name="style", guild_only=True):
+    """The server's styles: prompt templates members pick with /imagine style."""
+
+    def __init__(self, bot: FluxcordBot) -> None:
+        super().__init__()
+        self.services = bot.services
+
+    async def _done(self, interaction: discord.Interaction, entry: AuditEntry, text: str) -> None:
+        await interaction.response.send_message(text, ephemeral=True)
+        await self.services.modlog.announce(entry.guild_id, f"🎨 {entry.describe()}"[:1900])
+
+    @app_commands.command(name="add")
+    @app_commands.describe(
+        name=f"A short name (up to {MAX_NAME_LENGTH} characters); an existing style of that name is replaced",
+        template=f"The prompt around the member's: must contain {PLACEHOLDER} once, e.g. {{prompt}}, watercolor",
+    )
+    async def add(
+        self,
+        interaction: discord.Interaction,
+        name: app_commands.Range[str, 1, 100],
+        template: app_commands.Range[str, 1, MAX_TEMPLATE_LENGTH + 100],
+    ) -> None:
+        """Add a style (moderators)."""
+        await require_moderator(interaction, self.services.limits, MODERATORS_ONLY)
+        guild_id = require_guild(interaction)
+        style, entry, replaced = await self.services.styles.add(guild_id, name, template, actor_id=interaction.user.id)
+        verb = "Updated" if replaced else "Added"
+        await self._done(interaction, entry, f"✅ {verb} the style {_shown(style)}")
+
+    @app_commands.command(name="remove")
+    @app_commands.describe(name="The style to remove")
+    async def remove(self, interaction: discord.Interaction, name: app_commands.Range[str, 1, 100]) -> None:
+        """Remove a style (moderators)."""
+        await require_moderator(interaction, self.services.limits, MODERATORS_ONLY)
+        guild_id = require_guild(interaction)
+        style, entry = await self.services.styles.remove(guild_id, name, actor_id=interaction.user.id)
+        shown = discord.utils.escape_markdown(style.name)
+        await self._done(interaction, entry, f"✅ Removed the style **{shown}** (and from members' defaults).")
+
+    @remove.autocomplete("name")
+    async def _remove_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        return await style_choices(self.services.styles, interaction, current, offer_none=False)
+
+    @app_commands.command(name="list")
+    async def list_styles(self, interaction: discord.Interaction) -> None:
+        """Show this server's styles."""
+        styles = await self.services.styles.styles(require_guild(interaction))
+        if not styles:
+            text = "This server has no styles yet. Moderators add them with `/style add`."
+            await interaction.response.send_message(text, ephemeral=True)
+            return
+        lines = [f"• {_shown(style, width=150)}" for style in styles]  # 25 of them fit an embed
+        embed = discord.Embed(
+            title=f"Styles here ({len(styles)} of {MAX_STYLES})",
+            description="\n".join(lines)[:4000],
+            colour=discord.Colour.blurple(),
+        )
+        embed.set_footer(text="Use one with /imagine style:, or make it your default with /prefs style:")
+        await interaction.response.send_message(embed=embed, ephemeral=True)
+
+
+async def setup(bot: FluxcordBot) -> None:
+    """Load the command group."""
+    bot.tree.add_command(StyleGroup(bot))
+
+
+async def teardown(bot: FluxcordBot) -> None:
+    """Remove the command group."""
+    bot.tree.remove_command("style")
