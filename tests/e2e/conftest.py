@@ -185,3 +185,14 @@ def people(harness):
         "mod": fake.add_member(name="mod", permissions=MEMBER_PERMISSIONS | Perm.MANAGE_GUILD),
         "admin": fake.add_member(name="admin", permissions=Perm.ADMINISTRATOR),
     }
+
+
+@pytest.fixture
+async def modlog(harness, people):
+    """A mod-log channel, set by a moderator through `/budget modlog`."""
+    channel = harness.fake.add_channel("mod-log")
+    interaction = await harness.fake.slash(
+        "budget", {"channel": int(channel["id"])}, subcommand="modlog", user=people["mod"]
+    )
+    await interaction.wait_acked()
+    return channel

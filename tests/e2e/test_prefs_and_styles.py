@@ -24,16 +24,6 @@ async def nothing_generated(harness):
     assert await rows(harness, "SELECT * FROM ledger") == [] and await rows(harness, "SELECT * FROM jobs") == []
 
 
-@pytest.fixture
-async def modlog(harness, people):
-    channel = harness.fake.add_channel("mod-log")
-    interaction = await harness.fake.slash(
-        "budget", {"channel": int(channel["id"])}, subcommand="modlog", user=people["mod"]
-    )
-    await interaction.wait_acked()
-    return channel
-
-
 async def test_prefs_set_the_members_defaults_for_imagine_and_explicit_options_win(harness, people):
     bfl, member = harness.bfl, people["member"]
     shown = await command(harness, "prefs", member)

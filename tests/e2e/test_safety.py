@@ -1,19 +1,7 @@
 """/safety through the real bot and the fake Discord: permissions, refusals, the mod-log, strikes."""
 
-import pytest
-
 from tests.e2e.support import first_answer, rows, uid
 from tests.fakes.fake_bfl import Behaviour
-
-
-@pytest.fixture
-async def modlog(harness, people):
-    channel = harness.fake.add_channel("mod-log")
-    interaction = await harness.fake.slash(
-        "budget", {"channel": int(channel["id"])}, subcommand="modlog", user=people["mod"]
-    )
-    await interaction.wait_acked()
-    return channel
 
 
 async def safety(harness, subcommand, user, group=None, **options):
