@@ -22,8 +22,8 @@ import contextlib
 import contextvars
 import logging
 import math
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +38,7 @@ from bot.config import Settings
 from bot.engine import outcomes
 from bot.engine.breaker import BreakerState, CircuitBreakers, is_provider_error
 from bot.engine.fairness import positions
+from bot.engine.groups import Group, GroupResult, GroupStore, NewGroup, counts
 from bot.engine.leases import ProcessIdentity
 from bot.engine.observer import JobObserver, NullObserver
 from bot.engine.progress import Presenter, Progress, ProgressPainter, Result
@@ -104,6 +105,8 @@ class CancelResult:
 
     cancelled: bool
     reason: str  # "cancelled", "not_allowed", "too_late", "unknown"
+    count: int = 1  # a group: how many of its queued images were cancelled
+    left: int = 0  # a group: how many of its images are still being made
 
 
 class JobEngine:
@@ -128,8 +131,10 @@ class JobEngine:
         breakers: CircuitBreakers | None = None,
         safety: SafetyService | None = None,
         identity: ProcessIdentity | None = None,
+        groups: GroupStore | None = None,
     ) -> None:
         self.store = store
+        self.groups = groups or GroupStore(store.db, ledger, clock)
         self._ledger = ledger
         self._limits = limits
         self._bfl = bfl
@@ -159,6 +164,8 @@ class JobEngine:
         self.identity = identity or ProcessIdentity()  # this process, as recorded on the jobs it holds
         self._lease_seconds = float(settings.job_lease_seconds)
         self._shared = self.identity.role == "worker"  # other processes use the database: poll for work too
+        self._groups_posting: set[int] = set()  # groups this process is posting right now
+        self._group_seen: dict[int, JobStatus] = {}  # a group member's last status shown in its group's line
 
     # -- wiring ------------------------------------------------------------------------------------
 
@@ -187,14 +194,17 @@ class JobEngine:
         try:
             return await self._admit(request, who, acked=acked)
         except FluxcordError as exc:
-            if isinstance(exc, ProviderTrouble):
-                reason = "provider"
-            elif isinstance(exc, Restarting | GenerationPaused):
-                reason = "restarting" if isinstance(exc, Restarting) else "paused"
-            else:
-                reason = "busy" if exc.user_message == BUSY_TEXT else "limit"
-            self._observer.refused(reason)
+            self._refused(exc)
             raise
+
+    def _refused(self, exc: FluxcordError) -> None:
+        if isinstance(exc, ProviderTrouble):
+            reason = "provider"
+        elif isinstance(exc, Restarting | GenerationPaused):
+            reason = "restarting" if isinstance(exc, Restarting) else "paused"
+        else:
+            reason = "busy" if exc.user_message == BUSY_TEXT else "limit"
+        self._observer.refused(reason)
 
     async def _admit(self, request: GenerationRequest, who: Requester, *, acked: bool) -> Job:
         if not self.accepting:
@@ -227,25 +237,7 @@ class JobEngine:
         self, request: GenerationRequest, who: Requester, *, cache_key: str, cached: bool, acked: bool
     ) -> Job:
         limits = await self._limits.limits_for(who.guild_id, who.user_id, who.role_ids)
-        new = NewJob(
-            id=who.job_id,
-            guild_id=who.guild_id,
-            channel_id=who.channel_id,
-            user_id=who.user_id,
-            model=request.model.key,
-            prompt=request.prompt,
-            params=request.bfl_payload(),
-            seed=request.seed,
-            width=request.width,
-            height=request.height,
-            cache_key=cache_key,
-            aspect_ratio=request.aspect_ratio,
-            estimated_micros=request.estimated_cost_micros,
-            application_id=who.application_id,
-            interaction_token=who.interaction_token,
-            upload_limit=who.upload_limit,
-            private=who.private,
-        )
+        new = _new_job(request, who, cache_key)
         for _attempt in range(3):
             now = self._clock()
             try:
@@ -315,7 +307,271 @@ class JobEngine:
         self.breakers.released(job.model)  # if it was the half-open trial, free it for the next request
         self._forget_progress(job_id)
         self._queue_changed.set()
+        if job.group_id is not None:
+            await self._group_done(job.group_id)
         return CancelResult(True, "cancelled")
+
+    # -- groups: /imagine count:N and draft (bot.engine.groups) ------------------------------------
+
+    async def admit_group(
+        self,
+        requests: Sequence[GenerationRequest],
+        who: Requester,
+        *,
+        draft: bool = False,
+        final_model: str | None = None,
+        final_options: dict[str, Any] | None = None,
+    ) -> list[Job]:
+        """Reserve and queue N images of one prompt all-or-nothing (``who.job_id`` is the group's id).
+
+        The same refusals as :meth:`admit`, with nothing written; the members wait for
+        :meth:`acknowledged_group`. No cache lookup: every member is a new image.
+        """
+        try:
+            return await self._admit_group(
+                list(requests), who, draft=draft, final_model=final_model, final_options=final_options
+            )
+        except FluxcordError as exc:
+            self._refused(exc)
+            raise
+
+    async def _admit_group(
+        self,
+        requests: list[GenerationRequest],
+        who: Requester,
+        *,
+        draft: bool,
+        final_model: str | None,
+        final_options: dict[str, Any] | None,
+    ) -> list[Job]:
+        if not self.accepting:
+            raise Restarting
+        if (await self._limits.guild_settings(who.guild_id)).paused:
+            raise GenerationPaused
+        if self._safety is not None:  # one prompt, one screening; every member gets its safety settings
+            screened = await self._safety.screen(
+                requests[0],
+                guild_id=who.guild_id,
+                channel_id=who.channel_id,
+                user_id=who.user_id,
+                age_restricted=who.age_restricted,
+            )
+            requests = [replace(r, safety_tolerance=screened.safety_tolerance) for r in requests]
+        model = requests[0].model
+        if not self.breakers.allow(model.key):
+            raise ProviderTrouble(model.label, self.breakers.retry_in(model.key))
+        trial = self.breakers.state(model.key) is not BreakerState.CLOSED
+        group = NewGroup(
+            id=who.job_id,
+            guild_id=who.guild_id,
+            channel_id=who.channel_id,
+            user_id=who.user_id,
+            size=len(requests),
+            draft=draft,
+            final_model=final_model,
+            final_options=final_options,
+            application_id=who.application_id,
+            interaction_token=who.interaction_token,
+            private=who.private,
+        )
+        jobs = [_new_job(r, who, server_cache_key(who.guild_id, r.cache_key())) for r in requests]
+        try:
+            limits = await self._limits.limits_for(who.guild_id, who.user_id, who.role_ids)
+            for _attempt in range(3):
+                now = self._clock()
+                try:
+                    members = await self.groups.admit(
+                        group,
+                        jobs,
+                        limits=limits,
+                        max_pending_jobs=self._settings.member_max_pending_jobs,
+                        cooldown_seconds=self._settings.member_cooldown_seconds,
+                        holder=self.identity.id,
+                    )
+                except AdmissionRefused:
+                    await self._ledger.explain_refusal(
+                        guild_id=who.guild_id,
+                        user_id=who.user_id,
+                        estimated_micros=sum(job.estimated_micros for job in jobs),
+                        limits=limits,
+                        max_pending_jobs=self._settings.member_max_pending_jobs,
+                        cooldown_seconds=self._settings.member_cooldown_seconds,
+                        now=now,
+                        images=len(jobs),
+                    )
+                    continue  # nothing refuses on a second look: a concurrent job ended in between
+                self._point("after_reserve", group.id)
+                if self._on_admitted is not None:
+                    self._spawn(self._on_admitted(who.guild_id))
+                return members
+            raise LimitReached(BUSY_TEXT)
+        except BaseException:
+            if trial:
+                self.breakers.released(model.key)
+            raise
+
+    async def acknowledged_group(self, group_id: int) -> None:
+        """The member saw the group's acknowledgement: its images may run now."""
+        if await self.groups.acknowledge(group_id):
+            self._queue_changed.set()
+            self.wake()
+
+    async def abandon_group(self, group_id: int) -> None:
+        """The group's acknowledgement failed: cancel its images and release their money at once."""
+        for job in await self.groups.members(group_id):
+            applied = await self.store.apply(
+                job.id, Event.ACK_FAILED, self._settings.refund_policy, expected=JobStatus.QUEUED
+            )
+            self._observe(applied)
+        log.warning("Group %s: acknowledgement failed; cancelled and released", group_id)
+        await self._group_done(group_id)
+
+    async def cancel_group(self, group_id: int, *, actor_id: int, is_moderator: bool) -> CancelResult:
+        """Cancel a group's still-queued images (its requester or a moderator); their money is released."""
+        group = await self.groups.get(group_id)
+        if group is None:
+            return CancelResult(False, "unknown")
+        if actor_id != group.user_id and not is_moderator:
+            return CancelResult(False, "not_allowed")
+        cancelled = 0
+        for job in await self.groups.members(group_id):
+            if job.status is not JobStatus.QUEUED:
+                continue
+            applied = await self.store.apply(
+                job.id, Event.CANCELLED, self._settings.refund_policy, expected=JobStatus.QUEUED, note=f"by {actor_id}"
+            )
+            if applied is not None:
+                cancelled += 1
+                self._observe(applied)
+                self.breakers.released(job.model)
+        if not cancelled:
+            return CancelResult(False, "too_late")
+        log.info("Group %s: %d queued images cancelled by %s", group_id, cancelled, actor_id)
+        self._queue_changed.set()
+        left = sum(1 for job in await self.groups.members(group_id) if job.status.is_open)
+        await self._group_done(group_id)
+        return CancelResult(True, "cancelled", count=cancelled, left=left)
+
+    async def initial_group_progress(self, members: Sequence[Job]) -> Progress:
+        """What the first answer shows for a just-admitted group."""
+        first = members[0]
+        places = positions(await self.store.queue_snapshot())
+        place = places.get(first.id, len(places) + 1)
+        return replace(self.queued_progress(first, place), count=len(members))
+
+    async def _group_done(self, group_id: int) -> None:
+        """A member is ready or ended: if no member is still running, post the group once (whoever wins it)."""
+        if self._presenter is None:
+            return  # no Discord (a worker without a presenter): the members wait in `delivering`
+        group = await self.groups.claim_posting(group_id, self.identity)
+        if group is None:
+            await self._mark_members_delivered(group_id)  # posted already (maybe before a restart)
+            return
+        self._groups_posting.add(group_id)
+        self._forget_progress(group_id)
+        try:
+            await self._post_group(group)
+        finally:
+            self._groups_posting.discard(group_id)
+
+    async def _post_group(self, group: Group) -> None:
+        policy = self._settings.refund_policy
+        members = await self.groups.members(group.id)
+        results: list[Result] = []
+        for job in members:
+            if job.status is not JobStatus.DELIVERING:
+                continue
+            entry = await self._cache.get_entry(job.cache_key)
+            data = entry.data if entry is not None else None
+            if data is None and job.sample_url:
+                with contextlib.suppress(BflError):
+                    data = await self._bfl.download(job.sample_url, max_bytes=DOWNLOAD_LIMIT_BYTES)
+            if data is None:  # paid for, but the bytes are gone: it counts as failed (not refunded)
+                self._observe(await self.store.apply(job.id, Event.DELIVERY_FAILED, policy, expected=job.status))
+                continue
+            elapsed = 0.0
+            if job.submitted_at is not None and job.ready_at is not None:
+                elapsed = (job.ready_at - job.submitted_at).total_seconds()
+            results.append(Result(job, data, job.settled_cost_micros, elapsed, from_cache=False))
+        members = await self.groups.members(group.id)
+        failed = [job.id for job in members if job.status in (JobStatus.FAILED, JobStatus.UNKNOWN)]
+        outcome = GroupResult(
+            group=group,
+            results=results,
+            failed=len(failed),
+            refunded=await self.groups.refunded(failed),
+            cancelled=sum(1 for job in members if job.status is JobStatus.CANCELLED),
+            prompt=members[0].prompt,
+            model=members[0].model,
+        )
+        where: tuple[int | None, int | None] = (None, None)
+        if results or outcome.failed:  # all cancelled: the Cancel click already said so
+            try:
+                assert self._presenter is not None
+                where = await self._presenter.deliver_group(outcome)
+            except Exception as exc:
+                log.warning("Group %s: could not post the images: %s", group.id, exc)
+                for result in results:  # paid for; the images stay cached
+                    self._observe(await self.store.apply(result.job.id, Event.DELIVERY_FAILED, policy))
+                await self.groups.mark_posted(group, self.identity, channel_id=None, message_id=None)
+                return
+        self._point("after_group_post", group.id)
+        await self.groups.mark_posted(group, self.identity, channel_id=where[0], message_id=where[1])
+        await self._mark_members_delivered(group.id)
+        log.info("Group %s posted: %d images, %d failed", group.id, len(results), outcome.failed)
+
+    async def _mark_members_delivered(self, group_id: int) -> None:
+        group = await self.groups.get(group_id)
+        if group is None or group.posted_at is None:
+            return
+        for job in await self.groups.members(group_id):
+            if job.status is JobStatus.DELIVERING:
+                delivered = await self.store.apply(
+                    job.id,
+                    Event.DELIVERED,
+                    self._settings.refund_policy,
+                    expected=JobStatus.DELIVERING,
+                    result_channel_id=group.result_channel_id,
+                    result_message_id=group.result_message_id,
+                )
+                self._observe(delivered)
+            self._group_seen.pop(job.id, None)
+
+    async def _post_finished_groups(self) -> None:
+        """Recovery: post every finished group nobody (alive) is posting, e.g. after a restart."""
+        if self._presenter is None:
+            return
+        for group_id in await self.groups.finished_unposted():
+            if group_id not in self._groups_posting:
+                await self._group_done(group_id)
+
+    def _group_progress(self, job: Job, progress: Progress) -> None:
+        """A member moved on: refresh its group's single progress line (when its status changed)."""
+        if job.group_id is None or self.painter is None or self._group_seen.get(job.id) is progress.status:
+            return
+        self._group_seen[job.id] = progress.status
+        self._spawn(self._paint_group(job.group_id))
+
+    async def _paint_group(self, group_id: int) -> None:
+        group = await self.groups.get(group_id)
+        if group is None or group.poster is not None or group.posted_at is not None:
+            return
+        members = await self.groups.members(group_id)
+        if not members or group.interaction_token is None:
+            return
+        ready, _running, queued = counts(members)
+        first = members[0]
+        status = JobStatus.QUEUED if queued else JobStatus.GENERATING
+        progress = Progress(status, first.model, count=len(members), ready=ready)
+        shown = replace(
+            first,
+            id=group.id,
+            interaction_token=group.interaction_token,
+            application_id=group.application_id,
+            created_at=group.created_at,
+        )
+        if self.painter is not None and group_id not in self._groups_posting:  # no await since the check
+            self.painter.set(shown, progress)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -606,6 +862,10 @@ class JobEngine:
     async def _post(self, result: Result) -> None:
         job = result.job
         self._forget_progress(job.id)
+        if job.group_id is not None:  # one image of a group: the group is posted once, all together
+            self._group_progress(job, Progress(JobStatus.DELIVERING, job.model))
+            await self._group_done(job.group_id)
+            return
         if self._presenter is None:
             return  # no Discord (a worker without a presenter): the job waits in `delivering`
         try:
@@ -645,6 +905,9 @@ class JobEngine:
             log.warning("Job %s failed: %s", job_id, exc)
         self._forget_progress(job_id)
         blocked = await self._moderated(applied, event)
+        if applied.job.group_id is not None:  # the group's message says how many failed
+            await self._group_done(applied.job.group_id)
+            return
         if quiet or self._presenter is None:
             return
         message = text or outcomes.failure_text(exc, charged=applied.decision.member_charged)
@@ -682,6 +945,7 @@ class JobEngine:
         for job_id in orphans:  # written by a version that reserved before creating the job row
             await self._ledger.release(job_id, note="recovered: no job")
         taken = await self._take_over()
+        await self._post_finished_groups()
         if taken or orphans:
             log.info("Resumed %d unfinished jobs from the previous run", taken + len(orphans))
         return taken + len(orphans)
@@ -709,7 +973,9 @@ class JobEngine:
                 # be looking at a queue message, so say what happened (if the token still works).
                 ended = await self.store.apply(job.id, Event.ACK_FAILED, policy, note="recovered")
                 self._observe(ended)
-                if ended is not None and self._presenter is not None:
+                if job.group_id is not None:
+                    self._spawn(self._group_done(job.group_id))
+                elif ended is not None and self._presenter is not None:
                     self._spawn(self._presenter.notify(ended.reachable_job, outcomes.RESTARTED_TEXT))
                 continue
             applied = await self.store.apply(job.id, Event.RECOVERED, policy, expected=job.status)
@@ -724,7 +990,9 @@ class JobEngine:
         resumed = applied.job
         if resumed.status is JobStatus.UNKNOWN:
             log.warning("Job %s was being submitted when its process stopped: outcome unknown", resumed.id)
-            if self._presenter is not None:
+            if resumed.group_id is not None:
+                self._spawn(self._group_done(resumed.group_id))
+            elif self._presenter is not None:
                 self._spawn(self._presenter.notify(applied.reachable_job, outcomes.failure_text(None, charged=False)))
         elif resumed.status is JobStatus.GENERATING:
             task = SubmittedTask(resumed.bfl_task_id or "", resumed.polling_url or "", None)
@@ -750,6 +1018,7 @@ class JobEngine:
                 await self._renew_lease()
                 if await self._take_over():
                     self.wake()
+                await self._post_finished_groups()
             except Exception as exc:  # the database is out of reach: try again next beat
                 log.warning("Could not renew this process's lease: %s", exc)
 
@@ -768,7 +1037,9 @@ class JobEngine:
     # -- helpers -----------------------------------------------------------------------------------
 
     def _show(self, job: Job, progress: Progress) -> None:
-        if self.painter is not None and job.interaction_token is not None:
+        if job.group_id is not None:
+            self._group_progress(job, progress)
+        elif self.painter is not None and job.interaction_token is not None:
             self.painter.set(job, progress)
 
     def _forget_progress(self, job_id: int) -> None:
@@ -822,3 +1093,26 @@ class JobEngine:
         self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.warning("Background step failed: %s", task.exception())
+
+
+def _new_job(request: GenerationRequest, who: Requester, cache_key: str) -> NewJob:
+    """What admission writes about ``request`` asked by ``who``."""
+    return NewJob(
+        id=who.job_id,
+        guild_id=who.guild_id,
+        channel_id=who.channel_id,
+        user_id=who.user_id,
+        model=request.model.key,
+        prompt=request.prompt,
+        params=request.bfl_payload(),
+        seed=request.seed,
+        width=request.width,
+        height=request.height,
+        cache_key=cache_key,
+        aspect_ratio=request.aspect_ratio,
+        estimated_micros=request.estimated_cost_micros,
+        application_id=who.application_id,
+        interaction_token=who.interaction_token,
+        upload_limit=who.upload_limit,
+        private=who.private,
+    )

@@ -14,11 +14,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bot.clock import Clock, utc_now
 from bot.engine.states import JobStatus
 from bot.engine.store import Job
+
+if TYPE_CHECKING:
+    from bot.engine.groups import GroupResult
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,8 @@ class Progress:
     eta_seconds: float | None = None  # estimated wait, from measured latency
     bfl_stage: str | None = None  # what BFL reports: Pending, Reasoning, Generating, …
     elapsed_seconds: float = 0.0  # since BFL accepted the task
+    count: int = 1  # a group (/imagine count:N): how many images in all
+    ready: int = 0  # a group: how many of them are ready
 
     @property
     def cancellable(self) -> bool:
@@ -68,6 +73,9 @@ class Presenter(Protocol):
 
     async def notify(self, job: Job, text: str) -> None:
         """Tell the member how the job ended when there is no image (failed, cancelled, unknown)."""
+
+    async def deliver_group(self, result: GroupResult) -> tuple[int, int]:
+        """Post a finished group's images in ONE message (or say that none made it); (channel id, message id)."""
 
 
 def token_usable(job: Job, now: datetime, margin: timedelta = TOKEN_LIFETIME - EDIT_CUTOFF) -> bool:
