@@ -216,3 +216,50 @@ async def test_a_final_on_flux3_sends_the_draft_as_its_reference_image(harness):
     await harness.finished(final)
     last = bfl.submits[-1]
     assert last.model == "flux-3-image" and "seed" not in last.body and len(last.body["images"]) == 1
+
+
+async def _stalled(*_args: Any, **_kwargs: Any) -> None:
+    """Stands in for a step the process never got to (it stopped first)."""
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        "_group_done",  # the last image finished; the process stopped before anyone claimed the posting
+        "_post_group",  # the process claimed the posting, then stopped before posting
+    ],
+)
+async def test_a_restart_before_the_group_is_posted_still_posts_it_once(
+    discord_endpoints, fake_bfl, tmp_path, monkeypatch, step
+):
+    from bot.app import assemble
+    from bot.bfl.client import PollSchedule
+    from bot.engine.engine import JobEngine
+    from tests.e2e.conftest import BotHarness
+    from tests.e2e.support import bot_settings
+
+    fake = discord_endpoints
+    settings = bot_settings(fake, fake_bfl, tmp_path)
+    polls = PollSchedule(first_interval=0.005, quick_phase=0.05, factor=1.5, max_interval=0.02, jitter=0.0)
+    options = {"poll_schedule": polls, "backoff_base": 0.001, "backoff_cap": 0.01}
+    with monkeypatch.context() as patch:
+        patch.setattr(JobEngine, step, _stalled)
+        async with assemble(settings, bfl_options=options, guild_ready_timeout=0.05) as bot, fake.run_bot(bot):
+            harness = BotHarness(bot, fake, fake_bfl, settings)
+            asked = await harness.imagine(prompt="a harbour at night", count=4, wait=False)
+            groups = harness.services.engine.groups
+
+            async def all_paid() -> bool:
+                members = await groups.members(int(asked.id))
+                return len(members) == 4 and all(m.status is JobStatus.DELIVERING for m in members)
+
+            await harness.wait_until(all_paid)
+            assert gallery_posts(fake, asked) == []
+    async with assemble(settings, bfl_options=options, guild_ready_timeout=0.05) as bot, fake.run_bot(bot):
+        harness = BotHarness(bot, fake, fake_bfl, settings)
+        members = await posted(harness, asked)
+        assert [m.status for m in members] == [JobStatus.DELIVERED] * 4
+        assert {m.result_message_id for m in members} == {int(asked.original_message["id"])}
+        assert len(await rows(harness, "SELECT * FROM ledger WHERE kind = 'settle'")) == 4  # each settled once
+    assert len(gallery_posts(fake, asked)) == 1 and len(gallery_items(asked.original_message)) == 4
+    assert len(fake_bfl.submits) == 4  # nothing was generated twice
