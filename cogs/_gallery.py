@@ -302,11 +302,29 @@ class GalleryFlow:
         require_details(job)  # its prompt was erased (retention or /privacy forget)
         return job, group
 
+    async def _image_of(self, interaction: discord.Interaction, job: Job) -> bytes | None:
+        """Image ``job``'s bytes: from this process's cache, else from the clicked message's attachment.
+
+        Another process (a worker) may have made the image, with its own cache; the message it is
+        shown in holds it as ``fluxcord-<job id>.<ext>`` on Discord's CDN.
+        """
+        data = await self.engine.cache.get(job.cache_key)
+        if data is not None or interaction.message is None:
+            return data
+        prefix = f"fluxcord-{job.id}."
+        for attachment in interaction.message.attachments:
+            if attachment.filename.startswith(prefix):
+                try:
+                    return await attachment.read()
+                except discord.HTTPException as exc:
+                    log.info("Job %s: its image could not be read back from Discord: %s", job.id, exc)
+        return None
+
     async def use(self, interaction: discord.Interaction, job_id: int, number: int) -> None:
         """Use #n: a private copy of image n with its own Reroll, Vary, Edit and Details (and Final for drafts)."""
         job, group = await self._member(interaction, job_id)
-        data = await self.engine.cache.get(job.cache_key)
-        if data is None or job.status is not JobStatus.DELIVERED:
+        data = await self._image_of(interaction, job) if job.status is JobStatus.DELIVERED else None
+        if data is None:
             raise InvalidOptions("That image is no longer available. Reroll the prompt to get a new one.")
         try:
             encoded = await fit_for_upload(data, interaction.filesize_limit, basename=f"fluxcord-{job.id}")
@@ -332,7 +350,7 @@ class GalleryFlow:
         options = {name: group.final_options.get(name) for name in FINAL_OPTIONS}
         images = []
         if not spec.has_seed:  # FLUX 3: no seed to carry over, so the draft itself guides the final
-            data = await self.engine.cache.get(job.cache_key)
+            data = await self._image_of(interaction, job)
             if data is None:
                 raise InvalidOptions("That draft is no longer available, so it can't be finalised.")
             try:

@@ -457,7 +457,7 @@ class JobEngine:
         first = members[0]
         places = positions(await self.store.queue_snapshot())
         place = places.get(first.id, len(places) + 1)
-        return replace(self.queued_progress(first, place), count=len(members))
+        return replace(self.queued_progress(first, place), count=len(members), queued=len(members))
 
     async def _group_done(self, group_id: int) -> None:
         """A member is ready or ended: if no member is still running, post the group once (whoever wins it)."""
@@ -559,10 +559,13 @@ class JobEngine:
         members = await self.groups.members(group_id)
         if not members or group.interaction_token is None:
             return
-        ready, _running, queued = counts(members)
+        ready, queued = counts(members)
         first = members[0]
-        status = JobStatus.QUEUED if queued else JobStatus.GENERATING
-        progress = Progress(status, first.model, count=len(members), ready=ready)
+        if queued == len(members):  # none has started: the group's place in the queue
+            places = positions(await self.store.queue_snapshot())
+            progress = replace(self.queued_progress(first, places.get(first.id)), count=len(members), queued=queued)
+        else:
+            progress = Progress(JobStatus.GENERATING, first.model, count=len(members), ready=ready, queued=queued)
         shown = replace(
             first,
             id=group.id,

@@ -269,9 +269,8 @@ def _group(row: Any) -> Group:
     )
 
 
-def counts(members: Sequence[Job]) -> tuple[int, int, int]:
-    """(ready, still running, queued) among a group's members, for its progress line."""
+def counts(members: Sequence[Job]) -> tuple[int, int]:
+    """(ready, still queued) among a group's members, for its progress line."""
     ready = sum(1 for job in members if job.status in (JobStatus.DELIVERING, JobStatus.DELIVERED))
     queued = sum(1 for job in members if job.status is JobStatus.QUEUED)
-    running = sum(1 for job in members if job.status.is_open and job.status is not JobStatus.DELIVERING)
-    return ready, running, queued
+    return ready, queued

@@ -41,11 +41,12 @@ class Progress:
     elapsed_seconds: float = 0.0  # since BFL accepted the task
     count: int = 1  # a group (/imagine count:N): how many images in all
     ready: int = 0  # a group: how many of them are ready
+    queued: int = 0  # a group: how many still wait in the queue (Cancel cancels those)
 
     @property
     def cancellable(self) -> bool:
-        """A job can be cancelled until it is handed to BFL."""
-        return self.status is JobStatus.QUEUED
+        """A job can be cancelled until it is handed to BFL; a group while any of its images still waits."""
+        return self.status is JobStatus.QUEUED or self.queued > 0
 
 
 @dataclass(frozen=True)

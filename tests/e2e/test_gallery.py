@@ -133,6 +133,11 @@ async def test_use_2_gives_the_clicker_a_private_menu_for_image_2(harness, peopl
     assert custom_ids(use.original_message) == [
         f"fluxcord:{action}:{second.id}" for action in ("reroll", "vary", "edit", "details")
     ]
+    await harness.services.engine.cache.delete(second.cache_key)  # made by another process, or evicted
+    again = await fake.click(asked.original_message["id"], f"fluxcord:use:{second.id}:2")
+    await again.wait_acked()
+    assert again.ephemeral and again.original_message["attachments"]  # read back from the gallery message
+    assert fake.attachment_bytes(again.original_message) == fake.attachment_bytes(use.original_message)
     details = await fake.click(use.original_message["id"], f"fluxcord:details:{second.id}", user=people["member"])
     await details.wait_acked()
     assert details.ephemeral and details.original_message["embeds"][0]["title"] == f"Job {second.id}"
@@ -150,6 +155,10 @@ async def test_cancel_on_the_group_message_cancels_its_queued_images_only(harnes
     bfl.script(Behaviour(release=held), times=2)  # two run (the member's cap is 2); two wait in the queue
     asked = await harness.imagine(prompt="a slow mountain", count=4, wait=False)
     await fake.wait_for(lambda: len(bfl.submits) == 2, timeout=10)
+    # One progress line for the group, its Cancel kept while some images still wait.
+    await fake.wait_for(lambda: "Making 4 images" in asked.original_message["content"], timeout=10)
+    assert "0 of 4 ready" in asked.original_message["content"]
+    assert custom_ids(asked.original_message) == [f"fluxcord:cancel:{asked.id}"]
     cancel = await fake.click(asked.original_message["id"], f"fluxcord:cancel:{asked.id}")
     await cancel.wait_acked()
     assert "Cancelled 2 queued images" in asked.original_message["content"]
