@@ -267,14 +267,15 @@ class Ledger:
             "SELECT pending_jobs, last_reserved_at FROM member_activity WHERE guild_id = ? AND user_id = ?",
             (guild_id, user_id),
         )
-        if activity is not None and activity["pending_jobs"] + images > max_pending_jobs:
-            if images > 1:
+        pending = activity["pending_jobs"] if activity is not None else 0
+        if pending + images > max_pending_jobs:
+            if images > 1:  # a group: its images count together, so even a member with none pending may be over
                 raise LimitReached(
-                    f"You have {activity['pending_jobs']} images in progress and asked for {images} more; at most"
+                    f"You have {pending} images in progress and asked for {images} more; at most"
                     f" {max_pending_jobs} can be in progress at once. Nothing was reserved: ask for fewer, or wait."
                 )
             raise LimitReached(
-                f"You already have {activity['pending_jobs']} images in progress (the limit is "
+                f"You already have {pending} images in progress (the limit is "
                 f"{max_pending_jobs}). Wait for one to finish, then try again."
             )
         if activity is not None and cooldown_seconds > 0:

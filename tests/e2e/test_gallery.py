@@ -272,3 +272,22 @@ async def test_a_restart_before_the_group_is_posted_still_posts_it_once(
         assert len(await rows(harness, "SELECT * FROM ledger WHERE kind = 'settle'")) == 4  # each settled once
     assert len(gallery_posts(fake, asked)) == 1 and len(gallery_items(asked.original_message)) == 4
     assert len(fake_bfl.submits) == 4  # nothing was generated twice
+
+
+async def test_a_private_group_whose_images_all_fail_says_so_and_refunds_each(harness):
+    harness.bfl.default = Behaviour(final_status="Error", final_http_status=503)
+    asked = await harness.imagine(prompt="a storm", count=2, private=True, wait=False)
+    members = await posted(harness, asked)
+    assert [m.status for m in members] == [JobStatus.FAILED] * 2
+    assert asked.ephemeral and asked.original_message["content"] == (
+        "❌ No image could be made. 2 of 2 images failed: refunded."
+    )
+    assert gallery_posts(harness.fake, asked) == []
+    assert await harness.services.db.fetch_value("SELECT SUM(member_micros) FROM ledger", default=0) == 0
+
+
+@pytest.mark.parametrize("bot_settings_overrides", [{"member_max_pending_jobs": 3}])
+async def test_a_group_over_the_pending_cap_is_refused_whole(harness):
+    refused = await harness.imagine(prompt="too many", count=4)
+    assert refused.ephemeral and "asked for 4 more" in harness.reply_text(refused)
+    assert await rows(harness, "SELECT * FROM ledger") == [] and harness.bfl.submits == []
