@@ -38,7 +38,8 @@ from bot.config import Settings
 from bot.engine import outcomes
 from bot.engine.breaker import BreakerState, CircuitBreakers, is_provider_error
 from bot.engine.fairness import positions
-from bot.engine.groups import Group, GroupResult, GroupStore, NewGroup, counts
+from bot.engine.group_delivery import GroupDelivery
+from bot.engine.groups import GroupStore, NewGroup, counts
 from bot.engine.leases import ProcessIdentity
 from bot.engine.observer import JobObserver, NullObserver
 from bot.engine.progress import Presenter, Progress, ProgressPainter, Result
@@ -164,7 +165,19 @@ class JobEngine:
         self.identity = identity or ProcessIdentity()  # this process, as recorded on the jobs it holds
         self._lease_seconds = float(settings.job_lease_seconds)
         self._shared = self.identity.role == "worker"  # other processes use the database: poll for work too
-        self._groups_posting: set[int] = set()  # groups this process is posting right now
+        self.delivery = GroupDelivery(  # a finished group is posted once, by one process
+            store=store,
+            groups=self.groups,
+            cache=cache,
+            bfl=bfl,
+            identity=self.identity,
+            policy=settings.refund_policy,
+            observe=self._observe,
+            forget_progress=self._forget_progress,
+            checkpoint=self._point,
+            download_limit=DOWNLOAD_LIMIT_BYTES,
+        )
+        self.delivery.presenter = presenter
         self._group_seen: dict[int, JobStatus] = {}  # a group member's last status shown in its group's line
 
     # -- wiring ------------------------------------------------------------------------------------
@@ -172,6 +185,7 @@ class JobEngine:
     def attach(self, presenter: Presenter) -> None:
         """Set the Discord side (the bot exists after the engine)."""
         self._presenter = presenter
+        self.delivery.presenter = presenter
 
     @property
     def running_jobs(self) -> int:
@@ -308,7 +322,7 @@ class JobEngine:
         self._forget_progress(job_id)
         self._queue_changed.set()
         if job.group_id is not None:
-            await self._group_done(job.group_id)
+            await self.delivery.member_done(job.group_id)
         return CancelResult(True, "cancelled")
 
     # -- groups: /imagine count:N and draft (bot.engine.groups) ------------------------------------
@@ -424,7 +438,7 @@ class JobEngine:
             )
             self._observe(applied)
         log.warning("Group %s: acknowledgement failed; cancelled and released", group_id)
-        await self._group_done(group_id)
+        await self.delivery.member_done(group_id)
 
     async def cancel_group(self, group_id: int, *, actor_id: int, is_moderator: bool) -> CancelResult:
         """Cancel a group's still-queued images (its requester or a moderator); their money is released."""
@@ -449,7 +463,7 @@ class JobEngine:
         log.info("Group %s: %d queued images cancelled by %s", group_id, cancelled, actor_id)
         self._queue_changed.set()
         left = sum(1 for job in await self.groups.members(group_id) if job.status.is_open)
-        await self._group_done(group_id)
+        await self.delivery.member_done(group_id)
         return CancelResult(True, "cancelled", count=cancelled, left=left)
 
     async def initial_group_progress(self, members: Sequence[Job]) -> Progress:
@@ -458,92 +472,6 @@ class JobEngine:
         places = positions(await self.store.queue_snapshot())
         place = places.get(first.id, len(places) + 1)
         return replace(self.queued_progress(first, place), count=len(members), queued=len(members))
-
-    async def _group_done(self, group_id: int) -> None:
-        """A member is ready or ended: if no member is still running, post the group once (whoever wins it)."""
-        if self._presenter is None:
-            return  # no Discord (a worker without a presenter): the members wait in `delivering`
-        group = await self.groups.claim_posting(group_id, self.identity)
-        if group is None:
-            await self._mark_members_delivered(group_id)  # posted already (maybe before a restart)
-            return
-        self._groups_posting.add(group_id)
-        self._forget_progress(group_id)
-        try:
-            await self._post_group(group)
-        finally:
-            self._groups_posting.discard(group_id)
-
-    async def _post_group(self, group: Group) -> None:
-        policy = self._settings.refund_policy
-        members = await self.groups.members(group.id)
-        results: list[Result] = []
-        for job in members:
-            if job.status is not JobStatus.DELIVERING:
-                continue
-            entry = await self._cache.get_entry(job.cache_key)
-            data = entry.data if entry is not None else None
-            if data is None and job.sample_url:
-                with contextlib.suppress(BflError):
-                    data = await self._bfl.download(job.sample_url, max_bytes=DOWNLOAD_LIMIT_BYTES)
-            if data is None:  # paid for, but the bytes are gone: it counts as failed (not refunded)
-                self._observe(await self.store.apply(job.id, Event.DELIVERY_FAILED, policy, expected=job.status))
-                continue
-            elapsed = 0.0
-            if job.submitted_at is not None and job.ready_at is not None:
-                elapsed = (job.ready_at - job.submitted_at).total_seconds()
-            results.append(Result(job, data, job.settled_cost_micros, elapsed, from_cache=False))
-        members = await self.groups.members(group.id)
-        failed = [job.id for job in members if job.status in (JobStatus.FAILED, JobStatus.UNKNOWN)]
-        outcome = GroupResult(
-            group=group,
-            results=results,
-            failed=len(failed),
-            refunded=await self.groups.refunded(failed),
-            cancelled=sum(1 for job in members if job.status is JobStatus.CANCELLED),
-            prompt=members[0].prompt,
-            model=members[0].model,
-        )
-        where: tuple[int | None, int | None] = (None, None)
-        if results or outcome.failed:  # all cancelled: the Cancel click already said so
-            try:
-                assert self._presenter is not None
-                where = await self._presenter.deliver_group(outcome)
-            except Exception as exc:
-                log.warning("Group %s: could not post the images: %s", group.id, exc)
-                for result in results:  # paid for; the images stay cached
-                    self._observe(await self.store.apply(result.job.id, Event.DELIVERY_FAILED, policy))
-                await self.groups.mark_posted(group, self.identity, channel_id=None, message_id=None)
-                return
-        self._point("after_group_post", group.id)
-        await self.groups.mark_posted(group, self.identity, channel_id=where[0], message_id=where[1])
-        await self._mark_members_delivered(group.id)
-        log.info("Group %s posted: %d images, %d failed", group.id, len(results), outcome.failed)
-
-    async def _mark_members_delivered(self, group_id: int) -> None:
-        group = await self.groups.get(group_id)
-        if group is None or group.posted_at is None:
-            return
-        for job in await self.groups.members(group_id):
-            if job.status is JobStatus.DELIVERING:
-                delivered = await self.store.apply(
-                    job.id,
-                    Event.DELIVERED,
-                    self._settings.refund_policy,
-                    expected=JobStatus.DELIVERING,
-                    result_channel_id=group.result_channel_id,
-                    result_message_id=group.result_message_id,
-                )
-                self._observe(delivered)
-            self._group_seen.pop(job.id, None)
-
-    async def _post_finished_groups(self) -> None:
-        """Recovery: post every finished group nobody (alive) is posting, e.g. after a restart."""
-        if self._presenter is None:
-            return
-        for group_id in await self.groups.finished_unposted():
-            if group_id not in self._groups_posting:
-                await self._group_done(group_id)
 
     def _group_progress(self, job: Job, progress: Progress) -> None:
         """A member moved on: refresh its group's single progress line (when its status changed)."""
@@ -573,7 +501,7 @@ class JobEngine:
             application_id=group.application_id,
             created_at=group.created_at,
         )
-        if self.painter is not None and group_id not in self._groups_posting:  # no await since the check
+        if self.painter is not None and not self.delivery.posting(group_id):  # no await since the check
             self.painter.set(shown, progress)
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -867,7 +795,8 @@ class JobEngine:
         self._forget_progress(job.id)
         if job.group_id is not None:  # one image of a group: the group is posted once, all together
             self._group_progress(job, Progress(JobStatus.DELIVERING, job.model))
-            await self._group_done(job.group_id)
+            self._group_seen.pop(job.id, None)  # its last change
+            await self.delivery.member_done(job.group_id)
             return
         if self._presenter is None:
             return  # no Discord (a worker without a presenter): the job waits in `delivering`
@@ -909,7 +838,7 @@ class JobEngine:
         self._forget_progress(job_id)
         blocked = await self._moderated(applied, event)
         if applied.job.group_id is not None:  # the group's message says how many failed
-            await self._group_done(applied.job.group_id)
+            await self.delivery.member_done(applied.job.group_id)
             return
         if quiet or self._presenter is None:
             return
@@ -948,7 +877,7 @@ class JobEngine:
         for job_id in orphans:  # written by a version that reserved before creating the job row
             await self._ledger.release(job_id, note="recovered: no job")
         taken = await self._take_over()
-        await self._post_finished_groups()
+        await self.delivery.post_finished()
         if taken or orphans:
             log.info("Resumed %d unfinished jobs from the previous run", taken + len(orphans))
         return taken + len(orphans)
@@ -977,7 +906,7 @@ class JobEngine:
                 ended = await self.store.apply(job.id, Event.ACK_FAILED, policy, note="recovered")
                 self._observe(ended)
                 if job.group_id is not None:
-                    self._spawn(self._group_done(job.group_id))
+                    self._spawn(self.delivery.member_done(job.group_id))
                 elif ended is not None and self._presenter is not None:
                     self._spawn(self._presenter.notify(ended.reachable_job, outcomes.RESTARTED_TEXT))
                 continue
@@ -994,7 +923,7 @@ class JobEngine:
         if resumed.status is JobStatus.UNKNOWN:
             log.warning("Job %s was being submitted when its process stopped: outcome unknown", resumed.id)
             if resumed.group_id is not None:
-                self._spawn(self._group_done(resumed.group_id))
+                self._spawn(self.delivery.member_done(resumed.group_id))
             elif self._presenter is not None:
                 self._spawn(self._presenter.notify(applied.reachable_job, outcomes.failure_text(None, charged=False)))
         elif resumed.status is JobStatus.GENERATING:
@@ -1021,7 +950,7 @@ class JobEngine:
                 await self._renew_lease()
                 if await self._take_over():
                     self.wake()
-                await self._post_finished_groups()
+                await self.delivery.post_finished()
             except Exception as exc:  # the database is out of reach: try again next beat
                 log.warning("Could not renew this process's lease: %s", exc)
 
@@ -1046,6 +975,7 @@ class JobEngine:
             self.painter.set(job, progress)
 
     def _forget_progress(self, job_id: int) -> None:
+        self._group_seen.pop(job_id, None)
         if self.painter is not None:
             self.painter.drop(job_id)
 

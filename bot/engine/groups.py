@@ -218,6 +218,12 @@ class GroupStore:
             == 1
         )
 
+    async def release_posting(self, group: Group, me: ProcessIdentity) -> None:
+        """Give up posting a group ``me`` claimed but did not post (an error midway), so it is tried again."""
+        await self._db.execute(
+            "UPDATE job_groups SET poster = NULL WHERE id = ? AND poster = ? AND posted_at IS NULL", (group.id, me.id)
+        )
+
     async def finished_unposted(self) -> list[int]:
         """Groups with no member still running that are not posted yet (oldest first): recovery's list."""
         rows = await self._db.fetch_all(

@@ -234,8 +234,8 @@ async def _stalled(*_args: Any, **_kwargs: Any) -> None:
 @pytest.mark.parametrize(
     "step",
     [
-        "_group_done",  # the last image finished; the process stopped before anyone claimed the posting
-        "_post_group",  # the process claimed the posting, then stopped before posting
+        "member_done",  # the last image finished; the process stopped before anyone claimed the posting
+        "_post",  # the process claimed the posting, then stopped before posting
     ],
 )
 async def test_a_restart_before_the_group_is_posted_still_posts_it_once(
@@ -243,7 +243,7 @@ async def test_a_restart_before_the_group_is_posted_still_posts_it_once(
 ):
     from bot.app import assemble
     from bot.bfl.client import PollSchedule
-    from bot.engine.engine import JobEngine
+    from bot.engine.group_delivery import GroupDelivery
     from tests.e2e.conftest import BotHarness
     from tests.e2e.support import bot_settings
 
@@ -252,7 +252,7 @@ async def test_a_restart_before_the_group_is_posted_still_posts_it_once(
     polls = PollSchedule(first_interval=0.005, quick_phase=0.05, factor=1.5, max_interval=0.02, jitter=0.0)
     options = {"poll_schedule": polls, "backoff_base": 0.001, "backoff_cap": 0.01}
     with monkeypatch.context() as patch:
-        patch.setattr(JobEngine, step, _stalled)
+        patch.setattr(GroupDelivery, step, _stalled)
         async with assemble(settings, bfl_options=options, guild_ready_timeout=0.05) as bot, fake.run_bot(bot):
             harness = BotHarness(bot, fake, fake_bfl, settings)
             asked = await harness.imagine(prompt="a harbour at night", count=4, wait=False)

@@ -130,3 +130,16 @@ async def test_a_poster_that_died_is_replaced_and_a_live_one_is_not(groups, jobs
     claimed = await groups.claim_posting(900, second)
     assert claimed is not None and claimed.poster == second.id
     second.stopped()
+
+
+async def test_a_claim_given_up_after_an_error_can_be_taken_again(groups, jobs):
+    await admit(groups, 950, 2)
+    await finish_all(groups, jobs, 950)
+    me = ProcessIdentity()
+    me.started()
+    await jobs.renew_lease(me, seconds=30)
+    claimed = await groups.claim_posting(950, me)
+    assert claimed is not None and await groups.claim_posting(950, me) is None  # never twice at once
+    await groups.release_posting(claimed, me)
+    assert await groups.is_showing_progress(950) and await groups.claim_posting(950, me) is not None
+    me.stopped()
