@@ -12,10 +12,12 @@ custom ids hold only an action and a job id.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import random
 import re
+import secrets
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -57,12 +59,12 @@ CANCEL_TEXT = {
 FINAL_OPTIONS = ("aspect_ratio", "steps", "guidance", "raw", "prompt_upsampling", "resolution", "grounding")
 
 
-def distinct_seeds(count: int, first: int | None, rng: random.Random | None = None) -> list[int | None]:
-    """``count`` different seeds: ``first``, ``first + 1``, … when given, else random ones."""
-    if first is not None:
+def distinct_seeds(count: int, first: int, *, consecutive: bool, rng: random.Random | None = None) -> list[int]:
+    """``count`` different seeds starting with ``first``: ``first + 1``, … when ``consecutive``, else random."""
+    if consecutive:
         return [(first + i) % (MAX_SEED + 1) for i in range(count)]
     draw = rng or random.SystemRandom()
-    seeds: list[int | None] = []
+    seeds = [first]
     while len(seeds) < count:
         seed = draw.randint(0, MAX_SEED)
         if seed not in seeds:
@@ -70,12 +72,20 @@ def distinct_seeds(count: int, first: int | None, rng: random.Random | None = No
     return seeds
 
 
-def group_requests(count: int, seed: int | None, **options: Any) -> list[GenerationRequest]:
-    """The N requests of a group (pure validation: a bad option raises :class:`InvalidOptions`)."""
-    spec = get_model(options["model"])
-    if not spec.has_seed:
-        return [build_request(seed=seed, **options) for _ in range(count)]  # seed given: refused by build_request
-    return [build_request(seed=s, **options) for s in distinct_seeds(count, seed)]
+def group_requests(request: GenerationRequest, count: int, *, seed_given: bool) -> list[GenerationRequest]:
+    """``count`` copies of a validated request, each a different image.
+
+    Distinct seeds (the member's and the next ones, if given), or, for a model without a seed, a fresh
+    nonce each (so none is ever a cache hit).
+    """
+    if not request.model.has_seed:
+        return [request] + [dataclasses.replace(request, nonce=secrets.token_hex(8)) for _ in range(count - 1)]
+    return [dataclasses.replace(request, seed=s) for s in distinct_seeds(count, request.seed, consecutive=seed_given)]
+
+
+def final_options(request: GenerationRequest) -> dict[str, Any]:
+    """The options of the member's request that a Final renders with (kept in the group row)."""
+    return {name: getattr(request, name) for name in FINAL_OPTIONS}
 
 
 def failure_line(result: GroupResult) -> str:
@@ -189,39 +199,37 @@ class GalleryFlow:
     async def imagine(
         self,
         interaction: discord.Interaction,
+        request: GenerationRequest,
         *,
         count: int,
         draft: bool,
         private: bool,
-        seed: int | None,
-        options: dict[str, Any],
+        seed_given: bool,
     ) -> None:
-        """Validate, then quote, admit and acknowledge a group of ``count`` images (``options``: build_request's)."""
-        final_model = options["model"]
-        final_options = {name: options.get(name) for name in FINAL_OPTIONS}
-        if draft:
-            # The final is validated now (a bad option costs nothing later); the drafts use the draft model,
-            # which takes none of the final model's own options.
-            build_request(seed=seed if get_model(final_model).has_seed else None, **options)
-            draft_spec = get_model(self.settings.draft_model)
-            ratio = options.get("aspect_ratio")
-            requests = group_requests(
-                count,
-                seed if draft_spec.has_seed else None,
-                model=draft_spec.key,
-                prompt=options["prompt"],
-                aspect_ratio=ratio if ratio in draft_spec.aspect_ratios else None,
-                max_prompt_length=options["max_prompt_length"],
+        """Quote, admit and acknowledge ``count`` images of the validated ``request`` (drafts: on DRAFT_MODEL)."""
+        if not draft:
+            requests = group_requests(request, count, seed_given=seed_given)
+            await self.generate(
+                interaction, requests, private=private, draft=False, final_model=None, final_options=None
             )
-        else:
-            requests = group_requests(count, seed, **options)
+            return
+        # The drafts take none of the final model's own options; the final keeps them for Final #n.
+        spec = get_model(self.settings.draft_model)
+        sketch = build_request(
+            model=spec.key,
+            prompt=request.prompt,
+            aspect_ratio=request.aspect_ratio if request.aspect_ratio in spec.aspect_ratios else None,
+            seed=request.seed if request.model.has_seed else None,
+            max_prompt_length=self.settings.max_prompt_length,
+        )
+        requests = group_requests(sketch, count, seed_given=seed_given and request.model.has_seed)
         await self.generate(
             interaction,
             requests,
             private=private,
-            draft=draft,
-            final_model=final_model if draft else None,
-            final_options=final_options if draft else None,
+            draft=True,
+            final_model=request.model.key,
+            final_options=final_options(request),
         )
 
     async def generate(

@@ -125,27 +125,32 @@ class Imagine(commands.Cog):
     ) -> None:
         """Generate an image from a text prompt with a FLUX model."""
         require_guild(interaction)
-        options = {
-            "model": self.settings.default_model if model is None else model,
-            "prompt": clean_prompt(prompt),
-            "aspect_ratio": aspect_ratio,
-            "steps": steps,
-            "guidance": guidance,
-            "raw": raw,
-            "prompt_upsampling": prompt_upsampling,
-            "resolution": resolution,
-            "grounding": grounding,
-            "allow_grounding": True,  # whether this server allows it is checked at admission (/safety grounding)
-            "max_prompt_length": self.settings.max_prompt_length,
-        }
+        # Pure validation first: a bad option is refused privately, before any I/O or charge.
+        request = build_request(
+            model=self.settings.default_model if model is None else model,
+            prompt=clean_prompt(prompt),
+            aspect_ratio=aspect_ratio,
+            seed=seed,
+            steps=steps,
+            guidance=guidance,
+            raw=raw,
+            prompt_upsampling=prompt_upsampling,
+            resolution=resolution,
+            grounding=grounding,
+            allow_grounding=True,  # whether this server allows it is checked at admission (/safety grounding)
+            max_prompt_length=self.settings.max_prompt_length,
+        )
         number = count if count is not None else (4 if draft else 1)
         if draft or number > 1:  # N images shown together (cogs/_gallery.py)
             await self.gallery.imagine(
-                interaction, count=number, draft=bool(draft), private=bool(private), seed=seed, options=options
+                interaction,
+                request,
+                count=number,
+                draft=bool(draft),
+                private=bool(private),
+                seed_given=seed is not None,
             )
             return
-        # Pure validation first: a bad option is refused privately, before any I/O or charge.
-        request = build_request(seed=seed, **options)
         await self._generate(interaction, request, private=bool(private))
 
     async def reroll(self, interaction: discord.Interaction, job_id: int) -> None:
