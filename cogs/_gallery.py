@@ -147,11 +147,15 @@ class GalleryButton(
             await interaction.client.tree.on_error(interaction, exc)  # type: ignore[attr-defined]
 
 
-def gallery_view(result: GroupResult, filenames: Sequence[str], *, mention: int | None = None) -> discord.ui.LayoutView:
+def gallery_view(
+    result: GroupResult, filenames: Sequence[str], *, requester: str = "", mention: int | None = None
+) -> discord.ui.LayoutView:
     """The group's Components V2 message: a summary, the media gallery, Use #n (and Final #n for drafts)."""
     group = result.group
     prompt = strip_bidi(result.prompt)
-    lines = [f"**{_clean(result.prompt)[:1500]}**"]
+    lines = [f"**{_clean(result.prompt[:1500])}**"]
+    if requester:
+        lines.append(f"Requested by {_clean(requester)[:100]}")
     cost = sum(r.cost_micros for r in result.results)
     what = "drafts" if group.draft else "images"
     lines.append(f"{model_label(result.model)} · {len(result.results)} {what} · {format_usd(cost)}")

@@ -242,6 +242,7 @@ class DiscordPresenter:
             except InvalidImage as exc:
                 raise RuntimeError(f"image {res.job.id} could not be prepared for Discord: {exc}") from exc
         names = [e.filename for e in encoded]
+        requester = await self._member_name(result.results[0].job)
 
         def files() -> list[discord.File]:  # a File is consumed by a send: new ones per attempt
             return [discord.File(io.BytesIO(e.data), filename=e.filename) for e in encoded]
@@ -254,7 +255,7 @@ class DiscordPresenter:
                     content=None,
                     embed=None,
                     attachments=files(),
-                    view=self._gallery_view(result, names),
+                    view=self._gallery_view(result, names, requester=requester),
                     allowed_mentions=discord.AllowedMentions.none(),
                 )
                 return message.channel.id, message.id
@@ -267,7 +268,7 @@ class DiscordPresenter:
         channel = self._client.get_partial_messageable(group.channel_id)
         posted = await channel.send(
             files=files(),
-            view=self._gallery_view(result, names, mention=group.user_id),
+            view=self._gallery_view(result, names, requester=requester, mention=group.user_id),
             allowed_mentions=discord.AllowedMentions(users=[discord.Object(group.user_id)]),
         )
         return group.channel_id, posted.id

@@ -83,7 +83,24 @@ async def test_count_4_posts_one_validated_gallery_and_settles_each_image(harnes
     assert all(r[3] == 0 for r in settles)  # each image settled and charged on its own
     spent = await harness.services.db.fetch_value("SELECT SUM(member_micros) FROM ledger", default=0)
     assert spent == 4 * 40_000
-    assert "$0.16" in text_display(message)
+    assert "$0.16" in text_display(message) and "Requested by" in text_display(message)
+
+
+async def test_forged_use_and_final_clicks_are_refused_with_no_call(harness):
+    fake = harness.fake
+    single = await harness.imagine(prompt="just one")
+    group = await harness.imagine(prompt="two of them", count=2, wait=False)
+    members = await posted(harness, group)
+    submits = len(harness.bfl.submits)
+    for custom_id, refusal in [
+        (f"fluxcord:use:{single.id}:1", "no longer known"),  # not an image of a group
+        (f"fluxcord:final:{members[0].id}:1", "not a draft"),
+        ("fluxcord:use:987654321:2", "no longer known"),
+    ]:
+        forged = await fake.forge_click(group.original_message["id"], custom_id)
+        await forged.wait_acked()
+        assert forged.ephemeral and refusal in forged.original_message["content"], custom_id
+    assert len(harness.bfl.submits) == submits
 
 
 @pytest.mark.parametrize("bot_settings_overrides", [{"default_member_daily_usd": "0.15"}])
