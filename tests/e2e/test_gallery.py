@@ -287,6 +287,9 @@ async def test_a_restart_before_the_group_is_posted_still_posts_it_once(
         assert [m.status for m in members] == [JobStatus.DELIVERED] * 4
         assert {m.result_message_id for m in members} == {int(asked.original_message["id"])}
         assert len(await rows(harness, "SELECT * FROM ledger WHERE kind = 'settle'")) == 4  # each settled once
+        use = await fake.click(asked.original_message["id"], f"fluxcord:use:{members[3].id}:4")  # after the restart
+        await use.wait_acked()
+        assert use.ephemeral and use.original_message["embeds"][0]["footer"]["text"] == f"Job {members[3].id}"
     assert len(gallery_posts(fake, asked)) == 1 and len(gallery_items(asked.original_message)) == 4
     assert len(fake_bfl.submits) == 4  # nothing was generated twice
 
