@@ -94,6 +94,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     default_model: str = DEFAULT_MODEL
+    draft_model: str = "flux-2-klein-4b"  # `/imagine draft:true` makes its candidates on this model
     bfl_max_active_tasks: int = Field(default=24, ge=1, le=24)
     job_timeout_seconds: int = Field(default=300, ge=10, le=780)
     # Several processes on one database (docs/operations.md "Workers and shards"): each renews a lease
@@ -154,7 +155,7 @@ class Settings(BaseSettings):
     def _ws_url(cls, value: str) -> str:
         return _check_url(value, ("wss", "ws"), "wss://gateway.discord.gg/")
 
-    @field_validator("default_model")
+    @field_validator("default_model", "draft_model")
     @classmethod
     def _known_model(cls, value: str) -> str:
         model = value.strip()

@@ -171,8 +171,11 @@ class PrefsService:
         private: bool | None = None,
         style: str | None = None,
         count: int | None = None,
+        draft: bool = False,
     ) -> Resolved:
         """The options to use: given explicitly, else the member's default, else the bot's.
+
+        ``count`` with neither an option nor a default is 1, or 4 candidates for a ``draft``.
 
         ``style="none"`` uses no style even if the member has a default one; an unknown style (given,
         or a default removed meanwhile) is refused with the member-facing message.
@@ -192,6 +195,6 @@ class PrefsService:
             model=chosen_model,
             aspect_ratio=ratio,
             private=private if private is not None else bool(defaults.private),
-            count=count if count is not None else defaults.count or 1,
+            count=count if count is not None else defaults.count or (4 if draft else 1),
             style=chosen_style,
         )

@@ -70,19 +70,24 @@ class Confirmations:
         self._clock = clock
         self._pending: dict[str, Pending] = {}
 
-    def needed(self, request: GenerationRequest) -> bool:
-        """Whether ``request`` must be confirmed first (its estimate is at or above the threshold)."""
-        return request.estimated_cost_micros >= self.threshold_micros
+    def needed(self, request: GenerationRequest, count: int = 1) -> bool:
+        """Whether ``count`` × ``request`` must be confirmed first (the total is at or above the threshold)."""
+        return request.estimated_cost_micros * count >= self.threshold_micros
 
-    async def ask(self, interaction: discord.Interaction, request: GenerationRequest, resume: Resume) -> bool:
-        """Ask privately if needed; True when asked (the caller stops there), False to go ahead now."""
-        if is_confirmation_click(interaction) or not self.needed(request):
+    async def ask(
+        self, interaction: discord.Interaction, request: GenerationRequest, resume: Resume, *, count: int = 1
+    ) -> bool:
+        """Ask privately if needed; True when asked (the caller stops there), False to go ahead now.
+
+        ``count``: that many images of ``request`` (`/imagine count`), quoted and compared as the total.
+        """
+        if is_confirmation_click(interaction) or not self.needed(request, count):
             return False
         guild_id = require_guild(interaction)
         self._expire()
         key = secrets.token_hex(4)
         self._pending[key] = Pending(interaction.user.id, guild_id, resume, self._clock())
-        text = await self._text(interaction, request)
+        text = await self._text(interaction, request, count)
         view = discord.ui.View(timeout=None)
         view.add_item(ConfirmButton("go", key))
         view.add_item(ConfirmButton("no", key))
@@ -92,7 +97,7 @@ class Confirmations:
             await interaction.response.send_message(text, view=view, ephemeral=True)
         return True
 
-    async def _text(self, interaction: discord.Interaction, request: GenerationRequest) -> str:
+    async def _text(self, interaction: discord.Interaction, request: GenerationRequest, count: int = 1) -> str:
         guild_id = require_guild(interaction)
         limits = await self._limits.limits_for(guild_id, interaction.user.id, role_ids(interaction))
         statuses = await self._ledger.statuses(guild_id, interaction.user.id, limits)
@@ -102,6 +107,12 @@ class Confirmations:
             if s.limit.scope is Scope.MEMBER and s.limit.metric is Metric.USD
         ]
         budget = f" You have {', '.join(left)}." if left else ""
+        if count > 1:
+            each = request.estimated_cost_micros
+            return (
+                f"💰 These {count} {request.model.label} images cost up to **{format_usd(each * count)}** in all"
+                f" ({count} × {format_usd(each)}).{budget} Nothing is reserved until you press Generate."
+            )
         return (
             f"💰 This {request.model.label} request costs up to **{format_usd(request.estimated_cost_micros)}**."
             f"{budget} Nothing is reserved until you press Generate."

@@ -18,7 +18,8 @@ import discord
 
 from bot.billing.money import format_usd
 from bot.clock import Clock, utc_now
-from bot.engine.progress import Progress, Result, token_usable
+from bot.engine.groups import Group, GroupResult
+from bot.engine.progress import TOKEN_LIFETIME, Progress, Result, token_usable
 from bot.engine.states import JobStatus
 from bot.engine.store import Job
 from bot.images.codec import InvalidImage, fit_for_upload
@@ -31,6 +32,7 @@ EXPIRED_CODES = {50027, 10015}  # Discord's answers for an interaction token pas
 ORIGINAL = "@original"
 
 ViewFactory = Callable[[int], discord.ui.View]
+GalleryFactory = Callable[..., discord.ui.LayoutView]  # (GroupResult, file names, mention=) → the gallery
 SourceLookup = Callable[[int], Awaitable[str | None]]  # job id → the source image URL of an edit
 
 
@@ -56,8 +58,10 @@ def shown_wait(seconds: float) -> str:
 
 
 def progress_text(progress: Progress) -> str:
-    """The message shown while a job is queued or running."""
+    """The message shown while a job (or a group of images) is queued or running."""
     label = model_label(progress.model)
+    if progress.count > 1:
+        return _group_progress_text(progress, label)
     if progress.status is JobStatus.QUEUED:
         text = "⏳ Queued"
         if progress.position is not None:
@@ -78,6 +82,17 @@ def progress_text(progress: Progress) -> str:
     if progress.elapsed_seconds >= 2:
         text += f" ({int(progress.elapsed_seconds)} s)"
     return text
+
+
+def _group_progress_text(progress: Progress, label: str) -> str:
+    images = f"{progress.count} images"
+    if progress.status is JobStatus.QUEUED and progress.ready == 0:
+        text = f"⏳ {shown_position(progress.position)} in queue" if progress.position is not None else "⏳ Queued"
+        text += f" · {images} with {label}"
+        if progress.eta_seconds is not None:
+            text += f" · {shown_wait(progress.eta_seconds)}"
+        return text
+    return f"🎨 Making {images} with {label}… {progress.ready} of {progress.count} ready"
 
 
 def render_embed(
@@ -115,12 +130,16 @@ class DiscordPresenter:
         cancel_view: ViewFactory,
         clock: Clock = utc_now,
         source_lookup: SourceLookup | None = None,
+        gallery_view: GalleryFactory | None = None,
+        group_showing_progress: Callable[[int], Awaitable[bool]] | None = None,
     ) -> None:
         self._client = client
         self._result_view = result_view
         self._cancel_view = cancel_view
         self._clock = clock
         self._source_lookup = source_lookup
+        self._gallery_view = gallery_view
+        self._group_showing_progress = group_showing_progress
 
     def progress_text(self, progress: Progress) -> str:
         """See :func:`progress_text`."""
@@ -135,6 +154,10 @@ class DiscordPresenter:
         """Edit the job's message; the Cancel button stays only while the job is queued."""
         webhook = self._webhook(job)
         if webhook is None:
+            return
+        grouped = job.group_id == job.id and self._group_showing_progress is not None
+        # A group's line (its id is the group's): another process may have started posting the gallery.
+        if grouped and not await self._group_showing_progress(job.id):  # type: ignore[misc]
             return
         view = self._cancel_view(job.id) if progress.cancellable else None
         await webhook.edit_message(ORIGINAL, content=text, view=view)  # type: ignore[arg-type]
@@ -205,6 +228,86 @@ class DiscordPresenter:
             f"<@{job.user_id}> {text}",
             allowed_mentions=discord.AllowedMentions(users=[discord.Object(job.user_id)]),
         )
+
+    async def deliver_group(self, result: GroupResult) -> tuple[int, int]:
+        """Post a finished group as ONE Components V2 message (a media gallery), or say that none made it."""
+        group = result.group
+        if not result.results:
+            from cogs._gallery import all_failed_text
+
+            return await self._group_text(group, all_failed_text(result))
+        assert self._gallery_view is not None
+        encoded = []
+        for res in result.results:
+            try:
+                encoded.append(await fit_for_upload(res.data, res.job.upload_limit, basename=f"fluxcord-{res.job.id}"))
+            except InvalidImage as exc:
+                raise RuntimeError(f"image {res.job.id} could not be prepared for Discord: {exc}") from exc
+        names = [e.filename for e in encoded]
+        requester = await self._member_name(result.results[0].job)
+
+        def files() -> list[discord.File]:  # a File is consumed by a send: new ones per attempt
+            return [discord.File(io.BytesIO(e.data), filename=e.filename) for e in encoded]
+
+        webhook = self._group_webhook(group)
+        if webhook is not None:
+            try:
+                message = await webhook.edit_message(
+                    ORIGINAL,  # type: ignore[arg-type]
+                    content=None,
+                    embed=None,
+                    attachments=files(),
+                    view=self._gallery_view(result, names, requester=requester),
+                    allowed_mentions=discord.AllowedMentions.none(),
+                )
+                return message.channel.id, message.id
+            except discord.HTTPException as exc:
+                if exc.code not in EXPIRED_CODES:
+                    raise
+        if group.private:
+            raise RuntimeError("the private group's interaction expired before it could be shown")
+        log.info("Group %s: the interaction is gone; posting the images in the channel", group.id)
+        channel = self._client.get_partial_messageable(group.channel_id)
+        posted = await channel.send(
+            files=files(),
+            view=self._gallery_view(result, names, requester=requester, mention=group.user_id),
+            allowed_mentions=discord.AllowedMentions(users=[discord.Object(group.user_id)]),
+        )
+        return group.channel_id, posted.id
+
+    def _group_webhook(self, group: Group) -> discord.Webhook | None:
+        usable = group.interaction_token is not None and self._clock() < group.created_at + TOKEN_LIFETIME
+        if group.application_id is None or not usable:
+            return None
+        return discord.Webhook.partial(group.application_id, group.interaction_token or "", client=self._client)
+
+    async def _group_text(self, group: Group, text: str) -> tuple[int, int]:
+        webhook = self._group_webhook(group)
+        if webhook is not None:
+            try:
+                message = await webhook.edit_message(
+                    ORIGINAL,  # type: ignore[arg-type]
+                    content=text,
+                    embed=None,
+                    attachments=[],
+                    view=None,
+                    allowed_mentions=discord.AllowedMentions.none(),
+                )
+                return message.channel.id, message.id
+            except discord.HTTPException as exc:
+                if exc.code not in EXPIRED_CODES:
+                    raise
+        if group.private:
+            raise RuntimeError("the private group's interaction expired before it could be told")
+        posted = await self._client.get_partial_messageable(group.channel_id).send(
+            f"<@{group.user_id}> {text}",
+            allowed_mentions=discord.AllowedMentions(users=[discord.Object(group.user_id)]),
+        )
+        return group.channel_id, posted.id
+
+    async def member_name(self, job: Job) -> str:
+        """The requester's display name (for a result card)."""
+        return await self._member_name(job)
 
     async def _member_name(self, job: Job) -> str:
         guild = self._client.get_guild(job.guild_id)

@@ -11,7 +11,8 @@ import asyncio
 import dataclasses
 import logging
 import re
-from typing import ClassVar
+from collections.abc import Awaitable
+from typing import ClassVar, TypeVar
 
 import discord
 from discord import app_commands
@@ -37,11 +38,13 @@ from cogs._choices import resolution_choices
 from cogs._confirm import Confirmations, ConfirmButton
 from cogs._context import is_moderator, require_guild, role_ids
 from cogs._fallback import FallbackButton, refusal
+from cogs._gallery import GalleryButton, GalleryFlow, gallery_view
 from cogs._presenter import DiscordPresenter, progress_text
 from cogs._styles import style_choices
 from cogs.safety import age_restricted
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Admission (cache lookup + one transaction) normally takes milliseconds; if the database is slow we
 # acknowledge first, because Discord gives us 3 s in total.
@@ -66,6 +69,8 @@ class Imagine(commands.Cog):
             result_view=result_buttons,
             cancel_view=cancel_buttons,
             source_lookup=JobSources(bot.services.db).source_url,  # an edit's card shows its source image
+            gallery_view=gallery_view,  # /imagine count:N and draft: N images in one message
+            group_showing_progress=self.engine.groups.is_showing_progress,
         )
         self.confirmations = Confirmations(  # price before spending (CONFIRM_ABOVE_USD)
             threshold_micros=self.settings.confirm_above_micros,
@@ -76,6 +81,7 @@ class Imagine(commands.Cog):
         # discord.py reads the bound from the annotation at import time; this cog's copy gets the setting.
         params = self.imagine._params
         params["prompt"] = dataclasses.replace(params["prompt"], max_value=self.settings.max_prompt_length)
+        self.gallery = GalleryFlow(self, cancel_view=cancel_buttons, use_view=use_buttons)
 
     @app_commands.command(name="imagine")
     @app_commands.guild_only()
@@ -92,6 +98,8 @@ class Imagine(commands.Cog):
         grounding="FLUX 3 Image only: let the model search the web for references (if moderators allow it)",
         private="Only you see the request and the image (still within your limits)",
         style="One of this server's styles (/style list) around your prompt; `none` for no style",
+        count="How many images of this prompt, 1-4, shown together (each one costs the model's price)",
+        draft="Cheap, fast candidates first (default 4); press Final on the one you like to render it on your model",
     )
     @app_commands.choices(
         model=[
@@ -116,12 +124,21 @@ class Imagine(commands.Cog):
         grounding: bool | None = None,
         private: bool | None = None,
         style: app_commands.Range[str, 1, 100] | None = None,
+        count: app_commands.Range[int, 1, 4] | None = None,
+        draft: bool | None = None,
     ) -> None:
         """Generate an image from a text prompt with a FLUX model."""
         guild_id = require_guild(interaction)
         # Explicit options, else the member's /prefs defaults, else the bot's; the style's template applied.
         chosen = await self.bot.services.prefs.resolve(
-            guild_id, interaction.user.id, model=model, aspect_ratio=aspect_ratio, private=private, style=style
+            guild_id,
+            interaction.user.id,
+            model=model,
+            aspect_ratio=aspect_ratio,
+            private=private,
+            style=style,
+            count=count,
+            draft=bool(draft),
         )
         # Validation before any charge: a bad option is refused privately.
         request = build_request(
@@ -138,7 +155,18 @@ class Imagine(commands.Cog):
             allow_grounding=True,  # whether this server allows it is checked at admission (/safety grounding)
             max_prompt_length=self.settings.max_prompt_length,
         )
-        await self._generate(interaction, chosen.styled(request), private=chosen.private)
+        request = chosen.styled(request)
+        if draft or chosen.count > 1:  # N images shown together (cogs/_gallery.py)
+            await self.gallery.imagine(
+                interaction,
+                request,
+                count=chosen.count,
+                draft=bool(draft),
+                private=chosen.private,
+                seed_given=seed is not None,
+            )
+            return
+        await self._generate(interaction, request, private=chosen.private)
 
     @imagine.autocomplete("style")
     async def _style_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
@@ -156,6 +184,11 @@ class Imagine(commands.Cog):
     async def cancel(self, interaction: discord.Interaction, job_id: int) -> None:
         """Cancel a queued job (its requester or a moderator); its money is released at once."""
         job = await self.engine.store.get(job_id)
+        if job is None:  # the Cancel of a group's message holds the group's id
+            group = await self.engine.groups.get(job_id)
+            if group is not None and group.guild_id == interaction.guild_id:
+                await self.gallery.cancel(interaction, group)
+                return
         if job is None or job.guild_id != interaction.guild_id:
             raise InvalidOptions(_CANCEL_TEXT["unknown"])
         moderator = await is_moderator(interaction, self.bot.services.limits)
@@ -200,11 +233,15 @@ class Imagine(commands.Cog):
         await self.engine.acknowledged(job.id)
 
     async def _admit(self, interaction: discord.Interaction, request: GenerationRequest, who: Requester) -> Job:
-        admission = asyncio.ensure_future(self.engine.admit(request, who))
-        done, _ = await asyncio.wait({admission}, timeout=ACK_BUDGET_SECONDS)
+        return await self.within_ack_budget(interaction, self.engine.admit(request, who), private=who.private)
+
+    async def within_ack_budget(self, interaction: discord.Interaction, admission: Awaitable[T], *, private: bool) -> T:
+        """Await an admission, deferring the interaction first if it takes longer than the ack budget."""
+        task = asyncio.ensure_future(admission)
+        done, _ = await asyncio.wait({task}, timeout=ACK_BUDGET_SECONDS)
         if not done and not interaction.response.is_done():  # an edit may have deferred already
-            await interaction.response.defer(thinking=True, ephemeral=who.private)
-        return await admission
+            await interaction.response.defer(thinking=True, ephemeral=private)
+        return await task
 
     async def _acknowledge(self, interaction: discord.Interaction, job: Job) -> str:
         progress = await self.engine.initial_progress(job)
@@ -295,6 +332,16 @@ def result_buttons(job_id: int) -> discord.ui.View:
     return view
 
 
+def use_buttons(job_id: int, final_number: int | None = None) -> discord.ui.View:
+    """The private menu of one gallery image (Use #n): Reroll, Vary, Edit, Details, and Final #n for a draft."""
+    view = discord.ui.View(timeout=None)
+    for action in ("reroll", "vary", "edit", "details"):
+        view.add_item(_JobButton(action, job_id))
+    if final_number is not None:
+        view.add_item(GalleryButton("final", job_id, final_number))
+    return view
+
+
 def cancel_buttons(job_id: int) -> discord.ui.View:
     """The button under a queued job's message."""
     view = discord.ui.View(timeout=None)
@@ -304,7 +351,7 @@ def cancel_buttons(job_id: int) -> discord.ui.View:
 
 async def setup(bot: FluxcordBot) -> None:
     """Load the cog and its persistent buttons; give the engine its Discord side."""
-    bot.add_dynamic_items(_JobButton, ConfirmButton, FallbackButton)
+    bot.add_dynamic_items(_JobButton, ConfirmButton, FallbackButton, GalleryButton)
     cog = Imagine(bot)
     bot.services.engine.attach(cog.presenter)
     await bot.add_cog(cog)
@@ -312,4 +359,4 @@ async def setup(bot: FluxcordBot) -> None:
 
 async def teardown(bot: FluxcordBot) -> None:
     """Unregister the persistent buttons."""
-    bot.remove_dynamic_items(_JobButton, ConfirmButton, FallbackButton)
+    bot.remove_dynamic_items(_JobButton, ConfirmButton, FallbackButton, GalleryButton)

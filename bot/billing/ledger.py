@@ -250,22 +250,32 @@ class Ledger:
         max_pending_jobs: int,
         cooldown_seconds: int,
         now: datetime,
+        images: int = 1,
     ) -> None:
-        """Raise the refusal that explains why a reservation was not written (or return if none applies)."""
+        """Raise the refusal that explains why a reservation was not written (or return if none applies).
+
+        ``images`` > 1: an all-or-nothing group of that many images costing ``estimated_micros`` in all.
+        """
         if await self._db.fetch_value("SELECT paused FROM guild_settings WHERE guild_id = ?", (guild_id,), default=0):
             raise GenerationPaused
         for status in await self.statuses(guild_id, user_id, limits):
             limit = status.limit
-            needed = 1 if limit.metric is Metric.IMAGES else estimated_micros
+            needed = images if limit.metric is Metric.IMAGES else estimated_micros
             if status.used + needed > status.allowance:
-                raise LimitReached(_refusal_text(status, needed))
+                raise LimitReached(_refusal_text(status, needed, images))
         activity = await self._db.fetch_one(
             "SELECT pending_jobs, last_reserved_at FROM member_activity WHERE guild_id = ? AND user_id = ?",
             (guild_id, user_id),
         )
-        if activity is not None and activity["pending_jobs"] >= max_pending_jobs:
+        pending = activity["pending_jobs"] if activity is not None else 0
+        if pending + images > max_pending_jobs:
+            if images > 1:  # a group: its images count together, so even a member with none pending may be over
+                raise LimitReached(
+                    f"You have {pending} images in progress and asked for {images} more; at most"
+                    f" {max_pending_jobs} can be in progress at once. Nothing was reserved: ask for fewer, or wait."
+                )
             raise LimitReached(
-                f"You already have {activity['pending_jobs']} images in progress (the limit is "
+                f"You already have {pending} images in progress (the limit is "
                 f"{max_pending_jobs}). Wait for one to finish, then try again."
             )
         if activity is not None and cooldown_seconds > 0:
@@ -434,11 +444,21 @@ async def _lock_counters(tx: Transaction, guild_id: int, user_id: int, keys: Per
     )
 
 
-def _refusal_text(status: LimitStatus, needed: int) -> str:
+def _refusal_text(status: LimitStatus, needed: int, images: int = 1) -> str:
     limit = status.limit
     resets = f"<t:{int(status.resets_at.timestamp())}:R>"
     period = limit.period.adjective
     owner = {Scope.MEMBER: "Your", Scope.SERVER: "This server's", Scope.BOT: "The bot's"}[limit.scope]
+    if images > 1:  # an all-or-nothing group: say that none of it was reserved
+        if limit.metric is Metric.IMAGES:
+            used = f"{status.used} of {status.allowance} images used"
+        else:
+            used = f"they cost about {format_usd(needed)} and {format_usd(status.remaining)} is left of"
+            used += f" {format_usd(status.allowance)} ({limit.source})"
+        return (
+            f"{owner} {period} {'image quota' if limit.metric is Metric.IMAGES else 'budget'} doesn't cover"
+            f" these {images} images ({used}). Nothing was reserved; try a smaller count. It resets {resets}."
+        )
     if limit.metric is Metric.IMAGES:
         return (
             f"{owner} {period} image quota is used up ({status.used} of {status.allowance} images). It resets {resets}."

@@ -22,8 +22,8 @@ import contextlib
 import contextvars
 import logging
 import math
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +38,8 @@ from bot.config import Settings
 from bot.engine import outcomes
 from bot.engine.breaker import BreakerState, CircuitBreakers, is_provider_error
 from bot.engine.fairness import positions
+from bot.engine.group_delivery import GroupDelivery
+from bot.engine.groups import GroupStore, NewGroup, counts
 from bot.engine.leases import ProcessIdentity
 from bot.engine.observer import JobObserver, NullObserver
 from bot.engine.progress import Presenter, Progress, ProgressPainter, Result
@@ -104,6 +106,8 @@ class CancelResult:
 
     cancelled: bool
     reason: str  # "cancelled", "not_allowed", "too_late", "unknown"
+    count: int = 1  # a group: how many of its queued images were cancelled
+    left: int = 0  # a group: how many of its images are still being made
 
 
 class JobEngine:
@@ -128,8 +132,10 @@ class JobEngine:
         breakers: CircuitBreakers | None = None,
         safety: SafetyService | None = None,
         identity: ProcessIdentity | None = None,
+        groups: GroupStore | None = None,
     ) -> None:
         self.store = store
+        self.groups = groups or GroupStore(store.db, ledger, clock)
         self._ledger = ledger
         self._limits = limits
         self._bfl = bfl
@@ -159,12 +165,27 @@ class JobEngine:
         self.identity = identity or ProcessIdentity()  # this process, as recorded on the jobs it holds
         self._lease_seconds = float(settings.job_lease_seconds)
         self._shared = self.identity.role == "worker"  # other processes use the database: poll for work too
+        self.delivery = GroupDelivery(  # a finished group is posted once, by one process
+            store=store,
+            groups=self.groups,
+            cache=cache,
+            bfl=bfl,
+            identity=self.identity,
+            policy=settings.refund_policy,
+            observe=self._observe,
+            forget_progress=self._forget_progress,
+            checkpoint=self._point,
+            download_limit=DOWNLOAD_LIMIT_BYTES,
+        )
+        self.delivery.presenter = presenter
+        self._group_seen: dict[int, JobStatus] = {}  # a group member's last status shown in its group's line
 
     # -- wiring ------------------------------------------------------------------------------------
 
     def attach(self, presenter: Presenter) -> None:
         """Set the Discord side (the bot exists after the engine)."""
         self._presenter = presenter
+        self.delivery.presenter = presenter
 
     @property
     def running_jobs(self) -> int:
@@ -187,14 +208,17 @@ class JobEngine:
         try:
             return await self._admit(request, who, acked=acked)
         except FluxcordError as exc:
-            if isinstance(exc, ProviderTrouble):
-                reason = "provider"
-            elif isinstance(exc, Restarting | GenerationPaused):
-                reason = "restarting" if isinstance(exc, Restarting) else "paused"
-            else:
-                reason = "busy" if exc.user_message == BUSY_TEXT else "limit"
-            self._observer.refused(reason)
+            self._refused(exc)
             raise
+
+    def _refused(self, exc: FluxcordError) -> None:
+        if isinstance(exc, ProviderTrouble):
+            reason = "provider"
+        elif isinstance(exc, Restarting | GenerationPaused):
+            reason = "restarting" if isinstance(exc, Restarting) else "paused"
+        else:
+            reason = "busy" if exc.user_message == BUSY_TEXT else "limit"
+        self._observer.refused(reason)
 
     async def _admit(self, request: GenerationRequest, who: Requester, *, acked: bool) -> Job:
         if not self.accepting:
@@ -229,26 +253,7 @@ class JobEngine:
         self, request: GenerationRequest, who: Requester, *, cache_key: str, cached: bool, acked: bool
     ) -> Job:
         limits = await self._limits.limits_for(who.guild_id, who.user_id, who.role_ids)
-        new = NewJob(
-            id=who.job_id,
-            guild_id=who.guild_id,
-            channel_id=who.channel_id,
-            user_id=who.user_id,
-            model=request.model.key,
-            prompt=request.prompt,
-            params=request.bfl_payload(),
-            seed=request.seed,
-            width=request.width,
-            height=request.height,
-            cache_key=cache_key,
-            aspect_ratio=request.aspect_ratio,
-            estimated_micros=request.estimated_cost_micros,
-            application_id=who.application_id,
-            interaction_token=who.interaction_token,
-            upload_limit=who.upload_limit,
-            private=who.private,
-            style=request.style,
-        )
+        new = _new_job(request, who, cache_key)
         for _attempt in range(3):
             now = self._clock()
             try:
@@ -318,7 +323,188 @@ class JobEngine:
         self.breakers.released(job.model)  # if it was the half-open trial, free it for the next request
         self._forget_progress(job_id)
         self._queue_changed.set()
+        if job.group_id is not None:
+            await self.delivery.member_done(job.group_id)
         return CancelResult(True, "cancelled")
+
+    # -- groups: /imagine count:N and draft (bot.engine.groups) ------------------------------------
+
+    async def admit_group(
+        self,
+        requests: Sequence[GenerationRequest],
+        who: Requester,
+        *,
+        draft: bool = False,
+        final_model: str | None = None,
+        final_options: dict[str, Any] | None = None,
+    ) -> list[Job]:
+        """Reserve and queue N images of one prompt all-or-nothing (``who.job_id`` is the group's id).
+
+        The same refusals as :meth:`admit`, with nothing written; the members wait for
+        :meth:`acknowledged_group`. No cache lookup: every member is a new image.
+        """
+        try:
+            return await self._admit_group(
+                list(requests), who, draft=draft, final_model=final_model, final_options=final_options
+            )
+        except FluxcordError as exc:
+            self._refused(exc)
+            raise
+
+    async def _admit_group(
+        self,
+        requests: list[GenerationRequest],
+        who: Requester,
+        *,
+        draft: bool,
+        final_model: str | None,
+        final_options: dict[str, Any] | None,
+    ) -> list[Job]:
+        if not self.accepting:
+            raise Restarting
+        if (await self._limits.guild_settings(who.guild_id)).paused:
+            raise GenerationPaused
+        if self._safety is not None:  # one prompt, one screening; every member gets its safety settings
+            screened = await self._safety.screen(
+                requests[0],
+                guild_id=who.guild_id,
+                channel_id=who.channel_id,
+                user_id=who.user_id,
+                age_restricted=who.age_restricted,
+            )
+            requests = [replace(r, safety_tolerance=screened.safety_tolerance) for r in requests]
+        model = requests[0].model
+        if not self.breakers.allow(model.key):
+            raise ProviderTrouble(model.label, self.breakers.retry_in(model.key))
+        trial = self.breakers.state(model.key) is not BreakerState.CLOSED
+        group = NewGroup(
+            id=who.job_id,
+            guild_id=who.guild_id,
+            channel_id=who.channel_id,
+            user_id=who.user_id,
+            size=len(requests),
+            draft=draft,
+            final_model=final_model,
+            final_options=final_options,
+            application_id=who.application_id,
+            interaction_token=who.interaction_token,
+            private=who.private,
+        )
+        jobs = [_new_job(r, who, server_cache_key(who.guild_id, r.cache_key())) for r in requests]
+        try:
+            limits = await self._limits.limits_for(who.guild_id, who.user_id, who.role_ids)
+            for _attempt in range(3):
+                now = self._clock()
+                try:
+                    members = await self.groups.admit(
+                        group,
+                        jobs,
+                        limits=limits,
+                        max_pending_jobs=self._settings.member_max_pending_jobs,
+                        cooldown_seconds=self._settings.member_cooldown_seconds,
+                        holder=self.identity.id,
+                    )
+                except AdmissionRefused:
+                    await self._ledger.explain_refusal(
+                        guild_id=who.guild_id,
+                        user_id=who.user_id,
+                        estimated_micros=sum(job.estimated_micros for job in jobs),
+                        limits=limits,
+                        max_pending_jobs=self._settings.member_max_pending_jobs,
+                        cooldown_seconds=self._settings.member_cooldown_seconds,
+                        now=now,
+                        images=len(jobs),
+                    )
+                    continue  # nothing refuses on a second look: a concurrent job ended in between
+                self._point("after_reserve", group.id)
+                if self._on_admitted is not None:
+                    self._spawn(self._on_admitted(who.guild_id))
+                return members
+            raise LimitReached(BUSY_TEXT)
+        except BaseException:
+            if trial:
+                self.breakers.released(model.key)
+            raise
+
+    async def acknowledged_group(self, group_id: int) -> None:
+        """The member saw the group's acknowledgement: its images may run now."""
+        if await self.groups.acknowledge(group_id):
+            self._queue_changed.set()
+            self.wake()
+
+    async def abandon_group(self, group_id: int) -> None:
+        """The group's acknowledgement failed: cancel its images and release their money at once."""
+        for job in await self.groups.members(group_id):
+            applied = await self.store.apply(
+                job.id, Event.ACK_FAILED, self._settings.refund_policy, expected=JobStatus.QUEUED
+            )
+            self._observe(applied)
+        log.warning("Group %s: acknowledgement failed; cancelled and released", group_id)
+        await self.delivery.member_done(group_id)
+
+    async def cancel_group(self, group_id: int, *, actor_id: int, is_moderator: bool) -> CancelResult:
+        """Cancel a group's still-queued images (its requester or a moderator); their money is released."""
+        group = await self.groups.get(group_id)
+        if group is None:
+            return CancelResult(False, "unknown")
+        if actor_id != group.user_id and not is_moderator:
+            return CancelResult(False, "not_allowed")
+        cancelled = 0
+        for job in await self.groups.members(group_id):
+            if job.status is not JobStatus.QUEUED:
+                continue
+            applied = await self.store.apply(
+                job.id, Event.CANCELLED, self._settings.refund_policy, expected=JobStatus.QUEUED, note=f"by {actor_id}"
+            )
+            if applied is not None:
+                cancelled += 1
+                self._observe(applied)
+                self.breakers.released(job.model)
+        if not cancelled:
+            return CancelResult(False, "too_late")
+        log.info("Group %s: %d queued images cancelled by %s", group_id, cancelled, actor_id)
+        self._queue_changed.set()
+        left = sum(1 for job in await self.groups.members(group_id) if job.status.is_open)
+        await self.delivery.member_done(group_id)
+        return CancelResult(True, "cancelled", count=cancelled, left=left)
+
+    async def initial_group_progress(self, members: Sequence[Job]) -> Progress:
+        """What the first answer shows for a just-admitted group."""
+        first = members[0]
+        places = positions(await self.store.queue_snapshot())
+        place = places.get(first.id, len(places) + 1)
+        return replace(self.queued_progress(first, place), count=len(members), queued=len(members))
+
+    def _group_progress(self, job: Job, progress: Progress) -> None:
+        """A member moved on: refresh its group's single progress line (when its status changed)."""
+        if job.group_id is None or self.painter is None or self._group_seen.get(job.id) is progress.status:
+            return
+        self._group_seen[job.id] = progress.status
+        self._spawn(self._paint_group(job.group_id))
+
+    async def _paint_group(self, group_id: int) -> None:
+        group = await self.groups.get(group_id)
+        if group is None or group.poster is not None or group.posted_at is not None:
+            return
+        members = await self.groups.members(group_id)
+        if not members or group.interaction_token is None:
+            return
+        ready, queued = counts(members)
+        first = members[0]
+        if queued == len(members):  # none has started: the group's place in the queue
+            places = positions(await self.store.queue_snapshot())
+            progress = replace(self.queued_progress(first, places.get(first.id)), count=len(members), queued=queued)
+        else:
+            progress = Progress(JobStatus.GENERATING, first.model, count=len(members), ready=ready, queued=queued)
+        shown = replace(
+            first,
+            id=group.id,
+            interaction_token=group.interaction_token,
+            application_id=group.application_id,
+            created_at=group.created_at,
+        )
+        if self.painter is not None and not self.delivery.posting(group_id):  # no await since the check
+            self.painter.set(shown, progress)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -610,6 +796,11 @@ class JobEngine:
     async def _post(self, result: Result) -> None:
         job = result.job
         self._forget_progress(job.id)
+        if job.group_id is not None:  # one image of a group: the group is posted once, all together
+            self._group_progress(job, Progress(JobStatus.DELIVERING, job.model))
+            self._group_seen.pop(job.id, None)  # its last change
+            await self.delivery.member_done(job.group_id)
+            return
         if self._presenter is None:
             return  # no Discord (a worker without a presenter): the job waits in `delivering`
         try:
@@ -649,6 +840,9 @@ class JobEngine:
             log.warning("Job %s failed: %s", job_id, exc)
         self._forget_progress(job_id)
         blocked = await self._moderated(applied, event)
+        if applied.job.group_id is not None:  # the group's message says how many failed
+            await self.delivery.member_done(applied.job.group_id)
+            return
         if quiet or self._presenter is None:
             return
         message = text or outcomes.failure_text(exc, charged=applied.decision.member_charged)
@@ -686,6 +880,7 @@ class JobEngine:
         for job_id in orphans:  # written by a version that reserved before creating the job row
             await self._ledger.release(job_id, note="recovered: no job")
         taken = await self._take_over()
+        await self.delivery.post_finished()
         if taken or orphans:
             log.info("Resumed %d unfinished jobs from the previous run", taken + len(orphans))
         return taken + len(orphans)
@@ -713,7 +908,9 @@ class JobEngine:
                 # be looking at a queue message, so say what happened (if the token still works).
                 ended = await self.store.apply(job.id, Event.ACK_FAILED, policy, note="recovered")
                 self._observe(ended)
-                if ended is not None and self._presenter is not None:
+                if job.group_id is not None:
+                    self._spawn(self.delivery.member_done(job.group_id))
+                elif ended is not None and self._presenter is not None:
                     self._spawn(self._presenter.notify(ended.reachable_job, outcomes.RESTARTED_TEXT))
                 continue
             applied = await self.store.apply(job.id, Event.RECOVERED, policy, expected=job.status)
@@ -728,7 +925,9 @@ class JobEngine:
         resumed = applied.job
         if resumed.status is JobStatus.UNKNOWN:
             log.warning("Job %s was being submitted when its process stopped: outcome unknown", resumed.id)
-            if self._presenter is not None:
+            if resumed.group_id is not None:
+                self._spawn(self.delivery.member_done(resumed.group_id))
+            elif self._presenter is not None:
                 self._spawn(self._presenter.notify(applied.reachable_job, outcomes.failure_text(None, charged=False)))
         elif resumed.status is JobStatus.GENERATING:
             task = SubmittedTask(resumed.bfl_task_id or "", resumed.polling_url or "", None)
@@ -754,6 +953,7 @@ class JobEngine:
                 await self._renew_lease()
                 if await self._take_over():
                     self.wake()
+                await self.delivery.post_finished()
             except Exception as exc:  # the database is out of reach: try again next beat
                 log.warning("Could not renew this process's lease: %s", exc)
 
@@ -772,10 +972,13 @@ class JobEngine:
     # -- helpers -----------------------------------------------------------------------------------
 
     def _show(self, job: Job, progress: Progress) -> None:
-        if self.painter is not None and job.interaction_token is not None:
+        if job.group_id is not None:
+            self._group_progress(job, progress)
+        elif self.painter is not None and job.interaction_token is not None:
             self.painter.set(job, progress)
 
     def _forget_progress(self, job_id: int) -> None:
+        self._group_seen.pop(job_id, None)
         if self.painter is not None:
             self.painter.drop(job_id)
 
@@ -834,3 +1037,27 @@ class JobEngine:
         self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.warning("Background step failed: %s", task.exception())
+
+
+def _new_job(request: GenerationRequest, who: Requester, cache_key: str) -> NewJob:
+    """What admission writes about ``request`` asked by ``who``."""
+    return NewJob(
+        id=who.job_id,
+        guild_id=who.guild_id,
+        channel_id=who.channel_id,
+        user_id=who.user_id,
+        model=request.model.key,
+        prompt=request.prompt,
+        params=request.bfl_payload(),
+        seed=request.seed,
+        width=request.width,
+        height=request.height,
+        cache_key=cache_key,
+        aspect_ratio=request.aspect_ratio,
+        estimated_micros=request.estimated_cost_micros,
+        application_id=who.application_id,
+        interaction_token=who.interaction_token,
+        upload_limit=who.upload_limit,
+        private=who.private,
+        style=request.style,
+    )

@@ -14,11 +14,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bot.clock import Clock, utc_now
 from bot.engine.states import JobStatus
 from bot.engine.store import Job
+
+if TYPE_CHECKING:
+    from bot.engine.groups import GroupResult
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +39,14 @@ class Progress:
     eta_seconds: float | None = None  # estimated wait, from measured latency
     bfl_stage: str | None = None  # what BFL reports: Pending, Reasoning, Generating, …
     elapsed_seconds: float = 0.0  # since BFL accepted the task
+    count: int = 1  # a group (/imagine count:N): how many images in all
+    ready: int = 0  # a group: how many of them are ready
+    queued: int = 0  # a group: how many still wait in the queue (Cancel cancels those)
 
     @property
     def cancellable(self) -> bool:
-        """A job can be cancelled until it is handed to BFL."""
-        return self.status is JobStatus.QUEUED
+        """A job can be cancelled until it is handed to BFL; a group while any of its images still waits."""
+        return self.status is JobStatus.QUEUED or self.queued > 0
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,9 @@ class Presenter(Protocol):
 
     async def notify(self, job: Job, text: str) -> None:
         """Tell the member how the job ended when there is no image (failed, cancelled, unknown)."""
+
+    async def deliver_group(self, result: GroupResult) -> tuple[int, int]:
+        """Post a finished group's images in ONE message (or say that none made it); (channel id, message id)."""
 
 
 def token_usable(job: Job, now: datetime, margin: timedelta = TOKEN_LIFETIME - EDIT_CUTOFF) -> bool:

@@ -94,6 +94,8 @@ class Job:
     erased_at: datetime | None = None  # prompt, parameters and result links erased (bot.safety.privacy)
     claimed_by: str | None = None  # the process that holds the job (bot.engine.leases), if any
     style: str | None = None  # the server style applied to the prompt (bot.styles), shown on the card
+    group_id: int | None = None  # one image of an /imagine count:N or draft group (bot.engine.groups)
+    group_index: int | None = None  # its place in the group, from 0
 
     @property
     def settled_cost_micros(self) -> int:
@@ -182,6 +184,11 @@ class JobStore:
         self._ledger = ledger
         self._clock = clock
 
+    @property
+    def db(self) -> Database:
+        """The database the jobs live in (job groups share it)."""
+        return self._db
+
     # -- admission ---------------------------------------------------------------------------------
 
     async def admit(
@@ -219,38 +226,7 @@ class JobStore:
             )
             if not reserved:
                 raise AdmissionRefused
-            now_ms = to_millis(now)
-            await tx.execute(
-                "INSERT INTO jobs (id, guild_id, channel_id, user_id, model, prompt, params, seed, width, height,"
-                " cache_key, status, estimated_micros, created_at, updated_at, aspect_ratio, acked, application_id,"
-                " interaction_token, upload_limit, private, claimed_by, style)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    job.id,
-                    job.guild_id,
-                    job.channel_id,
-                    job.user_id,
-                    job.model,
-                    job.prompt,
-                    json.dumps(job.params, sort_keys=True),
-                    job.seed,
-                    job.width,
-                    job.height,
-                    job.cache_key,
-                    (JobStatus.CACHED if cached else JobStatus.QUEUED).value,
-                    0 if cached else job.estimated_micros,
-                    now_ms,
-                    now_ms,
-                    job.aspect_ratio,
-                    1 if acked else 0,
-                    job.application_id,
-                    job.interaction_token,
-                    job.upload_limit,
-                    1 if job.private else 0,
-                    holder,
-                    job.style,
-                ),
-            )
+            await insert_job(tx, job, now=now, cached=cached, acked=acked, holder=holder)
         admitted = await self.get(job.id)
         assert admitted is not None
         return admitted
@@ -500,6 +476,54 @@ class JobStore:
         return samples
 
 
+async def insert_job(
+    tx: Transaction,
+    job: NewJob,
+    *,
+    now: datetime,
+    cached: bool,
+    acked: bool,
+    holder: str | None,
+    group: tuple[int, int] | None = None,
+) -> None:
+    """Write a just-reserved job's row (``group``: its group id and index) inside the admission's transaction."""
+    now_ms = to_millis(now)
+    group_id, group_index = group if group is not None else (None, None)
+    await tx.execute(
+        "INSERT INTO jobs (id, guild_id, channel_id, user_id, model, prompt, params, seed, width, height,"
+        " cache_key, status, estimated_micros, created_at, updated_at, aspect_ratio, acked, application_id,"
+        " interaction_token, upload_limit, private, claimed_by, group_id, group_index, style)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            job.id,
+            job.guild_id,
+            job.channel_id,
+            job.user_id,
+            job.model,
+            job.prompt,
+            json.dumps(job.params, sort_keys=True),
+            job.seed,
+            job.width,
+            job.height,
+            job.cache_key,
+            (JobStatus.CACHED if cached else JobStatus.QUEUED).value,
+            0 if cached else job.estimated_micros,
+            now_ms,
+            now_ms,
+            job.aspect_ratio,
+            1 if acked else 0,
+            job.application_id,
+            job.interaction_token,
+            job.upload_limit,
+            1 if job.private else 0,
+            holder,
+            group_id,
+            group_index,
+            job.style,
+        ),
+    )
+
+
 def _check_fields(fields: dict[str, Any]) -> None:
     unknown = set(fields) - _UPDATABLE
     if unknown:
@@ -547,4 +571,6 @@ def _job(row: Any) -> Job:
         erased_at=_maybe_time(row["erased_at"]),
         claimed_by=row["claimed_by"],
         style=row["style"],
+        group_id=row["group_id"],
+        group_index=row["group_index"],
     )

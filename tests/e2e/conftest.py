@@ -56,6 +56,9 @@ class BotHarness:
         store = self.services.jobs
         for name in ("apply", "advance", "claim", "update", "admit"):
             setattr(store, name, self._notifying(getattr(store, name)))
+        groups = self.services.engine.groups  # /imagine count and draft: a group posted is a change too
+        for name in ("admit", "acknowledge", "claim_posting", "mark_posted"):
+            setattr(groups, name, self._notifying(getattr(groups, name)))
 
     def _notifying(self, method):
         async def wrapper(*args, **kwargs):

@@ -34,8 +34,9 @@ async def test_commands_are_synced_once_and_named_as_promised(harness):
     options = {o["name"]: o for o in imagine["options"]}
     assert list(options) == [
         "prompt", "model", "aspect_ratio", "seed", "steps", "guidance", "raw", "prompt_upsampling",
-        "resolution", "grounding", "private", "style",
+        "resolution", "grounding", "private", "style", "count", "draft",
     ]  # fmt: skip
+    assert (options["count"]["min_value"], options["count"]["max_value"]) == (1, 4)
     assert [c["value"] for c in options["aspect_ratio"]["choices"]] == [
         "1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "21:9", "9:21"
     ]  # fmt: skip

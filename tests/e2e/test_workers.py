@@ -163,3 +163,26 @@ async def test_a_worker_alone_starts_posts_nothing_and_stops_cleanly(cluster, fa
     assert await worker.stop() == 0
     await cluster.wait("SELECT id FROM processes", until=lambda r: r == [])  # it released its lease
     assert "running jobs (no gateway connection)" in worker.text
+
+
+async def test_a_group_made_across_processes_is_posted_once(cluster, fake_discord, fake_bfl):
+    fake = fake_discord
+    await cluster.start(name="gateway")
+    await fake.wait_until_connected(timeout=30)
+    await fake.wait_for(lambda: fake.command_syncs, timeout=30)
+    await cluster.start("worker", name="worker1")
+    await cluster.start("worker", name="worker2")
+    await cluster.live_workers(2)
+    asked = await fake.slash("imagine", {"prompt": "four lighthouses", "count": 4})
+    await asked.wait_for(lambda i: (i.original_message or {}).get("flags", 0) & (1 << 15), timeout=60)
+    rows = await cluster.wait(
+        "SELECT status, claimed_by FROM jobs WHERE group_id = ?",
+        (int(asked.id),),
+        until=lambda r: len(r) == 4 and all(row["status"] == JobStatus.DELIVERED for row in r),
+    )
+    assert len(rows) == 4
+    posts = [c for c in fake.calls if c.token == asked.token and c.json and (c.json.get("flags") or 0) & (1 << 15)]
+    assert len(posts) == 1 and len(asked.original_message["attachments"]) == 4
+    db = await cluster.view()
+    assert await db.fetch_value("SELECT COUNT(*) FROM ledger WHERE kind = 'settle'") == 4
+    assert len(fake_bfl.submits) == 4 and fake_bfl.max_active_seen == 1

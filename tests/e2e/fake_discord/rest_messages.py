@@ -268,6 +268,8 @@ class MessagesMixin:
                 )
         if creating or plan or "attachments" in body:
             msg["attachments"] = attachments
+        if "components" in body or "attachments" in body:
+            _resolve_media(msg)
         if "allowed_mentions" in body:
             self._allowed_mentions[msg["id"]] = body["allowed_mentions"]
         self._compute_mentions(msg, self._allowed_mentions.get(msg["id"]), default_parse)
@@ -309,3 +311,30 @@ class MessagesMixin:
         if it.type == _MODAL_SUBMIT and it.opener is not None:
             meta["triggering_interaction_metadata"] = self._interaction_metadata(it.opener)
         return meta
+
+
+def _resolve_media(msg: dict[str, Any]) -> None:
+    """Answer Components V2 media as Discord does: ``attachment://name`` becomes that attachment's URLs."""
+    by_name = {a.get("filename"): a for a in msg.get("attachments") or []}
+    for comp in _walk_components(msg.get("components") or []):
+        for media in [comp.get("media")] + [item.get("media") for item in comp.get("items") or []]:
+            if not isinstance(media, dict) or not isinstance(media.get("url"), str):
+                continue
+            url = media["url"]
+            if url.startswith("attachment://"):
+                attachment = by_name.get(url.removeprefix("attachment://"))
+                if attachment is None:
+                    continue
+                media.update(
+                    {
+                        "url": attachment["url"],
+                        "proxy_url": attachment["proxy_url"],
+                        "width": attachment.get("width"),
+                        "height": attachment.get("height"),
+                        "content_type": attachment.get("content_type"),
+                        "attachment_id": attachment["id"],
+                    }
+                )
+            else:
+                media.setdefault("proxy_url", url)
+            media.setdefault("id", str(snowflake()))

@@ -1,0 +1,387 @@
+"""`/imagine count:<1-4>` and `draft:true`: N images of one prompt, shown together as one media gallery.
+
+The cog side of :mod:`bot.engine.groups`. :class:`GalleryFlow` builds the N requests (N seeds; plain
+submits for models without one), quotes the total through the confirmation rule, admits the group
+all-or-nothing and answers with one progress line. The engine posts the finished group once, as a
+Components V2 message (:func:`gallery_view`): a media gallery whose alt texts are the prompt, and
+under it **Use #n** (a private copy of image n with the single-image buttons) and, for drafts,
+**Final #n** (re-render candidate n on the chosen model: same prompt, same seed, or the draft as a
+reference image for a model without a seed). The buttons are persistent :class:`GalleryButton` s whose
+custom ids hold only an action and a job id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import random
+import re
+import secrets
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import discord
+
+from bot.billing.money import format_usd
+from bot.engine.engine import Requester
+from bot.engine.groups import Group, GroupResult
+from bot.engine.outcomes import CANCELLED_TEXT
+from bot.engine.progress import Result
+from bot.engine.states import JobStatus
+from bot.engine.store import Job
+from bot.errors import InvalidOptions
+from bot.images.codec import InvalidImage, fit_for_upload
+from bot.images.inputs import BadInputImage, prepare
+from bot.models import MAX_SEED, GenerationRequest, build_request, get_model
+from bot.safety.privacy import require_details
+from bot.text import strip_bidi
+from cogs._context import is_moderator, require_guild, role_ids
+from cogs._presenter import model_label, progress_text, render_embed
+from cogs.safety import age_restricted
+
+if TYPE_CHECKING:
+    from cogs.imagine import Imagine
+
+log = logging.getLogger(__name__)
+
+ViewFactory = Callable[[int], discord.ui.View]
+UseViewFactory = Callable[[int, "int | None"], discord.ui.View]  # (job id, Final's number for a draft)
+
+ALT_TEXT_MAX = 1024  # Discord's limit on a media gallery item's description
+GONE = "That image is no longer known to the bot."
+CANCEL_TEXT = {
+    "not_allowed": "Only the member who asked for these images, or a moderator, can cancel them.",
+    "too_late": "Too late to cancel: the images are already being made (the provider cannot stop them).",
+    "unknown": "That request is no longer known to the bot.",
+}
+# The options of /imagine a Final carries over to the final model (a draft model may not take them).
+FINAL_OPTIONS = ("aspect_ratio", "steps", "guidance", "raw", "prompt_upsampling", "resolution", "grounding")
+
+
+def distinct_seeds(count: int, first: int, *, consecutive: bool, rng: random.Random | None = None) -> list[int]:
+    """``count`` different seeds starting with ``first``: ``first + 1``, … when ``consecutive``, else random."""
+    if consecutive:
+        return [(first + i) % (MAX_SEED + 1) for i in range(count)]
+    draw = rng or random.SystemRandom()
+    seeds = [first]
+    while len(seeds) < count:
+        seed = draw.randint(0, MAX_SEED)
+        if seed not in seeds:
+            seeds.append(seed)
+    return seeds
+
+
+def group_requests(request: GenerationRequest, count: int, *, seed_given: bool) -> list[GenerationRequest]:
+    """``count`` copies of a validated request, each a different image.
+
+    Distinct seeds (the member's and the next ones, if given), or, for a model without a seed, a fresh
+    nonce each (so none is ever a cache hit).
+    """
+    if not request.model.has_seed:
+        return [request] + [dataclasses.replace(request, nonce=secrets.token_hex(8)) for _ in range(count - 1)]
+    return [dataclasses.replace(request, seed=s) for s in distinct_seeds(count, request.seed, consecutive=seed_given)]
+
+
+def final_options(request: GenerationRequest) -> dict[str, Any]:
+    """The options of the member's request that a Final renders with (kept in the group row)."""
+    return {name: getattr(request, name) for name in FINAL_OPTIONS}
+
+
+def failure_line(result: GroupResult) -> str:
+    """``1 of 4 images failed: refunded.`` (empty when every image made it)."""
+    if not result.failed:
+        return ""
+    total = result.group.size
+    noun = "image" if total == 1 else "images"
+    if result.refunded == result.failed:
+        return f"{result.failed} of {total} {noun} failed: refunded."
+    if not result.refunded:
+        return f"{result.failed} of {total} {noun} failed (not refunded: the provider's filter blocked them)."
+    return f"{result.failed} of {total} {noun} failed ({result.refunded} refunded)."
+
+
+def _clean(text: str) -> str:
+    return discord.utils.escape_mentions(discord.utils.escape_markdown(strip_bidi(text)))
+
+
+class GalleryButton(
+    discord.ui.DynamicItem[discord.ui.Button],
+    template=r"fluxcord:(?P<action>use|final):(?P<job>[0-9]+):(?P<n>[1-4])",
+):
+    """**Use #n** / **Final #n** under a gallery: the custom id holds only the action, a job id and n."""
+
+    LOOKS: ClassVar[dict[str, tuple[str, discord.ButtonStyle]]] = {
+        "use": ("Use", discord.ButtonStyle.secondary),
+        "final": ("Final", discord.ButtonStyle.primary),
+    }
+
+    def __init__(self, action: str, job_id: int, number: int) -> None:
+        label, style = self.LOOKS[action]
+        super().__init__(
+            discord.ui.Button(label=f"{label} #{number}", style=style, custom_id=f"fluxcord:{action}:{job_id}:{number}")
+        )
+        self.action = action
+        self.job_id = job_id
+        self.number = number
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]
+    ) -> GalleryButton:
+        """Rebuild the button from a click (also after a restart)."""
+        return cls(match["action"], int(match["job"]), int(match["n"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        """Hand the click to the running bot's gallery flow; errors take the app-command error path."""
+        try:
+            cog = interaction.client.get_cog("Imagine")
+            flow: GalleryFlow | None = getattr(cog, "gallery", None)
+            if flow is None or interaction.guild_id is None:
+                raise InvalidOptions("This button isn't available right now.")
+            if self.action == "use":
+                await flow.use(interaction, self.job_id, self.number)
+            else:
+                await flow.final(interaction, self.job_id)
+        except Exception as exc:
+            await interaction.client.tree.on_error(interaction, exc)  # type: ignore[attr-defined]
+
+
+def gallery_view(
+    result: GroupResult, filenames: Sequence[str], *, requester: str = "", mention: int | None = None
+) -> discord.ui.LayoutView:
+    """The group's Components V2 message: a summary, the media gallery, Use #n (and Final #n for drafts)."""
+    group = result.group
+    prompt = strip_bidi(result.prompt)
+    lines = [f"**{_clean(result.prompt[:1500])}**"]
+    if requester:
+        lines.append(f"Requested by {_clean(requester)[:100]}")
+    cost = sum(r.cost_micros for r in result.results)
+    what = "drafts" if group.draft else "images"
+    lines.append(f"{model_label(result.model)} · {len(result.results)} {what} · {format_usd(cost)}")
+    if group.draft and group.final_model:
+        lines.append(f"Press **Final #n** to render a draft on {model_label(group.final_model)}.")
+    failed = failure_line(result)
+    if failed:
+        lines.append(failed)
+    if mention is not None:
+        lines.insert(0, f"<@{mention}> your images are ready.")
+    view = discord.ui.LayoutView(timeout=None)
+    view.add_item(discord.ui.TextDisplay("\n".join(lines)))
+    gallery = discord.ui.MediaGallery()
+    for filename in filenames:
+        gallery.add_item(media=f"attachment://{filename}", description=prompt[:ALT_TEXT_MAX])
+    view.add_item(gallery)
+    uses = discord.ui.ActionRow()
+    for number, res in enumerate(result.results, start=1):
+        uses.add_item(GalleryButton("use", res.job.id, number))
+    view.add_item(uses)
+    if group.draft and group.final_model:
+        finals = discord.ui.ActionRow()
+        for number, res in enumerate(result.results, start=1):
+            finals.add_item(GalleryButton("final", res.job.id, number))
+        view.add_item(finals)
+    return view
+
+
+def all_failed_text(result: GroupResult) -> str:
+    """What the group's message says when no image made it."""
+    line = failure_line(result)
+    return f"❌ No image could be made. {line}" if line else "❌ No image could be made."
+
+
+class GalleryFlow:
+    """`/imagine count` / `draft` requests, and the Use #n, Final #n and group Cancel buttons."""
+
+    def __init__(self, cog: Imagine, *, cancel_view: ViewFactory, use_view: UseViewFactory) -> None:
+        self.cog = cog
+        self.engine = cog.engine
+        self.settings = cog.settings
+        self._cancel_view = cancel_view
+        self._use_view = use_view
+
+    async def imagine(
+        self,
+        interaction: discord.Interaction,
+        request: GenerationRequest,
+        *,
+        count: int,
+        draft: bool,
+        private: bool,
+        seed_given: bool,
+    ) -> None:
+        """Quote, admit and acknowledge ``count`` images of the validated ``request`` (drafts: on DRAFT_MODEL)."""
+        if not draft:
+            requests = group_requests(request, count, seed_given=seed_given)
+            await self.generate(
+                interaction, requests, private=private, draft=False, final_model=None, final_options=None
+            )
+            return
+        # The drafts take none of the final model's own options; the final keeps them for Final #n.
+        spec = get_model(self.settings.draft_model)
+        sketch = build_request(
+            model=spec.key,
+            prompt=request.prompt,
+            aspect_ratio=request.aspect_ratio if request.aspect_ratio in spec.aspect_ratios else None,
+            seed=request.seed if request.model.has_seed else None,
+            max_prompt_length=self.settings.max_prompt_length,
+        )
+        requests = group_requests(sketch, count, seed_given=seed_given and request.model.has_seed)
+        await self.generate(
+            interaction,
+            requests,
+            private=private,
+            draft=True,
+            final_model=request.model.key,
+            final_options=final_options(request),
+        )
+
+    async def generate(
+        self,
+        interaction: discord.Interaction,
+        requests: list[GenerationRequest],
+        *,
+        private: bool,
+        draft: bool,
+        final_model: str | None,
+        final_options: dict[str, Any] | None,
+    ) -> None:
+        """Quote the total (confirmation rule), admit all-or-nothing, answer with one progress line."""
+
+        async def resume(it: discord.Interaction) -> None:
+            await self.generate(
+                it, requests, private=private, draft=draft, final_model=final_model, final_options=final_options
+            )
+
+        if await self.cog.confirmations.ask(interaction, requests[0], resume, count=len(requests)):
+            return  # the N× total is at or above CONFIRM_ABOVE_USD: asked privately, nothing reserved
+        who = Requester(
+            job_id=interaction.id,
+            guild_id=require_guild(interaction),
+            channel_id=interaction.channel_id or 0,
+            user_id=interaction.user.id,
+            role_ids=role_ids(interaction),
+            application_id=interaction.application_id,
+            interaction_token=interaction.token,
+            upload_limit=interaction.filesize_limit,
+            private=private,
+            age_restricted=age_restricted(interaction.channel),
+        )
+        members = await self.cog.within_ack_budget(
+            interaction,
+            self.engine.admit_group(requests, who, draft=draft, final_model=final_model, final_options=final_options),
+            private=private,
+        )
+        try:
+            progress = await self.engine.initial_group_progress(members)
+            text = progress_text(progress)
+            view = self._cancel_view(interaction.id)
+            if interaction.response.is_done():
+                await interaction.edit_original_response(content=text, view=view)
+            else:
+                await interaction.response.send_message(text, ephemeral=private, view=view)
+        except discord.HTTPException as exc:
+            log.warning("Could not acknowledge group %s (%s %s); cancelling it", who.job_id, exc.status, exc.code)
+            await self.engine.abandon_group(who.job_id)
+            return
+        if self.engine.painter is not None:
+            self.engine.painter.shown(who.job_id, text)
+        await self.engine.acknowledged_group(who.job_id)
+
+    async def cancel(self, interaction: discord.Interaction, group: Group) -> None:
+        """Cancel on the group's queued message: every still-queued image of it is cancelled and released."""
+        moderator = await is_moderator(interaction, self.cog.bot.services.limits)
+        outcome = await self.engine.cancel_group(group.id, actor_id=interaction.user.id, is_moderator=moderator)
+        if not outcome.cancelled:
+            raise InvalidOptions(CANCEL_TEXT[outcome.reason])
+        if outcome.left:
+            noun = "image" if outcome.count == 1 else "images"
+            text = (
+                f"✖️ Cancelled {outcome.count} queued {noun}; the other {outcome.left} are already being made"
+                " and will be posted here."
+            )
+        else:
+            text = CANCELLED_TEXT
+        await interaction.response.edit_message(content=text, view=None)
+
+    async def _member(self, interaction: discord.Interaction, job_id: int) -> tuple[Job, Group]:
+        job = await self.engine.store.get(job_id)
+        if job is None or job.guild_id != interaction.guild_id or job.group_id is None:
+            raise InvalidOptions(GONE)
+        group = await self.engine.groups.get(job.group_id)
+        if group is None:
+            raise InvalidOptions(GONE)
+        require_details(job)  # its prompt was erased (retention or /privacy forget)
+        return job, group
+
+    async def _image_of(self, interaction: discord.Interaction, job: Job) -> bytes | None:
+        """Image ``job``'s bytes: from this process's cache, else from the clicked message's attachment.
+
+        Another process (a worker) may have made the image, with its own cache; the message it is
+        shown in holds it as ``fluxcord-<job id>.<ext>`` on Discord's CDN.
+        """
+        data = await self.engine.cache.get(job.cache_key)
+        if data is not None or interaction.message is None:
+            return data
+        prefix = f"fluxcord-{job.id}."
+        for attachment in interaction.message.attachments:
+            if attachment.filename.startswith(prefix):
+                try:
+                    return await attachment.read()
+                except discord.HTTPException as exc:
+                    log.info("Job %s: its image could not be read back from Discord: %s", job.id, exc)
+        return None
+
+    async def use(self, interaction: discord.Interaction, job_id: int, number: int) -> None:
+        """Use #n: a private copy of image n with its own Reroll, Vary, Edit and Details (and Final for drafts)."""
+        job, group = await self._member(interaction, job_id)
+        data = await self._image_of(interaction, job) if job.status is JobStatus.DELIVERED else None
+        if data is None:
+            raise InvalidOptions("That image is no longer available. Reroll the prompt to get a new one.")
+        try:
+            encoded = await fit_for_upload(data, interaction.filesize_limit, basename=f"fluxcord-{job.id}")
+        except InvalidImage as exc:
+            raise InvalidOptions("That image can no longer be shown.") from exc
+        requester = await self.cog.presenter.member_name(job)
+        result = Result(job, data, job.settled_cost_micros, _elapsed(job), from_cache=False)
+        embed = render_embed(result, encoded.filename, encoded.width, encoded.height, requester)
+        view = self._use_view(job.id, number if group.draft and group.final_model is not None else None)
+        await interaction.response.send_message(
+            embed=embed,
+            file=discord.File(io.BytesIO(encoded.data), filename=encoded.filename),
+            view=view,
+            ephemeral=True,
+        )
+
+    async def final(self, interaction: discord.Interaction, job_id: int) -> None:
+        """Final #n: draft n on the chosen model, same prompt; same seed, or the draft as the reference image."""
+        job, group = await self._member(interaction, job_id)
+        if not group.draft or group.final_model is None:
+            raise InvalidOptions("That image is not a draft.")
+        spec = get_model(group.final_model)
+        options = {name: group.final_options.get(name) for name in FINAL_OPTIONS}
+        images = []
+        if not spec.has_seed:  # FLUX 3: no seed to carry over, so the draft itself guides the final
+            data = await self._image_of(interaction, job)
+            if data is None:
+                raise InvalidOptions("That draft is no longer available, so it can't be finalised.")
+            try:
+                images = [await prepare(data, spec)]
+            except BadInputImage as exc:
+                raise InvalidOptions("That draft can't be used as a reference any more.") from exc
+        request = build_request(
+            model=spec.key,
+            prompt=job.prompt,
+            seed=job.seed if spec.has_seed else None,
+            input_images=images,
+            allow_grounding=True,  # whether this server allows it is checked at admission
+            max_prompt_length=self.settings.max_prompt_length,
+            **options,
+        )
+        await self.cog._generate(interaction, request, private=group.private)
+
+
+def _elapsed(job: Job) -> float:
+    if job.submitted_at is None or job.ready_at is None:
+        return 0.0
+    return (job.ready_at - job.submitted_at).total_seconds()

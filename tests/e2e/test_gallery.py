@@ -1,0 +1,313 @@
+"""`/imagine count:<1-4>` and `draft:true`: N images reserved all-or-nothing, one gallery message, Use #n, Final."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from bot.engine.states import JobStatus
+from bot.models import build_request
+from tests.e2e.support import rows, uid
+from tests.fakes.fake_bfl import Behaviour
+
+V2 = 1 << 15
+
+
+def walk(components: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    found = []
+    for comp in components or []:
+        found.append(comp)
+        found += walk(comp.get("components") or [])
+    return found
+
+
+def custom_ids(message: dict[str, Any]) -> list[str]:
+    return [c["custom_id"] for c in walk(message["components"]) if c.get("custom_id")]
+
+
+def labels(message: dict[str, Any]) -> list[str]:
+    return [c["label"] for c in walk(message["components"]) if c.get("type") == 2]
+
+
+def gallery_items(message: dict[str, Any]) -> list[dict[str, Any]]:
+    [gallery] = [c for c in walk(message["components"]) if c.get("type") == 12]
+    return gallery["items"]
+
+
+def text_display(message: dict[str, Any]) -> str:
+    return "\n".join(c["content"] for c in walk(message["components"]) if c.get("type") == 10)
+
+
+def gallery_posts(fake: Any, interaction: Any) -> list[Any]:
+    """The requests that put a Components V2 message in place (the group posted)."""
+    return [c for c in fake.calls if c.token == interaction.token and c.json and (c.json.get("flags") or 0) & V2]
+
+
+async def posted(harness: Any, interaction: Any, timeout: float = 20.0) -> list[Any]:
+    """Wait until the group of ``interaction`` is posted and none of its images is open; its members."""
+    groups = harness.services.engine.groups
+
+    async def done() -> bool:
+        group = await groups.get(int(interaction.id))
+        members = await groups.members(int(interaction.id))
+        return group is not None and group.posted_at is not None and not any(m.status.is_open for m in members)
+
+    await harness.wait_until(done, timeout)
+    return await groups.members(int(interaction.id))
+
+
+async def test_count_4_posts_one_validated_gallery_and_settles_each_image(harness):
+    fake, bfl = harness.fake, harness.bfl
+    asked = await harness.imagine(prompt="a red fox in the snow", count=4, wait=False)
+    await asked.wait_acked()
+    assert not asked.ephemeral and "4 images" in asked.original_message["content"]
+    members = await posted(harness, asked)
+    assert [m.status for m in members] == [JobStatus.DELIVERED] * 4
+    message = asked.original_message
+    assert message["flags"] & V2 and not message["content"] and not message["embeds"]
+    items = gallery_items(message)
+    assert len(items) == 4 and len(message["attachments"]) == 4
+    assert all(item["description"] == "a red fox in the snow" for item in items)
+    assert labels(message) == ["Use #1", "Use #2", "Use #3", "Use #4"]
+    assert custom_ids(message) == [f"fluxcord:use:{m.id}:{n}" for n, m in enumerate(members, start=1)]
+    assert "a red fox in the snow" not in "".join(custom_ids(message))
+    assert len(gallery_posts(fake, asked)) == 1 and fake.schema_errors == []
+    seeds = [s.body["seed"] for s in bfl.submits]
+    assert len(bfl.submits) == 4 and len(set(seeds)) == 4 and sorted(seeds) == sorted(m.seed for m in members)
+    ledger = await rows(harness, "SELECT kind, job_id, member_micros, member_images FROM ledger ORDER BY id")
+    reserves = [r for r in ledger if r[0] == "reserve"]
+    settles = [r for r in ledger if r[0] == "settle"]
+    assert sorted(r[1] for r in reserves) == sorted(r[1] for r in settles) == sorted(m.id for m in members)
+    assert all(r[3] == 0 for r in settles)  # each image settled and charged on its own
+    spent = await harness.services.db.fetch_value("SELECT SUM(member_micros) FROM ledger", default=0)
+    assert spent == 4 * 40_000
+    assert "$0.16" in text_display(message) and "Requested by" in text_display(message)
+
+
+async def test_forged_use_and_final_clicks_are_refused_with_no_call(harness):
+    fake = harness.fake
+    single = await harness.imagine(prompt="just one")
+    group = await harness.imagine(prompt="two of them", count=2, wait=False)
+    members = await posted(harness, group)
+    submits = len(harness.bfl.submits)
+    for custom_id, refusal in [
+        (f"fluxcord:use:{single.id}:1", "no longer known"),  # not an image of a group
+        (f"fluxcord:final:{members[0].id}:1", "not a draft"),
+        ("fluxcord:use:987654321:2", "no longer known"),
+    ]:
+        forged = await fake.forge_click(group.original_message["id"], custom_id)
+        await forged.wait_acked()
+        assert forged.ephemeral and refusal in forged.original_message["content"], custom_id
+    assert len(harness.bfl.submits) == submits
+
+
+@pytest.mark.parametrize("bot_settings_overrides", [{"default_member_daily_usd": "0.15"}])
+async def test_a_budget_for_3_of_4_images_reserves_nothing_and_says_so_privately(harness):
+    refused = await harness.imagine(prompt="four foxes", count=4)
+    assert refused.ephemeral
+    text = harness.reply_text(refused)
+    assert "these 4 images" in text and "$0.16" in text and "Nothing was reserved" in text, text
+    assert await rows(harness, "SELECT * FROM ledger") == []
+    assert await rows(harness, "SELECT * FROM jobs") == [] and harness.bfl.submits == []
+    assert await harness.services.engine.groups.get(int(refused.id)) is None
+    three = await harness.imagine(prompt="three foxes", count=3, wait=False)  # 3 × $0.04 fits
+    assert [m.status for m in await posted(harness, three)] == [JobStatus.DELIVERED] * 3
+
+
+async def test_one_image_failing_at_bfl_is_refunded_alone_and_the_other_three_are_delivered(harness):
+    fake, bfl = harness.fake, harness.bfl
+    bfl.script(Behaviour(), Behaviour(final_status="Error", final_http_status=503))
+    asked = await harness.imagine(prompt="a lighthouse", count=4, wait=False)
+    members = await posted(harness, asked)
+    statuses = sorted(m.status.value for m in members)
+    assert statuses == ["delivered", "delivered", "delivered", "failed"]
+    [failed] = [m for m in members if m.status is JobStatus.FAILED]
+    message = asked.original_message
+    assert len(gallery_items(message)) == 3 and len(message["attachments"]) == 3
+    assert "1 of 4 images failed: refunded." in text_display(message)
+    assert labels(message) == ["Use #1", "Use #2", "Use #3"]
+    assert f"fluxcord:use:{failed.id}:" not in " ".join(custom_ids(message))
+    outcome = await rows(
+        harness, "SELECT member_micros, member_images FROM ledger WHERE job_id = ? AND kind = 'settle'", (failed.id,)
+    )
+    assert outcome == [(-40_000, -1)]  # the member got the money and the image back
+    spent = await harness.services.db.fetch_value("SELECT SUM(member_micros) FROM ledger", default=0)
+    assert spent == 3 * 40_000 and len(gallery_posts(fake, asked)) == 1
+
+
+async def test_use_2_gives_the_clicker_a_private_menu_for_image_2(harness, people):
+    fake = harness.fake
+    asked = await harness.imagine(prompt="a koi pond", count=3, wait=False)
+    members = await posted(harness, asked)
+    second = members[1]
+    use = await fake.click(asked.original_message["id"], f"fluxcord:use:{second.id}:2", user=people["member"])
+    await use.wait_acked()
+    assert use.ephemeral and use.original_message["attachments"]
+    [embed] = use.original_message["embeds"]
+    assert embed["footer"]["text"] == f"Job {second.id}" and "a koi pond" in embed["description"]
+    assert custom_ids(use.original_message) == [
+        f"fluxcord:{action}:{second.id}" for action in ("reroll", "vary", "edit", "details")
+    ]
+    await harness.services.engine.cache.delete(second.cache_key)  # made by another process, or evicted
+    again = await fake.click(asked.original_message["id"], f"fluxcord:use:{second.id}:2")
+    await again.wait_acked()
+    assert again.ephemeral and again.original_message["attachments"]  # read back from the gallery message
+    assert fake.attachment_bytes(again.original_message) == fake.attachment_bytes(use.original_message)
+    details = await fake.click(use.original_message["id"], f"fluxcord:details:{second.id}", user=people["member"])
+    await details.wait_acked()
+    assert details.ephemeral and details.original_message["embeds"][0]["title"] == f"Job {second.id}"
+    vary = await fake.click(use.original_message["id"], f"fluxcord:vary:{second.id}", user=people["member"])
+    await harness.finished(vary)
+    assert harness.bfl.submits[-1].body["prompt"] == "a koi pond" and "input_image" in harness.bfl.submits[-1].body
+    assert await harness.services.db.fetch_value(
+        "SELECT user_id FROM ledger WHERE job_id = ? AND kind = 'settle'", (int(vary.id),)
+    ) == uid(people["member"])
+
+
+async def test_cancel_on_the_group_message_cancels_its_queued_images_only(harness):
+    fake, bfl = harness.fake, harness.bfl
+    held = asyncio.Event()
+    bfl.script(Behaviour(release=held), times=2)  # two run (the member's cap is 2); two wait in the queue
+    asked = await harness.imagine(prompt="a slow mountain", count=4, wait=False)
+    await fake.wait_for(lambda: len(bfl.submits) == 2, timeout=10)
+    # One progress line for the group, its Cancel kept while some images still wait.
+    await fake.wait_for(lambda: "Making 4 images" in asked.original_message["content"], timeout=10)
+    assert "0 of 4 ready" in asked.original_message["content"]
+    assert custom_ids(asked.original_message) == [f"fluxcord:cancel:{asked.id}"]
+    cancel = await fake.click(asked.original_message["id"], f"fluxcord:cancel:{asked.id}")
+    await cancel.wait_acked()
+    assert "Cancelled 2 queued images" in asked.original_message["content"]
+    held.set()
+    members = await posted(harness, asked)
+    assert sorted(m.status.value for m in members) == ["cancelled", "cancelled", "delivered", "delivered"]
+    assert len(gallery_items(asked.original_message)) == 2 and len(bfl.submits) == 2
+    releases = await rows(harness, "SELECT job_id FROM ledger WHERE kind = 'release'")
+    assert sorted(r[0] for r in releases) == sorted(m.id for m in members if m.status is JobStatus.CANCELLED)
+
+
+QUOTED = pytest.mark.parametrize(
+    "bot_settings_overrides", [{"confirm_above_usd": "0.03", "default_member_daily_usd": "5"}]
+)
+
+
+async def generated(harness, asked, user=None):
+    """Press Generate on a price confirmation (as ``user``); the Generate click."""
+    await asked.wait_acked()
+    assert asked.ephemeral
+    go = next(c for c in custom_ids(asked.original_message) if c.startswith("fluxcord:go:"))
+    return await harness.fake.click(asked.original_message["id"], go, user=user)
+
+
+@QUOTED
+async def test_draft_makes_4_klein_candidates_then_final_renders_one_on_the_chosen_model_with_its_seed(harness, people):
+    fake, bfl = harness.fake, harness.bfl
+    asked = await harness.imagine(prompt="a castle on a cliff", draft=True, model="flux-2-pro", wait=False)
+    await asked.wait_acked()
+    draft = build_request(model="flux-2-klein-4b", prompt="x", aspect_ratio=None, seed=1)
+    total = 4 * draft.estimated_cost_micros
+    assert f"These 4 FLUX.2 [klein] 4B images cost up to **${total / 1e6:.3f}".rstrip("0") in harness.reply_text(asked)
+    assert bfl.submits == []  # quoted as 4× the price before anything is reserved
+    go = await generated(harness, asked)
+    members = await posted(harness, go)
+    assert [s.model for s in bfl.submits] == ["flux-2-klein-4b"] * 4
+    message = go.original_message
+    assert labels(message) == ["Use #1", "Use #2", "Use #3", "Use #4", "Final #1", "Final #2", "Final #3", "Final #4"]
+    clicker = people["member"]
+    final = await fake.click(message["id"], f"fluxcord:final:{members[2].id}:3", user=clicker)
+    await final.wait_acked()
+    assert final.ephemeral and "FLUX.2 [pro] request costs up to **$0.03**" in final.original_message["content"]
+    assert len(bfl.submits) == 4  # quoted first: nothing sent
+    render = await generated(harness, final, user=clicker)
+    await harness.finished(render)
+    assert not render.ephemeral, harness.reply_text(render)
+    last = bfl.submits[-1]
+    assert last.model == "flux-2-pro" and last.body["seed"] == members[2].seed
+    assert last.body["prompt"] == "a castle on a cliff" and "input_image" not in last.body
+    assert await harness.services.db.fetch_value(
+        "SELECT user_id FROM ledger WHERE job_id = ? AND kind = 'settle'", (int(render.id),)
+    ) == uid(clicker)
+    assert render.original_message["attachments"]
+
+
+async def test_a_final_on_flux3_sends_the_draft_as_its_reference_image(harness):
+    fake, bfl = harness.fake, harness.bfl
+    asked = await harness.imagine(prompt="a tram in fog", draft=True, count=2, model="flux-3-image", wait=False)
+    members = await posted(harness, asked)
+    use = await fake.click(asked.original_message["id"], f"fluxcord:use:{members[0].id}:1")
+    await use.wait_acked()
+    assert f"fluxcord:final:{members[0].id}:1" in custom_ids(use.original_message)  # Final in the private menu too
+    final = await fake.click(use.original_message["id"], f"fluxcord:final:{members[0].id}:1")
+    await harness.finished(final)
+    last = bfl.submits[-1]
+    assert last.model == "flux-3-image" and "seed" not in last.body and len(last.body["images"]) == 1
+
+
+async def _stalled(*_args: Any, **_kwargs: Any) -> None:
+    """Stands in for a step the process never got to (it stopped first)."""
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        "member_done",  # the last image finished; the process stopped before anyone claimed the posting
+        "_post",  # the process claimed the posting, then stopped before posting
+    ],
+)
+async def test_a_restart_before_the_group_is_posted_still_posts_it_once(
+    discord_endpoints, fake_bfl, tmp_path, monkeypatch, step
+):
+    from bot.app import assemble
+    from bot.bfl.client import PollSchedule
+    from bot.engine.group_delivery import GroupDelivery
+    from tests.e2e.conftest import BotHarness
+    from tests.e2e.support import bot_settings
+
+    fake = discord_endpoints
+    settings = bot_settings(fake, fake_bfl, tmp_path)
+    polls = PollSchedule(first_interval=0.005, quick_phase=0.05, factor=1.5, max_interval=0.02, jitter=0.0)
+    options = {"poll_schedule": polls, "backoff_base": 0.001, "backoff_cap": 0.01}
+    with monkeypatch.context() as patch:
+        patch.setattr(GroupDelivery, step, _stalled)
+        async with assemble(settings, bfl_options=options, guild_ready_timeout=0.05) as bot, fake.run_bot(bot):
+            harness = BotHarness(bot, fake, fake_bfl, settings)
+            asked = await harness.imagine(prompt="a harbour at night", count=4, wait=False)
+            groups = harness.services.engine.groups
+
+            async def all_paid() -> bool:
+                members = await groups.members(int(asked.id))
+                return len(members) == 4 and all(m.status is JobStatus.DELIVERING for m in members)
+
+            await harness.wait_until(all_paid)
+            assert gallery_posts(fake, asked) == []
+    async with assemble(settings, bfl_options=options, guild_ready_timeout=0.05) as bot, fake.run_bot(bot):
+        harness = BotHarness(bot, fake, fake_bfl, settings)
+        members = await posted(harness, asked)
+        assert [m.status for m in members] == [JobStatus.DELIVERED] * 4
+        assert {m.result_message_id for m in members} == {int(asked.original_message["id"])}
+        assert len(await rows(harness, "SELECT * FROM ledger WHERE kind = 'settle'")) == 4  # each settled once
+        use = await fake.click(asked.original_message["id"], f"fluxcord:use:{members[3].id}:4")  # after the restart
+        await use.wait_acked()
+        assert use.ephemeral and use.original_message["embeds"][0]["footer"]["text"] == f"Job {members[3].id}"
+    assert len(gallery_posts(fake, asked)) == 1 and len(gallery_items(asked.original_message)) == 4
+    assert len(fake_bfl.submits) == 4  # nothing was generated twice
+
+
+async def test_a_private_group_whose_images_all_fail_says_so_and_refunds_each(harness):
+    harness.bfl.default = Behaviour(final_status="Error", final_http_status=503)
+    asked = await harness.imagine(prompt="a storm", count=2, private=True, wait=False)
+    members = await posted(harness, asked)
+    assert [m.status for m in members] == [JobStatus.FAILED] * 2
+    assert asked.ephemeral and asked.original_message["content"] == (
+        "❌ No image could be made. 2 of 2 images failed: refunded."
+    )
+    assert gallery_posts(harness.fake, asked) == []
+    assert await harness.services.db.fetch_value("SELECT SUM(member_micros) FROM ledger", default=0) == 0
+
+
+@pytest.mark.parametrize("bot_settings_overrides", [{"member_max_pending_jobs": 3}])
+async def test_a_group_over_the_pending_cap_is_refused_whole(harness):
+    refused = await harness.imagine(prompt="too many", count=4)
+    assert refused.ephemeral and "asked for 4 more" in harness.reply_text(refused)
+    assert await rows(harness, "SELECT * FROM ledger") == [] and harness.bfl.submits == []
