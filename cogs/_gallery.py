@@ -221,11 +221,12 @@ class GalleryFlow:
         spec = get_model(self.settings.draft_model)
         sketch = build_request(
             model=spec.key,
-            prompt=request.prompt,
+            prompt=request.prompt,  # already inside the server style's template, if one was chosen
             aspect_ratio=request.aspect_ratio if request.aspect_ratio in spec.aspect_ratios else None,
             seed=request.seed if request.model.has_seed else None,
             max_prompt_length=self.settings.max_prompt_length,
         )
+        sketch = dataclasses.replace(sketch, style=request.style)
         requests = group_requests(sketch, count, seed_given=seed_given and request.model.has_seed)
         await self.generate(
             interaction,
@@ -378,6 +379,7 @@ class GalleryFlow:
             max_prompt_length=self.settings.max_prompt_length,
             **options,
         )
+        request = dataclasses.replace(request, style=job.style)  # the draft's prompt is the styled one
         await self.cog._generate(interaction, request, private=group.private)
 
 

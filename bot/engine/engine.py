@@ -49,7 +49,7 @@ from bot.errors import FluxcordError, GenerationPaused, LimitReached
 from bot.images.cache import ImageCache
 from bot.images.codec import InvalidImage, probe
 from bot.log import bind_log_fields
-from bot.models import GenerationRequest
+from bot.models import GenerationRequest, ModelSpec
 from bot.safety.privacy import server_cache_key
 from bot.safety.service import SafetyService
 
@@ -235,19 +235,26 @@ class JobEngine:
             )
         cache_key = server_cache_key(who.guild_id, request.cache_key())  # a hit only serves this server's images
         cached = await self._cache.contains(cache_key)
-        trial = False  # a cache hit needs no BFL, so an open breaker does not refuse it
-        if not cached:
-            await self.share_breakers()  # other processes' failures (cached: usually no I/O)
-            if not self.breakers.allow(request.model.key):  # BFL keeps failing for this model: refuse now
-                self._observer.breaker_refused(request.model.key)
-                raise ProviderTrouble(request.model.label, self.breakers.retry_in(request.model.key))
-            trial = self.breakers.state(request.model.key) is not BreakerState.CLOSED
+        # A cache hit needs no BFL, so an open breaker does not refuse it.
+        trial = False if cached else await self._pass_breaker(request.model)
         try:
             return await self._reserve_and_queue(request, who, cache_key=cache_key, cached=cached, acked=acked)
         except BaseException:
             if trial:
                 self.breakers.released(request.model.key)  # the trial never reached BFL: it tells nothing
             raise
+
+    async def _pass_breaker(self, model: ModelSpec) -> bool:
+        """Refuse at once (:class:`ProviderTrouble`) while BFL keeps failing for ``model``.
+
+        Reads the failures other processes shared first. True when this request is the half-open
+        breaker's trial (its caller frees the trial if the request never reaches BFL).
+        """
+        await self.share_breakers()  # cached: usually no I/O
+        if not self.breakers.allow(model.key):
+            self._observer.breaker_refused(model.key)
+            raise ProviderTrouble(model.label, self.breakers.retry_in(model.key))
+        return self.breakers.state(model.key) is not BreakerState.CLOSED
 
     async def _reserve_and_queue(
         self, request: GenerationRequest, who: Requester, *, cache_key: str, cached: bool, acked: bool
@@ -374,9 +381,7 @@ class JobEngine:
             )
             requests = [replace(r, safety_tolerance=screened.safety_tolerance) for r in requests]
         model = requests[0].model
-        if not self.breakers.allow(model.key):
-            raise ProviderTrouble(model.label, self.breakers.retry_in(model.key))
-        trial = self.breakers.state(model.key) is not BreakerState.CLOSED
+        trial = await self._pass_breaker(model)
         group = NewGroup(
             id=who.job_id,
             guild_id=who.guild_id,

@@ -272,3 +272,19 @@ async def test_the_breaker_and_the_offer_outlive_the_process_that_saw_the_failur
         await second.finished(click)
         assert fake_bfl.submits[-1].model == KLEIN and fake_bfl.submits[-1].body["prompt"] == "a windmill at noon"
         assert (await second.services.jobs.get(int(click.id))).cost_micros == 14_000
+
+
+async def test_an_open_breaker_refuses_a_group_at_once_and_counts_it(harness, people, clock):
+    """`/imagine count:2` and `draft:true` meet the same breaker as one image: refused, counted, nothing written."""
+    bfl = harness.bfl
+    await break_model(harness)
+    await break_model(harness, model=KLEIN)
+    submits, money = len(bfl.submits), await ledger_rows(harness)
+    for options in ({"count": 2}, {"draft": True}):
+        refused = await harness.imagine(prompt="a lighthouse at dusk", user=people["member"], **options)
+        assert refused.ephemeral and "is having trouble right now" in text_of(refused)
+    assert len(bfl.submits) == submits and await ledger_rows(harness) == money
+    assert await rows(harness, "SELECT id FROM job_groups") == []
+    metrics = harness.services.metrics.render()
+    assert b'fluxcord_breaker_refusals_total{model="flux-pro-1.1"} 1.0' in metrics
+    assert f'fluxcord_breaker_refusals_total{{model="{KLEIN}"}} 1.0'.encode() in metrics

@@ -9,53 +9,9 @@ import pytest
 
 from bot.engine.states import JobStatus
 from bot.models import build_request
+from tests.e2e.gallery import V2, custom_ids, gallery_items, gallery_posts, labels, posted, text_display
 from tests.e2e.support import rows, uid
 from tests.fakes.fake_bfl import Behaviour
-
-V2 = 1 << 15
-
-
-def walk(components: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    found = []
-    for comp in components or []:
-        found.append(comp)
-        found += walk(comp.get("components") or [])
-    return found
-
-
-def custom_ids(message: dict[str, Any]) -> list[str]:
-    return [c["custom_id"] for c in walk(message["components"]) if c.get("custom_id")]
-
-
-def labels(message: dict[str, Any]) -> list[str]:
-    return [c["label"] for c in walk(message["components"]) if c.get("type") == 2]
-
-
-def gallery_items(message: dict[str, Any]) -> list[dict[str, Any]]:
-    [gallery] = [c for c in walk(message["components"]) if c.get("type") == 12]
-    return gallery["items"]
-
-
-def text_display(message: dict[str, Any]) -> str:
-    return "\n".join(c["content"] for c in walk(message["components"]) if c.get("type") == 10)
-
-
-def gallery_posts(fake: Any, interaction: Any) -> list[Any]:
-    """The requests that put a Components V2 message in place (the group posted)."""
-    return [c for c in fake.calls if c.token == interaction.token and c.json and (c.json.get("flags") or 0) & V2]
-
-
-async def posted(harness: Any, interaction: Any, timeout: float = 20.0) -> list[Any]:
-    """Wait until the group of ``interaction`` is posted and none of its images is open; its members."""
-    groups = harness.services.engine.groups
-
-    async def done() -> bool:
-        group = await groups.get(int(interaction.id))
-        members = await groups.members(int(interaction.id))
-        return group is not None and group.posted_at is not None and not any(m.status.is_open for m in members)
-
-    await harness.wait_until(done, timeout)
-    return await groups.members(int(interaction.id))
 
 
 async def test_count_4_posts_one_validated_gallery_and_settles_each_image(harness):

@@ -2,6 +2,7 @@
 
 import pytest
 
+from tests.e2e.gallery import gallery_items, posted
 from tests.e2e.support import first_answer, rows, text_of, uid
 from tests.e2e.test_privacy import privately_done
 from tests.e2e.test_safety import posts
@@ -46,20 +47,26 @@ async def test_prefs_set_the_members_defaults_for_imagine_and_explicit_options_w
     assert bfl.submits[2].model == "flux-pro-1.1" and bfl.submits[2].body["width"] == bfl.submits[2].body["height"]
 
 
-async def test_a_private_default_applies_until_cleared(harness, people):
+async def test_private_and_count_defaults_apply_until_cleared_and_an_explicit_count_wins(harness, people):
     fake, member = harness.fake, people["member"]
     await command(harness, "prefs", member, private=True, count=3)
     assert await rows(harness, "SELECT count, private FROM member_prefs WHERE user_id = ?", (uid(member),)) == [(3, 1)]
-    private = await fake.slash("imagine", {"prompt": "a secret garden"}, user=member)
-    message = await privately_done(harness, private)
-    assert private.ephemeral and message["flags"] & EPHEMERAL
-    assert (await harness.services.jobs.get(int(private.id))).private
+    grouped = await fake.slash("imagine", {"prompt": "a secret garden"}, user=member)
+    members = await posted(harness, grouped)  # the default count: three images, one private gallery
+    assert [m.private for m in members] == [True] * 3 and len(harness.bfl.submits) == 3
+    assert grouped.ephemeral and grouped.original_message["flags"] & EPHEMERAL
+    assert len(gallery_items(grouped.original_message)) == 3
+
+    single = await fake.slash("imagine", {"prompt": "one secret tree", "count": 1}, user=member)
+    message = await privately_done(harness, single)  # count:1 given explicitly wins over the default
+    assert single.ephemeral and message["flags"] & EPHEMERAL and len(harness.bfl.submits) == 4
+    assert (await harness.services.jobs.get(int(single.id))).private
 
     cleared = await command(harness, "prefs", member, clear=True)
     assert "cleared" in text_of(cleared) and "Private: not set (no)" in text_of(cleared)
     assert await rows(harness, "SELECT * FROM member_prefs") == []
     public = await harness.imagine(prompt="a public garden", user=member)
-    assert not public.ephemeral and public.original_message["attachments"]
+    assert not public.ephemeral and public.original_message["attachments"] and len(harness.bfl.submits) == 5
 
 
 @pytest.mark.parametrize(
@@ -183,3 +190,21 @@ async def test_style_list_of_a_full_server_fits_one_message(harness, people):
     listed = await command(harness, "style", people["member"], subcommand="list")
     assert listed.ephemeral and "Styles here (25 of 25)" in text_of(listed)
     assert text_of(listed).count("• ") == 25  # all listed (the fake refuses an embed over Discord's limits)
+
+
+async def test_a_style_wraps_every_image_of_a_group_and_a_draft_keeps_it_for_the_final(harness, people):
+    mod, member = people["mod"], people["member"]
+    await command(harness, "style", mod, subcommand="add", name="ink", template="{prompt}, ink wash")
+    grouped = await harness.fake.slash("imagine", {"prompt": "a crane", "style": "ink", "count": 2}, user=member)
+    members = await posted(harness, grouped)
+    assert [m.style for m in members] == ["ink", "ink"]
+    assert [s.body["prompt"] for s in harness.bfl.submits] == ["a crane, ink wash"] * 2
+
+    drafted = await harness.fake.slash("imagine", {"prompt": "a heron", "style": "ink", "draft": True}, user=member)
+    drafts = await posted(harness, drafted)
+    assert {m.style for m in drafts} == {"ink"} and {m.model for m in drafts} == {"flux-2-klein-4b"}
+    assert [s.body["prompt"] for s in harness.bfl.submits[2:]] == ["a heron, ink wash"] * 4
+    final = await harness.fake.click(drafted.original_message["id"], f"fluxcord:final:{drafts[0].id}:1", user=member)
+    await harness.finished(final)
+    assert harness.bfl.submits[-1].body["prompt"] == "a heron, ink wash"  # styled once, not twice
+    assert (await harness.services.jobs.get(int(final.id))).style == "ink"
