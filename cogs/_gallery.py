@@ -218,7 +218,8 @@ class GalleryFlow:
             )
             return
         # The drafts take none of the final model's own options; the final keeps them for Final #n.
-        spec = get_model(self.settings.draft_model)
+        guild = await self.cog.bot.services.limits.guild_settings(require_guild(interaction))
+        spec = get_model(guild.draft_model or self.settings.draft_model)  # `/budget draft`, else DRAFT_MODEL
         sketch = build_request(
             model=spec.key,
             prompt=request.prompt,  # already inside the server style's template, if one was chosen

@@ -42,14 +42,36 @@ INTEGRATIONS_NOTE = (
 
 
 FALLBACK_OFF = "off"
+DRAFT_DEFAULT = "default"
 
 
-def _fallback_choices() -> list[app_commands.Choice[str]]:
+def _model_choices(first: str, value: str) -> list[app_commands.Choice[str]]:
+    """Every model with its price, after one special choice (``first`` / ``value``)."""
     models = [
         app_commands.Choice(name=f"{spec.label} · {spec.describe_price()}"[:100], value=key)
         for key, spec in MODELS.items()
     ]
-    return [app_commands.Choice(name="Off: no fallback, just the refusal", value=FALLBACK_OFF), *models]
+    return [app_commands.Choice(name=first, value=value), *models]
+
+
+def _checked_model(model: str, special: str) -> str | None:
+    """``model`` as chosen (None for the special choice); a value that is no model is refused clearly."""
+    if model == special:
+        return None
+    if model not in MODELS:
+        shown = strip_bidi(model[:40]).replace("`", "")
+        raise InvalidOptions(f"`{shown}` is not a model: choose one from the list.")
+    return model
+
+
+def _draft_text(model: str | None, bot_default: str) -> str:
+    chosen = model if model in MODELS else bot_default
+    spec = MODELS[chosen]
+    where = "this server's choice" if model in MODELS else "the bot's default (DRAFT_MODEL)"
+    return (
+        f"Drafts (`/imagine draft:true`) are made on **{spec.label}** (`{chosen}`, {spec.describe_price()}),"
+        f" {where}; **Final** then renders a candidate on the member's model."
+    )
 
 
 def _fallback_text(model: str | None) -> str:
@@ -202,6 +224,7 @@ class Budget(
         )
         embed.add_field(name="Mod-log", value=f"<#{guild.modlog_channel_id}>" if guild.modlog_channel_id else "—")
         embed.add_field(name="Fallback model", value=f"`{guild.fallback_model}`" if guild.fallback_model else "—")
+        embed.add_field(name="Draft model", value=f"`{guild.draft_model or self.services.settings.draft_model}`")
         embed.set_footer(text=defaults)
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
@@ -308,7 +331,7 @@ class Budget(
 
     @app_commands.command(name="fallback")
     @app_commands.describe(model="Offered when a model keeps failing at BFL; Off: no offer (empty: show the setting)")
-    @app_commands.choices(model=_fallback_choices())
+    @app_commands.choices(model=_model_choices("Off: no fallback, just the refusal", FALLBACK_OFF))
     async def fallback(self, interaction: discord.Interaction, model: str | None = None) -> None:
         """Choose the model members are offered when theirs keeps failing at BFL."""
         guild_id = interaction.guild_id or 0
@@ -316,12 +339,24 @@ class Budget(
             current = (await self.services.limits.guild_settings(guild_id)).fallback_model
             await interaction.response.send_message(_fallback_text(current), ephemeral=True)
             return
-        if model != FALLBACK_OFF and model not in MODELS:
-            shown = strip_bidi(model[:40]).replace("`", "")
-            raise InvalidOptions(f"`{shown}` is not a model: choose one from the list, or Off.")
-        chosen = None if model == FALLBACK_OFF else model
+        chosen = _checked_model(model, FALLBACK_OFF)
         text = f"✅ {_fallback_text(chosen)}"
         await self._switch(interaction, "fallback_model", chosen, "fallback.set", chosen, text)
+
+    @app_commands.command(name="draft")
+    @app_commands.describe(model="The model drafts are made on here; Default: the bot's DRAFT_MODEL (empty: show it)")
+    @app_commands.choices(model=_model_choices("Default: the bot's DRAFT_MODEL", DRAFT_DEFAULT))
+    async def draft(self, interaction: discord.Interaction, model: str | None = None) -> None:
+        """Choose the model `/imagine draft:true` makes its cheap candidates on in this server."""
+        guild_id = interaction.guild_id or 0
+        bot_default = self.services.settings.draft_model
+        if model is None:
+            current = (await self.services.limits.guild_settings(guild_id)).draft_model
+            await interaction.response.send_message(_draft_text(current, bot_default), ephemeral=True)
+            return
+        chosen = _checked_model(model, DRAFT_DEFAULT)
+        text = f"✅ {_draft_text(chosen, bot_default)}"
+        await self._switch(interaction, "draft_model", chosen, "draft.set", chosen, text)
 
     @app_commands.command(name="export")
     async def export(self, interaction: discord.Interaction) -> None:

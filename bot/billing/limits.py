@@ -90,6 +90,7 @@ class GuildSettings:
     moderator_role_id: int | None = None
     modlog_channel_id: int | None = None
     fallback_model: str | None = None  # offered when a model's circuit breaker refuses (bot/engine/fallback.py)
+    draft_model: str | None = None  # `/imagine draft:true` candidates; None: the DRAFT_MODEL setting
 
 
 class LimitsService:
@@ -233,21 +234,25 @@ class LimitsService:
     async def guild_settings(self, guild_id: int) -> GuildSettings:
         """The server's switches (defaults when never set)."""
         row = await self._db.fetch_one(
-            "SELECT paused, moderator_role_id, modlog_channel_id, fallback_model FROM guild_settings"
+            "SELECT paused, moderator_role_id, modlog_channel_id, fallback_model, draft_model FROM guild_settings"
             " WHERE guild_id = ?",
             (guild_id,),
         )
         if row is None:
             return GuildSettings()
         return GuildSettings(
-            bool(row["paused"]), row["moderator_role_id"], row["modlog_channel_id"], row["fallback_model"]
+            bool(row["paused"]),
+            row["moderator_role_id"],
+            row["modlog_channel_id"],
+            row["fallback_model"],
+            row["draft_model"],
         )
 
     async def update_guild_setting(
         self, guild_id: int, column: str, value: int | str | None, *, actor_id: int, action: str, shown: str | None
     ) -> AuditEntry:
-        """Change one per-server switch (``paused``, the moderator role, the mod-log, ``fallback_model``)."""
-        if column not in {"paused", "moderator_role_id", "modlog_channel_id", "fallback_model"}:
+        """Change one per-server switch (``paused``, the moderator role, the mod-log, the fallback/draft model)."""
+        if column not in {"paused", "moderator_role_id", "modlog_channel_id", "fallback_model", "draft_model"}:
             raise ValueError(f"unknown guild setting {column}")
         async with self._db.transaction() as tx:
             before = await tx.fetch_one(

@@ -10,7 +10,8 @@ import pytest
 from bot.engine.states import JobStatus
 from bot.models import build_request
 from tests.e2e.gallery import V2, custom_ids, gallery_items, gallery_posts, labels, posted, text_display
-from tests.e2e.support import rows, uid
+from tests.e2e.support import rows, text_of, uid
+from tests.e2e.test_budget import budget
 from tests.fakes.fake_bfl import Behaviour
 
 
@@ -267,3 +268,24 @@ async def test_a_group_over_the_pending_cap_is_refused_whole(harness):
     refused = await harness.imagine(prompt="too many", count=4)
     assert refused.ephemeral and "asked for 4 more" in harness.reply_text(refused)
     assert await rows(harness, "SELECT * FROM ledger") == [] and harness.bfl.submits == []
+
+
+async def test_moderators_choose_the_servers_draft_model_and_drafts_run_on_it(harness, people):
+    member, mod = people["member"], people["mod"]
+    shown = await budget(harness, "draft", member)
+    assert "moderator" in text_of(shown).lower()  # members may not change it
+    shown = await budget(harness, "draft", mod)
+    assert shown.ephemeral and "`flux-2-klein-4b`" in text_of(shown) and "DRAFT_MODEL" in text_of(shown)
+    chosen = await budget(harness, "draft", mod, model="flux-2-klein-9b")
+    assert "✅" in text_of(chosen) and "`flux-2-klein-9b`" in text_of(chosen)
+    audit = await rows(harness, "SELECT actor_id, action, old_value, new_value FROM audit_log ORDER BY id")
+    assert audit[-1] == (uid(mod), "draft.set", None, "flux-2-klein-9b")
+
+    drafted = await harness.imagine(prompt="a windmill", draft=True, count=2, user=member, wait=False)
+    members = await posted(harness, drafted)
+    assert {m.model for m in members} == {"flux-2-klein-9b"}
+    assert [s.model for s in harness.bfl.submits] == ["flux-2-klein-9b"] * 2
+
+    await budget(harness, "draft", mod, model="default")
+    again = await harness.imagine(prompt="a mill pond", draft=True, count=1, user=member, wait=False)
+    assert {m.model for m in await posted(harness, again)} == {"flux-2-klein-4b"}
