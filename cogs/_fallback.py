@@ -51,7 +51,12 @@ def offers(bot: discord.Client) -> FallbackOffers:
 
 
 async def refusal(
-    interaction: discord.Interaction, request: GenerationRequest, trouble: ProviderTrouble, *, private: bool
+    interaction: discord.Interaction,
+    request: GenerationRequest,
+    trouble: ProviderTrouble,
+    *,
+    private: bool,
+    images: int = 1,
 ) -> FluxcordError:
     """The error to raise for ``trouble``: with a fallback button when the server allows one that can serve it."""
     guild_id = require_guild(interaction)
@@ -65,6 +70,7 @@ async def refusal(
             source_kind=source.kind if source is not None else None,
             source_url=source.source_url if source is not None else None,
             source_job_id=source.source_job_id if source is not None else None,
+            images=images,
         )
     except Exception:  # the offer is a courtesy: never answer worse than the plain refusal
         log.exception("Could not make a fallback offer for interaction %s", interaction.id)
@@ -73,8 +79,9 @@ async def refusal(
         return trouble
     label = offer.request.model.label
     price = format_usd(offer.price_micros)
+    what = "this request" if images == 1 else f"this request for {images} images"
     text = (
-        f"{trouble.user_message}\n↪️ This server offers **{label}** instead: this request costs **{price}** there."
+        f"{trouble.user_message}\n↪️ This server offers **{label}** instead: {what} costs **{price}** there."
         f" Nothing is reserved until you press the button (it works for {OFFER_TTL_SECONDS // 60} minutes)."
     )
     view = discord.ui.View(timeout=None)
@@ -103,6 +110,11 @@ async def use(interaction: discord.Interaction, offer_id: str) -> None:
     imagine = bot.get_cog("Imagine")  # type: ignore[attr-defined]
     if imagine is None:
         raise InvalidOptions(UNAVAILABLE_TEXT)
+    if offer.images > 1:  # a group: all of its images on the fallback model, shown together
+        await imagine.gallery.imagine(
+            interaction, offer.request, count=offer.images, draft=False, private=offer.private, seed_given=False
+        )
+        return
     await imagine._generate(interaction, offer.request, private=offer.private)
 
 

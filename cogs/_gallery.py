@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import discord
 
 from bot.billing.money import format_usd
-from bot.engine.engine import Requester
+from bot.engine.engine import ProviderTrouble, Requester
 from bot.engine.groups import Group, GroupResult
 from bot.engine.outcomes import CANCELLED_TEXT
 from bot.engine.progress import Result
@@ -37,6 +37,7 @@ from bot.models import MAX_SEED, GenerationRequest, build_request, get_model
 from bot.safety.privacy import require_details
 from bot.text import strip_bidi
 from cogs._context import is_moderator, require_guild, role_ids
+from cogs._fallback import refusal
 from cogs._presenter import model_label, progress_text, render_embed
 from cogs.safety import age_restricted
 
@@ -269,11 +270,18 @@ class GalleryFlow:
             private=private,
             age_restricted=age_restricted(interaction.channel),
         )
-        members = await self.cog.within_ack_budget(
-            interaction,
-            self.engine.admit_group(requests, who, draft=draft, final_model=final_model, final_options=final_options),
-            private=private,
-        )
+        try:
+            members = await self.cog.within_ack_budget(
+                interaction,
+                self.engine.admit_group(
+                    requests, who, draft=draft, final_model=final_model, final_options=final_options
+                ),
+                private=private,
+            )
+        except ProviderTrouble as trouble:  # BFL keeps failing for this model: the server's fallback, if any
+            if draft:
+                raise  # drafts already run on the cheap model: no second choice is offered for them
+            raise await refusal(interaction, requests[0], trouble, private=private, images=len(requests)) from None
         try:
             progress = await self.engine.initial_group_progress(members)
             text = progress_text(progress)

@@ -51,11 +51,12 @@ class FallbackOffer:
     source_kind: str | None = None  # an edit, variation or reroll of an edit: what it works on
     source_url: str | None = None
     source_job_id: int | None = None
+    images: int = 1  # an `/imagine count:N` group: N images of ``request`` on the fallback model
 
     @property
     def price_micros(self) -> int:
-        """The fallback model's own quoted price for the request."""
-        return self.request.estimated_cost_micros
+        """The fallback model's own quoted price for the request (all of its images)."""
+        return self.request.estimated_cost_micros * self.images
 
 
 def for_model(request: GenerationRequest, model: str) -> GenerationRequest | None:
@@ -167,8 +168,12 @@ class FallbackOffers:
         source_kind: str | None = None,
         source_url: str | None = None,
         source_job_id: int | None = None,
+        images: int = 1,
     ) -> FallbackOffer | None:
-        """Store an offer of ``request`` on the server's fallback model, or None when there is none to make."""
+        """Store an offer of ``request`` on the server's fallback model, or None when there is none to make.
+
+        ``images``: a group's size (`/imagine count:N`); the offer then runs all N there.
+        """
         model = (await self._limits.guild_settings(guild_id)).fallback_model
         if model is None or model == request.model.key or not self._healthy(model):
             return None
@@ -186,12 +191,13 @@ class FallbackOffers:
             source_kind=source_kind,
             source_url=source_url,
             source_job_id=source_job_id,
+            images=images,
         )
         async with self._db.transaction() as tx:
             await tx.execute("DELETE FROM fallback_offers WHERE expires_at <= ?", (to_millis(now),))
             await tx.execute(
                 "INSERT INTO fallback_offers (id, guild_id, user_id, model, request, private, source_kind, source_url,"
-                " source_job_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " source_job_id, created_at, expires_at, images) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     offer.id,
                     guild_id,
@@ -204,6 +210,7 @@ class FallbackOffers:
                     source_job_id,
                     to_millis(now),
                     to_millis(offer.expires_at),
+                    images,
                 ),
             )
         log.info("Offered %s a fallback from %s to %s (offer %s)", user_id, request.model.key, model, offer.id)
@@ -236,4 +243,5 @@ class FallbackOffers:
             source_kind=row["source_kind"],
             source_url=row["source_url"],
             source_job_id=row["source_job_id"],
+            images=row["images"],
         )

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from bot.engine.breaker import BreakerState, CircuitBreakers
+from tests.e2e.gallery import gallery_items, posted
 from tests.e2e.support import first_answer, rows, text_of, uid
 from tests.e2e.test_budget import budget
 from tests.fakes.fake_bfl import Behaviour
@@ -288,3 +289,26 @@ async def test_an_open_breaker_refuses_a_group_at_once_and_counts_it(harness, pe
     metrics = harness.services.metrics.render()
     assert b'fluxcord_breaker_refusals_total{model="flux-pro-1.1"} 1.0' in metrics
     assert f'fluxcord_breaker_refusals_total{{model="{KLEIN}"}} 1.0'.encode() in metrics
+
+
+async def test_a_group_refused_by_the_breaker_is_offered_whole_on_the_fallback(harness, people, clock):
+    """`/imagine count:3` on a failing model: one button for all three on the fallback, a gallery on click."""
+    bfl, member, mod = harness.bfl, people["member"], people["mod"]
+    await break_model(harness)
+    await budget(harness, "fallback", mod, model=KLEIN)
+    submits, money = len(bfl.submits), await ledger_rows(harness)
+    refused = await harness.imagine(prompt="three lanterns", user=member, count=3)
+    assert refused.ephemeral and "is having trouble right now" in text_of(refused)
+    [button] = buttons(refused.original_message)
+    assert button["label"] == "Use FLUX.2 [klein] 4B · $0.042"  # its own price, for all three
+    assert len(bfl.submits) == submits and await ledger_rows(harness) == money
+
+    click = await harness.fake.click(refused.original_message["id"], button["custom_id"], user=member)
+    members = await posted(harness, click)
+    assert [m.model for m in members] == [KLEIN] * 3 and len(gallery_items(click.original_message)) == 3
+    assert [s.model for s in bfl.submits[submits:]] == [KLEIN] * 3
+    assert len({s.body["seed"] for s in bfl.submits[submits:]}) == 3
+    reserves = await rows(
+        harness, "SELECT model, server_micros FROM ledger WHERE kind = 'reserve' AND model = ?", (KLEIN,)
+    )
+    assert reserves == [(KLEIN, 14_000)] * 3

@@ -13,6 +13,7 @@ CREATE TABLE fallback_offers (
     model         TEXT    NOT NULL,                 -- the fallback model
     request       TEXT    NOT NULL,                 -- the request on the fallback model (JSON, bot/engine/fallback.py)
     private       INTEGER NOT NULL DEFAULT 0 CHECK (private IN (0, 1)),
+    images        INTEGER NOT NULL DEFAULT 1 CHECK (images BETWEEN 1 AND 4),  -- /imagine count:N: all N on the fallback
     source_kind   TEXT,                             -- an edit, variation or reroll: what it works on (job_sources)
     source_url    TEXT,
     source_job_id INTEGER,

@@ -10,6 +10,7 @@ CREATE TABLE fallback_offers (
     model         TEXT    NOT NULL,
     request       TEXT    NOT NULL,
     private       INTEGER NOT NULL DEFAULT 0 CHECK (private IN (0, 1)),
+    images        INTEGER NOT NULL DEFAULT 1 CHECK (images BETWEEN 1 AND 4),  -- /imagine count:N: all N on the fallback
     source_kind   TEXT,
     source_url    TEXT,
     source_job_id BIGINT,
