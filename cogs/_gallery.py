@@ -345,7 +345,9 @@ class GalleryFlow:
     async def use(self, interaction: discord.Interaction, job_id: int, number: int) -> None:
         """Use #n: a private copy of image n with its own Reroll, Vary, Edit and Details (and Final for drafts)."""
         job, group = await self._member(interaction, job_id)
-        data = await self._image_of(interaction, job) if job.status is JobStatus.DELIVERED else None
+        # Delivering: paid and in the gallery the member sees, being recorded as delivered right now.
+        shown = job.status in (JobStatus.DELIVERING, JobStatus.DELIVERED)
+        data = await self._image_of(interaction, job) if shown else None
         if data is None:
             raise InvalidOptions("That image is no longer available. Reroll the prompt to get a new one.")
         try:

@@ -289,3 +289,29 @@ async def test_moderators_choose_the_servers_draft_model_and_drafts_run_on_it(ha
     await budget(harness, "draft", mod, model="default")
     again = await harness.imagine(prompt="a mill pond", draft=True, count=1, user=member, wait=False)
     assert {m.model for m in await posted(harness, again)} == {"flux-2-klein-4b"}
+
+
+async def test_use_works_the_moment_the_gallery_shows_before_its_images_are_marked_delivered(harness, monkeypatch):
+    """The gallery is posted, then its images are recorded as delivered: a click in between still works."""
+    from bot.engine.group_delivery import GroupDelivery
+
+    fake = harness.fake
+    recorded = asyncio.Event()
+    real = GroupDelivery.mark_delivered
+
+    async def held(self, group_id):
+        await recorded.wait()
+        return await real(self, group_id)
+
+    monkeypatch.setattr(GroupDelivery, "mark_delivered", held)
+    asked = await harness.imagine(prompt="two herons", count=2, wait=False)
+    await fake.wait_for(lambda: gallery_posts(fake, asked), timeout=20)
+    members = await harness.services.engine.groups.members(int(asked.id))
+    assert [m.status for m in members] == [JobStatus.DELIVERING] * 2  # shown, not yet recorded
+    use = await fake.click(asked.original_message["id"], f"fluxcord:use:{members[1].id}:2")
+    await use.wait_acked()
+    await fake.wait_for(lambda: use.original_message and not use.original_message.get("flags", 0) & 128)
+    assert use.ephemeral and use.original_message["attachments"], text_of(use)
+    assert labels(use.original_message) == ["Reroll", "Vary", "Edit", "Details"]
+    recorded.set()
+    assert [m.status for m in await posted(harness, asked)] == [JobStatus.DELIVERED] * 2
