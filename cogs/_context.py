@@ -9,6 +9,7 @@ import discord
 from discord import app_commands
 
 from bot.billing.limits import LimitsService
+from bot.engine.engine import Requester
 
 
 def require_guild(interaction: discord.Interaction) -> int:
@@ -52,3 +53,27 @@ async def require_moderator(interaction: discord.Interaction, limits: LimitsServ
     if await is_moderator(interaction, limits):  # roles from the payload, not the cache
         return True
     raise app_commands.CheckFailure(refusal)
+
+
+def age_restricted(channel: object) -> bool:
+    """Whether a channel (or a thread's parent) is age-restricted."""
+    is_nsfw = getattr(channel, "is_nsfw", None)
+    if callable(is_nsfw):
+        return bool(is_nsfw())
+    return bool(getattr(channel, "nsfw", False))
+
+
+def requester(interaction: discord.Interaction, *, private: bool) -> Requester:
+    """Who asks, where, and how to answer them: the interaction's ids, roles, token and upload limit."""
+    return Requester(
+        job_id=interaction.id,
+        guild_id=require_guild(interaction),
+        channel_id=interaction.channel_id or 0,
+        user_id=interaction.user.id,
+        role_ids=role_ids(interaction),
+        application_id=interaction.application_id,
+        interaction_token=interaction.token,
+        upload_limit=interaction.filesize_limit,
+        private=private,
+        age_restricted=age_restricted(interaction.channel),
+    )

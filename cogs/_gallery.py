@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import discord
 
 from bot.billing.money import format_usd
-from bot.engine.engine import ProviderTrouble, Requester
+from bot.engine.engine import ProviderTrouble
 from bot.engine.groups import Group, GroupResult
 from bot.engine.outcomes import CANCELLED_TEXT
 from bot.engine.progress import Result
@@ -36,10 +36,9 @@ from bot.images.inputs import BadInputImage, prepare
 from bot.models import MAX_SEED, GenerationRequest, build_request, get_model
 from bot.safety.privacy import require_details
 from bot.text import strip_bidi
-from cogs._context import is_moderator, require_guild, role_ids
+from cogs._context import is_moderator, requester, require_guild
 from cogs._fallback import refusal
 from cogs._presenter import model_label, progress_text, render_embed
-from cogs.safety import age_restricted
 
 if TYPE_CHECKING:
     from cogs.imagine import Imagine
@@ -258,18 +257,7 @@ class GalleryFlow:
 
         if await self.cog.confirmations.ask(interaction, requests[0], resume, count=len(requests)):
             return  # the N× total is at or above CONFIRM_ABOVE_USD: asked privately, nothing reserved
-        who = Requester(
-            job_id=interaction.id,
-            guild_id=require_guild(interaction),
-            channel_id=interaction.channel_id or 0,
-            user_id=interaction.user.id,
-            role_ids=role_ids(interaction),
-            application_id=interaction.application_id,
-            interaction_token=interaction.token,
-            upload_limit=interaction.filesize_limit,
-            private=private,
-            age_restricted=age_restricted(interaction.channel),
-        )
+        who = requester(interaction, private=private)
         try:
             members = await self.cog.within_ack_budget(
                 interaction,

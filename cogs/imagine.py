@@ -36,12 +36,11 @@ from bot.safety.privacy import require_details
 from bot.text import clean_prompt
 from cogs._choices import resolution_choices
 from cogs._confirm import Confirmations, ConfirmButton
-from cogs._context import is_moderator, require_guild, role_ids
+from cogs._context import is_moderator, requester, require_guild
 from cogs._fallback import FallbackButton, refusal
 from cogs._gallery import GalleryButton, GalleryFlow, gallery_view
 from cogs._presenter import DiscordPresenter, progress_text
 from cogs._styles import style_choices
-from cogs.safety import age_restricted
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -206,18 +205,7 @@ class Imagine(commands.Cog):
         """
         if await self.confirmations.ask(interaction, request, lambda it: self._generate(it, request, private=private)):
             return  # an expensive request: asked privately first, nothing reserved (cogs/_confirm.py)
-        who = Requester(
-            job_id=interaction.id,
-            guild_id=require_guild(interaction),
-            channel_id=interaction.channel_id or 0,
-            user_id=interaction.user.id,
-            role_ids=role_ids(interaction),
-            application_id=interaction.application_id,
-            interaction_token=interaction.token,
-            upload_limit=interaction.filesize_limit,
-            private=private,
-            age_restricted=age_restricted(interaction.channel),
-        )
+        who = requester(interaction, private=private)
         try:
             job = await self._admit(interaction, request, who)
         except ProviderTrouble as trouble:  # BFL keeps failing for this model: the server's fallback, if any

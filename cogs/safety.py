@@ -20,7 +20,7 @@ from bot.safety.levels import SafetyLevel, tolerance_for
 from bot.safety.matching import parse_rules
 from bot.safety.service import known_models
 from bot.text import strip_bidi
-from cogs._context import require_guild, require_moderator
+from cogs._context import age_restricted, require_guild, require_moderator
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +40,6 @@ def _rules(text: str) -> list[str]:
     if not rules:
         raise InvalidOptions("Give one or more words or phrases, separated by commas.")
     return rules
-
-
-def age_restricted(channel: object) -> bool:
-    """Whether a channel (or a thread's parent) is age-restricted."""
-    is_nsfw = getattr(channel, "is_nsfw", None)
-    if callable(is_nsfw):
-        return bool(is_nsfw())
-    return bool(getattr(channel, "nsfw", False))
 
 
 class Safety(
