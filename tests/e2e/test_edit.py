@@ -97,7 +97,9 @@ async def test_a_model_that_cannot_edit_is_refused_before_any_download(harness):
 async def test_flux3_edit_with_two_references_thinks_then_generates_and_settles_at_the_reported_cost(harness):
     """FLUX 3: `images` list, resolution tier, no seed; the fake validates the body against its schema."""
     fake, bfl = harness.fake, harness.bfl
-    bfl.script(Behaviour(run_seconds=1.5, stages=FLUX3_STAGES, ready_cost=9.5))
+    # 1 s per stage against the default 0.5 s poll grid: at least one poll lands in each stage, however
+    # the grid sits against the task's start (at 0.5 s per stage a late grid could skip Generating)
+    bfl.script(Behaviour(run_seconds=3.0, stages=FLUX3_STAGES, ready_cost=9.5))
     first, second = fake.make_attachment("a.png", png((300, 300))), fake.make_attachment("b.jpg", jpeg_with_gps())
     interaction = await fake.slash(
         "edit", {"image": first, "image2": second, "prompt": "put the cat in the garden", "model": "flux-3-image",

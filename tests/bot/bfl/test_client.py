@@ -251,7 +251,8 @@ async def test_terminal_statuses_raise_typed_errors(
 
 async def test_flux3_and_unknown_statuses_keep_polling_until_ready(client: BflClient, fake_bfl: FakeBfl) -> None:
     """Pending → Reasoning → an unknown status → Generating are all "still running"; each is reported."""
-    fake_bfl.script(Behaviour(run_seconds=0.4, stages=("Pending", "Reasoning", "Rendering Sparkles", "Generating")))
+    # 0.2 s per stage: the fast test polls see each one even on a busy 2-core machine
+    fake_bfl.script(Behaviour(run_seconds=0.8, stages=("Pending", "Reasoning", "Rendering Sparkles", "Generating")))
     seen: list[str] = []
 
     async def on_status(status: str, progress: float | None) -> None:
