@@ -5,10 +5,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from discord import app_commands
 
 from bot.billing.money import format_usd
-from bot.models import ASPECT_RATIOS, MODELS, flux3_resolution_prices
+from bot.models import ASPECT_RATIOS, MODELS, ModelSpec, flux3_resolution_prices
 
 
 def resolution_choices() -> list[app_commands.Choice[str]]:
@@ -19,11 +21,11 @@ def resolution_choices() -> list[app_commands.Choice[str]]:
     ]
 
 
-def model_choices() -> list[app_commands.Choice[str]]:
-    """Every model, labelled with its price (as `/imagine` offers them)."""
+def model_choices(specs: Iterable[ModelSpec] | None = None) -> list[app_commands.Choice[str]]:
+    """Models (every one, by default), each labelled with its price."""
     return [
-        app_commands.Choice(name=f"{spec.label} · {spec.describe_price()}"[:100], value=key)
-        for key, spec in MODELS.items()
+        app_commands.Choice(name=f"{spec.label} · {spec.describe_price()}"[:100], value=spec.key)
+        for spec in (MODELS.values() if specs is None else specs)
     ]
 
 

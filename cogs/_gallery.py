@@ -343,7 +343,7 @@ class GalleryFlow:
         except InvalidImage as exc:
             raise InvalidOptions("That image can no longer be shown.") from exc
         requester = await self.cog.presenter.member_name(job)
-        result = Result(job, data, job.settled_cost_micros, _elapsed(job), from_cache=False)
+        result = Result(job, data, job.settled_cost_micros, job.generation_seconds, from_cache=False)
         embed = render_embed(result, encoded.filename, encoded.width, encoded.height, requester)
         view = self._use_view(job.id, number if group.draft and group.final_model is not None else None)
         await interaction.response.send_message(
@@ -380,9 +380,3 @@ class GalleryFlow:
         )
         request = dataclasses.replace(request, style=job.style)  # the draft's prompt is the styled one
         await self.cog._generate(interaction, request, private=group.private)
-
-
-def _elapsed(job: Job) -> float:
-    if job.submitted_at is None or job.ready_at is None:
-        return 0.0
-    return (job.ready_at - job.submitted_at).total_seconds()

@@ -12,14 +12,14 @@ import io
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from typing import Any
 
 import discord
 
 from bot.billing.money import format_usd
 from bot.clock import Clock, utc_now
 from bot.engine.groups import Group, GroupResult
-from bot.engine.progress import TOKEN_LIFETIME, Progress, Result, token_usable
+from bot.engine.progress import TOKEN_LIFETIME, Progress, Result
 from bot.engine.states import JobStatus
 from bot.engine.store import Job
 from bot.images.codec import InvalidImage, fit_for_upload
@@ -145,10 +145,44 @@ class DiscordPresenter:
         """See :func:`progress_text`."""
         return progress_text(progress)
 
-    def _webhook(self, job: Job) -> discord.Webhook | None:
-        if job.application_id is None or not token_usable(job, self._clock(), margin=_NO_MARGIN):
+    def _webhook(self, owner: Job | Group) -> discord.Webhook | None:
+        """A job's (or a group's) interaction webhook while its token lasts: deliveries may use all 15 minutes."""
+        token = owner.interaction_token
+        if owner.application_id is None or token is None or self._clock() >= owner.created_at + TOKEN_LIFETIME:
             return None
-        return discord.Webhook.partial(job.application_id, job.interaction_token or "", client=self._client)
+        return discord.Webhook.partial(owner.application_id, token, client=self._client)
+
+    async def _edit_or_post(
+        self,
+        webhook: discord.Webhook | None,
+        *,
+        channel_id: int,
+        user_id: int,
+        private: bool,
+        edit: Callable[[], dict[str, Any]],
+        post: Callable[[], dict[str, Any]],
+        what: str,
+    ) -> tuple[int, int] | None:
+        """Edit the interaction's original message; once its token is gone, post in the channel instead.
+
+        The channel post mentions the member (and only them). A private answer is never posted in the
+        channel: None then. ``edit`` and ``post`` build their arguments per attempt (a ``File`` is used up
+        by one send); (channel id, message id) of the message shown.
+        """
+        if webhook is not None:
+            try:
+                message = await webhook.edit_message(ORIGINAL, **edit())  # type: ignore[arg-type]
+                return message.channel.id, message.id
+            except discord.HTTPException as exc:
+                if exc.code not in EXPIRED_CODES:
+                    raise
+        if private:
+            return None
+        log.info("%s: the interaction is gone; posting in the channel", what)
+        posted = await self._client.get_partial_messageable(channel_id).send(
+            **post(), allowed_mentions=discord.AllowedMentions(users=[discord.Object(user_id)])
+        )
+        return channel_id, posted.id
 
     async def show_progress(self, job: Job, progress: Progress, text: str) -> None:
         """Edit the job's message; the Cancel button stays only while the job is queued."""
@@ -176,58 +210,42 @@ class DiscordPresenter:
         def attachment() -> discord.File:  # a File is consumed by a send: one per attempt
             return discord.File(io.BytesIO(encoded.data), filename=encoded.filename)
 
-        webhook = self._webhook(job)
-        if webhook is not None:
-            try:
-                message = await webhook.edit_message(
-                    ORIGINAL,  # type: ignore[arg-type]
-                    content=None,
-                    embed=embed,
-                    attachments=[attachment()],
-                    view=self._result_view(job.id),
-                )
-                return message.channel.id, message.id
-            except discord.HTTPException as exc:
-                if exc.code not in EXPIRED_CODES:
-                    raise
-        if job.private:  # never make a private result public: without its interaction it can't be shown
-            raise RuntimeError("the private result's interaction expired before it could be shown")
-        log.info("Job %s: the interaction is gone; posting the image in the channel", job.id)
-        channel = self._client.get_partial_messageable(job.channel_id)
-        posted = await channel.send(
-            f"<@{job.user_id}> your image is ready.",
-            embed=embed,
-            file=attachment(),
-            view=self._result_view(job.id),
-            allowed_mentions=discord.AllowedMentions(users=[discord.Object(job.user_id)]),
+        where = await self._edit_or_post(
+            self._webhook(job),
+            channel_id=job.channel_id,
+            user_id=job.user_id,
+            private=job.private,
+            edit=lambda: {
+                "content": None,
+                "embed": embed,
+                "attachments": [attachment()],
+                "view": self._result_view(job.id),
+            },
+            post=lambda: {
+                "content": f"<@{job.user_id}> your image is ready.",
+                "embed": embed,
+                "file": attachment(),
+                "view": self._result_view(job.id),
+            },
+            what=f"Job {job.id}",
         )
-        return job.channel_id, posted.id
+        if where is None:  # never make a private result public: without its interaction it can't be shown
+            raise RuntimeError("the private result's interaction expired before it could be shown")
+        return where
 
     async def notify(self, job: Job, text: str) -> None:
         """Replace the job's message with ``text`` (or tell the member in the channel past the token)."""
-        webhook = self._webhook(job)
-        if webhook is not None:
-            try:
-                await webhook.edit_message(
-                    ORIGINAL,  # type: ignore[arg-type]
-                    content=text,
-                    embed=None,
-                    attachments=[],
-                    view=None,
-                    allowed_mentions=discord.AllowedMentions.none(),
-                )
-                return
-            except discord.HTTPException as exc:
-                if exc.code not in EXPIRED_CODES:
-                    raise
-        if job.private:
-            log.info("Job %s: private, and its interaction expired; the member can't be told", job.id)
-            return
-        channel = self._client.get_partial_messageable(job.channel_id)
-        await channel.send(
-            f"<@{job.user_id}> {text}",
-            allowed_mentions=discord.AllowedMentions(users=[discord.Object(job.user_id)]),
+        where = await self._edit_or_post(
+            self._webhook(job),
+            channel_id=job.channel_id,
+            user_id=job.user_id,
+            private=job.private,
+            edit=lambda: _text_only(text),
+            post=lambda: {"content": f"<@{job.user_id}> {text}"},
+            what=f"Job {job.id}",
         )
+        if where is None:
+            log.info("Job %s: private, and its interaction expired; the member can't be told", job.id)
 
     async def deliver_group(self, result: GroupResult) -> tuple[int, int]:
         """Post a finished group as ONE Components V2 message (a media gallery), or say that none made it."""
@@ -249,61 +267,41 @@ class DiscordPresenter:
         def files() -> list[discord.File]:  # a File is consumed by a send: new ones per attempt
             return [discord.File(io.BytesIO(e.data), filename=e.filename) for e in encoded]
 
-        webhook = self._group_webhook(group)
-        if webhook is not None:
-            try:
-                message = await webhook.edit_message(
-                    ORIGINAL,  # type: ignore[arg-type]
-                    content=None,
-                    embed=None,
-                    attachments=files(),
-                    view=self._gallery_view(result, names, requester=requester),
-                    allowed_mentions=discord.AllowedMentions.none(),
-                )
-                return message.channel.id, message.id
-            except discord.HTTPException as exc:
-                if exc.code not in EXPIRED_CODES:
-                    raise
-        if group.private:
-            raise RuntimeError("the private group's interaction expired before it could be shown")
-        log.info("Group %s: the interaction is gone; posting the images in the channel", group.id)
-        channel = self._client.get_partial_messageable(group.channel_id)
-        posted = await channel.send(
-            files=files(),
-            view=self._gallery_view(result, names, requester=requester, mention=group.user_id),
-            allowed_mentions=discord.AllowedMentions(users=[discord.Object(group.user_id)]),
+        where = await self._edit_or_post(
+            self._webhook(group),
+            channel_id=group.channel_id,
+            user_id=group.user_id,
+            private=group.private,
+            edit=lambda: {
+                "content": None,
+                "embed": None,
+                "attachments": files(),
+                "view": self._gallery_view(result, names, requester=requester),
+                "allowed_mentions": discord.AllowedMentions.none(),
+            },
+            post=lambda: {
+                "files": files(),
+                "view": self._gallery_view(result, names, requester=requester, mention=group.user_id),
+            },
+            what=f"Group {group.id}",
         )
-        return group.channel_id, posted.id
-
-    def _group_webhook(self, group: Group) -> discord.Webhook | None:
-        usable = group.interaction_token is not None and self._clock() < group.created_at + TOKEN_LIFETIME
-        if group.application_id is None or not usable:
-            return None
-        return discord.Webhook.partial(group.application_id, group.interaction_token or "", client=self._client)
+        if where is None:
+            raise RuntimeError("the private group's interaction expired before it could be shown")
+        return where
 
     async def _group_text(self, group: Group, text: str) -> tuple[int, int]:
-        webhook = self._group_webhook(group)
-        if webhook is not None:
-            try:
-                message = await webhook.edit_message(
-                    ORIGINAL,  # type: ignore[arg-type]
-                    content=text,
-                    embed=None,
-                    attachments=[],
-                    view=None,
-                    allowed_mentions=discord.AllowedMentions.none(),
-                )
-                return message.channel.id, message.id
-            except discord.HTTPException as exc:
-                if exc.code not in EXPIRED_CODES:
-                    raise
-        if group.private:
-            raise RuntimeError("the private group's interaction expired before it could be told")
-        posted = await self._client.get_partial_messageable(group.channel_id).send(
-            f"<@{group.user_id}> {text}",
-            allowed_mentions=discord.AllowedMentions(users=[discord.Object(group.user_id)]),
+        where = await self._edit_or_post(
+            self._webhook(group),
+            channel_id=group.channel_id,
+            user_id=group.user_id,
+            private=group.private,
+            edit=lambda: _text_only(text),
+            post=lambda: {"content": f"<@{group.user_id}> {text}"},
+            what=f"Group {group.id}",
         )
-        return group.channel_id, posted.id
+        if where is None:
+            raise RuntimeError("the private group's interaction expired before it could be told")
+        return where
 
     async def member_name(self, job: Job) -> str:
         """The requester's display name (for a result card)."""
@@ -318,4 +316,12 @@ class DiscordPresenter:
         return user.display_name if user else f"member {job.user_id}"
 
 
-_NO_MARGIN = timedelta(0)  # deliveries may use the token to the end of its 15 minutes
+def _text_only(text: str) -> dict[str, Any]:
+    """An original message edited down to ``text``: no embed, files or buttons, and no pings."""
+    return {
+        "content": text,
+        "embed": None,
+        "attachments": [],
+        "view": None,
+        "allowed_mentions": discord.AllowedMentions.none(),
+    }

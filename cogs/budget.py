@@ -25,6 +25,7 @@ from bot.engine.breaker import BreakerState
 from bot.errors import InvalidOptions, NotAllowed
 from bot.models import MODELS
 from bot.text import strip_bidi
+from cogs._choices import model_choices
 from cogs._context import require_moderator
 
 log = logging.getLogger(__name__)
@@ -47,11 +48,7 @@ DRAFT_DEFAULT = "default"
 
 def _model_choices(first: str, value: str) -> list[app_commands.Choice[str]]:
     """Every model with its price, after one special choice (``first`` / ``value``)."""
-    models = [
-        app_commands.Choice(name=f"{spec.label} · {spec.describe_price()}"[:100], value=key)
-        for key, spec in MODELS.items()
-    ]
-    return [app_commands.Choice(name=first, value=value), *models]
+    return [app_commands.Choice(name=first, value=value), *model_choices()]
 
 
 def _checked_model(model: str, special: str) -> str | None:

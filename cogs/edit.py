@@ -42,7 +42,7 @@ from bot.models import (
 )
 from bot.safety.privacy import require_details
 from bot.text import clean_prompt, strip_bidi
-from cogs._choices import resolution_choices
+from cogs._choices import model_choices, resolution_choices
 from cogs._context import is_moderator, require_guild
 
 log = logging.getLogger(__name__)
@@ -64,10 +64,7 @@ class SourceImage:
 
 
 def _edit_model_choices() -> list[app_commands.Choice[str]]:
-    return [
-        app_commands.Choice(name=f"{spec.label} · {spec.describe_price()}"[:100], value=spec.key)
-        for spec in models_taking_images()
-    ]
+    return model_choices(models_taking_images())
 
 
 def _edit_model_for(model: str) -> str:

@@ -25,16 +25,14 @@ from bot.engine.sources import JobSources
 from bot.engine.store import Job
 from bot.errors import InvalidOptions
 from bot.models import (
-    ASPECT_RATIOS,
     MAX_SEED,
-    MODELS,
     OPTION_NAMES,
     GenerationRequest,
     build_request,
 )
 from bot.safety.privacy import require_details
 from bot.text import clean_prompt
-from cogs._choices import resolution_choices
+from cogs._choices import aspect_ratio_choices, model_choices, resolution_choices
 from cogs._confirm import Confirmations, ConfirmButton
 from cogs._context import is_moderator, requester, require_guild
 from cogs._fallback import FallbackButton, refusal
@@ -101,11 +99,8 @@ class Imagine(commands.Cog):
         draft="Cheap, fast candidates first (default 4); press Final on the one you like to render it on your model",
     )
     @app_commands.choices(
-        model=[
-            app_commands.Choice(name=f"{spec.label} · {spec.describe_price()}"[:100], value=key)
-            for key, spec in MODELS.items()
-        ],
-        aspect_ratio=[app_commands.Choice(name=ratio, value=ratio) for ratio in ASPECT_RATIOS],
+        model=model_choices(),
+        aspect_ratio=aspect_ratio_choices(),
         resolution=resolution_choices(),
     )
     async def imagine(

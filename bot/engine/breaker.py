@@ -129,7 +129,7 @@ class CircuitBreakers:
 
     def open_models(self) -> dict[str, float]:
         """Models whose breaker is open or half-open, with the seconds until a trial is allowed."""
-        return {model: self.retry_in(model) for model in self._models if self.state(model) is not BreakerState.CLOSED}
+        return {status.model: status.retry_in for status in self.statuses()}
 
     async def sync(self) -> None:
         """Share what this process saw with the others (nothing to do for an in-memory breaker)."""

@@ -22,15 +22,15 @@ import contextlib
 import contextvars
 import logging
 import math
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from bot.bfl.client import BflClient, SubmittedTask, TaskResult
 from bot.bfl.errors import BflDownloadError, BflError
 from bot.bfl.polling import LatencyModel
-from bot.billing.ledger import BUSY_TEXT, Ledger
+from bot.billing.ledger import BUSY_TEXT, Ledger, Limit
 from bot.billing.limits import LimitsService
 from bot.billing.money import format_usd
 from bot.clock import Clock, to_millis, utc_now
@@ -54,6 +54,8 @@ from bot.safety.privacy import server_cache_key
 from bot.safety.service import SafetyService
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 DOWNLOAD_LIMIT_BYTES = 40 * 1024 * 1024
 KONTEXT_MAX_ACTIVE_TASKS = 6
@@ -220,19 +222,25 @@ class JobEngine:
             reason = "busy" if exc.user_message == BUSY_TEXT else "limit"
         self._observer.refused(reason)
 
-    async def _admit(self, request: GenerationRequest, who: Requester, *, acked: bool) -> Job:
+    async def _gate(self, request: GenerationRequest, who: Requester) -> GenerationRequest:
+        """The refusals before any reservation (restarting, paused, the server's safety rules); the screened request."""
         if not self.accepting:
             raise Restarting
         if (await self._limits.guild_settings(who.guild_id)).paused:
             raise GenerationPaused  # also stops free cache hits; the reservation re-checks it atomically
-        if self._safety is not None:  # the server's rules; a refusal writes nothing (a mod-log note at most)
-            request = await self._safety.screen(
-                request,
-                guild_id=who.guild_id,
-                channel_id=who.channel_id,
-                user_id=who.user_id,
-                age_restricted=who.age_restricted,
-            )
+        if self._safety is None:
+            return request
+        # The server's rules; a refusal writes nothing (a mod-log note at most).
+        return await self._safety.screen(
+            request,
+            guild_id=who.guild_id,
+            channel_id=who.channel_id,
+            user_id=who.user_id,
+            age_restricted=who.age_restricted,
+        )
+
+    async def _admit(self, request: GenerationRequest, who: Requester, *, acked: bool) -> Job:
+        request = await self._gate(request, who)
         cache_key = server_cache_key(who.guild_id, request.cache_key())  # a hit only serves this server's images
         cached = await self._cache.contains(cache_key)
         # A cache hit needs no BFL, so an open breaker does not refuse it.
@@ -259,37 +267,58 @@ class JobEngine:
     async def _reserve_and_queue(
         self, request: GenerationRequest, who: Requester, *, cache_key: str, cached: bool, acked: bool
     ) -> Job:
-        limits = await self._limits.limits_for(who.guild_id, who.user_id, who.role_ids)
         new = _new_job(request, who, cache_key)
+        job = await self._reserve(
+            who,
+            estimated_micros=0 if cached else new.estimated_micros,
+            write=lambda limits: self.store.admit(
+                new,
+                limits=limits,
+                max_pending_jobs=self._settings.member_max_pending_jobs,
+                cooldown_seconds=self._settings.member_cooldown_seconds,
+                cached=cached,
+                acked=acked,
+                holder=self.identity.id,
+            ),
+        )
+        if acked:
+            self._after_ack(job)
+        return job
+
+    async def _reserve(
+        self,
+        who: Requester,
+        *,
+        estimated_micros: int,
+        write: Callable[[list[Limit]], Awaitable[T]],
+        images: int = 1,
+    ) -> T:
+        """Run ``write`` (one admission transaction under the member's limits), explaining a refusal.
+
+        A refusal that no limit explains on a second look (a concurrent job ended in between) is tried
+        again, up to three times in all.
+        """
+        limits = await self._limits.limits_for(who.guild_id, who.user_id, who.role_ids)
         for _attempt in range(3):
             now = self._clock()
             try:
-                job = await self.store.admit(
-                    new,
-                    limits=limits,
-                    max_pending_jobs=self._settings.member_max_pending_jobs,
-                    cooldown_seconds=self._settings.member_cooldown_seconds,
-                    cached=cached,
-                    acked=acked,
-                    holder=self.identity.id,
-                )
+                admitted = await write(limits)
             except AdmissionRefused:
                 await self._ledger.explain_refusal(
                     guild_id=who.guild_id,
                     user_id=who.user_id,
-                    estimated_micros=0 if cached else new.estimated_micros,
+                    estimated_micros=estimated_micros,
                     limits=limits,
                     max_pending_jobs=self._settings.member_max_pending_jobs,
                     cooldown_seconds=self._settings.member_cooldown_seconds,
                     now=now,
+                    images=images,
                 )
-                continue  # nothing refuses on a second look: a concurrent job ended in between
-            self._point("after_reserve", job.id)
+                continue
+            self._point("after_reserve", who.job_id)
             if self._on_admitted is not None:
-                self._spawn(self._on_admitted(job.guild_id))  # spend alerts: never on the request's path
-            if acked:
-                self._after_ack(job)
-            return job
+                self._spawn(self._on_admitted(who.guild_id))  # spend alerts: never on the request's path
+            return admitted
         raise LimitReached(BUSY_TEXT)
 
     async def acknowledged(self, job_id: int) -> None:
@@ -367,19 +396,8 @@ class JobEngine:
         final_model: str | None,
         final_options: dict[str, Any] | None,
     ) -> list[Job]:
-        if not self.accepting:
-            raise Restarting
-        if (await self._limits.guild_settings(who.guild_id)).paused:
-            raise GenerationPaused
-        if self._safety is not None:  # one prompt, one screening; every member gets its safety settings
-            screened = await self._safety.screen(
-                requests[0],
-                guild_id=who.guild_id,
-                channel_id=who.channel_id,
-                user_id=who.user_id,
-                age_restricted=who.age_restricted,
-            )
-            requests = [replace(r, safety_tolerance=screened.safety_tolerance) for r in requests]
+        screened = await self._gate(requests[0], who)  # one prompt, one screening; each member gets its settings
+        requests = [replace(r, safety_tolerance=screened.safety_tolerance) for r in requests]
         model = requests[0].model
         trial = await self._pass_breaker(model)
         group = NewGroup(
@@ -397,35 +415,19 @@ class JobEngine:
         )
         jobs = [_new_job(r, who, server_cache_key(who.guild_id, r.cache_key())) for r in requests]
         try:
-            limits = await self._limits.limits_for(who.guild_id, who.user_id, who.role_ids)
-            for _attempt in range(3):
-                now = self._clock()
-                try:
-                    members = await self.groups.admit(
-                        group,
-                        jobs,
-                        limits=limits,
-                        max_pending_jobs=self._settings.member_max_pending_jobs,
-                        cooldown_seconds=self._settings.member_cooldown_seconds,
-                        holder=self.identity.id,
-                    )
-                except AdmissionRefused:
-                    await self._ledger.explain_refusal(
-                        guild_id=who.guild_id,
-                        user_id=who.user_id,
-                        estimated_micros=sum(job.estimated_micros for job in jobs),
-                        limits=limits,
-                        max_pending_jobs=self._settings.member_max_pending_jobs,
-                        cooldown_seconds=self._settings.member_cooldown_seconds,
-                        now=now,
-                        images=len(jobs),
-                    )
-                    continue  # nothing refuses on a second look: a concurrent job ended in between
-                self._point("after_reserve", group.id)
-                if self._on_admitted is not None:
-                    self._spawn(self._on_admitted(who.guild_id))
-                return members
-            raise LimitReached(BUSY_TEXT)
+            return await self._reserve(
+                who,
+                estimated_micros=sum(job.estimated_micros for job in jobs),
+                images=len(jobs),
+                write=lambda limits: self.groups.admit(
+                    group,
+                    jobs,
+                    limits=limits,
+                    max_pending_jobs=self._settings.member_max_pending_jobs,
+                    cooldown_seconds=self._settings.member_cooldown_seconds,
+                    holder=self.identity.id,
+                ),
+            )
         except BaseException:
             if trial:
                 self.breakers.released(model.key)

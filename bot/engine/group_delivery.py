@@ -116,7 +116,7 @@ class GroupDelivery:
             if data is None:  # paid for, but the bytes are gone: it counts as failed (not refunded)
                 self._observe(await self._store.apply(job.id, Event.DELIVERY_FAILED, self._policy, expected=job.status))
                 continue
-            results.append(Result(job, data, job.settled_cost_micros, _elapsed(job), from_cache=False))
+            results.append(Result(job, data, job.settled_cost_micros, job.generation_seconds, from_cache=False))
         members = await self._groups.members(group.id)
         failed = [job.id for job in members if job.status in (JobStatus.FAILED, JobStatus.UNKNOWN)]
         outcome = GroupResult(
@@ -152,9 +152,3 @@ class GroupDelivery:
             with contextlib.suppress(BflError):
                 return await self._bfl.download(job.sample_url, max_bytes=self._download_limit)
         return None
-
-
-def _elapsed(job: Job) -> float:
-    if job.submitted_at is None or job.ready_at is None:
-        return 0.0
-    return (job.ready_at - job.submitted_at).total_seconds()

@@ -29,7 +29,7 @@ from bot.clock import Clock, from_millis, to_millis, utc_now
 from bot.engine.leases import ProcessIdentity, provably_gone
 from bot.engine.progress import Result
 from bot.engine.states import JobStatus
-from bot.engine.store import AdmissionRefused, Job, NewJob, _job, insert_job
+from bot.engine.store import Job, NewJob, _job, reserve_and_insert
 from bot.storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -128,21 +128,19 @@ class GroupStore:
             for index, job in enumerate(jobs):
                 [number] = await tx.fetch_all("INSERT INTO job_numbers DEFAULT VALUES RETURNING id")
                 member = replace(job, id=int(number["id"]), interaction_token=None)
-                reserved = await self._ledger.try_reserve(
+                await reserve_and_insert(  # a refusal rolls back every reservation written so far
                     tx,
-                    job_id=member.id,
-                    guild_id=member.guild_id,
-                    user_id=member.user_id,
-                    model=member.model,
-                    estimated_micros=member.estimated_micros,
+                    self._ledger,
+                    member,
                     limits=limits,
                     max_pending_jobs=max_pending_jobs,
                     cooldown_seconds=cooldown_seconds if index == 0 else 0,  # one request, one cooldown
                     now=now,
+                    cached=False,
+                    acked=False,
+                    holder=holder,
+                    group=(group.id, index),
                 )
-                if not reserved:
-                    raise AdmissionRefused  # rolls back every reservation written so far
-                await insert_job(tx, member, now=now, cached=False, acked=False, holder=holder, group=(group.id, index))
             await tx.execute(
                 "INSERT INTO job_groups (id, guild_id, channel_id, user_id, size, draft, final_model, final_options,"
                 " application_id, interaction_token, private, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -102,6 +102,13 @@ class Job:
         """What a settlement of this job records: BFL's reported cost, else the estimate."""
         return self.cost_micros if self.cost_micros is not None else self.estimated_micros
 
+    @property
+    def generation_seconds(self) -> float:
+        """From BFL accepting the task to its result being ready (0 when either is not known)."""
+        if self.submitted_at is None or self.ready_at is None:
+            return 0.0
+        return (self.ready_at - self.submitted_at).total_seconds()
+
 
 @dataclass(frozen=True)
 class Applied:
@@ -212,21 +219,18 @@ class JobStore:
             return existing
         now = self._clock()
         async with self._db.transaction() as tx:
-            reserved = await self._ledger.try_reserve(
+            await reserve_and_insert(
                 tx,
-                job_id=job.id,
-                guild_id=job.guild_id,
-                user_id=job.user_id,
-                model=job.model,
-                estimated_micros=0 if cached else job.estimated_micros,
+                self._ledger,
+                job,
                 limits=limits,
                 max_pending_jobs=max_pending_jobs,
                 cooldown_seconds=cooldown_seconds,
                 now=now,
+                cached=cached,
+                acked=acked,
+                holder=holder,
             )
-            if not reserved:
-                raise AdmissionRefused
-            await insert_job(tx, job, now=now, cached=cached, acked=acked, holder=holder)
         admitted = await self.get(job.id)
         assert admitted is not None
         return admitted
@@ -476,7 +480,43 @@ class JobStore:
         return samples
 
 
-async def insert_job(
+async def reserve_and_insert(
+    tx: Transaction,
+    ledger: Ledger,
+    job: NewJob,
+    *,
+    limits: Sequence[Limit],
+    max_pending_jobs: int,
+    cooldown_seconds: int,
+    now: datetime,
+    cached: bool,
+    acked: bool,
+    holder: str | None,
+    group: tuple[int, int] | None = None,
+) -> None:
+    """Reserve ``job``'s estimate (nothing for a cache hit) and write its row, inside the caller's transaction.
+
+    Raises :class:`AdmissionRefused` when a limit does not hold (the caller's transaction then rolls
+    back). ``group``: the job's group id and index (`/imagine count:N`, :mod:`bot.engine.groups`).
+    """
+    reserved = await ledger.try_reserve(
+        tx,
+        job_id=job.id,
+        guild_id=job.guild_id,
+        user_id=job.user_id,
+        model=job.model,
+        estimated_micros=0 if cached else job.estimated_micros,
+        limits=limits,
+        max_pending_jobs=max_pending_jobs,
+        cooldown_seconds=cooldown_seconds,
+        now=now,
+    )
+    if not reserved:
+        raise AdmissionRefused
+    await _insert_job(tx, job, now=now, cached=cached, acked=acked, holder=holder, group=group)
+
+
+async def _insert_job(
     tx: Transaction,
     job: NewJob,
     *,
@@ -484,9 +524,8 @@ async def insert_job(
     cached: bool,
     acked: bool,
     holder: str | None,
-    group: tuple[int, int] | None = None,
+    group: tuple[int, int] | None,
 ) -> None:
-    """Write a just-reserved job's row (``group``: its group id and index) inside the admission's transaction."""
     now_ms = to_millis(now)
     group_id, group_index = group if group is not None else (None, None)
     await tx.execute(

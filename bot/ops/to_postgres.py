@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.clock import to_millis, utc_now
+from bot.engine.states import OPEN
 from bot.storage.database import Database, redact_url
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,6 @@ class TransferResult:
     jobs: int
     ledger_rows: int
     open_jobs: int
-    ledger_server_micros: int  # the sum of the ledger's server column, equal on both sides
 
 
 async def migrate_to_postgres(source: Path, url: str, *, pool_size: int = 2) -> TransferResult:
@@ -103,13 +103,14 @@ async def _copy(sqlite: Database, postgres: Any, url: str) -> TransferResult:
         )
     async with postgres.connection() as conn:
         tables = await _in_dependency_order(conn, await sqlite.tables())
-        occupied = [t for t in await postgres.tables() if await conn.fetchval(f'SELECT EXISTS (SELECT 1 FROM "{t}")')]
+        existing = await postgres.tables()
+        occupied = [t for t in existing if await conn.fetchval(f'SELECT EXISTS (SELECT 1 FROM "{t}")')]
         if occupied:
             raise TransferError(
                 f"the PostgreSQL database already holds data (in {', '.join(occupied[:3])}); "
                 "copy into a new, empty database"
             )
-        missing = sorted(set(tables) - set(await postgres.tables()))
+        missing = sorted(set(tables) - set(existing))
         if missing:
             raise TransferError(f"PostgreSQL has no table {missing[0]}; run the same Fluxcord version for both")
         rows = 0
@@ -125,13 +126,12 @@ async def _copy(sqlite: Database, postgres: Any, url: str) -> TransferResult:
     jobs = await sqlite.fetch_value("SELECT COUNT(*) FROM jobs", default=0)
     ledger_rows = await sqlite.fetch_value("SELECT COUNT(*) FROM ledger", default=0)
     open_jobs = await sqlite.fetch_value(
-        "SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'submitting', 'generating', 'downloading',"
-        " 'delivering', 'cached')",
+        f"SELECT COUNT(*) FROM jobs WHERE status IN ({', '.join('?' * len(OPEN))})",
+        [status.value for status in OPEN],
         default=0,
     )
-    server_micros = await sqlite.fetch_value("SELECT SUM(server_micros) FROM ledger", default=0)
     log.info("Copied %d rows in %d tables to %s", rows, len(tables), redact_url(url))
-    return TransferResult(redact_url(url), len(tables), rows, jobs, ledger_rows, open_jobs, server_micros)
+    return TransferResult(redact_url(url), len(tables), rows, jobs, ledger_rows, open_jobs)
 
 
 async def _in_dependency_order(conn: Any, tables: list[str]) -> list[str]:

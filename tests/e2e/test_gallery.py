@@ -315,3 +315,22 @@ async def test_use_works_the_moment_the_gallery_shows_before_its_images_are_mark
     assert labels(use.original_message) == ["Reroll", "Vary", "Edit", "Details"]
     recorded.set()
     assert [m.status for m in await posted(harness, asked)] == [JobStatus.DELIVERED] * 2
+
+
+async def test_a_group_that_outlives_the_interaction_token_is_posted_in_the_channel(harness):
+    fake = harness.fake
+    gate = asyncio.Event()
+    harness.bfl.script(Behaviour(release=gate), times=2)
+    asked = await harness.imagine(prompt="two owls at night", count=2, wait=False)
+    await asked.wait_acked()
+    fake.clock.advance(901)  # the 15-minute token expires while BFL is still working
+    gate.set()
+    members = await posted(harness, asked)
+    assert [m.status for m in members] == [JobStatus.DELIVERED] * 2
+    [message] = [m for m in fake.messages.values() if m.get("attachments") and m["id"] != asked.original_message_id]
+    requester = asked.payload["member"]["user"]["id"]
+    assert message["flags"] & V2 and len(gallery_items(message)) == 2  # the same gallery, in the channel
+    assert text_display(message).startswith(f"<@{requester}> your images are ready.")
+    assert [m["id"] for m in message["mentions"]] == [requester]  # the requester is pinged, nobody else
+    assert fake.schema_errors == []
+    fake.take_violations(50027)  # the refused edit that made the bot fall back

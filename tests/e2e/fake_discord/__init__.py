@@ -92,7 +92,8 @@ Discord behaviour emulated on purpose (see also :attr:`FakeDiscord.warnings`):
   GUILD_MEMBER_ADD (members intent only) / CHANNEL_CREATE, sent before the next dispatched
   interaction (or by ``await fake.flush_events()``), so the bot's cache matches the payloads.
 * Messages sent through interactions and webhooks parse only user mentions by default; channel
-  messages parse users, roles and ``@everyone``; ``allowed_mentions`` is honoured. The resulting
+  messages parse users, roles and ``@everyone``; ``allowed_mentions`` is honoured; mentions in
+  Components V2 text displays count like those in ``content``. The resulting
   ``mentions`` / ``mention_roles`` / ``mention_everyone`` are stored on the message.
 
 Time: every deadline uses ``clock`` (default :class:`AdjustableClock`, a monotonic clock that tests

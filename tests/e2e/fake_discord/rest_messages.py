@@ -275,7 +275,8 @@ class MessagesMixin:
         self._compute_mentions(msg, self._allowed_mentions.get(msg["id"]), default_parse)
 
     def _compute_mentions(self, msg: dict[str, Any], allowed: Any, default_parse: tuple[str, ...]) -> None:
-        content = msg["content"]
+        # Discord parses mentions in Components V2 text displays exactly as in ``content``.
+        content = "\n".join([msg["content"] or "", *_text_displays(msg.get("components") or [])])
         parse = set(default_parse) if not isinstance(allowed, dict) else set(allowed.get("parse") or [])
         allow_users = {str(u) for u in (allowed or {}).get("users") or []} if isinstance(allowed, dict) else set()
         allow_roles = {str(r) for r in (allowed or {}).get("roles") or []} if isinstance(allowed, dict) else set()
@@ -338,3 +339,14 @@ def _resolve_media(msg: dict[str, Any]) -> None:
             else:
                 media.setdefault("proxy_url", url)
             media.setdefault("id", str(snowflake()))
+
+
+def _text_displays(components: list[Any]) -> list[str]:
+    """The contents of every text display (type 10) in a component tree."""
+    found = []
+    for component in components:
+        if isinstance(component, dict):
+            if component.get("type") == 10 and isinstance(component.get("content"), str):
+                found.append(component["content"])
+            found += _text_displays(component.get("components") or [])
+    return found
