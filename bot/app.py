@@ -30,7 +30,10 @@ from bot.billing.ledger import Ledger
 from bot.billing.limits import LimitsService
 from bot.clock import Clock, utc_now
 from bot.config import Settings
-from bot.engine.engine import JobEngine
+from bot.engine.config import EngineConfig
+from bot.engine.dbclock import DbClock
+from bot.engine.engine import EngineHooks, EngineParts, JobEngine
+from bot.engine.groups import GroupStore
 from bot.engine.leases import ProcessIdentity
 from bot.engine.shared_breaker import BreakerLog, SharedBreakers
 from bot.engine.store import JobStore
@@ -214,6 +217,7 @@ def build_services(
     ``engine_options`` and ``bfl_options`` reach the :class:`JobEngine` and :class:`BflClient` (tests and
     benchmarks: a presenter, checkpoints, fast polls).
     """
+    clock = DbClock(db, clock)  # the database's clock: every process agrees on leases, deadlines, periods
     bfl = BflClient(
         session=session,
         api_key=settings.bfl_api_key,
@@ -229,19 +233,23 @@ def build_services(
     metrics = Metrics()
     cache = ImageCache(settings.cache_dir, settings.cache_max_mb * 1024 * 1024)
     safety = SafetyService(db, limits, settings, clock=clock, notice=modlog.announce)
+    options = dict(engine_options or {})
+    config = EngineConfig.from_settings(settings, **options.pop("config", {}))
     engine = JobEngine(
-        store=jobs,
-        ledger=ledger,
-        limits=limits,
-        bfl=bfl,
-        cache=cache,
-        settings=settings,
-        clock=clock,
-        on_admitted=alerts.check,
-        notice=modlog.announce,
-        observer=metrics,
-        safety=safety,
-        **({"identity": ProcessIdentity(role), "breakers": SharedBreakers(BreakerLog(db))} | (engine_options or {})),
+        EngineParts(
+            store=jobs,
+            groups=GroupStore(db, ledger, clock),
+            ledger=ledger,
+            limits=limits,
+            bfl=bfl,
+            cache=cache,
+            clock=clock,
+            breakers=options.pop("breakers", None) or SharedBreakers(BreakerLog(db)),
+            identity=options.pop("identity", None) or ProcessIdentity(role),
+            safety=safety,
+        ),
+        config,
+        EngineHooks(**({"on_admitted": alerts.check, "notice": modlog.announce, "observer": metrics} | options)),
     )
     privacy = PrivacyService(db, cache, retention_days=settings.prompt_retention_days, clock=clock)
     styles = StyleService(db, limits, max_prompt_length=settings.max_prompt_length, clock=clock)

@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     # Several processes on one database (docs/operations.md "Workers and shards"): each renews a lease
     # every third of this; the jobs of one that stops renewing are taken over when its lease expires.
     job_lease_seconds: int = Field(default=30, ge=2, le=3600)
+    # A paid result that Discord keeps refusing is retried with back-off this long (from when it was
+    # made), then refunded to the member and counted as undeliverable in /budget report.
+    undeliverable_after_seconds: int = Field(default=3600, ge=60, le=7 * 86_400)
     # Gateway shard clusters: SHARD_COUNT shards in all; SHARD_IDS those this process runs ("0,1", "0-3").
     shard_count: int | None = Field(default=None, ge=1, le=65536)
     shard_ids: Annotated[tuple[int, ...] | None, NoDecode] = None

@@ -19,7 +19,7 @@ import discord
 from bot.billing.money import format_usd
 from bot.clock import Clock, utc_now
 from bot.engine.groups import Group, GroupResult
-from bot.engine.progress import TOKEN_LIFETIME, Progress, Result
+from bot.engine.progress import TOKEN_LIFETIME, Posted, Progress, Result, Undeliverable
 from bot.engine.states import JobStatus
 from bot.engine.store import Job
 from bot.images.codec import InvalidImage, fit_for_upload
@@ -162,12 +162,15 @@ class DiscordPresenter:
         edit: Callable[[], dict[str, Any]],
         post: Callable[[], dict[str, Any]],
         what: str,
+        nonce: str | None = None,
     ) -> tuple[int, int] | None:
         """Edit the interaction's original message; once its token is gone, post in the channel instead.
 
-        The channel post mentions the member (and only them). A private answer is never posted in the
-        channel: None then. ``edit`` and ``post`` build their arguments per attempt (a ``File`` is used up
-        by one send); (channel id, message id) of the message shown.
+        The channel post mentions the member (and only them) and carries ``nonce`` with
+        ``enforce_nonce``, so a retried post (after a timeout, a restart, a takeover) returns the first
+        message instead of a second one. A private answer is never posted in the channel: with a
+        ``nonce`` (a result) it goes to the member by DM, else None. ``edit`` and ``post`` build their
+        arguments per attempt (a ``File`` is used up by one send); (channel id, message id) shown.
         """
         if webhook is not None:
             try:
@@ -177,12 +180,24 @@ class DiscordPresenter:
                 if exc.code not in EXPIRED_CODES:
                     raise
         if private:
-            return None
+            return None if nonce is None else await self._direct_message(user_id, post, what, nonce)
         log.info("%s: the interaction is gone; posting in the channel", what)
         posted = await self._client.get_partial_messageable(channel_id).send(
-            **post(), allowed_mentions=discord.AllowedMentions(users=[discord.Object(user_id)])
+            **post(), nonce=nonce, allowed_mentions=discord.AllowedMentions(users=[discord.Object(user_id)])
         )
         return channel_id, posted.id
+
+    async def _direct_message(
+        self, user_id: int, post: Callable[[], dict[str, Any]], what: str, nonce: str
+    ) -> tuple[int, int]:
+        """A private result whose interaction is gone: to the member by DM (:class:`Undeliverable` if closed)."""
+        log.info("%s: private and the interaction is gone; sending it by DM", what)
+        try:
+            channel = await self._client.create_dm(discord.Object(user_id))  # type: ignore[arg-type]
+            message = await channel.send(**post(), nonce=nonce, allowed_mentions=discord.AllowedMentions.none())
+        except discord.Forbidden as exc:  # DMs closed (50007), or the member shares no server with the bot
+            raise Undeliverable("the private result's interaction expired and the member's DMs are closed") from exc
+        return message.channel.id, message.id
 
     async def show_progress(self, job: Job, progress: Progress, text: str) -> None:
         """Edit the job's message; the Cancel button stays only while the job is queued."""
@@ -196,8 +211,11 @@ class DiscordPresenter:
         view = self._cancel_view(job.id) if progress.cancellable else None
         await webhook.edit_message(ORIGINAL, content=text, view=view)  # type: ignore[arg-type]
 
-    async def deliver(self, result: Result) -> tuple[int, int]:
-        """Post the image in the interaction's message, or in the channel once the token is gone."""
+    async def deliver(self, result: Result) -> Posted:
+        """Post the image in the interaction's message, or in the channel (by DM if private) once the token is gone.
+
+        Posting the same result again edits the same message, or returns the first channel post (nonce).
+        """
         job = result.job
         try:
             encoded = await fit_for_upload(result.data, job.upload_limit, basename=f"fluxcord-{job.id}")
@@ -228,10 +246,10 @@ class DiscordPresenter:
                 "view": self._result_view(job.id),
             },
             what=f"Job {job.id}",
+            nonce=f"fx{job.id}",  # ≤ 25 characters: a snowflake is ≤ 20 digits
         )
-        if where is None:  # never make a private result public: without its interaction it can't be shown
-            raise RuntimeError("the private result's interaction expired before it could be shown")
-        return where
+        assert where is not None  # a private result went by DM or raised
+        return Posted(*where)
 
     async def notify(self, job: Job, text: str) -> None:
         """Replace the job's message with ``text`` (or tell the member in the channel past the token)."""
@@ -247,7 +265,7 @@ class DiscordPresenter:
         if where is None:
             log.info("Job %s: private, and its interaction expired; the member can't be told", job.id)
 
-    async def deliver_group(self, result: GroupResult) -> tuple[int, int]:
+    async def deliver_group(self, result: GroupResult) -> Posted:
         """Post a finished group as ONE Components V2 message (a media gallery), or say that none made it."""
         group = result.group
         if not result.results:
@@ -284,12 +302,12 @@ class DiscordPresenter:
                 "view": self._gallery_view(result, names, requester=requester, mention=group.user_id),
             },
             what=f"Group {group.id}",
+            nonce=f"fxg{group.id}",
         )
-        if where is None:
-            raise RuntimeError("the private group's interaction expired before it could be shown")
-        return where
+        assert where is not None  # a private group went by DM or raised
+        return Posted(*where)
 
-    async def _group_text(self, group: Group, text: str) -> tuple[int, int]:
+    async def _group_text(self, group: Group, text: str) -> Posted:
         where = await self._edit_or_post(
             self._webhook(group),
             channel_id=group.channel_id,
@@ -298,10 +316,10 @@ class DiscordPresenter:
             edit=lambda: _text_only(text),
             post=lambda: {"content": f"<@{group.user_id}> {text}"},
             what=f"Group {group.id}",
+            nonce=f"fxg{group.id}",
         )
-        if where is None:
-            raise RuntimeError("the private group's interaction expired before it could be told")
-        return where
+        assert where is not None
+        return Posted(*where)
 
     async def member_name(self, job: Job) -> str:
         """The requester's display name (for a result card)."""

@@ -306,6 +306,11 @@ class Budget(
             )
         if report.over_estimate_jobs:
             notes.append(f"{report.over_estimate_jobs} images cost more than their estimate (see the log).")
+        if report.undeliverable_jobs:
+            notes.append(
+                f"{report.undeliverable_jobs} undeliverable: made and paid to BFL, but Discord never let the bot"
+                " post them, so their members were refunded."
+            )
         await self.services.engine.share_breakers()  # failures other processes saw, too
         troubled = self._breaker_lines()
         if troubled:

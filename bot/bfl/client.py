@@ -183,6 +183,17 @@ class TaskResult:
         return credits_to_micros(self.cost_credits)
 
 
+@dataclass(frozen=True)
+class PollReading:
+    """What one poll of a task saw (:meth:`BflClient.poll`)."""
+
+    status: str | None  # BFL's status; None when this poll failed or was unreadable
+    progress: float | None
+    result: TaskResult | None  # set exactly when the task is Ready
+    failed: bool  # transient trouble (429, 5xx without a final body, network): poll again after a back-off
+    retry_after: float | None
+
+
 @dataclass
 class _PollOutcome:
     """One poll: a body with a string ``status``, or nothing (poll again) and whether it failed."""
@@ -283,11 +294,14 @@ class BflClient:
 
     # -- API calls ---------------------------------------------------------------------------------
 
-    async def submit(self, endpoint: str, payload: dict[str, Any]) -> SubmittedTask:
+    async def submit(self, endpoint: str, payload: dict[str, Any], *, retries: int | None = None) -> SubmittedTask:
         """Create a generation task: ``POST {base_url}/v1/{endpoint}`` with ``payload`` as JSON.
 
         Resends only what cannot have created a task: HTTP 429 (after ``Retry-After`` or a jittered
-        backoff) and connection failures before the request was sent. Raises
+        backoff) and connection failures before the request was sent, up to ``retries`` times (default:
+        the client's ``submit_retries``; the engine passes 0 and keeps its own timer, so a wait never
+        holds a coroutine and a shutdown never interrupts one). Once those are used up it raises
+        :class:`BflRateLimited` or :class:`BflServerError`, both proving that no task was created. Raises
         :class:`BflSubmitOutcomeUnknown` (never resending) when the request may have reached BFL but
         no usable answer came back (any 5xx, a timeout, a dropped connection, a garbled 200), and
         the typed error of any other refusal.
@@ -301,6 +315,7 @@ class BflClient:
             client_timeout=self._submit_timeout,
             what=f"submit to {endpoint}",
             endpoint=endpoint,
+            retries=retries,
         )
         task = self._parse_submitted(endpoint, body)
         log.info("BFL accepted %s task %s (cost %s credits)", endpoint, task.id, task.cost_credits)
@@ -403,6 +418,34 @@ class BflClient:
                     task_id=task.id,
                 )
 
+    async def poll(self, task: SubmittedTask, *, since_submit: float = 0.0, failures: int = 0) -> PollReading:
+        """Poll ``task`` once (no waiting): its status, its result once Ready, or a transient failure.
+
+        ``since_submit``: seconds since BFL accepted the task; ``failures``: failed polls in a row before
+        this one. Raises the typed error of a final failure (:class:`BflModerated`,
+        :class:`BflTaskFailed`, :class:`BflTaskNotFound`, auth …). The caller owns the timing: see
+        :meth:`poll_backoff` after a failed poll.
+        """
+        del since_submit, failures  # used by the fuller polling rules (issue 21)
+        url = self._parse_polling_url(task.polling_url)
+        outcome = await self._poll_once(url, task, remaining=(self._poll_timeout.total or 15.0))
+        if outcome.body is None:
+            return PollReading(None, None, None, outcome.failed, outcome.retry_after)
+        status = outcome.body["status"]
+        progress = _progress(outcome.body.get("progress"))
+        if status in TERMINAL_STATUSES:
+            return PollReading(status, progress, self._finish(task, status, outcome.body), False, None)
+        if status not in RUNNING_STATUSES:
+            log.warning("BFL task %s: unknown status %r; assuming it is still running", task.id, status[:60])
+        return PollReading(status, progress, None, False, None)
+
+    def poll_backoff(self, failures: int, retry_after: float | None = None) -> float:
+        """How long to wait after ``failures`` failed polls in a row (at least ``Retry-After``, capped)."""
+        delay = self._poll_backoff(failures) if failures else 0.0
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
+        return delay
+
     async def download(self, url: str, *, max_bytes: int = 40 * 1024 * 1024) -> bytes:
         """Fetch a signed result URL, sending no BFL header; at most ``max_bytes`` bytes.
 
@@ -463,6 +506,7 @@ class BflClient:
         client_timeout: aiohttp.ClientTimeout,
         what: str,
         endpoint: str | None = None,
+        retries: int | None = None,
     ) -> Any:
         """One API call with retries; returns the parsed JSON of a 2xx answer.
 
@@ -471,6 +515,7 @@ class BflClient:
         Other calls (GET, idempotent) also retry 5xx.
         """
         submit = endpoint is not None
+        allowed = self._submit_retries if retries is None else retries
         attempt = 0
         while True:
             try:
@@ -516,7 +561,7 @@ class BflClient:
                     status=failure.status,
                 )
             too_long = failure.retry_after is not None and failure.retry_after > MAX_RETRY_AFTER
-            if attempt >= self._submit_retries or too_long:
+            if attempt >= allowed or too_long:
                 self._raise_exhausted(failure, what, attempt + 1)
             delay = self._backoff(attempt)
             if failure.retry_after is not None:
@@ -526,7 +571,7 @@ class BflClient:
                 what,
                 f"HTTP {failure.status}" if failure.status is not None else failure.message,
                 attempt + 1,
-                self._submit_retries,
+                allowed,
                 delay,
             )
             await self._sleep(delay)

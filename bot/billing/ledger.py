@@ -383,6 +383,17 @@ class Ledger:
             "SELECT kind FROM ledger WHERE job_id = ? AND kind IN ('settle', 'release')", (job_id,)
         )
 
+    async def member_charged(self, job_id: int) -> bool:
+        """Whether the member pays for ``job_id``: it is settled and the member was not refunded.
+
+        What the member is told about a job's money is read here, from its one outcome row, never
+        guessed from the last thing that happened to the job.
+        """
+        row = await self._db.fetch_one(
+            "SELECT kind, member_images FROM ledger WHERE job_id = ? AND kind IN ('settle', 'release')", (job_id,)
+        )
+        return row is not None and row["kind"] == "settle" and row["member_images"] >= 0
+
     async def open_job_ids(self) -> list[int]:
         """Jobs whose reservation is neither settled nor released."""
         rows = await self._db.fetch_all(

@@ -28,6 +28,10 @@ class SpendReport:
     bot_total_micros: int  # every server, same period: compare with BFL's credit balance
     unknown_jobs: int  # submits whose outcome was unknown (charged conservatively)
     over_estimate_jobs: int = 0  # jobs BFL charged more than their estimate (the estimate was no upper bound)
+    undeliverable_jobs: int = 0  # images made and paid to BFL that Discord never let the bot post (refunded)
+
+
+UNDELIVERABLE_NOTE = "delivery_failed: undeliverable"  # the ledger note of a made image never posted
 
 
 async def spend_report(db: Database, guild_id: int, period: Period, now: datetime) -> SpendReport:
@@ -67,6 +71,11 @@ async def spend_report(db: Database, guild_id: int, period: Period, now: datetim
         (guild_id, key),
         default=0,
     )
+    undeliverable = await db.fetch_value(
+        f"SELECT COUNT(*) FROM ledger WHERE {where} AND kind = 'settle' AND note = ?",
+        (guild_id, key, UNDELIVERABLE_NOTE),
+        default=0,
+    )
     return SpendReport(
         period,
         key,
@@ -77,6 +86,7 @@ async def spend_report(db: Database, guild_id: int, period: Period, now: datetim
         bot_total,
         unknown,
         over,
+        undeliverable,
     )
 
 

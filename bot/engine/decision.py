@@ -1,20 +1,22 @@
 """The one money decision: what a job's event does to its state and to the ledger.
 
-Every path of the engine — the live pipeline, cancellation, a failed acknowledgement, an internal
-error, crash recovery — asks :func:`decide` and applies the answer in one transaction together with
-the state change (:meth:`bot.engine.store.JobStore.apply`). No other code chooses between settling,
-releasing and refunding.
+Every step of every job — whichever process drives it, after whatever restart — asks :func:`decide`
+and applies the answer in one transaction together with the state change
+(:meth:`bot.engine.store.JobStore.apply`). No other code chooses between settling, releasing and
+refunding.
 
 The rules:
 
-* BFL never had the task (queued, refused at submit, cancelled, acknowledgement failed): **release**;
-  a claimed job whose process lost its lease before the POST goes back to the queue, still reserved.
-* BFL may have the task and we cannot know (the submit's outcome is unknown, or the process died
-  mid-submit): the server and bot pay the **estimate** (an upper bound: the money may have left the
-  account), the member is refunded unless ``REFUND_POLICY=none``; the job is ``unknown``.
+* BFL never had the task (queued, refused at submit, cancelled, acknowledgement failed or too late,
+  its POST never left): **release**; a claimed job whose POST never left goes back to the queue,
+  still reserved (``jobs.submit_started_at`` is the recorded fact "the POST may have left").
+* BFL may have the task and we cannot know (the POST may have left and no answer was recorded): the
+  server and bot pay the **estimate** (an upper bound: the money may have left the account), the
+  member is refunded unless ``REFUND_POLICY=none``; the job is ``unknown``.
 * BFL accepted the task: the server and bot pay what BFL **reported** (the estimate if it did not
-  say). The member pays too on success; on failure the refund policy decides (``errors``: provider
-  errors and timeouts are refunded, moderated prompts are not).
+  say). The member pays when the image is posted; on a failed task the refund policy decides
+  (``errors``: provider errors and timeouts are refunded, moderated prompts are not); a result that
+  could not be posted anywhere in time (or whose bytes are gone) is always refunded to the member.
 * A cache hit costs 0 µ$ but counts as an image; it is settled at 0 once posted, released if never posted.
 """
 
@@ -67,8 +69,8 @@ S, E = JobStatus, Event
 
 def _refund(event: Event, policy: RefundPolicy) -> bool:
     """Whether the member gets their money back for a task BFL accepted that produced no image."""
-    if event is Event.INTERNAL_ERROR:
-        return True  # our bug is never the member's cost
+    if event in (Event.INTERNAL_ERROR, Event.DELIVERY_FAILED):
+        return True  # our bug, or an image the member never got, is never the member's cost
     if policy is RefundPolicy.ALL:
         return True
     if policy is RefundPolicy.NONE:
@@ -98,36 +100,33 @@ def decide(status: JobStatus, event: Event, policy: RefundPolicy) -> Decision:
 
 def _build_table() -> dict[tuple[JobStatus, Event], Decision]:
     unknown = Decision(S.UNKNOWN, _SETTLE, Cost.ESTIMATE, refund_member=True)
+    accepted_failure = Decision(S.FAILED, _SETTLE, Cost.REPORTED, refund_member=True)  # the policy decides
     table = {
         (S.QUEUED, E.CLAIMED): Decision(S.SUBMITTING),
         (S.QUEUED, E.CANCELLED): Decision(S.CANCELLED, _RELEASE),
         (S.QUEUED, E.ACK_FAILED): Decision(S.CANCELLED, _RELEASE),
+        (S.QUEUED, E.EXPIRED): Decision(S.CANCELLED, _RELEASE),
         (S.QUEUED, E.INTERNAL_ERROR): Decision(S.FAILED, _RELEASE),
-        (S.QUEUED, E.RECOVERED): Decision(S.QUEUED),
         (S.SUBMITTING, E.ACCEPTED): Decision(S.GENERATING),
         (S.SUBMITTING, E.SUBMIT_REFUSED): Decision(S.FAILED, _RELEASE),
-        (S.SUBMITTING, E.SUBMIT_UNKNOWN): unknown,
+        (S.SUBMITTING, E.SUBMIT_UNKNOWN): unknown,  # the POST may have left: BFL may have the task
         (S.SUBMITTING, E.INTERNAL_ERROR): unknown,
-        (S.SUBMITTING, E.RECOVERED): unknown,  # died mid-submit: BFL may have the task
-        (S.SUBMITTING, E.REQUEUED): Decision(S.QUEUED),  # known never to have been POSTed
+        (S.SUBMITTING, E.REQUEUED): Decision(S.QUEUED),  # known never to have been sent
+        (S.SUBMITTING, E.NOT_SENT): Decision(S.FAILED, _RELEASE),
         (S.GENERATING, E.FINISHED): Decision(S.DOWNLOADING),
-        (S.GENERATING, E.RECOVERED): Decision(S.GENERATING),  # poll it again
-        (S.DOWNLOADING, E.DOWNLOADED): Decision(S.DELIVERING, _SETTLE, Cost.REPORTED),
-        (S.DOWNLOADING, E.TASK_FAILED): Decision(S.FAILED, _SETTLE, Cost.REPORTED, refund_member=True),
-        (S.DOWNLOADING, E.INTERNAL_ERROR): Decision(S.FAILED, _SETTLE, Cost.REPORTED, refund_member=True),
-        (S.DOWNLOADING, E.RECOVERED): Decision(S.DOWNLOADING),  # download it again
-        (S.DELIVERING, E.DELIVERED): Decision(S.DELIVERED),
-        (S.DELIVERING, E.DELIVERY_FAILED): Decision(S.FAILED),  # paid for; the image stays cached
-        (S.DELIVERING, E.INTERNAL_ERROR): Decision(S.FAILED),
-        (S.DELIVERING, E.RECOVERED): Decision(S.DELIVERING),  # post it again
+        (S.DOWNLOADING, E.DOWNLOADED): Decision(S.DELIVERING),
+        (S.DOWNLOADING, E.TASK_FAILED): accepted_failure,
+        (S.DOWNLOADING, E.INTERNAL_ERROR): accepted_failure,
+        (S.DELIVERING, E.DELIVERED): Decision(S.DELIVERED, _SETTLE, Cost.REPORTED),
+        (S.DELIVERING, E.DELIVERY_FAILED): accepted_failure,  # always refunded (see _refund)
+        (S.DELIVERING, E.INTERNAL_ERROR): accepted_failure,
         (S.CACHED, E.DELIVERED): Decision(S.DELIVERED, _SETTLE, Cost.ZERO),
         (S.CACHED, E.DELIVERY_FAILED): Decision(S.FAILED, _RELEASE),
         (S.CACHED, E.ACK_FAILED): Decision(S.CANCELLED, _RELEASE),
         (S.CACHED, E.INTERNAL_ERROR): Decision(S.FAILED, _RELEASE),
-        (S.CACHED, E.RECOVERED): Decision(S.CACHED),
     }
     for event in _ACCEPTED_FAILURES:
-        table[(S.GENERATING, event)] = Decision(S.FAILED, _SETTLE, Cost.REPORTED, refund_member=True)
+        table[(S.GENERATING, event)] = accepted_failure
     return table
 
 

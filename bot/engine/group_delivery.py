@@ -1,29 +1,33 @@
 """Posting a finished job group once: whoever finishes a group's last image, in whichever process.
 
-A member of a group (:mod:`bot.engine.groups`) that is paid for and cached waits in ``delivering``.
-Each time a member is ready or ends, :meth:`GroupDelivery.member_done` asks the database whether the
-group is finished and whether this process may post it (one conditional update on the group row): of
+A member of a group (:mod:`bot.engine.groups`) that is made and cached waits in ``delivering``. Each
+time a member is ready or ends, :meth:`GroupDelivery.member_done` asks the database whether the group
+is finished and whether this process may post it (one conditional update on the group row): of
 several processes, exactly one posts; a poster that died is replaced once its lease is gone. The
 winner gathers the images (its cache, else BFL's result URL), hands them to the presenter as ONE
-message, records the post, and only then marks the members ``delivered``; a restart in between finds
-the group posted and just marks them. Start-up and every heartbeat call :meth:`post_finished` for
-groups nobody is posting (e.g. the process stopped between the last image and the post).
+message, records the post, and only then marks the members ``delivered`` (each settled then); a
+restart in between finds the group posted and just marks them. A post that Discord refuses is tried
+again with back-off (``job_groups.next_attempt_at``); after ``UNDELIVERABLE_AFTER_SECONDS`` its
+images are refunded to the member. The reconciler calls :meth:`post_finished` on every heartbeat for
+groups nobody is posting.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from datetime import timedelta
 
 from bot.bfl.client import BflClient
 from bot.bfl.errors import BflError
-from bot.config import RefundPolicy
+from bot.engine.config import EngineConfig
+from bot.engine.effects import Effects
 from bot.engine.groups import Group, GroupResult, GroupStore
 from bot.engine.leases import ProcessIdentity
-from bot.engine.progress import Presenter, Result
+from bot.engine.progress import Posted, Result
 from bot.engine.states import Event, JobStatus
-from bot.engine.store import Applied, Job, JobStore
+from bot.engine.steps import DOWNLOAD_LIMIT_BYTES
+from bot.engine.store import Job, JobStore
 from bot.images.cache import ImageCache
 
 log = logging.getLogger(__name__)
@@ -40,24 +44,17 @@ class GroupDelivery:
         cache: ImageCache,
         bfl: BflClient,
         identity: ProcessIdentity,
-        policy: RefundPolicy,
-        observe: Callable[[Applied | None], None],
-        forget_progress: Callable[[int], None],
-        checkpoint: Callable[[str, int], None],
-        download_limit: int,
+        config: EngineConfig,
+        effects: Effects,
     ) -> None:
         self._store = store
         self._groups = groups
         self._cache = cache
         self._bfl = bfl
         self._identity = identity
-        self._policy = policy
-        self._observe = observe
-        self._forget_progress = forget_progress
-        self._checkpoint = checkpoint
-        self._download_limit = download_limit
+        self._config = config
+        self._effects = effects
         self._posting: set[int] = set()
-        self.presenter: Presenter | None = None
 
     def posting(self, group_id: int) -> bool:
         """Whether this process is posting ``group_id`` right now (its progress line must stay still)."""
@@ -65,14 +62,14 @@ class GroupDelivery:
 
     async def member_done(self, group_id: int) -> None:
         """A member is ready or ended: if no member is still running, post the group (if this process wins it)."""
-        if self.presenter is None:
+        if self._effects.parts.presenter is None:
             return  # no Discord here: the members wait in `delivering` for a process that has it
         group = await self._groups.claim_posting(group_id, self._identity)
         if group is None:
             await self.mark_delivered(group_id)  # posted already (maybe before a restart)
             return
         self._posting.add(group_id)
-        self._forget_progress(group_id)
+        self._effects.parts.forget_progress(group_id)
         try:
             await self._post(group)
         except Exception:  # e.g. the database out of reach: let the next heartbeat try again
@@ -83,43 +80,80 @@ class GroupDelivery:
             self._posting.discard(group_id)
 
     async def post_finished(self) -> None:
-        """Recovery: post every finished group nobody (alive) is posting, e.g. after a restart."""
-        if self.presenter is None:
+        """The reconciler: post every finished group nobody (alive) is posting and whose retry is due."""
+        if self._effects.parts.presenter is None:
             return
         for group_id in await self._groups.finished_unposted():
             if group_id not in self._posting:
                 await self.member_done(group_id)
 
     async def mark_delivered(self, group_id: int) -> None:
-        """Once the group is posted: its paid members become ``delivered``, with the message they are in."""
+        """Once the group is posted: its members made for it become ``delivered`` (and settled)."""
         group = await self._groups.get(group_id)
         if group is None or group.posted_at is None:
             return
         for job in await self._groups.members(group_id):
-            if job.status is JobStatus.DELIVERING:
-                delivered = await self._store.apply(
-                    job.id,
-                    Event.DELIVERED,
-                    self._policy,
-                    expected=JobStatus.DELIVERING,
-                    result_channel_id=group.result_channel_id,
-                    result_message_id=group.result_message_id,
-                )
-                self._observe(delivered)
+            if job.status is not JobStatus.DELIVERING:
+                continue
+            posted = group.result_message_id is not None
+            applied = await self._store.apply(
+                job.id,
+                Event.DELIVERED if posted else Event.DELIVERY_FAILED,
+                self._config.refund_policy,
+                expected=JobStatus.DELIVERING,
+                note="" if posted else "undeliverable",
+                **(
+                    {"result_channel_id": group.result_channel_id, "result_message_id": group.result_message_id}
+                    if posted
+                    else {"error": "undeliverable"}
+                ),
+            )
+            if applied is not None:
+                await self._effects.after(applied)
 
     async def _post(self, group: Group) -> None:
+        outcome = await self._gather(group)
+        presenter = self._effects.parts.presenter
+        assert presenter is not None
+        where: Posted | None = None
+        if outcome.results or outcome.failed:  # all cancelled: the Cancel click already said so
+            if self._too_late(group, outcome):
+                log.warning("Group %s: could not be posted in time; its images are refunded", group.id)
+                await self._groups.mark_posted(group, self._identity, channel_id=None, message_id=None)
+                await self.mark_delivered(group.id)
+                return
+            try:
+                where = await presenter.deliver_group(outcome)
+            except Exception as exc:
+                await self._retry_later(group, exc)
+                return
+        self._effects.parts.checkpoint("after_group_post", group.id)
+        await self._groups.mark_posted(
+            group,
+            self._identity,
+            channel_id=where.channel_id if where else None,
+            message_id=where.message_id if where else None,
+        )
+        await self.mark_delivered(group.id)
+        log.info("Group %s posted: %d images, %d failed", group.id, len(outcome.results), outcome.failed)
+
+    async def _gather(self, group: Group) -> GroupResult:
         results: list[Result] = []
         for job in await self._groups.members(group.id):
             if job.status is not JobStatus.DELIVERING:
                 continue
             data = await self._image(job)
-            if data is None:  # paid for, but the bytes are gone: it counts as failed (not refunded)
-                self._observe(await self._store.apply(job.id, Event.DELIVERY_FAILED, self._policy, expected=job.status))
+            if data is None:  # made, but the bytes are gone: refunded (the member never got it)
+                applied = await self._store.apply(
+                    job.id, Event.DELIVERY_FAILED, self._config.refund_policy, expected=job.status, error="lost"
+                )
+                if applied is not None:
+                    self._effects.observe(applied)
                 continue
             results.append(Result(job, data, job.settled_cost_micros, job.generation_seconds, from_cache=False))
         members = await self._groups.members(group.id)
         failed = [job.id for job in members if job.status in (JobStatus.FAILED, JobStatus.UNKNOWN)]
-        outcome = GroupResult(
+        return GroupResult(
             group=group,
             results=results,
             failed=len(failed),
@@ -128,21 +162,17 @@ class GroupDelivery:
             prompt=members[0].prompt,
             model=members[0].model,
         )
-        where: tuple[int | None, int | None] = (None, None)
-        if results or outcome.failed:  # all cancelled: the Cancel click already said so
-            assert self.presenter is not None
-            try:
-                where = await self.presenter.deliver_group(outcome)
-            except Exception as exc:
-                log.warning("Group %s: could not post the images: %s", group.id, exc)
-                for result in results:  # paid for; the images stay cached
-                    self._observe(await self._store.apply(result.job.id, Event.DELIVERY_FAILED, self._policy))
-                await self._groups.mark_posted(group, self._identity, channel_id=None, message_id=None)
-                return
-        self._checkpoint("after_group_post", group.id)
-        await self._groups.mark_posted(group, self._identity, channel_id=where[0], message_id=where[1])
-        await self.mark_delivered(group.id)
-        log.info("Group %s posted: %d images, %d failed", group.id, len(results), outcome.failed)
+
+    def _too_late(self, group: Group, outcome: GroupResult) -> bool:
+        made = max((r.job.ready_at or r.job.created_at for r in outcome.results), default=group.created_at)
+        return (self._store.clock() - made).total_seconds() > self._config.undeliverable_after_seconds
+
+    async def _retry_later(self, group: Group, exc: Exception) -> None:
+        tries = group.post_attempts + 1
+        wait = self._config.delivery_backoff(tries)
+        log.warning("Group %s: could not post the images (%s); try %d again in %.0f s", group.id, exc, tries, wait)
+        retry_at = self._store.clock() + timedelta(seconds=wait)
+        await self._groups.retry_posting(group, self._identity, retry_at=retry_at, attempts=tries)
 
     async def _image(self, job: Job) -> bytes | None:
         entry = await self._cache.get_entry(job.cache_key)
@@ -150,5 +180,5 @@ class GroupDelivery:
             return entry.data
         if job.sample_url:  # made by another process (its own cache), or evicted: BFL's URL may still work
             with contextlib.suppress(BflError):
-                return await self._bfl.download(job.sample_url, max_bytes=self._download_limit)
+                return await self._bfl.download(job.sample_url, max_bytes=DOWNLOAD_LIMIT_BYTES)
         return None

@@ -26,10 +26,11 @@ from typing import Any
 
 from bot.billing.ledger import Ledger, Limit
 from bot.clock import Clock, from_millis, to_millis, utc_now
+from bot.engine.jobs import Job, NewJob, job_from_row
 from bot.engine.leases import ProcessIdentity, provably_gone
 from bot.engine.progress import Result
 from bot.engine.states import JobStatus
-from bot.engine.store import Job, NewJob, _job, reserve_and_insert
+from bot.engine.store import reserve_and_insert
 from bot.storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,8 @@ class Group:
     result_channel_id: int | None
     result_message_id: int | None
     created_at: datetime
+    next_attempt_at: datetime | None = None  # a refused post is tried again from then
+    post_attempts: int = 0  # posts Discord refused so far
 
 
 @dataclass(frozen=True)
@@ -163,11 +166,12 @@ class GroupStore:
 
     async def acknowledge(self, group_id: int) -> list[Job]:
         """Mark the group's queued members acknowledged, once; the members that changed."""
-        rows = await self._db.fetch_all(
-            "UPDATE jobs SET acked = 1 WHERE group_id = ? AND acked = 0 AND status = 'queued' RETURNING *",
-            (group_id,),
-        )
-        return sorted((_job(row) for row in rows), key=lambda job: job.group_index or 0)
+        async with self._db.transaction() as tx:
+            rows = await tx.fetch_all(
+                "UPDATE jobs SET acked = 1 WHERE group_id = ? AND acked = 0 AND status = 'queued' RETURNING *",
+                (group_id,),
+            )
+        return sorted((job_from_row(row) for row in rows), key=lambda job: job.group_index or 0)
 
     async def get(self, group_id: int) -> Group | None:
         """One group, or None."""
@@ -177,7 +181,7 @@ class GroupStore:
     async def members(self, group_id: int) -> list[Job]:
         """The group's jobs in order."""
         rows = await self._db.fetch_all("SELECT * FROM jobs WHERE group_id = ? ORDER BY group_index", (group_id,))
-        return [_job(row) for row in rows]
+        return [job_from_row(row) for row in rows]
 
     async def claim_posting(self, group_id: int, me: ProcessIdentity) -> Group | None:
         """Become the one process that posts the group, if it is finished and nobody (alive) posts it.
@@ -196,12 +200,13 @@ class GroupStore:
             )
             if live and not provably_gone(seen.poster, me):
                 return None
-        rows = await self._db.fetch_all(
-            "UPDATE job_groups SET poster = ? WHERE id = ? AND posted_at IS NULL AND COALESCE(poster, '') = ?"
-            f" AND NOT EXISTS (SELECT 1 FROM jobs WHERE group_id = ? AND status IN {_RUNNING}) RETURNING *",
-            (me.id, group_id, seen.poster or "", group_id),
-        )
-        return _group(rows[0]) if rows else None
+        async with self._db.transaction() as tx:
+            row = await tx.fetch_one(
+                "UPDATE job_groups SET poster = ? WHERE id = ? AND posted_at IS NULL AND COALESCE(poster, '') = ?"
+                f" AND NOT EXISTS (SELECT 1 FROM jobs WHERE group_id = ? AND status IN {_RUNNING}) RETURNING *",
+                (me.id, group_id, seen.poster or "", group_id),
+            )
+        return _group(row) if row is not None else None
 
     async def mark_posted(
         self, group: Group, me: ProcessIdentity, *, channel_id: int | None, message_id: int | None
@@ -222,12 +227,22 @@ class GroupStore:
             "UPDATE job_groups SET poster = NULL WHERE id = ? AND poster = ? AND posted_at IS NULL", (group.id, me.id)
         )
 
+    async def retry_posting(self, group: Group, me: ProcessIdentity, *, retry_at: datetime, attempts: int) -> None:
+        """Discord refused the post: give up the claim, and let anyone post it again from ``retry_at``."""
+        await self._db.execute(
+            "UPDATE job_groups SET poster = NULL, next_attempt_at = ?, post_attempts = ?"
+            " WHERE id = ? AND poster = ? AND posted_at IS NULL",
+            (to_millis(retry_at), attempts, group.id, me.id),
+        )
+
     async def finished_unposted(self) -> list[int]:
-        """Groups with no member still running that are not posted yet (oldest first): recovery's list."""
+        """Groups with no member still running, not posted yet, and due (oldest first): the reconciler's list."""
         rows = await self._db.fetch_all(
             "SELECT g.id FROM job_groups g WHERE g.posted_at IS NULL"
+            " AND (g.next_attempt_at IS NULL OR g.next_attempt_at <= ?)"
             f" AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.group_id = g.id AND j.status IN {_RUNNING})"
-            f" ORDER BY g.created_at LIMIT {_UNPOSTED_SCAN}"
+            f" ORDER BY g.created_at LIMIT {_UNPOSTED_SCAN}",
+            (to_millis(self._clock()),),
         )
         return [int(row["id"]) for row in rows]
 
@@ -270,6 +285,8 @@ def _group(row: Any) -> Group:
         result_channel_id=row["result_channel_id"],
         result_message_id=row["result_message_id"],
         created_at=from_millis(row["created_at"]),
+        next_attempt_at=None if row["next_attempt_at"] is None else from_millis(row["next_attempt_at"]),
+        post_attempts=row["post_attempts"],
     )
 
 

@@ -17,8 +17,26 @@ from bot.engine.states import Event
 
 INTERNAL_ERROR_TEXT = "Something went wrong on our side while making your image."
 CANCELLED_TEXT = "🚫 Cancelled. Nothing was sent to the image provider and you have not been charged."
-RESTARTED_TEXT = "The bot restarted before your image was started. You have not been charged; please try again."
+RESTARTED_TEXT = "The bot restarted before your image was started; please try again."
 LOST_TEXT = "The image was made, but it was lost before it could be posted (it had expired)."
+NOT_ACKNOWLEDGED_TEXT = "The bot could not start this request in time; please try again."
+EXPIRED_TEXT = (
+    "This private request waited too long in the queue to be shown to you before Discord's 15 minutes"
+    " ran out, so it was not started."
+)
+UNDELIVERABLE_TEXT = "Your image was made, but Discord would not let the bot post it anywhere in time."
+
+
+def ending_text(exc: BaseException | None, *, code: str | None, charged: bool, text: str | None = None) -> str:
+    """What the member is told when a job ends without its image: what happened, then the money.
+
+    ``charged`` is read from the ledger (:meth:`bot.billing.ledger.Ledger.member_charged`).
+    """
+    if text is None and exc is None and code in _CODE_TEXTS:
+        text = _CODE_TEXTS[code]
+    if text is None:
+        return failure_text(exc, charged=charged)
+    return text + (" This still counts against your quota." if charged else " You have not been charged.")
 
 
 def submit_event(exc: BflError) -> Event:
@@ -63,3 +81,11 @@ def failure_text(exc: BaseException | None, *, charged: bool) -> str:
     if isinstance(exc, BflSubmitOutcomeUnknown):
         return "The image provider did not answer properly, so this request was stopped. Please try again." + tail
     return "The image provider could not generate this image. Please try again." + tail
+
+
+_CODE_TEXTS = {
+    "ack_failed": NOT_ACKNOWLEDGED_TEXT,
+    "expired": EXPIRED_TEXT,
+    "undeliverable": UNDELIVERABLE_TEXT,
+    "lost": LOST_TEXT,
+}

@@ -50,6 +50,22 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class Posted:
+    """Where a result (or a group's gallery) was posted."""
+
+    channel_id: int
+    message_id: int
+    reencoded: str | None = None  # why the posted file is a re-encoded copy (None: BFL's original bytes)
+
+
+class Undeliverable(Exception):
+    """The result cannot be shown to the member anywhere, so retrying is pointless.
+
+    E.g. a private result whose interaction expired, sent by DM to a member whose DMs are closed.
+    """
+
+
+@dataclass(frozen=True)
 class Result:
     """A finished image, ready to post."""
 
@@ -69,14 +85,14 @@ class Presenter(Protocol):
     async def show_progress(self, job: Job, progress: Progress, text: str) -> None:
         """Edit the job's message to ``text`` (with a Cancel button while it is cancellable)."""
 
-    async def deliver(self, result: Result) -> tuple[int, int]:
-        """Post the image; return (channel id, message id)."""
+    async def deliver(self, result: Result) -> Posted:
+        """Post the image (the same message again if retried); raise :class:`Undeliverable` if it never can be."""
 
     async def notify(self, job: Job, text: str) -> None:
         """Tell the member how the job ended when there is no image (failed, cancelled, unknown)."""
 
-    async def deliver_group(self, result: GroupResult) -> tuple[int, int]:
-        """Post a finished group's images in ONE message (or say that none made it); (channel id, message id)."""
+    async def deliver_group(self, result: GroupResult) -> Posted:
+        """Post a finished group's images in ONE message (or say that none made it)."""
 
 
 def token_usable(job: Job, now: datetime, margin: timedelta = TOKEN_LIFETIME - EDIT_CUTOFF) -> bool:

@@ -3,13 +3,16 @@
 ::
 
     queued ─claim─▶ submitting ─accepted─▶ generating ─finished─▶ downloading ─downloaded─▶ delivering ─▶ delivered
-    queued ─cancel / ack failed─▶ cancelled        submitting ─refused─▶ failed, ─unknown─▶ unknown
-    generating ─failed / moderated / timed out─▶ failed          downloading ─failed─▶ failed
+    queued ─cancel / ack failed / expired─▶ cancelled        submitting ─not sent─▶ queued
+    submitting ─refused─▶ failed, ─unknown─▶ unknown        generating ─failed / moderated / timed out─▶ failed
+    downloading ─failed─▶ failed        delivering ─undeliverable─▶ failed (refunded)
     (cache hit) cached ─delivered─▶ delivered
 
-Money per state: ``queued``, ``submitting``, ``generating``, ``downloading`` and ``cached`` hold an
-open reservation; ``delivering`` and every terminal state are resolved (settled or released). What
-each event does to the money is decided in one place, :func:`bot.engine.decision.decide`.
+Money per state: every open state (``queued`` … ``delivering``, ``cached``) holds an open
+reservation; every terminal state is resolved (settled or released). A paid result is settled when
+it is posted (or refunded to the member if it never can be), so whether the member was charged is
+read from one ledger row. What each event does to the money is decided in one place,
+:func:`bot.engine.decision.decide`.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ class JobStatus(enum.StrEnum):
     SUBMITTING = "submitting"  # written BEFORE the POST: a crash here means "outcome unknown"
     GENERATING = "generating"  # BFL accepted the task: polling it
     DOWNLOADING = "downloading"  # BFL finished; fetching the result (the BFL slot is free again)
-    DELIVERING = "delivering"  # paid for and cached: being posted to Discord
+    DELIVERING = "delivering"  # made and cached: being posted to Discord (settled once posted)
     CACHED = "cached"  # an identical image was in the cache: being posted (its 0 µ$ reservation is open)
     DELIVERED = "delivered"
     CANCELLED = "cancelled"
@@ -71,8 +74,9 @@ class Event(enum.StrEnum):
     CONTENT_MODERATED = "content_moderated"
     TIMED_OUT = "timed_out"  # the task did not finish before the job's deadline
     CANCELLED = "cancelled"  # the member or a moderator cancelled a queued job
-    ACK_FAILED = "ack_failed"  # the interaction could not be acknowledged after admission
-    DELIVERY_FAILED = "delivery_failed"  # Discord refused the result
+    ACK_FAILED = "ack_failed"  # the interaction was not acknowledged after admission (in time)
+    EXPIRED = "expired"  # a private job whose interaction would expire before it could be shown
+    DELIVERY_FAILED = "delivery_failed"  # the result could not be posted anywhere in time, or its bytes are gone
     INTERNAL_ERROR = "internal_error"  # a bug of ours
-    RECOVERED = "recovered"  # found open at start-up, after a crash or a shutdown, or its holder died
-    REQUEUED = "requeued"  # claimed, but its process lost its lease before submitting: back to the queue
+    REQUEUED = "requeued"  # claimed, but its POST never left (stop, 429, error before sending): back to the queue
+    NOT_SENT = "not_sent"  # claimed, its POST never left, and it keeps failing before it: given up

@@ -1,25 +1,29 @@
 """The jobs table as a durable queue: admission, conditional transitions, the fair claim.
 
-Every state change is ONE conditional update ``… WHERE id = ? AND status = <expected>``, so a step
-can never run twice, and every change that touches money runs in the same transaction as its ledger
-row (:meth:`JobStore.apply`). The claim that hands a queued job a BFL slot is a single ``UPDATE … WHERE
-id = (SELECT … ORDER BY <fairness> LIMIT 1) RETURNING *`` statement: the same shape works on
-PostgreSQL with ``FOR UPDATE SKIP LOCKED`` when several processes share the table.
+Every state change is ONE conditional update ``… WHERE id = ? AND status = <expected>`` (and, for a
+process driving the job, ``AND claimed_by = <it>``), so a step can never run twice and a process that
+lost a job changes nothing; every change that touches money runs in the same transaction as its
+ledger row (:meth:`JobStore.apply`). Every write goes through :meth:`Database.transaction` or
+:meth:`Database.execute` (the write path); reads never write. The claim that hands a queued job a BFL
+slot is a single ``UPDATE … WHERE id = (SELECT … ORDER BY <fairness> LIMIT 1) RETURNING *`` statement.
+
+Times that decide ownership (leases, takeovers, acknowledgement deadlines, timers) come from the
+store's clock, which is the database's (:class:`bot.engine.dbclock.DbClock`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from bot.billing.ledger import Ledger, Limit
 from bot.clock import Clock, from_millis, to_millis, utc_now
 from bot.config import RefundPolicy
 from bot.engine.decision import Cost, Decision, IllegalEvent, MoneyAction, decide
+from bot.engine.jobs import Job, NewJob, insert_job, job_from_row
 from bot.engine.leases import ProcessIdentity, provably_gone
 from bot.engine.states import OPEN, SLOT_HOLDERS, Event, JobStatus
 from bot.storage.database import Database, Transaction
@@ -29,85 +33,6 @@ log = logging.getLogger(__name__)
 KONTEXT_MAX_MODEL = "flux-kontext-max"
 LATENCY_SAMPLES_KEPT = 50  # per model
 _FORGET_PROCESSES_MS = 24 * 3600 * 1000  # lease rows of processes gone this long are deleted
-
-
-@dataclass(frozen=True)
-class NewJob:
-    """Everything admission writes about a job."""
-
-    id: int
-    guild_id: int
-    channel_id: int
-    user_id: int
-    model: str
-    prompt: str
-    params: dict[str, Any]
-    seed: int
-    width: int
-    height: int
-    cache_key: str
-    aspect_ratio: str | None
-    estimated_micros: int
-    application_id: int | None = None
-    interaction_token: str | None = None
-    upload_limit: int = 10 * 1024 * 1024
-    private: bool = False  # the whole exchange is ephemeral (only the member sees it)
-    style: str | None = None  # the server style applied to the prompt (bot.styles); never sent to BFL
-
-
-@dataclass(frozen=True)
-class Job:
-    """A job row."""
-
-    id: int
-    guild_id: int
-    channel_id: int
-    user_id: int
-    model: str
-    prompt: str
-    params: dict[str, Any]
-    seed: int
-    width: int
-    height: int
-    cache_key: str
-    status: JobStatus
-    estimated_micros: int
-    cost_micros: int | None
-    bfl_task_id: str | None
-    polling_url: str | None
-    error: str | None
-    result_channel_id: int | None
-    result_message_id: int | None
-    created_at: datetime
-    updated_at: datetime
-    aspect_ratio: str | None
-    acked: bool
-    application_id: int | None
-    interaction_token: str | None
-    upload_limit: int
-    submitted_at: datetime | None
-    ready_at: datetime | None
-    sample_url: str | None
-    bfl_stage: str | None
-    expanded_prompt: str | None
-    private: bool = False
-    erased_at: datetime | None = None  # prompt, parameters and result links erased (bot.safety.privacy)
-    claimed_by: str | None = None  # the process that holds the job (bot.engine.leases), if any
-    style: str | None = None  # the server style applied to the prompt (bot.styles), shown on the card
-    group_id: int | None = None  # one image of an /imagine count:N or draft group (bot.engine.groups)
-    group_index: int | None = None  # its place in the group, from 0
-
-    @property
-    def settled_cost_micros(self) -> int:
-        """What a settlement of this job records: BFL's reported cost, else the estimate."""
-        return self.cost_micros if self.cost_micros is not None else self.estimated_micros
-
-    @property
-    def generation_seconds(self) -> float:
-        """From BFL accepting the task to its result being ready (0 when either is not known)."""
-        if self.submitted_at is None or self.ready_at is None:
-            return 0.0
-        return (self.ready_at - self.submitted_at).total_seconds()
 
 
 @dataclass(frozen=True)
@@ -123,6 +48,11 @@ class Applied:
     def reachable_job(self) -> Job:
         """The job as it now is, with the interaction token it had, to tell the member how it ended."""
         return replace(self.job, interaction_token=self.before.interaction_token)
+
+    @property
+    def over_estimate(self) -> bool:
+        """The settlement recorded more than the job's estimate (the estimate was not an upper bound)."""
+        return self.settled_micros is not None and self.settled_micros > self.before.estimated_micros
 
 
 @dataclass(frozen=True)
@@ -153,15 +83,19 @@ _UPDATABLE = {
     "expanded_prompt",
     "interaction_token",
     "acked",
+    "next_attempt_at",
+    "delivery_attempts",
 }
+_TIMES = {"submitted_at", "ready_at", "next_attempt_at"}  # datetimes stored as unix milliseconds
 _RUNNING = "('" + "', '".join(sorted(s.value for s in SLOT_HOLDERS)) + "')"
-_OPEN = "('" + "', '".join(sorted(s.value for s in OPEN)) + "')"
+_OPEN = "('" + "', '".join(s.value for s in JobStatus if s in OPEN) + "')"
 
 # The fair claim. Among queued, acknowledged jobs whose member and model are under their caps while
 # fewer than :max_active tasks run: the server with the fewest running tasks, then the one served
 # longest ago (round robin), then the member with the fewest running tasks, then the oldest request.
 _CLAIM_SQL = f"""
-UPDATE jobs SET status = 'submitting', updated_at = :now, claimed_by = :holder
+UPDATE jobs SET status = 'submitting', updated_at = :now, claimed_by = :holder, attempts = attempts + 1,
+    submit_started_at = NULL, next_attempt_at = NULL
 WHERE status = 'queued' AND id = (
     WITH running AS (SELECT guild_id, user_id, model FROM jobs WHERE status IN {_RUNNING}),
     total AS (SELECT COUNT(*) AS n, COUNT(CASE WHEN model = '{KONTEXT_MAX_MODEL}' THEN 1 END) AS k FROM running),
@@ -176,6 +110,7 @@ WHERE status = 'queued' AND id = (
       AND total.n < :max_active
       AND (j.model != '{KONTEXT_MAX_MODEL}' OR total.k < :kontext_max)
       AND COALESCE(m.n, 0) < :member_cap
+      AND (j.private = 0 OR j.created_at > :private_after)
     ORDER BY COALESCE(g.n, 0), COALESCE(t.turn, 0), COALESCE(m.n, 0), j.created_at, j.id
     LIMIT 1
 )
@@ -195,6 +130,15 @@ class JobStore:
     def db(self) -> Database:
         """The database the jobs live in (job groups share it)."""
         return self._db
+
+    @property
+    def clock(self) -> Clock:
+        """The clock every ownership decision uses (the database's)."""
+        return self._clock
+
+    def now_ms(self) -> int:
+        """Now, by the store's clock, in unix milliseconds."""
+        return to_millis(self._clock())
 
     # -- admission ---------------------------------------------------------------------------------
 
@@ -240,25 +184,25 @@ class JobStore:
     async def advance(self, job_id: int, expected: JobStatus, to: JobStatus, **fields: Any) -> Job | None:
         """Move a job from ``expected`` to ``to`` (no money involved); None if it was not in ``expected``."""
         async with self._db.transaction() as tx:
-            return await self._move(tx, job_id, expected, to, fields)
+            return await self._move(tx, job_id, expected, to, fields, holder=None)
 
     async def acknowledge(self, job_id: int) -> Job | None:
         """Mark a queued or cached job acknowledged, once; the job, or None if there was nothing to do."""
         async with self._db.transaction() as tx:
-            rows = await tx.fetch_all(
+            row = await tx.fetch_one(
                 "UPDATE jobs SET acked = 1 WHERE id = ? AND acked = 0 AND status IN ('queued', 'cached') RETURNING *",
                 (job_id,),
             )
-        return _job(rows[0]) if rows else None
+        return job_from_row(row) if row is not None else None
 
-    async def update(self, job_id: int, expected: JobStatus, **fields: Any) -> bool:
-        """Record fields (e.g. the stage BFL reports) on a job still in ``expected``."""
-        _check_fields(fields)
-        assignments = ", ".join(f"{name} = ?" for name in fields)
+    async def update(self, job_id: int, expected: JobStatus, *, holder: str | None = None, **fields: Any) -> bool:
+        """Record fields (a stage, a timer) on a job still in ``expected`` (and held by ``holder``, if given)."""
+        assignments, values = _assignments(fields)
+        held = " AND claimed_by = ?" if holder is not None else ""
         return (
             await self._db.execute(
-                f"UPDATE jobs SET {assignments} WHERE id = ? AND status = ?",
-                (*fields.values(), job_id, expected.value),
+                f"UPDATE jobs SET {assignments.removeprefix(', ')} WHERE id = ? AND status = ?{held}",
+                (*values, job_id, expected.value, *([holder] if holder is not None else [])),
             )
             == 1
         )
@@ -270,92 +214,150 @@ class JobStore:
         policy: RefundPolicy,
         *,
         expected: JobStatus | None = None,
+        holder: str | None = None,
+        acked: bool | None = None,
         note: str = "",
         **fields: Any,
     ) -> Applied | None:
         """Decide what ``event`` does (:func:`decide`) and apply it: ledger row and state in ONE transaction.
 
-        Returns None, changing nothing, if the job is unknown, not in ``expected`` (when given), or
-        the event cannot happen in its state any more (another path got there first).
+        Returns None, changing nothing, if the job is unknown, not in ``expected`` (when given), not
+        held by ``holder`` (when given: a process that lost the job changes nothing), not in the
+        ``acked`` state (when given: a release for a missing acknowledgement never beats one), or the event
+        cannot happen in its state any more (another path got there first).
         """
         async with self._db.transaction() as tx:
             row = await tx.fetch_one(f"SELECT * FROM jobs WHERE id = ?{tx.for_update}", (job_id,))
             if row is None:
                 return None
-            job = _job(row)
-            if expected is not None and job.status is not expected:
+            job = job_from_row(row)
+            if (
+                (expected is not None and job.status is not expected)
+                or (holder is not None and job.claimed_by != holder)
+                or (acked is not None and job.acked is not acked)
+            ):
                 return None
             try:
                 decision = decide(job.status, event, policy)
             except IllegalEvent:
                 log.debug("Job %s: %s ignored in state %s", job_id, event.value, job.status.value)
                 return None
-            settled = None
-            label = f"{event.value}: {note}" if note else event.value
-            if decision.money is MoneyAction.RELEASE:
-                await self._ledger.release(job_id, note=label, executor=tx)
-            elif decision.money is MoneyAction.SETTLE:
-                cost_reported = fields.get("cost_micros", job.cost_micros)
-                if decision.cost is Cost.ZERO:
-                    settled = 0
-                elif decision.cost is Cost.ESTIMATE or cost_reported is None:
-                    settled = job.estimated_micros
-                else:
-                    settled = cost_reported
-                await self._ledger.settle(
-                    job_id, settled, refund_member=decision.refund_member, note=label, executor=tx
-                )
-            moved = await self._move(tx, job_id, job.status, decision.next_status, fields)
-            assert moved is not None  # the write lock is held and the state was just read
+            settled = await self._money(tx, job, event, decision, note, fields)
+            moved = await self._move(tx, job_id, job.status, decision.next_status, fields, holder=None)
+            assert moved is not None  # the row is locked (or the write lock held) and its state was just read
         return Applied(decision, moved, settled, job)
 
+    async def _money(
+        self, tx: Transaction, job: Job, event: Event, decision: Decision, note: str, fields: dict[str, Any]
+    ) -> int | None:
+        """Write the decision's ledger row inside ``tx``; what a settlement recorded."""
+        label = f"{event.value}: {note}" if note else event.value
+        if decision.money is MoneyAction.RELEASE:
+            await self._ledger.release(job.id, note=label, executor=tx)
+            return None
+        if decision.money is not MoneyAction.SETTLE:
+            return None
+        reported = fields.get("cost_micros", job.cost_micros)
+        if decision.cost is Cost.ZERO:
+            settled = 0
+        elif decision.cost is Cost.ESTIMATE or reported is None:
+            settled = job.estimated_micros
+        else:
+            settled = reported
+        await self._ledger.settle(job.id, settled, refund_member=decision.refund_member, note=label, executor=tx)
+        return settled
+
     async def claim(
-        self, *, max_active: int, kontext_max: int, member_cap: int, holder: str | None = None
+        self, *, max_active: int, kontext_max: int, member_cap: int, holder: str | None = None, private_after: int = 0
     ) -> Job | None:
         """Hand the next job, by the fairness rule, a BFL slot (queued → submitting); None if none can go.
 
         The running count is read across every process sharing the database, so BFL's active-task cap
-        holds for all of them; ``holder`` (the claiming process) is recorded on the job.
+        holds for all of them; ``holder`` (the claiming process) is recorded on the job. A private job
+        created before ``private_after`` (unix ms) is not claimed: its interaction would expire before
+        its result could be shown (the reconciler releases it and tells the member).
         """
         async with self._db.transaction() as tx:
             await tx.lock("jobs.claim")  # concurrent claimers (PostgreSQL) must see one running count
-            rows = await tx.fetch_all(
+            row = await tx.fetch_one(
                 _CLAIM_SQL,
                 {
-                    "now": to_millis(self._clock()),
+                    "now": self.now_ms(),
                     "max_active": max_active,
                     "kontext_max": kontext_max,
                     "member_cap": member_cap,
                     "holder": holder,
+                    "private_after": private_after,
                 },
             )
-        return _job(rows[0]) if rows else None
+        return job_from_row(row) if row is not None else None
+
+    async def start_sending(self, job_id: int, me: ProcessIdentity) -> Job | None:
+        """Record, in its own committed write, that ``me`` is about to POST ``job_id``; None if it may not.
+
+        Only the holder of a claimed, never-sent job may, and only while its lease (by the database's
+        clock) has not expired: a process that lost its lease stops before any side effect.
+        """
+        now = self.now_ms()
+        async with self._db.transaction() as tx:
+            row = await tx.fetch_one(
+                "UPDATE jobs SET submit_started_at = ?, next_attempt_at = NULL WHERE id = ? AND status = 'submitting'"
+                " AND claimed_by = ? AND submit_started_at IS NULL AND bfl_task_id IS NULL AND EXISTS"
+                " (SELECT 1 FROM processes p WHERE p.id = ? AND p.lease_expires_at > ?) RETURNING *",
+                (now, job_id, me.id, me.id, now),
+            )
+        return job_from_row(row) if row is not None else None
+
+    async def not_sent(self, job_id: int, me: ProcessIdentity, *, retry_at: datetime) -> bool:
+        """BFL created nothing (a 429, a connection refused before sending): clear the mark, retry at ``retry_at``."""
+        return (
+            await self._db.execute(
+                "UPDATE jobs SET submit_started_at = NULL, next_attempt_at = ? WHERE id = ? AND status = 'submitting'"
+                " AND claimed_by = ? AND bfl_task_id IS NULL",
+                (to_millis(retry_at), job_id, me.id),
+            )
+            == 1
+        )
 
     async def _move(
-        self, tx: Transaction, job_id: int, expected: JobStatus, to: JobStatus, fields: dict[str, Any]
+        self,
+        tx: Transaction,
+        job_id: int,
+        expected: JobStatus,
+        to: JobStatus,
+        fields: dict[str, Any],
+        *,
+        holder: str | None,
     ) -> Job | None:
-        _check_fields(fields)
         if not to.is_open:
             fields = {**fields, "interaction_token": None}  # a finished job needs no Discord credential
-        assignments = "".join(f", {name} = ?" for name in fields)
-        rows = await tx.fetch_all(
-            f"UPDATE jobs SET status = ?, updated_at = ?{assignments} WHERE id = ? AND status = ? RETURNING *",
-            (to.value, to_millis(self._clock()), *fields.values(), job_id, expected.value),
+        if to is not expected:
+            fields = {"next_attempt_at": None, **fields}  # a timer belongs to the state it was set in
+        assignments, values = _assignments(fields)
+        held = " AND claimed_by = ?" if holder is not None else ""
+        row = await tx.fetch_one(
+            f"UPDATE jobs SET status = ?, updated_at = ?{assignments} WHERE id = ? AND status = ?{held} RETURNING *",
+            (to.value, self.now_ms(), *values, job_id, expected.value, *([holder] if holder is not None else [])),
         )
-        return _job(rows[0]) if rows else None
+        return job_from_row(row) if row is not None else None
 
     # -- holders and leases (several processes) ----------------------------------------------------
 
-    async def renew_lease(self, identity: ProcessIdentity, *, seconds: float) -> None:
-        """Record that ``identity`` runs for another ``seconds``; forget processes gone for a day."""
-        now = to_millis(self._clock())
+    async def renew_lease(self, identity: ProcessIdentity, *, seconds: float) -> datetime:
+        """Record that ``identity`` runs for another ``seconds``; forget processes gone for a day.
+
+        Returns when the lease now expires (by the database's clock).
+        """
+        now = self.now_ms()
+        expires = now + int(seconds * 1000)
         async with self._db.transaction() as tx:
             await tx.execute(
                 "INSERT INTO processes (id, role, host, pid, started_at, lease_expires_at) VALUES (?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET lease_expires_at = excluded.lease_expires_at",
-                (identity.id, identity.role, identity.machine, identity.pid, now, now + int(seconds * 1000)),
+                (identity.id, identity.role, identity.machine, identity.pid, now, expires),
             )
             await tx.execute("DELETE FROM processes WHERE lease_expires_at < ?", (now - _FORGET_PROCESSES_MS,))
+        return from_millis(expires)
 
     async def release_lease(self, identity: ProcessIdentity) -> None:
         """``identity`` stopped: its jobs may be taken over at once."""
@@ -364,7 +366,7 @@ class JobStore:
     async def live_processes(self) -> list[str]:
         """The ids of processes whose lease has not expired."""
         rows = await self._db.fetch_all(
-            "SELECT id FROM processes WHERE lease_expires_at > ? ORDER BY id", (to_millis(self._clock()),)
+            "SELECT id FROM processes WHERE lease_expires_at > ? ORDER BY id", (self.now_ms(),)
         )
         return [row["id"] for row in rows]
 
@@ -374,36 +376,56 @@ class JobStore:
         A queued job that was acknowledged needs no holder (any process may claim it). A holder is
         gone when its lease expired or was released, or when :func:`provably_gone` says so.
         """
+        return [job for job in await self.needing_a_driver(me, driving=set()) if job.claimed_by != me.id]
+
+    async def needing_a_driver(self, me: ProcessIdentity, *, driving: set[int]) -> list[Job]:
+        """Open jobs nobody alive is driving: ``me``'s own that are not in ``driving``, and those of gone holders.
+
+        Oldest first. Acknowledged queued jobs are left to the claim (any process may take them).
+        """
         live = set(await self.live_processes())
         rows = await self._db.fetch_all(
             f"SELECT * FROM jobs WHERE status IN {_OPEN} AND NOT (status = 'queued' AND acked = 1)"
-            " AND (claimed_by IS NULL OR claimed_by != ?) ORDER BY created_at, id",
-            (me.id,),
+            " ORDER BY created_at, id"
         )
-        jobs = [_job(row) for row in rows]
+        jobs = [job_from_row(row) for row in rows]
         return [
             job
             for job in jobs
-            if job.claimed_by is None or job.claimed_by not in live or provably_gone(job.claimed_by, me)
+            if (job.claimed_by == me.id and job.id not in driving)
+            or (
+                job.claimed_by != me.id
+                and (job.claimed_by is None or job.claimed_by not in live or provably_gone(job.claimed_by, me))
+            )
         ]
+
+    async def expiring_private(self, *, created_before: int) -> list[Job]:
+        """Queued private jobs admitted before ``created_before`` (unix ms): too old to be shown in time."""
+        rows = await self._db.fetch_all(
+            "SELECT * FROM jobs WHERE status = 'queued' AND private = 1 AND created_at < ? ORDER BY created_at, id",
+            (created_before,),
+        )
+        return [job_from_row(row) for row in rows]
 
     async def take(self, job: Job, me: ProcessIdentity) -> Job | None:
         """Make ``me`` the holder of ``job`` if it still has the holder it was seen with; the job, or None."""
-        rows = await self._db.fetch_all(
-            "UPDATE jobs SET claimed_by = ? WHERE id = ? AND COALESCE(claimed_by, '') = ? RETURNING *",
-            (me.id, job.id, job.claimed_by or ""),
-        )
-        return _job(rows[0]) if rows else None
+        async with self._db.transaction() as tx:
+            row = await tx.fetch_one(
+                "UPDATE jobs SET claimed_by = ? WHERE id = ? AND COALESCE(claimed_by, '') = ? RETURNING *",
+                (me.id, job.id, job.claimed_by or ""),
+            )
+        return job_from_row(row) if row is not None else None
 
-    async def holds(self, job_id: int, me: ProcessIdentity) -> bool:
-        """Whether ``me`` still holds the claimed ``job_id`` under a lease that has not expired.
+    async def holds(self, job_id: int, me: ProcessIdentity, status: JobStatus | None = None) -> bool:
+        """Whether ``me`` holds ``job_id`` (in ``status``, if given) under a lease that has not expired.
 
-        The fence checked right before a submit: a process that lost its lease does not POST.
+        The fence checked right before a side effect: a process that lost its lease does not act.
         """
+        condition = " AND j.status = ?" if status is not None else ""
         row = await self._db.fetch_one(
             "SELECT 1 AS held FROM jobs j JOIN processes p ON p.id = j.claimed_by"
-            " WHERE j.id = ? AND j.claimed_by = ? AND j.status = 'submitting' AND p.lease_expires_at > ?",
-            (job_id, me.id, to_millis(self._clock())),
+            f" WHERE j.id = ? AND j.claimed_by = ?{condition} AND p.lease_expires_at > ?",
+            (job_id, me.id, *([status.value] if status is not None else []), self.now_ms()),
         )
         return row is not None
 
@@ -412,12 +434,12 @@ class JobStore:
     async def get(self, job_id: int) -> Job | None:
         """One job, or None."""
         row = await self._db.fetch_one("SELECT * FROM jobs WHERE id = ?", (job_id,))
-        return None if row is None else _job(row)
+        return None if row is None else job_from_row(row)
 
     async def open_jobs(self) -> list[Job]:
         """Every job the engine still has work for, oldest first."""
         rows = await self._db.fetch_all(f"SELECT * FROM jobs WHERE status IN {_OPEN} ORDER BY created_at, id")
-        return [_job(row) for row in rows]
+        return [job_from_row(row) for row in rows]
 
     async def count(self, *statuses: JobStatus) -> int:
         """How many jobs are in any of ``statuses``."""
@@ -463,7 +485,7 @@ class JobStore:
         async with self._db.transaction() as tx:
             await tx.execute(
                 "INSERT INTO model_latency (model, seconds, at) VALUES (?, ?, ?)",
-                (model, max(0.0, seconds), to_millis(self._clock())),
+                (model, max(0.0, seconds), self.now_ms()),
             )
             await tx.execute(
                 "DELETE FROM model_latency WHERE model = ? AND id <= COALESCE((SELECT id FROM model_latency"
@@ -513,103 +535,18 @@ async def reserve_and_insert(
     )
     if not reserved:
         raise AdmissionRefused
-    await _insert_job(tx, job, now=now, cached=cached, acked=acked, holder=holder, group=group)
+    await insert_job(tx, job, now=now, cached=cached, acked=acked, holder=holder, group=group)
 
 
-async def _insert_job(
-    tx: Transaction,
-    job: NewJob,
-    *,
-    now: datetime,
-    cached: bool,
-    acked: bool,
-    holder: str | None,
-    group: tuple[int, int] | None,
-) -> None:
-    now_ms = to_millis(now)
-    group_id, group_index = group if group is not None else (None, None)
-    await tx.execute(
-        "INSERT INTO jobs (id, guild_id, channel_id, user_id, model, prompt, params, seed, width, height,"
-        " cache_key, status, estimated_micros, created_at, updated_at, aspect_ratio, acked, application_id,"
-        " interaction_token, upload_limit, private, claimed_by, group_id, group_index, style)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            job.id,
-            job.guild_id,
-            job.channel_id,
-            job.user_id,
-            job.model,
-            job.prompt,
-            json.dumps(job.params, sort_keys=True),
-            job.seed,
-            job.width,
-            job.height,
-            job.cache_key,
-            (JobStatus.CACHED if cached else JobStatus.QUEUED).value,
-            0 if cached else job.estimated_micros,
-            now_ms,
-            now_ms,
-            job.aspect_ratio,
-            1 if acked else 0,
-            job.application_id,
-            job.interaction_token,
-            job.upload_limit,
-            1 if job.private else 0,
-            holder,
-            group_id,
-            group_index,
-            job.style,
-        ),
-    )
-
-
-def _check_fields(fields: dict[str, Any]) -> None:
+def _assignments(fields: dict[str, Any]) -> tuple[str, list[Any]]:
+    """``", a = ?, b = ?"`` and the values for updatable job fields (datetimes as unix milliseconds)."""
     unknown = set(fields) - _UPDATABLE
     if unknown:
         raise ValueError(f"cannot update job fields {sorted(unknown)}")
+    values = [to_millis(v) if name in _TIMES and isinstance(v, datetime) else v for name, v in fields.items()]
+    return "".join(f", {name} = ?" for name in fields), values
 
 
-def _maybe_time(value: int | None) -> datetime | None:
-    return None if value is None else from_millis(value)
-
-
-def _job(row: Any) -> Job:
-    return Job(
-        id=row["id"],
-        guild_id=row["guild_id"],
-        channel_id=row["channel_id"],
-        user_id=row["user_id"],
-        model=row["model"],
-        prompt=row["prompt"],
-        params=json.loads(row["params"]),
-        seed=row["seed"],
-        width=row["width"],
-        height=row["height"],
-        cache_key=row["cache_key"],
-        status=JobStatus(row["status"]),
-        estimated_micros=row["estimated_micros"],
-        cost_micros=row["cost_micros"],
-        bfl_task_id=row["bfl_task_id"],
-        polling_url=row["polling_url"],
-        error=row["error"],
-        result_channel_id=row["result_channel_id"],
-        result_message_id=row["result_message_id"],
-        created_at=from_millis(row["created_at"]),
-        updated_at=from_millis(row["updated_at"]),
-        aspect_ratio=row["aspect_ratio"],
-        acked=bool(row["acked"]),
-        application_id=row["application_id"],
-        interaction_token=row["interaction_token"],
-        upload_limit=row["upload_limit"],
-        submitted_at=_maybe_time(row["submitted_at"]),
-        ready_at=_maybe_time(row["ready_at"]),
-        sample_url=row["sample_url"],
-        bfl_stage=row["bfl_stage"],
-        expanded_prompt=row["expanded_prompt"],
-        private=bool(row["private"]),
-        erased_at=_maybe_time(row["erased_at"]),
-        claimed_by=row["claimed_by"],
-        style=row["style"],
-        group_id=row["group_id"],
-        group_index=row["group_index"],
-    )
+def after(moment: datetime, seconds: float) -> datetime:
+    """``moment`` plus ``seconds``."""
+    return moment + timedelta(seconds=seconds)

@@ -168,6 +168,50 @@ class Database(ABC):
         """The application's tables (for copies and checks), sorted."""
 
 
+_READ_START = re.compile(r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*(\w+)", re.S)
+_RETURNING = re.compile(r"\bRETURNING\b", re.I)
+_READ_KEYWORDS = frozenset({"SELECT", "WITH", "PRAGMA", "EXPLAIN", "VALUES"})
+
+
+class WriteThroughRead(ValueError):
+    """A write statement was given to a read helper (it must go through the write path)."""
+
+
+def check_read(sql: str) -> None:
+    """Refuse a statement that writes (``INSERT``/``UPDATE``/``DELETE``/… or ``RETURNING``) in a read helper.
+
+    On SQLite a read helper runs outside the write lock, inside whatever transaction another coroutine
+    has open on the shared connection, and that transaction's rollback would silently undo the write.
+    Writes go through :meth:`Database.execute` or :meth:`Database.transaction` on every backend.
+    """
+    match = _READ_START.match(sql)
+    keyword = match.group(1).upper() if match else ""
+    if keyword not in _READ_KEYWORDS or (keyword != "PRAGMA" and _RETURNING.search(sql)):
+        raise WriteThroughRead(f"a write statement went through a read helper: {sql.strip()[:80]!r}")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is the database (or the network under it) failing for now, not a bug of ours.
+
+    A step that fails this way is simply tried again later; nothing is decided from it.
+    """
+    import sqlite3
+
+    if isinstance(exc, OSError | TimeoutError | sqlite3.OperationalError):  # e.g. "database is locked", I/O
+        return True
+    from asyncpg import exceptions as pg
+
+    return isinstance(
+        exc,
+        pg.PostgresConnectionError
+        | pg.InterfaceError
+        | pg.TransactionRollbackError  # deadlock, serialization failure
+        | pg.OperatorInterventionError  # the server is shutting down, a statement was cancelled
+        | pg.QueryCanceledError
+        | pg.InsufficientResourcesError,
+    )
+
+
 def redact_url(url: str) -> str:
     """``url`` with its password (if any) replaced by ``***``, for logs and messages."""
     from urllib.parse import urlsplit, urlunsplit

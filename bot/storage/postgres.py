@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg
 
-from bot.storage.database import Database, Migration, Params, Transaction, load_migrations, redact_url
+from bot.storage.database import Database, Migration, Params, Transaction, check_read, load_migrations, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -219,11 +219,13 @@ class PostgresDatabase(Database):
 
     async def fetch_one(self, sql: str, params: Params = ()) -> asyncpg.Record | None:
         """The first row of a query, or None."""
+        check_read(sql)
         text, args = _prepare(sql, params)
         return await self._pool.fetchrow(text, *args)
 
     async def fetch_all(self, sql: str, params: Params = ()) -> list[asyncpg.Record]:
-        """Every row of a query."""
+        """Every row of a query (a read: writes go through :meth:`execute` or :meth:`transaction`)."""
+        check_read(sql)
         text, args = _prepare(sql, params)
         return list(await self._pool.fetch(text, *args))
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from bot.storage.database import Database, Migration, Params, Synchronous, Transaction, load_migrations
+from bot.storage.database import Database, Migration, Params, Synchronous, Transaction, check_read, load_migrations
 
 log = logging.getLogger(__name__)
 
@@ -144,11 +144,13 @@ class SqliteDatabase(Database):
         statement holds a read snapshot, and if another process wrote since, SQLite refuses it at
         once with "database is locked" (measured with four processes on one file).
         """
+        check_read(sql)
         rows = await self._conn.execute_fetchall(sql, params)
         return next(iter(rows), None)
 
     async def fetch_all(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
-        """Every row of a query."""
+        """Every row of a query (a read: writes go through :meth:`execute` or :meth:`transaction`)."""
+        check_read(sql)
         return list(await self._conn.execute_fetchall(sql, params))
 
     async def tables(self) -> list[str]:

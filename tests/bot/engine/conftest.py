@@ -16,10 +16,12 @@ from bot.app import build_services
 from bot.bfl.client import BflClient, PollSchedule
 from bot.config import Settings
 from bot.engine.engine import JobEngine, Requester
-from bot.engine.progress import Progress, Result
+from bot.engine.progress import Posted, Progress, Result
 from bot.models import build_request
 
 GUILD, CHANNEL, ALICE = 1000, 2000, 3000
+# No edit throttle; retries of a failed step or post after milliseconds instead of seconds.
+FAST_ENGINE = {"progress_interval": 0.0, "retry_backoff_seconds": (0.01,), "delivery_backoff_seconds": (0.01, 0.05)}
 FAST = PollSchedule(first_interval=0.005, quick_phase=0.05, factor=1.5, max_interval=0.02, jitter=0.0)
 
 
@@ -60,7 +62,8 @@ class RecordingPresenter:
         self.delivered: dict[int, Result] = {}
         self.notified: dict[int, str] = {}
         self.changed = asyncio.Condition()
-        self.fail_delivery = False
+        self.refused = 0  # posts refused so far
+        self.fail_delivery = 0  # how many posts to refuse (True: all of them)
 
     def progress_text(self, progress: Progress) -> str:
         return f"{progress.status.value}:{progress.position}:{progress.bfl_stage}"
@@ -68,12 +71,16 @@ class RecordingPresenter:
     async def show_progress(self, job, progress, text) -> None:
         self.progress.setdefault(job.id, []).append(text)
 
-    async def deliver(self, result: Result) -> tuple[int, int]:
+    async def deliver(self, result: Result) -> Posted:
         if self.fail_delivery:
+            if self.fail_delivery is not True:
+                self.fail_delivery -= 1
+            self.refused += 1
+            await self._notify_all()
             raise RuntimeError("Discord said no")
         self.delivered[result.job.id] = result
         await self._notify_all()
-        return CHANNEL, 10_000 + result.job.id
+        return Posted(CHANNEL, 10_000 + result.job.id)
 
     async def notify(self, job, text) -> None:
         self.notified[job.id] = text
@@ -104,7 +111,7 @@ class EngineHarness:
         self.bfl = bfl
         self.limits = limits
         self.settings = settings
-        self.ledger = engine._ledger
+        self.ledger = engine.effects.parts.ledger
 
     async def generate(self, job_id, req=None, user=ALICE, guild=GUILD):
         await self.engine.admit(req or request(), who(job_id, user, guild), acked=True)
@@ -134,7 +141,7 @@ def build_engine(db, session, settings, clock, presenter=None, **options: Any) -
         db=db,
         session=session,
         clock=clock,
-        engine_options={"presenter": presenter, "progress_interval": 0.0, **options},
+        engine_options={"presenter": presenter, "config": FAST_ENGINE} | options,
         poll_schedule=FAST,
         backoff_base=0.001,
         backoff_cap=0.01,
@@ -146,11 +153,15 @@ def build_engine(db, session, settings, clock, presenter=None, **options: Any) -
 async def make_engine(db, fake_bfl, tmp_path, clock):
     made = []
 
-    async def factory(presenter=None, **overrides):
+    async def factory(presenter=None, *, config=None, engine_options=None, **overrides):
+        """``overrides``: settings; ``config``: EngineConfig fields (past the settings' checks); ``engine_options``."""
         session = aiohttp.ClientSession()
         settings = make_settings(fake_bfl, tmp_path, **overrides)
         presenter = presenter or RecordingPresenter()
-        engine, bfl, limits = build_engine(db, session, settings, clock, presenter)
+        options = dict(engine_options or {})
+        if config:
+            options["config"] = FAST_ENGINE | config
+        engine, bfl, limits = build_engine(db, session, settings, clock, presenter, **options)
         await engine.start()
         made.append((engine, session))
         return EngineHarness(engine, presenter, db, bfl, limits, settings)

@@ -60,8 +60,8 @@ def test_only_provider_trouble_counts():
 
 async def test_a_failing_model_is_refused_at_once_without_a_reservation_then_recovers(make_engine, fake_bfl, db):
     clock = Clock()
-    h = await make_engine()
-    h.engine.breakers = CircuitBreakers(failures=3, window=60, cooldown=30, clock=clock)
+    breakers = CircuitBreakers(failures=3, window=60, cooldown=30, clock=clock)
+    h = await make_engine(engine_options={"breakers": breakers})
     fake_bfl.script(Behaviour(submit_status_after_create=502), times=3)
     for job_id in (1, 2, 3):
         await h.generate(job_id, req=request(seed=job_id))

@@ -1,13 +1,16 @@
 """A process killed at every step boundary of a job, then restarted, ends consistent.
 
 After the restart: no reservation is left open, no job was submitted twice, and the ledger's total
-equals what the fake BFL billed — except a death between the claim and the submit, which cannot be
-told apart from one just after the submit left, so it is charged the estimate and flagged ``unknown``.
+equals what the fake BFL billed. A death after the claim but before "the POST is about to leave" was
+recorded is known never to have been sent: the job goes back to the queue and is made once. Only a
+death after that record (``submit_marked``), which cannot be told apart from one just after the POST
+left, is charged the estimate and flagged ``unknown``.
 """
 
 import asyncio
 import signal
 import sys
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,6 +20,7 @@ import pytest
 from bot.engine.states import JobStatus
 from bot.storage.database import Database
 from tests.bot.engine.conftest import RecordingPresenter, build_engine, make_settings
+from tests.conftest import ManualClock
 from tests.fakes.fake_bfl import Behaviour
 
 REPO = Path(__file__).parents[3]
@@ -37,6 +41,8 @@ async def run_child(tmp_path, fake_bfl, point, *, kill_when=None):
 
 
 async def restart_and_finish(tmp_path, fake_bfl, clock):
+    """Restart on the same host clock as the child (its rows' times and timers are on it)."""
+    clock = ManualClock(datetime.now(UTC))
     db = await Database.open(tmp_path / "db.sqlite3")
     session = aiohttp.ClientSession()
     presenter = RecordingPresenter()
@@ -61,13 +67,14 @@ POINTS = [
     # (point, how the child dies, final status, image delivered after restart)
     ("before_reserve", None, None, False),
     ("after_reserve", None, JobStatus.DELIVERED, True),
-    ("after_claim", None, JobStatus.UNKNOWN, False),
+    ("after_claim", None, JobStatus.DELIVERED, True),
+    ("submit_marked", None, JobStatus.UNKNOWN, False),
     ("submit_sent", lambda f: f.tasks, JobStatus.UNKNOWN, False),
     ("after_submit", None, JobStatus.UNKNOWN, False),
     ("after_task_stored", None, JobStatus.DELIVERED, True),
     ("mid_poll", lambda f: sum(p.task_id is not None for p in f.polls) >= 2, JobStatus.DELIVERED, True),
     ("after_download", None, JobStatus.DELIVERED, True),
-    ("after_settle", None, JobStatus.DELIVERED, True),
+    ("after_cached", None, JobStatus.DELIVERED, True),
     ("after_post", None, JobStatus.DELIVERED, True),
     ("after_delivered", None, JobStatus.DELIVERED, False),
 ]
@@ -98,7 +105,7 @@ async def test_killed_at_every_step_then_restarted(tmp_path, fake_bfl, clock, po
             return
         assert job.status is final
         total = await db_check.fetch_value("SELECT COALESCE(SUM(server_micros), 0) FROM ledger")
-        if point == "after_claim":
+        if point == "submit_marked":
             assert fake_bfl.submits == [] and total == ESTIMATE  # charged conservatively, flagged unknown
         else:
             assert total == billed_micros(fake_bfl)  # the ledger reconciles with BFL to the micro-dollar

@@ -19,34 +19,31 @@ EXPECTED = {
     (S.QUEUED, E.CLAIMED): (S.SUBMITTING, N, None, False),
     (S.QUEUED, E.CANCELLED): (S.CANCELLED, R, None, False),
     (S.QUEUED, E.ACK_FAILED): (S.CANCELLED, R, None, False),
+    (S.QUEUED, E.EXPIRED): (S.CANCELLED, R, None, False),
     (S.QUEUED, E.INTERNAL_ERROR): (S.FAILED, R, None, False),
-    (S.QUEUED, E.RECOVERED): (S.QUEUED, N, None, False),
     (S.SUBMITTING, E.ACCEPTED): (S.GENERATING, N, None, False),
     (S.SUBMITTING, E.SUBMIT_REFUSED): (S.FAILED, R, None, False),
     (S.SUBMITTING, E.SUBMIT_UNKNOWN): (S.UNKNOWN, ST, EST, ERRORS),
     (S.SUBMITTING, E.INTERNAL_ERROR): (S.UNKNOWN, ST, EST, True),
-    (S.SUBMITTING, E.RECOVERED): (S.UNKNOWN, ST, EST, ERRORS),
     (S.SUBMITTING, E.REQUEUED): (S.QUEUED, N, None, False),
+    (S.SUBMITTING, E.NOT_SENT): (S.FAILED, R, None, False),
     (S.GENERATING, E.FINISHED): (S.DOWNLOADING, N, None, False),
     (S.GENERATING, E.TASK_FAILED): (S.FAILED, ST, REP, ERRORS),
     (S.GENERATING, E.REQUEST_MODERATED): (S.FAILED, ST, REP, MODERATED),
     (S.GENERATING, E.CONTENT_MODERATED): (S.FAILED, ST, REP, MODERATED),
     (S.GENERATING, E.TIMED_OUT): (S.FAILED, ST, REP, ERRORS),
     (S.GENERATING, E.INTERNAL_ERROR): (S.FAILED, ST, REP, True),
-    (S.GENERATING, E.RECOVERED): (S.GENERATING, N, None, False),
-    (S.DOWNLOADING, E.DOWNLOADED): (S.DELIVERING, ST, REP, False),
+    (S.DOWNLOADING, E.DOWNLOADED): (S.DELIVERING, N, None, False),
     (S.DOWNLOADING, E.TASK_FAILED): (S.FAILED, ST, REP, ERRORS),
     (S.DOWNLOADING, E.INTERNAL_ERROR): (S.FAILED, ST, REP, True),
-    (S.DOWNLOADING, E.RECOVERED): (S.DOWNLOADING, N, None, False),
-    (S.DELIVERING, E.DELIVERED): (S.DELIVERED, N, None, False),
-    (S.DELIVERING, E.DELIVERY_FAILED): (S.FAILED, N, None, False),
-    (S.DELIVERING, E.INTERNAL_ERROR): (S.FAILED, N, None, False),
-    (S.DELIVERING, E.RECOVERED): (S.DELIVERING, N, None, False),
+    # A made image is paid for when it is posted; one that can never be posted is refunded to the member.
+    (S.DELIVERING, E.DELIVERED): (S.DELIVERED, ST, REP, False),
+    (S.DELIVERING, E.DELIVERY_FAILED): (S.FAILED, ST, REP, True),
+    (S.DELIVERING, E.INTERNAL_ERROR): (S.FAILED, ST, REP, True),
     (S.CACHED, E.DELIVERED): (S.DELIVERED, ST, ZERO, False),
     (S.CACHED, E.DELIVERY_FAILED): (S.FAILED, R, None, False),
     (S.CACHED, E.ACK_FAILED): (S.CANCELLED, R, None, False),
     (S.CACHED, E.INTERNAL_ERROR): (S.FAILED, R, None, False),
-    (S.CACHED, E.RECOVERED): (S.CACHED, N, None, False),
 }
 
 
@@ -76,10 +73,7 @@ def test_terminal_states_accept_no_event():
 
 
 def test_open_states_hold_money_and_resolved_states_do_not():
-    """Money per state: a decision that leaves an open-money state never resolves it, and vice versa."""
-    holding = {S.QUEUED, S.SUBMITTING, S.GENERATING, S.DOWNLOADING, S.CACHED}
+    """Money per state: every open state holds its reservation; a decision resolves it exactly when the job ends."""
     for (status, event), (next_status, money, _cost, _refund) in EXPECTED.items():
-        if status in holding:
-            assert (money is N) == (next_status in holding), (status, event)
-        else:
-            assert money is N, (status, event)
+        assert status.is_open, (status, event)
+        assert (money is N) == next_status.is_open, (status, event)

@@ -138,11 +138,10 @@ async def test_refund_policy_all_refunds_moderated_prompts(make_engine, fake_bfl
 
 
 async def test_poll_deadline_gives_up_and_refunds(make_engine, fake_bfl, monkeypatch):
-    import bot.engine.engine as engine_module
+    import bot.engine.steps as steps_module
 
-    monkeypatch.setattr(engine_module, "RESUME_MIN_TIMEOUT", 0.2)
-    h = await make_engine(job_timeout_seconds=10)
-    h.engine._settings = h.settings.model_copy(update={"job_timeout_seconds": 0.2})
+    monkeypatch.setattr(steps_module, "RESUME_MIN_TIMEOUT", 0.2)
+    h = await make_engine(config={"job_timeout_seconds": 0.2})
     fake_bfl.script(Behaviour(release=asyncio.Event()))  # Pending forever
     assert "too long" in await h.generate(1)
     assert (await h.money(1))[1] == 0
@@ -262,21 +261,41 @@ async def test_an_unacknowledged_job_never_runs(harness, fake_bfl):
     assert [s.body["seed"] for s in fake_bfl.submits] == [2, 1]
 
 
-async def test_a_delivery_failure_keeps_the_charge_and_the_cached_image(harness, fake_bfl):
-    harness.presenter.fail_delivery = True
-    await harness.engine.admit(request(), who(1), acked=True)
-    await fake_bfl.wait_for(lambda: len(fake_bfl.downloads) == 1, timeout=5)
-    await harness.engine.wait_idle()
-    assert (await harness.store.get(1)).status is JobStatus.FAILED
-    assert await harness.ledger_kinds(1) == ["reserve", "settle"]
-    assert await harness.engine._cache.get((await harness.store.get(1)).cache_key) is not None
+async def test_a_refused_post_is_retried_from_the_cache_and_charged_once_posted(harness, fake_bfl):
+    harness.presenter.fail_delivery = 3  # Discord refuses three times (an outage), then takes it
+    result = await harness.generate(1)
+    assert harness.presenter.refused == 3 and result.cost_micros == 40_000
+    assert len(fake_bfl.submits) == 1 and len(fake_bfl.downloads) == 1  # made once, posted from the cache
+    assert (await harness.store.get(1)).status is JobStatus.DELIVERED
+    assert await harness.ledger_kinds(1) == ["reserve", "settle"] and await harness.money(1) == (40_000, 40_000)
+    assert 1 not in harness.presenter.notified  # nothing ever replaced the image
+
+
+async def test_a_result_that_can_never_be_posted_is_refunded_and_counted_undeliverable(make_engine, fake_bfl, clock):
+    from bot.billing.reports import spend_report
+    from bot.config import Period as P
+
+    h = await make_engine(config={"undeliverable_after_seconds": 60.0})
+    h.presenter.fail_delivery = True  # Discord refuses every post
+    await h.engine.admit(request(), who(1), acked=True)
+    await h.presenter.wait_for(lambda: h.presenter.refused >= 2)
+    assert (await h.store.get(1)).status is JobStatus.DELIVERING  # still held, still retried
+    clock.advance(seconds=61)  # the bounded time is over
+    text = await h.ended(1)
+    assert "would not let the bot post" in text and "not been charged" in text
+    job = await h.store.get(1)
+    assert job.status is JobStatus.FAILED and job.error == "undeliverable"
+    assert await h.money(1) == (40_000, 0)  # BFL was paid; the member was refunded
+    assert await h.ledger.member_charged(1) is False
+    report = await spend_report(h.db, GUILD, P.MONTH, h.engine.clock())
+    assert report.undeliverable_jobs == 1
 
 
 async def test_an_unexpected_bug_after_submit_does_not_hold_the_money(harness, monkeypatch):
     async def broken_put(*args, **kwargs):
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(harness.engine._cache, "put", broken_put)
+    monkeypatch.setattr(harness.engine.cache, "put", broken_put)
     assert "not been charged" in await harness.generate(1)
     assert await harness.ledger.open_job_ids() == []
     assert await harness.money(1) == (40_000, 0)  # BFL was paid; the member was not charged
@@ -315,7 +334,7 @@ async def test_a_result_that_is_not_an_image_is_never_cached_or_charged_to_the_m
 
     monkeypatch.setattr(harness.bfl, "download", garbage)
     assert "not been charged" in await harness.generate(1)
-    assert await harness.engine._cache.get((await harness.store.get(1)).cache_key) is None
+    assert await harness.engine.cache.get((await harness.store.get(1)).cache_key) is None
     assert (await harness.money(1))[1] == 0
 
 
@@ -325,8 +344,7 @@ async def test_a_cost_above_the_estimate_is_logged_and_noticed(make_engine, fake
     async def notice(guild_id, text):
         noticed.append((guild_id, text))
 
-    h = await make_engine()
-    h.engine._notice = notice
+    h = await make_engine(engine_options={"notice": notice})
     fake_bfl.script(Behaviour(cost=9))  # 9 credits = $0.09 against a $0.04 estimate
     result = await h.generate(1)
     assert result.cost_micros == 90_000
@@ -334,7 +352,7 @@ async def test_a_cost_above_the_estimate_is_logged_and_noticed(make_engine, fake
     from bot.billing.reports import spend_report
     from bot.config import Period as P
 
-    report = await spend_report(h.db, GUILD, P.MONTH, h.engine._clock())
+    report = await spend_report(h.db, GUILD, P.MONTH, h.engine.clock())
     assert report.over_estimate_jobs == 1 and report.unknown_jobs == 0
     await asyncio.sleep(0)
     assert noticed and noticed[0][0] == GUILD and "$0.09" in noticed[0][1]
@@ -353,7 +371,7 @@ async def test_a_job_never_acknowledged_before_a_crash_is_cancelled_and_explaine
     await first.engine.admit(request(), who(1), acked=False)
     await first.engine.stop(grace=0.1)  # the process goes away before the acknowledgement is recorded
     second = await make_engine()  # the next start, on the same database
-    assert await second.presenter.ended(1) == RESTARTED_TEXT
+    assert await second.presenter.ended(1) == RESTARTED_TEXT + " You have not been charged."
     assert await second.ledger_kinds(1) == ["reserve", "release"]
     assert (await second.store.get(1)).status is JobStatus.CANCELLED
     assert fake_bfl.submits == []

@@ -1,0 +1,275 @@
+"""Admission: the refusals before any money moves, then the job (or group) and its reservation in ONE transaction.
+
+A refusal (restarting, paused, the server's safety rules, an open circuit breaker, a limit) raises a
+member-facing :class:`bot.errors.FluxcordError` and writes nothing. An admitted job is ``queued`` (or
+``cached``: a 0 µ$ cache hit that still counts as an image) and waits for the interaction's
+acknowledgement; the reconciler releases it if none comes in time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+from bot.billing.ledger import BUSY_TEXT, Ledger, Limit
+from bot.billing.limits import LimitsService
+from bot.engine.breaker import BreakerState, CircuitBreakers
+from bot.engine.config import EngineConfig
+from bot.engine.groups import GroupStore, NewGroup
+from bot.engine.jobs import Job, NewJob
+from bot.engine.leases import ProcessIdentity
+from bot.engine.observer import JobObserver, NullObserver
+from bot.engine.store import AdmissionRefused, JobStore
+from bot.errors import FluxcordError, GenerationPaused, LimitReached
+from bot.images.cache import ImageCache
+from bot.models import GenerationRequest, ModelSpec
+from bot.safety.privacy import server_cache_key
+from bot.safety.service import SafetyService
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class ProviderTrouble(FluxcordError):
+    """The model's circuit breaker is open: BFL kept failing for it, so nothing is queued into it."""
+
+    def __init__(self, label: str, retry_in: float) -> None:
+        wait = f"about {max(10, round(retry_in / 10) * 10):.0f} s" if retry_in > 0 else "a moment"
+        super().__init__(
+            f"{label} is having trouble right now (the image provider keeps failing). Nothing was charged;"
+            f" please try again in {wait}, or choose another model."
+        )
+
+
+class Restarting(FluxcordError):
+    """The bot is shutting down: new work is refused until it is back."""
+
+    def __init__(self) -> None:
+        super().__init__("The bot is restarting. Please try again in a minute.")
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who asked, where, and the interaction that identifies the job."""
+
+    job_id: int
+    guild_id: int
+    channel_id: int
+    user_id: int
+    role_ids: tuple[int, ...] = ()
+    application_id: int | None = None
+    interaction_token: str | None = None
+    upload_limit: int = 10 * 1024 * 1024
+    private: bool = False  # answer and result visible only to the member (ephemeral)
+    age_restricted: bool = False  # the channel is age-restricted (the `relaxed` safety level applies only there)
+
+
+@dataclass
+class AdmissionParts:
+    """What admission reads and writes."""
+
+    store: JobStore
+    groups: GroupStore
+    ledger: Ledger
+    limits: LimitsService
+    cache: ImageCache
+    breakers: CircuitBreakers
+    identity: ProcessIdentity
+    config: EngineConfig
+    safety: SafetyService | None = None
+    observer: JobObserver = field(default_factory=NullObserver)
+    on_admitted: Callable[[int], Coroutine[Any, Any, object]] | None = None  # spend alerts (guild id)
+    share_breakers: Callable[[], Awaitable[None]] | None = None
+    spawn: Callable[[Coroutine[Any, Any, object]], None] = lambda work: work.close()
+    checkpoint: Callable[[str, int], None] = lambda _name, _job_id: None
+
+
+class Admission:
+    """Admits single requests and groups, or refuses them with no side effect."""
+
+    def __init__(self, parts: AdmissionParts) -> None:
+        self.parts = parts
+        self.accepting = False
+
+    async def admit(self, request: GenerationRequest, who: Requester, *, acked: bool) -> Job:
+        """Reserve and queue ``request`` (or take it from the cache), or raise a member-facing refusal."""
+        try:
+            request = await self._gate(request, who)
+            cache_key = server_cache_key(who.guild_id, request.cache_key())  # a hit only serves this server
+            cached = await self.parts.cache.contains(cache_key)
+            # A cache hit needs no BFL, so an open breaker does not refuse it.
+            trial = False if cached else await self._pass_breaker(request.model)
+            new = new_job(request, who, cache_key)
+            p = self.parts
+            try:
+                return await self._reserve(
+                    who,
+                    estimated_micros=0 if cached else new.estimated_micros,
+                    write=lambda limits: p.store.admit(
+                        new,
+                        limits=limits,
+                        max_pending_jobs=p.config.member_max_pending_jobs,
+                        cooldown_seconds=p.config.member_cooldown_seconds,
+                        cached=cached,
+                        acked=acked,
+                        holder=p.identity.id,
+                    ),
+                )
+            except BaseException:
+                if trial:
+                    p.breakers.released(request.model.key)  # the trial never reached BFL: it tells nothing
+                raise
+        except FluxcordError as exc:
+            self._refused(exc)
+            raise
+
+    async def admit_group(
+        self,
+        requests: Sequence[GenerationRequest],
+        who: Requester,
+        *,
+        draft: bool = False,
+        final_model: str | None = None,
+        final_options: dict[str, Any] | None = None,
+    ) -> list[Job]:
+        """Reserve and queue N images of one prompt all-or-nothing (``who.job_id`` is the group's id)."""
+        try:
+            screened = await self._gate(requests[0], who)  # one prompt, one screening
+            batch = [replace(r, safety_tolerance=screened.safety_tolerance) for r in requests]
+            model = batch[0].model
+            trial = await self._pass_breaker(model)
+            group = NewGroup(
+                id=who.job_id,
+                guild_id=who.guild_id,
+                channel_id=who.channel_id,
+                user_id=who.user_id,
+                size=len(batch),
+                draft=draft,
+                final_model=final_model,
+                final_options=final_options,
+                application_id=who.application_id,
+                interaction_token=who.interaction_token,
+                private=who.private,
+            )
+            jobs = [new_job(r, who, server_cache_key(who.guild_id, r.cache_key())) for r in batch]
+            p = self.parts
+            try:
+                return await self._reserve(
+                    who,
+                    estimated_micros=sum(job.estimated_micros for job in jobs),
+                    images=len(jobs),
+                    write=lambda limits: p.groups.admit(
+                        group,
+                        jobs,
+                        limits=limits,
+                        max_pending_jobs=p.config.member_max_pending_jobs,
+                        cooldown_seconds=p.config.member_cooldown_seconds,
+                        holder=p.identity.id,
+                    ),
+                )
+            except BaseException:
+                if trial:
+                    p.breakers.released(model.key)
+                raise
+        except FluxcordError as exc:
+            self._refused(exc)
+            raise
+
+    def _refused(self, exc: FluxcordError) -> None:
+        if isinstance(exc, ProviderTrouble):
+            reason = "provider"
+        elif isinstance(exc, Restarting | GenerationPaused):
+            reason = "restarting" if isinstance(exc, Restarting) else "paused"
+        else:
+            reason = "busy" if exc.user_message == BUSY_TEXT else "limit"
+        self.parts.observer.refused(reason)
+
+    async def _gate(self, request: GenerationRequest, who: Requester) -> GenerationRequest:
+        """The refusals before any reservation (restarting, paused, the server's safety rules); the screened request."""
+        p = self.parts
+        if not self.accepting:
+            raise Restarting
+        if (await p.limits.guild_settings(who.guild_id)).paused:
+            raise GenerationPaused  # also stops free cache hits; the reservation re-checks it atomically
+        if p.safety is None:
+            return request
+        return await p.safety.screen(  # the server's rules; a refusal writes nothing (a mod-log note at most)
+            request,
+            guild_id=who.guild_id,
+            channel_id=who.channel_id,
+            user_id=who.user_id,
+            age_restricted=who.age_restricted,
+        )
+
+    async def _pass_breaker(self, model: ModelSpec) -> bool:
+        """Refuse at once (:class:`ProviderTrouble`) while BFL keeps failing for ``model``; True for a trial."""
+        p = self.parts
+        if p.share_breakers is not None:
+            await p.share_breakers()  # cached: usually no I/O
+        if not p.breakers.allow(model.key):
+            p.observer.breaker_refused(model.key)
+            raise ProviderTrouble(model.label, p.breakers.retry_in(model.key))
+        return p.breakers.state(model.key) is not BreakerState.CLOSED
+
+    async def _reserve(
+        self,
+        who: Requester,
+        *,
+        estimated_micros: int,
+        write: Callable[[list[Limit]], Awaitable[T]],
+        images: int = 1,
+    ) -> T:
+        """Run ``write`` (one admission transaction under the member's limits), explaining a refusal.
+
+        A refusal that no limit explains on a second look (a concurrent job ended in between) is tried
+        again, up to three times in all.
+        """
+        p = self.parts
+        limits = await p.limits.limits_for(who.guild_id, who.user_id, who.role_ids)
+        for _attempt in range(3):
+            now = p.store.clock()
+            try:
+                admitted = await write(limits)
+            except AdmissionRefused:
+                await p.ledger.explain_refusal(
+                    guild_id=who.guild_id,
+                    user_id=who.user_id,
+                    estimated_micros=estimated_micros,
+                    limits=limits,
+                    max_pending_jobs=p.config.member_max_pending_jobs,
+                    cooldown_seconds=p.config.member_cooldown_seconds,
+                    now=now,
+                    images=images,
+                )
+                continue
+            p.checkpoint("after_reserve", who.job_id)
+            if p.on_admitted is not None:
+                p.spawn(p.on_admitted(who.guild_id))  # spend alerts: never on the request's path
+            return admitted
+        raise LimitReached(BUSY_TEXT)
+
+
+def new_job(request: GenerationRequest, who: Requester, cache_key: str) -> NewJob:
+    """What admission writes about ``request`` asked by ``who``."""
+    return NewJob(
+        id=who.job_id,
+        guild_id=who.guild_id,
+        channel_id=who.channel_id,
+        user_id=who.user_id,
+        model=request.model.key,
+        prompt=request.prompt,
+        params=request.bfl_payload(),
+        seed=request.seed,
+        width=request.width,
+        height=request.height,
+        cache_key=cache_key,
+        aspect_ratio=request.aspect_ratio,
+        estimated_micros=request.estimated_cost_micros,
+        application_id=who.application_id,
+        interaction_token=who.interaction_token,
+        upload_limit=who.upload_limit,
+        private=who.private,
+        style=request.style,
+    )

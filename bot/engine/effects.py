@@ -1,0 +1,270 @@
+"""What a step's outcome does once decided: the record, and everything that follows an applied event.
+
+:meth:`Effects.record` writes an outcome (a wait's fields and timer, or an event through the one money
+decision, retried while the database is out of reach, never repeating the step's side effect).
+:meth:`Effects.after` is the one place for what follows an applied event, whoever applied it (a drive,
+a cancel, the reconciler): metrics, the over-estimate alert on every settle above the estimate, waking
+the dispatcher when a slot frees, the group's post, the moderation strike, and the member's last
+message, whose "charged or not" is read from the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.billing.ledger import Ledger
+from bot.billing.money import format_usd
+from bot.engine import outcomes
+from bot.engine.config import EngineConfig
+from bot.engine.jobs import Job
+from bot.engine.leases import ProcessIdentity
+from bot.engine.observer import JobObserver, NullObserver
+from bot.engine.progress import Presenter
+from bot.engine.states import Event, JobStatus
+from bot.engine.steps import Outcome
+from bot.engine.store import Applied, JobStore
+from bot.safety.service import SafetyService
+from bot.storage.database import is_transient
+
+log = logging.getLogger(__name__)
+
+RECORD_BACKOFF_CAP = 10.0
+Notice = Callable[[int, str], Coroutine[Any, Any, object]]  # (guild id, text) → a mod-log post
+_FAILURES = frozenset({JobStatus.FAILED, JobStatus.UNKNOWN, JobStatus.CANCELLED})
+
+
+def _noop(*_args: object) -> None:
+    return None
+
+
+@dataclass
+class EffectParts:
+    """What follows an event needs (the engine builds it; the presenter arrives later)."""
+
+    store: JobStore
+    ledger: Ledger
+    identity: ProcessIdentity
+    config: EngineConfig
+    observer: JobObserver = field(default_factory=NullObserver)
+    safety: SafetyService | None = None
+    notice: Notice | None = None
+    presenter: Presenter | None = None
+    slot_freed: Callable[[], None] = _noop
+    queue_changed: Callable[[], None] = _noop
+    forget_progress: Callable[[int], None] = _noop
+    member_moved: Callable[[Job], None] = _noop  # a group's image changed state: repaint the group's line
+    group_done: Callable[[int], Awaitable[None]] | None = None
+    checkpoint: Callable[[str, int], None] = _noop
+
+
+_CHECKPOINTS = {
+    Event.ACCEPTED: "after_task_stored",
+    Event.DOWNLOADED: "after_cached",
+    Event.DELIVERED: "after_delivered",
+}
+
+
+class Effects:
+    """Records outcomes and carries out what follows each applied event."""
+
+    def __init__(self, parts: EffectParts) -> None:
+        self.parts = parts
+        self._background: set[asyncio.Task[Any]] = set()
+
+    def now(self) -> datetime:
+        """Now, by the database's clock."""
+        return self.parts.store.clock()
+
+    # -- recording ---------------------------------------------------------------------------------
+
+    async def record(self, job: Job, outcome: Outcome) -> Job | None:
+        """Write ``outcome``; the job as it now is, or None if it is no longer this process's to drive."""
+        if outcome.stop:
+            return None
+        if outcome.event is None:
+            return await self._record_wait(job, outcome)
+        applied = await self._apply(job, outcome)
+        if applied is None:
+            return await self._after_lost_answer(job)
+        await self.after(applied, outcome)
+        return applied.job
+
+    async def _record_wait(self, job: Job, outcome: Outcome) -> Job | None:
+        if outcome.reread:  # the step failed midway and may have written: carry on from the row
+            current = await self.reread(job)
+            if current is None:
+                return job  # unreadable right now: try again from what we had
+            return current if current.claimed_by == self.parts.identity.id and current.status.is_open else None
+        fields: dict[str, Any] = dict(outcome.fields)
+        if outcome.wait is not None and outcome.persist:
+            fields["next_attempt_at"] = self.now() + timedelta(seconds=outcome.wait)
+        if fields:
+            try:
+                if not await self.parts.store.update(job.id, job.status, holder=self.parts.identity.id, **fields):
+                    return None  # moved on (cancelled, taken over): not ours to drive any more
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("Job %s: could not record its timer (%s); keeping it in memory", job.id, exc)
+        return replace(job, **fields)
+
+    async def _apply(self, job: Job, outcome: Outcome) -> Applied | None:
+        """Apply the outcome's event, retrying while the database is out of reach (the outcome is kept)."""
+        assert outcome.event is not None
+        code = outcome.code or (outcomes.error_code(outcome.error) if outcome.error is not None else None)
+        fields = dict(outcome.fields)
+        if code is not None:
+            fields["error"] = code
+        delay = 0.2
+        while True:
+            try:
+                return await self.parts.store.apply(
+                    job.id,
+                    outcome.event,
+                    self.parts.config.refund_policy,
+                    expected=job.status,
+                    holder=self.parts.identity.id,
+                    note=code or "",
+                    **fields,
+                )
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("Job %s: could not record %s (%s); retrying", job.id, outcome.event.value, exc)
+            await asyncio.sleep(delay)
+            delay = min(RECORD_BACKOFF_CAP, delay * 2)
+
+    async def _after_lost_answer(self, job: Job) -> Job | None:
+        """The conditional write changed nothing: carry on only if our own earlier write had landed."""
+        current = await self.reread(job)
+        if current is None or current.claimed_by != self.parts.identity.id or not current.status.is_open:
+            return None
+        return current if current.status is not job.status else None
+
+    async def reread(self, job: Job) -> Job | None:
+        """The job's row as it is now (None if it cannot be read right now)."""
+        try:
+            return await self.parts.store.get(job.id)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            return None
+
+    # -- after an event ----------------------------------------------------------------------------
+
+    async def after(self, applied: Applied, outcome: Outcome | None = None) -> None:
+        """Everything that follows ``applied`` (metrics, alerts, slots, groups, the member's message)."""
+        p = self.parts
+        job, before = applied.job, applied.before
+        self.observe(applied)
+        if applied.over_estimate:
+            self._over_estimate(before, applied.settled_micros or 0)
+        if before.status.holds_slot and not job.status.holds_slot:
+            p.slot_freed()
+        if JobStatus.QUEUED in (job.status, before.status):
+            p.queue_changed()
+        name = _CHECKPOINTS.get(outcome.event) if outcome is not None and outcome.event is not None else None
+        if name is not None:
+            p.checkpoint(name, job.id)
+        if job.status.is_open:
+            if job.group_id is not None:
+                p.member_moved(job)
+                if job.status is JobStatus.DELIVERING and p.group_done is not None:
+                    self.spawn(p.group_done(job.group_id))
+            return
+        p.forget_progress(job.id)
+        if job.status is JobStatus.DELIVERED:
+            return
+        blocked = await self._moderated(applied)
+        if job.group_id is not None:
+            if p.group_done is not None:
+                self.spawn(p.group_done(job.group_id))
+            return
+        if outcome is not None and job.status in _FAILURES and before.result_message_id is None:
+            self.spawn(self.tell(applied, outcome, blocked))
+
+    def observe(self, applied: Applied | None) -> None:
+        """Tell the observer what an applied event settled and whether it ended the job."""
+        if applied is None:
+            return
+        if applied.settled_micros:
+            self.parts.observer.spent(applied.job.model, applied.settled_micros)
+        if not applied.job.status.is_open:
+            cached = applied.before.status is JobStatus.CACHED and applied.job.status is JobStatus.DELIVERED
+            self.parts.observer.job_ended(applied.job.model, "cached" if cached else applied.job.status.value)
+
+    async def tell(self, applied: Applied, outcome: Outcome, blocked: str | None = None) -> None:
+        """The member's last message about a job that ended without its image, truthful about the money."""
+        presenter = self.parts.presenter
+        if presenter is None:
+            return
+        job = applied.reachable_job
+        charged = await self.parts.ledger.member_charged(job.id)
+        text = outcomes.ending_text(outcome.error, code=job.error, charged=charged, text=outcome.text)
+        if blocked:
+            text += f"\n{blocked}"
+        try:
+            await presenter.notify(job, text)
+        except Exception as exc:
+            log.warning("Job %s: could not tell the member how it ended: %s", job.id, exc)
+
+    async def _moderated(self, applied: Applied) -> str | None:
+        """A moderated result: mod-log post and a strike (which may block the member); the block notice."""
+        job = applied.before
+        safety = self.parts.safety
+        if safety is None or applied.job.error not in ("request_moderated", "content_moderated"):
+            return None
+        try:
+            return await safety.moderated(
+                guild_id=job.guild_id,
+                channel_id=job.channel_id,
+                user_id=job.user_id,
+                job_id=job.id,
+                model=job.model,
+                prompt=job.prompt,
+                stage="request" if applied.job.error == "request_moderated" else "content",
+            )
+        except Exception:
+            log.exception("Job %s: could not record the moderated result", job.id)
+            return None
+
+    def _over_estimate(self, job: Job, cost: int) -> None:
+        log.warning(
+            "Job %s cost %d µ$, above its estimate of %d µ$: the estimate for %s is not an upper bound",
+            job.id,
+            cost,
+            job.estimated_micros,
+            job.model,
+        )
+        if self.parts.notice is not None:
+            text = (
+                f"⚠️ A {job.model} image cost {format_usd(cost)}, more than its estimate of "
+                f"{format_usd(job.estimated_micros)} (job {job.id})."
+            )
+            self.spawn(self.parts.notice(job.guild_id, text))
+
+    # -- background work ---------------------------------------------------------------------------
+
+    def spawn(self, work: Coroutine[Any, Any, object]) -> None:
+        """Run ``work`` in the background (never on a job's path); a failure is logged."""
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("Background step failed: %s", task.exception())
+
+    async def close(self) -> None:
+        """Cancel background work (at stop)."""
+        tasks = list(self._background)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)

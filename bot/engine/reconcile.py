@@ -1,0 +1,156 @@
+"""The reconciler: every heartbeat, every open job that no live attempt in any process drives is driven.
+
+Recovery is not a special case. At start and then every third of ``JOB_LEASE_SECONDS`` each engine:
+
+1. reads the database's clock and renews its own lease;
+2. looks at every open job that needs a driver: its *own* jobs that no attempt of this process is
+   driving (a failed acknowledgement, a step that died with its error handling), and the jobs of
+   processes whose lease expired or who stopped (:meth:`JobStore.needing_a_driver`); it takes the
+   latter over with one conditional update (of several processes, exactly one wins);
+3. decides from the row alone: an admitted job not acknowledged within the acknowledgement budget is
+   released and the member told; a claimed job whose POST never left goes back to the queue (nothing
+   charged); one whose POST may have left and has no answer is ``unknown`` once its submit window has
+   passed (charged the estimate to the server, refunded to the member); anything else is driven from
+   its state (:mod:`bot.engine.drive`), its timer honoured;
+4. releases private jobs that waited so long their interaction would expire before their result could
+   be shown, telling the member while it still can;
+5. posts the finished groups nobody is posting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+
+from bot.clock import to_millis
+from bot.engine import outcomes
+from bot.engine.config import EngineConfig
+from bot.engine.dbclock import DbClock
+from bot.engine.dispatch import private_deadline
+from bot.engine.drive import Driver
+from bot.engine.effects import Effects
+from bot.engine.group_delivery import GroupDelivery
+from bot.engine.jobs import Job
+from bot.engine.leases import ProcessIdentity
+from bot.engine.states import Event, JobStatus
+from bot.engine.steps import Outcome
+from bot.engine.store import JobStore
+
+log = logging.getLogger(__name__)
+
+
+class Reconciler:
+    """Finds every open job nobody drives and drives it; keeps this process's lease."""
+
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        driver: Driver,
+        effects: Effects,
+        delivery: GroupDelivery,
+        clock: DbClock,
+        config: EngineConfig,
+        identity: ProcessIdentity,
+    ) -> None:
+        self._store = store
+        self._driver = driver
+        self._effects = effects
+        self._delivery = delivery
+        self._clock = clock
+        self._config = config
+        self._identity = identity
+        self.shared = identity.role == "worker"  # other processes use the database: the dispatcher polls too
+        self.lease_expires_at: datetime | None = None
+
+    async def run(self) -> None:
+        """Beat every heartbeat until cancelled; a failed beat is tried again at the next."""
+        while True:
+            await asyncio.sleep(self._config.heartbeat_seconds)
+            try:
+                await self.beat()
+            except Exception as exc:  # the database out of reach: the next beat tries again
+                log.warning("Reconciliation failed (will retry): %s", exc)
+
+    async def renew(self) -> None:
+        """Read the database's clock, renew this process's lease, and note whether others share the database."""
+        await self._clock.sync()
+        self.lease_expires_at = await self._store.renew_lease(self._identity, seconds=self._config.lease_seconds)
+        others = [pid for pid in await self._store.live_processes() if pid != self._identity.id]
+        self.shared = self._identity.role == "worker" or bool(others)
+
+    async def beat(self) -> int:
+        """One reconciliation pass; how many jobs it picked up or ended."""
+        await self.renew()
+        handled = 0
+        for job in await self._store.needing_a_driver(self._identity, driving=self._driver.driving()):
+            try:
+                handled += await self._reconcile(job)
+            except Exception as exc:
+                log.warning("Job %s: could not reconcile it (will retry): %s", job.id, exc)
+        handled += await self._release_expiring()
+        await self._delivery.post_finished()
+        if handled:
+            log.info("Reconciled %d open jobs", handled)
+        return handled
+
+    async def _reconcile(self, seen: Job) -> int:
+        mine = seen.claimed_by == self._identity.id
+        job = seen if mine else await self._store.take(seen, self._identity)
+        if job is None:
+            return 0  # another process took it first
+        if not mine and seen.claimed_by is not None:
+            log.warning("Job %s: its process %s is gone; taking it over", job.id, seen.claimed_by)
+        now = self._clock()
+        if job.status in (JobStatus.QUEUED, JobStatus.CACHED) and not job.acked:
+            deadline = job.created_at + timedelta(seconds=self._config.ack_deadline_seconds)
+            if mine and now < deadline:
+                return 0  # its cog is still acknowledging it
+            text = None if mine else outcomes.RESTARTED_TEXT  # its process died before the acknowledgement
+            return await self._end(job, Event.ACK_FAILED, "ack_failed", acked=False, text=text)
+        if job.status is JobStatus.SUBMITTING and job.bfl_task_id is None:
+            return await self._unanswered_submit(job, mine=mine, now=now)
+        return 1 if self._driver.drive(job) else 0
+
+    async def _unanswered_submit(self, job: Job, *, mine: bool, now: datetime) -> int:
+        """A claimed job with no task id: back to the queue if its POST never left, else unknown (in time)."""
+        if job.submit_started_at is None:
+            return await self._end(job, Event.REQUEUED, None)
+        window = timedelta(seconds=self._config.submit_window_seconds)
+        if not mine and now < job.submit_started_at + window:
+            return 0  # its old holder may still be sending it: wait for the window, then decide
+        log.warning("Job %s: its POST may have left and no answer was recorded: outcome unknown", job.id)
+        return await self._end(job, Event.SUBMIT_UNKNOWN, "submit_unknown")
+
+    async def _end(
+        self, job: Job, event: Event, code: str | None, *, acked: bool | None = None, text: str | None = None
+    ) -> int:
+        fields = {"error": code} if code is not None else {}
+        applied = await self._store.apply(
+            job.id,
+            event,
+            self._config.refund_policy,
+            expected=job.status,
+            holder=self._identity.id,
+            acked=acked,
+            note=code or "recovered",
+            **fields,
+        )
+        if applied is None:
+            return 0
+        await self._effects.after(applied, Outcome(event, code=code, text=text))
+        return 1
+
+    async def _release_expiring(self) -> int:
+        """Queued private jobs whose result could no longer be shown in time: released, member told."""
+        cutoff = to_millis(self._clock() - private_deadline(self._config))
+        released = 0
+        for job in await self._store.expiring_private(created_before=cutoff):
+            applied = await self._store.apply(
+                job.id, Event.EXPIRED, self._config.refund_policy, expected=JobStatus.QUEUED, error="expired"
+            )
+            if applied is not None:
+                released += 1
+                await self._effects.after(applied, Outcome(Event.EXPIRED, code="expired"))
+        return released

@@ -1,0 +1,314 @@
+"""The step table: for each open state, the one step that performs its side effect and reports one outcome.
+
+========================  ==========================================================  ======================
+state                     step (its side effect)                                      outcomes (events)
+========================  ==========================================================  ======================
+``queued``                none: the dispatcher claims it (``claimed``)                —
+``submitting``            mark "sent", then POST to BFL                               accepted, submit_refused,
+                                                                                      submit_unknown,
+                                                                                      not_sent; a wait (429)
+``generating``            one poll                                                    finished, task_failed,
+                                                                                      *_moderated, timed_out;
+                                                                                      a wait (the poll plan)
+``downloading``           download, check, cache                                      downloaded, task_failed
+``delivering``/``cached`` post the result (a group's image: the group posts it)       delivered,
+                                                                                      delivery_failed; a wait
+                                                                                      (back-off)
+========================  ==========================================================  ======================
+
+A step never writes the job's state: it returns an :class:`Outcome` and the driver
+(:mod:`bot.engine.drive`) applies it through the one money decision. The exception is the submit's
+own fence: "the POST is about to leave" is recorded, and committed, *before* the request is sent
+(:meth:`JobStore.start_sending`), and cleared when BFL provably created nothing (a 429).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.bfl.client import BflClient, SubmittedTask
+from bot.bfl.errors import (
+    BflDownloadError,
+    BflError,
+    BflRateLimited,
+    BflServerError,
+    BflTimeout,
+)
+from bot.bfl.polling import LatencyModel
+from bot.engine import outcomes
+from bot.engine.breaker import CircuitBreakers, is_provider_error
+from bot.engine.config import MAX_CLAIMS_BEFORE_GIVING_UP, EngineConfig
+from bot.engine.jobs import Job
+from bot.engine.leases import ProcessIdentity
+from bot.engine.progress import Presenter, Progress, Result, Undeliverable
+from bot.engine.states import Event, JobStatus
+from bot.engine.store import JobStore
+from bot.images.cache import ImageCache
+from bot.images.codec import InvalidImage, probe
+
+log = logging.getLogger(__name__)
+
+DOWNLOAD_LIMIT_BYTES = 40 * 1024 * 1024
+RESUME_MIN_TIMEOUT = 30.0  # a job resumed late still gets this long to finish, whatever its deadline
+PERSIST_WAIT_SECONDS = 2.0  # a poll's next time is written to the row only when it is at least this far
+SUBMIT_RETRIES = 4  # 429s (or refused connections) in a row before a submit is given up
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one step did: an event for the money decision, or a wait (and fields to record either way)."""
+
+    event: Event | None = None  # None: no state change; try again after ``wait``
+    fields: dict[str, Any] = field(default_factory=dict)
+    wait: float | None = None  # seconds until the step should run again (with or after the event)
+    error: BaseException | None = None  # what ended the job: the row's error code, the member's text
+    code: str | None = None  # the row's error code when there is no ``error``
+    text: str | None = None  # what to tell the member instead of the text derived from ``error``
+    stop: bool = False  # the job is not this process's to drive any more: stop, change nothing
+    persist: bool = True  # write the wait's time to the row (False for short poll waits)
+    reread: bool = False  # the step failed midway: read the row again before trying it again
+
+
+Show = Callable[[Job, Progress], None]
+Checkpoint = Callable[[str, int], None]
+
+
+@dataclass
+class StepParts:
+    """What the steps act on (built by the engine)."""
+
+    store: JobStore
+    bfl: BflClient
+    cache: ImageCache
+    breakers: CircuitBreakers
+    identity: ProcessIdentity
+    config: EngineConfig
+    latency: LatencyModel = field(default_factory=LatencyModel)
+    presenter: Presenter | None = None
+    show: Show = lambda _job, _progress: None
+    checkpoint: Checkpoint = lambda _name, _job_id: None
+    record_latency: Callable[[str, float], None] = lambda _model, _seconds: None
+    note_error: Callable[[BflError], None] = lambda _exc: None
+    share_breakers: Callable[[], None] = lambda: None
+
+
+class Steps:
+    """The step of each open state, and the per-process memory steps keep between runs (counters, bytes)."""
+
+    def __init__(self, parts: StepParts) -> None:
+        self.parts = parts
+        self.sending: set[int] = set()  # jobs whose POST is in flight (a graceful stop waits for them)
+        self._not_sent: dict[int, int] = {}  # job → 429s / refused connections in a row
+        self._polls: dict[int, int] = {}  # job → polls made by this process
+        self._poll_failures: dict[int, int] = {}  # job → failed polls in a row
+        self._first_seen: dict[int, tuple[float, float]] = {}  # job → (loop time, elapsed) at first sight
+        self._submitted_here: set[int] = set()  # jobs this process submitted (their latency is BFL's)
+        self._bytes: dict[int, bytes] = {}  # a result just downloaded here, for its delivery step
+
+    def for_job(self, job: Job) -> Callable[[Job], Any] | None:
+        """The step ``job``'s state calls for, or None (queued: the claim's; a group's image: the group's)."""
+        if job.status is JobStatus.SUBMITTING:
+            return self.submit
+        if job.status is JobStatus.GENERATING:
+            return self.poll
+        if job.status is JobStatus.DOWNLOADING:
+            return self.download
+        if job.status in (JobStatus.DELIVERING, JobStatus.CACHED) and job.group_id is None:
+            return self.deliver
+        return None
+
+    def forget(self, job_id: int) -> None:
+        """The job left this process (ended, or taken by another): drop what was kept about it."""
+        for memory in (self._not_sent, self._polls, self._poll_failures, self._first_seen):
+            memory.pop(job_id, None)
+        self._submitted_here.discard(job_id)
+        self._bytes.pop(job_id, None)
+
+    def _now(self) -> datetime:
+        return self.parts.store.clock()
+
+    # -- submitting --------------------------------------------------------------------------------
+
+    async def submit(self, job: Job) -> Outcome:
+        """Record that the POST is about to leave, send it, and report BFL's answer."""
+        p = self.parts
+        if job.sent:  # an earlier attempt of this process marked it and ended without an answer
+            return Outcome(Event.SUBMIT_UNKNOWN, code="submit_interrupted")
+        if job.attempts > MAX_CLAIMS_BEFORE_GIVING_UP:
+            return Outcome(Event.NOT_SENT, code="not_sent")
+        p.show(job, Progress(JobStatus.SUBMITTING, job.model))
+        if await p.store.start_sending(job.id, p.identity) is None:
+            log.warning("Job %s: this process no longer holds it (lease lost?); not submitting", job.id)
+            return Outcome(stop=True)
+        p.checkpoint("submit_marked", job.id)
+        self.sending.add(job.id)
+        try:
+            task = await p.bfl.submit(job.model, job.params, retries=0)
+        except (BflRateLimited, BflServerError) as exc:  # from a submit, both prove BFL created nothing
+            return await self._not_created(job, exc)
+        except BflError as exc:
+            p.note_error(exc)
+            self._verdict(job.model, exc)
+            return Outcome(outcomes.submit_event(exc), error=exc)
+        finally:
+            self.sending.discard(job.id)
+        p.checkpoint("after_submit", job.id)
+        self._not_sent.pop(job.id, None)
+        self._submitted_here.add(job.id)
+        fields = {
+            "bfl_task_id": task.id,
+            "polling_url": task.polling_url,
+            "cost_micros": task.cost_micros,
+            "submitted_at": self._now(),
+        }
+        return Outcome(Event.ACCEPTED, fields, wait=p.latency.plan(job.model).delay(0.0, 0), persist=False)
+
+    async def _not_created(self, job: Job, exc: BflError) -> Outcome:
+        """A 429 or a refused connection: nothing exists at BFL. Clear the mark and try again later."""
+        p = self.parts
+        tries = self._not_sent[job.id] = self._not_sent.get(job.id, 0) + 1
+        if tries > SUBMIT_RETRIES:
+            p.note_error(exc)
+            self._verdict(job.model, exc)
+            return Outcome(Event.SUBMIT_REFUSED, error=exc)
+        retry_after = exc.retry_after if isinstance(exc, BflRateLimited) else None
+        delay = p.bfl.poll_backoff(tries, retry_after)
+        if not await p.store.not_sent(job.id, p.identity, retry_at=self._now() + timedelta(seconds=delay)):
+            return Outcome(stop=True)
+        log.info("Job %s: BFL created nothing (%s); trying again in %.1f s", job.id, type(exc).__name__, delay)
+        return Outcome(wait=delay, persist=False)  # not_sent recorded the timer already
+
+    # -- generating --------------------------------------------------------------------------------
+
+    async def poll(self, job: Job) -> Outcome:
+        """Poll the task once: finished (the slot frees at once), failed, or when to look again."""
+        p = self.parts
+        now = self._now()
+        since, deadline = self._elapsed(job, now)
+        if since >= deadline:
+            exc = BflTimeout(f"task not finished after {since:.0f}s", task_id=job.bfl_task_id)
+            return Outcome(Event.TIMED_OUT, error=exc)
+        task = SubmittedTask(job.bfl_task_id or "", job.polling_url or "", None)
+        failures = self._poll_failures.get(job.id, 0)
+        try:
+            reading = await p.bfl.poll(task, since_submit=since, failures=failures)
+        except BflError as exc:
+            p.note_error(exc)
+            self._verdict(job.model, exc)
+            return Outcome(outcomes.task_event(exc), error=exc)
+        polls = self._polls[job.id] = self._polls.get(job.id, 0) + 1
+        if reading.failed:
+            self._poll_failures[job.id] = failures + 1
+            wait = min(p.bfl.poll_backoff(failures + 1, reading.retry_after), max(0.0, deadline - since))
+            return Outcome(wait=wait, persist=wait >= PERSIST_WAIT_SECONDS)
+        self._poll_failures.pop(job.id, None)
+        if reading.result is None:
+            p.show(job, Progress(JobStatus.GENERATING, job.model, bfl_stage=reading.status, elapsed_seconds=since))
+            wait = min(p.latency.plan(job.model).delay(since, polls), max(0.0, deadline - since))
+            fields = {"bfl_stage": reading.status} if reading.status != job.bfl_stage else {}
+            return Outcome(fields=fields, wait=wait, persist=bool(fields) or wait >= PERSIST_WAIT_SECONDS)
+        p.breakers.succeeded(job.model)
+        p.share_breakers()
+        if job.id in self._submitted_here:  # a resumed job would record downtime, not BFL's latency
+            p.record_latency(job.model, since)
+        result = reading.result
+        fields: dict[str, Any] = {"ready_at": now, "sample_url": result.sample_url, "bfl_stage": reading.status}
+        if result.cost_micros is not None:
+            fields["cost_micros"] = result.cost_micros  # the Ready poll's cost wins over the submit's
+        if result.expanded_prompt:
+            fields["expanded_prompt"] = str(result.expanded_prompt)[:20_000]
+        return Outcome(Event.FINISHED, fields)
+
+    def _elapsed(self, job: Job, now: datetime) -> tuple[float, float]:
+        """Seconds since BFL accepted the task, and the deadline on the same scale.
+
+        The first time this process sees the task it reads the elapsed time from the row (the
+        database's clock); from then on it counts with the event loop's monotonic clock, so a jump of
+        the wall clock never ends a task early. A task resumed late still gets RESUME_MIN_TIMEOUT.
+        """
+        loop_now = asyncio.get_running_loop().time()
+        at_first_sight = max(0.0, (now - (job.submitted_at or now)).total_seconds())
+        seen_at, seen_elapsed = self._first_seen.setdefault(job.id, (loop_now, at_first_sight))
+        since = seen_elapsed + (loop_now - seen_at)
+        return since, max(self.parts.config.job_timeout_seconds, seen_elapsed + RESUME_MIN_TIMEOUT)
+
+    # -- downloading -------------------------------------------------------------------------------
+
+    async def download(self, job: Job) -> Outcome:
+        """Fetch, check and cache the result (no money moves until it is posted)."""
+        p = self.parts
+        p.show(job, Progress(JobStatus.DOWNLOADING, job.model, elapsed_seconds=job.generation_seconds))
+        try:
+            if not job.sample_url:
+                raise BflDownloadError("the task has no result URL", task_id=job.bfl_task_id)
+            data = await p.bfl.download(job.sample_url, max_bytes=DOWNLOAD_LIMIT_BYTES)
+            try:
+                await asyncio.to_thread(probe, data)  # the header only: no full decode here
+            except InvalidImage as exc:
+                raise BflDownloadError(f"the result is not a usable image: {exc}", task_id=job.bfl_task_id) from exc
+        except BflError as exc:
+            p.note_error(exc)
+            return Outcome(Event.TASK_FAILED, error=exc)
+        p.checkpoint("after_download", job.id)
+        metadata = {"model": job.model, "cost_micros": job.settled_cost_micros, "job_id": job.id}
+        await p.cache.put(job.cache_key, data, metadata=metadata)
+        self._bytes[job.id] = data
+        return Outcome(Event.DOWNLOADED)
+
+    # -- delivering --------------------------------------------------------------------------------
+
+    async def deliver(self, job: Job) -> Outcome:
+        """Post the result (settled once posted); retried with back-off, refunded if it never can be."""
+        p = self.parts
+        if p.presenter is None:
+            return Outcome(stop=True)  # no Discord in this process (a bare worker): another process posts it
+        data = self._bytes.pop(job.id, None) or await self._result_bytes(job)
+        if data is None:
+            return Outcome(Event.DELIVERY_FAILED, code="lost", text=outcomes.LOST_TEXT)
+        made = job.ready_at or job.created_at
+        if (self._now() - made).total_seconds() > p.config.undeliverable_after_seconds:
+            return Outcome(Event.DELIVERY_FAILED, code="undeliverable")
+        if not await p.store.holds(job.id, p.identity, job.status):
+            return Outcome(stop=True)  # the fence before the post: another process has it now
+        cached = job.status is JobStatus.CACHED
+        result = Result(job, data, 0 if cached else job.settled_cost_micros, job.generation_seconds, cached)
+        try:
+            posted = await p.presenter.deliver(result)
+        except Undeliverable as exc:
+            log.warning("Job %s: the result cannot be shown anywhere: %s", job.id, exc)
+            return Outcome(Event.DELIVERY_FAILED, code="undeliverable", text=str(exc) or None)
+        except Exception as exc:  # Discord refused or is out of reach: keep the image, try again later
+            tries = job.delivery_attempts + 1
+            wait = p.config.delivery_backoff(tries)
+            log.warning("Job %s: could not post the image (%s); try %d again in %.0f s", job.id, exc, tries, wait)
+            self._bytes[job.id] = data
+            return Outcome(fields={"delivery_attempts": tries}, wait=wait)
+        p.checkpoint("after_post", job.id)
+        fields = {"result_channel_id": posted.channel_id, "result_message_id": posted.message_id}
+        return Outcome(Event.DELIVERED, fields)
+
+    async def _result_bytes(self, job: Job) -> bytes | None:
+        """The result from the cache, else from BFL's URL while it lives."""
+        p = self.parts
+        entry = await p.cache.get_entry(job.cache_key)
+        if entry is not None:
+            return entry.data
+        if job.sample_url and job.status is JobStatus.DELIVERING:
+            try:
+                return await p.bfl.download(job.sample_url, max_bytes=DOWNLOAD_LIMIT_BYTES)
+            except BflError:
+                return None
+        return None
+
+    def _verdict(self, model: str, exc: BflError) -> None:
+        """Feed the model's circuit breaker: provider trouble counts; any proper answer closes it."""
+        if is_provider_error(exc):
+            self.parts.breakers.failed(model)
+        else:
+            self.parts.breakers.succeeded(model)  # a refusal or moderation: BFL is up and answering
+        self.parts.share_breakers()
