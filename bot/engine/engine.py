@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-import math
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -38,13 +37,14 @@ from bot.config import Settings
 from bot.engine import outcomes
 from bot.engine.breaker import BreakerState, CircuitBreakers, is_provider_error
 from bot.engine.fairness import positions
+from bot.engine.fairness import queued_progress as place_progress
 from bot.engine.group_delivery import GroupDelivery
 from bot.engine.groups import GroupStore, NewGroup, counts
 from bot.engine.leases import ProcessIdentity
 from bot.engine.observer import JobObserver, NullObserver
 from bot.engine.progress import Presenter, Progress, ProgressPainter, Result
 from bot.engine.states import Event, JobStatus
-from bot.engine.store import KONTEXT_MAX_MODEL, AdmissionRefused, Applied, Job, JobStore, NewJob
+from bot.engine.store import AdmissionRefused, Applied, Job, JobStore, NewJob
 from bot.errors import FluxcordError, GenerationPaused, LimitReached
 from bot.images.cache import ImageCache
 from bot.images.codec import InvalidImage, probe
@@ -58,7 +58,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DOWNLOAD_LIMIT_BYTES = 40 * 1024 * 1024
-KONTEXT_MAX_ACTIVE_TASKS = 6
 RESUME_MIN_TIMEOUT = 30.0  # a resumed job gets at least this long to finish, whatever its deadline
 QUEUE_REFRESH_SECONDS = 1.0  # how often queue positions are recomputed while the queue moves
 DISPATCH_RETRY_SECONDS = 0.5
@@ -559,8 +558,10 @@ class JobEngine:
             except Exception as exc:  # unreachable database: the lease simply expires
                 log.warning("Could not release this process's lease: %s", exc)
 
-    def wake(self) -> None:
-        """A slot may be free or a job may be waiting: let the dispatcher look."""
+    def wake(self, *, queue_changed: bool = False) -> None:
+        """A slot may be free or a job may be waiting: let the dispatcher look (and repaint queue places)."""
+        if queue_changed:  # e.g. /budget pause or resume: queued jobs' messages change
+            self._queue_changed.set()
         self._wake.set()
 
     # -- scheduling --------------------------------------------------------------------------------
@@ -583,10 +584,8 @@ class JobEngine:
                 await self._wake.wait()
 
     async def _claim_one(self) -> bool:
-        max_active = self._settings.bfl_max_active_tasks
         job = await self.store.claim(
-            max_active=max_active,
-            kontext_max=min(KONTEXT_MAX_ACTIVE_TASKS, max_active),
+            max_active=self._settings.bfl_max_active_tasks,  # each route's cap: the model table's
             member_cap=self._settings.member_max_concurrent_jobs,
             holder=self.identity.id,
         )
@@ -649,15 +648,9 @@ class JobEngine:
                 self.painter.set(job, self.queued_progress(job, place))
 
     def queued_progress(self, job: Job, place: int | None) -> Progress:
-        """A queued job's visible state, with a wait estimate once its model's latency is known."""
-        eta = None
+        """A queued job's visible state (place or paused), with a wait estimate once its model's latency is known."""
         median = self.latency.quantile(job.model, 0.5)
-        if place is not None and median is not None:
-            slots = self._settings.bfl_max_active_tasks
-            if job.model == KONTEXT_MAX_MODEL:
-                slots = min(slots, KONTEXT_MAX_ACTIVE_TASKS)
-            eta = (math.ceil(place / slots) + 1) * median
-        return Progress(JobStatus.QUEUED, job.model, position=place, eta_seconds=eta)
+        return place_progress(job.model, place, median_seconds=median, org_cap=self._settings.bfl_max_active_tasks)
 
     async def initial_progress(self, job: Job) -> Progress:
         """What the first answer to the member shows for a just-admitted job."""
