@@ -191,6 +191,7 @@ class ModelSpec:
     steps_range: tuple[int, int] | None = None
     guidance_range: tuple[float, float] | None = None
     max_active_tasks: int = 24
+    """BFL's cap on active tasks for this route; the claim (bot.engine.claim) keeps it inside BFL_MAX_ACTIVE_TASKS."""
     has_seed: bool = True
     aspect_ratios: tuple[str, ...] = ASPECT_RATIOS
     max_input_images: int = 0

@@ -36,6 +36,9 @@ GalleryFactory = Callable[..., discord.ui.LayoutView]  # (GroupResult, file name
 SourceLookup = Callable[[int], Awaitable[str | None]]  # job id → the source image URL of an edit
 
 
+PAUSED_TEXT = "⏸️ Paused by this server's moderators"
+
+
 def model_label(key: str) -> str:
     """The model's display name (its key if it is no longer in the table)."""
     spec = MODELS.get(key)
@@ -62,6 +65,8 @@ def progress_text(progress: Progress) -> str:
     label = model_label(progress.model)
     if progress.count > 1:
         return _group_progress_text(progress, label)
+    if progress.status is JobStatus.QUEUED and progress.paused:
+        return f"{PAUSED_TEXT} · your request keeps its place and runs when they resume (nothing is charged until then)"
     if progress.status is JobStatus.QUEUED:
         text = "⏳ Queued"
         if progress.position is not None:
@@ -86,6 +91,8 @@ def progress_text(progress: Progress) -> str:
 
 def _group_progress_text(progress: Progress, label: str) -> str:
     images = f"{progress.count} images"
+    if progress.status is JobStatus.QUEUED and progress.ready == 0 and progress.paused:
+        return f"{PAUSED_TEXT} · {images} with {label} keep their place and run when they resume"
     if progress.status is JobStatus.QUEUED and progress.ready == 0:
         text = f"⏳ {shown_position(progress.position)} in queue" if progress.position is not None else "⏳ Queued"
         text += f" · {images} with {label}"

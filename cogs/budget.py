@@ -261,6 +261,9 @@ class Budget(
         action = "generation.pause" if paused else "generation.resume"
         text = "⏸️ Image generation is paused." if paused else "▶️ Image generation is running again."
         await self._switch(interaction, "paused", int(paused), action, "1" if paused else "0", text)
+        # The claim reads the pause: on resume the dispatcher looks for the jobs that waited (other
+        # processes look every second); either way the queued jobs' messages say so.
+        self.services.engine.wake(queue_changed=True)
 
     async def _switch(
         self,

@@ -18,7 +18,6 @@ from bot.engine.config import EngineConfig
 from bot.engine.drive import Driver
 from bot.engine.jobs import Job
 from bot.engine.leases import ProcessIdentity
-from bot.engine.painting import KONTEXT_MAX_ACTIVE_TASKS
 from bot.engine.progress import TOKEN_LIFETIME
 from bot.engine.store import JobStore
 
@@ -81,10 +80,8 @@ class Dispatcher:
         """Claim one job and start driving it; False when none can go now."""
         if not self._driver.accepting:
             return False
-        max_active = self._config.max_active_tasks
         job = await self._store.claim(
-            max_active=max_active,
-            kontext_max=min(KONTEXT_MAX_ACTIVE_TASKS, max_active),
+            max_active=self._config.max_active_tasks,  # each route's cap: the model table's
             member_cap=self._config.member_max_concurrent_jobs,
             holder=self._identity.id,
             private_after=to_millis(self._store.clock() - private_deadline(self._config)),

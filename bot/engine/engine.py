@@ -388,8 +388,10 @@ class JobEngine:
             except Exception as exc:  # unreachable database: the lease simply expires
                 log.warning("Could not release this process's lease: %s", exc)
 
-    def wake(self) -> None:
-        """A slot may be free or a job may be waiting: let the dispatcher look."""
+    def wake(self, *, queue_changed: bool = False) -> None:
+        """A slot may be free or a job may be waiting: let the dispatcher look (and repaint queue places)."""
+        if queue_changed:  # e.g. /budget pause or resume: queued jobs' messages change
+            self.painting.queue_changed()
         self.dispatcher.wake()
 
     async def wait_job(self, job_id: int) -> None:

@@ -1,76 +1,99 @@
-"""Queue positions under the fairness rule the claim uses (see ``_CLAIM_SQL`` in :mod:`bot.engine.store`).
+"""Queue positions: the claim's rule (:mod:`bot.engine.claim`) replayed over a snapshot of the queue.
 
-The claim picks, among queued jobs: the server with the fewest running tasks, then the server served
-longest ago (round robin), then the member with the fewest running tasks, then the oldest request.
-:func:`queue_order` replays that rule over a snapshot of the queue, counting each job it places as
-running, which is the order jobs will leave the queue in if nothing else changes.
+The claim picks, among the queued jobs of servers that are not paused: the server with the fewest
+running tasks, then the server served longest ago; within it, the member whose last claim is oldest
+(never served first), then the oldest request. :func:`queue_order` replays that rule, counting each
+job it places as running and as the newest turn of its server and member: the order jobs leave the
+queue in if nothing else changes (caps, which only delay a job until a slot frees, aside).
+
+The replay keeps one heap of members per server (by last turn, then oldest request) and one heap of
+servers (by running tasks, last turn, then their best member): each job placed costs O(log n), so a
+queue of n jobs is ordered in O(n log n).
 """
 
 from __future__ import annotations
 
+import heapq
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
-from bot.engine.store import QueueSnapshot
+from bot.engine.claim import QueueSnapshot, route_slots
+from bot.engine.progress import Progress
+from bot.engine.states import JobStatus
 
+PAUSED = 0
+"""The place of a queued job whose server is paused: it keeps its turn but does not move."""
 
-@dataclass
-class _Member:
-    running: int
-    jobs: deque[tuple[int, int]] = field(default_factory=deque)  # (created ms, job id), oldest first
+_MemberKey = tuple[int, int, int, int]  # (member's last turn, oldest request's created ms, its job id, user)
 
 
 @dataclass
 class _Guild:
     running: int
     turn: int
-    members: dict[int, _Member] = field(default_factory=dict)
+    members: list[_MemberKey] = field(default_factory=list)  # a heap: each member with jobs, by its key
 
 
 def queue_order(snapshot: QueueSnapshot) -> list[int]:
-    """Queued job ids in the order the fair scheduler will start them."""
+    """Queued job ids in the order the fair claim will start them (paused servers' jobs left out)."""
+    jobs: dict[tuple[int, int], deque[tuple[int, int]]] = {}  # (guild, user) → (created, job id), oldest first
+    for job_id, guild_id, user_id, _model, created in sorted(snapshot.queued, key=lambda q: (q[4], q[0])):
+        if guild_id not in snapshot.paused:
+            jobs.setdefault((guild_id, user_id), deque()).append((created, job_id))
     guilds: dict[int, _Guild] = {}
-    for job_id, guild_id, user_id, _model, created in snapshot.queued:
+    for (guild_id, user_id), waiting in jobs.items():
         guild = guilds.get(guild_id)
         if guild is None:
             guild = guilds[guild_id] = _Guild(
                 snapshot.running_by_guild.get(guild_id, 0), snapshot.turns.get(guild_id, 0)
             )
-        member = guild.members.get(user_id)
-        if member is None:
-            member = guild.members[user_id] = _Member(snapshot.running_by_member.get((guild_id, user_id), 0))
-        member.jobs.append((created, job_id))
-    for guild in guilds.values():
-        for member in guild.members.values():
-            member.jobs = deque(sorted(member.jobs))
+        created, job_id = waiting[0]
+        guild.members.append((snapshot.member_turns.get((guild_id, user_id), 0), created, job_id, user_id))
+    servers: list[tuple[int, int, _MemberKey, int]] = []  # a heap: (running, turn, best member, guild)
+    for guild_id, guild in guilds.items():
+        heapq.heapify(guild.members)
+        servers.append((guild.running, guild.turn, guild.members[0], guild_id))
+    heapq.heapify(servers)
 
+    turn = max(snapshot.last_turn, *snapshot.turns.values(), *snapshot.member_turns.values(), 0)
     order: list[int] = []
-    turn = max(snapshot.turns.values(), default=0)
-    while guilds:
-        # Exactly the claim's ORDER BY: server running, server turn, member running, created, id.
-        best: tuple[tuple[int, int, int, int, int], int, int] | None = None
-        for guild_id, guild in guilds.items():
-            for user_id, member in guild.members.items():
-                created, job_id = member.jobs[0]
-                key = (guild.running, guild.turn, member.running, created, job_id)
-                if best is None or key < best[0]:
-                    best = (key, guild_id, user_id)
-        assert best is not None
-        _, guild_id, user_id = best
+    while servers:
+        _, _, _, guild_id = heapq.heappop(servers)
         guild = guilds[guild_id]
-        member = guild.members[user_id]
-        order.append(member.jobs.popleft()[1])
-        member.running += 1
-        guild.running += 1
+        _, _, job_id, user_id = heapq.heappop(guild.members)
+        order.append(job_id)
         turn += 1
+        guild.running += 1
         guild.turn = turn
-        if not member.jobs:
-            del guild.members[user_id]
-        if not guild.members:
-            del guilds[guild_id]
+        waiting = jobs[(guild_id, user_id)]
+        waiting.popleft()
+        if waiting:
+            created, next_id = waiting[0]
+            heapq.heappush(guild.members, (turn, created, next_id, user_id))
+        if guild.members:
+            heapq.heappush(servers, (guild.running, guild.turn, guild.members[0], guild_id))
     return order
 
 
 def positions(snapshot: QueueSnapshot) -> dict[int, int]:
-    """Each queued job's 1-based place in the queue, across the bot."""
-    return {job_id: place for place, job_id in enumerate(queue_order(snapshot), start=1)}
+    """Each queued job's 1-based place in the queue, across the bot; :data:`PAUSED` for a paused server's."""
+    places = {job_id: place for place, job_id in enumerate(queue_order(snapshot), start=1)}
+    for job_id, guild_id, *_ in snapshot.queued:
+        if guild_id in snapshot.paused:
+            places[job_id] = PAUSED
+    return places
+
+
+def queued_progress(model: str, place: int | None, *, median_seconds: float | None, org_cap: int) -> Progress:
+    """A queued job's visible state: its place (or that its server is paused) and a wait estimate.
+
+    The wait counts slot turnovers ahead of the job on its route (``route_slots``: the model's own
+    cap inside ``org_cap``), each about the model's median latency, plus its own run.
+    """
+    if place == PAUSED:
+        return Progress(JobStatus.QUEUED, model, paused=True)
+    eta = None
+    if place is not None and median_seconds is not None:
+        eta = (math.ceil(place / route_slots(model, org_cap)) + 1) * median_seconds
+    return Progress(JobStatus.QUEUED, model, position=place, eta_seconds=eta)

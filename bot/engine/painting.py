@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -19,16 +18,16 @@ from bot.bfl.polling import LatencyModel
 from bot.clock import Clock
 from bot.engine.config import EngineConfig
 from bot.engine.fairness import positions
+from bot.engine.fairness import queued_progress as place_progress
 from bot.engine.groups import GroupStore, counts
 from bot.engine.jobs import Job
 from bot.engine.progress import Presenter, Progress, ProgressPainter
 from bot.engine.states import JobStatus
-from bot.engine.store import KONTEXT_MAX_MODEL, JobStore
+from bot.engine.store import JobStore
 
 log = logging.getLogger(__name__)
 
 QUEUE_REFRESH_SECONDS = 1.0
-KONTEXT_MAX_ACTIVE_TASKS = 6
 
 
 class Painting:
@@ -93,15 +92,9 @@ class Painting:
     # -- queued jobs -------------------------------------------------------------------------------
 
     def queued_progress(self, job: Job, place: int | None) -> Progress:
-        """A queued job's visible state, with a wait estimate once its model's latency is known."""
-        eta = None
+        """A queued job's visible state (place or paused), with a wait estimate once its latency is known."""
         median = self._latency().quantile(job.model, 0.5)
-        if place is not None and median is not None:
-            slots = self._config.max_active_tasks
-            if job.model == KONTEXT_MAX_MODEL:
-                slots = min(slots, KONTEXT_MAX_ACTIVE_TASKS)
-            eta = (math.ceil(place / slots) + 1) * median
-        return Progress(JobStatus.QUEUED, job.model, position=place, eta_seconds=eta)
+        return place_progress(job.model, place, median_seconds=median, org_cap=self._config.max_active_tasks)
 
     async def initial_progress(self, job: Job) -> Progress:
         """What the first answer to the member shows for a just-admitted job."""

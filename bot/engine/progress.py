@@ -42,6 +42,7 @@ class Progress:
     count: int = 1  # a group (/imagine count:N): how many images in all
     ready: int = 0  # a group: how many of them are ready
     queued: int = 0  # a group: how many still wait in the queue (Cancel cancels those)
+    paused: bool = False  # queued in a server whose moderators paused generation: it waits for /budget resume
 
     @property
     def cancellable(self) -> bool:

@@ -5,7 +5,8 @@ process driving the job, ``AND claimed_by = <it>``), so a step can never run twi
 lost a job changes nothing; every change that touches money runs in the same transaction as its
 ledger row (:meth:`JobStore.apply`). Every write goes through :meth:`Database.transaction` or
 :meth:`Database.execute` (the write path); reads never write. The claim that hands a queued job a BFL
-slot is a single ``UPDATE … WHERE id = (SELECT … ORDER BY <fairness> LIMIT 1) RETURNING *`` statement.
+slot is a single ``UPDATE … WHERE id = (SELECT … ORDER BY <fairness> LIMIT 1) RETURNING *`` statement
+(:mod:`bot.engine.claim`).
 
 Times that decide ownership (leases, takeovers, acknowledgement deadlines, timers) come from the
 store's clock, which is the database's (:class:`bot.engine.dbclock.DbClock`).
@@ -14,7 +15,7 @@ store's clock, which is the database's (:class:`bot.engine.dbclock.DbClock`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,15 +23,15 @@ from typing import Any
 from bot.billing.ledger import Ledger, Limit
 from bot.clock import Clock, from_millis, to_millis, utc_now
 from bot.config import RefundPolicy
+from bot.engine.claim import QueueSnapshot, claim_next, read_snapshot
 from bot.engine.decision import Cost, Decision, IllegalEvent, MoneyAction, decide
 from bot.engine.jobs import Job, NewJob, insert_job, job_from_row
 from bot.engine.leases import ProcessIdentity, provably_gone
-from bot.engine.states import OPEN, SLOT_HOLDERS, Event, JobStatus
+from bot.engine.states import OPEN, Event, JobStatus
 from bot.storage.database import Database, Transaction
 
 log = logging.getLogger(__name__)
 
-KONTEXT_MAX_MODEL = "flux-kontext-max"
 LATENCY_SAMPLES_KEPT = 50  # per model
 _FORGET_PROCESSES_MS = 24 * 3600 * 1000  # lease rows of processes gone this long are deleted
 
@@ -55,16 +56,6 @@ class Applied:
         return self.settled_micros is not None and self.settled_micros > self.before.estimated_micros
 
 
-@dataclass(frozen=True)
-class QueueSnapshot:
-    """Queued jobs (oldest first) and what is running, for queue positions."""
-
-    queued: list[tuple[int, int, int, str, int]]  # (job id, guild, user, model, created ms)
-    running_by_guild: dict[int, int]
-    running_by_member: dict[tuple[int, int], int]
-    turns: dict[int, int]  # guild → its last turn number
-
-
 class AdmissionRefused(Exception):
     """The reservation's limits did not hold; nothing was written."""
 
@@ -87,35 +78,7 @@ _UPDATABLE = {
     "delivery_attempts",
 }
 _TIMES = {"submitted_at", "ready_at", "next_attempt_at"}  # datetimes stored as unix milliseconds
-_RUNNING = "('" + "', '".join(sorted(s.value for s in SLOT_HOLDERS)) + "')"
 _OPEN = "('" + "', '".join(s.value for s in JobStatus if s in OPEN) + "')"
-
-# The fair claim. Among queued, acknowledged jobs whose member and model are under their caps while
-# fewer than :max_active tasks run: the server with the fewest running tasks, then the one served
-# longest ago (round robin), then the member with the fewest running tasks, then the oldest request.
-_CLAIM_SQL = f"""
-UPDATE jobs SET status = 'submitting', updated_at = :now, claimed_by = :holder, attempts = attempts + 1,
-    submit_started_at = NULL, next_attempt_at = NULL
-WHERE status = 'queued' AND id = (
-    WITH running AS (SELECT guild_id, user_id, model FROM jobs WHERE status IN {_RUNNING}),
-    total AS (SELECT COUNT(*) AS n, COUNT(CASE WHEN model = '{KONTEXT_MAX_MODEL}' THEN 1 END) AS k FROM running),
-    by_guild AS (SELECT guild_id, COUNT(*) AS n FROM running GROUP BY guild_id),
-    by_member AS (SELECT guild_id, user_id, COUNT(*) AS n FROM running GROUP BY guild_id, user_id)
-    SELECT j.id FROM jobs j
-    CROSS JOIN total
-    LEFT JOIN by_guild g ON g.guild_id = j.guild_id
-    LEFT JOIN by_member m ON m.guild_id = j.guild_id AND m.user_id = j.user_id
-    LEFT JOIN guild_turns t ON t.guild_id = j.guild_id
-    WHERE j.status = 'queued' AND j.acked = 1
-      AND total.n < :max_active
-      AND (j.model != '{KONTEXT_MAX_MODEL}' OR total.k < :kontext_max)
-      AND COALESCE(m.n, 0) < :member_cap
-      AND (j.private = 0 OR j.created_at > :private_after)
-    ORDER BY COALESCE(g.n, 0), COALESCE(t.turn, 0), COALESCE(m.n, 0), j.created_at, j.id
-    LIMIT 1
-)
-RETURNING *
-"""
 
 
 class JobStore:
@@ -268,29 +231,32 @@ class JobStore:
         return settled
 
     async def claim(
-        self, *, max_active: int, kontext_max: int, member_cap: int, holder: str | None = None, private_after: int = 0
+        self,
+        *,
+        max_active: int,
+        member_cap: int,
+        holder: str | None = None,
+        route_caps: Mapping[str, int] | None = None,
+        private_after: int = 0,
     ) -> Job | None:
         """Hand the next job, by the fairness rule, a BFL slot (queued → submitting); None if none can go.
 
-        The running count is read across every process sharing the database, so BFL's active-task cap
-        holds for all of them; ``holder`` (the claiming process) is recorded on the job. A private job
-        created before ``private_after`` (unix ms) is not claimed: its interaction would expire before
-        its result could be shown (the reconciler releases it and tells the member).
+        The rule, the caps (``max_active`` for the organisation, ``route_caps`` per model: default the
+        model table's, ``member_cap`` per member) and a paused server's jobs staying queued are
+        :mod:`bot.engine.claim`'s. ``holder`` (the claiming process) is recorded on the job. A private
+        job created before ``private_after`` (unix ms) is not claimed: its interaction would expire
+        before its result could be shown (the reconciler releases it and tells the member).
         """
-        async with self._db.transaction() as tx:
-            await tx.lock("jobs.claim")  # concurrent claimers (PostgreSQL) must see one running count
-            row = await tx.fetch_one(
-                _CLAIM_SQL,
-                {
-                    "now": self.now_ms(),
-                    "max_active": max_active,
-                    "kontext_max": kontext_max,
-                    "member_cap": member_cap,
-                    "holder": holder,
-                    "private_after": private_after,
-                },
-            )
-        return job_from_row(row) if row is not None else None
+        row = await claim_next(
+            self._db,
+            now_ms=self.now_ms(),
+            max_active=max_active,
+            member_cap=member_cap,
+            holder=holder,
+            caps=route_caps,
+            private_after=private_after,
+        )
+        return None if row is None else job_from_row(row)
 
     async def start_sending(self, job_id: int, me: ProcessIdentity) -> Job | None:
         """Record, in its own committed write, that ``me`` is about to POST ``job_id``; None if it may not.
@@ -451,25 +417,8 @@ class JobStore:
         )
 
     async def queue_snapshot(self) -> QueueSnapshot:
-        """The queue and the running counts, read in one go."""
-        queued = await self._db.fetch_all(
-            "SELECT id, guild_id, user_id, model, created_at FROM jobs WHERE status = 'queued' AND acked = 1"
-            " ORDER BY created_at, id"
-        )
-        running = await self._db.fetch_all(f"SELECT guild_id, user_id FROM jobs WHERE status IN {_RUNNING}")
-        turns = await self._db.fetch_all("SELECT guild_id, turn FROM guild_turns")
-        by_guild: dict[int, int] = {}
-        by_member: dict[tuple[int, int], int] = {}
-        for row in running:
-            by_guild[row["guild_id"]] = by_guild.get(row["guild_id"], 0) + 1
-            key = (row["guild_id"], row["user_id"])
-            by_member[key] = by_member.get(key, 0) + 1
-        return QueueSnapshot(
-            queued=[(r["id"], r["guild_id"], r["user_id"], r["model"], r["created_at"]) for r in queued],
-            running_by_guild=by_guild,
-            running_by_member=by_member,
-            turns={r["guild_id"]: r["turn"] for r in turns},
-        )
+        """The queue and the running counts, read in one go (:func:`bot.engine.claim.read_snapshot`)."""
+        return await read_snapshot(self._db)
 
     async def events(self, job_id: int) -> list[tuple[JobStatus, datetime]]:
         """The job's status history with times."""

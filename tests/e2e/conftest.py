@@ -116,7 +116,9 @@ class BotHarness:
 
 def _is_progress(message):
     content = (message or {}).get("content") or ""
-    return not message or bool(message.get("flags", 0) & 128) or content[:1] in {"⏳", "📨", "🎨", "📥", "🧠", "📦"}
+    return (
+        not message or bool(message.get("flags", 0) & 128) or content[:1] in {"⏳", "⏸", "📨", "🎨", "📥", "🧠", "📦"}
+    )
 
 
 @pytest.fixture

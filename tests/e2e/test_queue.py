@@ -5,6 +5,7 @@ import asyncio
 import pytest
 
 from bot.engine.states import JobStatus
+from tests.e2e.support import first_answer
 from tests.fakes.fake_bfl import Behaviour
 
 ONE_SLOT = {"bfl_max_active_tasks": 1, "member_max_concurrent_jobs": 1}
@@ -83,3 +84,67 @@ async def test_slow_discord_edits_never_hold_a_bfl_slot(harness):
     assert created[-1] - created[0] < 1.0
     for interaction in interactions:
         await harness.finished(interaction, timeout=30)
+
+
+def says_paused(fake, interaction):
+    """A predicate: the interaction's message, once it says the server is paused."""
+
+    def check():
+        message = fake.get_message(interaction.original_message["id"]) or {}
+        return message if "Paused" in message.get("content", "") else None
+
+    return check
+
+
+async def moderator(harness, people, subcommand):
+    interaction = await harness.fake.slash("budget", {}, subcommand=subcommand, user=people["mod"])
+    return await first_answer(harness, interaction)
+
+
+@pytest.mark.parametrize("bot_settings_overrides", [ONE_SLOT])
+async def test_a_paused_servers_queue_waits_says_so_can_be_cancelled_and_runs_on_resume(harness, people, monkeypatch):
+    fake, engine, jobs = harness.fake, harness.services.engine, harness.services.jobs
+    gate, first, second = await queued_behind_a_held_job(harness)
+    third = await harness.imagine(wait=False, user=people["member"], prompt="third")
+    await third.wait_acked()
+
+    await moderator(harness, people, "pause")
+    for waiting in (second, third):  # their queue messages say why they wait, and keep their Cancel button
+        message = await fake.wait_for(says_paused(fake, waiting))
+        assert "moderators" in message["content"] and "resume" in message["content"]
+        assert button_ids(message) == [f"fluxcord:cancel:{waiting.id}"]
+
+    claims = []
+    notifying = jobs.claim
+
+    async def recording(**kwargs):
+        job = await notifying(**kwargs)
+        claims.append(job)
+        async with harness.job_changed:
+            harness.job_changed.notify_all()
+        return job
+
+    monkeypatch.setattr(jobs, "claim", recording)
+    gate.set()
+    await harness.finished(first)
+    await engine.wait_idle()
+    seen = len(claims)
+    engine.wake()  # the slot is free: the dispatcher looks, and finds nothing it may start
+
+    async def looked_again():
+        return len(claims) > seen
+
+    await harness.wait_until(looked_again)
+    assert claims[-1] is None and len(harness.bfl.submits) == 1  # nothing reached BFL while paused
+    assert (await jobs.get(int(second.id))).status is JobStatus.QUEUED
+
+    requester = {"id": third.payload["member"]["user"]["id"]}
+    click = await fake.click(third.original_message["id"], f"fluxcord:cancel:{third.id}", user=requester)
+    await click.wait_acked()
+    assert "Cancelled" in fake.get_message(third.original_message["id"])["content"]
+    kinds = await harness.services.db.fetch_all("SELECT kind FROM ledger WHERE job_id = ?", (int(third.id),))
+    assert [r["kind"] for r in kinds] == ["reserve", "release"]
+
+    await moderator(harness, people, "resume")  # wakes the dispatcher: the waiting job runs
+    await harness.finished(second)
+    assert second.original_message["attachments"] and len(harness.bfl.submits) == 2

@@ -66,10 +66,12 @@ class RecordingPresenter:
         self.fail_delivery = 0  # how many posts to refuse (True: all of them)
 
     def progress_text(self, progress: Progress) -> str:
-        return f"{progress.status.value}:{progress.position}:{progress.bfl_stage}"
+        paused = ":paused" if progress.paused else ""
+        return f"{progress.status.value}:{progress.position}:{progress.bfl_stage}{paused}"
 
     async def show_progress(self, job, progress, text) -> None:
         self.progress.setdefault(job.id, []).append(text)
+        await self._notify_all()
 
     async def deliver(self, result: Result) -> Posted:
         if self.fail_delivery:

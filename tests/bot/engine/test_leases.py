@@ -112,7 +112,7 @@ async def test_a_claim_records_its_holder_and_the_fence_holds_only_under_a_live_
     me = foreign()
     await store.renew_lease(me, seconds=30)
     await admit(store, limits, new_job(1))
-    job = await store.claim(max_active=24, kontext_max=6, member_cap=2, holder=me.id)
+    job = await store.claim(max_active=24, member_cap=2, holder=me.id)
     assert job.status is JobStatus.SUBMITTING and job.claimed_by == me.id
     assert await store.holds(1, me)
     assert not await store.holds(1, foreign(pid=4343))
@@ -128,7 +128,7 @@ async def test_claims_from_several_processes_share_one_slot_cap(db, clock, limit
         await admit(stores[0], limits, new_job(job_id, user=job_id))
     holders = [foreign(pid=7000 + n) for n in range(4)]
     pairs = zip(stores * 8, holders * 8, strict=True)
-    claims = await asyncio.gather(*(s.claim(max_active=24, kontext_max=6, member_cap=2, holder=h.id) for s, h in pairs))
+    claims = await asyncio.gather(*(s.claim(max_active=24, member_cap=2, holder=h.id) for s, h in pairs))
     claimed = [job for job in claims if job is not None]
     assert len(claimed) == 24 and len({job.id for job in claimed}) == 24
     assert await stores[0].count(JobStatus.SUBMITTING) == 24

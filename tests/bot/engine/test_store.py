@@ -53,7 +53,7 @@ async def test_admission_writes_job_and_reservation_together_or_neither(store, l
 
 async def test_a_step_runs_once(store, limits):
     await admit(store, limits, new_job(1))
-    results = await asyncio.gather(*(store.claim(max_active=24, kontext_max=6, member_cap=24) for _ in range(5)))
+    results = await asyncio.gather(*(store.claim(max_active=24, member_cap=24) for _ in range(5)))
     assert sum(r is not None for r in results) == 1
     assert await store.advance(1, JobStatus.QUEUED, JobStatus.SUBMITTING) is None  # already moved on
     first = await store.apply(1, Event.SUBMIT_REFUSED, RefundPolicy.ERRORS, expected=JobStatus.SUBMITTING)
@@ -64,7 +64,7 @@ async def test_a_step_runs_once(store, limits):
 async def test_concurrent_claims_never_exceed_the_slot_cap(store, limits):
     for job_id in range(1, 41):
         await admit(store, limits, new_job(job_id, user=job_id))
-    claims = await asyncio.gather(*(store.claim(max_active=24, kontext_max=6, member_cap=2) for _ in range(40)))
+    claims = await asyncio.gather(*(store.claim(max_active=24, member_cap=2) for _ in range(40)))
     assert sum(c is not None for c in claims) == 24
     assert await store.count(JobStatus.SUBMITTING) == 24
 
@@ -74,14 +74,14 @@ async def test_kontext_max_has_its_own_cap(store, limits):
         await admit(store, limits, new_job(job_id, user=job_id, model="flux-kontext-max"))
     await admit(store, limits, new_job(99, user=99))
     claimed = []
-    while (job := await store.claim(max_active=24, kontext_max=6, member_cap=2)) is not None:
+    while (job := await store.claim(max_active=24, member_cap=2)) is not None:
         claimed.append(job.model)
     assert claimed.count("flux-kontext-max") == 6 and claimed.count("flux-pro-1.1") == 1
 
 
 async def test_unacknowledged_jobs_are_not_claimed(store, limits):
     await admit(store, limits, new_job(1), acked=False)
-    assert await store.claim(max_active=24, kontext_max=6, member_cap=2) is None
+    assert await store.claim(max_active=24, member_cap=2) is None
 
 
 async def test_the_simulated_queue_order_is_the_order_claims_take(store, limits, clock):
@@ -90,10 +90,10 @@ async def test_the_simulated_queue_order_is_the_order_claims_take(store, limits,
         clock.advance(milliseconds=rng.randint(1, 5))
         await admit(store, limits, new_job(job_id, guild=rng.choice([1, 2, 3]), user=rng.choice([1, 2, 3, 4])))
     for _ in range(5):  # some already running
-        await store.claim(max_active=100, kontext_max=6, member_cap=100)
+        await store.claim(max_active=100, member_cap=100, route_caps={})
     predicted = queue_order(await store.queue_snapshot())
     taken = []
-    while (job := await store.claim(max_active=100, kontext_max=6, member_cap=100)) is not None:
+    while (job := await store.claim(max_active=100, member_cap=100, route_caps={})) is not None:
         taken.append(job.id)
     assert taken == predicted
 
@@ -105,7 +105,7 @@ async def test_servers_take_turns(store, limits, clock):
     clock.advance(milliseconds=1)
     await admit(store, limits, new_job(100, guild=2, user=2))  # one late request from server 2
     order = []
-    while (job := await store.claim(max_active=100, kontext_max=6, member_cap=100)) is not None:
+    while (job := await store.claim(max_active=100, member_cap=100, route_caps={})) is not None:
         order.append(job.guild_id)
     assert order[:2] == [1, 2]  # server 2 goes second, not eleventh
 
