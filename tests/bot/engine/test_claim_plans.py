@@ -106,7 +106,9 @@ async def test_the_claim_and_the_snapshot_read_only_the_queue(db):
         assert await jobs_accesses(db, sql, params) == [], sql
     # The statements still do their job on this database.
     sql, params = next(claim_statements(db))
-    assert [r["id"] for r in await db.fetch_all(sql, params)] == [HISTORY + 6]
+    async with db.transaction() as tx:  # a write: through the write path
+        claimed = await tx.fetch_all(sql, params)
+    assert [r["id"] for r in claimed] == [HISTORY + 6]
     assert len(await db.fetch_all(SNAPSHOT_SQL)) == 34
 
 
