@@ -171,7 +171,7 @@ class Database(ABC):
 _READ_START = re.compile(r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*(\w+)", re.S)
 _RETURNING = re.compile(r"\bRETURNING\b", re.I)
 _ANALYZE = re.compile(r"^\s*EXPLAIN\s*(?:\(\s*)?ANALY[SZ]E\b", re.I)
-_READ_KEYWORDS = frozenset({"SELECT", "WITH", "PRAGMA", "EXPLAIN", "VALUES"})
+_READ_KEYWORDS = frozenset({"SELECT", "WITH", "PRAGMA", "EXPLAIN", "VALUES", "SHOW"})
 
 
 class WriteThroughRead(ValueError):
