@@ -112,7 +112,10 @@ class Driver:
             if step is None:
                 return  # queued (the claim's), or a group's image waiting for its group
             outcome = await self._step(step, current)
-            after = await self._effects.record(current, outcome)
+            try:
+                after = await self._effects.record(current, outcome)
+            finally:
+                self._steps.sending.discard(current.id)  # a submit's answer is recorded (or never will be here)
             if after is None or not after.status.is_open:
                 self._failures.pop(job.id, None)
                 self._steps.forget(job.id)
@@ -156,6 +159,10 @@ class Driver:
     def sending(self) -> set[int]:
         """Jobs whose POST to BFL is in flight right now."""
         return set(self._steps.sending)
+
+    def marked_here(self, job_id: int) -> bool:
+        """Whether this process marked ``job_id``'s POST as about to leave (so it knows the attempt is over)."""
+        return job_id in self._steps.marked_here
 
     async def stop(self, *, grace: float) -> None:
         """Stop starting drives; let POSTs in flight get their answer (up to ``grace`` s); cancel the rest.

@@ -100,10 +100,8 @@ class JobEngine:
     def __init__(self, parts: EngineParts, config: EngineConfig, hooks: EngineHooks | None = None) -> None:
         hooks = hooks or EngineHooks()
         self.store, self.groups, self.identity = parts.store, parts.groups, parts.identity
-        self.breakers = parts.breakers
         self.config = config
         self.clock = parts.clock
-        self.latency = LatencyModel()
         self.last_error: str | None = None
         self._cache = parts.cache
         self._checkpoint = hooks.checkpoint
@@ -196,6 +194,24 @@ class JobEngine:
         """Set the Discord side (the bot exists after the engine)."""
         self.effects.parts.presenter = presenter
         self.steps.parts.presenter = presenter
+
+    @property
+    def latency(self) -> LatencyModel:
+        """Each model's recent latencies (the poll plans and queue estimates come from them)."""
+        return self.steps.parts.latency
+
+    @latency.setter
+    def latency(self, model: LatencyModel) -> None:
+        self.steps.parts.latency = model
+
+    @property
+    def breakers(self) -> CircuitBreakers:
+        """The circuit breakers, one per model (shared with other processes through the database)."""
+        return self.steps.parts.breakers
+
+    @breakers.setter
+    def breakers(self, breakers: CircuitBreakers) -> None:
+        self.steps.parts.breakers = self.admission.parts.breakers = breakers
 
     @property
     def accepting(self) -> bool:
@@ -346,7 +362,7 @@ class JobEngine:
 
     async def start(self) -> int:
         """Reconcile what is open (a previous run's, a dead process's), then run; how many jobs it picked up."""
-        self.latency = self.steps.parts.latency = LatencyModel(await self.store.latency_samples())
+        self.latency = LatencyModel(await self.store.latency_samples())
         self.identity.started()
         await self.clock.sync(force=True)
         self.driver.accepting = True

@@ -110,15 +110,20 @@ class Reconciler:
             text = None if mine else outcomes.RESTARTED_TEXT  # its process died before the acknowledgement
             return await self._end(job, Event.ACK_FAILED, "ack_failed", acked=False, text=text)
         if job.status is JobStatus.SUBMITTING and job.bfl_task_id is None:
-            return await self._unanswered_submit(job, mine=mine, now=now)
+            return await self._unanswered_submit(job, now=now)
         return 1 if self._driver.drive(job) else 0
 
-    async def _unanswered_submit(self, job: Job, *, mine: bool, now: datetime) -> int:
-        """A claimed job with no task id: back to the queue if its POST never left, else unknown (in time)."""
+    async def _unanswered_submit(self, job: Job, *, now: datetime) -> int:
+        """A claimed job with no task id: back to the queue if its POST never left, else unknown (in time).
+
+        A POST this very process marked and no longer drives is over (its attempt ended); one marked
+        by another process may still be on the wire while that process is stalled, so it is given
+        its submit window first: an answer recorded in time (by the old holder) wins.
+        """
         if job.submit_started_at is None:
             return await self._end(job, Event.REQUEUED, None)
         window = timedelta(seconds=self._config.submit_window_seconds)
-        if not mine and now < job.submit_started_at + window:
+        if not self._driver.marked_here(job.id) and now < job.submit_started_at + window:
             return 0  # its old holder may still be sending it: wait for the window, then decide
         log.warning("Job %s: its POST may have left and no answer was recorded: outcome unknown", job.id)
         return await self._end(job, Event.SUBMIT_UNKNOWN, "submit_unknown")

@@ -102,7 +102,8 @@ class Steps:
 
     def __init__(self, parts: StepParts) -> None:
         self.parts = parts
-        self.sending: set[int] = set()  # jobs whose POST is in flight (a graceful stop waits for them)
+        self.sending: set[int] = set()  # POSTs in flight or their answer not yet recorded (a stop waits)
+        self.marked_here: set[int] = set()  # jobs this process marked "about to be sent" (start_sending)
         self._not_sent: dict[int, int] = {}  # job → 429s / refused connections in a row
         self._polls: dict[int, int] = {}  # job → polls made by this process
         self._poll_failures: dict[int, int] = {}  # job → failed polls in a row
@@ -127,6 +128,7 @@ class Steps:
         for memory in (self._not_sent, self._polls, self._poll_failures, self._first_seen):
             memory.pop(job_id, None)
         self._submitted_here.discard(job_id)
+        self.marked_here.discard(job_id)
         self._bytes.pop(job_id, None)
 
     def _now(self) -> datetime:
@@ -142,11 +144,12 @@ class Steps:
         if job.attempts > MAX_CLAIMS_BEFORE_GIVING_UP:
             return Outcome(Event.NOT_SENT, code="not_sent")
         p.show(job, Progress(JobStatus.SUBMITTING, job.model))
+        self.sending.add(job.id)  # from the mark until the answer is recorded (the driver clears it): a stop waits
         if await p.store.start_sending(job.id, p.identity) is None:
             log.warning("Job %s: this process no longer holds it (lease lost?); not submitting", job.id)
             return Outcome(stop=True)
         p.checkpoint("submit_marked", job.id)
-        self.sending.add(job.id)
+        self.marked_here.add(job.id)
         try:
             task = await p.bfl.submit(job.model, job.params, retries=0)
         except (BflRateLimited, BflServerError) as exc:  # from a submit, both prove BFL created nothing
@@ -155,8 +158,6 @@ class Steps:
             p.note_error(exc)
             self._verdict(job.model, exc)
             return Outcome(outcomes.submit_event(exc), error=exc)
-        finally:
-            self.sending.discard(job.id)
         p.checkpoint("after_submit", job.id)
         self._not_sent.pop(job.id, None)
         self._submitted_here.add(job.id)
@@ -181,6 +182,7 @@ class Steps:
         if not await p.store.not_sent(job.id, p.identity, retry_at=self._now() + timedelta(seconds=delay)):
             return Outcome(stop=True)
         log.info("Job %s: BFL created nothing (%s); trying again in %.1f s", job.id, type(exc).__name__, delay)
+        p.checkpoint("not_sent", job.id)
         return Outcome(wait=delay, persist=False)  # not_sent recorded the timer already
 
     # -- generating --------------------------------------------------------------------------------

@@ -211,7 +211,7 @@ async def test_a_job_left_unfinished_by_a_previous_run_is_delivered_to_the_chann
     task = await services.bfl.submit(request.model.key, request.bfl_payload())
     await services.jobs.apply(job_id, Event.ACCEPTED, policy, bfl_task_id=task.id, polling_url=task.polling_url)
 
-    assert await services.engine._recover() == 1
+    assert await services.engine.reconcile() == 1
     await harness.wait_until(lambda: _status_is(harness, discord_id(job_id), JobStatus.DELIVERED))
     [message] = [m for m in fake.messages.values() if m.get("attachments")]
     assert message["content"].startswith(f"<@{user_id}>")
