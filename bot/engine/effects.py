@@ -56,7 +56,7 @@ class EffectParts:
     presenter: Presenter | None = None
     slot_freed: Callable[[], None] = _noop
     queue_changed: Callable[[], None] = _noop
-    forget_progress: Callable[[int], None] = _noop
+    quiet_progress: Callable[[int], Awaitable[None]] | None = None  # no progress edit after the end
     member_moved: Callable[[Job], None] = _noop  # a group's image changed state: repaint the group's line
     group_done: Callable[[int], Awaitable[None]] | None = None
     checkpoint: Callable[[str, int], None] = _noop
@@ -177,7 +177,8 @@ class Effects:
                 if job.status is JobStatus.DELIVERING and p.group_done is not None:
                     self.spawn(p.group_done(job.group_id))
             return
-        p.forget_progress(job.id)
+        if p.quiet_progress is not None:
+            await p.quiet_progress(job.id)
         if job.status is JobStatus.DELIVERED:
             return
         blocked = await self._moderated(applied)

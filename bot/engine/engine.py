@@ -118,7 +118,7 @@ class JobEngine:
                 notice=hooks.notice,
                 slot_freed=self.wake,
                 queue_changed=self.painting.queue_changed,
-                forget_progress=self.painting.forget,
+                quiet_progress=self.painting.quiet,
                 member_moved=self.painting.member_moved,
                 checkpoint=self._point,
             )
@@ -136,6 +136,7 @@ class JobEngine:
                 record_latency=self._record_latency,
                 note_error=self._note_bfl_error,
                 share_breakers=lambda: self.effects.spawn(self.share_breakers()),
+                quiet_progress=self.painting.quiet,
             )
         )
         self.driver = Driver(self.steps, self.effects)

@@ -69,8 +69,9 @@ class GroupDelivery:
             await self.mark_delivered(group_id)  # posted already (maybe before a restart)
             return
         self._posting.add(group_id)
-        self._effects.parts.forget_progress(group_id)
         try:
+            if self._effects.parts.quiet_progress is not None:
+                await self._effects.parts.quiet_progress(group_id)
             await self._post(group)
         except Exception:  # e.g. the database out of reach: let the next heartbeat try again
             log.exception("Group %s: posting failed; it will be tried again", group_id)

@@ -79,11 +79,11 @@ class Painting:
         elif self.painter is not None and job.interaction_token is not None:
             self.painter.set(job, progress)
 
-    def forget(self, job_id: int) -> None:
-        """No more progress for this job (or group)."""
+    async def quiet(self, job_id: int) -> None:
+        """No more progress for this job, and no edit of it still in flight (its result is posted next)."""
         self._group_seen.pop(job_id, None)
         if self.painter is not None:
-            self.painter.drop(job_id)
+            await self.painter.quiet(job_id)
 
     def queue_changed(self) -> None:
         """The queue moved: recompute the places shown (throttled)."""

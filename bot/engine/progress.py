@@ -142,6 +142,17 @@ class ProgressPainter:
         self._shown.pop(job_id, None)
         self._last_edit.pop(job_id, None)
 
+    async def quiet(self, job_id: int, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+        """Stop painting ``job_id`` and let an edit in flight land first: the result (or the end) comes next.
+
+        Without this, a progress edit sent just before the result could land after it and put a stale
+        progress text over the image.
+        """
+        self.drop(job_id)
+        task = self._in_flight.get(job_id)
+        if task is not None:
+            await asyncio.wait({task}, timeout=timeout)
+
     async def run(self) -> None:
         """Paint until cancelled."""
         while True:

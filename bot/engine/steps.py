@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -95,6 +95,7 @@ class StepParts:
     record_latency: Callable[[str, float], None] = lambda _model, _seconds: None
     note_error: Callable[[BflError], None] = lambda _exc: None
     share_breakers: Callable[[], None] = lambda: None
+    quiet_progress: Callable[[int], Awaitable[None]] | None = None  # no progress edit may land after the post
 
 
 class Steps:
@@ -277,6 +278,8 @@ class Steps:
             return Outcome(Event.DELIVERY_FAILED, code="undeliverable")
         if not await p.store.holds(job.id, p.identity, job.status):
             return Outcome(stop=True)  # the fence before the post: another process has it now
+        if p.quiet_progress is not None:
+            await p.quiet_progress(job.id)
         cached = job.status is JobStatus.CACHED
         result = Result(job, data, 0 if cached else job.settled_cost_micros, job.generation_seconds, cached)
         try:
