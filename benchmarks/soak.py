@@ -112,7 +112,7 @@ async def run_soak(options: SoakOptions, folder: Path, *, database_url: str | No
             await run.started(target)
             await run.under_faults(target)
             await run.settle()
-            facts, invariants = await check_all(run.view, fake, bfl, run.driver.requests, run.clock_offset)
+            facts, invariants = await check_all(run.view, fake, bfl, run.driver.requests)
         finally:
             exits = await run.cluster.stop()
             if run.view is not None:
@@ -137,7 +137,6 @@ class SoakRun:
         bfl.behaviour_source = self.bfl_faults
         self.cluster: Cluster
         self.view: Database | None = None
-        self.clock_offset = 0.0  # wall clock − the event loop's clock (the fakes' record times)
         self.terminated: Counter[str] = Counter()
         self.fault_seconds = 0.0
         self.stuck: list[str] = []
@@ -148,7 +147,6 @@ class SoakRun:
         await self.fake.wait_for(lambda: self.fake.command_syncs, timeout=120)
         self.view = await Database.at(_as_driver(target))
         await _wait_rows(self.view, "SELECT id FROM processes WHERE role = 'worker'", within=120)
-        self.clock_offset = time.time() - asyncio.get_running_loop().time()
 
     async def under_faults(self, target: str) -> None:
         """The members' actions with every fault on; then every fault stops."""

@@ -93,7 +93,7 @@ class Driver:
             await self.imagine(count=1)
         elif x < 0.89:
             await self.imagine(count=self.rng.randint(2, 4))
-        elif x < 0.99:
+        elif x < 0.985:
             await self.cancel_one()
         else:
             await self.pause_one()
@@ -127,12 +127,12 @@ class Driver:
         server = next(s for s in self.world if s.guild_id == request.guild_id)
         moderator = self.rng.random() < 0.2 and not request.private  # others cannot see an ephemeral message
         clicker = server.moderator if moderator else request.user_id
-        with contextlib.suppress(ValueError, RuntimeError):  # gone, loading, or the gateway is down right now
+        with contextlib.suppress(ValueError, RuntimeError, ConnectionError):  # gone, loading, or the gateway is down
             self.cancels.append(await self.fake.click(request.interaction.original_message_id, custom_id, user=clicker))
             self.actions["cancel"] += 1
 
     async def pause_one(self) -> None:
-        """A moderator pauses a running server; it is resumed 0.5-2 s later."""
+        """A moderator pauses a running server; it is resumed 1-3 s later."""
         running = [s for s in self.world if not s.paused]
         if not running:
             return
@@ -140,7 +140,7 @@ class Driver:
         if await self._moderate(server, "pause") is None:
             return
         server.paused = True
-        task = asyncio.create_task(self._resume_later(server, self.rng.uniform(0.5, 2.0)))
+        task = asyncio.create_task(self._resume_later(server, self.rng.uniform(1.0, 3.0)))
         self._resumes.add(task)
         task.add_done_callback(self._resumes.discard)
 
@@ -170,7 +170,7 @@ class Driver:
             await self.fake.wait_until_connected(timeout=120)
             try:
                 return await self.fake.slash(name, options, **kwargs)
-            except RuntimeError:  # the gateway went down between the check and the dispatch
+            except (RuntimeError, ConnectionError):  # the gateway went down between the check and the dispatch
                 continue
         return None
 

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import discord
 import pytest
 
-from benchmarks.soak_checks import Facts, billing_invariants, every_job_terminal, paused_submits
+from benchmarks.soak_checks import Facts, billing_invariants, every_job_terminal, paused_claims
 from benchmarks.soak_messages import claim_of, images_replaced_by_text, is_final, job_ids_in
 from bot.bfl.errors import BflModerated, BflServerError, BflSubmitOutcomeUnknown, BflTaskFailed
 from bot.engine import outcomes
@@ -183,9 +183,12 @@ def test_billing_reconciles_per_job_and_explains_unknowns():
     assert every_job_terminal(state).failures == ["job 6 (single) still queued (acked=1)"]
 
 
-def test_a_first_submit_while_paused_is_caught():
-    state = facts({1: {"status": "delivered"}, 2: {"status": "delivered"}, 3: {"status": "delivered"}}, {},
-                  {7: [(10_000, True), (20_000, False)]})  # fmt: skip
-    bfl = SimpleNamespace(submits=[submit(1, 200, "a", 11.0), submit(2, 200, "b", 15.0), submit(3, 200, "c", 21.0)])
-    found = paused_submits(state, bfl, clock_offset=0.0)
-    assert found.failures == ["job 2: submitted while server 7 was paused"]  # 1: within the grace; 3: resumed
+def test_a_claim_while_paused_is_caught():
+    state = facts(
+        {1: {"status": "delivered"}, 2: {"status": "delivered"}, 3: {"status": "delivered"}},
+        {},
+        {7: [(10_000, True), (20_000, False)]},
+    )
+    state.claims = [(1, 10_100), (2, 15_000), (3, 20_050)]
+    found = paused_claims(state)
+    assert found.failures == ["job 2: claimed 5000 ms after server 7 paused"]  # 1: within the grace; 3: resumed
