@@ -95,11 +95,22 @@ async def load_facts(db: Database) -> Facts:
     return Facts(jobs, dict(money), dict(pauses), claims)
 
 
-def _add(invariant: Invariant, failure: str) -> None:
+def _add(invariant: Invariant, failure: str, kind: str | None = None) -> None:
+    """Record a failure (listed up to MAX_SHOWN); ``kind`` also counts it in the notes."""
     if len(invariant.failures) < MAX_SHOWN:
-        invariant.failures.append(failure)
+        invariant.failures.append(f"[{kind}] {failure}" if kind else failure)
     else:
         invariant.notes["(more failures not listed)"] += 1
+    if kind:
+        invariant.notes[f"FAILED {kind}"] += 1
+
+
+MISSING = "no final message"
+SILENT = "does not say whether they paid"
+WRONG = "says the opposite of the ledger"
+STILL_OPEN = "told while a job is still open"
+TWICE = "more than one final message"
+EXTRA = "a message for no request"
 
 
 def every_job_terminal(facts: Facts) -> Invariant:
@@ -204,13 +215,16 @@ def final_messages(facts: Facts, fake: FakeDiscord, requests: list[Request]) -> 
         finals = [it.original_message] if is_final(it.original_message) else []
         finals += it.followups + attributed.get(request.id, [])
         if not finals:
-            if not it.acked and not _charged(facts, request):
+            # Never acknowledged, or deferred and never answered, with no job: Discord itself shows the
+            # failure ("This interaction failed" / "The application did not respond") and nothing was charged.
+            thinking = it.acked and (it.original_message or {}).get("flags", 0) & 128 and not _jobs_of(facts, request)
+            if (not it.acked or thinking) and not _charged(facts, request):
                 unanswered[request.user_id].append(request)
             else:
                 waiting[request.user_id].append(request)
             continue
         if len(finals) > 1:
-            _add(invariant, f"request {request.number}: {len(finals)} final messages: {_texts(finals)}")
+            _add(invariant, f"request {request.number}: {len(finals)} final messages: {_texts(finals)}", TWICE)
             continue
         _judge(invariant, facts, request, claim_of(finals[0]))
     for user in set(waiting) | set(pool) | set(unanswered):
@@ -232,18 +246,20 @@ def _judge_untied(
     may have one (Discord already said "This interaction failed"), and the number told they paid must
     be the number that paid.
     """
+    invariant.notes["never answered (Discord shows the failure itself), nothing charged"] += len(unanswered)
     if len(extra) < len(missing):
-        shown = [f"#{r.number} ({_statuses(facts, r)}) shows {_shown(r)!r}" for r in missing]
-        _add(invariant, f"member {user}: no final message for {'; '.join(shown)} ({len(extra)} untied messages)")
+        for request in missing:  # which ones lack it cannot be told: list them all
+            shown = f"#{request.number} ({_statuses(facts, request)}) shows {_shown(request)!r}"
+            _add(invariant, f"member {user}: {shown}; {len(extra)} untied messages for {len(missing)}", MISSING)
         return
     if len(extra) > len(missing) + len(unanswered):
-        _add(invariant, f"member {user}: {len(extra) - len(missing)} message(s) for no request: {_texts(extra)}")
+        _add(invariant, f"member {user}: {len(extra) - len(missing)} more: {_texts(extra)}", EXTRA)
         return
     claims = [claim_of(m).charged for m in extra]
     paid = sum(_charged(facts, r) for r in missing)  # an unanswered request paid nothing
     if None in claims or claims.count(True) != paid:
-        _add(invariant, f"member {user}: {paid} of {len(missing)} requests paid, but told {_texts(extra)}")
-    invariant.notes["never acknowledged (Discord: 'This interaction failed'), nothing charged"] += len(unanswered)
+        kind = SILENT if None in claims else WRONG
+        _add(invariant, f"member {user}: {paid} of {len(missing)} requests paid, told {_texts(extra)}", kind)
     invariant.notes["final message in the channel naming only the member"] += len(extra)
 
 
@@ -267,23 +283,23 @@ def _judge(invariant: Invariant, facts: Facts, request: Request, claim: Claim) -
     label = f"request {request.number} ({'group' if request.count > 1 else 'single'})"
     if not jobs:
         if claim.charged:
-            _add(invariant, f"{label}: no job, yet told it was charged: {claim.text[:100]!r}")
+            _add(invariant, f"{label}: no job, yet told it was charged: {claim.text[:100]!r}", WRONG)
         invariant.notes[f"no job: {claim.text[:60]!r}"] += 1
         return
     charged = [job for job in jobs if facts.charged(job["id"])]
     still_open = [job["status"] for job in jobs if facts.is_open(job["id"])]
     if still_open:
-        _add(invariant, f"{label}: jobs still {still_open} (their money unresolved); told {claim.text[:100]!r}")
-        invariant.notes["told something while a job is still open"] += 1
+        _add(invariant, f"{label}: jobs still {still_open} (money unresolved); told {claim.text[:100]!r}", STILL_OPEN)
         return
     if request.count == 1:
         job = jobs[0]
+        said = f"job {job['status']}, charged={bool(charged)}, told {claim.text[:100]!r}"
         if claim.charged is None:
-            _add(invariant, f"{label}: job {job['status']}, charged={bool(charged)}, told {claim.text[:100]!r}")
+            _add(invariant, f"{label}: {said}", SILENT)
         elif claim.charged != bool(charged):
-            _add(invariant, f"{label}: charged={bool(charged)} but told {claim.text[:100]!r} (job {job['status']})")
+            _add(invariant, f"{label}: {said}", WRONG)
         elif claim.cost_micros is not None and claim.cost_micros != (paid := facts.money[job["id"]]["member"]):
-            _add(invariant, f"{label}: the card says {claim.cost_micros} µ$, the member paid {paid} µ$")
+            _add(invariant, f"{label}: the card says {claim.cost_micros} µ$, the member paid {paid} µ$", WRONG)
         invariant.notes[f"single {job['status']}: {claim.kind}"] += 1
         return
     failed = [j for j in jobs if j["status"] in (JobStatus.FAILED, JobStatus.UNKNOWN)]
@@ -293,12 +309,14 @@ def _judge(invariant: Invariant, facts: Facts, request: Request, claim: Claim) -
     if claim.kind == "gallery" or claim.failed is not None:  # the gallery, or "❌ No image could be made. k of n …"
         failed_told, refunded_told = claim.failed or 0, claim.refunded or 0
         told = (claim.images + failed_told - refunded_told, claim.images, failed_told, refunded_told)
+        said = f"(charged, shown, failed, refunded) = {truth}, told {claim.text[:120]!r}"
         if told[0] != truth[0]:  # what the member pays for: the images shown and the failures not refunded
-            _add(invariant, f"{label}: (charged, shown, failed, refunded) = {truth}, told {claim.text[:120]!r}")
+            _add(invariant, f"{label}: {said}", WRONG)
         elif told != truth:  # the member is told the truth, but the jobs' statuses say otherwise
             invariant.notes["group: images shown or failures told differ from the jobs' statuses"] += 1
     elif claim.charged is None or claim.charged != bool(charged):
-        _add(invariant, f"{label}: (charged, shown, failed, refunded) = {truth}, told {claim.text[:120]!r}")
+        said = f"(charged, shown, failed, refunded) = {truth}, told {claim.text[:120]!r}"
+        _add(invariant, f"{label}: {said}", SILENT if claim.charged is None else WRONG)
 
 
 def _statuses(facts: Facts, request: Request) -> str:

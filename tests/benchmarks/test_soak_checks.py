@@ -192,3 +192,47 @@ def test_a_claim_while_paused_is_caught():
     state.claims = [(1, 10_100), (2, 15_000), (3, 20_050)]
     found = paused_claims(state)
     assert found.failures == ["job 2: claimed 5000 ms after server 7 paused"]  # 1: within the grace; 3: resumed
+
+
+def test_final_messages_are_matched_to_requests_and_judged():
+    from benchmarks.soak_checks import final_messages
+    from benchmarks.soak_world import Request
+    from tests.e2e.fake_discord import FakeDiscord, SentInteraction
+
+    fake = FakeDiscord(validate_schema=False)
+    member = fake.add_member(name="ann")
+    uid = int(member["user"]["id"])
+
+    def request(number: int, *, original: dict | None, acked: bool = True) -> Request:
+        it = SentInteraction(fake, fake._base_interaction(2, user=member, channel=None), source_message_id=None)
+        if original is not None:
+            fake.messages[str(number)] = {"id": str(number), "interaction_metadata": {}, **original}
+            it.original_message_id = str(number)
+        it.acked_at = 1.0 if acked else None
+        return Request(number, it, fake.guild_id, uid, f"p{number}", "flux-dev", 1, False)
+
+    card = message(embeds=[{"fields": [{"name": "Cost", "value": "$0.025"}]}], attachments=[{}])
+    requests = [
+        request(1, original=card),  # delivered and paid: fine
+        request(2, original=message(outcomes.failure_text(None, charged=False))),  # paid, told otherwise
+        request(3, original=message(progress_text(Progress(JobStatus.QUEUED, "flux-dev")))),  # told in the channel
+        request(4, original=None, acked=False),  # never answered, no job: Discord said so
+        request(5, original=message(progress_text(Progress(JobStatus.QUEUED, "flux-dev")))),  # never told
+    ]
+    fake.messages["99"] = {**message(f"<@{uid}> " + outcomes.failure_text(None, charged=False)), "id": "99",
+                           "channel_id": str(fake.channel_id), "author": {"id": str(fake.application_id)}}  # fmt: skip
+    paid = {"server": 25_000, "member": 25_000, "images": 1, "outcome": 1}
+    statuses = ["delivered", "failed", "failed", None, "failed"]
+    refunded = {"server": 25_000, "member": 0, "images": 0, "outcome": 1}
+    state = facts(
+        {r.id: {"status": s} for r, s in zip(requests, statuses, strict=True) if s},
+        {requests[0].id: paid, requests[1].id: paid, requests[2].id: refunded, requests[4].id: refunded},
+    )
+    found = final_messages(state, fake, requests)
+    assert len(found.failures) == 3, found.failures
+    assert found.failures[0].startswith(
+        "[says the opposite of the ledger] request 2 (single): job failed, charged=True"
+    )
+    assert all(f.startswith("[no final message] member") for f in found.failures[1:])  # 3 or 5: one message for two
+    assert found.notes["never answered (Discord shows the failure itself), nothing charged"] == 1
+    assert found.notes["single delivered: image"] == 1
