@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -59,9 +60,9 @@ class SoakOptions:
     discord: DiscordFaultRates = field(default_factory=DiscordFaultRates)
     db_rate: float = 0.003  # database calls failing before they reach the database
     db_after_rate: float = 0.002  # PostgreSQL: writes and commits failing after they took effect
-    kill_every: tuple[float, float] = (3.0, 8.0)  # seconds between SIGKILLs (uniform)
+    kills: int = 4  # SIGKILLs, spread evenly over the jobs admitted, the gateway and the worker in turn
     down_for: tuple[float, float] = (0.2, 1.5)  # how long a killed process stays down
-    terminate_every: tuple[float, float] = (1.0, 4.0)  # PostgreSQL: seconds between backend terminations
+    terminate_every: tuple[float, float] = (2.0, 6.0)  # PostgreSQL: seconds between backend terminations
     pace: tuple[float, float] = (0.01, 0.06)  # seconds between a member's actions (uniform)
     quiet_for: float = 3.0  # quiescence: no open job for this long once the faults stopped
     stuck_after: float = 15.0  # open jobs that do not move for this long are stuck: stop waiting
@@ -153,16 +154,17 @@ class SoakRun:
         assert self.view is not None
         self.switch.touch()
         self.fake.faults.source = RandomDiscordFaults(self.options.seed, self.options.discord)
-        chaos = [asyncio.create_task(_kills(self.cluster, random.Random(f"{self.options.seed}:kills"), self.options))]
+        chaos: list[asyncio.Task[None]] = []
         if self.options.backend == "postgresql":
             chaos.append(asyncio.create_task(_terminate_backends(target, self.options, self.terminated)))
+        killer = Killer(self.cluster, random.Random(f"{self.options.seed}:kills"), self.options)
         began = time.monotonic()
         try:
-            await _drive(self.driver, self.view, self.options)
+            await _drive(self.driver, self.view, self.options, on_progress=killer.progress)
         finally:
             for task in chaos:
                 task.cancel()
-            await asyncio.gather(*chaos, return_exceptions=True)
+            await asyncio.gather(*chaos, *killer.tasks, return_exceptions=True)  # a kill in progress restarts
             self.switch.unlink(missing_ok=True)
             self.fake.faults.clear()
             self.bfl_faults.enabled = False
@@ -215,7 +217,7 @@ async def _wait_rows(db: Database, query: str, *, within: float) -> None:
             await asyncio.sleep(0.1)  # re-read the database the processes write
 
 
-async def _drive(driver: Driver, view: Database, options: SoakOptions) -> None:
+async def _drive(driver: Driver, view: Database, options: SoakOptions, *, on_progress: Callable[[int], None]) -> None:
     """The members' actions until ``options.jobs`` jobs were admitted (or the request cap)."""
     jobs = 0
     while jobs < options.jobs and len(driver.requests) < options.max_requests:
@@ -224,16 +226,29 @@ async def _drive(driver: Driver, view: Database, options: SoakOptions) -> None:
         if len(driver.requests) % 10 == 0:
             with contextlib.suppress(Exception):  # the database may be busy: count next time
                 jobs = await view.fetch_value("SELECT COUNT(*) FROM jobs", default=0)
+                on_progress(jobs)
 
 
-async def _kills(cluster: Cluster, rng: random.Random, options: SoakOptions) -> None:
-    """SIGKILL the gateway and the worker in turn (the first one drawn), each started again after a while."""
-    roles = sorted(cluster.members)
-    turn = rng.randrange(len(roles))
-    while True:
-        await asyncio.sleep(rng.uniform(*options.kill_every))  # the schedule of the faults
-        await cluster.kill_and_restart(roles[turn % len(roles)], rng.uniform(*options.down_for))
-        turn += 1
+class Killer:
+    """SIGKILLs ``options.kills`` times as the jobs come in (evenly), the gateway and the worker in turn."""
+
+    def __init__(self, cluster: Cluster, rng: random.Random, options: SoakOptions) -> None:
+        self.cluster = cluster
+        self.rng = rng
+        self.options = options
+        self.roles = sorted(cluster.members)
+        self.turn = rng.randrange(len(self.roles))  # who goes first
+        self.thresholds = [options.jobs * (n + 1) // (options.kills + 1) for n in range(options.kills)]
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def progress(self, jobs: int) -> None:
+        """``jobs`` have been admitted: kill the next process if its threshold is passed."""
+        while self.thresholds and jobs >= self.thresholds[0]:
+            self.thresholds.pop(0)
+            role = self.roles[self.turn % len(self.roles)]
+            self.turn += 1
+            down_for = self.rng.uniform(*self.options.down_for)
+            self.tasks.append(asyncio.create_task(self.cluster.kill_and_restart(role, down_for)))
 
 
 async def _terminate_backends(url: str, options: SoakOptions, terminated: Counter[str]) -> None:

@@ -27,9 +27,9 @@ EXPECTED_TO_FAIL = pytest.mark.xfail(
     raises=InvariantsBroken,
     strict=False,
     reason="issue 20: today's engine leaves jobs open in a live process, tells members the wrong thing about "
-    "money, submits while paused and charges unsent submits; remove this marker when the reconciler lands",
+    "money, claims while paused and charges unsent submits; remove this marker when the reconciler lands",
 )
-CASES = [(1, "sqlite"), (1, "postgresql")]  # about a minute each on a quiet 2-core machine
+CASES = [(1, "sqlite"), (1, "postgresql")]  # 50-70 s for both on the 2-core development machine
 
 
 @pytest.fixture
