@@ -154,7 +154,7 @@ def billing_invariants(facts: Facts, bfl: FakeBfl) -> list[Invariant]:
         billed[owner[charge.task_id]] += charge.micros
         tasks[owner[charge.task_id]] += 1
     once = Invariant("no job was submitted twice")
-    sent = Invariant("unknown only when the POST may have left (nothing charged for a submit never sent)")
+    sent = Invariant("unknown only when the POST may have created a task (not unsent, not answered 429)")
     for job_id, job in facts.jobs.items():
         if facts.is_open(job_id):
             equal.notes["still open, its money unresolved (see 'every job is terminal')"] += 1
@@ -173,6 +173,8 @@ def billing_invariants(facts: Facts, bfl: FakeBfl) -> list[Invariant]:
             )
             if ledger_micros != billed[job_id]:
                 equal.notes[f"unknown: billed {billed[job_id]} µ$, charged the estimate {ledger_micros} µ$"] += 1
+        elif statuses and all(status == 429 for status in statuses):  # a 429 creates nothing, and says so
+            _add(sent, f"job {job_id}: unknown and charged {ledger_micros} µ$, but BFL only answered 429 {statuses}")
         elif statuses:
             equal.notes[f"unknown: BFL answered {statuses} with no task; charged the estimate, billed 0"] += 1
         else:

@@ -158,12 +158,12 @@ def submit(job_id: int, status: int, task: str | None, time: float = 0.0) -> Sub
 def test_billing_reconciles_per_job_and_explains_unknowns():
     state = facts(
         {1: {"status": "delivered"}, 2: {"status": "unknown"}, 3: {"status": "unknown"}, 4: {"status": "unknown"},
-         5: {"status": "failed"}, 6: {"status": "queued"}},
-        {n: {"server": 25_000, "member": 0, "images": 0, "outcome": 1} for n in range(1, 6)},
+         5: {"status": "failed"}, 6: {"status": "queued"}, 7: {"status": "unknown"}},
+        {n: {"server": 25_000, "member": 0, "images": 0, "outcome": 1} for n in (1, 2, 3, 4, 5, 7)},
     )  # fmt: skip
     bfl = SimpleNamespace(
         submits=[submit(1, 200, "t1"), submit(2, 502, "t2"), submit(3, 503, None), submit(5, 200, "t5"),
-                 submit(5, 200, "t5b")],
+                 submit(5, 200, "t5b"), submit(7, 429, None), submit(7, 429, None)],
         charges=[Charge(task, "flux-dev", CREDITS, 0) for task in ("t1", "t2", "t5", "t5b", "stray")],
     )  # fmt: skip
     equal, sent, once = billing_invariants(state, bfl)
@@ -178,7 +178,10 @@ def test_billing_reconciles_per_job_and_explains_unknowns():
             "still open, its money unresolved (see 'every job is terminal')": 1,
         }
     )
-    assert sent.failures == ["job 4: unknown and charged 25000 µ$, but no POST ever reached BFL"]
+    assert sent.failures == [
+        "job 4: unknown and charged 25000 µ$, but no POST ever reached BFL",
+        "job 7: unknown and charged 25000 µ$, but BFL only answered 429 [429, 429]",
+    ]
     assert once.failures == ["job 5: 2 BFL tasks, billed 50000 µ$"]
     assert every_job_terminal(state).failures == ["job 6 (single) still queued (acked=1)"]
 
