@@ -272,17 +272,23 @@ async def _terminate_backends(url: str, options: SoakOptions, terminated: Counte
 
 
 async def _quiescence(view: Database, options: SoakOptions) -> list[str]:
-    """Wait until no job is open for ``quiet_for`` seconds; the open jobs if they stopped moving (stuck)."""
+    """Wait until no job is open for ``quiet_for`` seconds; the open jobs if they stopped moving (stuck).
+
+    Open jobs are stuck when none of them changed status for ``stuck_after`` seconds and none waits on
+    a timer of its own (a ``next_attempt_at`` in the future, once the engine stores one), so a job that
+    waits out a retry backoff is not mistaken for a stuck one.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + options.quiet_timeout
     quiet_since = moved_at = loop.time()
     seen: list[tuple[int, str]] = []
     found: list[Any] = []
+    timed = [True]  # whether the schema has next_attempt_at (found out on the first read)
     while loop.time() < deadline:
-        found = await view.fetch_all(f"SELECT id, status, claimed_by FROM jobs WHERE status IN {OPEN} ORDER BY id")
+        found, timers = await _open_jobs(view, timed)
         rows = [(r["id"], r["status"]) for r in found]
         now = loop.time()
-        if rows != seen:
+        if rows != seen or any(at > time.time() * 1000 for at in timers):
             seen, moved_at = rows, now
         if rows:
             quiet_since = now
@@ -292,6 +298,18 @@ async def _quiescence(view: Database, options: SoakOptions) -> list[str]:
             return []
         await asyncio.sleep(0.1)  # re-read the database the processes write
     return [f"{r['id']} {r['status']} held by {r['claimed_by']}" for r in found] or ["(timed out)"]
+
+
+async def _open_jobs(view: Database, timed: list[bool]) -> tuple[list[Any], list[int]]:
+    """The open jobs, and their ``next_attempt_at`` timers (unix ms) if the schema has that column."""
+    query = f"SELECT id, status, claimed_by{{}} FROM jobs WHERE status IN {OPEN} ORDER BY id"
+    if timed[0]:
+        try:
+            rows = await view.fetch_all(query.format(", next_attempt_at"))
+            return rows, [r["next_attempt_at"] for r in rows if r["next_attempt_at"] is not None]
+        except Exception:  # no such column (today's schema): stop asking
+            timed[0] = False
+    return await view.fetch_all(query.format("")), []
 
 
 def _protocol(fake: FakeDiscord, bfl: FakeBfl, exits: dict[str, int | None]) -> Invariant:
