@@ -96,6 +96,27 @@ Discord behaviour emulated on purpose (see also :attr:`FakeDiscord.warnings`):
   Components V2 text displays count like those in ``content``. The resulting
   ``mentions`` / ``mention_roles`` / ``mention_everyone`` are stored on the message.
 
+Faults (``faults.py``; used by the soak, ``benchmarks/soak.py``): ``fake.faults.script(operation, Fault…)``
+or ``fake.faults.source = RandomDiscordFaults(seed, DiscordFaultRates(...))`` inject, per request, a 429
+without the proxy headers discord.py needs to retry (so it gives up), 5xx, a dead interaction token
+(401/50027 or 404/10015 on webhook routes from then on), a slow answer, or a dropped connection
+(before or after the request took effect). Injected faults are counted in ``fake.faults.log`` and
+``RecordedCall.fault``, not as violations.
+
+What durable delivery needs, as Discord does it:
+
+* ``POST /channels/{id}/messages`` with a ``nonce`` and ``enforce_nonce: true`` repeated within
+  ``nonce_window_s`` (default 300 s) returns the first message instead of creating a duplicate
+  (``RecordedCall.nonce_reused``); the created message carries its ``nonce``.
+* ``POST /users/@me/channels`` opens a DM channel; a message to the DM of a user in
+  ``fake.closed_dms`` is refused 403/50007 ("Cannot send messages to this user").
+* ``fake.message_history[message_id]``: every version of a message (:class:`MessageVersion`: text,
+  attachments, embeds, flags), so a test can see an image replaced by a text.
+
+Several servers: ``gid = fake.add_guild("other")``, then ``add_channel(..., guild_id=gid)`` and
+``add_member(..., guild_id=gid)``; GUILD_CREATE is sent for every server, and an interaction sent in
+a channel carries that channel's server.
+
 Time: every deadline uses ``clock`` (default :class:`AdjustableClock`, a monotonic clock that tests
 can move forward with ``fake.clock.advance(seconds)`` instead of sleeping).
 
@@ -122,9 +143,18 @@ from tests.e2e.fake_discord.constants import (
     Perm,
     snowflake,
 )
+from tests.e2e.fake_discord.faults import (
+    REQUEST_OPERATIONS,
+    WEBHOOK_OPERATIONS,
+    DiscordFaultRates,
+    Fault,
+    FaultPlan,
+    RandomDiscordFaults,
+)
 from tests.e2e.fake_discord.records import (
     CommandSync,
     GatewayEvent,
+    MessageVersion,
     RecordedCall,
     SchemaError,
     SentInteraction,
@@ -137,14 +167,21 @@ from tests.e2e.fake_discord.spec import OpenAPISpec, default_spec_path, load_spe
 __all__ = [
     "API_PREFIX",
     "DEFAULT_TOKEN",
+    "REQUEST_OPERATIONS",
+    "WEBHOOK_OPERATIONS",
     "AdjustableClock",
     "CommandSync",
+    "DiscordFaultRates",
     "FakeDiscord",
+    "Fault",
+    "FaultPlan",
     "GatewayEvent",
     "Intents",
     "MessageFlags",
+    "MessageVersion",
     "OpenAPISpec",
     "Perm",
+    "RandomDiscordFaults",
     "RecordedCall",
     "SchemaError",
     "SentInteraction",

@@ -79,9 +79,17 @@ class GatewayMixin:
         elif conn.session is None:
             await self._gw_close(conn, 4003, "Not authenticated.")
         elif op == 8:  # REQUEST_GUILD_MEMBERS: answer with one chunk of every member
+            asked = (d or {}).get("guild_id") if isinstance(d, dict) else None
+            gid = int(asked) if str(asked or "").isdigit() and int(asked) in self.guild_ids else self.guild_id
             chunk = {
-                "guild_id": str(self.guild_id),
-                "members": copy.deepcopy(list(self.members.values())),
+                "guild_id": str(gid),
+                "members": copy.deepcopy(
+                    [
+                        m
+                        for uid, m in self.members.items()
+                        if uid == self.application_id or self.guild_of_member(uid) == gid
+                    ]
+                ),
                 "chunk_index": 0,
                 "chunk_count": 1,
                 "not_found": [],
@@ -124,7 +132,7 @@ class GatewayMixin:
         ready: dict[str, Any] = {
             "v": 10,
             "user": {**self._public_user(self.application_id), "verified": True, "mfa_enabled": False},
-            "guilds": [{"id": str(self.guild_id), "unavailable": True}] if self._serves_guild(session) else [],
+            "guilds": [{"id": str(g), "unavailable": True} for g in self.guild_ids if self._serves_guild(session, g)],
             "session_id": session.session_id,
             "session_type": "normal",
             "resume_gateway_url": self.gateway_url,
@@ -140,12 +148,14 @@ class GatewayMixin:
         if "shard" in d:
             ready["shard"] = d["shard"]
         await self._gw_send(conn, 0, ready, "READY")
-        if self._serves_guild(session):
-            await self._gw_send(conn, 0, self._guild_payload(intents), "GUILD_CREATE")
+        for gid in self.guild_ids:
+            if self._serves_guild(session, gid):
+                await self._gw_send(conn, 0, self._guild_payload(intents, gid), "GUILD_CREATE")
 
-    def _serves_guild(self, session: _GatewaySession) -> bool:
+    def _serves_guild(self, session: _GatewaySession, guild_id: int | None = None) -> bool:
         """Whether the session gets the guild's events: Discord's rule, shard_id = (guild_id >> 22) % num_shards."""
-        return session.shard is None or (self.guild_id >> 22) % session.shard[1] == session.shard[0]
+        gid = guild_id or self.guild_id
+        return session.shard is None or (gid >> 22) % session.shard[1] == session.shard[0]
 
     async def _gw_resume(self, conn: _GatewayConnection, d: dict[str, Any]) -> None:
         if not self._token_ok(d.get("token")):
@@ -158,9 +168,9 @@ class GatewayMixin:
         conn.session = session
         await self._gw_send(conn, 0, {}, "RESUMED")
 
-    def _primary_connection(self, *, required: bool = True) -> _GatewayConnection | None:
+    def _primary_connection(self, *, required: bool = True, guild_id: int | None = None) -> _GatewayConnection | None:
         for conn in self._connections:  # the connection of the shard the guild belongs to
-            if conn.session is not None and not conn.ws.closed and self._serves_guild(conn.session):
+            if conn.session is not None and not conn.ws.closed and self._serves_guild(conn.session, guild_id):
                 return conn
         if required:
             raise RuntimeError("no bot is connected to the fake gateway (did the bot start and become ready?)")
@@ -180,10 +190,13 @@ class GatewayMixin:
         """
         events, self._pending_events = self._pending_events, []
         for event, data, intent in events:
+            gid = int(data["__guild__"]) if "__guild__" in data else int(data.get("guild_id") or self.guild_id)
             for conn in list(self._connections):
-                if conn.session is None or conn.ws.closed or not self._serves_guild(conn.session):
+                if conn.session is None or conn.ws.closed or not self._serves_guild(conn.session, gid):
                     continue
-                if intent is None or conn.session.intents & intent:
+                if "__guild__" in data:  # a server added with add_guild after the bot connected
+                    await self._gw_send(conn, 0, self._guild_payload(conn.session.intents, gid), event)
+                elif intent is None or conn.session.intents & intent:
                     await self._gw_send(conn, 0, data, event)
 
     async def dispatch_event(self, event: str, data: dict[str, Any]) -> None:
@@ -195,8 +208,9 @@ class GatewayMixin:
     async def send_guild_create(self) -> None:
         """Send GUILD_CREATE again (e.g. after adding roles or members)."""
         for conn in list(self._connections):
-            if conn.session is not None and not conn.ws.closed and self._serves_guild(conn.session):
-                await self._gw_send(conn, 0, self._guild_payload(conn.session.intents), "GUILD_CREATE")
+            for gid in self.guild_ids:
+                if conn.session is not None and not conn.ws.closed and self._serves_guild(conn.session, gid):
+                    await self._gw_send(conn, 0, self._guild_payload(conn.session.intents, gid), "GUILD_CREATE")
 
     async def drop_gateway(self) -> None:
         """A network outage: close every gateway socket (1000) and refuse reconnects until :meth:`restore_gateway`."""

@@ -45,9 +45,16 @@ class GuildModelMixin:
         hoist: bool = False,
         mentionable: bool = False,
         managed: bool = False,
+        guild_id: int | None = None,
     ) -> int:
-        """Create a guild role and return its id (send GUILD_CREATE again, or add before the bot connects)."""
+        """Create a guild role and return its id (send GUILD_CREATE again, or add before the bot connects).
+
+        ``guild_id``: a server made with :meth:`add_guild` (default: the fake's own).
+        """
         role_id = snowflake()
+        gid = self._known_guild(guild_id)
+        if gid != self.guild_id:
+            self._role_guild[role_id] = gid
         self.roles[role_id] = self._role_payload(
             role_id,
             name,
@@ -58,8 +65,39 @@ class GuildModelMixin:
             mentionable=mentionable,
             managed=managed,
         )
-        self._queue_event("GUILD_ROLE_CREATE", {"guild_id": str(self.guild_id), "role": self.roles[role_id]})
+        self._queue_event("GUILD_ROLE_CREATE", {"guild_id": str(gid), "role": self.roles[role_id]})
         return role_id
+
+    def add_guild(self, name: str, *, guild_id: int | None = None) -> int:
+        """Another server the bot is in, with its own ``@everyone`` role (id = the server's id); its id.
+
+        Give it channels and members with ``add_channel(..., guild_id=)`` / ``add_member(..., guild_id=)``;
+        interactions sent in its channels carry its id. A server added after the bot connected is
+        announced with GUILD_CREATE before the next dispatched interaction.
+        """
+        gid = guild_id or snowflake()
+        self.extra_guilds[gid] = name
+        self.roles[gid] = self._role_payload(gid, "@everyone", Perm.DEFAULT_EVERYONE, 0)
+        self._role_guild[gid] = gid
+        if any(c.session is not None for c in self._connections):
+            self._pending_events.append(("GUILD_CREATE", {"__guild__": gid}, None))
+        return gid
+
+    @property
+    def guild_ids(self) -> list[int]:
+        """Every server the bot is in: the fake's own first, then those of :meth:`add_guild`."""
+        return [self.guild_id, *self.extra_guilds]
+
+    def _known_guild(self, guild_id: int | None) -> int:
+        if guild_id is None:
+            return self.guild_id
+        if guild_id not in self.guild_ids:
+            raise KeyError(f"unknown guild {guild_id} (add it with add_guild)")
+        return guild_id
+
+    def guild_of_member(self, user_id: int) -> int:
+        """The server a member belongs to."""
+        return self._member_guild.get(user_id, self.guild_id)
 
     def add_user(self, name: str, *, user_id: int | None = None, bot: bool = False) -> dict[str, Any]:
         """Create a user (not a guild member by itself) and return its Discord user object."""
@@ -92,6 +130,7 @@ class GuildModelMixin:
         permissions: int | None = None,
         bot: bool = False,
         nick: str | None = None,
+        guild_id: int | None = None,
     ) -> dict[str, Any]:
         """Add a guild member and return its member dict (``{"user", "roles", "flags", "joined_at", ...}``).
 
@@ -99,6 +138,7 @@ class GuildModelMixin:
         from ``@everyone`` and ``roles`` (ADMINISTRATOR or guild ownership otherwise mean all bits).
         """
         uid = user_id or snowflake()
+        gid = self._known_guild(guild_id)
         user = self.users.get(uid) or self.add_user(name or f"user{len(self.users)}", user_id=uid, bot=bot)
         for role in roles:
             if int(role) not in self.roles:
@@ -118,9 +158,11 @@ class GuildModelMixin:
             "communication_disabled_until": None,
         }
         self.members[uid] = member
+        if gid != self.guild_id:
+            self._member_guild[uid] = gid
         if permissions is not None:
             self._explicit_permissions[uid] = permissions
-        self._queue_event("GUILD_MEMBER_ADD", {**member, "guild_id": str(self.guild_id)}, Intents.GUILD_MEMBERS)
+        self._queue_event("GUILD_MEMBER_ADD", {**member, "guild_id": str(gid)}, Intents.GUILD_MEMBERS)
         return member
 
     def add_channel(
@@ -131,13 +173,14 @@ class GuildModelMixin:
         type: int = 0,
         nsfw: bool = False,
         topic: str | None = None,
+        guild_id: int | None = None,
     ) -> dict[str, Any]:
         """Add a guild channel (default: text channel) and return its channel dict."""
         cid = channel_id or snowflake()
         channel = {
             "id": str(cid),
             "type": type,
-            "guild_id": str(self.guild_id),
+            "guild_id": str(self._known_guild(guild_id)),
             "name": name,
             "position": len(self.channels),
             "permission_overwrites": [],
@@ -162,7 +205,7 @@ class GuildModelMixin:
         m = self.members.get(uid)
         if m is None:
             return 0
-        bits = int(self.roles[self.guild_id]["permissions"])
+        bits = int(self.roles[self.guild_of_member(uid)]["permissions"])
         for rid in m["roles"]:
             role = self.roles.get(int(rid))
             if role:
@@ -206,12 +249,21 @@ class GuildModelMixin:
     def _public_user(self, uid: int) -> dict[str, Any]:
         return copy.deepcopy(self.users[uid])
 
-    def _guild_payload(self, intents: int) -> dict[str, Any]:
+    def _guild_payload(self, intents: int, guild_id: int | None = None) -> dict[str, Any]:
+        gid = guild_id or self.guild_id
         # Without the privileged members intent Discord sends only the bot's own member.
-        members = list(self.members.values()) if intents & Intents.GUILD_MEMBERS else [self.bot_member]
+        members = [self.bot_member]
+        if intents & Intents.GUILD_MEMBERS:
+            members = [
+                m for uid, m in self.members.items() if uid == self.application_id or self.guild_of_member(uid) == gid
+            ]
+        channels = [c for c in self.channels.values() if c["type"] != 1 and c.get("guild_id") == str(gid)]
+        roles = [r for rid, r in self.roles.items() if self._role_guild.get(rid, self.guild_id) == gid]
+        if gid != self.guild_id:
+            roles.append(self.roles[self.bot_role_id])  # the bot's managed role, in every server
         return {
-            "id": str(self.guild_id),
-            "name": self.guild_name,
+            "id": str(gid),
+            "name": self.guild_name if gid == self.guild_id else self.extra_guilds[gid],
             "icon": None,
             "splash": None,
             "discovery_splash": None,
@@ -231,7 +283,7 @@ class GuildModelMixin:
             "premium_progress_bar_enabled": False,
             "preferred_locale": "en-US",
             "features": [],
-            "system_channel_id": str(self.channel_id),
+            "system_channel_id": str(self.channel_id) if gid == self.guild_id else None,
             "system_channel_flags": 0,
             "rules_channel_id": None,
             "public_updates_channel_id": None,
@@ -244,10 +296,10 @@ class GuildModelMixin:
             "large": False,
             "unavailable": False,
             "lazy": True,
-            "member_count": len(self.members),
+            "member_count": len(members) if intents & Intents.GUILD_MEMBERS else self._member_count(gid),
             "members": copy.deepcopy(members),
-            "channels": copy.deepcopy([c for c in self.channels.values() if c["type"] != 1]),
-            "roles": copy.deepcopy(list(self.roles.values())),
+            "channels": copy.deepcopy(channels),
+            "roles": copy.deepcopy(roles),
             "emojis": [],
             "stickers": [],
             "threads": [],
@@ -257,6 +309,9 @@ class GuildModelMixin:
             "guild_scheduled_events": [],
             "soundboard_sounds": [],
         }
+
+    def _member_count(self, gid: int) -> int:
+        return sum(1 for uid in self.members if uid == self.application_id or self.guild_of_member(uid) == gid)
 
     @contextlib.asynccontextmanager
     async def run_bot(self, bot: Any, *, timeout: float = 5.0) -> AsyncIterator[Any]:

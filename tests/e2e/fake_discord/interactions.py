@@ -85,15 +85,16 @@ class InteractionsMixin:
                 "app_permissions": str(app_permissions if app_permissions is not None else self.bot_permissions),
             }
             return payload
-        if uid not in self.members:
-            raise KeyError(f"user {uid} is not a member of the guild; use a DM channel or add_member()")
+        gid = int(ch.get("guild_id") or self.guild_id)
+        if uid not in self.members or (self.guild_of_member(uid) != gid and uid != self.application_id):
+            raise KeyError(f"user {uid} is not a member of guild {gid}; use a DM channel or add_member()")
         perms = self.member_permissions(uid)
         payload |= {
             "context": 0,
-            "authorizing_integration_owners": {"0": str(self.guild_id)},
-            "guild_id": str(self.guild_id),
+            "authorizing_integration_owners": {"0": str(gid)},
+            "guild_id": str(gid),
             "guild_locale": "en-US",
-            "guild": {"id": str(self.guild_id), "locale": "en-US", "features": []},
+            "guild": {"id": str(gid), "locale": "en-US", "features": []},
             "channel_id": ch["id"],
             "channel": {**copy.deepcopy(ch), "permissions": str(perms)},
             "member": self._member_payload(uid, ch),
@@ -119,7 +120,8 @@ class InteractionsMixin:
         opener: SentInteraction | None = None,
     ) -> SentInteraction:
         await self.flush_events()
-        conn = self._primary_connection()
+        guild = payload.get("guild_id")
+        conn = self._primary_connection(guild_id=int(guild) if guild else None)
         assert conn is not None
         it = SentInteraction(self, payload, source_message_id=source_message_id)
         it.opener = opener

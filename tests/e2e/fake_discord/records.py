@@ -56,6 +56,10 @@ class RecordedCall:
     #: Discord JSON error code of an error response.
     error_code: int | None = None
     parse_error: str | None = None
+    #: The kind of fault injected into this call (see ``faults.py``), if any.
+    fault: str | None = None
+    #: A channel message create answered with the earlier message of the same ``nonce`` (``enforce_nonce``).
+    nonce_reused: bool = False
 
     @property
     def ok(self) -> bool:
@@ -78,6 +82,18 @@ class Violation:
     token: str | None
     detail: str
     time: float
+
+
+@dataclass(frozen=True)
+class MessageVersion:
+    """One state of a message: as created, then after each edit (``FakeDiscord.message_history``)."""
+
+    time: float
+    content: str
+    attachments: int
+    embeds: int
+    flags: int
+    text: str  # content, embed descriptions and Components V2 text displays, joined
 
 
 @dataclass
@@ -202,6 +218,10 @@ class SentInteraction:
         self.modal: dict[str, Any] | None = None
         #: ``data.choices`` of a type 8 (autocomplete) response.
         self.autocomplete_choices: list[dict[str, Any]] | None = None
+        #: An injected dead token (``Fault.dead_token``): the error code every webhook call now gets.
+        self.dead_token: int | None = None
+        #: The server the interaction came from (None in a DM).
+        self.guild_id: int | None = int(payload["guild_id"]) if payload.get("guild_id") else None
 
     def __repr__(self) -> str:
         return (

@@ -153,10 +153,14 @@ class AppRoutesMixin:
         return out
 
     async def _h_get_member(self, request: web.Request, call: RecordedCall) -> web.Response:
-        if request.match_info["guild"] != str(self.guild_id):
+        guild = request.match_info["guild"]
+        if not guild.isdigit() or int(guild) not in self.guild_ids:
             raise _HTTPError(404, 10004, "Unknown Guild")
         try:
-            member = self.members[int(request.match_info["user"])]
+            uid = int(request.match_info["user"])
+            member = self.members[uid]
         except (KeyError, ValueError):
             raise _HTTPError(404, 10007, "Unknown Member") from None
+        if uid != self.application_id and self.guild_of_member(uid) != int(guild):
+            raise _HTTPError(404, 10007, "Unknown Member")
         return self._reply(call, 200, copy.deepcopy(member))

@@ -109,7 +109,7 @@ class InteractionRoutesMixin:
             "id": str(it.id),
             "type": it.type,
             "channel_id": str(it.channel_id),
-            "guild_id": str(self.guild_id),
+            "guild_id": str(it.guild_id or self.guild_id),
         }
         if resource_message is not None:
             interaction |= {
@@ -130,6 +130,10 @@ class InteractionRoutesMixin:
             raise _HTTPError(404, 10015, "Unknown Webhook", detail="unknown application id or interaction token")
         if it.type == _AUTOCOMPLETE:
             raise _HTTPError(404, 10015, "Unknown Webhook", detail="autocomplete interactions have no webhook")
+        if it.dead_token == 50027:  # an injected fault (faults.py): not the bot's mistake, so not a violation
+            raise _HTTPError(401, 50027, "Invalid Webhook Token", detail="injected: token dead", record=False)
+        if it.dead_token == 10015:
+            raise _HTTPError(404, 10015, "Unknown Webhook", detail="injected: token dead", record=False)
         age = call.time - it.dispatched_at
         if age > self.token_ttl_s:
             raise _HTTPError(

@@ -29,7 +29,7 @@ from tests.e2e.fake_discord.helpers import (
     _walk_components,
 )
 from tests.e2e.fake_discord.limits import _attachments_prefix
-from tests.e2e.fake_discord.records import RecordedCall, SentInteraction, UploadedFile, _HTTPError
+from tests.e2e.fake_discord.records import MessageVersion, RecordedCall, SentInteraction, UploadedFile, _HTTPError
 
 
 class MessagesMixin:
@@ -75,6 +75,15 @@ class MessagesMixin:
         self._check_body(call, message_path=(), size_limit=self.attachment_size_limit)
         body = call.json or {}
         self._require_content(call, body)
+        if channel["type"] == 1 and int(channel["recipients"][0]["id"]) in self.closed_dms:
+            raise _HTTPError(403, 50007, "Cannot send messages to this user", detail="DMs closed", record=False)
+        nonce = body.get("nonce")
+        key = (channel["id"], str(nonce))
+        if nonce is not None and body.get("enforce_nonce") and key in self._nonces:
+            earlier, at = self._nonces[key]
+            if call.time - at <= self.nonce_window_s and earlier in self.messages:
+                call.nonce_reused = True  # Discord returns the first message instead of a duplicate
+                return self._reply(call, 200, copy.deepcopy(self.messages[earlier]))
         msg_type = 19 if body.get("message_reference") else 0
         msg = self._create_message(
             call,
@@ -83,6 +92,9 @@ class MessagesMixin:
             msg_type=msg_type,
             default_parse=("users", "roles", "everyone"),
         )
+        if nonce is not None:
+            msg["nonce"] = nonce
+            self._nonces[key] = (msg["id"], call.time)
         return self._reply(call, 200, msg)
 
     async def _h_channel_get(self, request: web.Request, call: RecordedCall) -> web.Response:
@@ -209,6 +221,7 @@ class MessagesMixin:
             msg["message_reference"] = {k: str(v) if v is not None and k.endswith("_id") else v for k, v in ref.items()}
         self._apply_message_body(msg, body, plan, default_parse, creating=True)
         self.messages[mid] = msg
+        self._remember_version(msg, call.time)
         channel = self.channels.get(channel_id)
         if channel is not None:
             channel["last_message_id"] = mid
@@ -226,6 +239,21 @@ class MessagesMixin:
             msg["flags"] = (msg["flags"] & ~changeable) | (body["flags"] & changeable)
         if not was_loading:  # completing a deferred response is not shown as an edit
             msg["edited_timestamp"] = _now_iso()
+        self._remember_version(msg, call.time)
+
+    def _remember_version(self, msg: dict[str, Any], time: float) -> None:
+        """Keep what the message looks like now (``message_history``: every version, oldest first)."""
+        texts = [msg["content"] or "", *_text_displays(msg.get("components") or [])]
+        texts += [e.get("description") or "" for e in msg.get("embeds") or []]
+        version = MessageVersion(
+            time=time,
+            content=msg["content"] or "",
+            attachments=len(msg.get("attachments") or []),
+            embeds=len(msg.get("embeds") or []),
+            flags=msg["flags"],
+            text="\n".join(t for t in texts if t),
+        )
+        self.message_history.setdefault(msg["id"], []).append(version)
 
     def _apply_message_body(
         self,
@@ -302,7 +330,7 @@ class MessagesMixin:
             "id": str(it.id),
             "type": it.type,
             "user": self._public_user(it.user_id),
-            "authorizing_integration_owners": {"0": str(self.guild_id)},
+            "authorizing_integration_owners": {"0": str(it.guild_id or self.guild_id)},
         }
         if it.type == _MESSAGE_COMPONENT and it.source_message_id:
             meta["interacted_message_id"] = it.source_message_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -10,9 +11,17 @@ import aiohttp
 from aiohttp import web
 
 from tests.e2e.fake_discord.constants import _FILE_FIELD, API_PREFIX, MAX_FILES
+from tests.e2e.fake_discord.faults import WEBHOOK_OPERATIONS, Fault
 from tests.e2e.fake_discord.helpers import _errors_tree
 from tests.e2e.fake_discord.limits import _message_limit_errors
 from tests.e2e.fake_discord.records import RecordedCall, SchemaError, UploadedFile, Violation, _HTTPError
+
+#: A webhook message route called on ``@original`` is its own operation in Discord's spec.
+_ORIGINAL_OPERATIONS = {
+    "get_webhook_message": "get_original_webhook_message",
+    "update_webhook_message": "update_original_webhook_message",
+    "delete_webhook_message": "delete_original_webhook_message",
+}
 
 
 class RoutingMixin:
@@ -81,6 +90,9 @@ class RoutingMixin:
                     raise _HTTPError(
                         401, 0, "401: Unauthorized", detail="missing or wrong 'Authorization: Bot <token>'"
                     )
+                fault = self.faults.take(call)
+                if fault is not None:
+                    return await self._faulty(request, call, fault, handler)
                 return await handler(request, call)
             except _HTTPError as exc:
                 return self._fail(call, exc)
@@ -92,8 +104,43 @@ class RoutingMixin:
 
         return wrapped
 
+    async def _faulty(
+        self, request: web.Request, call: RecordedCall, fault: Fault, handler: Callable[..., Any]
+    ) -> web.StreamResponse:
+        """Answer ``call`` with an injected fault (see ``faults.py``); raises ``_HTTPError`` like a handler."""
+        if fault.kind == "dead_token":
+            it = self._by_token.get(call.token or "")
+            if call.operation not in WEBHOOK_OPERATIONS or it is None:
+                return await handler(request, call)  # no token to kill here: no fault
+            it.dead_token = fault.code
+        call.fault = fault.kind
+        self.faults.record(call, fault)
+        if fault.kind == "rate_limited":
+            body = {"message": "You are being rate limited.", "retry_after": fault.retry_after, "global": False}
+            headers = {"Retry-After": str(max(1, round(fault.retry_after))), "X-RateLimit-Scope": "user"}
+            if fault.via:
+                headers["Via"] = "1.1 google"  # what discord.py checks before honouring a 429
+            return self._reply(call, 429, {**body, "code": 0}, validate=False, headers=headers)
+        if fault.kind == "server_error":
+            if fault.status in (502, 504):  # a gateway in front of Discord answers with HTML
+                call.status = fault.status
+                return web.Response(status=fault.status, text=f"<html><body>{fault.status}</body></html>")
+            return self._reply(call, fault.status, {"message": f"{fault.status}: Server Error", "code": 0})
+        if fault.kind == "slow":
+            await asyncio.sleep(fault.seconds)  # simulated latency of Discord itself, not a sync
+            return await handler(request, call)
+        if fault.kind == "disconnect":
+            response = await handler(request, call) if fault.after else web.Response()
+            if request.transport is not None:
+                request.transport.close()
+            call.status = 0  # the bot never got an answer
+            return response
+        return await handler(request, call)  # dead_token: the handler answers for the dead token
+
     async def _begin(self, request: web.Request, operation: str | None) -> RecordedCall:
         path = request.path[len(API_PREFIX) :] if request.path.startswith(API_PREFIX) else request.path
+        if request.match_info.get("mid") == "@original" and operation in _ORIGINAL_OPERATIONS:
+            operation = _ORIGINAL_OPERATIONS[operation]
         call = RecordedCall(
             method=request.method,
             path=path,
@@ -135,7 +182,15 @@ class RoutingMixin:
             call.parse_error = f"{type(exc).__name__}: {exc}"
         return call
 
-    def _reply(self, call: RecordedCall, status: int, body: Any = None, *, validate: bool = True) -> web.Response:
+    def _reply(
+        self,
+        call: RecordedCall,
+        status: int,
+        body: Any = None,
+        *,
+        validate: bool = True,
+        headers: dict[str, str] | None = None,
+    ) -> web.Response:
         call.status = status
         call.response = body
         if status >= 400 and isinstance(body, dict):
@@ -147,8 +202,9 @@ class RoutingMixin:
                     SchemaError("response", call.operation, call.method, call.path, errors, body)
                 )
         if body is None:
-            return web.Response(status=status)
-        return web.Response(status=status, body=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+            return web.Response(status=status, headers=headers)
+        headers = {**(headers or {}), "Content-Type": "application/json"}
+        return web.Response(status=status, body=json.dumps(body).encode(), headers=headers)
 
     def _fail(self, call: RecordedCall, exc: _HTTPError) -> web.Response:
         body: dict[str, Any] = {"message": exc.message, "code": exc.code}

@@ -18,6 +18,7 @@ from tests.e2e.fake_discord.constants import (
     Perm,
     snowflake,
 )
+from tests.e2e.fake_discord.faults import FaultPlan
 from tests.e2e.fake_discord.gateway import GatewayMixin
 from tests.e2e.fake_discord.guild import GuildModelMixin
 from tests.e2e.fake_discord.helpers import _accepts_argument, _snowflake_of
@@ -25,6 +26,7 @@ from tests.e2e.fake_discord.interactions import InteractionsMixin
 from tests.e2e.fake_discord.records import (
     CommandSync,
     GatewayEvent,
+    MessageVersion,
     RecordedCall,
     SchemaError,
     SentInteraction,
@@ -93,6 +95,12 @@ class FakeDiscord(
         self.channel_send_delays: dict[int, float] = {}
         #: Seconds every ``PATCH /webhooks/{app}/{token}/messages/{mid}`` takes to answer (a slow Discord).
         self.webhook_edit_delay = 0.0
+        #: Injected faults: scripted per request and/or drawn at random (``faults.py``).
+        self.faults = FaultPlan()
+        #: How long a channel message's ``nonce`` (with ``enforce_nonce``) dedupes a repeated create.
+        self.nonce_window_s = 300.0
+        #: Users whose DMs are closed to the bot: a message to their DM channel gets 403/50007.
+        self.closed_dms: set[int] = set()
 
         self.spec: OpenAPISpec | None = None
         if validate_schema is not False:
@@ -115,6 +123,9 @@ class FakeDiscord(
 
         # state
         self.messages: dict[str, dict[str, Any]] = {}
+        #: Every version of every message (created, then each edit), by message id.
+        self.message_history: dict[str, list[MessageVersion]] = {}
+        self._nonces: dict[tuple[str, str], tuple[str, float]] = {}
         self.deleted_messages: dict[str, dict[str, Any]] = {}
         self.global_commands: dict[tuple[str, int], dict[str, Any]] = {}
         self.guild_commands: dict[int, dict[tuple[str, int], dict[str, Any]]] = {}
@@ -125,6 +136,10 @@ class FakeDiscord(
         self.roles: dict[int, dict[str, Any]] = {}
         self.channels: dict[int, dict[str, Any]] = {}
         self._explicit_permissions: dict[int, int] = {}
+        #: Servers besides the fake's own (``add_guild``): id → name; and which server extra roles/members belong to.
+        self.extra_guilds: dict[int, str] = {}
+        self._role_guild: dict[int, int] = {}
+        self._member_guild: dict[int, int] = {}
         self._dm_channels: dict[int, int] = {}
         self._blobs: dict[str, UploadedFile] = {}
         self._allowed_mentions: dict[str, Any] = {}

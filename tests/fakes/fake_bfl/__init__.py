@@ -26,6 +26,16 @@ Behaviour is scripted per submit: a FIFO queue of :class:`Behaviour` objects, th
         bfl.script(Behaviour(run_seconds=3.0, stages=("Pending", "Reasoning", "Generating")))
         bfl.default = Behaviour(final_status="Content Moderated")
 
+Faults at random, reproducibly: ``bfl.behaviour_source = RandomBflFaults(seed, BflFaultRates(...))``
+draws, per submit, a 429 (with ``Retry-After``), a 5xx before or after the task is created, ``Task not
+found`` for the first polls, poll 5xx with or without ``{"status": "Error"}``, request or content
+moderation, an ``Error`` status or a slow task — from an RNG keyed by the seed, the request (prompt
+and seed) and the attempt, so the same request meets the same fault whatever order submits arrive in.
+
+**Billing** is exact: every created task is billed its price at creation, whatever happens next
+(``Content Moderated`` included, as BFL does), and recorded in ``charges`` (:class:`Charge`, with
+``micros``); ``billed_micros()`` sums them, so a test can compare a ledger to the micro-dollar.
+
 A task advances either per poll (``pending_polls``, ``release``) or by the clock (``run_seconds``):
 a time-based task reports its ``stages`` in turn as time passes and is finished at ``ready_at``,
 fixed when it is created, whether or not anyone polls. Each task records ``polls``,
@@ -43,6 +53,7 @@ composed from ``submit`` and ``results``; ``behaviour`` (scripting, tasks, recor
 
 from tests.fakes.fake_bfl.behaviour import (
     Behaviour,
+    Charge,
     DownloadRecord,
     FakeTask,
     PollRecord,
@@ -66,6 +77,7 @@ from tests.fakes.fake_bfl.constants import (
     REPO_ROOT,
     TERMINAL_STATUSES,
 )
+from tests.fakes.fake_bfl.faults import BflFaultRates, RandomBflFaults
 from tests.fakes.fake_bfl.images import render_image
 from tests.fakes.fake_bfl.pricing import (
     FLAT_PRICES,
@@ -99,11 +111,14 @@ __all__ = [
     "REPO_ROOT",
     "TERMINAL_STATUSES",
     "Behaviour",
+    "BflFaultRates",
+    "Charge",
     "DownloadRecord",
     "FakeBfl",
     "FakeDeliveryHost",
     "FakeTask",
     "PollRecord",
+    "RandomBflFaults",
     "RouteSchema",
     "SchemaViolation",
     "SubmitRecord",

@@ -40,9 +40,12 @@ class Behaviour:
 
     Task side:
 
-    * ``poll_errors``: HTTP statuses for the first polls (e.g. ``(503, 202)``), before anything else.
-      They carry a ``{"detail": ...}`` body (202: a Pending body), i.e. they are transient;
-      ``poll_retry_after`` adds a ``Retry-After`` header to them.
+    * ``not_found_polls``: the first polls answer ``{"status": "Task not found"}`` although the task
+      exists (BFL's task store catching up just after a submit), before anything else.
+    * ``poll_errors``: HTTP statuses for the next polls (e.g. ``(503, 202)``). By default they carry a
+      ``{"detail": ...}`` body (202: a Pending body), i.e. they are transient; with
+      ``poll_error_body="error_status"`` a 5xx carries ``{"id", "status": "Error"}`` instead (BFL's
+      way of saying the task failed). ``poll_retry_after`` adds a ``Retry-After`` header to them.
     * ``release``: while this event is unset, polls answer ``Pending`` (deterministic overlap).
     * ``pending_polls``: then this many ``Pending`` answers with rising ``progress``.
     * ``run_seconds``: instead of the two above, a time-based task that finishes ``run_seconds``
@@ -74,7 +77,9 @@ class Behaviour:
     cost: Decimal | float | int | Literal["auto"] | None = "auto"
     polling_url: str = DEFAULT_POLLING
     submit_status_after_create: int | None = None
+    not_found_polls: int = 0
     poll_errors: tuple[int, ...] = ()
+    poll_error_body: Literal["detail", "error_status"] = "detail"
     poll_retry_after: str | None = None
     release: asyncio.Event | None = None
     pending_polls: int = 0
@@ -149,6 +154,27 @@ class DownloadRecord:
         return cls(task_id=task_id, host=host, path_qs=request.raw_path, headers=_record_headers(request), time=now)
 
 
+@dataclass(frozen=True)
+class Charge:
+    """What the fake billed for one task, the moment it created it (every created task is billed).
+
+    ``credits`` is BFL's unit (1 credit = $0.01); :attr:`micros` the same amount in micro-dollars.
+    """
+
+    task_id: str
+    model: str
+    credits: Decimal
+    time: float
+
+    @property
+    def micros(self) -> int:
+        """The charge in micro-dollars (1 credit = 10,000 µ$), exact."""
+        micros = self.credits * 10_000
+        if micros != micros.to_integral_value():
+            raise ValueError(f"{self.credits} credits is not a whole number of micro-dollars")
+        return int(micros)
+
+
 @dataclass
 class SchemaViolation:
     """A request body that does not match the spec; ``detail`` is what the 422 said."""
@@ -176,6 +202,7 @@ class FakeTask:
     poll_errors: deque[int]
     delivery_errors: deque[int]
     pending_left: int
+    not_found_left: int = 0
     pending_answered: int = 0
     polls: int = 0
     finished: bool = False  # a poll answered the final status

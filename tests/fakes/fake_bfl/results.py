@@ -45,6 +45,9 @@ class ResultsMixin:
         if task is None:
             return self._status_answer(record, {"id": task_id, "status": "Task not found"})
         task.polls += 1
+        if task.not_found_left > 0:  # the task exists, but BFL's store has not caught up yet
+            task.not_found_left -= 1
+            return self._status_answer(record, {"id": task_id, "status": "Task not found"})
         if task.poll_errors:
             status = task.poll_errors.popleft()
             record.status = status
@@ -52,6 +55,9 @@ class ResultsMixin:
                 return web.json_response({"id": task.id, "status": "Pending"}, status=202)
             retry = task.behaviour.poll_retry_after
             headers = {"Retry-After": retry} if retry is not None else None
+            if task.behaviour.poll_error_body == "error_status" and status >= 500:
+                record.task_status = "Error"
+                return web.json_response({"id": task.id, "status": "Error"}, status=status, headers=headers)
             return web.json_response({"detail": f"fake poll error {status}"}, status=status, headers=headers)
         behaviour = task.behaviour
         now = record.time

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from tests.fakes.fake_bfl.behaviour import (
     Behaviour,
+    Charge,
     DownloadRecord,
     FakeTask,
     PollRecord,
@@ -72,11 +73,13 @@ class FakeDeliveryHost:
 class FakeBfl(SubmitMixin, ResultsMixin):
     """The fake BFL API. Use ``async with FakeBfl() as bfl:`` or ``await start()`` / ``await close()``.
 
-    Attributes tests read: ``url``, ``api_key``, ``credits``, ``submits``, ``polls``, ``downloads``,
-    ``unhandled``, ``schema_errors``, ``tasks``, ``active_tasks``, ``max_active_seen``,
-    ``max_active_seen_by_model``, ``delivery_host``. Attributes tests set: ``default`` (the
-    :class:`Behaviour` when the script queue is empty), ``max_active``, ``max_active_kontext_max``.
-    ``random`` (seeded by ``seed``) draws each time-based task's ``run_jitter``.
+    Attributes tests read: ``url``, ``api_key``, ``credits``, ``charges`` (what was billed, per task),
+    ``submits``, ``polls``, ``downloads``, ``unhandled``, ``schema_errors``, ``tasks``,
+    ``active_tasks``, ``max_active_seen``, ``max_active_seen_by_model``, ``delivery_host``.
+    Attributes tests set: ``default`` (the :class:`Behaviour` when the script queue is empty),
+    ``behaviour_source`` (a callable ``(model, body) -> Behaviour`` consulted instead of ``default``,
+    e.g. :class:`tests.fakes.fake_bfl.faults.RandomBflFaults`), ``max_active``,
+    ``max_active_kontext_max``. ``random`` (seeded by ``seed``) draws each time-based task's ``run_jitter``.
     """
 
     def __init__(
@@ -94,6 +97,9 @@ class FakeBfl(SubmitMixin, ResultsMixin):
         self.max_active = max_active
         self.max_active_kontext_max = max_active_kontext_max
         self.default = Behaviour()
+        self.behaviour_source: Callable[[str, Any], Behaviour] | None = None
+        #: Every task the fake created, with what it billed for it (the account BFL keeps).
+        self.charges: list[Charge] = []
         self.submits: list[SubmitRecord] = []
         self.polls: list[PollRecord] = []
         self.downloads: list[DownloadRecord] = []
@@ -162,6 +168,14 @@ class FakeBfl(SubmitMixin, ResultsMixin):
         for behaviour in behaviours:
             self._script.extend([behaviour] * times)
 
+    def next_behaviour(self, model: str, body: Any) -> Behaviour:
+        """The behaviour of the next valid submit: the script first, then ``behaviour_source``, then ``default``."""
+        if self._script:
+            return self._script.popleft()
+        if self.behaviour_source is not None:
+            return self.behaviour_source(model, body)
+        return self.default
+
     def fail_submits(self, status: int, *, times: int = 1, retry_after: str | None = None, body: Any = None) -> None:
         """Answer the next ``times`` submits with HTTP ``status``."""
         self.script(Behaviour(submit_status=status, retry_after=retry_after, submit_body=body), times=times)
@@ -202,6 +216,10 @@ class FakeBfl(SubmitMixin, ResultsMixin):
                     await self._changed.wait()
         except TimeoutError:
             raise TimeoutError(f"FakeBfl: condition not met within {timeout}s") from None
+
+    def billed_micros(self, task_id: str | None = None) -> int:
+        """What the fake billed, in micro-dollars: for one task, or in all (exact, from :attr:`charges`)."""
+        return sum(c.micros for c in self.charges if task_id is None or c.task_id == task_id)
 
     def submit_statuses(self) -> list[int | None]:
         """The HTTP status answered to each submit, in order."""

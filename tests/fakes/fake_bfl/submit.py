@@ -14,7 +14,14 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.fake_bfl.behaviour import Behaviour, FakeTask, SchemaViolation, SubmitRecord, _record_headers
+from tests.fakes.fake_bfl.behaviour import (
+    Behaviour,
+    Charge,
+    FakeTask,
+    SchemaViolation,
+    SubmitRecord,
+    _record_headers,
+)
 from tests.fakes.fake_bfl.pricing import input_pixels, output_size, price_credits
 from tests.fakes.fake_bfl.validation import generation_routes, validate_body
 
@@ -63,7 +70,7 @@ class SubmitMixin:
         if detail:
             self.schema_errors.append(SchemaViolation(model=model, body=body, detail=detail))
             return _answer(record, web.json_response({"detail": detail}, status=422))
-        behaviour = self._script.popleft() if self._script else self.default
+        behaviour = self.next_behaviour(model, body)
         await self._pause(behaviour.latency)
         if behaviour.submit_status is not None:
             return _answer(record, _error_response(behaviour.submit_status, behaviour))
@@ -128,12 +135,14 @@ class SubmitMixin:
             poll_errors=deque(behaviour.poll_errors),
             delivery_errors=deque(behaviour.delivery_errors),
             pending_left=behaviour.pending_polls,
+            not_found_left=behaviour.not_found_polls,
         )
         if behaviour.run_seconds is not None:
             stretch = 1.0 + behaviour.run_jitter * (2.0 * self.random.random() - 1.0)
             task.ready_at = task.created_at + behaviour.run_seconds * stretch
         self.tasks[task.id] = task
         self.credits -= cost
+        self.charges.append(Charge(task_id=task.id, model=model, credits=cost, time=task.created_at))
         self.max_active_seen = max(self.max_active_seen, self.active_tasks)
         self.max_active_seen_by_model[model] = max(self.max_active_seen_by_model.get(model, 0), self.active_for(model))
         return task
