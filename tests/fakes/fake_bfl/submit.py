@@ -128,6 +128,7 @@ class SubmitMixin:
             poll_errors=deque(behaviour.poll_errors),
             delivery_errors=deque(behaviour.delivery_errors),
             pending_left=behaviour.pending_polls,
+            not_found_left=behaviour.not_found_polls,
         )
         if behaviour.run_seconds is not None:
             stretch = 1.0 + behaviour.run_jitter * (2.0 * self.random.random() - 1.0)
