@@ -219,6 +219,7 @@ def build_services(
         api_key=settings.bfl_api_key,
         base_url=settings.bfl_api_url,
         max_active_tasks=settings.bfl_max_active_tasks,
+        task_not_found_window=settings.bfl_task_not_found_window_seconds,
         **bfl_options,
     )
     ledger = Ledger(db, clock)

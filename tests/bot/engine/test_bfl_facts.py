@@ -1,0 +1,131 @@
+"""What BFL really does (issue 21), through the real engine against the fake BFL over loopback.
+
+An early ``Task not found`` keeps polling; 500/503 polls are read; a task that ends ``Error`` feeds
+its model's circuit breaker.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.bfl.client import POLL_FAILURE_LIMIT
+from bot.bfl.polling import LatencyModel
+from bot.engine.breaker import CircuitBreakers
+from bot.engine.engine import ProviderTrouble
+from bot.engine.states import JobStatus
+from bot.models import MODELS
+from tests.bot.engine.conftest import request, who
+from tests.fakes.fake_bfl import Behaviour
+
+
+@pytest.fixture
+async def fast(make_engine):
+    """An engine whose models are warm at 0.1 s, so it polls every 0.05 s instead of the cold plan's 0.5 s."""
+
+    async def make(**overrides):
+        h = await make_engine(**overrides)
+        h.engine.latency = LatencyModel({model: [0.1] * 5 for model in MODELS})
+        return h
+
+    return make
+
+
+# -- Task not found right after the submit ----------------------------------------------------------
+
+
+async def test_task_not_found_twice_then_ready_delivers_with_one_submit(fast, fake_bfl):
+    harness = await fast()
+    fake_bfl.script(Behaviour(not_found_polls=2, pending_polls=1))
+    result = await harness.generate(1)
+    assert result.cost_micros == 40_000 and result.data
+    assert len(fake_bfl.submits) == 1
+    assert [p.task_status for p in fake_bfl.polls] == ["Task not found", "Task not found", "Pending", "Ready"]
+    assert await harness.ledger_kinds(1) == ["reserve", "settle"]
+    assert (await harness.store.get(1)).status is JobStatus.DELIVERED
+
+
+async def test_an_early_404_is_transient_too(fast, fake_bfl):
+    harness = await fast()
+    fake_bfl.script(Behaviour(not_found_polls=2, not_found_http=404))
+    result = await harness.generate(1)
+    assert result.cost_micros == 40_000 and len(fake_bfl.submits) == 1
+
+
+async def test_task_not_found_past_the_window_fails_as_before(fast, fake_bfl):
+    h = await fast(bfl_task_not_found_window_seconds=0)
+    fake_bfl.script(Behaviour(not_found_polls=100))
+    assert "could not generate" in await h.generate(1)
+    assert len(fake_bfl.polls) == 1 and len(fake_bfl.submits) == 1
+    assert await h.ledger_kinds(1) == ["reserve", "settle"]
+    assert await h.money(1) == (40_000, 0)  # an accepted task that failed: the member is refunded
+    assert (await h.store.get(1)).status is JobStatus.FAILED
+
+
+# -- 500 and 503 polls ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("http_status", [500, 503])
+async def test_a_5xx_poll_with_an_error_body_ends_the_job_at_once(fast, fake_bfl, http_status):
+    harness = await fast()
+    fake_bfl.script(Behaviour(pending_polls=1, final_status="Error", final_http_status=http_status))
+    assert "could not generate" in await harness.generate(1)
+    assert [p.status for p in fake_bfl.polls] == [200, http_status]
+    assert await harness.money(1) == (40_000, 0)
+
+
+@pytest.mark.parametrize("http_status", [500, 503])
+async def test_5xx_polls_without_a_final_body_are_retried_then_the_task_fails(fast, fake_bfl, http_status):
+    harness = await fast()
+    fake_bfl.script(Behaviour(poll_errors=(http_status,) * POLL_FAILURE_LIMIT))
+    assert "could not generate" in await harness.generate(1)
+    assert len(fake_bfl.polls) == POLL_FAILURE_LIMIT and len(fake_bfl.submits) == 1
+    assert await harness.ledger_kinds(1) == ["reserve", "settle"]
+    assert await harness.money(1) == (40_000, 0)
+    assert (await harness.store.get(1)).status is JobStatus.FAILED
+
+
+async def test_a_few_5xx_polls_then_ready_deliver(fast, fake_bfl):
+    harness = await fast()
+    fake_bfl.script(Behaviour(poll_errors=(503, 500, 503), poll_error_body="<html>busy</html>"))
+    assert (await harness.generate(1)).cost_micros == 40_000
+
+
+async def test_a_poll_redirected_to_another_origin_delivers_and_that_origin_never_sees_the_key(fast, fake_bfl):
+    harness = await fast()
+    fake_bfl.script(Behaviour(poll_redirect="other", pending_polls=1))
+    assert (await harness.generate(1)).cost_micros == 40_000
+    other = fake_bfl.delivery_host.requests
+    assert other and all("x-key" not in r.headers for r in other)
+
+
+# -- the circuit breaker ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "failing",
+    [
+        Behaviour(final_status="Error"),
+        Behaviour(final_status="Error", final_http_status=503),
+        Behaviour(poll_errors=(500,) * POLL_FAILURE_LIMIT),
+    ],
+    ids=["status-error", "503-error-body", "5xx-bound"],
+)
+async def test_tasks_ending_error_open_the_models_breaker(fast, fake_bfl, db, failing):
+    harness = await fast()
+    harness.engine.breakers = CircuitBreakers(failures=3, window=60, cooldown=30)
+    fake_bfl.script(failing, times=3)
+    for job_id in (1, 2, 3):
+        assert "could not generate" in await harness.generate(job_id, req=request(seed=job_id))
+    rows = await db.fetch_value("SELECT COUNT(*) FROM ledger")
+    with pytest.raises(ProviderTrouble):
+        await harness.engine.admit(request(seed=4), who(4), acked=True)
+    assert await db.fetch_value("SELECT COUNT(*) FROM ledger") == rows and len(fake_bfl.submits) == 3
+
+
+async def test_moderated_tasks_never_open_the_breaker(fast, fake_bfl):
+    h = await fast(moderation_strikes=10)  # three strikes would block the member, not the model
+    h.engine.breakers = CircuitBreakers(failures=3, window=60, cooldown=30)
+    fake_bfl.script(Behaviour(final_status="Content Moderated"), times=3)
+    for job_id in (1, 2, 3):
+        assert "blocked" in await h.generate(job_id, req=request(seed=job_id))
+    assert (await h.generate(4, req=request(seed=4))).cost_micros == 40_000
