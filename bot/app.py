@@ -25,6 +25,7 @@ from discord.ext import commands
 
 import cogs
 from bot.bfl.client import BflClient
+from bot.bfl.end_user import EndUserIds
 from bot.billing.alerts import SpendAlerts
 from bot.billing.ledger import Ledger
 from bot.billing.limits import LimitsService
@@ -242,6 +243,7 @@ def build_services(
         notice=modlog.announce,
         observer=metrics,
         safety=safety,
+        end_users=EndUserIds(),  # the `user` sent to BFL: keyed by a per-install secret the engine loads at start
         **({"identity": ProcessIdentity(role), "breakers": SharedBreakers(BreakerLog(db))} | (engine_options or {})),
     )
     privacy = PrivacyService(db, cache, retention_days=settings.prompt_retention_days, clock=clock)

@@ -1,9 +1,9 @@
 """The model table: one entry per BFL endpoint drives validation, the command's choices, prices and docs.
 
-Everything here is checked against BFL's OpenAPI spec (``tests/specs/bfl-openapi.json``, the
-2026-04-23 snapshot) by ``tests/bot/test_models.py``: every payload we build validates against its
-endpoint's request schema and carries no field the schema does not define (BFL answers unknown or
-out-of-range fields with a 422, and a test server rejects them too).
+Everything here is checked against BFL's OpenAPI spec (``tests/specs/bfl-openapi-2026.json``, late
+2026) by ``tests/bot/test_models.py``: every payload we build validates against its endpoint's
+request schema and carries no field the schema does not define (BFL answers unknown or out-of-range
+fields with a 422, and a test server rejects them too).
 
 Money is integer micro-dollars (see :mod:`bot.billing.money`); megapixels are *decimal* (10⁶ pixels), which is
 how BFL reports ``output_mp`` (1440×1440 → 2.07) and, being the smaller unit, keeps our megapixel
@@ -199,6 +199,9 @@ class ModelSpec:
     input_min_side: int = 64
     safety_range: tuple[int, int] = (0, 6)
     """The endpoint's ``safety_tolerance`` range (FLUX.1/Kontext 0–6, FLUX.2 0–5, FLUX 3 0–4)."""
+    takes_user: bool = True
+    """Whether the route's schema has ``user``, the opaque end-user id (every route in BFL's 2026 spec but
+    FLUX 3 Image, whose strict schema refuses unknown fields, and the FLUX.1 Ultra finetune)."""
 
     def __post_init__(self) -> None:
         unknown = self.options - set(OPTION_NAMES)
@@ -400,6 +403,7 @@ MODELS: dict[str, ModelSpec] = {
             input_max_megapixels=16.0,
             input_min_side=256,
             safety_range=(0, 4),
+            takes_user=False,  # Flux3ImageInputs is strict and has no `user`
         ),
     )
 }

@@ -14,6 +14,8 @@ Rules this module enforces, and why:
   created a task: HTTP 429, or a connection that failed before the request was sent (refused, DNS,
   connect timeout). A 5xx proves nothing (a gateway 502/504 can follow creation), so it, a timeout
   or a dropped connection after sending raises :class:`BflSubmitOutcomeUnknown`.
+* A submit carries ``user``, the opaque end-user id (:mod:`bot.bfl.end_user`), exactly when the
+  model table says the route takes it (:attr:`bot.models.ModelSpec.takes_user`).
 * Polling (:mod:`bot.bfl.poller`): ``Pending``, ``Reasoning``, ``Generating`` and unknown statuses
   mean "still running"; an early ``Task not found`` too; a 5xx poll is read for a final status;
   429/5xx polls back off and poll the same URL again (never resubmit), 5xx ones up to a bound.
@@ -61,6 +63,7 @@ from bot.bfl.wire import (
     safe_url,
     to_decimal,
 )
+from bot.models import MODELS
 
 __all__ = [  # what callers import from here; the rest lives in bot.bfl.tasks, .poller, .timing
     "POLL_FAILURE_LIMIT",
@@ -186,8 +189,13 @@ class BflClient:
 
     # -- API calls ---------------------------------------------------------------------------------
 
-    async def submit(self, endpoint: str, payload: dict[str, Any]) -> SubmittedTask:
+    async def submit(self, endpoint: str, payload: dict[str, Any], *, user: str | None = None) -> SubmittedTask:
         """Create a generation task: ``POST {base_url}/v1/{endpoint}`` with ``payload`` as JSON.
+
+        ``user`` (the opaque end-user id BFL uses for abuse handling) is added to the body when the
+        model table says the route takes it (:attr:`bot.models.ModelSpec.takes_user`), never to a
+        route the table does not describe or one whose strict schema would refuse it (FLUX 3 Image);
+        ``payload`` itself is left as it is.
 
         Resends only what cannot have created a task: HTTP 429 (after ``Retry-After`` or a jittered
         backoff) and connection failures before the request was sent. Raises
@@ -197,6 +205,9 @@ class BflClient:
         """
         if not _ENDPOINT_RE.fullmatch(endpoint):
             raise ValueError(f"not a BFL model endpoint: {endpoint!r}")
+        spec = MODELS.get(endpoint)
+        if user is not None and spec is not None and spec.takes_user:
+            payload = {**payload, "user": user}
         body = await self._call_api(
             "POST",
             f"{self._base_url}/v1/{endpoint}",

@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from bot.bfl.client import BflClient, SubmittedTask, TaskResult
+from bot.bfl.end_user import EndUserIds
 from bot.bfl.errors import BflDownloadError, BflError
 from bot.bfl.polling import LatencyModel
 from bot.billing.ledger import BUSY_TEXT, Ledger, Limit
@@ -135,6 +136,7 @@ class JobEngine:
         safety: SafetyService | None = None,
         identity: ProcessIdentity | None = None,
         groups: GroupStore | None = None,
+        end_users: EndUserIds | None = None,
     ) -> None:
         self.store = store
         self.groups = groups or GroupStore(store.db, ledger, clock)
@@ -151,6 +153,7 @@ class JobEngine:
         self._progress_interval = progress_interval
         self._observer: JobObserver = observer or NullObserver()
         self._safety = safety
+        self._end_users = end_users or EndUserIds()
         self.latency = LatencyModel()
         self.breakers = breakers or CircuitBreakers()
         self.painter: ProgressPainter | None = None
@@ -518,6 +521,7 @@ class JobEngine:
     async def start(self) -> int:
         """Resume what a previous run left open, then start scheduling; return how many jobs resumed."""
         self.latency = LatencyModel(await self.store.latency_samples())
+        await self._end_users.load(self.store.db)
         self.identity.started()
         await self._renew_lease()
         resumed = await self._recover()
@@ -685,7 +689,7 @@ class JobEngine:
                 await self._renew_lease()  # hold a lease again before claiming anything else
                 return
             try:
-                task = await self._bfl.submit(job.model, job.params)
+                task = await self._bfl.submit(job.model, job.params, user=self._end_users.of(job.guild_id, job.user_id))
             except BflError as exc:
                 self._note_bfl_error(exc)
                 self._breaker_verdict(job.model, exc)

@@ -634,3 +634,13 @@ def test_fake_bfl_validates_flux3_bodies():
     assert validate_body("flux-3-image", {"prompt": "x", "output_format": "jpeg"})
     assert validate_body("flux-3-image", {"prompt": "x", "images": ["a"] * 11})
     assert validate_body("flux-3-image", {"prompt": "x", "safety_tolerance": 5})
+
+
+# -- issue 21: `user` ---------------------------------------------------------------------------------
+
+
+def test_no_payload_carries_user():
+    """The end-user id is added by the BFL client at send time, never stored with a job's parameters."""
+    for spec in MODELS.values():
+        seed = 1 if spec.has_seed else None
+        assert "user" not in build_request(model=spec.key, prompt="x", aspect_ratio=None, seed=seed).bfl_payload()

@@ -1,21 +1,28 @@
 """What BFL really does (issue 21), through the real engine against the fake BFL over loopback.
 
 An early ``Task not found`` keeps polling; 500/503 polls are read; a task that ends ``Error`` feeds
-its model's circuit breaker.
+its model's circuit breaker; every submit whose route takes it carries ``user`` (a keyed hash, never
+the Discord id).
 """
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from bot.bfl.client import POLL_FAILURE_LIMIT
+from bot.bfl.end_user import EndUserIds
 from bot.bfl.polling import LatencyModel
 from bot.engine.breaker import CircuitBreakers
 from bot.engine.engine import ProviderTrouble
 from bot.engine.states import JobStatus
 from bot.models import MODELS
-from tests.bot.engine.conftest import request, who
+from tests.bot.engine.conftest import ALICE, GUILD, request, who
 from tests.fakes.fake_bfl import Behaviour
+
+BOB = 3001
+OTHER_GUILD = 1001
 
 
 @pytest.fixture
@@ -129,3 +136,69 @@ async def test_moderated_tasks_never_open_the_breaker(fast, fake_bfl):
     for job_id in (1, 2, 3):
         assert "blocked" in await h.generate(job_id, req=request(seed=job_id))
     assert (await h.generate(4, req=request(seed=4))).cost_micros == 40_000
+
+
+# -- user: an opaque end-user id on every submit whose route takes it ----------------------------------
+
+
+async def test_user_is_sent_where_the_route_takes_it_and_never_to_flux_3_image(fast, fake_bfl):
+    h = await fast(member_max_pending_jobs=10, default_member_daily_images=10)
+    await h.generate(1, req=request(seed=1))
+    await h.generate(2, req=request(seed=2, model="flux-2-pro"))
+    await h.generate(3, req=request(seed=3, model="flux-kontext-pro"))
+    await h.generate(4, req=request(seed=None, model="flux-3-image"))
+    users = {s.model: s.body.get("user") for s in fake_bfl.submits}
+    assert users["flux-3-image"] is None  # its strict schema would answer 422
+    sent = [users[m] for m in ("flux-pro-1.1", "flux-2-pro", "flux-kontext-pro")]
+    assert len(set(sent)) == 1 and re.fullmatch(r"[0-9a-f]{64}", sent[0])
+    assert str(ALICE) not in sent[0] and str(GUILD) not in sent[0]
+    assert fake_bfl.schema_errors == []
+    # Never stored: the job's parameters are what BFL was sent minus the end-user id.
+    assert "user" not in (await h.store.get(1)).params
+
+
+async def test_user_is_stable_per_member_and_server_and_differs_across_them(fast, fake_bfl):
+    h = await fast(member_max_pending_jobs=10, default_member_daily_images=10)
+    await h.generate(1, req=request(seed=1))
+    await h.generate(2, req=request(seed=2))  # Alice again, same server
+    await h.generate(3, req=request(seed=3), user=BOB)
+    await h.generate(4, req=request(seed=4), guild=OTHER_GUILD)  # Alice in another server
+    alice, again, bob, elsewhere = (s.body["user"] for s in fake_bfl.submits)
+    assert alice == again
+    assert len({alice, bob, elsewhere}) == 3
+
+
+async def test_the_key_is_per_install_and_kept_across_restarts(db):
+    first, second = EndUserIds(), EndUserIds()
+    await first.load(db)
+    await second.load(db)  # another process, or the same bot after a restart
+    assert first.of(GUILD, ALICE) == second.of(GUILD, ALICE)
+    secret = await db.fetch_value("SELECT value FROM meta WHERE key = ?", (EndUserIds.META_KEY,))
+    assert secret and secret not in first.of(GUILD, ALICE)
+
+
+async def test_two_processes_loading_at_once_agree_on_one_key(db):
+    import asyncio
+
+    ids = [EndUserIds() for _ in range(8)]
+    await asyncio.gather(*(end_users.load(db) for end_users in ids))
+    assert len({end_users.of(GUILD, ALICE) for end_users in ids}) == 1
+    assert await db.fetch_value("SELECT COUNT(*) FROM meta WHERE key = ?", (EndUserIds.META_KEY,)) == 1
+
+
+async def test_another_install_gives_another_id(db, tmp_path):
+    from bot.storage.database import Database
+
+    other = await Database.open(tmp_path / "another-install.sqlite3")
+    try:
+        mine, theirs = EndUserIds(), EndUserIds()
+        await mine.load(db)
+        await theirs.load(other)
+        assert mine.of(GUILD, ALICE) != theirs.of(GUILD, ALICE)
+    finally:
+        await other.close()
+
+
+def test_an_unloaded_mapping_refuses_rather_than_guess():
+    with pytest.raises(RuntimeError):
+        EndUserIds().of(GUILD, ALICE)
