@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Literal
 
 from bot.billing.money import format_usd
 from bot.errors import InvalidOptions
+from bot.safety.levels import applied_tolerance
 
 __all__ = [
     "ASPECT_RATIOS",
@@ -199,6 +200,9 @@ class ModelSpec:
     input_min_side: int = 64
     safety_range: tuple[int, int] = (0, 6)
     """The endpoint's ``safety_tolerance`` range (FLUX.1/Kontext 0–6, FLUX.2 0–5, FLUX 3 0–4)."""
+    image_safety_max: int | None = None
+    """The highest ``safety_tolerance`` the endpoint applies when input images are attached (FLUX 3: 2,
+    whatever is sent); None: no such cap."""
     takes_user: bool = True
     """Whether the route's schema has ``user``, the opaque end-user id (every route in BFL's 2026 spec but
     FLUX 3 Image, whose strict schema refuses unknown fields, and the FLUX.1 Ultra finetune)."""
@@ -403,6 +407,7 @@ MODELS: dict[str, ModelSpec] = {
             input_max_megapixels=16.0,
             input_min_side=256,
             safety_range=(0, 4),
+            image_safety_max=2,  # BFL caps FLUX 3 at 2 when images are attached (bfl-api.md §00 / issue 21)
             takes_user=False,  # Flux3ImageInputs is strict and has no `user`
         ),
     )
@@ -569,10 +574,21 @@ class GenerationRequest:
             if value is not None:
                 payload[option] = value
         if self.safety_tolerance is not None:  # only ever set by bot.safety, from a moderator's level
-            payload["safety_tolerance"] = self.safety_tolerance
+            payload["safety_tolerance"] = self.effective_safety_tolerance
         if self.model.family != "flux3":  # FLUX 3 has no output_format (it answers JPEG)
             payload["output_format"] = OUTPUT_FORMAT
         return payload
+
+    @property
+    def effective_safety_tolerance(self) -> int | None:
+        """The ``safety_tolerance`` the model applies: the dial's value, within the model's cap for inputs.
+
+        FLUX 3 with input images applies at most 2 whatever is sent, so that is what is sent (and
+        stored with the job, so Details shows it). None: not set (BFL's default applies).
+        """
+        if self.safety_tolerance is None:
+            return None
+        return applied_tolerance(self.safety_tolerance, self.model.image_safety_max, bool(self.input_images))
 
     @property
     def cacheable(self) -> bool:

@@ -2,14 +2,18 @@
 
 An early ``Task not found`` keeps polling; 500/503 polls are read; a task that ends ``Error`` feeds
 its model's circuit breaker; every submit whose route takes it carries ``user`` (a keyed hash, never
-the Discord id).
+the Discord id); FLUX 3 with input images is sent ``safety_tolerance`` ≤ 2.
 """
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import io
 import re
 
 import pytest
+from PIL import Image
 
 from bot.bfl.client import POLL_FAILURE_LIMIT
 from bot.bfl.end_user import EndUserIds
@@ -17,8 +21,9 @@ from bot.bfl.polling import LatencyModel
 from bot.engine.breaker import CircuitBreakers
 from bot.engine.engine import ProviderTrouble
 from bot.engine.states import JobStatus
-from bot.models import MODELS
-from tests.bot.engine.conftest import ALICE, GUILD, request, who
+from bot.models import MODELS, InputImage
+from bot.safety.levels import SafetyLevel
+from tests.bot.engine.conftest import ALICE, CHANNEL, GUILD, request, who
 from tests.fakes.fake_bfl import Behaviour
 
 BOB = 3001
@@ -35,6 +40,12 @@ async def fast(make_engine):
         return h
 
     return make
+
+
+def png(width: int = 320, height: int = 320) -> InputImage:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (40, 90, 160)).save(buffer, format="PNG")
+    return InputImage(data_b64=base64.b64encode(buffer.getvalue()).decode(), width=width, height=height)
 
 
 # -- Task not found right after the submit ----------------------------------------------------------
@@ -202,3 +213,22 @@ async def test_another_install_gives_another_id(db, tmp_path):
 def test_an_unloaded_mapping_refuses_rather_than_guess():
     with pytest.raises(RuntimeError):
         EndUserIds().of(GUILD, ALICE)
+
+
+# -- effective safety -------------------------------------------------------------------------------
+
+
+async def test_flux_3_with_an_image_is_sent_at_most_tolerance_2(fast, fake_bfl):
+    harness = await fast()
+    await harness.engine._safety.set_level(GUILD, CHANNEL, SafetyLevel.RELAXED, actor_id=9)
+    relaxed = dataclasses.replace(who(1), age_restricted=True)
+    plain = request(seed=None, model="flux-3-image")
+    await harness.engine.admit(plain, relaxed, acked=True)
+    await harness.ended(1)
+    edit = request(seed=None, model="flux-3-image", input_images=[png()])
+    await harness.engine.admit(edit, dataclasses.replace(who(2), age_restricted=True), acked=True)
+    await harness.ended(2)
+    assert [s.body["safety_tolerance"] for s in fake_bfl.submits] == [3, 2]
+    assert "images" in fake_bfl.submits[1].body and fake_bfl.schema_errors == []
+    # The job records what was sent, so Details shows the effective tolerance.
+    assert (await harness.store.get(2)).params["safety_tolerance"] == 2
