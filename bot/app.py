@@ -25,6 +25,7 @@ from discord.ext import commands
 
 import cogs
 from bot.bfl.client import BflClient
+from bot.bfl.end_user import EndUserIds
 from bot.billing.alerts import SpendAlerts
 from bot.billing.ledger import Ledger
 from bot.billing.limits import LimitsService
@@ -223,6 +224,7 @@ def build_services(
         api_key=settings.bfl_api_key,
         base_url=settings.bfl_api_url,
         max_active_tasks=settings.bfl_max_active_tasks,
+        task_not_found_window=settings.bfl_task_not_found_window_seconds,
         **bfl_options,
     )
     ledger = Ledger(db, clock)
@@ -247,6 +249,7 @@ def build_services(
             breakers=options.pop("breakers", None) or SharedBreakers(BreakerLog(db)),
             identity=options.pop("identity", None) or ProcessIdentity(role),
             safety=safety,
+            end_users=EndUserIds(),  # the `user` sent to BFL: keyed by a per-install secret loaded at start
         ),
         config,
         EngineHooks(**({"on_admitted": alerts.check, "notice": modlog.announce, "observer": metrics} | options)),

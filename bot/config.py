@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     default_model: str = DEFAULT_MODEL
     draft_model: str = "flux-2-klein-4b"  # `/imagine draft:true` makes its candidates on this model
     bfl_max_active_tasks: int = Field(default=24, ge=1, le=24)
+    # Right after a submit BFL may not know the task yet (it is eventually consistent): a poll answered
+    # "Task not found" (or HTTP 404) within this many seconds of the submit means "poll again".
+    bfl_task_not_found_window_seconds: int = Field(default=10, ge=0, le=60)
     job_timeout_seconds: int = Field(default=300, ge=10, le=780)
     # Several processes on one database (docs/operations.md "Workers and shards"): each renews a lease
     # every third of this; the jobs of one that stops renewing are taken over when its lease expires.

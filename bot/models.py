@@ -1,9 +1,9 @@
 """The model table: one entry per BFL endpoint drives validation, the command's choices, prices and docs.
 
-Everything here is checked against BFL's OpenAPI spec (``tests/specs/bfl-openapi.json``, the
-2026-04-23 snapshot) by ``tests/bot/test_models.py``: every payload we build validates against its
-endpoint's request schema and carries no field the schema does not define (BFL answers unknown or
-out-of-range fields with a 422, and a test server rejects them too).
+Everything here is checked against BFL's OpenAPI spec (``tests/specs/bfl-openapi-2026.json``, late
+2026) by ``tests/bot/test_models.py``: every payload we build validates against its endpoint's
+request schema and carries no field the schema does not define (BFL answers unknown or out-of-range
+fields with a 422, and a test server rejects them too).
 
 Money is integer micro-dollars (see :mod:`bot.billing.money`); megapixels are *decimal* (10⁶ pixels), which is
 how BFL reports ``output_mp`` (1440×1440 → 2.07) and, being the smaller unit, keeps our megapixel
@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Literal
 
 from bot.billing.money import format_usd
 from bot.errors import InvalidOptions
+from bot.safety.levels import applied_tolerance
 
 __all__ = [
     "ASPECT_RATIOS",
@@ -200,6 +201,12 @@ class ModelSpec:
     input_min_side: int = 64
     safety_range: tuple[int, int] = (0, 6)
     """The endpoint's ``safety_tolerance`` range (FLUX.1/Kontext 0–6, FLUX.2 0–5, FLUX 3 0–4)."""
+    image_safety_max: int | None = None
+    """The highest ``safety_tolerance`` the endpoint applies when input images are attached (FLUX 3: 2,
+    whatever is sent); None: no such cap."""
+    takes_user: bool = True
+    """Whether the route's schema has ``user``, the opaque end-user id (every route in BFL's 2026 spec but
+    FLUX 3 Image, whose strict schema refuses unknown fields, and the FLUX.1 Ultra finetune)."""
 
     def __post_init__(self) -> None:
         unknown = self.options - set(OPTION_NAMES)
@@ -401,6 +408,8 @@ MODELS: dict[str, ModelSpec] = {
             input_max_megapixels=16.0,
             input_min_side=256,
             safety_range=(0, 4),
+            image_safety_max=2,  # BFL caps FLUX 3 at 2 when images are attached (bfl-api.md §00 / issue 21)
+            takes_user=False,  # Flux3ImageInputs is strict and has no `user`
         ),
     )
 }
@@ -566,10 +575,21 @@ class GenerationRequest:
             if value is not None:
                 payload[option] = value
         if self.safety_tolerance is not None:  # only ever set by bot.safety, from a moderator's level
-            payload["safety_tolerance"] = self.safety_tolerance
+            payload["safety_tolerance"] = self.effective_safety_tolerance
         if self.model.family != "flux3":  # FLUX 3 has no output_format (it answers JPEG)
             payload["output_format"] = OUTPUT_FORMAT
         return payload
+
+    @property
+    def effective_safety_tolerance(self) -> int | None:
+        """The ``safety_tolerance`` the model applies: the dial's value, within the model's cap for inputs.
+
+        FLUX 3 with input images applies at most 2 whatever is sent, so that is what is sent (and
+        stored with the job, so Details shows it). None: not set (BFL's default applies).
+        """
+        if self.safety_tolerance is None:
+            return None
+        return applied_tolerance(self.safety_tolerance, self.model.image_safety_max, bool(self.input_images))
 
     @property
     def cacheable(self) -> bool:

@@ -36,10 +36,12 @@ from bot.models import (
     OPTION_NAMES,
     GenerationRequest,
     InputImage,
+    ModelSpec,
     build_request,
     get_model,
     models_taking_images,
 )
+from bot.safety.levels import DEFAULT_TOLERANCE
 from bot.safety.privacy import require_details
 from bot.text import clean_prompt, strip_bidi
 from cogs._choices import model_choices, resolution_choices
@@ -403,9 +405,11 @@ class Edit(commands.Cog):
         options = {
             k: v
             for k, v in sorted(job.params.items())
-            if k not in ("prompt", "seed", "width", "height", *IMAGE_FIELDS, "images") and v is not None
+            if k not in ("prompt", "seed", "width", "height", "safety_tolerance", *IMAGE_FIELDS, "images")
+            and v is not None
         }
         inputs = len(_input_strings(job.params))
+        embed.add_field(name="Safety tolerance", value=_tolerance_text(spec, job.params, inputs))
         if inputs:
             options["input images"] = inputs
         embed.add_field(
@@ -425,6 +429,17 @@ class Edit(commands.Cog):
         if source is not None and source.source_job_id is not None:
             embed.add_field(name="Works on", value=f"job {source.source_job_id} ({source.kind})", inline=False)
         return embed
+
+
+def _tolerance_text(spec: ModelSpec | None, params: dict[str, Any], inputs: int) -> str:
+    """The ``safety_tolerance`` the model applied: what was sent (the effective value), or BFL's default."""
+    sent = params.get("safety_tolerance")
+    if sent is None:
+        return f"{DEFAULT_TOLERANCE} (BFL's default)"
+    cap = spec.image_safety_max if spec is not None else None
+    if inputs and cap is not None and sent >= cap:
+        return f"{sent} ({spec.label if spec else 'this model'} with input images: at most {cap})"
+    return str(sent)
 
 
 def _input_strings(params: dict[str, Any]) -> list[str]:

@@ -10,6 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import FluxcordBot
+from bot.safety.privacy import END_USER_ID_TEXT
 from cogs._context import require_guild
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class Privacy(commands.Cog):
             retention,
             "`/privacy forget` erases your prompts, options, defaults, cached images and result links here; the ledger"
             " keeps amounts, models and times so budgets still add up.",
+            END_USER_ID_TEXT,
         ]
         await interaction.response.send_message("\n".join(lines), ephemeral=True)
 

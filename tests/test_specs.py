@@ -11,7 +11,7 @@ from tests.fakes import fake_bfl
 
 REPO = Path(__file__).resolve().parents[1]
 SPECS = REPO / "tests" / "specs"
-VENDORED = ("bfl-openapi.json", "discord-openapi.json", "bfl-flux3-image.json")
+VENDORED = ("bfl-openapi-2026.json", "bfl-openapi.json", "discord-openapi.json", "bfl-flux3-image.json")
 
 
 def recorded_checksums():
@@ -29,13 +29,14 @@ def test_the_readme_names_source_commit_and_licence_of_each_file():
     table = (SPECS / "README.md").read_text(encoding="utf-8")
     assert set(recorded_checksums()) == set(VENDORED)
     assert "bdbcd9adb9801eb0cd8ac8dacfc5abc22bd13fff" in table and "74fda0fad044407ea280043a03ffc9bc64c4e49e" in table
-    assert table.count("MIT") >= 2 and "reconstructed" in table
+    assert "3ecde7ee20a31e67462e139d686c03ac069a407d" in table  # bfl-openapi-2026.json
+    assert table.count("MIT") >= 3 and "reconstructed" in table
 
 
 def test_the_fakes_validate_against_the_vendored_specs_by_default(monkeypatch):
     monkeypatch.delenv("BFL_OPENAPI_SPEC", raising=False)
     monkeypatch.delenv("DISCORD_OPENAPI_SPEC", raising=False)
-    assert fake_bfl.spec_path() == SPECS / "bfl-openapi.json"
+    assert fake_bfl.spec_path() == SPECS / "bfl-openapi-2026.json"
     assert fake_discord.default_spec_path() == SPECS / "discord-openapi.json"
     assert fake_discord.load_spec() is not None  # a missing spec would silently turn validation off
 

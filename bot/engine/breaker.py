@@ -1,10 +1,10 @@
 """A circuit breaker per model: stop queueing into a provider that keeps failing.
 
-After ``failures`` provider errors (5xx, an unknown submit outcome, timeouts) within ``window``
-seconds, the model's breaker *opens*: new requests for it are refused at once, before anything is
-reserved. After ``cooldown`` seconds it *half-opens*: one request goes through as a trial; its
-success closes the breaker, its failure opens it again for another cool-down. Pure logic with an
-injected monotonic clock; the engine feeds it and asks it.
+After ``failures`` provider errors (5xx on submit, an unknown submit outcome, timeouts, tasks that
+ended ``Error``) within ``window`` seconds, the model's breaker *opens*: new requests for it are
+refused at once, before anything is reserved. After ``cooldown`` seconds it *half-opens*: one
+request goes through as a trial; its success closes the breaker, its failure opens it again for
+another cool-down. Pure logic with an injected monotonic clock; the engine feeds it and asks it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from bot.bfl.errors import BflError, BflServerError, BflSubmitOutcomeUnknown, BflTimeout
+from bot.bfl.errors import BflError, BflServerError, BflSubmitOutcomeUnknown, BflTaskFailed, BflTimeout
 
 
 class BreakerState(enum.StrEnum):
@@ -27,11 +27,15 @@ class BreakerState(enum.StrEnum):
 
 
 def is_provider_error(exc: BflError) -> bool:
-    """Errors that say BFL itself is in trouble: 5xx, an unknown submit outcome, a timeout.
+    """Errors that say BFL itself is in trouble: 5xx, an unknown submit outcome, a timeout, a failed task.
 
-    Not a refusal of the request (4xx), not moderation, and not a 429 (our own slot use).
+    A failed task is one that BFL accepted and then ended ``Error`` (or the legacy ``Failed``), as a
+    status or in the body of a 500/503 poll, or whose polls kept failing with 5xx
+    (:class:`BflTaskFailed`): an outage that shows up as failed tasks, not as refused submits. Not a
+    refusal of the request (4xx), not moderation, not ``Task not found``, and not a 429 (our own
+    slot use).
     """
-    return isinstance(exc, BflServerError | BflSubmitOutcomeUnknown | BflTimeout)
+    return isinstance(exc, BflServerError | BflSubmitOutcomeUnknown | BflTimeout | BflTaskFailed)
 
 
 @dataclass(frozen=True)

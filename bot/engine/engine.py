@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.bfl.client import BflClient
+from bot.bfl.end_user import EndUserIds
 from bot.bfl.errors import BflError
 from bot.bfl.polling import LatencyModel
 from bot.billing.ledger import Ledger
@@ -81,6 +82,7 @@ class EngineParts:
     breakers: CircuitBreakers = field(default_factory=CircuitBreakers)
     identity: ProcessIdentity = field(default_factory=ProcessIdentity)
     safety: SafetyService | None = None
+    end_users: EndUserIds = field(default_factory=EndUserIds)  # the `user` sent to BFL (loaded at start)
 
 
 @dataclass
@@ -131,6 +133,7 @@ class JobEngine:
                 parts.breakers,
                 parts.identity,
                 config,
+                end_users=parts.end_users,
                 show=self.painting.show,
                 checkpoint=self._point,
                 record_latency=self._record_latency,
@@ -364,6 +367,7 @@ class JobEngine:
     async def start(self) -> int:
         """Reconcile what is open (a previous run's, a dead process's), then run; how many jobs it picked up."""
         self.latency = LatencyModel(await self.store.latency_samples())
+        await self.steps.parts.end_users.load(self.store.db)
         self.identity.started()
         await self.clock.sync(force=True)
         self.driver.accepting = True

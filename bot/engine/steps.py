@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.bfl.client import BflClient, SubmittedTask
+from bot.bfl.end_user import EndUserIds
 from bot.bfl.errors import (
     BflDownloadError,
     BflError,
@@ -89,6 +90,7 @@ class StepParts:
     identity: ProcessIdentity
     config: EngineConfig
     latency: LatencyModel = field(default_factory=LatencyModel)
+    end_users: EndUserIds = field(default_factory=EndUserIds)
     presenter: Presenter | None = None
     show: Show = lambda _job, _progress: None
     checkpoint: Checkpoint = lambda _name, _job_id: None
@@ -152,7 +154,8 @@ class Steps:
         p.checkpoint("submit_marked", job.id)
         self.marked_here.add(job.id)
         try:
-            task = await p.bfl.submit(job.model, job.params, retries=0)
+            user = p.end_users.of(job.guild_id, job.user_id)  # a keyed hash, never the Discord id
+            task = await p.bfl.submit(job.model, job.params, user=user, retries=0)
         except (BflRateLimited, BflServerError) as exc:  # from a submit, both prove BFL created nothing
             return await self._not_created(job, exc)
         except BflError as exc:

@@ -7,6 +7,10 @@ job blanks all of that and removes its cached image; the job row (model, size, s
 and the ledger (amounts, models, times, never a prompt) stay, so budgets and reports still add up.
 The database runs with ``secure_delete`` and the write-ahead log is checkpointed after erasing, so
 erased text does not linger in the files.
+
+BFL is sent an opaque end-user id with each request (:mod:`bot.bfl.end_user`): a keyed hash of the
+server's and the member's ids, with a per-install key. The bot stores no mapping from those ids back
+to members, so once a member's jobs are erased nothing it keeps ties BFL's records to them.
 """
 
 from __future__ import annotations
@@ -27,6 +31,11 @@ from bot.storage.database import Database
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_SECONDS = 3600.0
+END_USER_ID_TEXT = (
+    "BFL receives with each request an id for you that is not your Discord id: a keyed hash of this server's id"
+    " and yours, with a key only this bot holds, so BFL can act on abuse without knowing who you are. The bot"
+    " keeps no list of these ids, so after `/privacy forget` nothing it stores ties them to you."
+)
 EXPIRED_TEXT = "The details of this image expired (the bot no longer keeps its prompt), so this button can't use them."
 _OPEN = "('" + "', '".join(sorted(s.value for s in OPEN)) + "')"
 

@@ -634,3 +634,40 @@ def test_fake_bfl_validates_flux3_bodies():
     assert validate_body("flux-3-image", {"prompt": "x", "output_format": "jpeg"})
     assert validate_body("flux-3-image", {"prompt": "x", "images": ["a"] * 11})
     assert validate_body("flux-3-image", {"prompt": "x", "safety_tolerance": 5})
+
+
+# -- issue 21: effective safety and `user` -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("dial", range(5))
+def test_flux3_with_input_images_is_sent_at_most_tolerance_2(dial):
+    """BFL caps FLUX 3's safety_tolerance at 2 when images are attached: what is sent (and stored) says so."""
+    import dataclasses
+
+    edit = dataclasses.replace(
+        build_request(model="flux-3-image", prompt="x", aspect_ratio=None, seed=None, input_images=(_image(),)),
+        safety_tolerance=dial,
+    )
+    assert edit.effective_safety_tolerance == edit.bfl_payload()["safety_tolerance"] == min(dial, 2)
+    text_only = dataclasses.replace(
+        build_request(model="flux-3-image", prompt="x", aspect_ratio=None, seed=None), safety_tolerance=dial
+    )
+    assert text_only.bfl_payload()["safety_tolerance"] == dial
+    flux2 = dataclasses.replace(
+        build_request(model="flux-2-pro", prompt="x", aspect_ratio=None, seed=1, input_images=(_image(),)),
+        safety_tolerance=dial,
+    )
+    assert flux2.bfl_payload()["safety_tolerance"] == dial
+
+
+def test_only_flux3_caps_the_tolerance_with_images():
+    assert {key: spec.image_safety_max for key, spec in MODELS.items() if spec.image_safety_max is not None} == {
+        "flux-3-image": 2
+    }
+
+
+def test_no_payload_carries_user():
+    """The end-user id is added by the BFL client at send time, never stored with a job's parameters."""
+    for spec in MODELS.values():
+        seed = 1 if spec.has_seed else None
+        assert "user" not in build_request(model=spec.key, prompt="x", aspect_ratio=None, seed=seed).bfl_payload()

@@ -108,6 +108,7 @@ async def test_details_for_flux3_shows_the_expanded_prompt_and_every_option(harn
     assert embed["title"] == f"Job {first.id}" and "a fox in a library" in embed["description"]
     assert "flux-3-image" in fields["Model"] and fields["Seed"].startswith("—")
     assert "`resolution`=1.5k" in fields["Options"] and "`grounding`=False" in fields["Options"]
+    assert fields["Safety tolerance"] == "2"  # the server's standard level, as sent
     assert "expanded by FLUX 3" in fields["Prompt as the model expanded it"]
     assert "generated in" in fields["Timings"] and fields["Cost"].startswith("$")
 

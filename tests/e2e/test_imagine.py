@@ -253,8 +253,10 @@ async def test_reroll_button_repeats_the_request_with_a_new_seed_for_the_clicker
     result = click.original_message
     assert result["attachments"] and result["id"] != message["id"]
     first_body, second_body = (s.body for s in harness.bfl.submits)
-    assert {k: v for k, v in second_body.items() if k != "seed"} == {k: v for k, v in first_body.items() if k != "seed"}
+    same = {k: v for k, v in second_body.items() if k not in ("seed", "user")}
+    assert same == {k: v for k, v in first_body.items() if k not in ("seed", "user")}
     assert second_body["seed"] != first_body["seed"]
+    assert second_body["user"] != first_body["user"]  # BFL's end-user id is the clicker's, who pays for it
     paid_by = await harness.services.db.fetch_value("SELECT user_id FROM ledger WHERE job_id = ? AND kind = 'settle'",
                                                     (int(click.id),))  # fmt: skip
     assert paid_by == int(clicker["user"]["id"])

@@ -97,6 +97,9 @@ async def test_privacy_show_lists_what_is_kept(harness):
     assert shown.ephemeral
     assert "Requests: **1**" in text and "still kept: **1**" in text and "Cached images" in text
     assert "30 days" in text and "<t:" in text
+    # The end-user id BFL gets is explained, and the member's own ids appear nowhere in it.
+    assert "not your Discord id" in text and "after `/privacy forget` nothing it stores ties them to you" in text
+    assert member["user"]["id"] not in text
 
 
 @pytest.mark.sqlite_only  # scans the SQLite file's bytes (PostgreSQL's pages are reclaimed by its VACUUM)

@@ -164,3 +164,28 @@ async def test_moderated_results_go_to_the_mod_log_and_three_in_an_hour_block_th
     assert await rows(harness, "SELECT actor_id, action FROM audit_log WHERE action = 'safety.block'") == [
         (0, "safety.block")
     ]
+
+
+async def test_flux_3_edits_are_sent_and_shown_at_the_tolerance_flux_3_applies(harness, people):
+    """FLUX 3 caps safety_tolerance at 2 with input images: sent as 2 (not relaxed's 3), and Details says why."""
+    import io
+
+    from PIL import Image
+
+    adult = harness.fake.add_channel("after-dark-edits", nsfw=True)
+    await safety(harness, "level", people["mod"], level="relaxed", channel=int(adult["id"]))
+    await imagine(harness, people["member"], channel=adult, model="flux-3-image")
+    buffer = io.BytesIO()
+    Image.new("RGB", (640, 640), "teal").save(buffer, format="PNG")
+    upload = harness.fake.make_attachment("teal.png", buffer.getvalue())
+    options = {"prompt": "make it night", "image": upload, "model": "flux-3-image"}
+    edit = await harness.finished(await harness.fake.slash("edit", options, user=people["member"], channel=adult))
+    assert [(s.model, s.body["safety_tolerance"]) for s in harness.bfl.submits] == [
+        ("flux-3-image", 3),
+        ("flux-3-image", 2),
+    ]
+    assert harness.bfl.schema_errors == []
+    click = await harness.fake.click(edit.original_message["id"], f"fluxcord:details:{edit.id}", user=people["member"])
+    await click.wait_acked()
+    fields = {f["name"]: f["value"] for f in click.original_message["embeds"][0]["fields"]}
+    assert fields["Safety tolerance"] == "2 (FLUX 3 Image with input images: at most 2)"

@@ -17,6 +17,8 @@ from PIL import Image
 from tests.fakes.fake_bfl import (
     DEFAULT_SPEC_PATH,
     FLUX3_STAGES,
+    MOVED_POLLING_PATH,
+    SPEC_2026_04_PATH,
     TERMINAL_STATUSES,
     Behaviour,
     FakeBfl,
@@ -456,3 +458,104 @@ async def test_time_based_image_is_not_served_before_ready(fake_bfl: FakeBfl, ht
     _, answer = await submit(http, "flux-dev", {"prompt": "x"})
     async with aiohttp.ClientSession() as plain, plain.get(fake_bfl.sample_url(fake_bfl.tasks[answer["id"]])) as resp:
         assert resp.status == 404
+
+
+# -- what issue 21 taught the fake: early Task not found, 5xx bodies, poll redirects, the 2026 spec ---
+
+
+@pytest.mark.parametrize(("http_status", "task_status"), [(200, "Task not found"), (404, None)])
+async def test_not_found_polls_come_first_then_the_task_runs(
+    fake_bfl: FakeBfl, http: aiohttp.ClientSession, http_status: int, task_status: str | None
+) -> None:
+    """not_found_polls: a task BFL has not registered yet answers Task not found (200 or 404), then runs."""
+    fake_bfl.script(Behaviour(not_found_polls=2, not_found_http=http_status, pending_polls=1))
+    _, answer = await submit(http, "flux-dev", {"prompt": "x"})
+    for _ in range(2):
+        async with http.get(answer["polling_url"]) as resp:
+            assert resp.status == http_status
+    assert (await poll_until_terminal(http, answer["polling_url"]))["status"] == "Ready"
+    assert [(p.status, p.task_status) for p in fake_bfl.polls] == [
+        (http_status, task_status),
+        (http_status, task_status),
+        (200, "Pending"),
+        (200, "Ready"),
+    ]
+
+
+async def test_poll_errors_with_a_scripted_body(fake_bfl: FakeBfl, http: aiohttp.ClientSession) -> None:
+    """poll_error_body: an HTML page, or a JSON body such as {"status": "Error"} (which ends the task)."""
+    fake_bfl.script(Behaviour(poll_errors=(503,), poll_error_body="<html>down</html>"))
+    _, answer = await submit(http, "flux-dev", {"prompt": "x"})
+    async with http.get(answer["polling_url"]) as resp:
+        assert (resp.status, resp.content_type, await resp.text()) == (503, "text/html", "<html>down</html>")
+
+    fake_bfl.script(Behaviour(poll_errors=(500,), poll_error_body={"status": "Error", "details": None}))
+    _, answer = await submit(http, "flux-dev", {"prompt": "x"})
+    async with http.get(answer["polling_url"]) as resp:
+        assert (resp.status, await resp.json()) == (500, {"id": answer["id"], "status": "Error", "details": None})
+    assert fake_bfl.polls[-1].task_status == "Error"
+    assert not fake_bfl.tasks[answer["id"]].is_active(fake_bfl.now())
+
+
+@pytest.mark.parametrize("mode", ["same", "other"])
+async def test_poll_redirects_to_this_origin_or_another(
+    fake_bfl: FakeBfl, http: aiohttp.ClientSession, mode: str
+) -> None:
+    """poll_redirect: a 302 first; the moved path wants the key, the other origin answers without it."""
+    fake_bfl.script(Behaviour(poll_redirect=mode))
+    _, answer = await submit(http, "flux-dev", {"prompt": "x"})
+    async with http.get(answer["polling_url"], allow_redirects=False) as resp:
+        assert resp.status == 302
+        location = resp.headers["Location"]
+    target = fake_bfl.url + MOVED_POLLING_PATH if mode == "same" else fake_bfl.delivery_host.url + "/v1/get_result"
+    assert location == f"{target}?id={answer['id']}"
+    async with aiohttp.ClientSession() as keyless, keyless.get(location) as resp:
+        assert resp.status == (403 if mode == "same" else 200)
+    assert [(p.host, p.status, p.key_ok) for p in fake_bfl.polls] == [
+        ("bfl", 302, True),
+        ("bfl" if mode == "same" else "other", 403 if mode == "same" else 200, False),
+    ]
+    assert "x-key" not in fake_bfl.polls[-1].headers
+
+
+async def test_a_looping_poll_redirect_points_at_itself(fake_bfl: FakeBfl, http: aiohttp.ClientSession) -> None:
+    fake_bfl.script(Behaviour(poll_redirect="loop"))
+    _, answer = await submit(http, "flux-dev", {"prompt": "x"})
+    async with http.get(answer["polling_url"], allow_redirects=False) as resp:
+        assert (resp.status, resp.headers["Location"]) == (302, answer["polling_url"])
+
+
+async def test_a_poll_without_an_id_breaks_the_spec_and_is_recorded(
+    fake_bfl: FakeBfl, http: aiohttp.ClientSession
+) -> None:
+    """get_result's query is validated against the spec's parameters (id is required)."""
+    async with http.get("/v1/get_result") as resp:
+        assert resp.status == 422
+        assert (await resp.json())["detail"][0]["loc"] == ["query", "id"]
+    assert [violation.model for violation in fake_bfl.schema_errors] == ["get_result"]
+
+
+async def test_the_2026_spec_takes_user_on_every_route_but_flux_3_image(
+    fake_bfl: FakeBfl, http: aiohttp.ClientSession
+) -> None:
+    """`user` is in the 2026 schemas (1–256 characters); FLUX 3 Image's strict schema refuses it."""
+    assert (await submit(http, "flux-2-pro", {"prompt": "x", "user": "u" * 64}))[0] == 200
+    assert (await submit(http, "flux-pro-1.1", {"prompt": "x", "user": ""}))[0] == 422
+    status, answer = await submit(http, "flux-3-image", {"prompt": "x", "user": "u" * 64})
+    assert (status, answer["detail"][0]["loc"]) == (422, ["body"])
+    assert "'user' was unexpected" in answer["detail"][0]["msg"]
+
+
+async def test_flux_3_prose_limits_still_apply_on_top_of_the_spec(
+    fake_bfl: FakeBfl, http: aiohttp.ClientSession
+) -> None:
+    """The 2026 schema has no prompt length or image count; the reconstructed schema's limits still do."""
+    status, answer = await submit(http, "flux-3-image", {"prompt": "x" * 15_001})
+    assert (status, answer["detail"][0]["loc"]) == (422, ["body", "prompt"])
+    status, answer = await submit(http, "flux-3-image", {"prompt": "x", "images": [png_base64()] * 11})
+    assert (status, answer["detail"][0]["loc"]) == (422, ["body", "images"])
+
+
+def test_an_older_spec_still_serves_flux_3_from_the_reconstruction() -> None:
+    routes = generation_routes(SPEC_2026_04_PATH)
+    assert routes["flux-3-image"].closed and "user" not in routes["flux-pro-1.1"].properties

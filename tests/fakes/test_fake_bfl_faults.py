@@ -36,7 +36,7 @@ async def test_task_not_found_for_the_first_polls_then_the_task(fake_bfl: FakeBf
     assert fake_bfl.billed_micros(answer["id"]) == 40_000
 
 
-@pytest.mark.parametrize(("body", "expected"), [("detail", None), ("error_status", "Error")])
+@pytest.mark.parametrize(("body", "expected"), [(None, None), ({"status": "Error"}, "Error")])
 async def test_poll_5xx_with_or_without_an_error_status(fake_bfl: FakeBfl, http: aiohttp.ClientSession, body, expected):
     fake_bfl.script(Behaviour(poll_errors=(503,), poll_error_body=body))
     _, answer = await post(http, {"prompt": "a fox"})

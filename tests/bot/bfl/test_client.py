@@ -235,9 +235,10 @@ def test_check_polling_url(client: BflClient, fake_bfl: FakeBfl, url: str, allow
     ],
 )
 async def test_terminal_statuses_raise_typed_errors(
-    client: BflClient, fake_bfl: FakeBfl, final_status: str, error: type[Exception], attrs: dict[str, Any]
+    make_client, fake_bfl: FakeBfl, final_status: str, error: type[Exception], attrs: dict[str, Any]
 ) -> None:
     """Each terminal status maps to its error, carrying the task id; the task no longer counts as active."""
+    client = make_client(task_not_found_window=0.0)  # past the window: "Task not found" is final
     fake_bfl.script(Behaviour(pending_polls=1, final_status=final_status))
     task = await client.submit("flux-pro-1.1", PROMPT)
     with pytest.raises(error) as caught:
@@ -351,7 +352,7 @@ async def test_unknown_task_id_is_not_found(client: BflClient, fake_bfl: FakeBfl
     """Polling an id BFL does not know ends with BflTaskNotFound."""
     task = SubmittedTask(id="nope", polling_url=f"{fake_bfl.url}/v1/get_result?id=nope", cost_credits=None)
     with pytest.raises(BflTaskNotFound):
-        await client.wait_for_result(task, timeout=5)
+        await client.wait_for_result(task, timeout=5, elapsed_offset=60.0)  # submitted a minute ago
     assert [p.task_status for p in fake_bfl.polls] == ["Task not found"]
 
 

@@ -2,7 +2,15 @@
 
 import pytest
 
-from bot.bfl.errors import BflAuthError, BflModerated, BflServerError, BflSubmitOutcomeUnknown, BflTimeout
+from bot.bfl.errors import (
+    BflAuthError,
+    BflModerated,
+    BflServerError,
+    BflSubmitOutcomeUnknown,
+    BflTaskFailed,
+    BflTaskNotFound,
+    BflTimeout,
+)
 from bot.engine.breaker import BreakerState, CircuitBreakers, is_provider_error
 from bot.engine.engine import ProviderTrouble
 from bot.engine.states import JobStatus
@@ -54,8 +62,12 @@ def test_only_provider_trouble_counts():
     assert is_provider_error(BflServerError("x", status=502))
     assert is_provider_error(BflSubmitOutcomeUnknown("x", endpoint="flux-dev"))
     assert is_provider_error(BflTimeout("x"))
+    assert is_provider_error(BflTaskFailed("x", status="Error"))  # an accepted task BFL could not make
+    assert is_provider_error(BflTaskFailed("x", status="HTTP 503"))  # its polls kept failing
     assert not is_provider_error(BflAuthError("x", status=403))
     assert not is_provider_error(BflModerated("x", stage="request", reasons=[]))
+    assert not is_provider_error(BflModerated("x", stage="content", reasons=[]))
+    assert not is_provider_error(BflTaskNotFound("x"))
 
 
 async def test_a_failing_model_is_refused_at_once_without_a_reservation_then_recovers(make_engine, fake_bfl, db):

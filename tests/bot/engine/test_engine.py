@@ -115,11 +115,12 @@ async def test_rate_limit_is_retried_then_succeeds(harness, fake_bfl):
         ("Task not found", "could not generate", False),
     ],
 )
-async def test_accepted_task_failures_follow_the_refund_policy(harness, fake_bfl, final, text, member_charged):
+async def test_accepted_task_failures_follow_the_refund_policy(make_engine, fake_bfl, final, text, member_charged):
+    h = await make_engine(bfl_task_not_found_window_seconds=0)  # "Task not found" at once is final
     fake_bfl.script(Behaviour(final_status=final))
-    assert text in await harness.generate(1)
-    assert await harness.ledger_kinds(1) == ["reserve", "settle"]
-    assert await harness.money(1) == (40_000, 40_000 if member_charged else 0)
+    assert text in await h.generate(1)
+    assert await h.ledger_kinds(1) == ["reserve", "settle"]
+    assert await h.money(1) == (40_000, 40_000 if member_charged else 0)
 
 
 async def test_new_bfl_statuses_keep_the_job_running(harness, fake_bfl):

@@ -2,17 +2,21 @@
 
 ``FakeBfl`` serves the parts of the BFL protocol the bot uses (see ``shared/reference/bfl-api.md``):
 
-* ``POST /v1/<model>`` for every generation route of the OpenAPI spec. Each body is validated against
-  the route's request schema (JSON Schema 2020-12), unknown properties are rejected, and documented
-  limits the schema cannot express (aspect ratio range, FLUX.2 ≤ 4 MP) are checked. Violations get a
-  FastAPI-style 422 and are recorded in ``schema_errors``, which tests assert empty.
-* ``GET /v1/get_result?id=`` and ``GET /regional/v1/get_result?id=`` (an alternate polling path, so
-  tests prove the client polls ``polling_url`` exactly as returned).
+* ``POST /v1/<model>`` for every image generation route of BFL's 2026 OpenAPI spec
+  (``tests/specs/bfl-openapi-2026.json``). Each body is validated against the route's request schema
+  (JSON Schema 2020-12), unknown properties are rejected, and documented limits the schema cannot
+  express (aspect ratio range, FLUX.2 ≤ 4 MP, FLUX 3's prompt length and image count) are checked.
+  Violations get a FastAPI-style 422 and are recorded in ``schema_errors``, which tests assert empty.
+* ``GET /v1/get_result?id=`` (its query validated against the spec too), ``GET
+  /regional/v1/get_result?id=`` (an alternate polling path, so tests prove the client polls
+  ``polling_url`` exactly as returned) and ``GET /moved/v1/get_result?id=`` (where a same-origin
+  poll redirect points). Polls can be answered ``Task not found`` first, 5xx with or without an
+  ``Error`` body, or redirected to this origin or another (see :class:`Behaviour`).
 * ``GET /v1/credits``.
 * ``GET /delivery/<task id>.<ext>?se=…&sig=…``: a real image rendered with Pillow at the requested
   size, in the requested ``output_format``; the signature must match and the URL can expire (403).
 * ``GET /redirect/<task id>.<ext>``: a 302 to a second server, :class:`FakeDeliveryHost`, on another
-  port ("another host"), which records the headers it receives.
+  port ("another host"), which records the headers it receives (it also answers redirected polls).
 
 Every request is recorded (``submits``, ``polls``, ``downloads``, ``unhandled``) with its headers,
 secrets masked, so tests can assert where ``x-key`` went. State changes wake :meth:`FakeBfl.wait_for`,
@@ -73,8 +77,10 @@ from tests.fakes.fake_bfl.constants import (
     FLUX3_TIER_PIXELS,
     FOREIGN_POLLING,
     MASK,
+    MOVED_POLLING_PATH,
     REGIONAL_POLLING,
     REPO_ROOT,
+    SPEC_2026_04_PATH,
     TERMINAL_STATUSES,
 )
 from tests.fakes.fake_bfl.faults import BflFaultRates, RandomBflFaults
@@ -89,7 +95,14 @@ from tests.fakes.fake_bfl.pricing import (
 )
 from tests.fakes.fake_bfl.results import expanded_prompt
 from tests.fakes.fake_bfl.server import FakeBfl, FakeDeliveryHost
-from tests.fakes.fake_bfl.validation import RouteSchema, generation_routes, load_spec, spec_path, validate_body
+from tests.fakes.fake_bfl.validation import (
+    RouteSchema,
+    generation_routes,
+    load_spec,
+    spec_path,
+    validate_body,
+    validate_query,
+)
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -107,8 +120,10 @@ __all__ = [
     "FOREIGN_POLLING",
     "MASK",
     "MEGAPIXEL_PRICES",
+    "MOVED_POLLING_PATH",
     "REGIONAL_POLLING",
     "REPO_ROOT",
+    "SPEC_2026_04_PATH",
     "TERMINAL_STATUSES",
     "Behaviour",
     "BflFaultRates",
@@ -131,4 +146,5 @@ __all__ = [
     "render_image",
     "spec_path",
     "validate_body",
+    "validate_query",
 ]

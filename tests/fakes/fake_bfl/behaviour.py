@@ -40,12 +40,15 @@ class Behaviour:
 
     Task side:
 
-    * ``not_found_polls``: the first polls answer ``{"status": "Task not found"}`` although the task
-      exists (BFL's task store catching up just after a submit), before anything else.
-    * ``poll_errors``: HTTP statuses for the next polls (e.g. ``(503, 202)``). By default they carry a
-      ``{"detail": ...}`` body (202: a Pending body), i.e. they are transient; with
-      ``poll_error_body="error_status"`` a 5xx carries ``{"id", "status": "Error"}`` instead (BFL's
-      way of saying the task failed). ``poll_retry_after`` adds a ``Retry-After`` header to them.
+    * ``poll_redirect``: every poll of the task is answered 302 first: ``"same"`` to this fake under
+      another path (``MOVED_POLLING_PATH``), ``"other"`` to :class:`FakeDeliveryHost` (another
+      origin, which answers the poll without asking for the key), ``"loop"`` to the same URL again.
+    * ``not_found_polls``: the first polls answer ``Task not found`` (BFL has not registered the task
+      yet), with HTTP ``not_found_http`` (200 with the status body, or 404).
+    * ``poll_errors``: HTTP statuses for the next polls (e.g. ``(503, 202)``), before anything else.
+      They carry a ``{"detail": ...}`` body (202: a Pending body), i.e. they are transient;
+      ``poll_error_body`` replaces that body (a ``str`` is sent as HTML, a ``dict`` as JSON, e.g.
+      ``{"status": "Error"}``); ``poll_retry_after`` adds a ``Retry-After`` header to them.
     * ``release``: while this event is unset, polls answer ``Pending`` (deterministic overlap).
     * ``pending_polls``: then this many ``Pending`` answers with rising ``progress``.
     * ``run_seconds``: instead of the two above, a time-based task that finishes ``run_seconds``
@@ -77,9 +80,11 @@ class Behaviour:
     cost: Decimal | float | int | Literal["auto"] | None = "auto"
     polling_url: str = DEFAULT_POLLING
     submit_status_after_create: int | None = None
+    poll_redirect: Literal["same", "other", "loop"] | None = None
     not_found_polls: int = 0
+    not_found_http: int = 200
     poll_errors: tuple[int, ...] = ()
-    poll_error_body: Literal["detail", "error_status"] = "detail"
+    poll_error_body: Any = None
     poll_retry_after: str | None = None
     release: asyncio.Event | None = None
     pending_polls: int = 0
@@ -124,15 +129,16 @@ class SubmitRecord:
 
 @dataclass
 class PollRecord:
-    """One request to a get_result route."""
+    """One request to a get_result route, on this fake (``host="bfl"``) or the delivery host (``"other"``)."""
 
     task_id: str | None
     path_qs: str  # raw, exactly as requested
-    headers: dict[str, str]
+    headers: dict[str, str]  # lower-case names; secret values masked (so "x-key" in headers: it was sent)
     key_ok: bool
     time: float
     status: int | None = None  # HTTP status
     task_status: str | None = None  # the "status" field answered, if any
+    host: Literal["bfl", "other"] = "bfl"
 
 
 @dataclass

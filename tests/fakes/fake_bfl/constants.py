@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-DEFAULT_SPEC_PATH = REPO_ROOT / "tests" / "specs" / "bfl-openapi.json"
-#: FLUX 3 Image's request schema (not in the 2026-04 OpenAPI snapshot; see tests/specs/README.md).
+#: BFL's own OpenAPI as of late 2026 (FLUX 3 Image, ``user``, the new statuses); see tests/specs/README.md.
+DEFAULT_SPEC_PATH = REPO_ROOT / "tests" / "specs" / "bfl-openapi-2026.json"
+#: The 2026-04 snapshot, kept beside it (``BFL_OPENAPI_SPEC`` may point the fake at it).
+SPEC_2026_04_PATH = REPO_ROOT / "tests" / "specs" / "bfl-openapi.json"
+#: FLUX 3 Image's reconstructed schema: the limits BFL documents in prose (prompt ≤ 15,000 characters,
+#: 1–10 images), checked on top of the spec's own schema (and the whole schema for a spec without it).
 FLUX3_SPEC_PATH = REPO_ROOT / "tests" / "specs" / "bfl-flux3-image.json"
 FLUX3_MODEL = "flux-3-image"
 FLUX3_TIER_PIXELS = {"768sq": 768 * 768, "1k": 1024 * 1024, "1.5k": 1536 * 1536, "2k": 2048 * 2048, "4k": 4096 * 4096}
@@ -22,6 +26,9 @@ _SECRET_HEADERS = frozenset({"x-key", "authorization", "cookie"})
 DEFAULT_POLLING = "{base}/v1/get_result?id={id}"
 REGIONAL_POLLING = "{base}/regional/v1/get_result?id={id}&cluster=eu2"
 FOREIGN_POLLING = "{other}/v1/get_result?id={id}"
+#: Where :attr:`Behaviour.poll_redirect` sends a poll: ``same`` → this fake under another path,
+#: ``other`` → the :class:`FakeDeliveryHost` (another origin), ``loop`` → the very same URL again.
+MOVED_POLLING_PATH = "/moved/v1/get_result"
 
 TERMINAL_STATUSES = ("Ready", "Request Moderated", "Content Moderated", "Error", "Task not found", "Failed")
 #: ``Behaviour.stages`` of a FLUX 3 task: it thinks about the prompt, then renders.

@@ -109,7 +109,7 @@ class RandomBflFaults:
         if kind == "poll_errors":
             return replace(base, poll_errors=tuple(rng.choice((500, 503)) for _ in range(rng.randint(1, 3))))
         if kind == "poll_error_status":
-            return replace(base, poll_errors=(503,), poll_error_body="error_status")
+            return replace(base, poll_errors=(503,), poll_error_body={"status": "Error"})
         if kind == "request_moderated":
             return replace(base, final_status="Request Moderated")
         if kind == "content_moderated":

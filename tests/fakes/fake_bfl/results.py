@@ -6,19 +6,24 @@ import asyncio
 import math
 import secrets
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
-from tests.fakes.fake_bfl.behaviour import DownloadRecord, FakeTask, PollRecord, _record_headers
-from tests.fakes.fake_bfl.constants import FLUX3_MODEL
+from tests.fakes.fake_bfl.behaviour import DownloadRecord, FakeTask, PollRecord, SchemaViolation, _record_headers
+from tests.fakes.fake_bfl.constants import FLUX3_MODEL, MOVED_POLLING_PATH, TERMINAL_STATUSES
 from tests.fakes.fake_bfl.images import _CONTENT_TYPES, render_image
+from tests.fakes.fake_bfl.validation import validate_query
 
 
 class ResultsMixin:
     """Part of :class:`FakeBfl` (a mixin); see the module docstring."""
 
     async def _poll(self, request: web.Request) -> web.StreamResponse:
+        return self.answer_poll_request(request, "bfl")
+
+    def answer_poll_request(self, request: web.Request, host: Literal["bfl", "other"]) -> web.StreamResponse:
+        """Record and answer one get_result request that reached this fake or (redirected) the other host."""
         task_id = request.query.get("id")
         record = PollRecord(
             task_id=task_id,
@@ -26,39 +31,38 @@ class ResultsMixin:
             headers=_record_headers(request),
             key_ok=self._key_ok(request),
             time=self.now(),
+            host=host,
         )
         self.polls.append(record)
         try:
-            return self._answer_poll(record, task_id)
+            return self._answer_poll(request, record, task_id)
         finally:
             self.changed()
 
-    def _answer_poll(self, record: PollRecord, task_id: str | None) -> web.StreamResponse:
-        if not record.key_ok:
+    def _answer_poll(self, request: web.Request, record: PollRecord, task_id: str | None) -> web.StreamResponse:
+        if record.host == "bfl" and not record.key_ok:  # the other host serves redirected polls keyless
             record.status = 403
             return web.json_response({"detail": "Not authenticated"}, status=403)
-        if not task_id:
+        detail = validate_query("/v1/get_result", request.query)
+        if detail:
+            self.schema_errors.append(SchemaViolation(model="get_result", body=dict(request.query), detail=detail))
             record.status = 422
-            detail = [{"loc": ["query", "id"], "msg": "Field required", "type": "missing"}]
             return web.json_response({"detail": detail}, status=422)
-        task = self.tasks.get(task_id)
+        task = self.tasks.get(task_id or "")
         if task is None:
             return self._status_answer(record, {"id": task_id, "status": "Task not found"})
+        redirect = self._poll_redirect(request, record, task)
+        if redirect is not None:
+            return redirect
         task.polls += 1
-        if task.not_found_left > 0:  # the task exists, but BFL's store has not caught up yet
+        if task.not_found_left > 0:  # BFL has not registered the task yet
             task.not_found_left -= 1
-            return self._status_answer(record, {"id": task_id, "status": "Task not found"})
+            if task.behaviour.not_found_http == 404:
+                record.status = 404
+                return web.json_response({"detail": "Task not found"}, status=404)
+            return self._status_answer(record, {"id": task.id, "status": "Task not found"})
         if task.poll_errors:
-            status = task.poll_errors.popleft()
-            record.status = status
-            if status == 202:
-                return web.json_response({"id": task.id, "status": "Pending"}, status=202)
-            retry = task.behaviour.poll_retry_after
-            headers = {"Retry-After": retry} if retry is not None else None
-            if task.behaviour.poll_error_body == "error_status" and status >= 500:
-                record.task_status = "Error"
-                return web.json_response({"id": task.id, "status": "Error"}, status=status, headers=headers)
-            return web.json_response({"detail": f"fake poll error {status}"}, status=status, headers=headers)
+            return self._poll_error(record, task)
         behaviour = task.behaviour
         now = record.time
         if task.time_based:
@@ -97,6 +101,37 @@ class ResultsMixin:
             settled = task.cost if behaviour.ready_cost == "auto" else Decimal(str(behaviour.ready_cost))
             answer["cost"] = float(settled)
         return self._status_answer(record, answer, http_status=behaviour.final_http_status)
+
+    def _poll_redirect(self, request: web.Request, record: PollRecord, task: FakeTask) -> web.Response | None:
+        """The 302 of a task whose polls are redirected (see ``Behaviour.poll_redirect``), if this one is."""
+        mode = task.behaviour.poll_redirect
+        if mode is None or record.host != "bfl" or request.path == MOVED_POLLING_PATH:
+            return None
+        query = request.query_string
+        location = {
+            "same": f"{self.url}{MOVED_POLLING_PATH}?{query}",
+            "other": f"{self.delivery_host.url}/v1/get_result?{query}",
+            "loop": f"{self.url}{request.raw_path}",
+        }[mode]
+        record.status = 302
+        return web.Response(status=302, headers={"Location": location})
+
+    def _poll_error(self, record: PollRecord, task: FakeTask) -> web.Response:
+        """The next scripted poll error: a transient ``{"detail"}`` body unless ``poll_error_body`` says otherwise."""
+        status = task.poll_errors.popleft()
+        record.status = status
+        if status == 202:
+            return web.json_response({"id": task.id, "status": "Pending"}, status=202)
+        retry = task.behaviour.poll_retry_after
+        headers = {"Retry-After": retry} if retry is not None else None
+        body = task.behaviour.poll_error_body
+        if isinstance(body, str):
+            return web.Response(status=status, text=body, content_type="text/html", headers=headers)
+        if isinstance(body, dict):
+            record.task_status = body.get("status")
+            task.finished = task.finished or body.get("status") in TERMINAL_STATUSES
+            return web.json_response({"id": task.id, **body}, status=status, headers=headers)
+        return web.json_response({"detail": f"fake poll error {status}"}, status=status, headers=headers)
 
     def _status_answer(self, record: PollRecord, answer: dict[str, Any], *, http_status: int = 200) -> web.Response:
         record.status = http_status

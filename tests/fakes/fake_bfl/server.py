@@ -21,7 +21,7 @@ from tests.fakes.fake_bfl.behaviour import (
     SchemaViolation,
     SubmitRecord,
 )
-from tests.fakes.fake_bfl.constants import DEFAULT_API_KEY
+from tests.fakes.fake_bfl.constants import DEFAULT_API_KEY, MOVED_POLLING_PATH
 from tests.fakes.fake_bfl.results import ResultsMixin
 from tests.fakes.fake_bfl.submit import SubmitMixin
 from tests.fakes.fake_bfl.validation import generation_routes
@@ -32,8 +32,9 @@ from tests.fakes.fake_bfl.validation import generation_routes
 class FakeDeliveryHost:
     """A second loopback server standing in for "another host" (a CDN, or an attacker).
 
-    It serves ``/delivery/<task>.<ext>`` for :class:`FakeBfl` redirects and records every request
-    (with headers, secret values masked) in ``requests``, so tests can prove ``x-key`` never reached it.
+    It serves ``/delivery/<task>.<ext>`` and ``/v1/get_result`` for :class:`FakeBfl` redirects (polls
+    are answered without asking for the key) and records every request (with headers, secret values
+    masked) in ``requests``, so tests can prove ``x-key`` never reached it.
     """
 
     def __init__(self, owner: FakeBfl) -> None:
@@ -60,7 +61,10 @@ class FakeDeliveryHost:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         record = DownloadRecord.of(request, "other", self._owner.now())
         self.requests.append(record)
-        if request.method == "GET" and request.path.startswith("/delivery/"):
+        if request.method == "GET" and request.path == "/v1/get_result":  # a poll redirected here
+            response = self._owner.answer_poll_request(request, "other")
+            record.status = response.status
+        elif request.method == "GET" and request.path.startswith("/delivery/"):
             self._owner.downloads.append(record)
             response = await self._owner.serve_delivery(request, record)
         else:
@@ -133,6 +137,7 @@ class FakeBfl(SubmitMixin, ResultsMixin):
             app.router.add_post(f"/v1/{model}", self._submit)
         app.router.add_get("/v1/get_result", self._poll)
         app.router.add_get("/regional/v1/get_result", self._poll)
+        app.router.add_get(MOVED_POLLING_PATH, self._poll)
         app.router.add_get("/v1/credits", self._credits)
         app.router.add_get("/delivery/{name}", self._delivery)
         app.router.add_get("/redirect/{name}", self._redirect)

@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -38,7 +39,7 @@ class RouteSchema:
 
 
 def spec_path() -> Path:
-    """Where the BFL OpenAPI spec is: ``$BFL_OPENAPI_SPEC`` or ``<repo>/tests/specs/bfl-openapi.json`` (vendored)."""
+    """Where the BFL OpenAPI spec is: ``$BFL_OPENAPI_SPEC`` or ``<repo>/tests/specs/bfl-openapi-2026.json``."""
     env = os.environ.get("BFL_OPENAPI_SPEC")
     return Path(env) if env else DEFAULT_SPEC_PATH
 
@@ -49,15 +50,25 @@ def load_spec(path: Path | None = None) -> dict[str, Any]:
     return json.loads((path or spec_path()).read_text(encoding="utf-8"))
 
 
+def _is_image_route(route: str) -> bool:
+    """``/v1/flux-…`` image routes (not the FLUX Tools under ``/v1/flux-tools/``, not video)."""
+    name = route.removeprefix("/v1/")
+    return route.startswith("/v1/flux") and "/" not in name and "video" not in name
+
+
 @functools.cache
 def generation_routes(path: Path | None = None) -> dict[str, RouteSchema]:
-    """Every ``POST /v1/flux…`` route of the spec, keyed by model name, with a compiled validator."""
+    """Every image ``POST /v1/flux…`` route of the spec, keyed by model name, with a compiled validator.
+
+    FLUX 3 Image comes from the spec when it has it (the 2026 copy: strict, unknown fields → 422);
+    the reconstructed schema in ``bfl-flux3-image.json`` stands in for a spec without it.
+    """
     spec = load_spec(path)
     components = spec["components"]
     routes: dict[str, RouteSchema] = {}
     for route, operations in spec["paths"].items():
         operation = operations.get("post")
-        if not route.startswith("/v1/flux") or not operation or "requestBody" not in operation:
+        if not _is_image_route(route) or not operation or "requestBody" not in operation:
             continue
         schema = operation["requestBody"]["content"]["application/json"]["schema"]
         if "$ref" in schema:
@@ -72,16 +83,42 @@ def generation_routes(path: Path | None = None) -> dict[str, RouteSchema]:
             properties=frozenset(schema.get("properties", {})),
             closed="additionalProperties" in schema or "unevaluatedProperties" in schema,
         )
+    if FLUX3_MODEL not in routes:
+        routes[FLUX3_MODEL] = flux3_limits()
+    return routes
+
+
+@functools.cache
+def flux3_limits() -> RouteSchema:
+    """FLUX 3 Image's reconstructed schema (prose limits the spec's own schema does not carry)."""
     flux3 = json.loads(FLUX3_SPEC_PATH.read_text(encoding="utf-8"))["request"]
     jsonschema.Draft202012Validator.check_schema(flux3)
-    routes[FLUX3_MODEL] = RouteSchema(
+    return RouteSchema(
         model=FLUX3_MODEL,
         schema=flux3,
         validator=jsonschema.Draft202012Validator(flux3),
         properties=frozenset(flux3["properties"]),
         closed=True,
     )
-    return routes
+
+
+def validate_query(route: str, query: Mapping[str, str]) -> list[dict[str, Any]]:
+    """FastAPI-style ``detail`` items for a GET of ``route`` (e.g. ``/v1/get_result``) with ``query``.
+
+    Each query parameter the spec declares is checked (required, and against its schema). Others are
+    ignored, as FastAPI does: a regional ``polling_url`` may carry more (``&cluster=eu2``).
+    """
+    operation = load_spec()["paths"][route]["get"]
+    declared = {p["name"]: p for p in operation.get("parameters", []) if p.get("in") == "query"}
+    detail: list[dict[str, Any]] = []
+    for name, parameter in declared.items():
+        if name not in query:
+            if parameter.get("required"):
+                detail.append({"loc": ["query", name], "msg": "Field required", "type": "missing"})
+            continue
+        for error in jsonschema.Draft202012Validator(parameter.get("schema", {})).iter_errors(query[name]):
+            detail.append({"loc": ["query", name], "msg": error.message, "type": "value_error"})
+    return detail
 
 
 _KEYWORD_TYPES = {
@@ -125,9 +162,19 @@ def validate_body(model: str, body: Any) -> list[dict[str, Any]]:
                 "type": _KEYWORD_TYPES.get(str(error.validator), "value_error"),
             }
         )
+    if not detail and model == FLUX3_MODEL and route is not flux3_limits():
+        detail.extend(_flux3_prose_limits(body))
     if not detail:
         detail.extend(_documented_limits(model, body))
     return detail
+
+
+def _flux3_prose_limits(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The reconstructed FLUX 3 schema's limits (prompt length, image count) on a body the spec accepted."""
+    return [
+        {"loc": ["body", *error.absolute_path], "msg": error.message, "type": "value_error"}
+        for error in flux3_limits().validator.iter_errors(body)
+    ]
 
 
 def _documented_limits(model: str, body: dict[str, Any]) -> list[dict[str, Any]]:
