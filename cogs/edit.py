@@ -132,7 +132,7 @@ class Edit(commands.Cog):
         self.services = bot.services
         self.settings = bot.services.settings
         self.sources = JobSources(bot.services.db)
-        self.fetcher = InputFetcher(self.settings.discord_api_url)
+        self.fetcher = InputFetcher(self.settings.discord_api_url, cdn_url=self.settings.discord_cdn_url)
         self.menu = app_commands.ContextMenu(name="Edit with FLUX", callback=self.edit_message)
         self.menu.guild_only = True
 

@@ -5,7 +5,9 @@ One ``aiohttp.web`` application on ``127.0.0.1:<random port>`` serves
 * the REST API under ``/api/v10`` (only the routes a slash-command image bot uses; every other route
   is recorded in :attr:`FakeDiscord.unhandled` and answered with a 404),
 * the websocket gateway at ``/gateway`` (HELLO → IDENTIFY → READY → GUILD_CREATE, heartbeats, RESUME),
-* uploaded attachments at ``/attachments/{channel_id}/{attachment_id}/{filename}``.
+* uploaded attachments at ``/attachments/{channel_id}/{attachment_id}/{filename}`` on a second
+  listener, :attr:`FakeDiscord.cdn_url` (another origin, as Discord's CDN is: its own port on
+  ``127.0.0.1``, or another loopback host with ``cdn_host="127.0.0.2"``).
 
 discord.py is pointed at it with two class attributes (the bot does this itself from its settings
 ``DISCORD_API_URL`` / ``DISCORD_GATEWAY_URL``; tests can use ``monkeypatch``)::

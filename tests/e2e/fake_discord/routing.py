@@ -69,7 +69,6 @@ class RoutingMixin:
         # Everything else under /api/v10 (including wrong methods on known paths) is recorded.
         app.router.add_route("*", a + "/{tail:.*}", self._wrap(None, False, self._h_unhandled))
         app.router.add_get("/gateway", self._h_gateway)
-        app.router.add_get("/attachments/{cid}/{aid}/{filename}", self._h_attachment)
 
     def _wrap(self, operation: str | None, auth: bool, handler: Callable[..., Any]) -> Callable[..., Any]:
         async def wrapped(request: web.Request) -> web.StreamResponse:

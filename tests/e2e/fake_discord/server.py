@@ -75,6 +75,7 @@ class FakeDiscord(
         guild_name: str = "Fluxcord Test Guild",
         allow_privileged_intents: bool = True,
         heartbeat_interval_ms: int = 45_000,
+        cdn_host: str = "127.0.0.1",
     ) -> None:
         self.token = token
         self.application_id = application_id or snowflake()
@@ -87,6 +88,9 @@ class FakeDiscord(
         self.clock: Callable[[], float] = clock if clock is not None else AdjustableClock()
         self.allow_privileged_intents = allow_privileged_intents
         self.heartbeat_interval_ms = heartbeat_interval_ms
+        #: Where uploads are served: like Discord's CDN (cdn.discordapp.com), another origin than the API;
+        #: its own port on this host (default), or another loopback host, e.g. ``127.0.0.2``.
+        self.cdn_host = cdn_host
         #: The ``fake_discord`` fixture calls :meth:`assert_clean` at teardown while this is true.
         self.assert_clean_at_teardown = True
         #: Seconds ``POST /channels/{id}/messages`` takes to answer, per channel id (a slow channel).
@@ -139,6 +143,8 @@ class FakeDiscord(
         self._cond = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
+        self._cdn_runner: web.AppRunner | None = None
+        self._cdn_port: int | None = None
 
         # guild model: @everyone, the bot (with its managed role), the owner and a default member
         self.guild_name = guild_name
@@ -166,6 +172,13 @@ class FakeDiscord(
         await site.start()
         self._runner = runner
         self._port = runner.addresses[0][1]
+        cdn = web.Application()
+        cdn.router.add_get("/attachments/{cid}/{aid}/{filename}", self._h_attachment)
+        cdn_runner = web.AppRunner(cdn, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await cdn_runner.setup()
+        await web.TCPSite(cdn_runner, self.cdn_host, 0).start()
+        self._cdn_runner = cdn_runner
+        self._cdn_port = cdn_runner.addresses[0][1]
         return self
 
     async def close(self) -> None:
@@ -176,6 +189,9 @@ class FakeDiscord(
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._cdn_runner is not None:
+            await self._cdn_runner.cleanup()
+            self._cdn_runner = None
 
     async def __aenter__(self) -> Self:
         return await self.start()
@@ -194,6 +210,13 @@ class FakeDiscord(
     def base_url(self) -> str:
         """``http://127.0.0.1:PORT``."""
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def cdn_url(self) -> str:
+        """``http://<cdn_host>:CDN_PORT``: where uploads are served (another origin than the API, as Discord's CDN)."""
+        if self._cdn_port is None:
+            raise RuntimeError("FakeDiscord is not started")
+        return f"http://{self.cdn_host}:{self._cdn_port}"
 
     @property
     def api_url(self) -> str:
