@@ -241,9 +241,13 @@ class Edit(commands.Cog):
         # Pure validation first (placeholders stand in for the images): a bad option costs no download.
         spec = build_request(**options, input_images=[_PLACEHOLDER] * count).model
         loading = asyncio.ensure_future(self._load(spec.key, sources, preloaded))
-        done, _ = await asyncio.wait({loading}, timeout=ACK_BUDGET_SECONDS)
-        if not done and not interaction.response.is_done():
-            await interaction.response.defer(thinking=True, ephemeral=private)
+        try:
+            done, _ = await asyncio.wait({loading}, timeout=ACK_BUDGET_SECONDS)
+            if not done and not interaction.response.is_done():
+                await interaction.response.defer(thinking=True, ephemeral=private)
+        except BaseException:
+            loading.cancel()  # nothing is admitted yet: the download simply stops
+            raise
         images = await loading
         request = build_request(**options, input_images=images)
         source_url = sources[0].url if sources else None

@@ -98,6 +98,11 @@ Discord behaviour emulated on purpose (see also :attr:`FakeDiscord.warnings`):
   Components V2 text displays count like those in ``content``. The resulting
   ``mentions`` / ``mention_roles`` / ``mention_everyone`` are stored on the message.
 
+Failures on demand: :meth:`FakeDiscord.fail_interaction_requests` makes an interaction's initial
+response or its message edits fail as an unreachable Discord would (the connection dropped with no
+answer, or a 5xx), for one member or everyone, a number of times; nothing the request asked for is
+applied and :attr:`RecordedCall.fault` says what was injected.
+
 Time: every deadline uses ``clock`` (default :class:`AdjustableClock`, a monotonic clock that tests
 can move forward with ``fake.clock.advance(seconds)`` instead of sleeping).
 
@@ -126,6 +131,7 @@ from tests.e2e.fake_discord.constants import (
 )
 from tests.e2e.fake_discord.records import (
     CommandSync,
+    Fault,
     GatewayEvent,
     RecordedCall,
     SchemaError,
@@ -142,6 +148,7 @@ __all__ = [
     "AdjustableClock",
     "CommandSync",
     "FakeDiscord",
+    "Fault",
     "GatewayEvent",
     "Intents",
     "MessageFlags",

@@ -12,7 +12,15 @@ from aiohttp import web
 from tests.e2e.fake_discord.constants import _FILE_FIELD, API_PREFIX, MAX_FILES
 from tests.e2e.fake_discord.helpers import _errors_tree
 from tests.e2e.fake_discord.limits import _message_limit_errors
-from tests.e2e.fake_discord.records import RecordedCall, SchemaError, UploadedFile, Violation, _HTTPError
+from tests.e2e.fake_discord.records import (
+    RecordedCall,
+    SchemaError,
+    SentInteraction,
+    UploadedFile,
+    Violation,
+    _Dropped,
+    _HTTPError,
+)
 
 
 class RoutingMixin:
@@ -81,6 +89,11 @@ class RoutingMixin:
                         401, 0, "401: Unauthorized", detail="missing or wrong 'Authorization: Bot <token>'"
                     )
                 return await handler(request, call)
+            except _Dropped:
+                call.fault = "dropped"
+                if request.transport is not None:
+                    request.transport.close()  # no answer at all: the client sees the connection drop
+                return web.Response(status=204)
             except _HTTPError as exc:
                 return self._fail(call, exc)
             except Exception as exc:  # a bug in the fake: answer < 500 so discord.py does not retry
@@ -133,6 +146,16 @@ class RoutingMixin:
         except (ValueError, UnicodeDecodeError) as exc:
             call.parse_error = f"{type(exc).__name__}: {exc}"
         return call
+
+    def _inject_fault(self, call: RecordedCall, route: str, it: SentInteraction) -> None:
+        """Answer with the first matching :class:`Fault` instead of Discord, if any (raises)."""
+        for fault in self.faults:
+            if fault.matches(route, it.user_id):
+                fault.hits += 1
+                if fault.how == "drop":
+                    raise _Dropped
+                call.fault = f"status {fault.how}"
+                raise _HTTPError(int(fault.how), 0, f"{fault.how}: injected fault", record=False)
 
     def _reply(self, call: RecordedCall, status: int, body: Any = None, *, validate: bool = True) -> web.Response:
         call.status = status

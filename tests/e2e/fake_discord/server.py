@@ -24,6 +24,7 @@ from tests.e2e.fake_discord.helpers import _accepts_argument, _snowflake_of
 from tests.e2e.fake_discord.interactions import InteractionsMixin
 from tests.e2e.fake_discord.records import (
     CommandSync,
+    Fault,
     GatewayEvent,
     RecordedCall,
     SchemaError,
@@ -97,6 +98,8 @@ class FakeDiscord(
         self.channel_send_delays: dict[int, float] = {}
         #: Seconds every ``PATCH /webhooks/{app}/{token}/messages/{mid}`` takes to answer (a slow Discord).
         self.webhook_edit_delay = 0.0
+        #: Injected failures of interaction requests (see :meth:`fail_interaction_requests`).
+        self.faults: list[Fault] = []
 
         self.spec: OpenAPISpec | None = None
         if validate_schema is not False:
@@ -227,6 +230,27 @@ class FakeDiscord(
     def gateway_url(self) -> str:
         """``ws://127.0.0.1:PORT/gateway`` (for ``DiscordWebSocket.DEFAULT_GATEWAY``)."""
         return f"ws://127.0.0.1:{self.port}/gateway"
+
+    # ------------------------------------------------------------------ injected failures
+
+    def fail_interaction_requests(
+        self, route: str, *, how: str | int = "drop", user: Any = None, times: int | None = None
+    ) -> Fault:
+        """Make Discord unreachable for interaction requests: ``route`` ``"callback"`` or ``"webhook_edit"``.
+
+        ``how="drop"`` closes the connection without an answer (discord.py raises a transport error,
+        not an ``HTTPException``); an integer answers that status. ``user`` (member dict or id): only
+        that member's interactions; ``times``: only that many requests. Returns the :class:`Fault`
+        (its ``hits`` count the requests it answered; waiting on them wakes like any other call).
+        """
+        if route not in ("callback", "webhook_edit"):
+            raise ValueError(f"unknown route {route!r}: use 'callback' or 'webhook_edit'")
+        if how != "drop" and not (isinstance(how, int) and 400 <= how <= 599):
+            raise ValueError(f"how must be 'drop' or an HTTP error status, not {how!r}")
+        user_id = None if user is None else _snowflake_of(user, "user")
+        fault = Fault(route, how, user_id, times)
+        self.faults.append(fault)
+        return fault
 
     # ------------------------------------------------------------------ waiting
 
