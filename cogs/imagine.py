@@ -33,7 +33,7 @@ from bot.safety.privacy import require_details
 from bot.text import clean_prompt
 from cogs._admission import admit_and_acknowledge
 from cogs._choices import aspect_ratio_choices, model_choices, resolution_choices
-from cogs._confirm import Confirmations, ConfirmButton
+from cogs._confirm import Confirmations, ConfirmButton, PriceCheck
 from cogs._context import is_moderator, requester, require_guild
 from cogs._fallback import FallbackButton, refusal
 from cogs._gallery import GalleryButton, GalleryFlow, gallery_view
@@ -69,10 +69,8 @@ class Imagine(commands.Cog):
             gallery_view=gallery_view,  # /imagine count:N and draft: N images in one message
             group_showing_progress=self.engine.groups.is_showing_progress,
         )
-        self.confirmations = Confirmations(  # price before spending (CONFIRM_ABOVE_USD)
-            threshold_micros=self.settings.confirm_above_micros,
-            ledger=bot.services.ledger,
-            limits=bot.services.limits,
+        self.confirmations = Confirmations(  # price before spending (CONFIRM_ABOVE_USD), only if it can be paid
+            threshold_micros=self.settings.confirm_above_micros, check=PriceCheck.of(bot.services)
         )
         # The prompt's synced max_length is MAX_PROMPT_LENGTH, so Discord's client stops the member there.
         # discord.py reads the bound from the annotation at import time; this cog's copy gets the setting.
