@@ -38,7 +38,7 @@ from bot.safety.privacy import require_details
 from bot.text import strip_bidi
 from cogs._context import is_moderator, requester, require_guild
 from cogs._fallback import refusal
-from cogs._presenter import model_label, progress_text, render_embed
+from cogs._presenter import ai_generated, model_label, progress_text, render_embed
 
 if TYPE_CHECKING:
     from cogs.imagine import Imagine
@@ -158,7 +158,7 @@ def gallery_view(
         lines.append(f"Requested by {_clean(requester)[:100]}")
     cost = sum(r.cost_micros for r in result.results)
     what = "drafts" if group.draft else "images"
-    lines.append(f"{model_label(result.model)} · {len(result.results)} {what} · {format_usd(cost)}")
+    lines.append(f"{ai_generated(result.model)} · {len(result.results)} {what} · {format_usd(cost)}")
     if group.draft and group.final_model:
         lines.append(f"Press **Final #n** to render a draft on {model_label(group.final_model)}.")
     failed = failure_line(result)
@@ -169,8 +169,9 @@ def gallery_view(
     view = discord.ui.LayoutView(timeout=None)
     view.add_item(discord.ui.TextDisplay("\n".join(lines)))
     gallery = discord.ui.MediaGallery()
+    alt = f"{ai_generated(result.model)}: {prompt}"  # every item is disclosed as AI-generated (EU AI Act Art. 50)
     for filename in filenames:
-        gallery.add_item(media=f"attachment://{filename}", description=prompt[:ALT_TEXT_MAX])
+        gallery.add_item(media=f"attachment://{filename}", description=alt[:ALT_TEXT_MAX])
     view.add_item(gallery)
     uses = discord.ui.ActionRow()
     for number, res in enumerate(result.results, start=1):

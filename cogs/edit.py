@@ -44,6 +44,7 @@ from bot.safety.privacy import require_details
 from bot.text import clean_prompt, strip_bidi
 from cogs._choices import model_choices, resolution_choices
 from cogs._context import is_moderator, require_guild
+from cogs._presenter import posted_file_text
 
 log = logging.getLogger(__name__)
 
@@ -428,6 +429,9 @@ class Edit(commands.Cog):
         source = await self.sources.get(job.id)
         if source is not None and source.source_job_id is not None:
             embed.add_field(name="Works on", value=f"job {source.source_job_id} ({source.kind})", inline=False)
+        posted_file = posted_file_text(job)
+        if posted_file:
+            embed.add_field(name="File", value=posted_file, inline=False)
         return embed
 
 

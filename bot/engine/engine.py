@@ -811,7 +811,7 @@ class JobEngine:
         if self._presenter is None:
             return  # no Discord (a worker without a presenter): the job waits in `delivering`
         try:
-            channel_id, message_id = await self._presenter.deliver(result)
+            posted = await self._presenter.deliver(result)
         except Exception as exc:
             log.warning("Job %s: could not post the image: %s", job.id, exc)
             await self._end(job.id, Event.DELIVERY_FAILED, exc, quiet=True)
@@ -822,8 +822,9 @@ class JobEngine:
             Event.DELIVERED,
             self._settings.refund_policy,
             expected=job.status,
-            result_channel_id=channel_id,
-            result_message_id=message_id,
+            result_channel_id=posted.channel_id,
+            result_message_id=posted.message_id,
+            result_file=posted.result_file,  # BFL's original (provenance kept) or a re-encoded copy, and why
         )
         self._observe(delivered, outcome="cached" if result.from_cache else None)
         self._point("after_delivered", job.id)

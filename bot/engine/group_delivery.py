@@ -21,7 +21,7 @@ from bot.bfl.errors import BflError
 from bot.config import RefundPolicy
 from bot.engine.groups import Group, GroupResult, GroupStore
 from bot.engine.leases import ProcessIdentity
-from bot.engine.progress import Presenter, Result
+from bot.engine.progress import GroupPosted, Presenter, Result
 from bot.engine.states import Event, JobStatus
 from bot.engine.store import Applied, Job, JobStore
 from bot.images.cache import ImageCache
@@ -90,8 +90,11 @@ class GroupDelivery:
             if group_id not in self._posting:
                 await self.member_done(group_id)
 
-    async def mark_delivered(self, group_id: int) -> None:
-        """Once the group is posted: its paid members become ``delivered``, with the message they are in."""
+    async def mark_delivered(self, group_id: int, files: dict[int, str] | None = None) -> None:
+        """Once the group is posted: its paid members become ``delivered``, with the message they are in.
+
+        ``files``: each member's posted file (``jobs.result_file``), when this process just posted them.
+        """
         group = await self._groups.get(group_id)
         if group is None or group.posted_at is None:
             return
@@ -104,6 +107,7 @@ class GroupDelivery:
                     expected=JobStatus.DELIVERING,
                     result_channel_id=group.result_channel_id,
                     result_message_id=group.result_message_id,
+                    result_file=(files or {}).get(job.id),
                 )
                 self._observe(delivered)
 
@@ -128,7 +132,7 @@ class GroupDelivery:
             prompt=members[0].prompt,
             model=members[0].model,
         )
-        where: tuple[int | None, int | None] = (None, None)
+        where: GroupPosted | None = None
         if results or outcome.failed:  # all cancelled: the Cancel click already said so
             assert self.presenter is not None
             try:
@@ -140,8 +144,9 @@ class GroupDelivery:
                 await self._groups.mark_posted(group, self._identity, channel_id=None, message_id=None)
                 return
         self._checkpoint("after_group_post", group.id)
-        await self._groups.mark_posted(group, self._identity, channel_id=where[0], message_id=where[1])
-        await self.mark_delivered(group.id)
+        channel_id, message_id = (where.channel_id, where.message_id) if where is not None else (None, None)
+        await self._groups.mark_posted(group, self._identity, channel_id=channel_id, message_id=message_id)
+        await self.mark_delivered(group.id, where.result_files() if where is not None else None)
         log.info("Group %s posted: %d images, %d failed", group.id, len(results), outcome.failed)
 
     async def _image(self, job: Job) -> bytes | None:

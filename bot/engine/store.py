@@ -96,6 +96,7 @@ class Job:
     style: str | None = None  # the server style applied to the prompt (bot.styles), shown on the card
     group_id: int | None = None  # one image of an /imagine count:N or draft group (bot.engine.groups)
     group_index: int | None = None  # its place in the group, from 0
+    result_file: str | None = None  # the posted file: 'original' (BFL's, provenance kept) or 'reencoded: <why>'
 
     @property
     def settled_cost_micros(self) -> int:
@@ -146,6 +147,7 @@ _UPDATABLE = {
     "error",
     "result_channel_id",
     "result_message_id",
+    "result_file",
     "submitted_at",
     "ready_at",
     "sample_url",
@@ -612,4 +614,5 @@ def _job(row: Any) -> Job:
         style=row["style"],
         group_id=row["group_id"],
         group_index=row["group_index"],
+        result_file=row["result_file"],
     )

@@ -16,7 +16,7 @@ from bot.app import build_services
 from bot.bfl.client import BflClient, PollSchedule
 from bot.config import Settings
 from bot.engine.engine import JobEngine, Requester
-from bot.engine.progress import Progress, Result
+from bot.engine.progress import Posted, Progress, Result
 from bot.models import build_request
 
 GUILD, CHANNEL, ALICE = 1000, 2000, 3000
@@ -68,12 +68,12 @@ class RecordingPresenter:
     async def show_progress(self, job, progress, text) -> None:
         self.progress.setdefault(job.id, []).append(text)
 
-    async def deliver(self, result: Result) -> tuple[int, int]:
+    async def deliver(self, result: Result) -> Posted:
         if self.fail_delivery:
             raise RuntimeError("Discord said no")
         self.delivered[result.job.id] = result
         await self._notify_all()
-        return CHANNEL, 10_000 + result.job.id
+        return Posted(CHANNEL, 10_000 + result.job.id)
 
     async def notify(self, job, text) -> None:
         self.notified[job.id] = text
