@@ -34,7 +34,7 @@ import aiohttp
 from bot.app import build_services
 from bot.config import Settings
 from bot.engine.engine import Requester
-from bot.engine.progress import Progress, Result
+from bot.engine.progress import Posted, Progress, Result
 from bot.engine.states import JobStatus
 from bot.models import build_request
 from bot.storage.database import Database
@@ -59,11 +59,11 @@ class InstantPresenter:
     async def show_progress(self, job: Any, progress: Progress, text: str) -> None:
         return None
 
-    async def deliver(self, result: Result) -> tuple[int, int]:
+    async def deliver(self, result: Result) -> Posted:
         self.delivered += 1
         if self.delivered >= self.expected:
             self.done.set()
-        return 1, result.job.id
+        return Posted(1, result.job.id)
 
     async def notify(self, job: Any, text: str) -> None:
         self.delivered += 1

@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     bfl_api_url: str = "https://api.bfl.ai"
     discord_api_url: str = "https://discord.com/api/v10"
     discord_gateway_url: str = "wss://gateway.discord.gg/"
+    # Where `/edit` may also read attachments (a proxy's or a local Discord's CDN): that origin and path.
+    # Not set: Discord's CDN hosts, plus the host of DISCORD_API_URL (any port) when it is not discord.com.
+    discord_cdn_url: str | None = None
     database_path: Path = Path("data/fluxcord.sqlite3")
     # NORMAL (with WAL) keeps every commit through a process crash; FULL also through an OS crash or
     # power loss, at ~4x fewer ledger writes per second (see README "Benchmarks").
@@ -144,6 +147,17 @@ class Settings(BaseSettings):
     @classmethod
     def _http_url(cls, value: str) -> str:
         return _check_url(value, ("https", "http"), "https://api.bfl.ai").rstrip("/")
+
+    @field_validator("discord_cdn_url")
+    @classmethod
+    def _cdn_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        text = _check_url(value, ("https", "http"), "https://cdn.discordapp.com")
+        parts = urlsplit(text)
+        if parts.query or parts.fragment:
+            raise ValueError("must not have a query or fragment, e.g. https://cdn.discordapp.com")
+        return text.rstrip("/")
 
     @field_validator("database_url")
     @classmethod

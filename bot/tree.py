@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import aiohttp
 import discord
 from discord import app_commands
 
@@ -65,5 +66,5 @@ async def reply(
             await interaction.followup.send(text, ephemeral=True, **extra)
         else:
             await interaction.edit_original_response(content=text, embed=None, attachments=[], **extra)
-    except discord.HTTPException as exc:
-        log.warning("Could not answer interaction %s: %s", interaction.id, exc)
+    except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as exc:  # Discord unreachable too
+        log.warning("Could not answer interaction %s: %s: %s", interaction.id, type(exc).__name__, exc)

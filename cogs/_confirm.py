@@ -1,10 +1,13 @@
 """Price before spending: an expensive request is first confirmed privately; nothing is reserved until then.
 
 A request whose estimate is at or above ``CONFIRM_ABOVE_USD`` gets an ephemeral message with the price
-and what is left of the member's budget, and **Generate** / **Cancel** buttons. The pending request
-lives in memory under a short random id (the buttons' custom ids hold only that id); nothing is written,
-reserved or sent to BFL until Generate, which then runs the request through the normal admission (the
-same limits: the budget may have changed in between). A confirmation older than
+and what is left of the member's budget, and **Generate** / **Cancel** buttons — but only when it can be
+paid: first the reservation's own check (:class:`PriceCheck`, the ledger's refusal explanation over the
+member's limits) runs, and a spend the member's, the server's or the bot's budget or image quota cannot
+cover gets that refusal instead (what is left, when it resets, whom to ask), with no Generate button.
+The pending request lives in memory under a short random id (the buttons' custom ids hold only that
+id); nothing is written, reserved or sent to BFL until Generate, which then runs the request through the
+normal admission (the same limits: the budget may have changed in between). A confirmation older than
 :data:`CONFIRM_TTL_SECONDS`, already answered, or lost to a restart says it has expired.
 """
 
@@ -16,12 +19,14 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import discord
 
 from bot.billing.ledger import Ledger, Metric, Scope
 from bot.billing.limits import LimitsService
 from bot.billing.money import format_usd
+from bot.clock import Clock
 from bot.errors import InvalidOptions
 from bot.models import GenerationRequest
 from cogs._context import require_guild, role_ids
@@ -47,6 +52,49 @@ class Pending:
     created: float
 
 
+@dataclass(frozen=True)
+class PriceCheck:
+    """The check a reservation makes, asked before a price is offered (nothing is written)."""
+
+    ledger: Ledger
+    limits: LimitsService
+    max_pending_jobs: int
+    cooldown_seconds: int
+    clock: Clock
+
+    @classmethod
+    def of(cls, services: Any) -> PriceCheck:
+        """The check of the running bot's services (its ledger, limits and member settings)."""
+        settings = services.settings
+        return cls(
+            services.ledger,
+            services.limits,
+            settings.member_max_pending_jobs,
+            settings.member_cooldown_seconds,
+            services.clock,
+        )
+
+    async def require(self, interaction: discord.Interaction, estimated_micros: int, *, images: int = 1) -> None:
+        """Raise the refusal admitting ``images`` images costing ``estimated_micros`` in all would meet now.
+
+        The ledger's own explanation (:meth:`Ledger.explain_refusal`) over the member's limits: paused,
+        a budget or image quota (member, server, bot) that cannot cover it, too many in progress, the
+        cooldown. Returns when the reservation would be written.
+        """
+        guild_id = require_guild(interaction)
+        limits = await self.limits.limits_for(guild_id, interaction.user.id, role_ids(interaction))
+        await self.ledger.explain_refusal(
+            guild_id=guild_id,
+            user_id=interaction.user.id,
+            estimated_micros=estimated_micros,
+            limits=limits,
+            max_pending_jobs=self.max_pending_jobs,
+            cooldown_seconds=self.cooldown_seconds,
+            now=self.clock(),
+            images=images,
+        )
+
+
 def is_confirmation_click(interaction: discord.Interaction) -> bool:
     """Whether this interaction is a click on Generate (then the request is already confirmed)."""
     data = interaction.data or {}
@@ -57,16 +105,10 @@ class Confirmations:
     """Pending price confirmations, in memory (a restart simply expires them)."""
 
     def __init__(
-        self,
-        *,
-        threshold_micros: int,
-        ledger: Ledger,
-        limits: LimitsService,
-        clock: Callable[[], float] = time.monotonic,
+        self, *, threshold_micros: int, check: PriceCheck, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.threshold_micros = threshold_micros
-        self._ledger = ledger
-        self._limits = limits
+        self.check = check
         self._clock = clock
         self._pending: dict[str, Pending] = {}
 
@@ -80,9 +122,11 @@ class Confirmations:
         """Ask privately if needed; True when asked (the caller stops there), False to go ahead now.
 
         ``count``: that many images of ``request`` (`/imagine count`), quoted and compared as the total.
+        A price the member cannot pay is never offered: the reservation's refusal is raised instead.
         """
         if is_confirmation_click(interaction) or not self.needed(request, count):
             return False
+        await self.check.require(interaction, request.estimated_cost_micros * count, images=count)
         guild_id = require_guild(interaction)
         self._expire()
         key = secrets.token_hex(4)
@@ -99,8 +143,8 @@ class Confirmations:
 
     async def _text(self, interaction: discord.Interaction, request: GenerationRequest, count: int = 1) -> str:
         guild_id = require_guild(interaction)
-        limits = await self._limits.limits_for(guild_id, interaction.user.id, role_ids(interaction))
-        statuses = await self._ledger.statuses(guild_id, interaction.user.id, limits)
+        limits = await self.check.limits.limits_for(guild_id, interaction.user.id, role_ids(interaction))
+        statuses = await self.check.ledger.statuses(guild_id, interaction.user.id, limits)
         left = [
             f"{format_usd(s.remaining)} left of your {s.limit.period.adjective} budget"
             for s in statuses

@@ -3,7 +3,9 @@
 When admission refuses a request because its model's circuit breaker is open, :func:`refusal` asks
 :class:`bot.engine.fallback.FallbackOffers` for an offer on the server's fallback model and returns the
 error to raise: the plain "… is having trouble right now" refusal, or that text plus a **Use <model> ·
-<price>** button. Both go through the one app-command error path (``bot/tree.py``), privately. The
+<price>** button — only when that price can be paid: else the refusal says what the fallback would cost
+and why it can't be paid (the reservation's own check, :class:`cogs._confirm.PriceCheck`), with no button.
+Both go through the one app-command error path (``bot/tree.py``), privately. The
 button's custom id holds only the offer's random id; a click takes the offer (once, its member only)
 and runs the request through the normal path: ``/imagine``'s (or, for an edit, ``/edit``'s) price
 confirmation, admission, limits and queue.
@@ -21,8 +23,9 @@ from bot.engine.breaker import BreakerState
 from bot.engine.engine import ProviderTrouble
 from bot.engine.fallback import OFFER_TTL_SECONDS, FallbackOffers
 from bot.engine.sources import JobSources
-from bot.errors import FluxcordError, InvalidOptions
+from bot.errors import FluxcordError, InvalidOptions, LimitReached
 from bot.models import GenerationRequest
+from cogs._confirm import PriceCheck
 from cogs._context import require_guild
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,18 @@ async def refusal(
 ) -> FluxcordError:
     """The error to raise for ``trouble``: with a fallback button when the server allows one that can serve it."""
     guild_id = require_guild(interaction)
+    check = PriceCheck.of(interaction.client.services)  # type: ignore[attr-defined]
+
+    async def payable(fallback: GenerationRequest) -> None:
+        """A price is offered only when it can be paid: else the refusal the reservation would give."""
+        try:
+            await check.require(interaction, fallback.estimated_cost_micros * images, images=images)
+        except FluxcordError as over:
+            raise LimitReached(
+                f"{trouble.user_message}\n↪️ This server offers **{fallback.model.label}** instead, but it can't be"
+                f" paid for: {over.user_message}"
+            ) from over
+
     try:
         source = await JobSources(interaction.client.services.db).get(interaction.id)  # type: ignore[attr-defined]
         offer = await offers(interaction.client).offer(
@@ -71,7 +86,10 @@ async def refusal(
             source_url=source.source_url if source is not None else None,
             source_job_id=source.source_job_id if source is not None else None,
             images=images,
+            payable=payable,
         )
+    except FluxcordError as unpayable:  # the fallback's price is over what the member (or server) has left
+        return unpayable
     except Exception:  # the offer is a courtesy: never answer worse than the plain refusal
         log.exception("Could not make a fallback offer for interaction %s", interaction.id)
         return trouble

@@ -38,7 +38,7 @@ from bot.safety.privacy import require_details
 from bot.text import strip_bidi
 from cogs._context import is_moderator, requester, require_guild
 from cogs._fallback import refusal
-from cogs._presenter import model_label, progress_text, render_embed
+from cogs._presenter import ai_generated, model_label, progress_text, render_embed
 
 if TYPE_CHECKING:
     from cogs.imagine import Imagine
@@ -158,7 +158,7 @@ def gallery_view(
         lines.append(f"Requested by {_clean(requester)[:100]}")
     cost = sum(r.cost_micros for r in result.results)
     what = "drafts" if group.draft else "images"
-    lines.append(f"{model_label(result.model)} · {len(result.results)} {what} · {format_usd(cost)}")
+    lines.append(f"{ai_generated(result.model)} · {len(result.results)} {what} · {format_usd(cost)}")
     if group.draft and group.final_model:
         lines.append(f"Press **Final #n** to render a draft on {model_label(group.final_model)}.")
     failed = failure_line(result)
@@ -169,8 +169,9 @@ def gallery_view(
     view = discord.ui.LayoutView(timeout=None)
     view.add_item(discord.ui.TextDisplay("\n".join(lines)))
     gallery = discord.ui.MediaGallery()
+    alt = f"{ai_generated(result.model)}: {prompt}"  # every item is disclosed as AI-generated (EU AI Act Art. 50)
     for filename in filenames:
-        gallery.add_item(media=f"attachment://{filename}", description=prompt[:ALT_TEXT_MAX])
+        gallery.add_item(media=f"attachment://{filename}", description=alt[:ALT_TEXT_MAX])
     view.add_item(gallery)
     uses = discord.ui.ActionRow()
     for number, res in enumerate(result.results, start=1):
@@ -258,33 +259,37 @@ class GalleryFlow:
         if await self.cog.confirmations.ask(interaction, requests[0], resume, count=len(requests)):
             return  # the N× total is at or above CONFIRM_ABOVE_USD: asked privately, nothing reserved
         who = requester(interaction, private=private)
+        admission = self.engine.admit_group(
+            requests, who, draft=draft, final_model=final_model, final_options=final_options
+        )
         try:
-            members = await self.cog.within_ack_budget(
+            await self.cog.admit_and_acknowledge(
                 interaction,
-                self.engine.admit_group(
-                    requests, who, draft=draft, final_model=final_model, final_options=final_options
-                ),
+                admission,
                 private=private,
+                acknowledge=lambda members: self._acknowledge(interaction, who.job_id, members, private=private),
+                abandon=lambda _members: self.engine.abandon_group(who.job_id),
+                what=f"Group {who.job_id}",
             )
         except ProviderTrouble as trouble:  # BFL keeps failing for this model: the server's fallback, if any
             if draft:
                 raise  # drafts already run on the cheap model: no second choice is offered for them
             raise await refusal(interaction, requests[0], trouble, private=private, images=len(requests)) from None
-        try:
-            progress = await self.engine.initial_group_progress(members)
-            text = progress_text(progress)
-            view = self._cancel_view(interaction.id)
-            if interaction.response.is_done():
-                await interaction.edit_original_response(content=text, view=view)
-            else:
-                await interaction.response.send_message(text, ephemeral=private, view=view)
-        except discord.HTTPException as exc:
-            log.warning("Could not acknowledge group %s (%s %s); cancelling it", who.job_id, exc.status, exc.code)
-            await self.engine.abandon_group(who.job_id)
-            return
+
+    async def _acknowledge(
+        self, interaction: discord.Interaction, group_id: int, members: list[Job], *, private: bool
+    ) -> None:
+        """Answer with the group's one progress line (and Cancel), then let its images run."""
+        progress = await self.engine.initial_group_progress(members)
+        text = progress_text(progress)
+        view = self._cancel_view(interaction.id)
+        if interaction.response.is_done():
+            await interaction.edit_original_response(content=text, view=view)
+        else:
+            await interaction.response.send_message(text, ephemeral=private, view=view)
         if self.engine.painter is not None:
-            self.engine.painter.shown(who.job_id, text)
-        await self.engine.acknowledged_group(who.job_id)
+            self.engine.painter.shown(group_id, text)
+        await self.engine.acknowledged_group(group_id)
 
     async def cancel(self, interaction: discord.Interaction, group: Group) -> None:
         """Cancel on the group's queued message: every still-queued image of it is cancelled and released."""

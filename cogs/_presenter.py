@@ -19,10 +19,10 @@ import discord
 from bot.billing.money import format_usd
 from bot.clock import Clock, utc_now
 from bot.engine.groups import Group, GroupResult
-from bot.engine.progress import TOKEN_LIFETIME, Posted, Progress, Result, Undeliverable
+from bot.engine.progress import TOKEN_LIFETIME, GroupPosted, Posted, Progress, Result, Undeliverable, reencoded_reason
 from bot.engine.states import JobStatus
 from bot.engine.store import Job
-from bot.images.codec import InvalidImage, fit_for_upload
+from bot.images.codec import EncodedImage, InvalidImage, fit_for_upload
 from bot.models import MODELS
 from bot.text import strip_bidi
 
@@ -122,8 +122,37 @@ def render_embed(
     if source_url and source_url.startswith(("https://", "http://")) and len(source_url) <= 1000:
         embed.set_thumbnail(url=source_url)
         embed.add_field(name="Source", value=f"[source image]({source_url})", inline=False)
-    embed.set_footer(text=f"Job {job.id}")
+    embed.set_footer(text=f"{ai_generated(job.model)} · Job {job.id}")  # EU AI Act Art. 50: disclosed as such
     return embed
+
+
+def ai_generated(model: str) -> str:
+    """The disclosure every result carries: ``AI-generated with FLUX.2 [pro] (Black Forest Labs)``."""
+    return f"AI-generated with {model_label(model)} (Black Forest Labs)"
+
+
+def file_size(size: int) -> str:
+    """``19.5 KiB`` / ``10 MiB``."""
+    if size >= 1024 * 1024:
+        return f"{size / 1024 / 1024:.1f}".removesuffix(".0") + " MiB"
+    return f"{size / 1024:.1f}".removesuffix(".0") + " KiB"
+
+
+def posted_file_text(job: Job) -> str | None:
+    """Details' word on the posted file: BFL's original (C2PA provenance kept) or a re-encoded copy, and why."""
+    if job.result_file is None:
+        return "Not recorded for this result." if job.status is JobStatus.DELIVERED else None
+    why = reencoded_reason(job.result_file)
+    if why is None:
+        return f"BFL's original file, with its C2PA provenance (content credentials). {ai_generated(job.model)}."
+    return f"A re-encoded copy, so BFL's C2PA provenance is lost: {why}. {ai_generated(job.model)}."
+
+
+def reencoded_because(original: bytes, encoded: EncodedImage, limit: int) -> str | None:
+    """Why the posted file is not BFL's original (its provenance lost); None when it is the original."""
+    if not encoded.reencoded:
+        return None
+    return f"the original ({file_size(len(original))}) is over Discord's upload limit here ({file_size(limit)})"
 
 
 class DiscordPresenter:
@@ -222,6 +251,8 @@ class DiscordPresenter:
         """Post the image in the interaction's message, or in the channel (by DM if private) once the token is gone.
 
         Posting the same result again edits the same message, or returns the first channel post (nonce).
+        BFL's original bytes (with their C2PA provenance) when they fit the upload limit; only otherwise
+        a re-encoded copy, and :class:`Posted` says why.
         """
         job = result.job
         try:
@@ -256,7 +287,7 @@ class DiscordPresenter:
             nonce=f"fx{job.id}",  # ≤ 25 characters: a snowflake is ≤ 20 digits
         )
         assert where is not None  # a private result went by DM or raised
-        return Posted(*where)
+        return Posted(*where, reencoded=reencoded_because(result.data, encoded, job.upload_limit))
 
     async def notify(self, job: Job, text: str) -> None:
         """Replace the job's message with ``text`` (or tell the member in the channel past the token)."""
@@ -272,13 +303,17 @@ class DiscordPresenter:
         if where is None:
             log.info("Job %s: private, and its interaction expired; the member can't be told", job.id)
 
-    async def deliver_group(self, result: GroupResult) -> Posted:
-        """Post a finished group as ONE Components V2 message (a media gallery), or say that none made it."""
+    async def deliver_group(self, result: GroupResult) -> GroupPosted:
+        """Post a finished group as ONE Components V2 message (a media gallery), or say that none made it.
+
+        Each image as :meth:`deliver` posts one: BFL's original unless it does not fit the upload limit.
+        """
         group = result.group
         if not result.results:
             from cogs._gallery import all_failed_text
 
-            return await self._group_text(group, all_failed_text(result))
+            told = await self._group_text(group, all_failed_text(result))
+            return GroupPosted(told.channel_id, told.message_id)
         assert self._gallery_view is not None
         encoded = []
         for res in result.results:
@@ -312,7 +347,11 @@ class DiscordPresenter:
             nonce=f"fxg{group.id}",
         )
         assert where is not None  # a private group went by DM or raised
-        return Posted(*where)
+        reencoded = {
+            res.job.id: reencoded_because(res.data, enc, res.job.upload_limit)
+            for res, enc in zip(result.results, encoded, strict=True)
+        }
+        return GroupPosted(*where, reencoded=reencoded)
 
     async def _group_text(self, group: Group, text: str) -> Posted:
         where = await self._edit_or_post(

@@ -46,6 +46,7 @@ from bot.safety.privacy import require_details
 from bot.text import clean_prompt, strip_bidi
 from cogs._choices import model_choices, resolution_choices
 from cogs._context import is_moderator, require_guild
+from cogs._presenter import posted_file_text
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ class Edit(commands.Cog):
         self.services = bot.services
         self.settings = bot.services.settings
         self.sources = JobSources(bot.services.db)
-        self.fetcher = InputFetcher(self.settings.discord_api_url)
+        self.fetcher = InputFetcher(self.settings.discord_api_url, cdn_url=self.settings.discord_cdn_url)
         self.menu = app_commands.ContextMenu(name="Edit with FLUX", callback=self.edit_message)
         self.menu.guild_only = True
 
@@ -243,9 +244,13 @@ class Edit(commands.Cog):
         # Pure validation first (placeholders stand in for the images): a bad option costs no download.
         spec = build_request(**options, input_images=[_PLACEHOLDER] * count).model
         loading = asyncio.ensure_future(self._load(spec.key, sources, preloaded))
-        done, _ = await asyncio.wait({loading}, timeout=ACK_BUDGET_SECONDS)
-        if not done and not interaction.response.is_done():
-            await interaction.response.defer(thinking=True, ephemeral=private)
+        try:
+            done, _ = await asyncio.wait({loading}, timeout=ACK_BUDGET_SECONDS)
+            if not done and not interaction.response.is_done():
+                await interaction.response.defer(thinking=True, ephemeral=private)
+        except BaseException:
+            loading.cancel()  # nothing is admitted yet: the download simply stops
+            raise
         images = await loading
         request = build_request(**options, input_images=images)
         source_url = sources[0].url if sources else None
@@ -428,6 +433,9 @@ class Edit(commands.Cog):
         source = await self.sources.get(job.id)
         if source is not None and source.source_job_id is not None:
             embed.add_field(name="Works on", value=f"job {source.source_job_id} ({source.kind})", inline=False)
+        posted_file = posted_file_text(job)
+        if posted_file:
+            embed.add_field(name="File", value=posted_file, inline=False)
         return embed
 
 

@@ -7,11 +7,10 @@ the job and posts the result through :class:`cogs._presenter.DiscordPresenter`, 
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import ClassVar, TypeVar
 
 import discord
@@ -19,7 +18,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import FluxcordBot
-from bot.engine.engine import ProviderTrouble, Requester
+from bot.engine.engine import ProviderTrouble
 from bot.engine.outcomes import CANCELLED_TEXT
 from bot.engine.sources import JobSources
 from bot.engine.store import Job
@@ -32,8 +31,9 @@ from bot.models import (
 )
 from bot.safety.privacy import require_details
 from bot.text import clean_prompt
+from cogs._admission import admit_and_acknowledge
 from cogs._choices import aspect_ratio_choices, model_choices, resolution_choices
-from cogs._confirm import Confirmations, ConfirmButton
+from cogs._confirm import Confirmations, ConfirmButton, PriceCheck
 from cogs._context import is_moderator, requester, require_guild
 from cogs._fallback import FallbackButton, refusal
 from cogs._gallery import GalleryButton, GalleryFlow, gallery_view
@@ -69,10 +69,8 @@ class Imagine(commands.Cog):
             gallery_view=gallery_view,  # /imagine count:N and draft: N images in one message
             group_showing_progress=self.engine.groups.is_showing_progress,
         )
-        self.confirmations = Confirmations(  # price before spending (CONFIRM_ABOVE_USD)
-            threshold_micros=self.settings.confirm_above_micros,
-            ledger=bot.services.ledger,
-            limits=bot.services.limits,
+        self.confirmations = Confirmations(  # price before spending (CONFIRM_ABOVE_USD), only if it can be paid
+            threshold_micros=self.settings.confirm_above_micros, check=PriceCheck.of(bot.services)
         )
         # The prompt's synced max_length is MAX_PROMPT_LENGTH, so Discord's client stops the member there.
         # discord.py reads the bound from the annotation at import time; this cog's copy gets the setting.
@@ -196,37 +194,47 @@ class Imagine(commands.Cog):
     ) -> None:
         """Admit (or refuse privately), answer with the job's place in the queue, and hand it to the engine.
 
-        ``private``: the answer and the result are ephemeral, visible only to the member.
+        ``private``: the answer and the result are ephemeral, visible only to the member. Any failure
+        between the admission and the answer abandons the job (:mod:`cogs._admission`).
         """
         if await self.confirmations.ask(interaction, request, lambda it: self._generate(it, request, private=private)):
             return  # an expensive request: asked privately first, nothing reserved (cogs/_confirm.py)
         who = requester(interaction, private=private)
         try:
-            job = await self._admit(interaction, request, who)
+            await self.admit_and_acknowledge(
+                interaction,
+                self.engine.admit(request, who),
+                private=private,
+                acknowledge=lambda job: self._acknowledge(interaction, job),
+                abandon=lambda job: self.engine.abandon(job.id),
+                what=f"Job {who.job_id}",
+            )
         except ProviderTrouble as trouble:  # BFL keeps failing for this model: the server's fallback, if any
             raise await refusal(interaction, request, trouble, private=private) from None
-        try:
-            text = await self._acknowledge(interaction, job)
-        except discord.HTTPException as exc:
-            log.warning("Could not acknowledge job %s (%s %s); cancelling it", job.id, exc.status, exc.code)
-            await self.engine.abandon(job.id)
-            return
-        if self.engine.painter is not None:
-            self.engine.painter.shown(job.id, text)
-        await self.engine.acknowledged(job.id)
 
-    async def _admit(self, interaction: discord.Interaction, request: GenerationRequest, who: Requester) -> Job:
-        return await self.within_ack_budget(interaction, self.engine.admit(request, who), private=who.private)
+    async def admit_and_acknowledge(
+        self,
+        interaction: discord.Interaction,
+        admission: Awaitable[T],
+        *,
+        private: bool,
+        acknowledge: Callable[[T], Awaitable[None]],
+        abandon: Callable[[T], Awaitable[None]],
+        what: str,
+    ) -> T | None:
+        """:func:`cogs._admission.admit_and_acknowledge` within this cog's ack budget (any failure abandons)."""
+        return await admit_and_acknowledge(
+            interaction,
+            admission,
+            private=private,
+            acknowledge=acknowledge,
+            abandon=abandon,
+            what=what,
+            ack_budget=ACK_BUDGET_SECONDS,
+        )
 
-    async def within_ack_budget(self, interaction: discord.Interaction, admission: Awaitable[T], *, private: bool) -> T:
-        """Await an admission, deferring the interaction first if it takes longer than the ack budget."""
-        task = asyncio.ensure_future(admission)
-        done, _ = await asyncio.wait({task}, timeout=ACK_BUDGET_SECONDS)
-        if not done and not interaction.response.is_done():  # an edit may have deferred already
-            await interaction.response.defer(thinking=True, ephemeral=private)
-        return await task
-
-    async def _acknowledge(self, interaction: discord.Interaction, job: Job) -> str:
+    async def _acknowledge(self, interaction: discord.Interaction, job: Job) -> None:
+        """Answer with the job's place in the queue (and Cancel), then let it run."""
         progress = await self.engine.initial_progress(job)
         text = progress_text(progress)
         extra = {"view": cancel_buttons(job.id)} if progress.cancellable else {}
@@ -234,7 +242,9 @@ class Imagine(commands.Cog):
             await interaction.edit_original_response(content=text, **extra)
         else:
             await interaction.response.send_message(text, ephemeral=job.private, **extra)
-        return text
+        if self.engine.painter is not None:
+            self.engine.painter.shown(job.id, text)
+        await self.engine.acknowledged(job.id)
 
 
 def reroll_request(job: Job, *, max_prompt_length: int) -> GenerationRequest:

@@ -455,7 +455,22 @@ async def _lock_counters(tx: Transaction, guild_id: int, user_id: int, keys: Per
     )
 
 
+_WHOM_TO_ASK = {
+    (Scope.MEMBER, Metric.USD): "A moderator can give you more with `/budget grant`.",
+    (Scope.MEMBER, Metric.IMAGES): "A moderator can raise it with `/budget images`.",
+    (Scope.SERVER, Metric.USD): "A moderator can raise it with `/budget server`.",
+    (Scope.SERVER, Metric.IMAGES): "Ask a moderator.",
+    (Scope.BOT, Metric.USD): "Only the bot's owner can raise it (`BOT_BUDGET_USD`).",
+    (Scope.BOT, Metric.IMAGES): "Only the bot's owner can raise it.",
+}
+
+
 def _refusal_text(status: LimitStatus, needed: int, images: int = 1) -> str:
+    """What is over, what is left, when it resets, and whom to ask."""
+    return f"{_over_text(status, needed, images)} {_WHOM_TO_ASK[(status.limit.scope, status.limit.metric)]}"
+
+
+def _over_text(status: LimitStatus, needed: int, images: int) -> str:
     limit = status.limit
     resets = f"<t:{int(status.resets_at.timestamp())}:R>"
     period = limit.period.adjective

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -169,10 +169,13 @@ class FallbackOffers:
         source_url: str | None = None,
         source_job_id: int | None = None,
         images: int = 1,
+        payable: Callable[[GenerationRequest], Awaitable[None]] | None = None,
     ) -> FallbackOffer | None:
         """Store an offer of ``request`` on the server's fallback model, or None when there is none to make.
 
-        ``images``: a group's size (`/imagine count:N`); the offer then runs all N there.
+        ``images``: a group's size (`/imagine count:N`); the offer then runs all N there. ``payable``
+        is awaited with the fallback request before anything is stored: what it raises (a price the
+        member cannot pay) propagates, and no offer is made.
         """
         model = (await self._limits.guild_settings(guild_id)).fallback_model
         if model is None or model == request.model.key or not self._healthy(model):
@@ -180,6 +183,8 @@ class FallbackOffers:
         fallback = for_model(request, model)
         if fallback is None:
             return None
+        if payable is not None:
+            await payable(fallback)
         now = self._clock()
         offer = FallbackOffer(
             id=secrets.token_hex(8),

@@ -24,7 +24,7 @@ from bot.engine.config import EngineConfig
 from bot.engine.effects import Effects
 from bot.engine.groups import Group, GroupResult, GroupStore
 from bot.engine.leases import ProcessIdentity
-from bot.engine.progress import Posted, Result
+from bot.engine.progress import GroupPosted, Result
 from bot.engine.states import Event, JobStatus
 from bot.engine.steps import DOWNLOAD_LIMIT_BYTES
 from bot.engine.store import Job, JobStore
@@ -88,8 +88,11 @@ class GroupDelivery:
             if group_id not in self._posting:
                 await self.member_done(group_id)
 
-    async def mark_delivered(self, group_id: int) -> None:
-        """Once the group is posted: its members made for it become ``delivered`` (and settled)."""
+    async def mark_delivered(self, group_id: int, files: dict[int, str] | None = None) -> None:
+        """Once the group is posted: its members made for it become ``delivered`` (and settled).
+
+        ``files``: each member's posted file (``jobs.result_file``), when this process just posted them.
+        """
         group = await self._groups.get(group_id)
         if group is None or group.posted_at is None:
             return
@@ -104,7 +107,11 @@ class GroupDelivery:
                 expected=JobStatus.DELIVERING,
                 note="" if posted else "undeliverable",
                 **(
-                    {"result_channel_id": group.result_channel_id, "result_message_id": group.result_message_id}
+                    {
+                        "result_channel_id": group.result_channel_id,
+                        "result_message_id": group.result_message_id,
+                        "result_file": (files or {}).get(job.id),
+                    }
                     if posted
                     else {"error": "undeliverable"}
                 ),
@@ -116,7 +123,7 @@ class GroupDelivery:
         outcome = await self._gather(group)
         presenter = self._effects.parts.presenter
         assert presenter is not None
-        where: Posted | None = None
+        where: GroupPosted | None = None
         if outcome.results or outcome.failed:  # all cancelled: the Cancel click already said so
             if self._too_late(group, outcome):
                 log.warning("Group %s: could not be posted in time; its images are refunded", group.id)
@@ -135,7 +142,7 @@ class GroupDelivery:
             channel_id=where.channel_id if where else None,
             message_id=where.message_id if where else None,
         )
-        await self.mark_delivered(group.id)
+        await self.mark_delivered(group.id, where.result_files() if where is not None else None)
         log.info("Group %s posted: %d images, %d failed", group.id, len(outcome.results), outcome.failed)
 
     async def _gather(self, group: Group) -> GroupResult:

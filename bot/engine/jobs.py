@@ -77,6 +77,7 @@ class Job:
     style: str | None = None  # the server style applied to the prompt (bot.styles), shown on the card
     group_id: int | None = None  # one image of an /imagine count:N or draft group (bot.engine.groups)
     group_index: int | None = None  # its place in the group, from 0
+    result_file: str | None = None  # the posted file: 'original' (BFL's, provenance kept) or 'reencoded: <why>'
     submit_started_at: datetime | None = None  # the POST may have left from then on (None: never sent)
     next_attempt_at: datetime | None = None  # when its next step is due (a poll, a retry, a back-off)
     attempts: int = 0  # how many times it was claimed
@@ -192,6 +193,7 @@ def job_from_row(row: Any) -> Job:
         style=row["style"],
         group_id=row["group_id"],
         group_index=row["group_index"],
+        result_file=row["result_file"],
         submit_started_at=_maybe_time(row["submit_started_at"]),
         next_attempt_at=_maybe_time(row["next_attempt_at"]),
         attempts=row["attempts"],

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
@@ -50,15 +50,6 @@ class Progress:
         return self.status is JobStatus.QUEUED or self.queued > 0
 
 
-@dataclass(frozen=True)
-class Posted:
-    """Where a result (or a group's gallery) was posted."""
-
-    channel_id: int
-    message_id: int
-    reencoded: str | None = None  # why the posted file is a re-encoded copy (None: BFL's original bytes)
-
-
 class Undeliverable(Exception):
     """The result cannot be shown to the member anywhere, so retrying is pointless.
 
@@ -77,6 +68,49 @@ class Result:
     from_cache: bool
 
 
+ORIGINAL_FILE = "original"
+REENCODED_PREFIX = "reencoded: "
+
+
+@dataclass(frozen=True)
+class Posted:
+    """Where a result was posted, and whether the posted file is BFL's original (recorded on the job)."""
+
+    channel_id: int
+    message_id: int
+    reencoded: str | None = None  # why the posted file is a re-encoded copy (its provenance lost); None: the original
+
+    @property
+    def result_file(self) -> str:
+        """What ``jobs.result_file`` records: ``original``, or ``reencoded: <why>``."""
+        return result_file(self.reencoded)
+
+
+@dataclass(frozen=True)
+class GroupPosted:
+    """Where a group's message was posted; per member job, why its file was re-encoded (None: the original)."""
+
+    channel_id: int
+    message_id: int
+    reencoded: dict[int, str | None] = field(default_factory=dict)
+
+    def result_files(self) -> dict[int, str]:
+        """``jobs.result_file`` of each member job shown in the message."""
+        return {job_id: result_file(why) for job_id, why in self.reencoded.items()}
+
+
+def result_file(reencoded: str | None) -> str:
+    """``original``, or ``reencoded: <why>`` (``jobs.result_file``)."""
+    return ORIGINAL_FILE if reencoded is None else REENCODED_PREFIX + reencoded
+
+
+def reencoded_reason(recorded: str | None) -> str | None:
+    """Why a recorded result file is a re-encoded copy; None for the original (or nothing recorded)."""
+    if recorded is None or not recorded.startswith(REENCODED_PREFIX):
+        return None
+    return recorded[len(REENCODED_PREFIX) :]
+
+
 class Presenter(Protocol):
     """The Discord side of a job, implemented by the cogs (the core never builds Discord markup)."""
 
@@ -87,13 +121,16 @@ class Presenter(Protocol):
         """Edit the job's message to ``text`` (with a Cancel button while it is cancellable)."""
 
     async def deliver(self, result: Result) -> Posted:
-        """Post the image (the same message again if retried); raise :class:`Undeliverable` if it never can be."""
+        """Post the image (BFL's original bytes unless they do not fit the upload limit); where, and how.
+
+        Posting the same result again shows the same message; raise :class:`Undeliverable` if it never can be.
+        """
 
     async def notify(self, job: Job, text: str) -> None:
         """Tell the member how the job ended when there is no image (failed, cancelled, unknown)."""
 
-    async def deliver_group(self, result: GroupResult) -> Posted:
-        """Post a finished group's images in ONE message (or say that none made it)."""
+    async def deliver_group(self, result: GroupResult) -> GroupPosted:
+        """Post a finished group's images in ONE message (or say that none made it); where, and each file."""
 
 
 def token_usable(job: Job, now: datetime, margin: timedelta = TOKEN_LIFETIME - EDIT_CUTOFF) -> bool:

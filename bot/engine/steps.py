@@ -297,7 +297,11 @@ class Steps:
             self._bytes[job.id] = data
             return Outcome(fields={"delivery_attempts": tries}, wait=wait)
         p.checkpoint("after_post", job.id)
-        fields = {"result_channel_id": posted.channel_id, "result_message_id": posted.message_id}
+        fields = {
+            "result_channel_id": posted.channel_id,
+            "result_message_id": posted.message_id,
+            "result_file": posted.result_file,  # BFL's original (provenance kept) or a re-encoded copy, and why
+        }
         return Outcome(Event.DELIVERED, fields)
 
     async def _result_bytes(self, job: Job) -> bytes | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from bot.billing.ledger import Ledger, Limit
@@ -67,6 +67,7 @@ _UPDATABLE = {
     "error",
     "result_channel_id",
     "result_message_id",
+    "result_file",
     "submitted_at",
     "ready_at",
     "sample_url",
@@ -494,8 +495,3 @@ def _assignments(fields: dict[str, Any]) -> tuple[str, list[Any]]:
         raise ValueError(f"cannot update job fields {sorted(unknown)}")
     values = [to_millis(v) if name in _TIMES and isinstance(v, datetime) else v for name, v in fields.items()]
     return "".join(f", {name} = ?" for name in fields), values
-
-
-def after(moment: datetime, seconds: float) -> datetime:
-    """``moment`` plus ``seconds``."""
-    return moment + timedelta(seconds=seconds)

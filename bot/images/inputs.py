@@ -2,8 +2,9 @@
 
 An edit's input is a member's file, so everything about it is hostile until proven otherwise:
 
-* **Where from.** Only attachment URLs on Discord's CDN hosts (:data:`DISCORD_CDN_HOSTS`), or on the
-  host of ``DISCORD_API_URL`` when that points elsewhere (a proxy or a local test server). Never an
+* **Where from.** Only attachment URLs on Discord's CDN hosts (:data:`DISCORD_CDN_HOSTS`), on the
+  host of ``DISCORD_API_URL`` (any port) when that points elsewhere (a proxy or a local test server,
+  whose CDN is another origin, as Discord's is), or under ``DISCORD_CDN_URL`` when it is set. Never an
   arbitrary embed URL, never a redirect (a redirect could lead anywhere: SSRF).
 * **How big.** At most :data:`MAX_INPUT_BYTES` (20 MiB), checked against the declared size, the
   ``Content-Length`` and the bytes actually read; at most :data:`MAX_INPUT_PIXELS` declared pixels,
@@ -179,38 +180,72 @@ def _bomb() -> str:
 
 
 @dataclass(frozen=True)
-class _Origin:
+class _Prefix:
+    """An explicit CDN (``DISCORD_CDN_URL``): its scheme, host and port exactly, and URLs under its path."""
+
     scheme: str
     host: str
-    port: int | None
+    port: int
+    path: str  # "" or "/some/prefix" (no trailing slash)
+
+    def covers(self, scheme: str, host: str, port: int, path: str) -> bool:
+        under = not self.path or path == self.path or path.startswith(self.path + "/")
+        return (scheme, host, port) == (self.scheme, self.host, self.port) and under
+
+
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+_DISCORD_API_HOSTS = frozenset({"discord.com", "discordapp.com"})
+
+
+def _parts(url: str) -> tuple[str, str, int, str] | None:
+    """(scheme, host, port, path) of an http(s) URL, or None for anything else (or a bad port)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if scheme not in _DEFAULT_PORTS or not host:
+        return None
+    return scheme, host, port if port is not None else _DEFAULT_PORTS[scheme], parts.path
 
 
 class InputFetcher:
-    """Downloads attachment bytes from Discord's CDN (or the configured Discord host) with a size cap."""
+    """Downloads attachment bytes from Discord's CDN (or the configured Discord hosts) with a size cap.
+
+    Allowed: :data:`DISCORD_CDN_HOSTS` over https; when ``discord_api_url`` is not Discord's own, its
+    host on any port and over http or https (a proxy or a local Discord serves its CDN as another
+    origin, typically another port); and ``cdn_url`` (``DISCORD_CDN_URL``), exactly its origin and path.
+    """
 
     def __init__(
-        self, discord_api_url: str, *, max_bytes: int = MAX_INPUT_BYTES, timeout: float = FETCH_TIMEOUT_SECONDS
+        self,
+        discord_api_url: str,
+        *,
+        cdn_url: str | None = None,
+        max_bytes: int = MAX_INPUT_BYTES,
+        timeout: float = FETCH_TIMEOUT_SECONDS,
     ) -> None:
-        api = urlsplit(discord_api_url)
-        self._extra: _Origin | None = None
-        if (api.hostname or "") not in ("discord.com", "discordapp.com"):
-            self._extra = _Origin(api.scheme, (api.hostname or "").lower(), api.port)
+        api = _parts(discord_api_url)
+        self._api_host: str | None = api[1] if api is not None and api[1] not in _DISCORD_API_HOSTS else None
+        cdn = _parts(cdn_url) if cdn_url else None
+        self._cdn = _Prefix(cdn[0], cdn[1], cdn[2], cdn[3].rstrip("/")) if cdn is not None else None
         self._max_bytes = max_bytes
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
 
     def allowed(self, url: str) -> bool:
         """Whether ``url`` is on a host we fetch member files from."""
-        try:
-            parts = urlsplit(url)
-            port = parts.port
-        except ValueError:
+        parts = _parts(url)
+        if parts is None:
             return False
-        host = (parts.hostname or "").lower()
-        if parts.scheme == "https" and host in DISCORD_CDN_HOSTS and port in (None, 443):
+        scheme, host, port, path = parts
+        if scheme == "https" and host in DISCORD_CDN_HOSTS and port == 443:
             return True
-        extra = self._extra
-        return extra is not None and (parts.scheme, host, port) == (extra.scheme, extra.host, extra.port)
+        if self._api_host is not None and host == self._api_host:
+            return True
+        return self._cdn is not None and self._cdn.covers(scheme, host, port, path)
 
     async def fetch(self, url: str, *, declared_size: int | None = None) -> bytes:
         """The bytes at ``url``, or :class:`BadInputImage` (wrong host, too big, unreachable)."""

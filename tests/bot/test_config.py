@@ -47,6 +47,7 @@ def test_defaults_and_secrets(monkeypatch):
     settings = load_settings()
     assert settings.bfl_api_url == "https://api.bfl.ai"
     assert settings.discord_api_url == "https://discord.com/api/v10"
+    assert settings.discord_cdn_url is None  # Discord's own CDN hosts (and DISCORD_API_URL's host)
     assert settings.dev_guild_id is None
     assert settings.bot_budget_period is Period.MONTH
     assert settings.refund_policy is RefundPolicy.ERRORS
@@ -198,6 +199,8 @@ def test_cache_dir_defaults_to_a_cache_folder_beside_the_database(monkeypatch):
         ("BFL_API_URL", "https://api.bfl.ai:port", "must be a URL"),
         ("DISCORD_API_URL", "wss://discord.com/api/v10", "must start with https:// or http://"),
         ("DISCORD_GATEWAY_URL", "https://gateway.discord.gg/", "must start with wss:// or ws://"),
+        ("DISCORD_CDN_URL", "cdn.example", "must start with https:// or http://"),
+        ("DISCORD_CDN_URL", "https://cdn.example/a?b=1", "must not have a query or fragment"),
     ],
 )
 def test_url_settings_must_be_urls_with_the_right_scheme(monkeypatch, name, value, reason):

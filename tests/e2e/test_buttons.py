@@ -205,6 +205,7 @@ async def test_an_expensive_request_is_confirmed_first_and_nothing_is_reserved_u
     assert again.ephemeral and "expired" in again.original_message["content"] and len(bfl.submits) == 1
 
 
+@RICH  # $0.607 must be within the budget to be offered at all
 async def test_cancel_or_an_expired_confirmation_sends_nothing(harness, monkeypatch):
     import cogs._confirm
 

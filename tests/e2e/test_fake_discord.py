@@ -360,6 +360,38 @@ async def test_ack_after_deadline_is_unknown_interaction(fake: FakeDiscord, bot:
     assert [v.code for v in fake.take_violations(10062, 10015)] == [10062, 10015]
 
 
+async def test_injected_faults_make_discord_unreachable_without_applying_anything(
+    fake: FakeDiscord, bot: ProbeBot
+) -> None:
+    """A dropped connection (no answer) or a 5xx, for one member's interaction requests, a number of times."""
+    it = await fake.slash("slow")
+    dropped = fake.fail_interaction_requests("callback", user=it.user_id, times=1)
+    failing = fake.fail_interaction_requests("callback", how=500, times=1)
+    fake.fail_interaction_requests("callback", user=fake.owner_id)  # another member's: never matches
+    url = f"{fake.api_url}/interactions/{it.id}/{it.token}/callback"
+    answer = {"type": 4, "data": {"content": "x"}}
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.ServerDisconnectedError):  # a transport error, not an HTTP answer
+            async with session.post(url, json=answer):
+                pass
+        async with session.post(url, json=answer) as resp:
+            assert resp.status == 500
+    assert (dropped.hits, failing.hits) == (1, 1)
+    assert [c.fault for c in it.calls] == ["dropped", "status 500"]
+    assert not it.acked and it.original_message is None  # nothing was applied
+    bot.release.set()
+    await it.wait_acked()  # both faults are used up: the bot's own answer goes through
+    assert it.original_message["content"] == "finally"
+
+    edits = fake.fail_interaction_requests("webhook_edit", user=fake.default_member, times=1)
+    drawn = await fake.slash("draw", {"prompt": "p"})
+    await fake.wait_for(lambda: edits.hits == 1)
+    assert drawn.acked
+    assert drawn.original_message["flags"] & MessageFlags.LOADING  # the edit never landed
+    with pytest.raises(ValueError):
+        fake.fail_interaction_requests("channel_send")
+
+
 async def test_second_initial_response_is_40060(fake: FakeDiscord, bot: ProbeBot) -> None:
     """A second initial response on the same token gets 400/40060."""
     it = await fake.slash("twice")

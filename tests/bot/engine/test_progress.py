@@ -3,7 +3,7 @@
 import asyncio
 
 from bot.billing.ledger import Ledger
-from bot.engine.progress import Progress, ProgressPainter
+from bot.engine.progress import GroupPosted, Posted, Progress, ProgressPainter, reencoded_reason
 from bot.engine.states import JobStatus
 from bot.engine.store import JobStore, NewJob
 
@@ -87,3 +87,12 @@ async def test_no_edits_once_the_token_is_about_to_expire(db, clock):
         assert presenter.edits == []
     finally:
         runner.cancel()
+
+
+def test_the_posted_file_is_recorded_as_original_or_reencoded_with_its_reason():
+    assert Posted(1, 2).result_file == "original" and reencoded_reason("original") is None
+    why = "the original (12 MiB) is over Discord's upload limit here (10 MiB)"
+    recorded = Posted(1, 2, reencoded=why).result_file
+    assert recorded.startswith("reencoded") and reencoded_reason(recorded) == why
+    assert reencoded_reason(None) is None  # nothing recorded (posted before the column existed)
+    assert GroupPosted(1, 2, {7: None, 8: why}).result_files() == {7: "original", 8: recorded}

@@ -181,7 +181,7 @@ async def test_prepare_uses_the_models_limits():
 
 
 def test_only_discords_cdn_or_the_configured_discord_host():
-    """CDN hosts over https; the test server's host and port when DISCORD_API_URL points there; nothing else."""
+    """CDN hosts over https; the host of DISCORD_API_URL (any port) when it points elsewhere; nothing else."""
     real = InputFetcher("https://discord.com/api/v10")
     assert real.allowed("https://cdn.discordapp.com/attachments/1/2/a.png?ex=1")
     assert real.allowed("https://media.discordapp.net/attachments/1/2/a.png")
@@ -192,8 +192,30 @@ def test_only_discords_cdn_or_the_configured_discord_host():
     assert not real.allowed("https://discord.com/api/v10/x.png")
     local = InputFetcher("http://127.0.0.1:4567/api/v10")
     assert local.allowed("http://127.0.0.1:4567/attachments/1/2/a.png")
-    assert not local.allowed("http://127.0.0.1:9999/attachments/1/2/a.png")  # another port: another server
+    assert local.allowed("http://127.0.0.1:9999/attachments/1/2/a.png")  # its CDN on another port: same host
+    assert local.allowed("https://127.0.0.1/attachments/1/2/a.png")
+    assert local.allowed("https://cdn.discordapp.com/attachments/1/2/a.png")  # Discord's CDN stays allowed
+    assert not local.allowed("http://127.0.0.2:4567/attachments/1/2/a.png")  # another host
+    assert not local.allowed("http://localhost:4567/attachments/1/2/a.png")  # a name is another host too
+    assert not local.allowed("ftp://127.0.0.1:4567/a.png")
+    assert not local.allowed("http://127.0.0.1:99999/a.png")  # no such port
     assert not local.allowed("not a url at all")
+
+
+def test_an_explicit_cdn_url_adds_exactly_its_origin_and_path():
+    """DISCORD_CDN_URL: that scheme, host, port and path prefix; the API host rule still applies."""
+    fetcher = InputFetcher("https://discord.com/api/v10", cdn_url="https://cdn.proxy.example:8443/discord")
+    assert fetcher.allowed("https://cdn.proxy.example:8443/discord/attachments/1/2/a.png")
+    assert fetcher.allowed("https://cdn.discordapp.com/attachments/1/2/a.png")
+    assert not fetcher.allowed("https://cdn.proxy.example/discord/attachments/1/2/a.png")  # another port
+    assert not fetcher.allowed("http://cdn.proxy.example:8443/discord/attachments/1/2/a.png")  # another scheme
+    assert not fetcher.allowed("https://cdn.proxy.example:8443/elsewhere/a.png")  # outside its path
+    assert not fetcher.allowed("https://cdn.proxy.example:8443/discordx/a.png")
+    assert not fetcher.allowed("https://proxy.example:8443/discord/a.png")
+    root = InputFetcher("http://127.0.0.1:4567/api/v10", cdn_url="http://127.0.0.2:5000")
+    assert root.allowed("http://127.0.0.2:5000/attachments/1/2/a.png")
+    assert not root.allowed("http://127.0.0.2:5001/attachments/1/2/a.png")
+    assert root.allowed("http://127.0.0.1:5001/attachments/1/2/a.png")  # the API's host, any port
 
 
 @pytest.fixture

@@ -5,7 +5,9 @@ One ``aiohttp.web`` application on ``127.0.0.1:<random port>`` serves
 * the REST API under ``/api/v10`` (only the routes a slash-command image bot uses; every other route
   is recorded in :attr:`FakeDiscord.unhandled` and answered with a 404),
 * the websocket gateway at ``/gateway`` (HELLO → IDENTIFY → READY → GUILD_CREATE, heartbeats, RESUME),
-* uploaded attachments at ``/attachments/{channel_id}/{attachment_id}/{filename}``.
+* uploaded attachments at ``/attachments/{channel_id}/{attachment_id}/{filename}`` on a second
+  listener, :attr:`FakeDiscord.cdn_url` (another origin, as Discord's CDN is: its own port on
+  ``127.0.0.1``, or another loopback host with ``cdn_host="127.0.0.2"``).
 
 discord.py is pointed at it with two class attributes (the bot does this itself from its settings
 ``DISCORD_API_URL`` / ``DISCORD_GATEWAY_URL``; tests can use ``monkeypatch``)::
@@ -117,6 +119,11 @@ Several servers: ``gid = fake.add_guild("other")``, then ``add_channel(..., guil
 ``add_member(..., guild_id=gid)``; GUILD_CREATE is sent for every server, and an interaction sent in
 a channel carries that channel's server.
 
+Failures on demand: :meth:`FakeDiscord.fail_interaction_requests` makes an interaction's initial
+response or its message edits fail as an unreachable Discord would (the connection dropped with no
+answer, or a 5xx), for one member or everyone, a number of times; nothing the request asked for is
+applied and :attr:`RecordedCall.fault` says what was injected.
+
 Time: every deadline uses ``clock`` (default :class:`AdjustableClock`, a monotonic clock that tests
 can move forward with ``fake.clock.advance(seconds)`` instead of sleeping).
 
@@ -154,6 +161,7 @@ from tests.e2e.fake_discord.faults import (
 from tests.e2e.fake_discord.records import (
     CommandSync,
     GatewayEvent,
+    InteractionFault,
     MessageVersion,
     RecordedCall,
     SchemaError,
@@ -173,10 +181,10 @@ __all__ = [
     "CommandSync",
     "DiscordFaultRates",
     "FakeDiscord",
-    "Fault",
     "FaultPlan",
     "GatewayEvent",
     "Intents",
+    "InteractionFault",
     "MessageFlags",
     "MessageVersion",
     "OpenAPISpec",

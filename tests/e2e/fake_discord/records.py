@@ -149,6 +149,33 @@ class _GatewayConnection:
     session: _GatewaySession | None = None
 
 
+@dataclass
+class InteractionFault:
+    """A failure injected on purpose (:meth:`FakeDiscord.fail_interaction_requests`): Discord unreachable.
+
+    ``route`` is ``"callback"`` (the initial response) or ``"webhook_edit"`` (``PATCH`` of an interaction
+    message, e.g. ``@original`` after a deferral). ``how`` is ``"drop"`` (the connection is closed with no
+    answer: the client sees a transport error) or an HTTP status (e.g. 500). Nothing the request asked
+    for is applied. ``user_id`` limits it to one member's interactions, ``times`` to that many requests.
+    """
+
+    route: str
+    how: str | int = "drop"
+    user_id: int | None = None
+    times: int | None = None
+    #: Requests this fault answered so far.
+    hits: int = 0
+
+    def matches(self, route: str, user_id: int) -> bool:
+        """Whether this fault answers a ``route`` request of ``user_id``'s interaction now."""
+        used_up = self.times is not None and self.hits >= self.times
+        return not used_up and self.route == route and self.user_id in (None, user_id)
+
+
+class _Dropped(Exception):
+    """Raised inside handlers to close the connection without an answer (an injected fault)."""
+
+
 class _HTTPError(Exception):
     """Raised inside handlers to answer with a Discord error."""
 

@@ -31,6 +31,7 @@ class InteractionRoutesMixin:
         it = self._by_token.get(token)
         if it is None or str(it.id) != request.match_info["iid"]:
             raise _HTTPError(404, 10062, "Unknown interaction", detail="unknown interaction id/token")
+        self._inject_fault(call, "callback", it)
         if it.acked:
             raise _HTTPError(
                 400,
@@ -206,6 +207,7 @@ class InteractionRoutesMixin:
         if self.webhook_edit_delay:
             await asyncio.sleep(self.webhook_edit_delay)  # a slow Discord (simulated latency, not a sync)
         it = self._webhook_interaction(request, call)
+        self._inject_fault(call, "webhook_edit", it)
         msg = self._webhook_message(request, it)
         self._check_body(call, message_path=(), size_limit=it.attachment_size_limit)
         self._edit_message(call, msg, call.json or {}, default_parse=("users",))

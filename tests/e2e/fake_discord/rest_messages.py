@@ -130,7 +130,7 @@ class MessagesMixin:
         ctype = sniffed or declared or mimetypes.guess_type(name)[0]
         stored = UploadedFile(name, upload.data, ctype or "application/octet-stream")
         self._blobs[aid] = stored
-        url = f"{self.base_url}/attachments/{channel_id}/{aid}/{quote(name)}"
+        url = f"{self.cdn_url}/attachments/{channel_id}/{aid}/{quote(name)}"
         att: dict[str, Any] = {"id": aid, "filename": name, "size": len(upload.data), "url": url, "proxy_url": url}
         if ctype:
             att["content_type"] = ctype

@@ -14,7 +14,15 @@ from tests.e2e.fake_discord.constants import _FILE_FIELD, API_PREFIX, MAX_FILES
 from tests.e2e.fake_discord.faults import WEBHOOK_OPERATIONS, Fault
 from tests.e2e.fake_discord.helpers import _errors_tree
 from tests.e2e.fake_discord.limits import _message_limit_errors
-from tests.e2e.fake_discord.records import RecordedCall, SchemaError, UploadedFile, Violation, _HTTPError
+from tests.e2e.fake_discord.records import (
+    RecordedCall,
+    SchemaError,
+    SentInteraction,
+    UploadedFile,
+    Violation,
+    _Dropped,
+    _HTTPError,
+)
 
 #: A webhook message route called on ``@original`` is its own operation in Discord's spec.
 _ORIGINAL_OPERATIONS = {
@@ -78,7 +86,6 @@ class RoutingMixin:
         # Everything else under /api/v10 (including wrong methods on known paths) is recorded.
         app.router.add_route("*", a + "/{tail:.*}", self._wrap(None, False, self._h_unhandled))
         app.router.add_get("/gateway", self._h_gateway)
-        app.router.add_get("/attachments/{cid}/{aid}/{filename}", self._h_attachment)
 
     def _wrap(self, operation: str | None, auth: bool, handler: Callable[..., Any]) -> Callable[..., Any]:
         async def wrapped(request: web.Request) -> web.StreamResponse:
@@ -94,6 +101,11 @@ class RoutingMixin:
                 if fault is not None:
                     return await self._faulty(request, call, fault, handler)
                 return await handler(request, call)
+            except _Dropped:
+                call.fault = "dropped"
+                if request.transport is not None:
+                    request.transport.close()  # no answer at all: the client sees the connection drop
+                return web.Response(status=204)
             except _HTTPError as exc:
                 return self._fail(call, exc)
             except Exception as exc:  # a bug in the fake: answer < 500 so discord.py does not retry
@@ -181,6 +193,16 @@ class RoutingMixin:
         except (ValueError, UnicodeDecodeError) as exc:
             call.parse_error = f"{type(exc).__name__}: {exc}"
         return call
+
+    def _inject_fault(self, call: RecordedCall, route: str, it: SentInteraction) -> None:
+        """Answer with the first matching :class:`InteractionFault` instead of Discord, if any (raises)."""
+        for fault in self.interaction_faults:
+            if fault.matches(route, it.user_id):
+                fault.hits += 1
+                if fault.how == "drop":
+                    raise _Dropped
+                call.fault = f"status {fault.how}"
+                raise _HTTPError(int(fault.how), 0, f"{fault.how}: injected fault", record=False)
 
     def _reply(
         self,

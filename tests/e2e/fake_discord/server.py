@@ -26,6 +26,7 @@ from tests.e2e.fake_discord.interactions import InteractionsMixin
 from tests.e2e.fake_discord.records import (
     CommandSync,
     GatewayEvent,
+    InteractionFault,
     MessageVersion,
     RecordedCall,
     SchemaError,
@@ -77,6 +78,7 @@ class FakeDiscord(
         guild_name: str = "Fluxcord Test Guild",
         allow_privileged_intents: bool = True,
         heartbeat_interval_ms: int = 45_000,
+        cdn_host: str = "127.0.0.1",
     ) -> None:
         self.token = token
         self.application_id = application_id or snowflake()
@@ -89,6 +91,9 @@ class FakeDiscord(
         self.clock: Callable[[], float] = clock if clock is not None else AdjustableClock()
         self.allow_privileged_intents = allow_privileged_intents
         self.heartbeat_interval_ms = heartbeat_interval_ms
+        #: Where uploads are served: like Discord's CDN (cdn.discordapp.com), another origin than the API;
+        #: its own port on this host (default), or another loopback host, e.g. ``127.0.0.2``.
+        self.cdn_host = cdn_host
         #: The ``fake_discord`` fixture calls :meth:`assert_clean` at teardown while this is true.
         self.assert_clean_at_teardown = True
         #: Seconds ``POST /channels/{id}/messages`` takes to answer, per channel id (a slow channel).
@@ -101,6 +106,8 @@ class FakeDiscord(
         self.nonce_window_s = 300.0
         #: Users whose DMs are closed to the bot: a message to their DM channel gets 403/50007.
         self.closed_dms: set[int] = set()
+        #: Injected failures of interaction requests (see :meth:`fail_interaction_requests`).
+        self.interaction_faults: list[InteractionFault] = []
 
         self.spec: OpenAPISpec | None = None
         if validate_schema is not False:
@@ -154,6 +161,8 @@ class FakeDiscord(
         self._cond = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
+        self._cdn_runner: web.AppRunner | None = None
+        self._cdn_port: int | None = None
 
         # guild model: @everyone, the bot (with its managed role), the owner and a default member
         self.guild_name = guild_name
@@ -181,6 +190,13 @@ class FakeDiscord(
         await site.start()
         self._runner = runner
         self._port = runner.addresses[0][1]
+        cdn = web.Application()
+        cdn.router.add_get("/attachments/{cid}/{aid}/{filename}", self._h_attachment)
+        cdn_runner = web.AppRunner(cdn, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await cdn_runner.setup()
+        await web.TCPSite(cdn_runner, self.cdn_host, 0).start()
+        self._cdn_runner = cdn_runner
+        self._cdn_port = cdn_runner.addresses[0][1]
         return self
 
     async def close(self) -> None:
@@ -191,6 +207,9 @@ class FakeDiscord(
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._cdn_runner is not None:
+            await self._cdn_runner.cleanup()
+            self._cdn_runner = None
 
     async def __aenter__(self) -> Self:
         return await self.start()
@@ -211,6 +230,13 @@ class FakeDiscord(
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def cdn_url(self) -> str:
+        """``http://<cdn_host>:CDN_PORT``: where uploads are served (another origin than the API, as Discord's CDN)."""
+        if self._cdn_port is None:
+            raise RuntimeError("FakeDiscord is not started")
+        return f"http://{self.cdn_host}:{self._cdn_port}"
+
+    @property
     def api_url(self) -> str:
         """``http://127.0.0.1:PORT/api/v10`` (for ``discord.http.Route.BASE``)."""
         return self.base_url + API_PREFIX
@@ -219,6 +245,27 @@ class FakeDiscord(
     def gateway_url(self) -> str:
         """``ws://127.0.0.1:PORT/gateway`` (for ``DiscordWebSocket.DEFAULT_GATEWAY``)."""
         return f"ws://127.0.0.1:{self.port}/gateway"
+
+    # ------------------------------------------------------------------ injected failures
+
+    def fail_interaction_requests(
+        self, route: str, *, how: str | int = "drop", user: Any = None, times: int | None = None
+    ) -> InteractionFault:
+        """Make Discord unreachable for interaction requests: ``route`` ``"callback"`` or ``"webhook_edit"``.
+
+        ``how="drop"`` closes the connection without an answer (discord.py raises a transport error,
+        not an ``HTTPException``); an integer answers that status. ``user`` (member dict or id): only
+        that member's interactions; ``times``: only that many requests. Returns the :class:`InteractionFault`
+        (its ``hits`` count the requests it answered; waiting on them wakes like any other call).
+        """
+        if route not in ("callback", "webhook_edit"):
+            raise ValueError(f"unknown route {route!r}: use 'callback' or 'webhook_edit'")
+        if how != "drop" and not (isinstance(how, int) and 400 <= how <= 599):
+            raise ValueError(f"how must be 'drop' or an HTTP error status, not {how!r}")
+        user_id = None if user is None else _snowflake_of(user, "user")
+        fault = InteractionFault(route, how, user_id, times)
+        self.interaction_faults.append(fault)
+        return fault
 
     # ------------------------------------------------------------------ waiting
 

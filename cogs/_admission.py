@@ -1,0 +1,87 @@
+"""Admission and acknowledgement as one guarded step: whatever fails in between abandons what was admitted.
+
+Admission reserves the member's money; the job may run only once the member saw the answer (the
+acknowledgement). Between the two, ANY failure — an ``HTTPException``, a transport error (the
+connection to Discord dropped: ``aiohttp.ClientError``, ``OSError``, a timeout), a bug, a cancellation,
+or a failed deferral while a slow admission is still running — cancels what was admitted and releases
+its money at once, instead of leaving it reserved until a restart. `/imagine`, `count:N`, `/edit`,
+Generate clicks and fallback clicks all come through :func:`admit_and_acknowledge`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import aiohttp
+import discord
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+UNREACHABLE = (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError)
+"""Discord did not take the answer: logged and abandoned quietly (nobody can be told: Discord is the way)."""
+
+
+async def admit_and_acknowledge(
+    interaction: discord.Interaction,
+    admission: Awaitable[T],
+    *,
+    private: bool,
+    acknowledge: Callable[[T], Awaitable[None]],
+    abandon: Callable[[T], Awaitable[None]],
+    what: str,
+    ack_budget: float,
+) -> T | None:
+    """Await ``admission`` (deferring past ``ack_budget`` seconds), then ``acknowledge`` what it admitted.
+
+    A refusal raised by ``admission`` propagates (it wrote nothing). Any failure after that, or of the
+    deferral while ``admission`` runs, calls ``abandon`` on what was admitted; Discord being
+    unreachable (:data:`UNREACHABLE`) returns None, anything else is raised again for the one error path.
+    ``what`` names the request in logs (never a token). The admitted value once acknowledged.
+    """
+    task = asyncio.ensure_future(admission)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=ack_budget)
+        if not done and not interaction.response.is_done():  # an edit may have deferred already
+            await interaction.response.defer(thinking=True, ephemeral=private)
+    except BaseException as exc:
+        await _abandon_once_admitted(task, abandon, what)
+        if isinstance(exc, UNREACHABLE):
+            log.warning("%s: could not defer (%s); abandoned", what, _describe(exc))
+            return None
+        raise
+    admitted = await task  # a refusal is raised here: nothing was written
+    try:
+        await acknowledge(admitted)
+    except BaseException as exc:
+        await _abandon(abandon, admitted, what)
+        if isinstance(exc, UNREACHABLE):
+            log.warning("%s: could not acknowledge (%s); abandoned", what, _describe(exc))
+            return None
+        raise
+    return admitted
+
+
+async def _abandon_once_admitted(task: asyncio.Future[T], abandon: Callable[[T], Awaitable[None]], what: str) -> None:
+    """The deferral failed: let the admission finish, and abandon what it admitted (a refusal wrote nothing)."""
+    try:
+        admitted = await asyncio.shield(task)
+    except Exception:
+        return
+    await _abandon(abandon, admitted, what)
+
+
+async def _abandon(abandon: Callable[[T], Awaitable[None]], admitted: T, what: str) -> None:
+    try:
+        await asyncio.shield(abandon(admitted))  # a cancellation of the caller must not stop the release
+    except Exception:
+        log.exception("%s: could not abandon after a failed acknowledgement", what)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, discord.HTTPException):
+        return f"HTTP {exc.status}, code {exc.code}"
+    return type(exc).__name__
