@@ -181,6 +181,7 @@ __all__ = [
     "CommandSync",
     "DiscordFaultRates",
     "FakeDiscord",
+    "Fault",
     "FaultPlan",
     "GatewayEvent",
     "Intents",
