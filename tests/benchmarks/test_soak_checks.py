@@ -56,7 +56,11 @@ def test_every_failure_text_says_whether_the_member_paid(exc, charged):
 
 def test_fixed_texts():
     assert claim_of(message(outcomes.CANCELLED_TEXT)).charged is False
-    assert claim_of(message(outcomes.RESTARTED_TEXT)).charged is False
+    restarted = outcomes.ending_text(None, code="ack_failed", charged=False, text=outcomes.RESTARTED_TEXT)
+    assert claim_of(message(restarted)).charged is False
+    for code in ("ack_failed", "expired", "undeliverable", "lost"):
+        for charged in (False, True):
+            assert claim_of(message(outcomes.ending_text(None, code=code, charged=charged))).charged is charged
     assert claim_of(message(outcomes.LOST_TEXT)).charged is None  # says nothing about the money
     assert claim_of(message("Something went wrong on our side. Please try again later.")).charged is None
 

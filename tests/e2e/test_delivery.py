@@ -1,0 +1,82 @@
+"""Delivery is durable (issue 20): a made image is posted once, whatever Discord does, or refunded.
+
+Through the fake Discord (its faults are Discord's own answers: 5xx, a 429 discord.py will not retry,
+a dead interaction token, a connection dropped after a post took effect) and the fake BFL.
+"""
+
+import asyncio
+
+from bot.engine.states import JobStatus
+from tests.e2e.fake_discord import Fault
+from tests.fakes.fake_bfl import Behaviour
+
+
+async def _job(harness, interaction):
+    return await harness.services.jobs.get(int(interaction.id))
+
+
+async def _held_until_the_token_dies(harness, **options):
+    """A request whose image is made only after its 15-minute interaction token expired."""
+    gate = asyncio.Event()
+    harness.bfl.script(Behaviour(release=gate))
+    interaction = await harness.imagine(wait=False, **options)
+    await interaction.wait_acked()
+    harness.fake.clock.advance(901)
+    gate.set()
+    return interaction
+
+
+def _images(fake, *, exclude=()):
+    return [m for m in fake.messages.values() if m.get("attachments") and m["id"] not in exclude]
+
+
+async def test_a_post_discord_keeps_refusing_is_retried_and_shown_once(harness):
+    fake = harness.fake
+    # discord.py gives up on a 429 without the proxy headers, and on 5xx after its own retries.
+    fake.faults.script("update_original_webhook_message", Fault.rate_limited(), times=2)
+    interaction = await harness.imagine()
+    assert interaction.original_message["attachments"]  # the image, not an error text
+    job = await _job(harness, interaction)
+    assert job.status is JobStatus.DELIVERED and job.delivery_attempts >= 1
+    assert await harness.services.ledger.member_charged(job.id) is True
+    assert len(harness.bfl.submits) == 1 and len(_images(fake)) == 1
+
+
+async def test_a_channel_post_retried_after_a_lost_answer_appears_once(harness):
+    fake = harness.fake
+    interaction = await _held_until_the_token_dies(harness)
+    # The post takes effect, its answer is lost: the bot cannot tell, and posts again (same nonce).
+    fake.faults.script("create_message", Fault.disconnect(after=True))
+    await harness.wait_until(lambda: _status(harness, interaction, JobStatus.DELIVERED))
+    posted = _images(fake, exclude={interaction.original_message_id})
+    assert len(posted) == 1 and posted[0]["content"].startswith(f"<@{interaction.user_id}>")
+    assert any(call.nonce_reused for call in fake.calls if call.operation == "create_message")
+    fake.take_violations(50027)
+
+
+async def test_a_private_result_past_its_token_is_sent_by_direct_message(harness):
+    fake = harness.fake
+    interaction = await _held_until_the_token_dies(harness, private=True)
+    await harness.wait_until(lambda: _status(harness, interaction, JobStatus.DELIVERED))
+    [message] = _images(fake, exclude={interaction.original_message_id})
+    channel = fake.channels[int(message["channel_id"])]
+    assert channel["type"] == 1 and int(channel["recipients"][0]["id"]) == interaction.user_id  # a DM, not public
+    assert await harness.services.ledger.member_charged(int(interaction.id)) is True
+    fake.take_violations(50027)
+
+
+async def test_a_private_result_that_can_be_shown_nowhere_is_refunded(harness):
+    fake = harness.fake
+    fake.closed_dms.add(int(fake.default_member["user"]["id"]))
+    interaction = await _held_until_the_token_dies(harness, private=True)
+    await harness.wait_until(lambda: _status(harness, interaction, JobStatus.FAILED))
+    job = await _job(harness, interaction)
+    assert job.error == "undeliverable" and not _images(fake)
+    assert await harness.services.ledger.member_charged(job.id) is False  # BFL was paid; the member was not
+    fake.take_violations(50027)
+    fake.take_violations(50007)
+
+
+async def _status(harness, interaction, status):
+    job = await _job(harness, interaction)
+    return job is not None and job.status is status
