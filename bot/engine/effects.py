@@ -262,6 +262,11 @@ class Effects:
         if not task.cancelled() and task.exception() is not None:
             log.warning("Background step failed: %s", task.exception())
 
+    async def wait_background(self) -> None:
+        """Wait until no background work is left (tests, benchmarks, draining)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
     async def close(self) -> None:
         """Cancel background work (at stop)."""
         tasks = list(self._background)

@@ -284,6 +284,7 @@ class JobEngine:
     async def acknowledged_group(self, group_id: int) -> bool:
         """The member saw the group's acknowledgement: its images may run now."""
         if await self.groups.acknowledge(group_id):
+            self._point("after_ack", group_id)
             self.painting.queue_changed()
             self.wake()
             return True
@@ -420,8 +421,12 @@ class JobEngine:
         await self.driver.wait_job(job_id)
 
     async def wait_idle(self) -> None:
-        """Wait until this process drives no job (tests, benchmarks, draining)."""
-        await self.driver.wait_idle()
+        """Wait until this process drives no job and posts no group (tests, benchmarks, draining)."""
+        while True:
+            await self.driver.wait_idle()
+            await self.effects.wait_background()
+            if not self.driver.live:
+                return
 
     # -- helpers -----------------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from bot.engine.drive import Driver
 from bot.engine.effects import Effects
 from bot.engine.group_delivery import GroupDelivery
 from bot.engine.jobs import Job
-from bot.engine.leases import ProcessIdentity
+from bot.engine.leases import ProcessIdentity, provably_gone
 from bot.engine.states import Event, JobStatus
 from bot.engine.steps import Outcome
 from bot.engine.store import JobStore
@@ -110,20 +110,32 @@ class Reconciler:
             text = None if mine else outcomes.RESTARTED_TEXT  # its process died before the acknowledgement
             return await self._end(job, Event.ACK_FAILED, "ack_failed", acked=False, text=text)
         if job.status is JobStatus.SUBMITTING and job.bfl_task_id is None:
-            return await self._unanswered_submit(job, now=now)
+            return await self._unanswered_submit(job, now=now, may_be_sending=await self._may_be_sending(seen))
         return 1 if self._driver.drive(job) else 0
 
-    async def _unanswered_submit(self, job: Job, *, now: datetime) -> int:
+    async def _may_be_sending(self, seen: Job) -> bool:
+        """Whether the process that marked ``seen``'s POST might still be sending it.
+
+        Not this process once it no longer drives the job, not one that stopped (it deleted its lease
+        row; a stop waits for its POSTs and takes the rest with it), not one provably dead on this
+        machine; but one whose lease merely expired may be stalled with its POST on the wire.
+        """
+        if seen.claimed_by is None or seen.claimed_by == self._identity.id:
+            return not self._driver.marked_here(seen.id) and seen.claimed_by is not None
+        if provably_gone(seen.claimed_by, self._identity):
+            return False
+        return await self._store.has_lease(seen.claimed_by)
+
+    async def _unanswered_submit(self, job: Job, *, now: datetime, may_be_sending: bool) -> int:
         """A claimed job with no task id: back to the queue if its POST never left, else unknown (in time).
 
-        A POST this very process marked and no longer drives is over (its attempt ended); one marked
-        by another process may still be on the wire while that process is stalled, so it is given
-        its submit window first: an answer recorded in time (by the old holder) wins.
+        A POST whose sender might still be at it (a stalled process whose lease expired) is given its
+        submit window first: an answer that process records in time wins.
         """
         if job.submit_started_at is None:
             return await self._end(job, Event.REQUEUED, None)
         window = timedelta(seconds=self._config.submit_window_seconds)
-        if not self._driver.marked_here(job.id) and now < job.submit_started_at + window:
+        if may_be_sending and now < job.submit_started_at + window:
             return 0  # its old holder may still be sending it: wait for the window, then decide
         log.warning("Job %s: its POST may have left and no answer was recorded: outcome unknown", job.id)
         return await self._end(job, Event.SUBMIT_UNKNOWN, "submit_unknown")

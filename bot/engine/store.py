@@ -330,6 +330,10 @@ class JobStore:
         """``identity`` stopped: its jobs may be taken over at once."""
         await self._db.execute("DELETE FROM processes WHERE id = ?", (identity.id,))
 
+    async def has_lease(self, process_id: str) -> bool:
+        """Whether ``process_id`` still has a lease row (expired or not): absent means it stopped, or never ran."""
+        return await self._db.fetch_value("SELECT 1 FROM processes WHERE id = ?", (process_id,)) is not None
+
     async def live_processes(self) -> list[str]:
         """The ids of processes whose lease has not expired."""
         rows = await self._db.fetch_all(

@@ -73,6 +73,9 @@ async def test_a_private_result_that_can_be_shown_nowhere_is_refunded(harness):
     job = await _job(harness, interaction)
     assert job.error == "undeliverable" and not _images(fake)
     assert await harness.services.ledger.member_charged(job.id) is False  # BFL was paid; the member was not
+    # Telling the member is tried too (the same dead token): nothing can reach them, and nothing is public.
+    await fake.wait_for(lambda: sum(v.code == 50027 for v in fake.violations) >= 2)
+    assert not [m for m in fake.messages.values() if m["id"] != interaction.original_message_id]
     fake.take_violations(50027)
     fake.take_violations(50007)
 

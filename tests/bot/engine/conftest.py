@@ -16,7 +16,7 @@ from bot.app import build_services
 from bot.bfl.client import BflClient, PollSchedule
 from bot.config import Settings
 from bot.engine.engine import JobEngine, Requester
-from bot.engine.progress import Posted, Progress, Result
+from bot.engine.progress import GroupPosted, Posted, Progress, Result
 from bot.models import build_request
 
 GUILD, CHANNEL, ALICE = 1000, 2000, 3000
@@ -61,6 +61,7 @@ class RecordingPresenter:
         self.progress: dict[int, list[str]] = {}
         self.delivered: dict[int, Result] = {}
         self.notified: dict[int, str] = {}
+        self.groups: dict[int, list] = {}  # group id → every GroupResult posted for it (a repost edits the same)
         self.changed = asyncio.Condition()
         self.refused = 0  # posts refused so far
         self.fail_delivery = 0  # how many posts to refuse (True: all of them)
@@ -83,6 +84,11 @@ class RecordingPresenter:
         self.delivered[result.job.id] = result
         await self._notify_all()
         return Posted(CHANNEL, 10_000 + result.job.id)
+
+    async def deliver_group(self, result) -> GroupPosted:
+        self.groups.setdefault(result.group.id, []).append(result)
+        await self._notify_all()
+        return GroupPosted(CHANNEL, 20_000 + result.group.id, {r.job.id: None for r in result.results})
 
     async def notify(self, job, text) -> None:
         self.notified[job.id] = text

@@ -220,7 +220,7 @@ def test_an_unloaded_mapping_refuses_rather_than_guess():
 
 async def test_flux_3_with_an_image_is_sent_at_most_tolerance_2(fast, fake_bfl):
     harness = await fast()
-    await harness.engine._safety.set_level(GUILD, CHANNEL, SafetyLevel.RELAXED, actor_id=9)
+    await harness.engine.admission.parts.safety.set_level(GUILD, CHANNEL, SafetyLevel.RELAXED, actor_id=9)
     relaxed = dataclasses.replace(who(1), age_restricted=True)
     plain = request(seed=None, model="flux-3-image")
     await harness.engine.admit(plain, relaxed, acked=True)

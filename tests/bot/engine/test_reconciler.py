@@ -186,6 +186,12 @@ async def test_a_stalled_holders_marked_submit_waits_for_its_window_before_it_is
             " ?, ?, ?, 'gone:1:a:b', 1)",
             (*[int(h.engine.clock().timestamp() * 1000)] * 3,),
         )
+        now_ms = int(h.engine.clock().timestamp() * 1000)  # its process's lease ran out a second ago
+        await tx.execute(
+            "INSERT INTO processes (id, role, host, pid, started_at, lease_expires_at)"
+            " VALUES ('gone:1:a:b', 'worker', 'another-host', 1, ?, ?)",
+            (now_ms - 60_000, now_ms - 1_000),
+        )
         await tx.execute(
             "INSERT INTO ledger (kind, job_id, guild_id, user_id, model, server_micros, member_micros,"
             " member_images, day, week, month, at) VALUES ('reserve', 5, 1000, 3000, 'flux-pro-1.1', 40000,"
