@@ -16,9 +16,10 @@ import logging
 import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
@@ -143,11 +144,10 @@ class SqliteDatabase(Database):
                         migration.name,
                         " (it rebuilds tables: foreign keys off, checked before commit)" if rebuild else "",
                     )
-                    dangling = await _dangling(self._conn) if rebuild else {}
                     for statement in _statements(migration.sql):
                         await self._conn.execute(statement)
                     if rebuild:
-                        await _check_foreign_keys(self._conn, migration, dangling)
+                        await _check_foreign_keys(self._conn, self.path, migration)
                     await self._conn.execute(f"PRAGMA user_version = {migration.version}")
                 except BaseException:
                     if self._conn.in_transaction:
@@ -222,34 +222,43 @@ def rebuilds_tables(sql: str) -> bool:
     return bool(_REBUILD.search(_COMMENT.sub("", sql)))
 
 
-async def _dangling(conn: aiosqlite.Connection) -> dict[tuple[str, str], int]:
-    """Rows whose foreign key points at nothing, counted per (table, parent table)."""
+def _count_dangling(rows: Iterable[Sequence[Any]]) -> dict[tuple[str, str], int]:
     found: dict[tuple[str, str], int] = {}
-    for row in await conn.execute_fetchall("PRAGMA foreign_key_check"):  # (table, rowid, parent, key index)
+    for row in rows:  # PRAGMA foreign_key_check: (table, rowid, parent, key index)
         found[(row[0], row[2])] = found.get((row[0], row[2]), 0) + 1
     return found
 
 
-async def _check_foreign_keys(
-    conn: aiosqlite.Connection, migration: Migration, before: dict[tuple[str, str], int]
-) -> None:
+def _dangling_before(path: Path) -> dict[tuple[str, str], int]:
+    """What dangled in the file's last committed state, before the migration still open on the main connection.
+
+    A second, read-only connection: with WAL it reads the database as it was before that transaction.
+    """
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+    try:
+        return _count_dangling(conn.execute("PRAGMA foreign_key_check").fetchall())
+    finally:
+        conn.close()
+
+
+async def _check_foreign_keys(conn: aiosqlite.Connection, path: Path, migration: Migration) -> None:
     """Raise :class:`MigrationCheckFailed` (the caller rolls back) if the migration left rows pointing at nothing.
 
-    ``before``: what dangled before the migration (rows deleted by hand with foreign keys off, for
-    example); those were not its doing, stay as they were, and are only logged.
+    Rows that already pointed at nothing before it (deleted by hand with foreign keys off, for example)
+    were not its doing: they stay as they were and are logged. Only then is the old state checked too.
     """
-    after = await _dangling(conn)
+    after = _count_dangling(await conn.execute_fetchall("PRAGMA foreign_key_check"))
+    if not after:
+        return
+    before = await asyncio.to_thread(_dangling_before, path)
     worse = {where: n for where, n in after.items() if n > before.get(where, 0)}
     if worse:
         found = ", ".join(f"{n - before.get((t, p), 0)} in {t} (→ {p})" for (t, p), n in sorted(worse.items()))
         raise MigrationCheckFailed(
             f"migration {migration.name} would leave rows pointing at missing rows: {found}; nothing was changed"
         )
-    if after:
-        found = ", ".join(f"{n} in {t} (→ {p})" for (t, p), n in sorted(after.items()))
-        log.warning(
-            "Rows that already pointed at missing rows before %s are kept as they were: %s", migration.name, found
-        )
+    found = ", ".join(f"{n} in {t} (→ {p})" for (t, p), n in sorted(after.items()))
+    log.warning("Rows that already pointed at missing rows before %s are kept as they were: %s", migration.name, found)
 
 
 def _statements(script: str) -> list[str]:

@@ -327,7 +327,8 @@ def test_rebuilding_migrations_are_recognised():
 @pytest.mark.sqlite_only
 async def test_rows_that_already_dangled_do_not_stop_an_upgrade(tmp_path, caplog):
     """Jobs deleted by hand in the sqlite3 shell (foreign keys off there) left events behind: kept, logged."""
-    db = await SqliteDatabase.open(tmp_path / "old.sqlite3", migrate=False)
+    path = tmp_path / "a folder" / "old #1?.sqlite3"  # the old state is read through a file: URI
+    db = await SqliteDatabase.open(path, migrate=False)
     await db.migrate(load_migrations()[:4])
     await fill(db)
     await db.execute("PRAGMA foreign_keys=OFF")
@@ -337,7 +338,7 @@ async def test_rows_that_already_dangled_do_not_stop_an_upgrade(tmp_path, caplog
     await db.close()
 
     caplog.set_level(logging.INFO, logger="bot.storage")
-    upgraded = await Database.open(tmp_path / "old.sqlite3")
+    upgraded = await Database.open(path)
     try:
         assert await upgraded.schema_version() == NEWEST
         assert await upgraded.fetch_value("SELECT COUNT(*) FROM job_events") == events
