@@ -18,11 +18,18 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --system --uid 10001 --user-group --home-dir /data --no-create-home --shell /usr/sbin/nologin fluxcord \
     && mkdir /data && chown fluxcord:fluxcord /data
 COPY --from=build /install /usr/local
+# Bytecode, compiled once here: the base image ships none (not even for the standard library) and
+# PYTHONDONTWRITEBYTECODE keeps Python from saving any, so without this every start and every health
+# check would compile what it imports (docs/operations.md: 2.8 s → 0.6 s to import the bot).
+# unchecked-hash: the image never changes, so Python loads each .pyc without checking its source.
+RUN python -m compileall -q -j 0 --invalidation-mode unchecked-hash /usr/local/lib/python3.11
 USER fluxcord
 WORKDIR /data
 VOLUME ["/data"]
 EXPOSE 9108
 # SIGTERM: stop admitting, let submits in flight get their answer, keep every job resumable, exit 0.
 STOPSIGNAL SIGTERM
-HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 CMD ["python", "-m", "bot", "healthcheck"]
+# The probe asks /healthz with the standard library only and imports nothing of the bot: a few ms of
+# CPU every 30 s. `python -m bot healthcheck` asks the same for people (it loads the settings).
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 CMD ["python", "-m", "bot.ops.probe"]
 ENTRYPOINT ["python", "-m", "bot"]

@@ -40,6 +40,7 @@ from bot.engine.shared_breaker import BreakerLog, SharedBreakers
 from bot.engine.store import JobStore
 from bot.images.cache import ImageCache
 from bot.modlog import ModLog
+from bot.ops.memory import MemoryKeeper
 from bot.ops.metrics import Metrics
 from bot.ops.server import OpsServer
 from bot.prefs import PrefsService
@@ -300,9 +301,13 @@ async def assemble(
         if settings.metrics_port is not None and bot._background_work:
             ops = bot.ops = OpsServer(bot, services.metrics, host=settings.metrics_host, port=settings.metrics_port)
             await ops.start()  # a port in use is a one-line StartupError naming METRICS_PORT
+        # Memory freed after a burst of images goes back to the system (bot/ops/memory.py).
+        keeper = MemoryKeeper().start() if bot._background_work else None
         try:
             yield bot
         finally:
+            if keeper is not None:
+                await keeper.stop()
             if ops is not None:
                 await ops.stop()
             if not bot.is_closed():

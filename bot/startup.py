@@ -183,6 +183,14 @@ async def _open_postgres(settings: Settings) -> Database:
 
 
 def _database_problem(path: Path, exc: sqlite3.DatabaseError) -> str:
+    from bot.storage.sqlite import MigrationCheckFailed
+
+    reason = one_line(exc, limit=300)
+    if isinstance(exc, MigrationCheckFailed):
+        return (
+            f"DATABASE_PATH: cannot upgrade {path} ({reason}); the file is as it was: keep it, and run the "
+            f"previous version of the bot or report the problem"
+        )
     reason = one_line(exc)
     lowered = reason.lower()
     if "not a database" in lowered or "malformed" in lowered or "corrupt" in lowered:

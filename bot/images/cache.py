@@ -1,38 +1,51 @@
-"""A size-bounded on-disk cache of generated images, keyed by :meth:`GenerationRequest.cache_key`.
+"""A bounded on-disk cache of generated images by :meth:`GenerationRequest.cache_key`, shared by processes.
 
-Layout: one ``<key>.img`` file (the bytes) and one ``<key>.json`` sidecar (metadata) per entry in a
-single directory. Writes go to a temporary file first and are moved into place with ``os.replace``,
-so a crash never leaves a half-written entry under a real name. Recency is the image file's mtime
-(touched on every hit), so least-recently-used eviction survives restarts: the in-memory index is
-rebuilt from the directory on first use.
+Every process on one host with the same cache folder (``python -m bot`` and workers) uses it safely;
+the files and their locking are :mod:`bot.images.cache_folder`.
 
-All filesystem work runs in a worker thread; an :class:`asyncio.Lock` serialises index changes.
-One process per directory: two bots sharing a cache directory would each evict blind.
+- **The folder is the index.** :meth:`ImageCache.get_entry` and :meth:`ImageCache.contains` look at
+  the files: an entry another process wrote is found, one another process evicted is a miss.
+- **Atomic writes.** Each file goes to a temporary name and is moved into place; the sidecar first.
+- **No blind eviction.** A process keeps its eviction candidates (a heap by last use), read from the
+  folder at first use and again every :data:`RESCAN_SECONDS` (so it learns what the others wrote),
+  bounded by ``max_entries`` as the folder is. Before removing one, under the folder's exclusive lock,
+  it checks the file's time: an entry used since (by any process) goes back in the heap at that time.
+- **A hit is held.** :meth:`ImageCache.contains` (admission) sets the image's mtime ``hold_seconds``
+  into the future, and nothing with a future mtime is evicted: the image is still there when the job
+  is delivered, by this process or, after a restart or a takeover, by another.
+- **Memory**: at most ``max_entries`` small records (≈ 0.3 KB each, with their heap items).
+
+Both limits are targets, not walls: held hits are never evicted (the cache can exceed ``max_bytes``
+by the hits of the last ``hold_seconds``, and says so in the log once), and the other processes'
+writes are counted at the next rescan.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import json
 import logging
-import os
-import re
-import tempfile
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bot.images.cache_folder import KEY_RE, STALE_SECONDS, CacheFolder, Entry
+
 log = logging.getLogger(__name__)
 
-__all__ = ["CachedImage", "ImageCache", "InvalidCacheKey"]
+__all__ = ["STALE_SECONDS", "CachedImage", "ImageCache", "InvalidCacheKey"]
 
-_KEY_RE = re.compile(r"[0-9a-f]{16,128}")
-_DATA_SUFFIX = ".img"
-_META_SUFFIX = ".json"
-_TEMP_PREFIX = ".tmp-"
+#: Most entries a cache holds whatever their size (and so the longest candidate list a process
+#: keeps): a 512 MB cache of 1 MB images holds ~500; this bounds one of tiny images.
+DEFAULT_MAX_ENTRIES = 10_000
+#: How long a hit found at admission is held (never evicted): it is delivered by this process or,
+#: after a restart or a takeover (JOB_LEASE_SECONDS), by another.
+DEFAULT_HOLD_SECONDS = 300.0
+#: How often a process re-reads the folder to learn what other processes wrote and removed.
+RESCAN_SECONDS = 60.0
 
 
 class InvalidCacheKey(ValueError):
@@ -48,31 +61,41 @@ class CachedImage:
     metadata: dict[str, Any]
 
 
-@dataclass
-class _Entry:
-    size: int  # bytes on disk: image + sidecar
-    used_ns: int  # last use, as the image file's mtime
-
-
 def _check_key(key: str) -> str:
-    if not isinstance(key, str) or not _KEY_RE.fullmatch(key):
+    if not isinstance(key, str) or not KEY_RE.fullmatch(key):
         raise InvalidCacheKey("cache keys are 16-128 lowercase hex characters")
     return key
 
 
 class ImageCache:
-    """Images by key, at most ``max_bytes`` on disk; ``max_bytes == 0`` disables the cache."""
+    """Images by key, at most ``max_bytes`` and ``max_entries`` on disk; ``max_bytes == 0`` disables it."""
 
-    def __init__(self, directory: Path, max_bytes: int) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        max_bytes: int,
+        *,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        hold_seconds: float = DEFAULT_HOLD_SECONDS,
+    ) -> None:
         if max_bytes < 0:
             raise ValueError("max_bytes cannot be negative")
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
         self.directory = Path(directory)
         self.max_bytes = max_bytes
-        self._lock = asyncio.Lock()
-        # Least recently used first; None until the directory has been scanned.
-        self._index: OrderedDict[str, _Entry] | None = None
+        self.max_entries = max_entries
+        self.hold_ns = int(hold_seconds * 1e9)
+        self._folder = CacheFolder(self.directory)
+        self._lock = asyncio.Lock()  # guards the candidates and the total
+        # The entries this process knows (None until the folder has been read), and a heap of
+        # (last use, key) over them, least recently used on top; its stale items are skipped.
+        self._index: dict[str, Entry] | None = None
+        self._heap: list[tuple[int, str]] = []
         self._total = 0
+        self._scanned_at = 0.0
         self._last_ns = 0
+        self._overflowing = False
 
     @property
     def enabled(self) -> bool:
@@ -81,8 +104,13 @@ class ImageCache:
 
     @property
     def total_bytes(self) -> int:
-        """Bytes the cache currently holds on disk (0 before first use)."""
+        """Bytes on disk as this process knows them: the last scan, its own writes and removals since."""
         return self._total
+
+    @property
+    def entries(self) -> int:
+        """Entries this process knows of (its eviction candidates)."""
+        return len(self._index or ())
 
     # -- public API -------------------------------------------------------------------------------
 
@@ -92,37 +120,34 @@ class ImageCache:
         return None if entry is None else entry.data
 
     async def contains(self, key: str) -> bool:
-        """Whether ``key`` is cached, without reading the image (admission only needs to know)."""
+        """Whether ``key`` is cached, without reading the image.
+
+        A hit is held for ``hold_seconds`` (no process evicts it): admission asks this, and the image
+        must still be there when the job is delivered.
+        """
         _check_key(key)
         if not self.enabled:
             return False
-        async with self._lock:
-            return key in await self._ensure_index()
+        await self._ensure_index()
+        return await asyncio.to_thread(self._folder.touch, key, self._next_ns() + self.hold_ns)
 
     async def get_entry(self, key: str) -> CachedImage | None:
         """The image and its metadata under ``key``, or ``None``; a hit counts as a use."""
         _check_key(key)
         if not self.enabled:
             return None
-        async with self._lock:
-            index = await self._ensure_index()
-            if key not in index:
-                return None
-            now = self._next_ns()
-            try:
-                data, metadata = await asyncio.to_thread(self._read_and_touch, key, now)
-            except (OSError, ValueError):
-                # Deleted or damaged behind our back: forget it rather than fail the command.
-                log.warning("dropping unreadable cache entry %s", key, exc_info=True)
-                await asyncio.to_thread(self._unlink_entry, key)
-                self._forget(key)
-                return None
-            index[key].used_ns = now
-            index.move_to_end(key)
-            return CachedImage(key=key, data=data, metadata=metadata)
+        await self._ensure_index()
+        found = await asyncio.to_thread(self._folder.read, key, self._next_ns())
+        if found is None:
+            if key in (self._index or ()):
+                async with self._lock:
+                    self._forget(key)  # evicted by another process, or deleted behind our back
+            return None
+        data, metadata = found
+        return CachedImage(key=key, data=data, metadata=metadata)
 
     async def put(self, key: str, data: bytes, *, metadata: dict[str, Any]) -> None:
-        """Store ``data`` (and JSON-serialisable ``metadata``) under ``key``, evicting LRU entries to fit.
+        """Store ``data`` (and JSON-serialisable ``metadata``) under ``key``, evicting old entries to fit.
 
         An entry larger than the whole cache is not stored. Replacing an existing key is allowed.
         """
@@ -134,21 +159,21 @@ class ImageCache:
         if size > self.max_bytes:
             log.info("not caching %s: %d bytes exceed the cache size %d", key, size, self.max_bytes)
             return
-        async with self._lock:
-            index = await self._ensure_index()
-            now = self._next_ns()
-            try:
-                await asyncio.to_thread(self._write_entry, key, data, sidecar, now)
-            except OSError:
-                # A full or read-only disk must not fail the generation that was being cached.
-                log.warning("could not cache %s", key, exc_info=True)
-                with contextlib.suppress(OSError):
-                    await asyncio.to_thread(self._unlink_entry, key)
+        await self._ensure_index()
+        now = self._next_ns()
+        try:
+            await asyncio.to_thread(self._folder.write, key, data, sidecar, now)
+        except OSError:
+            # A full or read-only disk must not fail the generation that was being cached.
+            log.warning("could not cache %s", key, exc_info=True)
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(self._folder.remove, key)  # no half-replaced entry
+            async with self._lock:
                 self._forget(key)
-                return
+            return
+        async with self._lock:
             self._forget(key)
-            index[key] = _Entry(size=size, used_ns=now)
-            self._total += size
+            self._remember(key, Entry(size=size, used_ns=now))
             await self._evict_locked(keep=key)
 
     async def delete(self, key: str) -> bool:
@@ -156,117 +181,97 @@ class ImageCache:
         _check_key(key)
         if not self.enabled:
             return False
+        await self._ensure_index()
+        present = await asyncio.to_thread(self._folder.remove, key)
         async with self._lock:
-            index = await self._ensure_index()
-            present = key in index
-            await asyncio.to_thread(self._unlink_entry, key)
             self._forget(key)
-            return present
+        return present
 
-    # -- index ------------------------------------------------------------------------------------
+    # -- the candidates ---------------------------------------------------------------------------
 
-    async def _ensure_index(self) -> OrderedDict[str, _Entry]:
+    async def _ensure_index(self) -> None:
         if self._index is None:
-            entries = await asyncio.to_thread(self._scan)
-            self._index = OrderedDict(sorted(entries.items(), key=lambda item: item[1].used_ns))
-            self._total = sum(entry.size for entry in entries.values())
-            self._last_ns = max((entry.used_ns for entry in entries.values()), default=0)
-            log.info("image cache: %d entries, %d bytes in %s", len(entries), self._total, self.directory)
-            # The limit may have shrunk since the last run.
-            await self._evict_locked(keep=None)
-        return self._index
+            async with self._lock:
+                if self._index is None:
+                    await self._rescan_locked()
+                    await self._evict_locked(keep=None)  # the limits may have shrunk since the last run
+
+    async def _rescan_locked(self) -> None:
+        entries = await asyncio.to_thread(self._folder.scan)
+        self._index, self._heap, self._total = {}, [], 0
+        for key, entry in entries.items():
+            self._remember(key, entry)
+        self._scanned_at = time.monotonic()
+        log.debug("image cache: %d entries, %d bytes in %s", len(entries), self._total, self.directory)
+
+    def _remember(self, key: str, entry: Entry) -> None:
+        assert self._index is not None
+        self._index[key] = entry
+        self._total += entry.size
+        heapq.heappush(self._heap, (entry.used_ns, key))
+        if len(self._heap) > 2 * len(self._index) + 64:  # too many stale items: rebuild
+            self._heap = [(e.used_ns, k) for k, e in self._index.items()]
+            heapq.heapify(self._heap)
 
     def _forget(self, key: str) -> None:
-        assert self._index is not None
-        entry = self._index.pop(key, None)
-        if entry is not None:
+        if self._index is not None and (entry := self._index.pop(key, None)) is not None:
             self._total -= entry.size
 
+    def _over(self) -> bool:
+        return self._total > self.max_bytes or len(self._index or ()) > self.max_entries
+
     async def _evict_locked(self, keep: str | None) -> None:
-        assert self._index is not None
-        victims: list[str] = []
-        total = self._total
-        for key, entry in self._index.items():  # oldest first
-            if total <= self.max_bytes:
-                break
-            if key == keep:
-                continue
-            victims.append(key)
-            total -= entry.size
-        if not victims:
+        if time.monotonic() - self._scanned_at > RESCAN_SECONDS:
+            await self._rescan_locked()  # what the other processes wrote and removed meanwhile
+        if not self._over():
+            self._overflowing = False
             return
-        await asyncio.to_thread(self._unlink_many, victims)
-        for key in victims:
-            self._forget(key)
-        log.debug("evicted %d cache entries", len(victims))
+        # In a worker thread while this coroutine holds the lock: nothing else changes the candidates.
+        removed = await asyncio.to_thread(self._evict, keep, time.time_ns())
+        if removed:
+            log.debug("evicted %d cache entries", removed)
+        if self._over() and not self._overflowing:
+            log.info(
+                "image cache above its limits (%d bytes, %d entries): the rest are hits held for delivery",
+                self._total,
+                self.entries,
+            )
+        self._overflowing = self._over()
+
+    def _evict(self, keep: str | None, now_ns: int) -> int:
+        """Remove least recently used entries until under the limits; how many (blocking file work).
+
+        Under the folder's exclusive lock, so no use or write falls between a check and its removal.
+        An entry used since this process last saw it (by any process) goes back in the heap at its new
+        time; a held one (its time in the future) and ``keep`` stay; a vanished one is forgotten.
+        """
+        assert self._index is not None
+        removed = 0
+        passed_over: list[tuple[int, str]] = []
+        with self._folder.locked(exclusive=True):
+            while self._heap and self._over():
+                used_ns, key = heapq.heappop(self._heap)
+                entry = self._index.get(key)
+                if entry is None or entry.used_ns != used_ns:
+                    continue  # a stale item: forgotten, or used since and pushed again
+                mtime = self._folder.mtime(key)
+                if mtime is None:
+                    self._forget(key)  # gone already (another process, or a deletion)
+                elif key == keep or mtime > now_ns:
+                    entry.used_ns = mtime
+                    passed_over.append((mtime, key))  # the new entry, or a held hit
+                elif mtime > used_ns:
+                    entry.used_ns = mtime
+                    heapq.heappush(self._heap, (mtime, key))  # used since: back in its place
+                else:
+                    self._folder.unlink(key)
+                    self._forget(key)
+                    removed += 1
+        for item in passed_over:
+            heapq.heappush(self._heap, item)
+        return removed
 
     def _next_ns(self) -> int:
-        # Strictly increasing, so two uses within one clock tick still have an order after a restart.
+        # Strictly increasing, so two uses within one clock tick still have an order.
         self._last_ns = max(time.time_ns(), self._last_ns + 1)
         return self._last_ns
-
-    # -- filesystem (worker thread only) ----------------------------------------------------------
-
-    def _paths(self, key: str) -> tuple[Path, Path]:
-        return self.directory / f"{key}{_DATA_SUFFIX}", self.directory / f"{key}{_META_SUFFIX}"
-
-    def _scan(self) -> dict[str, _Entry]:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        found: dict[str, dict[str, os.stat_result]] = {}
-        for child in self.directory.iterdir():
-            name = child.name
-            if name.startswith(_TEMP_PREFIX):
-                # Left over from a crash mid-write.
-                with contextlib.suppress(OSError):
-                    child.unlink()
-                continue
-            stem, suffix = os.path.splitext(name)
-            if suffix not in (_DATA_SUFFIX, _META_SUFFIX) or not _KEY_RE.fullmatch(stem):
-                continue  # not ours: leave it alone
-            with contextlib.suppress(OSError):
-                found.setdefault(stem, {})[suffix] = child.stat()
-        entries: dict[str, _Entry] = {}
-        for key, stats in found.items():
-            if len(stats) != 2:
-                self._unlink_entry(key)  # half an entry is no entry
-                continue
-            data_stat = stats[_DATA_SUFFIX]
-            entries[key] = _Entry(size=data_stat.st_size + stats[_META_SUFFIX].st_size, used_ns=data_stat.st_mtime_ns)
-        return entries
-
-    def _read_and_touch(self, key: str, now_ns: int) -> tuple[bytes, dict[str, Any]]:
-        data_path, meta_path = self._paths(key)
-        data = data_path.read_bytes()
-        metadata = json.loads(meta_path.read_text(encoding="utf-8"))
-        if not isinstance(metadata, dict):
-            raise ValueError("metadata is not an object")
-        os.utime(data_path, ns=(now_ns, now_ns))
-        return data, metadata
-
-    def _write_entry(self, key: str, data: bytes, sidecar: bytes, now_ns: int) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        data_path, meta_path = self._paths(key)
-        # Sidecar first: an image file without its sidecar is dropped at the next scan.
-        self._atomic_write(meta_path, sidecar)
-        self._atomic_write(data_path, data)
-        os.utime(data_path, ns=(now_ns, now_ns))
-
-    def _atomic_write(self, path: Path, content: bytes) -> None:
-        fd, temp_name = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=self.directory)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(content)
-            os.replace(temp_name, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp_name)
-            raise
-
-    def _unlink_entry(self, key: str) -> None:
-        for path in self._paths(key):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-
-    def _unlink_many(self, keys: list[str]) -> None:
-        for key in keys:
-            self._unlink_entry(key)

@@ -18,16 +18,20 @@ transactions side by side from many processes, so a check-then-write locks the r
 
 from __future__ import annotations
 
+import logging
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+log = logging.getLogger(__name__)
+
 Params = Sequence[Any] | dict[str, Any]
+RowCounter = Callable[[], Awaitable[dict[str, int]]]
 Synchronous = Literal["FULL", "NORMAL"]
 Backend = Literal["sqlite", "postgresql"]
 BACKENDS: tuple[Backend, ...] = ("sqlite", "postgresql")
@@ -166,6 +170,62 @@ class Database(ABC):
     @abstractmethod
     async def tables(self) -> list[str]:
         """The application's tables (for copies and checks), sorted."""
+
+    async def row_counts(self) -> dict[str, int]:
+        """Rows per application table (upgrade progress, checks)."""
+        return {table: int(await self.fetch_value(f'SELECT COUNT(*) FROM "{table}"')) for table in await self.tables()}
+
+
+class UpgradeProgress:
+    """Logs an upgrade of a database that holds data, so a long one shows that it moves and loses nothing.
+
+    Before the first pending migration: the versions and the rows per table. After each migration: its
+    time and every table whose row count changed (a warning for a table that lost rows: no migration
+    deletes rows on purpose). A new, empty database (version 0) is migrated without counting.
+    """
+
+    def __init__(self, count: RowCounter | None, counts: dict[str, int]) -> None:
+        self._count = count
+        self._counts = counts
+
+    @classmethod
+    async def begin(
+        cls, database: Database, start: int, pending: Sequence[Migration], count: RowCounter | None = None
+    ) -> UpgradeProgress:
+        """Count the rows (with ``count``, default :meth:`Database.row_counts`) and log the upgrade about to run."""
+        if start == 0:
+            return cls(None, {})
+        count = count or database.row_counts
+        counts = await count()
+        rows = ", ".join(f"{table} {n:,}" for table, n in counts.items() if n) or "no rows"
+        log.info(
+            "Upgrading the %s database %s from schema version %d to %d (%d migrations); rows: %s",
+            database.backend,
+            database.location,
+            start,
+            pending[-1].version,
+            len(pending),
+            rows,
+        )
+        return cls(count, counts)
+
+    async def applied(self, migration: Migration, seconds: float) -> None:
+        """Log one applied migration: its time and the tables whose row count changed."""
+        if self._count is None:
+            return
+        counts = await self._count()
+        changed = {t: (self._counts.get(t, 0), n) for t, n in counts.items() if self._counts.get(t, 0) != n}
+        changed.update({t: (n, 0) for t, n in self._counts.items() if t not in counts and n})
+        lost = any(after < before for before, after in changed.values())
+        described = ", ".join(f"{t} {before:,} → {after:,}" for t, (before, after) in sorted(changed.items()))
+        log.log(
+            logging.WARNING if lost else logging.INFO,
+            "Applied migration %s in %.2f s; %s",
+            migration.name,
+            seconds,
+            f"rows: {described}" if changed else "rows unchanged",
+        )
+        self._counts = counts
 
 
 _READ_START = re.compile(r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*(\w+)", re.S)

@@ -13,13 +13,23 @@ from __future__ import annotations
 import functools
 import logging
 import struct
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
 
-from bot.storage.database import Database, Migration, Params, Transaction, check_read, load_migrations, redact_url
+from bot.storage.database import (
+    Database,
+    Migration,
+    Params,
+    Transaction,
+    check_read,
+    UpgradeProgress,
+    load_migrations,
+    redact_url,
+)
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +119,19 @@ async def _setup_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(type_name, schema="pg_catalog", encoder=encode, decoder=decode, format="binary")
 
 
+_TABLES = (
+    "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename != 'schema_version'"
+    " ORDER BY tablename"
+)
+
+
+async def _version(conn: asyncpg.Connection) -> int:
+    """The last migration applied on ``conn``'s database (0 for an empty database)."""
+    if not await conn.fetchval("SELECT to_regclass('schema_version') IS NOT NULL"):
+        return 0
+    return int(await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
+
+
 def _rowcount(status: str) -> int:
     last = status.rsplit(" ", 1)[-1]
     return int(last) if last.isdigit() else 0
@@ -175,19 +198,30 @@ class PostgresDatabase(Database):
 
     async def schema_version(self) -> int:
         """The number of the last migration applied (0 for an empty database)."""
-        exists = await self._pool.fetchval("SELECT to_regclass('schema_version') IS NOT NULL")
-        if not exists:
-            return 0
-        return int(await self._pool.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
+        async with self._pool.acquire() as conn:
+            return await _version(conn)
 
     async def migrate(self, migrations: Iterable[Migration]) -> None:
         """Apply each pending migration in its own transaction with its ``schema_version`` row.
 
         Every transaction first takes the migration advisory lock, so processes starting together
-        migrate one after another and each sees what the others did.
+        migrate one after another and each sees what the others did. An upgrade of a database that
+        holds data logs its progress (:class:`UpgradeProgress`).
         """
+        migrations = list(migrations)
         async with self._pool.acquire() as conn:
-            for migration in migrations:
+            start = await _version(conn)
+            pending = [m for m in migrations if m.version > start]
+            if not pending:
+                return
+
+            async def count() -> dict[str, int]:
+                tables = await conn.fetch(_TABLES)
+                return {r[0]: int(await conn.fetchval(f'SELECT COUNT(*) FROM "{r[0]}"')) for r in tables}
+
+            progress = await UpgradeProgress.begin(self, start, pending, count)
+            for migration in pending:
+                started = time.perf_counter()
                 async with conn.transaction():
                     await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
                     await conn.execute(
@@ -202,6 +236,7 @@ class PostgresDatabase(Database):
                     await conn.execute(
                         "INSERT INTO schema_version (version, name) VALUES ($1, $2)", migration.version, migration.name
                     )
+                await progress.applied(migration, time.perf_counter() - started)
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         """Run one write statement (its own transaction); return the number of rows it changed."""
@@ -231,11 +266,7 @@ class PostgresDatabase(Database):
 
     async def tables(self) -> list[str]:
         """The application's tables (``schema_version`` excluded), sorted."""
-        rows = await self._pool.fetch(
-            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename != 'schema_version'"
-            " ORDER BY tablename"
-        )
-        return [r[0] for r in rows]
+        return [r[0] for r in await self._pool.fetch(_TABLES)]
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:

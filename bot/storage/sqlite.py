@@ -13,16 +13,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
-from bot.storage.database import Database, Migration, Params, Synchronous, Transaction, check_read, load_migrations
+from bot.storage.database import (
+    Database,
+    Migration,
+    Params,
+    Synchronous,
+    Transaction,
+    check_read,
+    UpgradeProgress,
+    load_migrations,
+)
 
 log = logging.getLogger(__name__)
+
+
+class MigrationCheckFailed(sqlite3.IntegrityError):
+    """A migration that rebuilt tables would have left rows pointing at missing rows; it was rolled back."""
 
 
 class SqliteTransaction(Transaction):
@@ -58,8 +74,8 @@ class SqliteDatabase(Database):
         self._write_lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: Path, *, synchronous: Synchronous = "NORMAL") -> SqliteDatabase:
-        """Open (creating if needed) the database at ``path`` and apply pending migrations."""
+    async def open(cls, path: Path, *, synchronous: Synchronous = "NORMAL", migrate: bool = True) -> SqliteDatabase:
+        """Open (creating if needed) the database at ``path`` and apply pending migrations (unless not ``migrate``)."""
         await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
         # isolation_level=None: no implicit BEGINs; transactions are explicit and lock-guarded.
         conn = await aiosqlite.connect(path, isolation_level=None)
@@ -73,7 +89,8 @@ class SqliteDatabase(Database):
             # Deleted or overwritten content is zeroed, not just unlinked: erased prompts leave the file.
             await conn.execute("PRAGMA secure_delete=ON")
             database = cls(conn, path)
-            await database.migrate(await asyncio.to_thread(load_migrations, "sqlite"))
+            if migrate:
+                await database.migrate(await asyncio.to_thread(load_migrations, "sqlite"))
         except BaseException:
             await conn.close()
             raise
@@ -92,25 +109,58 @@ class SqliteDatabase(Database):
         """Apply every migration newer than the database, each atomically with its version bump.
 
         Each one runs under ``BEGIN IMMEDIATE`` and re-reads the version inside it, so processes that
-        open a new file at the same moment (a shard cluster, workers) apply each migration once.
+        open a new file at the same moment (a shard cluster, workers) apply each migration once. A
+        migration that rebuilds tables (:func:`rebuilds_tables`) runs with foreign keys off, as SQLite
+        prescribes for schema changes, and is checked with ``PRAGMA foreign_key_check`` before it
+        commits: with them on, dropping the old parent table would delete every child row (cascade).
+        An upgrade of a database that holds data logs its progress (:class:`UpgradeProgress`).
         """
-        for migration in migrations:
-            if migration.version <= await self.schema_version():
-                continue
-            async with self._write_lock:
+        start = await self.schema_version()
+        pending = [m for m in migrations if m.version > start]
+        if not pending:
+            return
+        progress = await UpgradeProgress.begin(self, start, pending)
+        for migration in pending:
+            started = time.perf_counter()
+            if await self._apply(migration):
+                await progress.applied(migration, time.perf_counter() - started)
+
+    async def _apply(self, migration: Migration) -> bool:
+        """Apply one migration in one transaction; False if another process applied it first."""
+        rebuild = rebuilds_tables(migration.sql)
+        async with self._write_lock:
+            foreign_keys = bool((await self._conn.execute_fetchall("PRAGMA foreign_keys"))[0][0])
+            if rebuild and foreign_keys:
+                # A no-op inside a transaction: it must be switched before BEGIN, and back after COMMIT.
+                await self._conn.execute("PRAGMA foreign_keys=OFF")
+            try:
                 await self._conn.execute("BEGIN IMMEDIATE")
                 try:
                     current = (await self._conn.execute_fetchall("PRAGMA user_version"))[0][0]
-                    if migration.version > current:
-                        log.info("Applying database migration %s", migration.name)
-                        for statement in _statements(migration.sql):
-                            await self._conn.execute(statement)
-                        await self._conn.execute(f"PRAGMA user_version = {migration.version}")
+                    if migration.version <= current:
+                        await self._conn.execute("ROLLBACK")
+                        return False
+                    log.info(
+                        "Applying database migration %s%s",
+                        migration.name,
+                        " (it rebuilds tables: foreign keys off, checked before commit)" if rebuild else "",
+                    )
+                    for statement in _statements(migration.sql):
+                        await self._conn.execute(statement)
+                    if rebuild:
+                        await _check_foreign_keys(self._conn, self.path, migration)
+                    await self._conn.execute(f"PRAGMA user_version = {migration.version}")
                 except BaseException:
                     if self._conn.in_transaction:
                         await self._conn.execute("ROLLBACK")
                     raise
                 await self._conn.execute("COMMIT")
+                return True
+            finally:
+                if rebuild and foreign_keys:
+                    if self._conn.in_transaction:  # a failed COMMIT: nothing of it may stay
+                        await self._conn.execute("ROLLBACK")
+                    await self._conn.execute("PRAGMA foreign_keys=ON")
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         """Run one write statement atomically; return the number of rows it changed."""
@@ -159,6 +209,59 @@ class SqliteDatabase(Database):
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
         )
         return [r[0] for r in rows]
+
+
+_REBUILD = re.compile(r"\bDROP\s+TABLE\b|\bALTER\s+TABLE\s+\S+\s+RENAME\s+TO\b", re.IGNORECASE)
+_COMMENT = re.compile(r"--[^\n]*")
+
+
+def rebuilds_tables(sql: str) -> bool:
+    """Whether a migration drops or renames a table: SQLite's way to change a table's constraints.
+
+    Such a migration must run with foreign keys off (``DROP TABLE`` of a parent would otherwise
+    delete, through ``ON DELETE CASCADE``, every row of the rebuilt child that already points at the
+    old name) and be checked with ``PRAGMA foreign_key_check`` before it commits.
+    """
+    return bool(_REBUILD.search(_COMMENT.sub("", sql)))
+
+
+def _count_dangling(rows: Iterable[Sequence[Any]]) -> dict[tuple[str, str], int]:
+    found: dict[tuple[str, str], int] = {}
+    for row in rows:  # PRAGMA foreign_key_check: (table, rowid, parent, key index)
+        found[(row[0], row[2])] = found.get((row[0], row[2]), 0) + 1
+    return found
+
+
+def _dangling_before(path: Path) -> dict[tuple[str, str], int]:
+    """What dangled in the file's last committed state, before the migration still open on the main connection.
+
+    A second, read-only connection: with WAL it reads the database as it was before that transaction.
+    """
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+    try:
+        return _count_dangling(conn.execute("PRAGMA foreign_key_check").fetchall())
+    finally:
+        conn.close()
+
+
+async def _check_foreign_keys(conn: aiosqlite.Connection, path: Path, migration: Migration) -> None:
+    """Raise :class:`MigrationCheckFailed` (the caller rolls back) if the migration left rows pointing at nothing.
+
+    Rows that already pointed at nothing before it (deleted by hand with foreign keys off, for example)
+    were not its doing: they stay as they were and are logged. Only then is the old state checked too.
+    """
+    after = _count_dangling(await conn.execute_fetchall("PRAGMA foreign_key_check"))
+    if not after:
+        return
+    before = await asyncio.to_thread(_dangling_before, path)
+    worse = {where: n for where, n in after.items() if n > before.get(where, 0)}
+    if worse:
+        found = ", ".join(f"{n - before.get((t, p), 0)} in {t} (→ {p})" for (t, p), n in sorted(worse.items()))
+        raise MigrationCheckFailed(
+            f"migration {migration.name} would leave rows pointing at missing rows: {found}; nothing was changed"
+        )
+    found = ", ".join(f"{n} in {t} (→ {p})" for (t, p), n in sorted(after.items()))
+    log.warning("Rows that already pointed at missing rows before %s are kept as they were: %s", migration.name, found)
 
 
 def _statements(script: str) -> list[str]:

@@ -1,5 +1,6 @@
 """Start-up probes and their one-line errors, against real files and the local fake servers."""
 
+import re
 import socket
 import sqlite3
 
@@ -71,6 +72,41 @@ async def test_a_corrupt_database_file_is_named_with_what_to_do(tmp_path):
     assert_one_line_naming(info.value, "DATABASE_PATH")
     assert "not a readable SQLite database" in str(info.value) and "backup" in str(info.value)
     assert isinstance(info.value.__cause__, sqlite3.DatabaseError)
+
+
+async def test_an_upgrade_that_would_orphan_rows_is_refused_with_what_to_do(tmp_path, monkeypatch):
+    from bot.storage import sqlite
+    from bot.storage.database import Migration, load_migrations
+
+    path = tmp_path / "fluxcord.sqlite3"
+    db = await sqlite.SqliteDatabase.open(path)
+    await db.execute(
+        "INSERT INTO jobs (id, guild_id, channel_id, user_id, model, prompt, params, seed, width, height, cache_key,"
+        " status, estimated_micros, created_at, updated_at) VALUES (1, 1, 1, 1, 'm', 'p', '{}', 1, 1, 1, 'k',"
+        " 'delivered', 0, 1, 1)"
+    )
+    schema = await db.fetch_value("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'jobs'")
+    await db.close()
+    rebuild = (  # the usual rebuild, with a WHERE that drops a row by mistake
+        re.sub(r'^CREATE TABLE "?jobs"?', "CREATE TABLE jobs_new", schema) + ";\n"
+        "INSERT INTO jobs_new SELECT * FROM jobs WHERE id != 1;\n"
+        "DROP TABLE jobs;\n"
+        "ALTER TABLE jobs_new RENAME TO jobs;\n"
+    )
+    lossy = Migration(len(load_migrations()) + 1, "9999_lossy_rebuild.sql", rebuild)
+    monkeypatch.setattr(sqlite, "load_migrations", lambda backend: [*load_migrations(backend), lossy])
+    with pytest.raises(StartupError) as info:
+        await open_database(settings_for(tmp_path, database_path=path))
+    assert_one_line_naming(info.value, "DATABASE_PATH")
+    message = str(info.value)
+    assert "cannot upgrade" in message and "9999_lossy_rebuild.sql" in message and "1 in job_events (→ jobs)" in message
+    assert "the file is as it was" in message
+    monkeypatch.undo()
+    db = await sqlite.SqliteDatabase.open(path)
+    try:
+        assert await db.fetch_value("SELECT COUNT(*) FROM job_events") == 1
+    finally:
+        await db.close()
 
 
 async def test_a_database_inside_a_file_is_named(tmp_path):

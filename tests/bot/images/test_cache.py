@@ -1,14 +1,18 @@
-"""The on-disk image cache with real files: round trips, LRU eviction, restarts, bad keys, concurrency."""
+"""The on-disk image cache with real files: round trips, LRU eviction, restarts, bad keys, concurrency.
+
+Several processes on one folder, and hits held for delivery: test_cache_shared.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import os
+import time
 
 import pytest
 
-from bot.images.cache import CachedImage, ImageCache, InvalidCacheKey
+from bot.images.cache import STALE_SECONDS, CachedImage, ImageCache, InvalidCacheKey
 
 
 def key(name: str) -> str:
@@ -17,6 +21,11 @@ def key(name: str) -> str:
 
 def blob(size: int, fill: int = 1) -> bytes:
     return bytes([fill]) * size
+
+
+def entry_files(directory) -> list[str]:
+    """The cache's files, without its lock file."""
+    return sorted(p.name for p in directory.iterdir() if p.name != ".lock")
 
 
 META = {"width": 1024, "height": 1024, "format": "JPEG", "model": "flux-pro-1.1", "cost_micros": 40_000}
@@ -48,7 +57,7 @@ async def test_files_are_written_atomically_without_leftovers(tmp_path):
     cache = ImageCache(tmp_path, max_bytes=1_000_000)
     for n in range(3):
         await cache.put(key(str(n)), blob(50), metadata={})
-    names = sorted(p.name for p in tmp_path.iterdir())
+    names = entry_files(tmp_path)
     assert len(names) == 6
     assert all(name.endswith((".img", ".json")) and not name.startswith(".") for name in names)
 
@@ -114,12 +123,15 @@ async def test_restart_with_smaller_limit_evicts(tmp_path):
 
 
 async def test_restart_cleans_partial_entries_and_temp_files(tmp_path):
-    """Crash leftovers (temp files, image without sidecar) are removed; foreign files are left alone."""
+    """Old crash leftovers (temp files, image without sidecar) are removed; foreign files are left alone."""
     cache = ImageCache(tmp_path, max_bytes=10_000)
     await cache.put(key("ok"), blob(10), metadata={})
     (tmp_path / ".tmp-abc123").write_bytes(b"partial")
     (tmp_path / f"{key('orphan')}.img").write_bytes(b"no sidecar")
     (tmp_path / "README.txt").write_text("not ours")
+    an_hour_ago = time.time() - STALE_SECONDS - 60
+    for name in (".tmp-abc123", f"{key('orphan')}.img", "README.txt"):
+        os.utime(tmp_path / name, (an_hour_ago, an_hour_ago))
 
     fresh = ImageCache(tmp_path, max_bytes=10_000)
     assert await fresh.get(key("orphan")) is None
@@ -144,7 +156,7 @@ async def test_delete(tmp_path):
     await cache.put(key("a"), blob(10), metadata={})
     assert await cache.delete(key("a")) is True
     assert await cache.delete(key("a")) is False
-    assert list(tmp_path.iterdir()) == []
+    assert entry_files(tmp_path) == []
 
 
 async def test_disabled_cache(tmp_path):
@@ -211,7 +223,7 @@ async def test_concurrent_puts_same_key(tmp_path):
     await asyncio.gather(*(cache.put(key("same"), blob(100, n), metadata={"n": n}) for n in range(10)))
     entry = await cache.get_entry(key("same"))
     assert entry.data == blob(100, entry.metadata["n"])
-    assert len(list(tmp_path.iterdir())) == 2
+    assert len(entry_files(tmp_path)) == 2
 
 
 async def test_contains_answers_without_reading_the_image(tmp_path):
@@ -223,3 +235,17 @@ async def test_contains_answers_without_reading_the_image(tmp_path):
     await cache.put(key, b"x" * 100, metadata={})
     assert await cache.contains(key)
     assert not await ImageCache(tmp_path / "c", 0).contains(key)  # a disabled cache holds nothing
+
+
+async def test_each_new_entry_is_there_right_after_its_put_while_others_evict(tmp_path):
+    """24 results at a time into a full cache: eviction goes by last use, so an entry read since its
+    write is not passed over in favour of a newer one nobody has read yet."""
+    cache = ImageCache(tmp_path, max_bytes=70 * 1002)
+
+    async def job(n: int) -> bool:
+        await cache.put(key(str(n)), blob(1000, n % 256), metadata={})
+        return await cache.get(key(str(n))) == blob(1000, n % 256)
+
+    for round_ in range(20):
+        assert all(await asyncio.gather(*(job(round_ * 24 + s) for s in range(24))))
+    assert cache.total_bytes <= 70 * 1002 and cache.entries <= 70
