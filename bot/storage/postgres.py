@@ -25,8 +25,8 @@ from bot.storage.database import (
     Migration,
     Params,
     Transaction,
-    check_read,
     UpgradeProgress,
+    check_read,
     load_migrations,
     redact_url,
 )

@@ -29,8 +29,8 @@ from bot.storage.database import (
     Params,
     Synchronous,
     Transaction,
-    check_read,
     UpgradeProgress,
+    check_read,
     load_migrations,
 )
 
