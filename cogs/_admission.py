@@ -18,11 +18,23 @@ from typing import TypeVar
 import aiohttp
 import discord
 
+from bot.errors import FluxcordError
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 UNREACHABLE = (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError)
 """Discord did not take the answer: logged and abandoned quietly (nobody can be told: Discord is the way)."""
+
+
+class NotStarted(FluxcordError):
+    """Something of ours failed between admission and the answer: the request was released, and says so."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Something went wrong on our side while starting your image, so it was not started."
+            " You have not been charged; please try again."
+        )
 
 
 async def admit_and_acknowledge(
@@ -52,8 +64,17 @@ async def admit_and_acknowledge(
         if isinstance(exc, UNREACHABLE):
             log.warning("%s: could not defer (%s); abandoned", what, _describe(exc))
             return None
+        if isinstance(exc, Exception):
+            log.exception("%s: failed before its answer; abandoned", what)
+            raise NotStarted from exc
         raise
-    admitted = await task  # a refusal is raised here: nothing was written
+    try:
+        admitted = await task  # a refusal is raised here: nothing was written
+    except FluxcordError:
+        raise
+    except Exception as exc:  # the database failed midway: whatever was written is never acknowledged,
+        log.exception("%s: admission failed", what)  # so the reconciler releases it; nothing is charged
+        raise NotStarted from exc
     try:
         await acknowledge(admitted)
     except BaseException as exc:
@@ -61,6 +82,9 @@ async def admit_and_acknowledge(
         if isinstance(exc, UNREACHABLE):
             log.warning("%s: could not acknowledge (%s); abandoned", what, _describe(exc))
             return None
+        if isinstance(exc, Exception):  # a bug, or the database: the member is told it was released
+            log.exception("%s: failed before its answer; abandoned", what)
+            raise NotStarted from exc
         raise
     return admitted
 

@@ -36,6 +36,7 @@ from bot.images.inputs import BadInputImage, prepare
 from bot.models import MAX_SEED, GenerationRequest, build_request, get_model
 from bot.safety.privacy import require_details
 from bot.text import strip_bidi
+from cogs._admission import UNREACHABLE
 from cogs._context import is_moderator, requester, require_guild
 from cogs._fallback import refusal
 from cogs._presenter import ai_generated, model_label, progress_text, render_embed
@@ -297,15 +298,14 @@ class GalleryFlow:
         outcome = await self.engine.cancel_group(group.id, actor_id=interaction.user.id, is_moderator=moderator)
         if not outcome.cancelled:
             raise InvalidOptions(CANCEL_TEXT[outcome.reason])
-        if outcome.left:
-            noun = "image" if outcome.count == 1 else "images"
-            text = (
-                f"✖️ Cancelled {outcome.count} queued {noun}; the other {outcome.left} are already being made"
-                " and will be posted here."
-            )
-        else:
-            text = CANCELLED_TEXT
-        await interaction.response.edit_message(content=text, view=None)
+        if outcome.left:  # the rest is posted on this message: its line says "· N cancelled" until then
+            await interaction.response.defer()  # an edit here could land after the gallery and erase it
+            return
+        try:
+            await interaction.response.edit_message(content=CANCELLED_TEXT, view=None)
+        except UNREACHABLE as exc:  # the click's answer was lost: the group's own message must still say it
+            log.warning("Group %s: could not answer the Cancel click (%s); editing its message", group.id, exc)
+            await self.cog.presenter.tell_group(group, CANCELLED_TEXT)
 
     async def _member(self, interaction: discord.Interaction, job_id: int) -> tuple[Job, Group]:
         job = await self.engine.store.get(job_id)

@@ -99,7 +99,8 @@ def _group_progress_text(progress: Progress, label: str) -> str:
         if progress.eta_seconds is not None:
             text += f" · {shown_wait(progress.eta_seconds)}"
         return text
-    return f"🎨 Making {images} with {label}… {progress.ready} of {progress.count} ready"
+    text = f"🎨 Making {images} with {label}… {progress.ready} of {progress.count} ready"
+    return text + (f" · {progress.cancelled} cancelled" if progress.cancelled else "")
 
 
 def render_embed(
@@ -352,6 +353,10 @@ class DiscordPresenter:
             for res, enc in zip(result.results, encoded, strict=True)
         }
         return GroupPosted(*where, reencoded=reencoded)
+
+    async def tell_group(self, group: Group, text: str) -> None:
+        """Replace a group's message with ``text`` (e.g. a Cancel whose click could not be answered)."""
+        await self._group_text(group, text)
 
     async def _group_text(self, group: Group, text: str) -> Posted:
         where = await self._edit_or_post(

@@ -31,7 +31,7 @@ from bot.models import (
 )
 from bot.safety.privacy import require_details
 from bot.text import clean_prompt
-from cogs._admission import admit_and_acknowledge
+from cogs._admission import UNREACHABLE, admit_and_acknowledge
 from cogs._choices import aspect_ratio_choices, model_choices, resolution_choices
 from cogs._confirm import Confirmations, ConfirmButton, PriceCheck
 from cogs._context import is_moderator, requester, require_guild
@@ -187,7 +187,12 @@ class Imagine(commands.Cog):
         outcome = await self.engine.cancel(job_id, actor_id=interaction.user.id, is_moderator=moderator)
         if not outcome.cancelled:
             raise InvalidOptions(_CANCEL_TEXT[outcome.reason])
-        await interaction.response.edit_message(content=CANCELLED_TEXT, view=None)
+        try:
+            await interaction.response.edit_message(content=CANCELLED_TEXT, view=None)
+        except UNREACHABLE as exc:  # the click's answer was lost: the job's own message must still say it
+            log.warning("Job %s: could not answer the Cancel click (%s); editing its message", job_id, exc)
+            if outcome.job is not None:
+                await self.presenter.notify(outcome.job, CANCELLED_TEXT)
 
     async def _generate(
         self, interaction: discord.Interaction, request: GenerationRequest, *, private: bool = False

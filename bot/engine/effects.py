@@ -34,6 +34,7 @@ from bot.storage.database import is_transient
 log = logging.getLogger(__name__)
 
 RECORD_BACKOFF_CAP = 10.0
+TELL_BACKOFF_SECONDS = (1.0, 3.0, 10.0, 30.0)  # a last message Discord refused is sent again
 Notice = Callable[[int, str], Coroutine[Any, Any, object]]  # (guild id, text) → a mod-log post
 _FAILURES = frozenset({JobStatus.FAILED, JobStatus.UNKNOWN, JobStatus.CANCELLED})
 
@@ -146,6 +147,22 @@ class Effects:
             return None
         return current if current.status is not job.status else None
 
+    async def durably(self, write: Callable[[], Awaitable[Any]], what: str) -> Any:
+        """Run a database write that records a side effect already done, retrying while the database is away.
+
+        The side effect (a post in Discord) is never repeated because its record failed.
+        """
+        delay = 0.2
+        while True:
+            try:
+                return await write()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("%s: could not record it (%s); retrying", what, exc)
+            await asyncio.sleep(delay)
+            delay = min(RECORD_BACKOFF_CAP, delay * 2)
+
     async def reread(self, job: Job) -> Job | None:
         """The job's row as it is now (None if it cannot be read right now)."""
         try:
@@ -171,11 +188,9 @@ class Effects:
         name = _CHECKPOINTS.get(outcome.event) if outcome is not None and outcome.event is not None else None
         if name is not None:
             p.checkpoint(name, job.id)
+        if job.group_id is not None:
+            p.member_moved(job)  # the group's one line (a made image's drive posts its group: steps.post_group)
         if job.status.is_open:
-            if job.group_id is not None:
-                p.member_moved(job)
-                if job.status is JobStatus.DELIVERING and p.group_done is not None:
-                    self.spawn(p.group_done(job.group_id))
             return
         if p.quiet_progress is not None:
             await p.quiet_progress(job.id)
@@ -209,10 +224,15 @@ class Effects:
         text = outcomes.ending_text(outcome.error, code=job.error, charged=charged, text=outcome.text)
         if blocked:
             text += f"\n{blocked}"
-        try:
-            await presenter.notify(job, text)
-        except Exception as exc:
-            log.warning("Job %s: could not tell the member how it ended: %s", job.id, exc)
+        for wait in (*TELL_BACKOFF_SECONDS, None):
+            try:
+                await presenter.notify(job, text)
+                return
+            except Exception as exc:
+                log.warning("Job %s: could not tell the member how it ended (%s)", job.id, exc)
+            if wait is None:
+                return
+            await asyncio.sleep(wait)
 
     async def _moderated(self, applied: Applied) -> str | None:
         """A moderated result: mod-log post and a strike (which may block the member); the block notice."""

@@ -66,6 +66,7 @@ class CancelResult:
     reason: str  # "cancelled", "not_allowed", "too_late", "unknown"
     count: int = 1  # a group: how many of its queued images were cancelled
     left: int = 0  # a group: how many of its images are still being made
+    job: Job | None = None  # a single job as it was cancelled, with its interaction token (to tell the member)
 
 
 @dataclass
@@ -108,7 +109,9 @@ class JobEngine:
         self._cache = parts.cache
         self._checkpoint = hooks.checkpoint
         self._loops: list[asyncio.Task[Any]] = []
-        self.painting = Painting(parts.store, parts.groups, config, lambda: self.latency, parts.clock)
+        self.painting = Painting(
+            parts.store, parts.groups, config, lambda: self.latency, parts.clock, holder=parts.identity.id
+        )
         self.effects = Effects(
             EffectParts(
                 parts.store,
@@ -152,7 +155,7 @@ class JobEngine:
             config=config,
             effects=self.effects,
         )
-        self.effects.parts.group_done = self.delivery.member_done
+        self.effects.parts.group_done = self.steps.parts.group_done = self.delivery.member_done
         self.painting.group_posting = self.delivery.posting
         self.reconciler = Reconciler(
             store=parts.store,
@@ -320,7 +323,7 @@ class JobEngine:
         if applied is None:
             return CancelResult(False, "too_late")
         log.info("Job %s cancelled by %s", job_id, actor_id)
-        return CancelResult(True, "cancelled")
+        return CancelResult(True, "cancelled", job=applied.reachable_job)
 
     async def cancel_group(self, group_id: int, *, actor_id: int, is_moderator: bool) -> CancelResult:
         """Cancel a group's still-queued images (its requester or a moderator); their money is released."""

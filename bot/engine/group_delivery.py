@@ -136,13 +136,17 @@ class GroupDelivery:
                 await self._retry_later(group, exc)
                 return
         self._effects.parts.checkpoint("after_group_post", group.id)
-        await self._groups.mark_posted(
-            group,
-            self._identity,
-            channel_id=where.channel_id if where else None,
-            message_id=where.message_id if where else None,
+        await self._effects.durably(  # it is in Discord now: record it, never post it again for a failed write
+            lambda: self._groups.mark_posted(
+                group,
+                self._identity,
+                channel_id=where.channel_id if where else None,
+                message_id=where.message_id if where else None,
+            ),
+            f"Group {group.id}'s post",
         )
-        await self.mark_delivered(group.id, where.result_files() if where is not None else None)
+        files = where.result_files() if where is not None else None
+        await self._effects.durably(lambda: self.mark_delivered(group.id, files), f"Group {group.id}'s images")
         log.info("Group %s posted: %d images, %d failed", group.id, len(outcome.results), outcome.failed)
 
     async def _gather(self, group: Group) -> GroupResult:

@@ -40,8 +40,10 @@ class Painting:
         config: EngineConfig,
         latency: Callable[[], LatencyModel],
         clock: Clock,
+        holder: str,
     ) -> None:
         self._store = store
+        self._holder = holder  # queued jobs admitted here are painted here (another process paints its own)
         self._groups = groups
         self._config = config
         self._latency = latency
@@ -127,7 +129,11 @@ class Painting:
         places = positions(await self._store.queue_snapshot())
         if not places:
             return
-        jobs = {job.id: job for job in await self._store.open_jobs() if job.status is JobStatus.QUEUED}
+        jobs = {
+            job.id: job
+            for job in await self._store.open_jobs()
+            if job.status is JobStatus.QUEUED and job.claimed_by == self._holder
+        }
         for job_id, place in places.items():
             job = jobs.get(job_id)
             if job is not None and job.interaction_token is not None:
@@ -159,7 +165,15 @@ class Painting:
                 places = positions(await self._store.queue_snapshot())
                 progress = replace(self.queued_progress(first, places.get(first.id)), count=len(members), queued=queued)
             else:
-                progress = Progress(JobStatus.GENERATING, first.model, count=len(members), ready=ready, queued=queued)
+                cancelled = sum(1 for job in members if job.status is JobStatus.CANCELLED)
+                progress = Progress(
+                    JobStatus.GENERATING,
+                    first.model,
+                    count=len(members),
+                    ready=ready,
+                    queued=queued,
+                    cancelled=cancelled,
+                )
             shown = replace(
                 first,
                 id=group.id,

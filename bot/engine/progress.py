@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 TOKEN_LIFETIME = timedelta(minutes=15)
 EDIT_CUTOFF = timedelta(minutes=14)  # stop editing a little before Discord invalidates the token
+CLOSED_KEPT = 10_000  # ended jobs remembered so a late progress update for one is ignored
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class Progress:
     count: int = 1  # a group (/imagine count:N): how many images in all
     ready: int = 0  # a group: how many of them are ready
     queued: int = 0  # a group: how many still wait in the queue (Cancel cancels those)
+    cancelled: int = 0  # a group: how many were cancelled (the rest is still posted together)
     paused: bool = False  # queued in a server whose moderators paused generation: it waits for /budget resume
 
     @property
@@ -154,6 +156,7 @@ class ProgressPainter:
         self._clock = clock
         self._monotonic = monotonic
         self._latest: dict[int, tuple[Job, Progress]] = {}
+        self._closed: dict[int, None] = {}  # jobs whose last message is shown: never painted again (bounded)
         self._shown: dict[int, str] = {}
         self._last_edit: dict[int, float] = {}
         self._in_flight: dict[int, asyncio.Task[None]] = {}
@@ -169,7 +172,9 @@ class ProgressPainter:
         self._last_edit[job_id] = self._now()
 
     def set(self, job: Job, progress: Progress) -> None:
-        """The job's newest visible state (never blocks, never awaits Discord)."""
+        """The job's newest visible state (never blocks, never awaits Discord); ignored once it ended."""
+        if job.id in self._closed:
+            return  # e.g. a queue place computed from a snapshot read before its Cancel
         self._latest[job.id] = (job, progress)
         self._wake.set()
 
@@ -186,6 +191,9 @@ class ProgressPainter:
         progress text over the image.
         """
         self.drop(job_id)
+        self._closed[job_id] = None
+        while len(self._closed) > CLOSED_KEPT:
+            del self._closed[next(iter(self._closed))]
         task = self._in_flight.get(job_id)
         if task is not None:
             await asyncio.wait({task}, timeout=timeout)

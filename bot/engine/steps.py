@@ -98,6 +98,7 @@ class StepParts:
     note_error: Callable[[BflError], None] = lambda _exc: None
     share_breakers: Callable[[], None] = lambda: None
     quiet_progress: Callable[[int], Awaitable[None]] | None = None  # no progress edit may land after the post
+    group_done: Callable[[int], Awaitable[None]] | None = None  # a group's image is ready: post the group if due
 
 
 class Steps:
@@ -122,8 +123,8 @@ class Steps:
             return self.poll
         if job.status is JobStatus.DOWNLOADING:
             return self.download
-        if job.status in (JobStatus.DELIVERING, JobStatus.CACHED) and job.group_id is None:
-            return self.deliver
+        if job.status in (JobStatus.DELIVERING, JobStatus.CACHED):
+            return self.deliver if job.group_id is None else self.post_group
         return None
 
     def forget(self, job_id: int) -> None:
@@ -303,6 +304,16 @@ class Steps:
             "result_file": posted.result_file,  # BFL's original (provenance kept) or a re-encoded copy, and why
         }
         return Outcome(Event.DELIVERED, fields)
+
+    async def post_group(self, job: Job) -> Outcome:
+        """A group's image is made: the group is posted once all its images are (by whichever process wins it).
+
+        The post settles each image (or refunds it); this image's drive ends here either way, and the
+        reconciler drives it again while the group is not posted (e.g. Discord refused the post).
+        """
+        if self.parts.group_done is not None and job.group_id is not None:
+            await self.parts.group_done(job.group_id)
+        return Outcome(stop=True)
 
     async def _result_bytes(self, job: Job) -> bytes | None:
         """The result from the cache, else from BFL's URL while it lives."""
