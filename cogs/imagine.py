@@ -192,7 +192,9 @@ class Imagine(commands.Cog):
         except UNREACHABLE as exc:  # the click's answer was lost: the job's own message must still say it
             log.warning("Job %s: could not answer the Cancel click (%s); editing its message", job_id, exc)
             if outcome.job is not None:
-                await self.presenter.notify(outcome.job, CANCELLED_TEXT)
+                self.engine.tell(outcome.job, CANCELLED_TEXT)
+        else:
+            await self.engine.told(job_id)
 
     async def _generate(
         self, interaction: discord.Interaction, request: GenerationRequest, *, private: bool = False

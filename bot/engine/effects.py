@@ -34,7 +34,7 @@ from bot.storage.database import is_transient
 log = logging.getLogger(__name__)
 
 RECORD_BACKOFF_CAP = 10.0
-TELL_BACKOFF_SECONDS = (1.0, 3.0, 10.0, 30.0)  # a last message Discord refused is sent again
+TELL_BACKOFF_SECONDS = (1.0, 3.0, 10.0)  # a last message Discord refused is sent again (then the reconciler)
 Notice = Callable[[int, str], Coroutine[Any, Any, object]]  # (guild id, text) → a mod-log post
 _FAILURES = frozenset({JobStatus.FAILED, JobStatus.UNKNOWN, JobStatus.CANCELLED})
 
@@ -76,6 +76,7 @@ class Effects:
     def __init__(self, parts: EffectParts) -> None:
         self.parts = parts
         self._background: set[asyncio.Task[Any]] = set()
+        self._telling: set[int] = set()  # jobs whose last message this process is sending now
 
     def now(self) -> datetime:
         """Now, by the database's clock."""
@@ -216,23 +217,41 @@ class Effects:
 
     async def tell(self, applied: Applied, outcome: Outcome, blocked: str | None = None) -> None:
         """The member's last message about a job that ended without its image, truthful about the money."""
-        presenter = self.parts.presenter
-        if presenter is None:
-            return
         job = applied.reachable_job
         charged = await self.parts.ledger.member_charged(job.id)
         text = outcomes.ending_text(outcome.error, code=job.error, charged=charged, text=outcome.text)
-        if blocked:
-            text += f"\n{blocked}"
-        for wait in (*TELL_BACKOFF_SECONDS, None):
-            try:
-                await presenter.notify(job, text)
-                return
-            except Exception as exc:
-                log.warning("Job %s: could not tell the member how it ended (%s)", job.id, exc)
-            if wait is None:
-                return
-            await asyncio.sleep(wait)
+        await self.say(job, text + (f"\n{blocked}" if blocked else ""))
+
+    async def retell(self, job: Job) -> None:
+        """The last message of a job that ended untold (its process died, Discord refused): from its row."""
+        charged = await self.parts.ledger.member_charged(job.id)
+        code = job.error or ("cancelled" if job.status is JobStatus.CANCELLED else None)
+        await self.say(job, outcomes.ending_text(None, code=code, charged=charged))
+
+    async def say(self, job: Job, text: str) -> None:
+        """Show ``text`` as the job's last message (retried a few times); then its token is dropped.
+
+        If Discord refuses it every time, the job stays untold and the reconciler (any process) tries
+        again while the token lives.
+        """
+        presenter = self.parts.presenter
+        if presenter is None or job.id in self._telling:
+            return
+        self._telling.add(job.id)
+        try:
+            for wait in (*TELL_BACKOFF_SECONDS, None):
+                try:
+                    await presenter.notify(job, text)
+                except Exception as exc:
+                    log.warning("Job %s: could not tell the member how it ended (%s)", job.id, exc)
+                else:
+                    await self.durably(lambda: self.parts.store.mark_told(job.id), f"Job {job.id}'s last message")
+                    return
+                if wait is None:
+                    return
+                await asyncio.sleep(wait)
+        finally:
+            self._telling.discard(job.id)
 
     async def _moderated(self, applied: Applied) -> str | None:
         """A moderated result: mod-log post and a strike (which may block the member); the block notice."""

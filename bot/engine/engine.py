@@ -298,6 +298,7 @@ class JobEngine:
         applied = await self.store.apply(job_id, Event.ACK_FAILED, self.config.refund_policy, acked=False)
         if applied is not None:
             await self.effects.after(applied)
+            await self.store.mark_told(job_id)  # Discord itself shows the member the request failed
             self.breakers.released(applied.job.model)  # if it was the half-open trial, free it
             log.warning("Job %s: acknowledgement failed; cancelled and released", job_id)
 
@@ -351,6 +352,14 @@ class JobEngine:
             self.breakers.released(job.model)  # if it was the half-open trial, free it for the next request
             self.wake()  # a cancel can unblock the claim (a member's cap, a route's cap)
         return applied
+
+    async def told(self, job_id: int) -> None:
+        """The member saw how the job ended (e.g. the answer to their Cancel click)."""
+        await self.store.mark_told(job_id)
+
+    def tell(self, job: Job, text: str) -> None:
+        """Show ``text`` as the job's last message in the background, retried; the reconciler's if it fails."""
+        self.effects.spawn(self.effects.say(job, text))
 
     # -- what the member sees first ----------------------------------------------------------------
 

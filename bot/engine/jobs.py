@@ -82,6 +82,7 @@ class Job:
     next_attempt_at: datetime | None = None  # when its next step is due (a poll, a retry, a back-off)
     attempts: int = 0  # how many times it was claimed
     delivery_attempts: int = 0  # failed posts of its result so far
+    told: bool = False  # the member's last message about it (when it ended without its image) was shown
 
     @property
     def sent(self) -> bool:
@@ -198,4 +199,5 @@ def job_from_row(row: Any) -> Job:
         next_attempt_at=_maybe_time(row["next_attempt_at"]),
         attempts=row["attempts"],
         delivery_attempts=row["delivery_attempts"],
+        told=bool(row["told"]),
     )

@@ -24,6 +24,7 @@ EXPIRED_TEXT = (
     "This private request waited too long in the queue to be shown to you before Discord's 15 minutes"
     " ran out, so it was not started."
 )
+UNANSWERED_TEXT = "The image provider did not answer properly, so this request was stopped. Please try again."
 UNDELIVERABLE_TEXT = "Your image was made, but Discord would not let the bot post it anywhere in time."
 
 
@@ -34,6 +35,8 @@ def ending_text(exc: BaseException | None, *, code: str | None, charged: bool, t
     """
     if text is None and exc is None and code in _CODE_TEXTS:
         text = _CODE_TEXTS[code]
+    if text is None and exc is None and code == "cancelled":
+        return CANCELLED_TEXT
     if text is None:
         return failure_text(exc, charged=charged)
     return text + (" This still counts against your quota." if charged else " You have not been charged.")
@@ -79,11 +82,16 @@ def failure_text(exc: BaseException | None, *, charged: bool) -> str:
     if isinstance(exc, BflTimeout):
         return "The image took too long to generate and was abandoned." + tail
     if isinstance(exc, BflSubmitOutcomeUnknown):
-        return "The image provider did not answer properly, so this request was stopped. Please try again." + tail
+        return UNANSWERED_TEXT + tail
     return "The image provider could not generate this image. Please try again." + tail
 
 
 _CODE_TEXTS = {
+    "request_moderated": "Your prompt was blocked by the image provider's content filter. Try rephrasing it.",
+    "content_moderated": "The generated image was blocked by the image provider's content filter.",
+    "timed_out": "The image took too long to generate and was abandoned.",
+    "submitoutcomeunknown": UNANSWERED_TEXT,
+    "submit_unknown": UNANSWERED_TEXT,
     "ack_failed": NOT_ACKNOWLEDGED_TEXT,
     "expired": EXPIRED_TEXT,
     "undeliverable": UNDELIVERABLE_TEXT,

@@ -33,6 +33,7 @@ from bot.engine.effects import Effects
 from bot.engine.group_delivery import GroupDelivery
 from bot.engine.jobs import Job
 from bot.engine.leases import ProcessIdentity, provably_gone
+from bot.engine.progress import TOKEN_LIFETIME
 from bot.engine.states import Event, JobStatus
 from bot.engine.steps import Outcome
 from bot.engine.store import JobStore
@@ -91,6 +92,7 @@ class Reconciler:
                 log.warning("Job %s: could not reconcile it (will retry): %s", job.id, exc)
         handled += await self._release_expiring()
         await self._delivery.post_finished()
+        await self._tell_untold()
         if handled:
             log.info("Reconciled %d open jobs", handled)
         return handled
@@ -158,6 +160,19 @@ class Reconciler:
             return 0
         await self._effects.after(applied, Outcome(event, code=code, text=text))
         return 1
+
+    async def _tell_untold(self) -> None:
+        """Ended jobs whose member was never told (a refused or interrupted message): told now, from the row."""
+        live = set(await self._store.live_processes())
+        token_life = to_millis(self._clock() - TOKEN_LIFETIME)
+        for job in await self._store.untold(created_after=token_life):
+            holder = job.claimed_by
+            if holder not in (None, self._identity.id) and holder in live:
+                continue  # its own process is telling it (or will, on its next heartbeat)
+            if job.group_id is None:
+                self._effects.spawn(self._effects.retell(job))
+            else:
+                await self._store.mark_told(job.id)  # a group's image: the group's message tells
 
     async def _release_expiring(self) -> int:
         """Queued private jobs whose result could no longer be shown in time: released, member told."""

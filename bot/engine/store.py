@@ -296,8 +296,9 @@ class JobStore:
         *,
         holder: str | None,
     ) -> Job | None:
-        if not to.is_open:
-            fields = {**fields, "interaction_token": None}  # a finished job needs no Discord credential
+        if to is JobStatus.DELIVERED:
+            fields = {**fields, "interaction_token": None}  # the image is its last message: no credential kept
+        # Any other end keeps the token (at most its 15 minutes) until the member is told (mark_told).
         if to is not expected:
             fields = {"next_attempt_at": None, **fields}  # a timer belongs to the state it was set in
         assignments, values = _assignments(fields)
@@ -369,6 +370,24 @@ class JobStore:
                 and (job.claimed_by is None or job.claimed_by not in live or provably_gone(job.claimed_by, me))
             )
         ]
+
+    async def mark_told(self, job_id: int) -> None:
+        """The member saw how ``job_id`` ended: its interaction token is no longer kept."""
+        await self._db.execute("UPDATE jobs SET told = 1, interaction_token = NULL WHERE id = ?", (job_id,))
+
+    async def untold(self, *, created_after: int) -> list[Job]:
+        """Ended jobs whose member was not told yet, while their token lives; tokens older are dropped."""
+        await self._db.execute(
+            "UPDATE jobs SET interaction_token = NULL"
+            " WHERE told = 0 AND interaction_token IS NOT NULL AND created_at <= ?",
+            (created_after,),
+        )
+        rows = await self._db.fetch_all(
+            "SELECT * FROM jobs WHERE told = 0 AND interaction_token IS NOT NULL AND created_at > ?"
+            " ORDER BY created_at",
+            (created_after,),
+        )
+        return [job for job in map(job_from_row, rows) if not job.status.is_open]
 
     async def expiring_private(self, *, created_before: int) -> list[Job]:
         """Queued private jobs admitted before ``created_before`` (unix ms): too old to be shown in time."""

@@ -9,9 +9,13 @@
 -- jobs.attempts: how many times the job was claimed (a job that keeps failing before its POST stops).
 -- jobs.delivery_attempts: failed posts of a paid result so far (back-off; given up after a bounded time).
 -- job_groups.next_attempt_at: the same timer for a group's one gallery post.
+-- jobs.told: the member's last message about a job that ended without its image was shown (until then
+--   the interaction token is kept, at most its 15 minutes, so any process can say it).
 ALTER TABLE jobs ADD COLUMN submit_started_at BIGINT;
 ALTER TABLE jobs ADD COLUMN next_attempt_at BIGINT;
 ALTER TABLE jobs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN delivery_attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN told INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX jobs_untold ON jobs (created_at) WHERE told = 0 AND interaction_token IS NOT NULL;
 ALTER TABLE job_groups ADD COLUMN next_attempt_at BIGINT;
 ALTER TABLE job_groups ADD COLUMN post_attempts INTEGER NOT NULL DEFAULT 0;
