@@ -19,6 +19,7 @@ import discord
 from bot.billing.money import format_usd
 from bot.clock import Clock, utc_now
 from bot.engine.groups import Group, GroupResult
+from bot.engine.outcomes import CANCELLED_TEXT
 from bot.engine.progress import TOKEN_LIFETIME, GroupPosted, Posted, Progress, Result, Undeliverable, reencoded_reason
 from bot.engine.states import JobStatus
 from bot.engine.store import Job
@@ -313,7 +314,8 @@ class DiscordPresenter:
         if not result.results:
             from cogs._gallery import all_failed_text
 
-            told = await self._group_text(group, all_failed_text(result))
+            text = all_failed_text(result) if result.failed else CANCELLED_TEXT  # none made: failed, or cancelled
+            told = await self._group_text(group, text)
             return GroupPosted(told.channel_id, told.message_id)
         assert self._gallery_view is not None
         encoded = []

@@ -386,7 +386,9 @@ class JobEngine:
         self.driver.accepting = True
         picked_up = await self.reconcile()
         presenter = self.effects.parts.presenter
-        if presenter is not None:
+        if presenter is not None and self.identity.role != "worker":
+            # Progress is painted by the processes that answer interactions: a worker's paint, from a
+            # snapshot read a moment earlier, could land over the gateway's last word (a Cancel, a gallery).
             self._loops += self.painting.start(presenter)
         self._loops.append(asyncio.create_task(self.dispatcher.run(), name="fluxcord-dispatcher"))
         self._loops.append(asyncio.create_task(self.reconciler.run(), name="fluxcord-reconciler"))

@@ -123,18 +123,16 @@ class GroupDelivery:
         outcome = await self._gather(group)
         presenter = self._effects.parts.presenter
         assert presenter is not None
-        where: GroupPosted | None = None
-        if outcome.results or outcome.failed:  # all cancelled: the Cancel click already said so
-            if self._too_late(group, outcome):
-                log.warning("Group %s: could not be posted in time; its images are refunded", group.id)
-                await self._groups.mark_posted(group, self._identity, channel_id=None, message_id=None)
-                await self.mark_delivered(group.id)
-                return
-            try:
-                where = await presenter.deliver_group(outcome)
-            except Exception as exc:
-                await self._retry_later(group, exc)
-                return
+        if self._too_late(group, outcome):
+            log.warning("Group %s: could not be posted in time; its images are refunded", group.id)
+            await self._groups.mark_posted(group, self._identity, channel_id=None, message_id=None)
+            await self.mark_delivered(group.id)
+            return
+        try:  # every group ends with one message: its gallery, or what happened to it (failed, cancelled)
+            where: GroupPosted | None = await presenter.deliver_group(outcome)
+        except Exception as exc:
+            await self._retry_later(group, exc)
+            return
         self._effects.parts.checkpoint("after_group_post", group.id)
         await self._effects.durably(  # it is in Discord now: record it, never post it again for a failed write
             lambda: self._groups.mark_posted(
