@@ -299,7 +299,7 @@ class DiscordPresenter:
             user_id=job.user_id,
             private=job.private,
             edit=lambda: _text_only(text),
-            post=lambda: {"content": f"<@{job.user_id}> {text}"},
+            post=lambda: {"content": f"<@{job.user_id}> {text}\n-# Job {job.id}"},  # which request it answers
             what=f"Job {job.id}",
         )
         if where is None:
@@ -367,7 +367,7 @@ class DiscordPresenter:
             user_id=group.user_id,
             private=group.private,
             edit=lambda: _text_only(text),
-            post=lambda: {"content": f"<@{group.user_id}> {text}"},
+            post=lambda: {"content": f"<@{group.user_id}> {text}\n-# Job {group.id}"},
             what=f"Group {group.id}",
             nonce=f"fxg{group.id}",
         )
