@@ -18,6 +18,7 @@ from typing import TypeVar
 import aiohttp
 import discord
 
+from bot.engine.outcomes import NOT_STARTED_TEXT
 from bot.errors import FluxcordError
 
 log = logging.getLogger(__name__)
@@ -31,10 +32,7 @@ class NotStarted(FluxcordError):
     """Something of ours failed between admission and the answer: the request was released, and says so."""
 
     def __init__(self) -> None:
-        super().__init__(
-            "Something went wrong on our side while starting your image, so it was not started."
-            " You have not been charged; please try again."
-        )
+        super().__init__(NOT_STARTED_TEXT)
 
 
 async def admit_and_acknowledge(
@@ -43,15 +41,17 @@ async def admit_and_acknowledge(
     *,
     private: bool,
     acknowledge: Callable[[T], Awaitable[None]],
-    abandon: Callable[[T], Awaitable[None]],
+    abandon: Callable[[T, bool], Awaitable[None]],
     what: str,
     ack_budget: float,
 ) -> T | None:
     """Await ``admission`` (deferring past ``ack_budget`` seconds), then ``acknowledge`` what it admitted.
 
     A refusal raised by ``admission`` propagates (it wrote nothing). Any failure after that, or of the
-    deferral while ``admission`` runs, calls ``abandon`` on what was admitted; Discord being
-    unreachable (:data:`UNREACHABLE`) returns None, anything else is raised again for the one error path.
+    deferral while ``admission`` runs, calls ``abandon(admitted, answered)`` on what was admitted
+    (``answered``: the member already sees an answer, which the engine then replaces with what
+    happened); Discord being unreachable (:data:`UNREACHABLE`), or an answer already shown, returns
+    None; anything else is raised as :class:`NotStarted` for the one error path.
     ``what`` names the request in logs (never a token). The admitted value once acknowledged.
     """
     task = asyncio.ensure_future(admission)
@@ -60,7 +60,7 @@ async def admit_and_acknowledge(
         if not done and not interaction.response.is_done():  # an edit may have deferred already
             await interaction.response.defer(thinking=True, ephemeral=private)
     except BaseException as exc:
-        await _abandon_once_admitted(task, abandon, what)
+        await _abandon_once_admitted(task, abandon, what, interaction.response.is_done())
         if isinstance(exc, UNREACHABLE):
             log.warning("%s: could not defer (%s); abandoned", what, _describe(exc))
             return None
@@ -78,29 +78,34 @@ async def admit_and_acknowledge(
     try:
         await acknowledge(admitted)
     except BaseException as exc:
-        await _abandon(abandon, admitted, what)
+        answered = interaction.response.is_done()
+        await _abandon(abandon, admitted, what, answered)
         if isinstance(exc, UNREACHABLE):
             log.warning("%s: could not acknowledge (%s); abandoned", what, _describe(exc))
             return None
         if isinstance(exc, Exception):  # a bug, or the database: the member is told it was released
             log.exception("%s: failed before its answer; abandoned", what)
+            if answered:
+                return None  # the answer shown is replaced with what happened (the engine's last message)
             raise NotStarted from exc
         raise
     return admitted
 
 
-async def _abandon_once_admitted(task: asyncio.Future[T], abandon: Callable[[T], Awaitable[None]], what: str) -> None:
+async def _abandon_once_admitted(
+    task: asyncio.Future[T], abandon: Callable[[T, bool], Awaitable[None]], what: str, answered: bool
+) -> None:
     """The deferral failed: let the admission finish, and abandon what it admitted (a refusal wrote nothing)."""
     try:
         admitted = await asyncio.shield(task)
     except Exception:
         return
-    await _abandon(abandon, admitted, what)
+    await _abandon(abandon, admitted, what, answered)
 
 
-async def _abandon(abandon: Callable[[T], Awaitable[None]], admitted: T, what: str) -> None:
+async def _abandon(abandon: Callable[[T, bool], Awaitable[None]], admitted: T, what: str, answered: bool) -> None:
     try:
-        await asyncio.shield(abandon(admitted))  # a cancellation of the caller must not stop the release
+        await asyncio.shield(abandon(admitted, answered))  # a cancellation of the caller must not stop the release
     except Exception:
         log.exception("%s: could not abandon after a failed acknowledgement", what)
 

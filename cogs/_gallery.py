@@ -269,7 +269,7 @@ class GalleryFlow:
                 admission,
                 private=private,
                 acknowledge=lambda members: self._acknowledge(interaction, who.job_id, members, private=private),
-                abandon=lambda _members: self.engine.abandon_group(who.job_id),
+                abandon=lambda _members, answered: self.engine.abandon_group(who.job_id, answered=answered),
                 what=f"Group {who.job_id}",
             )
         except ProviderTrouble as trouble:  # BFL keeps failing for this model: the server's fallback, if any

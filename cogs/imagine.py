@@ -213,7 +213,7 @@ class Imagine(commands.Cog):
                 self.engine.admit(request, who),
                 private=private,
                 acknowledge=lambda job: self._acknowledge(interaction, job),
-                abandon=lambda job: self.engine.abandon(job.id),
+                abandon=lambda job, answered: self.engine.abandon(job.id, answered=answered),
                 what=f"Job {who.job_id}",
             )
         except ProviderTrouble as trouble:  # BFL keeps failing for this model: the server's fallback, if any
@@ -226,7 +226,7 @@ class Imagine(commands.Cog):
         *,
         private: bool,
         acknowledge: Callable[[T], Awaitable[None]],
-        abandon: Callable[[T], Awaitable[None]],
+        abandon: Callable[[T, bool], Awaitable[None]],
         what: str,
     ) -> T | None:
         """:func:`cogs._admission.admit_and_acknowledge` within this cog's ack budget (any failure abandons)."""

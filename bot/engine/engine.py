@@ -31,6 +31,7 @@ from bot.bfl.errors import BflError
 from bot.bfl.polling import LatencyModel
 from bot.billing.ledger import Ledger
 from bot.billing.limits import LimitsService
+from bot.engine import outcomes
 from bot.engine.admission import Admission, AdmissionParts, ProviderTrouble, Requester, Restarting
 from bot.engine.breaker import CircuitBreakers
 from bot.engine.config import EngineConfig
@@ -293,17 +294,27 @@ class JobEngine:
             return True
         return False
 
-    async def abandon(self, job_id: int) -> None:
-        """The acknowledgement failed: cancel the job and release its money at once."""
+    async def abandon(self, job_id: int, *, answered: bool = False) -> None:
+        """The acknowledgement failed: cancel the job and release its money at once.
+
+        ``answered``: the member already sees an answer (e.g. its queue place) that must now say what
+        happened; otherwise Discord itself shows them the request failed.
+        """
         applied = await self.store.apply(job_id, Event.ACK_FAILED, self.config.refund_policy, acked=False)
         if applied is not None:
             await self.effects.after(applied)
-            await self.store.mark_told(job_id)  # Discord itself shows the member the request failed
+            if answered:
+                self.tell(applied.reachable_job, outcomes.NOT_STARTED_TEXT)
+            else:
+                await self.store.mark_told(job_id)
             self.breakers.released(applied.job.model)  # if it was the half-open trial, free it
             log.warning("Job %s: acknowledgement failed; cancelled and released", job_id)
 
-    async def abandon_group(self, group_id: int) -> None:
-        """The group's acknowledgement failed: cancel its images and release their money at once."""
+    async def abandon_group(self, group_id: int, *, answered: bool = False) -> None:
+        """The group's acknowledgement failed: cancel its images and release their money at once.
+
+        ``answered``: the member sees an answer, which the group's last message replaces ("cancelled").
+        """
         for job in await self.groups.members(group_id):
             applied = await self.store.apply(
                 job.id, Event.ACK_FAILED, self.config.refund_policy, expected=JobStatus.QUEUED, acked=False
@@ -311,7 +322,7 @@ class JobEngine:
             if applied is not None:
                 self.effects.observe(applied)
         log.warning("Group %s: acknowledgement failed; cancelled and released", group_id)
-        await self.delivery.member_done(group_id)
+        await self.delivery.member_done(group_id, silent=not answered)
 
     async def cancel(self, job_id: int, *, actor_id: int, is_moderator: bool) -> CancelResult:
         """Cancel a queued job for its requester or a moderator; its money is released at once."""

@@ -60,8 +60,11 @@ class GroupDelivery:
         """Whether this process is posting ``group_id`` right now (its progress line must stay still)."""
         return group_id in self._posting
 
-    async def member_done(self, group_id: int) -> None:
-        """A member is ready or ended: if no member is still running, post the group (if this process wins it)."""
+    async def member_done(self, group_id: int, *, silent: bool = False) -> None:
+        """A member is ready or ended: if no member is still running, post the group (if this process wins it).
+
+        ``silent``: the group was never answered (its acknowledgement failed): it is closed without a post.
+        """
         if self._effects.parts.presenter is None:
             return  # no Discord here: the members wait in `delivering` for a process that has it
         group = await self._groups.claim_posting(group_id, self._identity)
@@ -72,7 +75,10 @@ class GroupDelivery:
         try:
             if self._effects.parts.quiet_progress is not None:
                 await self._effects.parts.quiet_progress(group_id)
-            await self._post(group)
+            if silent:
+                await self._groups.mark_posted(group, self._identity, channel_id=None, message_id=None)
+            else:
+                await self._post(group)
         except Exception:  # e.g. the database out of reach: let the next heartbeat try again
             log.exception("Group %s: posting failed; it will be tried again", group_id)
             with contextlib.suppress(Exception):

@@ -19,6 +19,10 @@ INTERNAL_ERROR_TEXT = "Something went wrong on our side while making your image.
 CANCELLED_TEXT = "🚫 Cancelled. Nothing was sent to the image provider and you have not been charged."
 RESTARTED_TEXT = "The bot restarted before your image was started; please try again."
 LOST_TEXT = "The image was made, but it was lost before it could be posted (it had expired)."
+NOT_STARTED_TEXT = (
+    "Something went wrong on our side while starting your image, so it was not started."
+    " You have not been charged; please try again."
+)
 NOT_ACKNOWLEDGED_TEXT = "The bot could not start this request in time; please try again."
 EXPIRED_TEXT = (
     "This private request waited too long in the queue to be shown to you before Discord's 15 minutes"
