@@ -188,11 +188,13 @@ class Budget(
         _target(member)
         micros = _amount(amount, allow_zero=False)
         guild_id = interaction.guild_id or 0
-        await self.services.ledger.grant(
-            guild_id=guild_id, user_id=member.id, micros=micros, actor_id=interaction.user.id
-        )
-        entry = await self.services.limits.record(
-            guild_id, interaction.user.id, "grant", member.mention, None, f"+{format_usd(micros)}"
+        entry = await self.services.limits.grant(
+            self.services.ledger,
+            guild_id=guild_id,
+            user_id=member.id,
+            micros=micros,
+            actor_id=interaction.user.id,
+            target=member.mention,
         )
         await self._announce(
             interaction, entry, f"✅ Granted {member.mention} an extra {format_usd(micros)} this period."

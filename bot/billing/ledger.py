@@ -345,13 +345,26 @@ class Ledger:
             == 1
         )
 
-    async def grant(self, *, guild_id: int, user_id: int, micros: int, actor_id: int, note: str = "") -> None:
-        """Give a member a one-off extra allowance for the current day, week and month."""
+    async def grant(
+        self,
+        *,
+        guild_id: int,
+        user_id: int,
+        micros: int,
+        actor_id: int,
+        note: str = "",
+        executor: Executor | None = None,
+    ) -> None:
+        """Give a member a one-off extra allowance for the current day, week and month.
+
+        ``executor``: the transaction that also writes the grant's audit row
+        (:meth:`bot.billing.limits.LimitsService.grant`), so neither exists without the other.
+        """
         if micros <= 0:
             raise ValueError("a grant must be positive")
         now = self._clock()
         keys = PeriodKeys.at(now)
-        await self._db.execute(
+        await (executor or self._db).execute(
             f"INSERT INTO ledger ({_RESERVE_COLUMNS}, actor_id, note) "
             "VALUES ('grant', NULL, ?, ?, NULL, 0, ?, 0, ?, ?, ?, ?, ?, ?)",
             (

@@ -152,6 +152,17 @@ async def test_grant_lets_a_member_past_their_budget_once(harness, people):
     assert granted.original_message["attachments"]
 
 
+async def test_a_grant_whose_audit_row_cannot_be_written_grants_nothing(harness, people):
+    """The grant and its audit row are one transaction: a moderator's grant is never unaudited."""
+    from tests.bot.billing.test_limits import break_audit_writes
+
+    await break_audit_writes(harness.services.db)
+    interaction = await budget(harness, "grant", people["mod"], member=uid(people["member"]), amount="1.00")
+    assert interaction.ephemeral and "Something went wrong" in text_of(interaction)
+    assert await rows(harness, "SELECT * FROM ledger") == []
+    assert await rows(harness, "SELECT * FROM usage WHERE granted_micros != 0") == []
+
+
 async def test_report_and_export(harness, people):
     await harness.imagine(user=people["member"])
     report = await budget(harness, "report", people["mod"], period="day")
