@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from bot.billing.bookkeeping import verify_counters
 from bot.billing.money import format_usd
 from bot.billing.periods import PeriodKeys, period_end
 from bot.clock import Clock, from_millis, to_millis, utc_now
@@ -129,6 +130,13 @@ _USED = {
     (Scope.BOT, Metric.USD): "micros",
     (Scope.BOT, Metric.IMAGES): "images",
 }
+
+
+# A counter may be spread over shards (PostgreSQL, migration 0016): its value is the sum of its rows.
+_STATUS_SQL = (
+    "SELECT CAST(COALESCE(SUM(micros), 0) AS BIGINT) AS micros, CAST(COALESCE(SUM(images), 0) AS BIGINT) AS images,"
+    " CAST(COALESCE(SUM(granted_micros), 0) AS BIGINT) AS granted FROM usage WHERE scope = ? AND period = ?"
+)
 
 
 class Ledger:
@@ -290,10 +298,9 @@ class Ledger:
         result = []
         for limit in limits:
             row = await self._db.fetch_one(
-                "SELECT micros, images, granted_micros FROM usage WHERE scope = ? AND period = ?",
-                (scope_key(limit.scope, guild_id, user_id), keys.of(limit.period)),
+                _STATUS_SQL, (scope_key(limit.scope, guild_id, user_id), keys.of(limit.period))
             )
-            micros, images, granted = (row["micros"], row["images"], row["granted_micros"]) if row else (0, 0, 0)
+            micros, images, granted = (row["micros"], row["images"], row["granted"]) if row else (0, 0, 0)
             if limit.metric is Metric.IMAGES:
                 used, granted = images, 0
             elif limit.scope is Scope.MEMBER:
@@ -405,32 +412,12 @@ class Ledger:
         )
         return [row["job_id"] for row in rows]
 
-    async def verify_counters(self) -> list[str]:
-        """Rebuild every counter from the ledger rows; return the mismatches (empty when consistent)."""
-        rows = await self._db.fetch_all(_REBUILD_USAGE_SQL)
-        expected = {(r["scope"], r["period"]): (r["micros"], r["images"], r["granted"]) for r in rows}
-        actual = {
-            (r["scope"], r["period"]): (r["micros"], r["images"], r["granted_micros"])
-            for r in await self._db.fetch_all("SELECT * FROM usage")
-        }
-        problems = []
-        for key in sorted(set(expected) | set(actual)):
-            want = expected.get(key, (0, 0, 0))
-            have = actual.get(key, (0, 0, 0))
-            if want != have:
-                problems.append(f"{key}: counters {have} != ledger {want}")
-        pending = await self._db.fetch_all(
-            "SELECT a.guild_id, a.user_id, a.pending_jobs, COALESCE(o.n, 0) AS open_jobs FROM member_activity a"
-            " LEFT JOIN (SELECT guild_id, user_id, COUNT(*) AS n FROM ledger r WHERE kind = 'reserve'"
-            "  AND NOT EXISTS (SELECT 1 FROM ledger x WHERE x.job_id = r.job_id AND x.kind IN ('settle','release'))"
-            "  GROUP BY guild_id, user_id) o USING (guild_id, user_id)"
-        )
-        problems += [
-            f"member {r['guild_id']}:{r['user_id']}: pending {r['pending_jobs']} != open {r['open_jobs']}"
-            for r in pending
-            if r["pending_jobs"] != r["open_jobs"]
-        ]
-        return problems
+    async def verify_counters(self, *, since: datetime | None = None) -> list[str]:
+        """Rebuild the counters from the ledger rows; return the mismatches (empty when consistent).
+
+        ``since``: only the periods starting then or later (:mod:`bot.billing.bookkeeping`).
+        """
+        return await verify_counters(self._db, since=since)
 
 
 async def _lock_counters(tx: Transaction, guild_id: int, user_id: int, keys: PeriodKeys) -> None:
@@ -481,27 +468,3 @@ def _refusal_text(status: LimitStatus, needed: int, images: int = 1) -> str:
         f"{owner} {period} budget doesn't cover this image: it costs about {format_usd(needed)} and "
         f"{left} is left of {format_usd(status.allowance)} ({limit.source}). It resets {resets}."
     )
-
-
-_REBUILD_USAGE_SQL = """
-WITH contributions (scope, period, micros, images, granted) AS (
-    SELECT 'm:' || guild_id || ':' || user_id, day,   member_micros, member_images, 0
-        FROM ledger WHERE kind != 'grant'
-    UNION ALL SELECT 'm:' || guild_id || ':' || user_id, week,  member_micros, member_images, 0
-        FROM ledger WHERE kind != 'grant'
-    UNION ALL SELECT 'm:' || guild_id || ':' || user_id, month, member_micros, member_images, 0
-        FROM ledger WHERE kind != 'grant'
-    UNION ALL SELECT 'm:' || guild_id || ':' || user_id, day,   0, 0, member_micros FROM ledger WHERE kind = 'grant'
-    UNION ALL SELECT 'm:' || guild_id || ':' || user_id, week,  0, 0, member_micros FROM ledger WHERE kind = 'grant'
-    UNION ALL SELECT 'm:' || guild_id || ':' || user_id, month, 0, 0, member_micros FROM ledger WHERE kind = 'grant'
-    UNION ALL SELECT 's:' || guild_id, day,   server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
-    UNION ALL SELECT 's:' || guild_id, week,  server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
-    UNION ALL SELECT 's:' || guild_id, month, server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
-    UNION ALL SELECT 'bot', day,   server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
-    UNION ALL SELECT 'bot', week,  server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
-    UNION ALL SELECT 'bot', month, server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
-)
-SELECT scope, period, CAST(SUM(micros) AS BIGINT) AS micros, CAST(SUM(images) AS BIGINT) AS images,
-    CAST(SUM(granted) AS BIGINT) AS granted
-FROM contributions GROUP BY scope, period
-"""
