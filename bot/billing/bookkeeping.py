@@ -9,11 +9,12 @@ any drift, hands each result to an observer (the Prometheus metrics) and keeps t
 Cheap on a large database, and off the hot path:
 
 * **bounded by what can still change.** A ledger row counts in the periods of its job's reservation,
-  and jobs end within hours, so only the current and the previous month's counters (and the days and
-  weeks inside them) can still move. The daily check rebuilds exactly those: it reads the ledger
-  rows from the first one written a day before the previous month began (found by a binary search
-  on the primary key, :func:`first_ledger_id_since`) and the counters of those periods (the
-  ``usage_by_period`` index). A full check (``since=None``) is there for tests and operators.
+  and jobs end within hours, so only the counters of the month and the week still running (or closed
+  less than two days ago), and of the days inside them, can still move. The daily check rebuilds
+  exactly those (:func:`checked_since`): it reads the ledger rows from the first one written a day
+  before that window (a binary search on the primary key, :func:`first_ledger_id_since`) and the
+  counters of those periods (the ``usage_by_period`` index) — at most about five weeks of activity,
+  however long the history. A full check (``since=None``) is there for tests and operators.
 * **one consistent moment, no locks.** Everything is read in :meth:`Database.snapshot` (SQLite: a
   second, read-only connection; PostgreSQL: ``REPEATABLE READ READ ONLY``), so reservations and
   settlements committing meanwhile neither wait for the check nor show up as drift.
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from bot.billing.periods import period_start
+from bot.billing.periods import period_end, period_key, period_start
 from bot.clock import Clock, to_millis, utc_now
 from bot.config import Period
 from bot.storage.database import Database, Snapshot
@@ -41,6 +42,9 @@ DAY_SECONDS = 24 * 3600
 # Rows are found by id, and ids follow time only roughly (clocks of several processes, transactions
 # that commit out of order): the window starts this long before the periods it checks.
 WINDOW_SLACK = timedelta(days=1)
+# Jobs end within hours (a timeout, then a bounded delivery): after this, a period's counters no
+# longer move, and the daily check leaves it.
+CLOSING = timedelta(days=2)
 _SHOWN_IN_LOG = 20
 
 
@@ -67,9 +71,13 @@ class BooksObserver(Protocol):
 
 
 def checked_since(now: datetime) -> datetime:
-    """The first period the daily check covers: the start of the month before ``now``'s."""
-    this_month = period_start(Period.MONTH, now)
-    return period_start(Period.MONTH, this_month - timedelta(days=1))
+    """The first period start the daily check covers: that of the month and of the week still open.
+
+    A period is checked every day while it runs and for ``CLOSING`` after it ends (late settlements
+    of its jobs land in it), so every month and week is checked whole once it has closed.
+    """
+    settled = now - CLOSING
+    return min(period_start(Period.MONTH, settled), period_start(Period.WEEK, settled))
 
 
 class Bookkeeping:
@@ -142,7 +150,8 @@ async def verify_counters(db: Database, *, since: datetime | None = None) -> lis
             first, bounds = 0, {"day": "d:0000", "week": "w:0000", "month": "m:0000"}
         else:
             first = await first_ledger_id_since(snap, since - WINDOW_SLACK)
-            bounds = {"day": f"d:{since:%Y-%m-%d}", "week": _first_week_key(since), "month": f"m:{since:%Y-%m}"}
+            bounds = {"day": _first_key(Period.DAY, since), "week": _first_key(Period.WEEK, since)}
+            bounds["month"] = _first_key(Period.MONTH, since)
         params: dict[str, Any] = {"first": first, **bounds}
         counters = await snap.fetch_all(_COUNTERS_SQL, params)
         pending = await snap.fetch_all(_PENDING_SQL, {"first": first})
@@ -165,7 +174,8 @@ async def first_ledger_id_since(snap: Snapshot, moment: datetime) -> int:
     the ledger is.
     """
     target = to_millis(moment)
-    bounds = await snap.fetch_one("SELECT MIN(id) AS low, MAX(id) AS high FROM ledger")
+    # Two subqueries: SQLite reads MIN and MAX from the index only when each stands alone.
+    bounds = await snap.fetch_one("SELECT (SELECT MIN(id) FROM ledger) AS low, (SELECT MAX(id) FROM ledger) AS high")
     if bounds is None or bounds["low"] is None:
         return 0
     low, high = bounds["low"], bounds["high"] + 1
@@ -179,18 +189,19 @@ async def first_ledger_id_since(snap: Snapshot, moment: datetime) -> int:
     return low
 
 
-def _first_week_key(since: datetime) -> str:
-    """The key of the first week that starts on or after ``since`` (a week begun earlier is not whole)."""
-    start = period_start(Period.WEEK, since)
+def _first_key(period: Period, since: datetime) -> str:
+    """The key of the first ``period`` that starts on or after ``since`` (one begun earlier is not whole)."""
+    start = period_start(period, since)
     if start < since:
-        start += timedelta(days=7)
-    return f"w:{start:%Y-%m-%d}"
+        start = period_end(period, since)
+    return period_key(period, start)
 
 
 # Per member and period, what the ledger rows add up to; then the nine counters each group feeds
-# (the counting triggers of migration 0002, as sums), compared with the counters' own sums (on
-# PostgreSQL a counter is spread over shards, migration 0016). Period keys have a fixed width, so
-# ranges such as [:day, 'd:9999') hold under any collation and use the usage_by_period index.
+# (the counting triggers of migration 0002, as sums) beside the counters' own rows (on PostgreSQL a
+# counter is spread over shards, migration 0016), summed per counter: only the counters whose two
+# sides differ come back. No join: one aggregation over both sides. Period keys have a fixed width,
+# so ranges such as [:day, 'd:9999') hold under any collation and use the usage_by_period index.
 _COUNTERS_SQL = """
 WITH grouped AS MATERIALIZED (
     SELECT guild_id, user_id, day, week, month,
@@ -199,52 +210,47 @@ WITH grouped AS MATERIALIZED (
         SUM(CASE WHEN kind = 'grant' THEN 0 ELSE server_micros END) AS server_spend,
         SUM(CASE WHEN kind = 'grant' THEN 0 ELSE member_images END) AS images
     FROM ledger WHERE id >= :first GROUP BY guild_id, user_id, day, week, month
-), contributions (scope, period, micros, images, granted) AS (
-    SELECT 'm:' || guild_id || ':' || user_id, day, member_spend, images, granted FROM grouped WHERE day >= :day
-    UNION ALL SELECT 'm:' || guild_id || ':' || user_id, week, member_spend, images, granted
+), sides (scope, period, want_micros, want_images, want_granted, have_micros, have_images, have_granted) AS (
+    SELECT 'm:' || guild_id || ':' || user_id, day, member_spend, images, granted, 0, 0, 0
+        FROM grouped WHERE day >= :day
+    UNION ALL SELECT 'm:' || guild_id || ':' || user_id, week, member_spend, images, granted, 0, 0, 0
         FROM grouped WHERE week >= :week
-    UNION ALL SELECT 'm:' || guild_id || ':' || user_id, month, member_spend, images, granted
+    UNION ALL SELECT 'm:' || guild_id || ':' || user_id, month, member_spend, images, granted, 0, 0, 0
         FROM grouped WHERE month >= :month
-    UNION ALL SELECT 's:' || guild_id, day, server_spend, images, 0 FROM grouped WHERE day >= :day
-    UNION ALL SELECT 's:' || guild_id, week, server_spend, images, 0 FROM grouped WHERE week >= :week
-    UNION ALL SELECT 's:' || guild_id, month, server_spend, images, 0 FROM grouped WHERE month >= :month
-    UNION ALL SELECT 'bot', day, server_spend, images, 0 FROM grouped WHERE day >= :day
-    UNION ALL SELECT 'bot', week, server_spend, images, 0 FROM grouped WHERE week >= :week
-    UNION ALL SELECT 'bot', month, server_spend, images, 0 FROM grouped WHERE month >= :month
-), want AS (
-    SELECT scope, period, SUM(micros) AS micros, SUM(images) AS images, SUM(granted) AS granted
-    FROM contributions GROUP BY scope, period
-), have AS (
-    SELECT scope, period, SUM(micros) AS micros, SUM(images) AS images, SUM(granted_micros) AS granted
-    FROM usage
-    WHERE (period >= :day AND period < 'd:9999') OR (period >= :week AND period < 'w:9999')
-        OR (period >= :month AND period < 'm:9999')
-    GROUP BY scope, period
-), counter_keys AS (
-    SELECT scope, period FROM want UNION SELECT scope, period FROM have
+    UNION ALL SELECT 's:' || guild_id, day, server_spend, images, 0, 0, 0, 0 FROM grouped WHERE day >= :day
+    UNION ALL SELECT 's:' || guild_id, week, server_spend, images, 0, 0, 0, 0 FROM grouped WHERE week >= :week
+    UNION ALL SELECT 's:' || guild_id, month, server_spend, images, 0, 0, 0, 0 FROM grouped WHERE month >= :month
+    UNION ALL SELECT 'bot', day, server_spend, images, 0, 0, 0, 0 FROM grouped WHERE day >= :day
+    UNION ALL SELECT 'bot', week, server_spend, images, 0, 0, 0, 0 FROM grouped WHERE week >= :week
+    UNION ALL SELECT 'bot', month, server_spend, images, 0, 0, 0, 0 FROM grouped WHERE month >= :month
+    UNION ALL SELECT scope, period, 0, 0, 0, micros, images, granted_micros FROM usage
+        WHERE period >= :day AND period < 'd:9999'
+    UNION ALL SELECT scope, period, 0, 0, 0, micros, images, granted_micros FROM usage
+        WHERE period >= :week AND period < 'w:9999'
+    UNION ALL SELECT scope, period, 0, 0, 0, micros, images, granted_micros FROM usage
+        WHERE period >= :month AND period < 'm:9999'
 )
-SELECT k.scope, k.period,
-    CAST(COALESCE(h.micros, 0) AS BIGINT) AS have_micros, CAST(COALESCE(h.images, 0) AS BIGINT) AS have_images,
-    CAST(COALESCE(h.granted, 0) AS BIGINT) AS have_granted,
-    CAST(COALESCE(w.micros, 0) AS BIGINT) AS want_micros, CAST(COALESCE(w.images, 0) AS BIGINT) AS want_images,
-    CAST(COALESCE(w.granted, 0) AS BIGINT) AS want_granted
-FROM counter_keys k
-LEFT JOIN have h ON h.scope = k.scope AND h.period = k.period
-LEFT JOIN want w ON w.scope = k.scope AND w.period = k.period
-WHERE COALESCE(h.micros, 0) != COALESCE(w.micros, 0) OR COALESCE(h.images, 0) != COALESCE(w.images, 0)
-    OR COALESCE(h.granted, 0) != COALESCE(w.granted, 0)
+SELECT scope, period,
+    CAST(SUM(have_micros) AS BIGINT) AS have_micros, CAST(SUM(have_images) AS BIGINT) AS have_images,
+    CAST(SUM(have_granted) AS BIGINT) AS have_granted, CAST(SUM(want_micros) AS BIGINT) AS want_micros,
+    CAST(SUM(want_images) AS BIGINT) AS want_images, CAST(SUM(want_granted) AS BIGINT) AS want_granted
+FROM sides GROUP BY scope, period
+HAVING SUM(have_micros) != SUM(want_micros) OR SUM(have_images) != SUM(want_images)
+    OR SUM(have_granted) != SUM(want_granted)
 """
 
-# A member's pending count against their open reservations (reserved since the window began: an
-# older one still open is itself worth reporting).
+# A member's pending count against their open reservations, reserved since the window began (an
+# older one still open is itself worth reporting). Members with nothing pending and nothing open in
+# the window are not read twice: one aggregation over both sides again.
 _PENDING_SQL = """
-SELECT a.guild_id, a.user_id, a.pending_jobs, CAST(COALESCE(o.open_jobs, 0) AS BIGINT) AS open_jobs
-FROM member_activity a
-LEFT JOIN (
-    SELECT r.guild_id, r.user_id, COUNT(*) AS open_jobs FROM ledger r
+SELECT guild_id, user_id, CAST(SUM(pending) AS BIGINT) AS pending_jobs, CAST(SUM(opened) AS BIGINT) AS open_jobs
+FROM (
+    SELECT guild_id, user_id, pending_jobs AS pending, 0 AS opened FROM member_activity WHERE pending_jobs != 0
+    UNION ALL
+    SELECT r.guild_id, r.user_id, 0, 1 FROM ledger r
     WHERE r.id >= :first AND r.kind = 'reserve'
         AND NOT EXISTS (SELECT 1 FROM ledger x WHERE x.job_id = r.job_id AND x.kind IN ('settle', 'release'))
-    GROUP BY r.guild_id, r.user_id
-) o ON o.guild_id = a.guild_id AND o.user_id = a.user_id
-WHERE a.pending_jobs != COALESCE(o.open_jobs, 0)
+) sides
+GROUP BY guild_id, user_id
+HAVING SUM(pending) != SUM(opened)
 """

@@ -158,6 +158,9 @@ class SqliteDatabase(Database):
         conn.row_factory = aiosqlite.Row
         try:
             await conn.execute("PRAGMA busy_timeout=5000")
+            # Long reads: a page cache and sorts in memory for this connection, gone when it closes.
+            await conn.execute("PRAGMA cache_size=-32768")
+            await conn.execute("PRAGMA temp_store=MEMORY")
             await conn.execute("BEGIN")  # deferred: the first read fixes the snapshot
             await conn.execute_fetchall("SELECT COUNT(*) FROM sqlite_master")
             yield SqliteSnapshot(conn)

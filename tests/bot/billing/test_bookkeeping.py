@@ -4,7 +4,9 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
-from bot.billing.bookkeeping import Bookkeeping, first_ledger_id_since, verify_counters
+import pytest
+
+from bot.billing.bookkeeping import Bookkeeping, checked_since, first_ledger_id_since, verify_counters
 from bot.billing.ledger import Ledger, Limit, Metric, Scope
 from bot.config import Period
 
@@ -104,22 +106,49 @@ async def test_the_check_sees_one_moment_while_writes_run(db, clock):
     assert await db.fetch_value("SELECT COUNT(*) FROM ledger WHERE kind = 'settle'") > 20
 
 
+@pytest.mark.parametrize(
+    ("today", "since"),
+    [
+        (datetime(2026, 11, 18, 12, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)),  # this month
+        (datetime(2026, 12, 2, 12, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)),  # November, just closed
+        (datetime(2026, 12, 3, 12, tzinfo=UTC), datetime(2026, 11, 30, tzinfo=UTC)),  # the week still open
+        (datetime(2026, 12, 9, 12, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)),
+    ],
+)
+def test_the_daily_window_covers_the_periods_still_open_or_just_closed(today, since):
+    assert checked_since(today) == since
+
+
 async def test_the_daily_check_reads_the_periods_that_can_still_change(db, clock):
-    """Counters of the current and previous month are checked; older ones only by a full check."""
+    """Counters of the periods still open (or just closed) are checked daily; older ones by a full check."""
     ledger = Ledger(db, clock)
     clock.now = datetime(2026, 8, 10, 12, tzinfo=UTC)
     await cycle(ledger, 1)
-    clock.now = datetime(2026, 10, 31, 23, 59, tzinfo=UTC)
+    clock.now = datetime(2026, 11, 30, 23, 59, tzinfo=UTC)
     await cycle(ledger, 2)
-    clock.now = datetime(2026, 11, 18, 12, tzinfo=UTC)
+    clock.now = datetime(2026, 12, 1, 12, tzinfo=UTC)
     await cycle(ledger, 3)
     await db.execute("UPDATE usage SET images = images + 1 WHERE scope = 'bot' AND period = 'm:2026-08'")
-    await db.execute("UPDATE usage SET images = images + 1 WHERE scope = 'bot' AND period = 'd:2026-10-31'")
+    await db.execute("UPDATE usage SET images = images + 1 WHERE scope = 'bot' AND period = 'd:2026-11-30'")
     daily = await Bookkeeping(db, clock=clock).run()
-    assert daily.since == datetime(2026, 10, 1, tzinfo=UTC)
-    assert len(daily.problems) == 1 and "('bot', 'd:2026-10-31')" in daily.problems[0]
+    assert daily.since == datetime(2026, 11, 1, tzinfo=UTC)
+    assert len(daily.problems) == 1 and "('bot', 'd:2026-11-30')" in daily.problems[0]
     full = await verify_counters(db)
-    assert sorted(p.split("'")[3] for p in full) == ["d:2026-10-31", "m:2026-08"]
+    assert sorted(p.split("'")[3] for p in full) == ["d:2026-11-30", "m:2026-08"]
+
+
+async def test_a_window_that_starts_inside_a_month_leaves_that_month_out(db, clock):
+    """On 3 December the window starts with the week of 30 November: November is not whole in it."""
+    ledger = Ledger(db, clock)
+    for job, day in enumerate((2, 20, 29, 30)):
+        clock.now = datetime(2026, 11, day, 12, tzinfo=UTC)
+        await cycle(ledger, job)
+    clock.now = datetime(2026, 12, 3, 12, tzinfo=UTC)
+    await cycle(ledger, 9)
+    check = await Bookkeeping(db, clock=clock).run()
+    assert check.since == datetime(2026, 11, 30, tzinfo=UTC) and check.problems == ()
+    await db.execute("UPDATE usage SET micros = micros + 1 WHERE scope = 'bot' AND period = 'w:2026-11-30'")
+    assert [p.split("'")[3] for p in (await Bookkeeping(db, clock=clock).run()).problems] == ["w:2026-11-30"]
 
 
 async def test_the_window_starts_at_the_first_ledger_row_of_its_day(db, clock):
