@@ -109,6 +109,19 @@ async def test_the_whole_cap_is_usable_wherever_its_allowances_lie(ledger, db):
     assert await ledger.verify_counters() == []
 
 
+async def test_an_image_quota_on_the_server_holds_across_shards(ledger, db):
+    members = await members_in_different_shards(db, 6)
+    quota = Limit(Scope.SERVER, Metric.IMAGES, Period.WEEK, 5, "test")
+    results = await asyncio.gather(*(reserve(ledger, job, [quota], members[job % 6], cost=0) for job in range(12)))
+    assert sum(results) == 5
+    [status] = await ledger.statuses(GUILD, 0, [quota])
+    assert status.used == 5
+    await ledger.release(next(job for job, ok in enumerate(results) if ok))
+    assert await reserve(ledger, 20, [quota], members[0], cost=0)
+    assert not await reserve(ledger, 21, [quota], members[1], cost=0)
+    assert await ledger.verify_counters() == []
+
+
 @pytest.mark.sqlite_only
 async def test_sqlite_keeps_one_row_per_counter(ledger, db):
     for user in range(1, 6):
@@ -158,4 +171,33 @@ async def test_allowances_and_spend_never_add_up_past_the_cap(ledger, db):
         )
         assert row["lowest"] >= 0  # no shard in debt: every settlement cost at most its estimate
         assert row["spent"] + row["held"] <= (cap if scope == "bot" else cap * 2)
+    assert await ledger.verify_counters() == []
+
+
+async def test_a_reservation_that_waits_for_a_refill_holds_no_lock_meanwhile(ledger, db, clock):
+    """While another refill holds the counter, a reservation needing one waits holding nothing."""
+    await pg_only(db)
+    import asyncpg
+
+    [alice] = await members_in_different_shards(db, 1)
+    cap = bot_usd(100 * PRICE)  # a grant is just the cost here: each reservation needs a refill
+    assert await reserve(ledger, 1, [cap], alice)
+    holder = await asyncpg.connect(db.url)
+    try:
+        key = "fluxcord escrow bot m:2026-11 usd"
+        await holder.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", key)  # a refill in progress
+        waiting = asyncio.create_task(reserve(ledger, 2, [cap], alice))
+        async with asyncio.timeout(10):
+            while not await holder.fetchval(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
+            ):
+                await asyncio.sleep(0)  # the reservation has not reached the lock yet
+                assert not waiting.done()
+        await ledger.settle(1, PRICE)  # alice's own rows are free: the settlement does not wait
+        await holder.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
+        assert await asyncio.wait_for(waiting, 10)
+    finally:
+        await holder.close()
+    assert await spent(ledger, cap) == 2 * PRICE
     assert await ledger.verify_counters() == []
