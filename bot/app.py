@@ -27,6 +27,7 @@ import cogs
 from bot.bfl.client import BflClient
 from bot.bfl.end_user import EndUserIds
 from bot.billing.alerts import SpendAlerts
+from bot.billing.bookkeeping import Bookkeeping
 from bot.billing.ledger import Ledger
 from bot.billing.limits import LimitsService
 from bot.clock import Clock, utc_now
@@ -78,6 +79,7 @@ class Services:
     privacy: PrivacyService = field(kw_only=True)
     styles: StyleService = field(kw_only=True)
     prefs: PrefsService = field(kw_only=True)
+    bookkeeping: Bookkeeping = field(kw_only=True)
 
 
 def extension_names() -> list[str]:
@@ -126,12 +128,14 @@ class FluxcordBot(commands.Bot):
         # Resolving money and resuming jobs needs only the database, BFL and Discord's REST API.
         await self.services.engine.start()
         self.services.privacy.start()  # the retention sweep (PROMPT_RETENTION_DAYS)
+        self.services.bookkeeping.start()  # counters = ledger, now and daily (off the hot path)
 
     async def close(self) -> None:
         """Stop admitting, leave every job resumable, then disconnect."""
         try:
             await self.services.engine.stop()
             await self.services.privacy.stop()
+            await self.services.bookkeeping.stop()
             await super().close()
         finally:
             self.closed.set()
@@ -273,6 +277,7 @@ def build_services(
         privacy=privacy,
         styles=styles,
         prefs=prefs,
+        bookkeeping=Bookkeeping(db, clock=clock, observer=metrics),
     )
 
 

@@ -16,6 +16,7 @@ import discord
 from discord import app_commands
 
 from bot.app import FluxcordBot
+from bot.billing.bookkeeping import BooksCheck
 from bot.billing.ledger import Metric
 from bot.billing.limits import AuditEntry, LimitSetting, Target, TargetKind
 from bot.billing.money import InvalidAmount, format_usd, parse_usd
@@ -188,11 +189,13 @@ class Budget(
         _target(member)
         micros = _amount(amount, allow_zero=False)
         guild_id = interaction.guild_id or 0
-        await self.services.ledger.grant(
-            guild_id=guild_id, user_id=member.id, micros=micros, actor_id=interaction.user.id
-        )
-        entry = await self.services.limits.record(
-            guild_id, interaction.user.id, "grant", member.mention, None, f"+{format_usd(micros)}"
+        entry = await self.services.limits.grant(
+            self.services.ledger,
+            guild_id=guild_id,
+            user_id=member.id,
+            micros=micros,
+            actor_id=interaction.user.id,
+            target=member.mention,
         )
         await self._announce(
             interaction, entry, f"✅ Granted {member.mention} an extra {format_usd(micros)} this period."
@@ -318,6 +321,9 @@ class Budget(
         troubled = self._breaker_lines()
         if troubled:
             embed.add_field(name="Models BFL keeps failing for", value="\n".join(troubled)[:1024], inline=False)
+        books = _books_text(self.services.bookkeeping.last)
+        if books:
+            embed.add_field(name="Bookkeeping", value=books, inline=False)
         if notes:
             embed.set_footer(text=" ".join(notes))
         await interaction.followup.send(embed=embed, ephemeral=True)
@@ -393,6 +399,22 @@ class Budget(
         text = f"✅ Mod-log: {channel.mention}." if channel else "✅ Mod-log turned off."
         shown = channel.mention if channel else None
         await self._switch(interaction, "modlog_channel_id", channel.id if channel else None, "modlog.set", shown, text)
+
+
+def _books_text(check: BooksCheck | None) -> str | None:
+    """A warning when the last check found counters that disagree with the ledger (or could not run)."""
+    if check is None:
+        return None
+    when = f"<t:{int(check.at.timestamp())}:R>"
+    if check.error is not None:
+        return f"⚠️ The check of the spend counters against the ledger failed {when}; the bot's log has the error."
+    if not check.drift:
+        return None
+    counters = "spend counter disagrees" if check.drift == 1 else "spend counters disagree"
+    return (
+        f"⚠️ {check.drift} {counters} with the ledger (checked {when}): budgets may be applied wrongly until "
+        "the bot's owner repairs them. The bot's log lists them."
+    )
 
 
 def _shown(target: Target, guild_id: int) -> str:

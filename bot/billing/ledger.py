@@ -1,34 +1,62 @@
 """The money ledger: reserve before a BFL submit, then settle or release — atomically, idempotently.
 
-Every check-and-write is ONE conditional SQL statement (``INSERT … SELECT … WHERE <every limit
-holds>``) in a transaction. On SQLite a transaction runs alone, so fifty concurrent reservations
-can never overspend. On PostgreSQL (READ COMMITTED, many processes) two such statements could both
-see the old counters, so the transaction first locks every counter row the reservation reads and
-writes (``SELECT … FOR UPDATE``, in the one order the counting trigger uses, so writers never
-deadlock); the conditional insert then sees the latest committed counts. Triggers (migration 0002)
-update the per-period counters in the same statement. A job has at most one reserve and one
-outcome row (unique indexes), so repeating a step after a retry or a crash never charges twice.
+One interface, two ways to keep it on the two backends:
+
+* **SQLite** (one writer at a time): a reservation is ONE conditional SQL statement (``INSERT …
+  SELECT … WHERE <every limit holds>``) in a transaction, checked against the counters and written
+  with them (triggers, migration 0002), so fifty concurrent reservations can never overspend.
+* **PostgreSQL** (many processes at once): the server and bot counters are split into shards and
+  their caps enforced by escrow — allowances of the cap held in the shards — so no row is locked by
+  every writer, and no cap is ever exceeded, across processes and crashes. A reservation is one
+  call, ``ledger_reserve()`` (migration ``postgres/0016``); the design and why it holds are in
+  :mod:`bot.billing.escrow`.
+
+Either way a counter's value is the sum of its rows, a refusal writes nothing, and a job has at most
+one reserve and one outcome row (unique indexes), so repeating a step after a retry or a crash never
+charges twice. :meth:`Ledger.verify_counters` rebuilds the counters from the rows
+(:mod:`bot.billing.bookkeeping`).
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
-from bot.billing.money import format_usd
+from bot.billing import escrow
+from bot.billing.bookkeeping import verify_counters
+from bot.billing.caps import (  # re-exported: the ledger's callers import them from here
+    Limit,
+    LimitStatus,
+    Metric,
+    Scope,
+    describe_limit,
+    refusal_text,
+    scope_key,
+)
 from bot.billing.periods import PeriodKeys, period_end
 from bot.clock import Clock, from_millis, to_millis, utc_now
-from bot.config import Period
 from bot.errors import GenerationPaused, LimitReached
 from bot.storage.database import Database, Transaction
+
+__all__ = [
+    "BUSY_TEXT",
+    "Ledger",
+    "Limit",
+    "LimitStatus",
+    "Metric",
+    "Reservation",
+    "Scope",
+    "describe_limit",
+    "scope_key",
+]
 
 log = logging.getLogger(__name__)
 
 BUSY_TEXT = "The bot is very busy right now; please try again in a moment."
+ATTEMPTS = 4  # a reservation tries again after a refusal that nothing explains (and after a refill)
 
 
 class Executor(Protocol):
@@ -40,71 +68,6 @@ class Executor(Protocol):
 
 class _Refused(Exception):
     """A reservation's limits did not hold (raised inside its transaction to roll it back)."""
-
-
-class Scope(enum.StrEnum):
-    """Who a limit applies to."""
-
-    MEMBER = "member"
-    SERVER = "server"
-    BOT = "bot"
-
-
-class Metric(enum.StrEnum):
-    """What a limit counts."""
-
-    USD = "usd"
-    IMAGES = "images"
-
-
-def describe_limit(metric: Metric, period: Period, value: int) -> str:
-    """``$0.50 per day`` / ``10 images per week``."""
-    amount = format_usd(value) if metric is Metric.USD else f"{value} images"
-    return f"{amount} per {period.value}"
-
-
-def scope_key(scope: Scope, guild_id: int, user_id: int = 0) -> str:
-    """The key of a spend counter: ``m:<guild>:<user>``, ``s:<guild>`` or ``bot``."""
-    if scope is Scope.MEMBER:
-        return f"m:{guild_id}:{user_id}"
-    if scope is Scope.SERVER:
-        return f"s:{guild_id}"
-    return "bot"
-
-
-@dataclass(frozen=True)
-class Limit:
-    """One cap that applies to a request: e.g. the member's $0.50 per day."""
-
-    scope: Scope
-    metric: Metric
-    period: Period
-    value: int  # micro-dollars or images
-    source: str  # where it comes from, for people: "your @Artists role", "the server default"
-
-    def describe(self) -> str:
-        """``$0.50 per day`` / ``10 images per week``."""
-        return describe_limit(self.metric, self.period, self.value)
-
-
-@dataclass(frozen=True)
-class LimitStatus:
-    """How much of a limit is used in the current period."""
-
-    limit: Limit
-    used: int
-    granted: int
-    resets_at: datetime
-
-    @property
-    def allowance(self) -> int:
-        """The limit plus one-off grants for this period."""
-        return self.limit.value + self.granted
-
-    @property
-    def remaining(self) -> int:
-        """What is left this period (never negative)."""
-        return max(0, self.allowance - self.used)
 
 
 @dataclass(frozen=True)
@@ -131,12 +94,21 @@ _USED = {
 }
 
 
+# A counter may be spread over shards (PostgreSQL, migration 0016): its value is the sum of its rows.
+_STATUS_SQL = (
+    "SELECT CAST(COALESCE(SUM(micros), 0) AS BIGINT) AS micros, CAST(COALESCE(SUM(images), 0) AS BIGINT) AS images,"
+    " CAST(COALESCE(SUM(granted_micros), 0) AS BIGINT) AS granted FROM usage WHERE scope = ? AND period = ?"
+)
+
+
 class Ledger:
     """Reservations, settlements, releases, grants and adjustments over the `ledger` table."""
 
     def __init__(self, db: Database, clock: Clock = utc_now) -> None:
         self._db = db
         self._clock = clock
+        # PostgreSQL: counter shards and escrow (bot.billing.escrow); SQLite: plain conditional inserts.
+        self._escrow = getattr(db, "backend", "sqlite") == "postgresql"
 
     async def reserve(
         self,
@@ -155,26 +127,21 @@ class Ledger:
         Raises :class:`GenerationPaused` or :class:`LimitReached` (naming the limit, what is left and
         when it resets). Reserving the same ``job_id`` again returns the existing reservation.
         """
-        for _attempt in range(3):
+        for _attempt in range(ATTEMPTS):
             now = self._clock()
-            try:
-                async with self._db.transaction() as tx:
-                    if not await self.try_reserve(
-                        tx,
-                        job_id=job_id,
-                        guild_id=guild_id,
-                        user_id=user_id,
-                        model=model,
-                        estimated_micros=estimated_micros,
-                        limits=limits,
-                        max_pending_jobs=max_pending_jobs,
-                        cooldown_seconds=cooldown_seconds,
-                        now=now,
-                    ):
-                        raise _Refused  # rolls back whatever the check wrote (PostgreSQL's empty counter rows)
+            request = {
+                "job_id": job_id,
+                "guild_id": guild_id,
+                "user_id": user_id,
+                "model": model,
+                "estimated_micros": estimated_micros,
+                "limits": limits,
+                "max_pending_jobs": max_pending_jobs,
+                "cooldown_seconds": cooldown_seconds,
+                "now": now,
+            }
+            if await self._reserve_once(**request):
                 return Reservation(job_id, guild_id, user_id, estimated_micros, now)
-            except _Refused:
-                pass
             existing = await self.reservation(job_id)
             if existing is not None:
                 return existing
@@ -187,8 +154,22 @@ class Ledger:
                 cooldown_seconds=cooldown_seconds,
                 now=now,
             )
-            # Nothing refuses on a second look: a concurrent job settled in between. Try again.
+            # Nothing refuses on a second look: a concurrent job settled in between, or (PostgreSQL)
+            # the member's shard needed an allowance and now has it. Try again.
         raise LimitReached(BUSY_TEXT)
+
+    async def _reserve_once(self, **request: Any) -> bool:
+        if self._escrow:  # one statement, its own transaction
+            if request["estimated_micros"] < 0:
+                raise ValueError("an estimate cannot be negative")
+            return await escrow.reserve(self._db, **request)
+        try:
+            async with self._db.transaction() as tx:
+                if not await self.try_reserve(tx, **request):
+                    raise _Refused
+        except _Refused:
+            return False
+        return True
 
     async def try_reserve(
         self,
@@ -204,16 +185,29 @@ class Ledger:
         cooldown_seconds: int,
         now: datetime,
     ) -> bool:
-        """Write the reservation as ONE conditional insert inside the open transaction ``tx``.
+        """Write the reservation inside the open transaction ``tx`` (an admission writes its job beside it).
 
-        True if every limit held and the row was written; False, with nothing written, if not.
+        True if every limit held and the row was written; False if not: then roll ``tx`` back (on
+        PostgreSQL it is aborted), and :meth:`explain_refusal` says why — or, when nothing refuses,
+        readies what a second try needs.
         """
         if estimated_micros < 0:
             raise ValueError("an estimate cannot be negative")
+        if self._escrow:
+            return await escrow.reserve(
+                tx,
+                job_id=job_id,
+                guild_id=guild_id,
+                user_id=user_id,
+                model=model,
+                estimated_micros=estimated_micros,
+                limits=limits,
+                max_pending_jobs=max_pending_jobs,
+                cooldown_seconds=cooldown_seconds,
+                now=now,
+            )
         keys = PeriodKeys.at(now)
         now_ms = to_millis(now)
-        if tx.for_update:
-            await _lock_counters(tx, guild_id, user_id, keys)
         conditions = [
             "NOT EXISTS (SELECT 1 FROM guild_settings WHERE guild_id = ? AND paused = 1)",
             "COALESCE((SELECT pending_jobs FROM member_activity WHERE guild_id = ? AND user_id = ?), 0) < ?",
@@ -262,7 +256,7 @@ class Ledger:
             limit = status.limit
             needed = images if limit.metric is Metric.IMAGES else estimated_micros
             if status.used + needed > status.allowance:
-                raise LimitReached(_refusal_text(status, needed, images))
+                raise LimitReached(refusal_text(status, needed, images))
         activity = await self._db.fetch_one(
             "SELECT pending_jobs, last_reserved_at FROM member_activity WHERE guild_id = ? AND user_id = ?",
             (guild_id, user_id),
@@ -282,6 +276,21 @@ class Ledger:
             ready_ms = activity["last_reserved_at"] + cooldown_seconds * 1000
             if ready_ms > to_millis(now):
                 raise LimitReached(f"Slow down a little: you can start another image <t:{-(-ready_ms // 1000)}:R>.")
+        if self._escrow:  # nothing refuses: make sure the member's shard holds the allowances a retry needs
+            short = await escrow.refill(
+                self._db,
+                guild_id=guild_id,
+                user_id=user_id,
+                limits=limits,
+                estimated_micros=estimated_micros,
+                images=images,
+                now=now,
+            )
+            if short is not None:  # by an exact count, the cap cannot hold this (money spent meanwhile)
+                [status] = await self.statuses(guild_id, user_id, [short])
+                needed = images if short.metric is Metric.IMAGES else estimated_micros
+                if status.used + needed > status.allowance:
+                    raise LimitReached(refusal_text(status, needed, images))
 
     async def statuses(self, guild_id: int, user_id: int, limits: Sequence[Limit]) -> list[LimitStatus]:
         """The current use of each limit (for refusals and ``/quota``)."""
@@ -290,10 +299,9 @@ class Ledger:
         result = []
         for limit in limits:
             row = await self._db.fetch_one(
-                "SELECT micros, images, granted_micros FROM usage WHERE scope = ? AND period = ?",
-                (scope_key(limit.scope, guild_id, user_id), keys.of(limit.period)),
+                _STATUS_SQL, (scope_key(limit.scope, guild_id, user_id), keys.of(limit.period))
             )
-            micros, images, granted = (row["micros"], row["images"], row["granted_micros"]) if row else (0, 0, 0)
+            micros, images, granted = (row["micros"], row["images"], row["granted"]) if row else (0, 0, 0)
             if limit.metric is Metric.IMAGES:
                 used, granted = images, 0
             elif limit.scope is Scope.MEMBER:
@@ -345,13 +353,26 @@ class Ledger:
             == 1
         )
 
-    async def grant(self, *, guild_id: int, user_id: int, micros: int, actor_id: int, note: str = "") -> None:
-        """Give a member a one-off extra allowance for the current day, week and month."""
+    async def grant(
+        self,
+        *,
+        guild_id: int,
+        user_id: int,
+        micros: int,
+        actor_id: int,
+        note: str = "",
+        executor: Executor | None = None,
+    ) -> None:
+        """Give a member a one-off extra allowance for the current day, week and month.
+
+        ``executor``: the transaction that also writes the grant's audit row
+        (:meth:`bot.billing.limits.LimitsService.grant`), so neither exists without the other.
+        """
         if micros <= 0:
             raise ValueError("a grant must be positive")
         now = self._clock()
         keys = PeriodKeys.at(now)
-        await self._db.execute(
+        await (executor or self._db).execute(
             f"INSERT INTO ledger ({_RESERVE_COLUMNS}, actor_id, note) "
             "VALUES ('grant', NULL, ?, ?, NULL, 0, ?, 0, ?, ?, ?, ?, ?, ?)",
             (
@@ -403,118 +424,9 @@ class Ledger:
         )
         return [row["job_id"] for row in rows]
 
-    async def verify_counters(self) -> list[str]:
-        """Rebuild every counter from the ledger rows; return the mismatches (empty when consistent)."""
-        rows = await self._db.fetch_all(_REBUILD_USAGE_SQL)
-        expected = {(r["scope"], r["period"]): (r["micros"], r["images"], r["granted"]) for r in rows}
-        actual = {
-            (r["scope"], r["period"]): (r["micros"], r["images"], r["granted_micros"])
-            for r in await self._db.fetch_all("SELECT * FROM usage")
-        }
-        problems = []
-        for key in sorted(set(expected) | set(actual)):
-            want = expected.get(key, (0, 0, 0))
-            have = actual.get(key, (0, 0, 0))
-            if want != have:
-                problems.append(f"{key}: counters {have} != ledger {want}")
-        pending = await self._db.fetch_all(
-            "SELECT a.guild_id, a.user_id, a.pending_jobs, COALESCE(o.n, 0) AS open_jobs FROM member_activity a"
-            " LEFT JOIN (SELECT guild_id, user_id, COUNT(*) AS n FROM ledger r WHERE kind = 'reserve'"
-            "  AND NOT EXISTS (SELECT 1 FROM ledger x WHERE x.job_id = r.job_id AND x.kind IN ('settle','release'))"
-            "  GROUP BY guild_id, user_id) o USING (guild_id, user_id)"
-        )
-        problems += [
-            f"member {r['guild_id']}:{r['user_id']}: pending {r['pending_jobs']} != open {r['open_jobs']}"
-            for r in pending
-            if r["pending_jobs"] != r["open_jobs"]
-        ]
-        return problems
+    async def verify_counters(self, *, since: datetime | None = None) -> list[str]:
+        """Rebuild the counters from the ledger rows; return the mismatches (empty when consistent).
 
-
-async def _lock_counters(tx: Transaction, guild_id: int, user_id: int, keys: PeriodKeys) -> None:
-    """Lock the member's activity row, then its nine usage rows, in the counting trigger's order.
-
-    Rows that do not exist yet are created empty first (``FOR UPDATE`` cannot lock a missing row).
-    Only for backends whose transactions run concurrently (PostgreSQL): see the module docstring.
-    """
-    await tx.execute(
-        "INSERT INTO member_activity (guild_id, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING", (guild_id, user_id)
-    )
-    await tx.fetch_all(
-        f"SELECT 1 FROM member_activity WHERE guild_id = ? AND user_id = ?{tx.for_update}", (guild_id, user_id)
-    )
-    scopes = sorted(scope_key(scope, guild_id, user_id) for scope in Scope)
-    rows = [(scope, period) for scope in scopes for period in sorted((keys.day, keys.week, keys.month))]
-    values = ", ".join("(?, ?)" for _ in rows)
-    flat = [part for row in rows for part in row]
-    await tx.execute(f"INSERT INTO usage (scope, period) VALUES {values} ON CONFLICT DO NOTHING", flat)
-    await tx.fetch_all(
-        f"SELECT 1 FROM usage WHERE (scope, period) IN (VALUES {values})"
-        f' ORDER BY scope COLLATE "C", period COLLATE "C"{tx.for_update}',
-        flat,
-    )
-
-
-_WHOM_TO_ASK = {
-    (Scope.MEMBER, Metric.USD): "A moderator can give you more with `/budget grant`.",
-    (Scope.MEMBER, Metric.IMAGES): "A moderator can raise it with `/budget images`.",
-    (Scope.SERVER, Metric.USD): "A moderator can raise it with `/budget server`.",
-    (Scope.SERVER, Metric.IMAGES): "Ask a moderator.",
-    (Scope.BOT, Metric.USD): "Only the bot's owner can raise it (`BOT_BUDGET_USD`).",
-    (Scope.BOT, Metric.IMAGES): "Only the bot's owner can raise it.",
-}
-
-
-def _refusal_text(status: LimitStatus, needed: int, images: int = 1) -> str:
-    """What is over, what is left, when it resets, and whom to ask."""
-    return f"{_over_text(status, needed, images)} {_WHOM_TO_ASK[(status.limit.scope, status.limit.metric)]}"
-
-
-def _over_text(status: LimitStatus, needed: int, images: int) -> str:
-    limit = status.limit
-    resets = f"<t:{int(status.resets_at.timestamp())}:R>"
-    period = limit.period.adjective
-    owner = {Scope.MEMBER: "Your", Scope.SERVER: "This server's", Scope.BOT: "The bot's"}[limit.scope]
-    if images > 1:  # an all-or-nothing group: say that none of it was reserved
-        if limit.metric is Metric.IMAGES:
-            used = f"{status.used} of {status.allowance} images used"
-        else:
-            used = f"they cost about {format_usd(needed)} and {format_usd(status.remaining)} is left of"
-            used += f" {format_usd(status.allowance)} ({limit.source})"
-        return (
-            f"{owner} {period} {'image quota' if limit.metric is Metric.IMAGES else 'budget'} doesn't cover"
-            f" these {images} images ({used}). Nothing was reserved; try a smaller count. It resets {resets}."
-        )
-    if limit.metric is Metric.IMAGES:
-        return (
-            f"{owner} {period} image quota is used up ({status.used} of {status.allowance} images). It resets {resets}."
-        )
-    left = format_usd(status.remaining)
-    return (
-        f"{owner} {period} budget doesn't cover this image: it costs about {format_usd(needed)} and "
-        f"{left} is left of {format_usd(status.allowance)} ({limit.source}). It resets {resets}."
-    )
-
-
-_REBUILD_USAGE_SQL = """
-WITH contributions (scope, period, micros, images, granted) AS (
-    SELECT 'm:' || guild_id || ':' || user_id, day,   member_micros, member_images, 0
-        FROM ledger WHERE kind != 'grant'
-    UNION ALL SELECT 'm:' || guild_id || ':' || user_id, week,  member_micros, member_images, 0
-        FROM ledger WHERE kind != 'grant'
-    UNION ALL SELECT 'm:' || guild_id || ':' || user_id, month, member_micros, member_images, 0
-        FROM ledger WHERE kind != 'grant'
-    UNION ALL SELECT 'm:' || guild_id || ':' || user_id, day,   0, 0, member_micros FROM ledger WHERE kind = 'grant'
-    UNION ALL SELECT 'm:' || guild_id || ':' || user_id, week,  0, 0, member_micros FROM ledger WHERE kind = 'grant'
-    UNION ALL SELECT 'm:' || guild_id || ':' || user_id, month, 0, 0, member_micros FROM ledger WHERE kind = 'grant'
-    UNION ALL SELECT 's:' || guild_id, day,   server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
-    UNION ALL SELECT 's:' || guild_id, week,  server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
-    UNION ALL SELECT 's:' || guild_id, month, server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
-    UNION ALL SELECT 'bot', day,   server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
-    UNION ALL SELECT 'bot', week,  server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
-    UNION ALL SELECT 'bot', month, server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
-)
-SELECT scope, period, CAST(SUM(micros) AS BIGINT) AS micros, CAST(SUM(images) AS BIGINT) AS images,
-    CAST(SUM(granted) AS BIGINT) AS granted
-FROM contributions GROUP BY scope, period
-"""
+        ``since``: only the periods starting then or later (:mod:`bot.billing.bookkeeping`).
+        """
+        return await verify_counters(self._db, since=since)

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.billing.ledger import Limit, Metric, Scope, describe_limit
+from bot.billing.ledger import Ledger, Limit, Metric, Scope, describe_limit
+from bot.billing.money import format_usd
 from bot.clock import Clock, from_millis, to_millis, utc_now
 from bot.config import Period, Settings
 from bot.storage.database import Database, Transaction
@@ -287,10 +288,22 @@ class LimitsService:
             for r in rows
         ]
 
+    async def grant(
+        self, ledger: Ledger, *, guild_id: int, user_id: int, micros: int, actor_id: int, target: str
+    ) -> AuditEntry:
+        """Give a member a one-off extra ``micros`` for the current periods, audited: ONE transaction.
+
+        ``target`` is how the audit log names the member (their mention). If the audit row cannot be
+        written, the grant is rolled back with it and the error raised.
+        """
+        async with self._db.transaction() as tx:
+            await ledger.grant(guild_id=guild_id, user_id=user_id, micros=micros, actor_id=actor_id, executor=tx)
+            return await self._audit(tx, guild_id, actor_id, "grant", target, None, f"+{format_usd(micros)}")
+
     async def record(
         self, guild_id: int, actor_id: int, action: str, target: str, old: str | None, new: str | None
     ) -> AuditEntry:
-        """Write an audit entry for a change made elsewhere (e.g. a ledger grant)."""
+        """Write an audit entry for a change made elsewhere."""
         async with self._db.transaction() as tx:
             return await self._audit(tx, guild_id, actor_id, action, target, old, new)
 

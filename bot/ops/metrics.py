@@ -19,6 +19,7 @@ import discord
 from discord.webhook import async_ as webhook_async
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from bot.billing.bookkeeping import BooksCheck
 from bot.billing.ledger import Ledger, Limit, Metric, Scope
 from bot.config import Settings
 from bot.engine.states import JobStatus
@@ -78,6 +79,17 @@ class Metrics:
         )
         self.bot_budget = Gauge("fluxcord_bot_budget_micros", "The bot-wide budget (BOT_BUDGET_USD).", registry=r)
         self.uptime = Gauge("fluxcord_uptime_seconds", "Seconds since the bot process built its services.", registry=r)
+        self.counter_drift = Gauge(
+            "fluxcord_ledger_counter_drift",
+            "Spend counters that disagreed with the ledger at the last check (0: the books close).",
+            registry=r,
+        )
+        self.counter_checks = Counter(
+            "fluxcord_ledger_counter_checks",
+            "Checks of the spend counters against the ledger (at start, then daily), by result.",
+            ["result"],
+            registry=r,
+        )
         self.breaker_open = Gauge(
             "fluxcord_model_breaker_open",
             "1 while a model's circuit breaker refuses new requests (BFL kept failing for it).",
@@ -111,6 +123,14 @@ class Metrics:
     def discord_error(self, status: int) -> None:
         """Count a failed Discord REST call."""
         self.discord_errors.labels(status=str(status)).inc()
+
+    def books_checked(self, check: BooksCheck) -> None:
+        """Record a check of the counters against the ledger (:class:`~bot.billing.bookkeeping.Bookkeeping`)."""
+        if check.error is not None:
+            self.counter_checks.labels(result="error").inc()
+            return  # the last known drift stands
+        self.counter_drift.set(check.drift)
+        self.counter_checks.labels(result="drift" if check.drift else "clean").inc()
 
     # -- scrape time -------------------------------------------------------------------------------
 

@@ -102,6 +102,23 @@ class Transaction(ABC):
         """Hold the named lock until the transaction ends (PostgreSQL: an advisory lock; SQLite: held already)."""
 
 
+class Snapshot(ABC):
+    """Reads inside :meth:`Database.snapshot`: every query sees the same committed moment."""
+
+    @abstractmethod
+    async def fetch_one(self, sql: str, params: Params = ()) -> Any | None:
+        """The first row of a query, or None."""
+
+    @abstractmethod
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[Any]:
+        """Every row of a query."""
+
+    async def fetch_value(self, sql: str, params: Params = (), default: Any = None) -> Any:
+        """The first column of the first row, or ``default``."""
+        row = await self.fetch_one(sql, params)
+        return default if row is None or row[0] is None else row[0]
+
+
 class Database(ABC):
     """The bot's store. Open it with :func:`bot.startup.open_database` (or :meth:`open` / :meth:`connect`)."""
 
@@ -149,6 +166,15 @@ class Database(ABC):
     @abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:
         """A transaction: commits at the end of the block, or rolls back on error."""
+
+    @abstractmethod
+    def snapshot(self) -> AbstractAsyncContextManager[Snapshot]:
+        """Read-only queries that all see one committed moment, off the write path.
+
+        For long reads (the ledger check): writers are neither blocked nor waited for. SQLite: a
+        second, read-only connection in one read transaction (WAL keeps its view while the bot
+        writes); PostgreSQL: a ``REPEATABLE READ READ ONLY`` transaction on a pooled connection.
+        """
 
     @abstractmethod
     async def checkpoint(self) -> None:

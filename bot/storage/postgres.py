@@ -24,6 +24,7 @@ from bot.storage.database import (
     Database,
     Migration,
     Params,
+    Snapshot,
     Transaction,
     UpgradeProgress,
     check_read,
@@ -165,6 +166,23 @@ class PostgresTransaction(Transaction):
         await self._conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", name)
 
 
+class PostgresSnapshot(Snapshot):
+    """Reads in one ``REPEATABLE READ READ ONLY`` transaction."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def fetch_one(self, sql: str, params: Params = ()) -> asyncpg.Record | None:
+        """The first row of a query, or None."""
+        text, args = _prepare(sql, params)
+        return await self._conn.fetchrow(text, *args)
+
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[asyncpg.Record]:
+        """Every row of a query."""
+        text, args = _prepare(sql, params)
+        return list(await self._conn.fetch(text, *args))
+
+
 class PostgresDatabase(Database):
     """The bot's PostgreSQL store. Build it with :meth:`connect`; close it with :meth:`close`."""
 
@@ -248,6 +266,12 @@ class PostgresDatabase(Database):
         """A READ COMMITTED transaction on one pooled connection; commits, or rolls back on error."""
         async with self._pool.acquire() as conn, conn.transaction():
             yield PostgresTransaction(conn)
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[PostgresSnapshot]:
+        """Reads that all see one moment (``REPEATABLE READ READ ONLY``); writers are not blocked."""
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            yield PostgresSnapshot(conn)
 
     async def checkpoint(self) -> None:
         """Nothing to do: PostgreSQL recycles its write-ahead log itself (VACUUM reclaims erased rows)."""

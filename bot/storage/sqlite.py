@@ -27,6 +27,7 @@ from bot.storage.database import (
     Database,
     Migration,
     Params,
+    Snapshot,
     Synchronous,
     Transaction,
     UpgradeProgress,
@@ -59,6 +60,22 @@ class SqliteTransaction(Transaction):
 
     async def fetch_all(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
         """Every row of a query inside the transaction."""
+        return list(await self._conn.execute_fetchall(sql, params))
+
+
+class SqliteSnapshot(Snapshot):
+    """Reads on a read-only connection inside one read transaction."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def fetch_one(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
+        """The first row of a query, or None."""
+        rows = await self._conn.execute_fetchall(sql, params)
+        return next(iter(rows), None)
+
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
+        """Every row of a query."""
         return list(await self._conn.execute_fetchall(sql, params))
 
 
@@ -180,6 +197,26 @@ class SqliteDatabase(Database):
                 raise
             else:
                 await self._conn.execute("COMMIT")
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[SqliteSnapshot]:
+        """Reads on a second, read-only connection in one read transaction (WAL: the writer goes on).
+
+        The bot's own connection, its write lock and aiosqlite's thread are not used, so a long
+        read never delays a reservation.
+        """
+        conn = await aiosqlite.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+        conn.row_factory = aiosqlite.Row
+        try:
+            await conn.execute("PRAGMA busy_timeout=5000")
+            # Long reads: a page cache and sorts in memory for this connection, gone when it closes.
+            await conn.execute("PRAGMA cache_size=-32768")
+            await conn.execute("PRAGMA temp_store=MEMORY")
+            await conn.execute("BEGIN")  # deferred: the first read fixes the snapshot
+            await conn.execute_fetchall("SELECT COUNT(*) FROM sqlite_master")
+            yield SqliteSnapshot(conn)
+        finally:
+            await conn.close()  # ends the read transaction
 
     async def checkpoint(self) -> None:
         """Copy the write-ahead log into the database file and truncate it (after erasing data)."""

@@ -152,6 +152,56 @@ async def test_grant_lets_a_member_past_their_budget_once(harness, people):
     assert granted.original_message["attachments"]
 
 
+async def test_a_grant_whose_audit_row_cannot_be_written_grants_nothing(harness, people):
+    """The grant and its audit row are one transaction: a moderator's grant is never unaudited."""
+    from tests.bot.billing.test_limits import break_audit_writes
+
+    await break_audit_writes(harness.services.db)
+    interaction = await budget(harness, "grant", people["mod"], member=uid(people["member"]), amount="1.00")
+    assert interaction.ephemeral and "Something went wrong" in text_of(interaction)
+    assert await rows(harness, "SELECT * FROM ledger") == []
+    assert await rows(harness, "SELECT * FROM usage WHERE granted_micros != 0") == []
+
+
+@pytest.fixture
+async def drifted_books(backend, tmp_path):
+    """The bot's database, before the bot starts, with a spend counter that disagrees with the ledger."""
+    from bot.billing.ledger import Ledger
+    from bot.storage.database import Database
+
+    url = backend.get("database_url")
+    db = await (Database.connect(url, pool_size=2) if url else Database.open(tmp_path / "fluxcord.sqlite3"))
+    try:
+        await Ledger(db).reserve(
+            job_id=1, guild_id=1, user_id=2, model="flux-pro-1.1", estimated_micros=40_000, limits=[],
+            max_pending_jobs=10,
+        )  # fmt: skip
+        await db.execute("UPDATE usage SET micros = micros + 7 WHERE scope = 'bot'")  # day, week and month
+    finally:
+        await db.close()
+
+
+@pytest.mark.parametrize("bot_settings_overrides", [{"metrics_port": 0}])
+async def test_drift_found_at_start_shows_in_the_metric_and_the_report(drifted_books, harness, people):
+    from tests.e2e.test_ops import scrape, value
+
+    check = await harness.fake.wait_for(lambda: harness.services.bookkeeping.last)  # checked at start
+    assert check.drift == 3 and all("'bot'" in problem for problem in check.problems)
+    samples = await scrape(harness)
+    assert value(samples, "fluxcord_ledger_counter_drift") == 3
+    assert value(samples, "fluxcord_ledger_counter_checks_total", result="drift") == 1
+    report = await budget(harness, "report", people["mod"], period="day")
+    assert "3 spend counters disagree with the ledger" in text_of(report)
+
+    await harness.services.db.execute("UPDATE usage SET micros = micros - 7 WHERE scope = 'bot'")  # repaired
+    await harness.services.bookkeeping.run()  # the daily check
+    samples = await scrape(harness)
+    assert value(samples, "fluxcord_ledger_counter_drift") == 0
+    assert value(samples, "fluxcord_ledger_counter_checks_total", result="clean") == 1
+    report = await budget(harness, "report", people["mod"], period="day")
+    assert "disagree with the ledger" not in text_of(report)
+
+
 async def test_report_and_export(harness, people):
     await harness.imagine(user=people["member"])
     report = await budget(harness, "report", people["mod"], period="day")

@@ -100,3 +100,46 @@ async def test_every_change_is_audited_with_old_and_new(limits):
 async def test_unknown_guild_setting_is_refused(limits):
     with pytest.raises(ValueError, match="unknown guild setting"):
         await limits.update_guild_setting(GUILD, "paused; DROP TABLE", 1, actor_id=MOD, action="x", shown=None)
+
+
+async def break_audit_writes(db):
+    """Make every audit_log insert fail inside the database (a real failure, not a mock)."""
+    if db.backend == "sqlite":
+        await db.execute(
+            "CREATE TRIGGER audit_unavailable BEFORE INSERT ON audit_log"
+            " BEGIN SELECT RAISE(ABORT, 'audit log unavailable'); END"
+        )
+    else:
+        await db.execute(
+            "CREATE FUNCTION audit_unavailable() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE EXCEPTION 'audit log unavailable'; END $$"
+        )
+        await db.execute(
+            "CREATE TRIGGER audit_unavailable BEFORE INSERT ON audit_log"
+            " FOR EACH ROW EXECUTE FUNCTION audit_unavailable()"
+        )
+
+
+async def test_a_grant_and_its_audit_row_are_written_together(limits, db, clock):
+    from bot.billing.ledger import Ledger
+
+    ledger = Ledger(db, clock)
+    entry = await limits.grant(ledger, guild_id=GUILD, user_id=ALICE, micros=1_000_000, actor_id=MOD, target="<@1>")
+    assert (entry.action, entry.new_value) == ("grant", "+$1.00")
+    assert [(e.action, e.target) for e in await limits.audit_log(GUILD)] == [("grant", "<@1>")]
+    assert await db.fetch_value("SELECT COUNT(*) FROM ledger WHERE kind = 'grant'") == 1
+    [status] = await ledger.statuses(GUILD, ALICE, [Limit(Scope.MEMBER, Metric.USD, Period.DAY, 0, "test")])
+    assert status.granted == 1_000_000
+
+
+async def test_a_grant_whose_audit_row_cannot_be_written_grants_nothing(limits, db, clock):
+    from bot.billing.ledger import Ledger
+
+    await break_audit_writes(db)
+    ledger = Ledger(db, clock)
+    with pytest.raises(Exception, match="audit log unavailable"):
+        await limits.grant(ledger, guild_id=GUILD, user_id=ALICE, micros=1_000_000, actor_id=MOD, target="<@1>")
+    assert await db.fetch_value("SELECT COUNT(*) FROM ledger") == 0
+    assert await db.fetch_value("SELECT COUNT(*) FROM usage WHERE granted_micros != 0") == 0
+    [status] = await ledger.statuses(GUILD, ALICE, [Limit(Scope.MEMBER, Metric.USD, Period.DAY, 0, "test")])
+    assert status.granted == 0

@@ -1,8 +1,9 @@
 """The money invariant across OS processes: 200 concurrent reservations from 4 processes, one budget.
 
-On PostgreSQL (READ COMMITTED) a conditional insert alone would let two transactions both see the
-old counter; the reservation locks its counter rows first (bot.billing.ledger). On SQLite the four
-processes share one file and every transaction is BEGIN IMMEDIATE. Either way the budget holds to
+On PostgreSQL the server's counter is split into shards and its cap enforced by escrow (each shard
+holds an allowance of the budget, bot.billing.escrow): the seven members land in several shards,
+and near the end of the budget its last allowances must move between them exactly. On SQLite the
+four processes share one file and every transaction is BEGIN IMMEDIATE. Either way the budget holds to
 the micro-dollar, exactly floor(budget / price) reservations succeed, and the counters still match
 the ledger rows.
 """
@@ -74,8 +75,70 @@ async def test_four_processes_never_overspend_one_budget(shared_database):
         reserved = await db.fetch_value("SELECT CAST(SUM(server_micros) AS BIGINT) FROM ledger WHERE kind = 'reserve'")
         assert reserved == accepted * PRICE <= BUDGET
         assert await db.fetch_value("SELECT COUNT(*) FROM ledger WHERE kind = 'settle'") == accepted
-        spent = await db.fetch_value("SELECT micros FROM usage WHERE scope = 's:77' AND period LIKE 'd:%'")
+        spent = await db.fetch_value(  # a counter is the sum of its rows (PostgreSQL: one per shard)
+            "SELECT CAST(SUM(micros) AS BIGINT) FROM usage WHERE scope = 's:77' AND period LIKE 'd:%'"
+        )
         assert spent == accepted * PRICE
         assert await Ledger(db).verify_counters() == []
+    finally:
+        await db.close()
+
+
+async def test_the_bot_wide_cap_holds_when_processes_die_holding_allowances(shared_database):
+    """Four processes spend one bot-wide budget; two are SIGKILLed mid-way, in the middle of their work.
+
+    On PostgreSQL the budget is spread as allowances over the counter shards the forty members use
+    (a grant covers up to nine images, so shards hold spare allowance all the time), and a killed
+    process may die inside a reservation or a refill. Whatever it was doing rolls back; what it had
+    been granted stays in the shards for the others. So the budget is never exceeded, and the
+    survivors can still spend it to the last micro-dollar that fits: nothing is stranded.
+    """
+    backend, target = shared_database
+    price, budget = 40_000, 1_200 * 40_000 + 12_345  # floor(budget / price) = 1,200
+    arguments = [backend, target, str(budget), str(price)]
+    pipes = {"stdin": asyncio.subprocess.PIPE, "stdout": asyncio.subprocess.PIPE, "stderr": asyncio.subprocess.PIPE}
+    children = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.bot.storage.escrow_child", str(n), *arguments, **pipes
+        )
+        for n in range(PROCESSES)
+    ]
+    victims, survivors = children[:2], children[2:]
+    try:
+        async with asyncio.timeout(90):
+            for child in children:
+                assert (await child.stdout.readline()).strip() == b"ready", await child.stderr.read()
+            for child in children:
+                child.stdin.write(b"go\n")
+                await child.stdin.drain()
+            for victim in victims:  # each has committed some reservations and is busy making more
+                for _ in range(10):
+                    assert (await victim.stdout.readline()).strip() == b"+", await victim.stderr.read()
+            for victim in victims:
+                victim.kill()  # SIGKILL: no cleanup, transactions cut off wherever they are
+                await victim.wait()
+            outputs = [await child.communicate() for child in survivors]
+    finally:
+        for child in children:
+            if child.returncode is None:
+                child.kill()
+    assert [victim.returncode for victim in victims] == [-9, -9]
+    for child, (_, err) in zip(survivors, outputs, strict=True):
+        assert child.returncode == 0, err.decode()
+
+    db = await Database.at(target, pool_size=2)
+    try:
+        reserved = await db.fetch_all("SELECT server_micros FROM ledger WHERE kind = 'reserve'")
+        assert {row["server_micros"] for row in reserved} == {price}
+        assert len(reserved) * price == budget // price * price  # never over, and nothing stranded
+        assert await db.fetch_value("SELECT COUNT(*) FROM ledger WHERE kind = 'release'") == 0
+        assert await Ledger(db).verify_counters() == []
+        if backend == "postgresql":
+            row = await db.fetch_one(
+                "SELECT CAST(SUM(micros) AS BIGINT) AS spent, CAST(SUM(escrow_micros) AS BIGINT) AS held,"
+                " MIN(escrow_micros) AS lowest, COUNT(*) AS shards FROM usage WHERE scope = 'bot' AND period LIKE 'm:%'"
+            )
+            assert row["shards"] > 10 and row["lowest"] >= 0
+            assert row["spent"] + row["held"] <= budget
     finally:
         await db.close()
