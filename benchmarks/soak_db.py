@@ -135,6 +135,9 @@ class FlakyDatabase(Database):
             yield _FlakyTransaction(tx, self._dice)
         self._dice.after("commit")
 
+    def snapshot(self) -> AbstractAsyncContextManager[Any]:
+        return self._real.snapshot()  # the ledger check's read-only view: no faults (it writes nothing)
+
     async def checkpoint(self) -> None:
         await self._real.checkpoint()
 
