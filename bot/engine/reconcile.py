@@ -86,6 +86,8 @@ class Reconciler:
         await self.renew()
         handled = 0
         for job in await self._store.needing_a_driver(self._identity, driving=self._driver.driving()):
+            if job.id in self._driver.live:
+                continue  # started while the list was read (a claim): it has its driver
             try:
                 handled += await self._reconcile(job)
             except Exception as exc:
@@ -134,8 +136,8 @@ class Reconciler:
         A POST whose sender might still be at it (a stalled process whose lease expired) is given its
         submit window first: an answer that process records in time wins.
         """
-        if job.submit_started_at is None:
-            return await self._end(job, Event.REQUEUED, None)
+        if job.submit_started_at is None:  # only if still unsent when applied: a POST may be leaving now
+            return await self._end(job, Event.REQUEUED, None, unsent=True)
         window = timedelta(seconds=self._config.submit_window_seconds)
         if may_be_sending and now < job.submit_started_at + window:
             return 0  # its old holder may still be sending it: wait for the window, then decide
@@ -143,8 +145,17 @@ class Reconciler:
         return await self._end(job, Event.SUBMIT_UNKNOWN, "submit_unknown")
 
     async def _end(
-        self, job: Job, event: Event, code: str | None, *, acked: bool | None = None, text: str | None = None
+        self,
+        job: Job,
+        event: Event,
+        code: str | None,
+        *,
+        acked: bool | None = None,
+        text: str | None = None,
+        unsent: bool = False,
     ) -> int:
+        if job.id in self._driver.live:
+            return 0  # this process started driving it meanwhile (a claim): its driver decides
         fields = {"error": code} if code is not None else {}
         applied = await self._store.apply(
             job.id,
@@ -153,11 +164,13 @@ class Reconciler:
             expected=job.status,
             holder=self._identity.id,
             acked=acked,
+            unsent=unsent,
             note=code or "recovered",
             **fields,
         )
         if applied is None:
             return 0
+        log.info("Job %s: %s → %s (reconciled)", job.id, job.status.value, applied.job.status.value)
         await self._effects.after(applied, Outcome(event, code=code, text=text))
         return 1
 

@@ -156,6 +156,7 @@ class Steps:
         self.marked_here.add(job.id)
         try:
             user = p.end_users.of(job.guild_id, job.user_id)  # a keyed hash, never the Discord id
+            log.info("Job %s: sending to BFL (claim %d)", job.id, job.attempts)
             task = await p.bfl.submit(job.model, job.params, user=user, retries=0)
         except (BflRateLimited, BflServerError) as exc:  # from a submit, both prove BFL created nothing
             return await self._not_created(job, exc)

@@ -180,6 +180,7 @@ class JobStore:
         expected: JobStatus | None = None,
         holder: str | None = None,
         acked: bool | None = None,
+        unsent: bool = False,
         note: str = "",
         **fields: Any,
     ) -> Applied | None:
@@ -187,7 +188,8 @@ class JobStore:
 
         Returns None, changing nothing, if the job is unknown, not in ``expected`` (when given), not
         held by ``holder`` (when given: a process that lost the job changes nothing), not in the
-        ``acked`` state (when given: a release for a missing acknowledgement never beats one), or the event
+        ``acked`` state (when given: a release for a missing acknowledgement never beats one), marked as
+        possibly sent while ``unsent`` is asked (a job goes back to the queue only if its POST never left), or the event
         cannot happen in its state any more (another path got there first).
         """
         async with self._db.transaction() as tx:
@@ -199,6 +201,7 @@ class JobStore:
                 (expected is not None and job.status is not expected)
                 or (holder is not None and job.claimed_by != holder)
                 or (acked is not None and job.acked is not acked)
+                or (unsent and job.sent)
             ):
                 return None
             try:
