@@ -1,12 +1,9 @@
-"""Spend reports and the CSV export of a server's ledger."""
+"""Spend reports: where a server's money went in a day, week or month."""
 
 from __future__ import annotations
 
-import asyncio
-import csv
-import io
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from bot.billing.periods import period_key
 from bot.config import Period
@@ -78,45 +75,3 @@ async def spend_report(db: Database, guild_id: int, period: Period, now: datetim
         unknown,
         over,
     )
-
-
-LEDGER_CSV_COLUMNS = (
-    "id", "at_utc", "kind", "job_id", "user_id", "model", "server_usd", "member_usd", "member_images",
-    "actor_id", "note",
-)  # fmt: skip
-
-
-async def ledger_csv(db: Database, guild_id: int) -> bytes:
-    """The server's whole ledger as CSV (amounts in exact decimal dollars)."""
-    rows = await db.fetch_all(
-        "SELECT id, at, kind, job_id, user_id, model, server_micros, member_micros, member_images, actor_id, note"
-        " FROM ledger WHERE guild_id = ?"
-        " ORDER BY id",
-        (guild_id,),
-    )
-    return await asyncio.to_thread(_to_csv, [tuple(r) for r in rows])
-
-
-def _to_csv(rows: list[tuple[object, ...]]) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(LEDGER_CSV_COLUMNS)
-    for row in rows:
-        values = list(row)
-        values[1] = _iso_utc(values[1])  # type: ignore[arg-type]
-        values[6] = _micros_as_usd(values[6])  # type: ignore[arg-type]
-        values[7] = _micros_as_usd(values[7])  # type: ignore[arg-type]
-        writer.writerow(["" if v is None else v for v in values])
-    return buffer.getvalue().encode("utf-8")
-
-
-def _iso_utc(at_ms: int) -> str:
-    """Unix milliseconds as ``2026-11-18T12:00:00.250Z``."""
-    stamp = datetime.fromtimestamp(at_ms // 1000, UTC)
-    return f"{stamp:%Y-%m-%dT%H:%M:%S}.{at_ms % 1000:03d}Z"
-
-
-def _micros_as_usd(micros: int) -> str:
-    sign = "-" if micros < 0 else ""
-    whole, fraction = divmod(abs(micros), 1_000_000)
-    return f"{sign}{whole}.{fraction:06d}"
