@@ -289,11 +289,9 @@ class Ledger:
         keys = PeriodKeys.at(now)
         result = []
         for limit in limits:
-            row = await self._db.fetch_one(
-                "SELECT micros, images, granted_micros FROM usage WHERE scope = ? AND period = ?",
-                (scope_key(limit.scope, guild_id, user_id), keys.of(limit.period)),
+            micros, images, granted = await read_counter(
+                self._db, scope_key(limit.scope, guild_id, user_id), keys.of(limit.period)
             )
-            micros, images, granted = (row["micros"], row["images"], row["granted_micros"]) if row else (0, 0, 0)
             if limit.metric is Metric.IMAGES:
                 used, granted = images, 0
             elif limit.scope is Scope.MEMBER:
@@ -384,12 +382,12 @@ class Ledger:
         )
 
     async def open_job_ids(self) -> list[int]:
-        """Jobs whose reservation is neither settled nor released."""
-        rows = await self._db.fetch_all(
-            "SELECT r.job_id FROM ledger r WHERE r.kind = 'reserve' AND NOT EXISTS"
-            " (SELECT 1 FROM ledger o WHERE o.job_id = r.job_id AND o.kind IN ('settle', 'release'))"
-            " ORDER BY r.id"
-        )
+        """Jobs whose reservation is neither settled nor released, in the order they were reserved.
+
+        Read from ``ledger_open``, which triggers keep as the ledger is written (migration 0016): the
+        open reservations alone, however many were ever made.
+        """
+        rows = await self._db.fetch_all("SELECT job_id FROM ledger_open ORDER BY reserve_id")
         return [row["job_id"] for row in rows]
 
     async def verify_counters(self) -> list[str]:
@@ -417,7 +415,22 @@ class Ledger:
             for r in pending
             if r["pending_jobs"] != r["open_jobs"]
         ]
+        kept = {(r["job_id"], r["reserve_id"]) for r in await self._db.fetch_all("SELECT * FROM ledger_open")}
+        rebuilt = {(r["job_id"], r["id"]) for r in await self._db.fetch_all(_OPEN_RESERVATIONS_SQL)}
+        problems += [f"open reservation of job {job} (row {row}) missing" for job, row in sorted(rebuilt - kept)]
+        problems += [f"job {job} (row {row}) listed open but resolved" for job, row in sorted(kept - rebuilt)]
         return problems
+
+
+async def read_counter(db: Database, scope: str, period: str) -> tuple[int, int, int]:
+    """One spend counter: (micro-dollars, images, granted micro-dollars), zeros when nothing was counted.
+
+    Every limit check's and report's figure for a scope (``scope_key``) and period comes from here.
+    """
+    row = await db.fetch_one(
+        "SELECT micros, images, granted_micros FROM usage WHERE scope = ? AND period = ?", (scope, period)
+    )
+    return (row["micros"], row["images"], row["granted_micros"]) if row else (0, 0, 0)
 
 
 async def _lock_counters(tx: Transaction, guild_id: int, user_id: int, keys: PeriodKeys) -> None:
@@ -469,6 +482,11 @@ def _refusal_text(status: LimitStatus, needed: int, images: int = 1) -> str:
         f"{left} is left of {format_usd(status.allowance)} ({limit.source}). It resets {resets}."
     )
 
+
+_OPEN_RESERVATIONS_SQL = (
+    "SELECT r.job_id, r.id FROM ledger r WHERE r.kind = 'reserve' AND NOT EXISTS"
+    " (SELECT 1 FROM ledger o WHERE o.job_id = r.job_id AND o.kind IN ('settle', 'release'))"
+)
 
 _REBUILD_USAGE_SQL = """
 WITH contributions (scope, period, micros, images, granted) AS (

@@ -21,7 +21,7 @@ from bot.clock import Clock, from_millis, to_millis, utc_now
 from bot.config import RefundPolicy
 from bot.engine.decision import Cost, Decision, IllegalEvent, MoneyAction, decide
 from bot.engine.leases import ProcessIdentity, provably_gone
-from bot.engine.states import OPEN, SLOT_HOLDERS, Event, JobStatus
+from bot.engine.states import SLOT_HOLDERS, Event, JobStatus
 from bot.storage.database import Database, Transaction
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,10 @@ _UPDATABLE = {
     "acked",
 }
 _RUNNING = "('" + "', '".join(sorted(s.value for s in SLOT_HOLDERS)) + "')"
-_OPEN = "('" + "', '".join(sorted(s.value for s in OPEN)) + "')"
+# Open jobs, worded exactly as the WHERE clause of the `jobs_open` partial index (migration 0005): SQLite
+# uses a partial index only for a query that repeats that term, so every query for open jobs says
+# `WHERE {OPEN_JOBS}` and reads the open jobs alone, however long the history (a test proves each one).
+OPEN_JOBS = "status IN ('queued', 'submitting', 'generating', 'downloading', 'delivering', 'cached')"
 
 # The fair claim. Among queued, acknowledged jobs whose member and model are under their caps while
 # fewer than :max_active tasks run: the server with the fewest running tasks, then the one served
@@ -376,7 +379,7 @@ class JobStore:
         """
         live = set(await self.live_processes())
         rows = await self._db.fetch_all(
-            f"SELECT * FROM jobs WHERE status IN {_OPEN} AND NOT (status = 'queued' AND acked = 1)"
+            f"SELECT * FROM jobs WHERE {OPEN_JOBS} AND NOT (status = 'queued' AND acked = 1)"
             " AND (claimed_by IS NULL OR claimed_by != ?) ORDER BY created_at, id",
             (me.id,),
         )
@@ -416,15 +419,19 @@ class JobStore:
 
     async def open_jobs(self) -> list[Job]:
         """Every job the engine still has work for, oldest first."""
-        rows = await self._db.fetch_all(f"SELECT * FROM jobs WHERE status IN {_OPEN} ORDER BY created_at, id")
+        rows = await self._db.fetch_all(f"SELECT * FROM jobs WHERE {OPEN_JOBS} ORDER BY created_at, id")
         return [_job(row) for row in rows]
 
     async def count(self, *statuses: JobStatus) -> int:
-        """How many jobs are in any of ``statuses``."""
+        """How many jobs are in any of ``statuses`` (open ones: counted among the open jobs alone)."""
+        if not statuses or not all(status.is_open for status in statuses):
+            raise ValueError("count() counts open statuses only")
         marks = ",".join("?" * len(statuses))
         return int(
             await self._db.fetch_value(
-                f"SELECT COUNT(*) FROM jobs WHERE status IN ({marks})", [s.value for s in statuses], default=0
+                f"SELECT COUNT(*) FROM jobs WHERE {OPEN_JOBS} AND status IN ({marks})",
+                [s.value for s in statuses],
+                default=0,
             )
         )
 

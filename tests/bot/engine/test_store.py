@@ -117,3 +117,12 @@ async def test_latency_samples_are_kept_per_model_and_bounded(store):
     samples = await store.latency_samples()
     assert samples["flux-dev"] == [2.5]
     assert len(samples["flux-pro-1.1"]) == 50 and samples["flux-pro-1.1"][-1] == 59.0
+
+
+async def test_counts_are_of_open_jobs_only(store, limits):
+    await admit(store, limits, new_job(1))
+    await admit(store, limits, new_job(2), acked=False)
+    assert await store.count(JobStatus.QUEUED) == 2
+    assert await store.count(JobStatus.SUBMITTING, JobStatus.GENERATING) == 0
+    with pytest.raises(ValueError, match="open statuses"):
+        await store.count(JobStatus.DELIVERED)  # history is not counted on the hot path
