@@ -15,17 +15,6 @@ from tests.bot.storage.query_plans import RecordingDatabase
 OTHER_GUILD = GUILD + 1
 
 
-class CountingDatabase(RecordingDatabase):
-    """Remembers the largest number of rows one query handed back."""
-
-    largest = 0
-
-    async def fetch_all(self, sql, params=()):
-        rows = await super().fetch_all(sql, params)
-        self.largest = max(self.largest, len(rows))
-        return rows
-
-
 async def read_all(export: LedgerExport) -> list[tuple[str, bytes]]:
     parts = []
     async for part in export.parts():
@@ -43,7 +32,7 @@ async def test_parts_fit_the_size_and_hold_every_row_of_the_server_once_in_order
         await ledger.settle(n + 1, 9_000 + n, refund_member=n % 3 == 0)
         if n % 10 == 0:
             await reserve(ledger, 10_000 + n, [], guild=OTHER_GUILD)
-    counting = CountingDatabase(db)
+    counting = RecordingDatabase(db)
     export = LedgerExport(counting, GUILD, max_bytes=4_096, directory=tmp_path, page_rows=17)
     assert await export.total() == 160
     parts = await read_all(export)
@@ -61,7 +50,7 @@ async def test_parts_fit_the_size_and_hold_every_row_of_the_server_once_in_order
     assert [r[6] for r in rows[:2]] == ["0.010000", "-0.001000"]  # exact decimal dollars
     assert rows[0][1].endswith("Z") and rows[0][1].startswith("2026-11-18T12:00:00")
     assert export.rows_done == 160
-    assert counting.largest <= 17  # never more than a page in memory
+    assert counting.largest_fetch <= 17  # never more than a page in memory
 
 
 async def test_an_empty_ledger_has_no_parts(db, tmp_path):

@@ -71,6 +71,7 @@ class RecordingDatabase(Database):
         self.location = inner.location
         self.label = "unlabelled"
         self.statements: list[Statement] = []
+        self.largest_fetch = 0  # the most rows one query handed back
 
     def __getattr__(self, name: str) -> Any:  # backend-specific extras (path, connection)
         return getattr(self.inner, name)
@@ -106,7 +107,9 @@ class RecordingDatabase(Database):
 
     async def fetch_all(self, sql: str, params: Params = ()) -> list[Any]:
         self.remember(sql, params)
-        return await self.inner.fetch_all(sql, params)
+        rows = await self.inner.fetch_all(sql, params)
+        self.largest_fetch = max(self.largest_fetch, len(rows))
+        return rows
 
     async def tables(self) -> list[str]:
         return await self.inner.tables()
