@@ -20,7 +20,9 @@ size gives the same rows.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import random
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -354,6 +356,8 @@ def _load_sqlite(path: Path, shape: Shape, size: int) -> None:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         conn.close()
+    with path.open("rb+") as written:  # loaded without syncs: on disk now, not flushed during a measurement
+        os.fsync(written.fileno())
 
 
 async def _load_postgres(url: str, shape: Shape, size: int, statistics_target: int | None) -> None:
@@ -379,5 +383,7 @@ async def _load_postgres(url: str, shape: Shape, size: int, statistics_target: i
         if statistics_target is not None:
             await conn.execute(f"SET default_statistics_target = {int(statistics_target)}")
         await conn.execute("VACUUM ANALYZE")
+        with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("CHECKPOINT")  # written out now, not during a measurement
     finally:
         await conn.close()
