@@ -17,6 +17,7 @@ bot runs it (it never runs ``ANALYZE``).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import shutil
 from collections.abc import Awaitable, Callable
@@ -48,6 +49,7 @@ from tests.conftest import ManualClock
 from tests.postgres_server import _run_blocking
 
 SHAPE = Shape(servers=100, members=2_000)
+_copies = itertools.count(1)
 SIZE = 20_000
 READS_NO_HISTORY = {"quota"}  # counters and settings only
 STATISTICS_TARGET = 1_000  # × 300 rows sampled: more than any table here holds, so ANALYZE reads them all
@@ -247,7 +249,7 @@ async def history_db(request, tmp_path):
         return
     server = request.getfixturevalue("postgres_server")
     template = request.getfixturevalue("postgres_history")
-    name = f"{template}_{request.node.name.split('[')[0][-20:]}_{id(request)}"
+    name = f"{template}_{next(_copies)}"
     await _recreate(server.admin_url, name, template)
     database = await Database.connect(server.url_of(name), pool_size=4)
     yield database
