@@ -37,6 +37,7 @@ from bot.engine.groups import GroupStore
 from bot.engine.leases import ProcessIdentity
 from bot.engine.sources import JobSources
 from bot.engine.states import JobStatus
+from bot.engine.store import Job, JobStore
 from bot.ops.metrics import Metrics
 from bot.storage.database import Database
 
@@ -66,9 +67,13 @@ class Context:
         return self.shape.probe_member(0)
 
 
+async def claim_one(jobs: JobStore) -> Job | None:
+    """The dispatcher's claim with the default caps (24 slots, 6 for FLUX.1 Kontext [max], 2 per member)."""
+    return await jobs.claim(max_active=24, kontext_max=6, member_cap=2, holder=LIVE_PROCESS)
+
+
 async def _claim(ctx: Context) -> None:
-    jobs = ctx.services.jobs
-    job = await jobs.claim(max_active=24, kontext_max=6, member_cap=2, holder=LIVE_PROCESS)
+    job = await claim_one(ctx.services.jobs)
     assert job is not None
     await ctx.services.db.execute("UPDATE jobs SET status = 'queued' WHERE id = ?", (job.id,))  # put it back
 

@@ -28,7 +28,8 @@ import aiohttp
 import asyncpg
 import pytest
 
-from benchmarks.history_data import LIVE_PROCESS, NOW, Shape, build
+from benchmarks.history import claim_one
+from benchmarks.history_data import NOW, Shape, build
 from bot.app import Services, build_services
 from bot.billing.export import LedgerExport
 from bot.billing.ledger import Ledger
@@ -39,7 +40,7 @@ from bot.engine.groups import GroupStore
 from bot.engine.leases import ProcessIdentity
 from bot.engine.sources import JobSources
 from bot.engine.states import OPEN, JobStatus
-from bot.engine.store import _CLAIM_SQL, OPEN_JOBS, JobStore
+from bot.engine.store import OPEN_JOBS, JobStore
 from bot.ops.metrics import Metrics
 from bot.ops.status import bot_status
 from bot.storage.database import Database
@@ -93,7 +94,7 @@ async def _engine(ctx: Context) -> None:
 
 
 async def _claim(ctx: Context) -> None:
-    assert await ctx.services.jobs.claim(max_active=24, kontext_max=6, member_cap=2, holder=LIVE_PROCESS)
+    assert await claim_one(ctx.services.jobs)
 
 
 async def _snapshot(ctx: Context) -> None:
@@ -277,14 +278,19 @@ CASES = [
 
 
 async def _queue_sql(db: Database) -> set[str]:
-    """The SQL of the claim and of the queue snapshot (checked by their own cases)."""
+    """The SQL of the claim and of the queue snapshot, as they run it (checked by their own cases)."""
     recorder = RecordingDatabase(db)
-    await JobStore(recorder, Ledger(recorder)).queue_snapshot()
-    return {_CLAIM_SQL, *(statement.sql for statement in recorder.statements)}
+    store = JobStore(recorder, Ledger(recorder))
+    await store.queue_snapshot()
+    await claim_one(store)
+    return {statement.sql for statement in recorder.statements}
 
 
 @pytest.mark.parametrize(("operation", "history_db"), CASES, indirect=["history_db"])
 async def test_every_statement_of_a_hot_operation_uses_an_index(operation, history_db, fake_bfl, tmp_path):
+    # Before the operation: a transaction after the engine stopped can meet the one a cancelled task
+    # left open (reported separately: SqliteDatabase.transaction and a cancel during BEGIN).
+    checked_elsewhere = set() if operation in QUEUE_OPERATIONS else await _queue_sql(history_db)
     clock = ManualClock(NOW)
     db = RecordingDatabase(history_db)
     presenter = RecordingPresenter()
@@ -303,7 +309,6 @@ async def test_every_statement_of_a_hot_operation_uses_an_index(operation, histo
     if operation not in READS_NO_HISTORY:
         assert any(_touches_watched(s.sql) for s in db.statements), f"{operation} never read the watched tables"
     allowed = await open_job_indexes(history_db)
-    checked_elsewhere = set() if operation in QUEUE_OPERATIONS else await _queue_sql(history_db)
     problems = []
     for statement in distinct(s for s in db.statements if s.sql not in checked_elsewhere):
         scans = await full_scans(history_db, statement, allowed)
