@@ -425,12 +425,17 @@ class Ledger:
 async def read_counter(db: Database, scope: str, period: str) -> tuple[int, int, int]:
     """One spend counter: (micro-dollars, images, granted micro-dollars), zeros when nothing was counted.
 
-    Every limit check's and report's figure for a scope (``scope_key``) and period comes from here.
+    Every limit check's and report's figure for a scope (``scope_key``) and period comes from here. A
+    sum over the counter's rows: one row today, and still right for a counter kept in several rows.
     """
     row = await db.fetch_one(
-        "SELECT micros, images, granted_micros FROM usage WHERE scope = ? AND period = ?", (scope, period)
+        "SELECT CAST(COALESCE(SUM(micros), 0) AS BIGINT) AS micros, CAST(COALESCE(SUM(images), 0) AS BIGINT)"
+        " AS images, CAST(COALESCE(SUM(granted_micros), 0) AS BIGINT) AS granted FROM usage"
+        " WHERE scope = ? AND period = ?",
+        (scope, period),
     )
-    return (row["micros"], row["images"], row["granted_micros"]) if row else (0, 0, 0)
+    assert row is not None  # an aggregate always has its row
+    return row["micros"], row["images"], row["granted"]
 
 
 async def _lock_counters(tx: Transaction, guild_id: int, user_id: int, keys: PeriodKeys) -> None:
