@@ -6,7 +6,6 @@ is only a default that server admins can change (and it is ignored on subcommand
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 import re
@@ -20,7 +19,7 @@ from bot.billing.bookkeeping import BooksCheck
 from bot.billing.ledger import Metric
 from bot.billing.limits import AuditEntry, LimitSetting, Target, TargetKind
 from bot.billing.money import InvalidAmount, format_usd, parse_usd
-from bot.billing.reports import ledger_csv, spend_report
+from bot.billing.reports import spend_report
 from bot.config import Period
 from bot.engine.breaker import BreakerState
 from bot.errors import InvalidOptions, NotAllowed
@@ -28,6 +27,7 @@ from bot.models import MODELS
 from bot.text import strip_bidi
 from cogs._choices import model_choices
 from cogs._context import require_moderator
+from cogs._export import send_ledger_export
 
 log = logging.getLogger(__name__)
 
@@ -371,10 +371,8 @@ class Budget(
 
     @app_commands.command(name="export")
     async def export(self, interaction: discord.Interaction) -> None:
-        """Download this server's ledger as a CSV file."""
-        data = await ledger_csv(self.services.db, interaction.guild_id or 0)
-        file = discord.File(io.BytesIO(data), filename=f"fluxcord-ledger-{interaction.guild_id}.csv")
-        await interaction.response.send_message("The ledger, one row per money movement:", file=file, ephemeral=True)
+        """Download this server's ledger as CSV (several files for a long history)."""
+        await send_ledger_export(interaction, self.services, interaction.guild_id or 0)
 
     @app_commands.command(name="modrole")
     @app_commands.describe(role="Role whose members may use /budget (empty: remove it)")

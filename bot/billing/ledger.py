@@ -95,10 +95,6 @@ _USED = {
 
 
 # A counter may be spread over shards (PostgreSQL, migration 0016): its value is the sum of its rows.
-_STATUS_SQL = (
-    "SELECT CAST(COALESCE(SUM(micros), 0) AS BIGINT) AS micros, CAST(COALESCE(SUM(images), 0) AS BIGINT) AS images,"
-    " CAST(COALESCE(SUM(granted_micros), 0) AS BIGINT) AS granted FROM usage WHERE scope = ? AND period = ?"
-)
 
 
 class Ledger:
@@ -298,10 +294,9 @@ class Ledger:
         keys = PeriodKeys.at(now)
         result = []
         for limit in limits:
-            row = await self._db.fetch_one(
-                _STATUS_SQL, (scope_key(limit.scope, guild_id, user_id), keys.of(limit.period))
+            micros, images, granted = await read_counter(
+                self._db, scope_key(limit.scope, guild_id, user_id), keys.of(limit.period)
             )
-            micros, images, granted = (row["micros"], row["images"], row["granted"]) if row else (0, 0, 0)
             if limit.metric is Metric.IMAGES:
                 used, granted = images, 0
             elif limit.scope is Scope.MEMBER:
@@ -416,17 +411,68 @@ class Ledger:
         return row is not None and row["kind"] == "settle" and row["member_images"] >= 0
 
     async def open_job_ids(self) -> list[int]:
-        """Jobs whose reservation is neither settled nor released."""
-        rows = await self._db.fetch_all(
-            "SELECT r.job_id FROM ledger r WHERE r.kind = 'reserve' AND NOT EXISTS"
-            " (SELECT 1 FROM ledger o WHERE o.job_id = r.job_id AND o.kind IN ('settle', 'release'))"
-            " ORDER BY r.id"
-        )
+        """Jobs whose reservation is neither settled nor released, in the order they were reserved.
+
+        Read from ``ledger_open``, which triggers keep as the ledger is written (migration 0016): the
+        open reservations alone, however many were ever made.
+        """
+        rows = await self._db.fetch_all("SELECT job_id FROM ledger_open ORDER BY reserve_id")
         return [row["job_id"] for row in rows]
 
     async def verify_counters(self, *, since: datetime | None = None) -> list[str]:
         """Rebuild the counters from the ledger rows; return the mismatches (empty when consistent).
 
-        ``since``: only the periods starting then or later (:mod:`bot.billing.bookkeeping`).
+        ``since``: only the periods starting then or later (:mod:`bot.billing.bookkeeping`); a full check
+        (``since`` None) also compares ``ledger_open`` with the reservations still open.
         """
-        return await verify_counters(self._db, since=since)
+        problems = await verify_counters(self._db, since=since)
+        if since is None:
+            kept = {(r["job_id"], r["reserve_id"]) for r in await self._db.fetch_all("SELECT * FROM ledger_open")}
+            rebuilt = {(r["job_id"], r["id"]) for r in await self._db.fetch_all(_OPEN_RESERVATIONS_SQL)}
+            problems += [f"open reservation of job {job} (row {row}) missing" for job, row in sorted(rebuilt - kept)]
+            problems += [f"job {job} (row {row}) listed open but resolved" for job, row in sorted(kept - rebuilt)]
+        return problems
+
+
+async def read_counter(db: Database, scope: str, period: str) -> tuple[int, int, int]:
+    """One spend counter: (micro-dollars, images, granted micro-dollars), zeros when nothing was counted.
+
+    Every limit check's and report's figure for a scope (``scope_key``) and period comes from here. A
+    sum over the counter's rows: one row today, and still right for a counter kept in several rows.
+    """
+    row = await db.fetch_one(
+        "SELECT CAST(COALESCE(SUM(micros), 0) AS BIGINT) AS micros, CAST(COALESCE(SUM(images), 0) AS BIGINT)"
+        " AS images, CAST(COALESCE(SUM(granted_micros), 0) AS BIGINT) AS granted FROM usage"
+        " WHERE scope = ? AND period = ?",
+        (scope, period),
+    )
+    assert row is not None  # an aggregate always has its row
+    return row["micros"], row["images"], row["granted"]
+
+
+_OPEN_RESERVATIONS_SQL = (
+    "SELECT r.job_id, r.id FROM ledger r WHERE r.kind = 'reserve' AND NOT EXISTS"
+    " (SELECT 1 FROM ledger o WHERE o.job_id = r.job_id AND o.kind IN ('settle', 'release'))"
+)
+_REBUILD_USAGE_SQL = """
+WITH contributions (scope, period, micros, images, granted) AS (
+    SELECT 'm:' || guild_id || ':' || user_id, day,   member_micros, member_images, 0
+        FROM ledger WHERE kind != 'grant'
+    UNION ALL SELECT 'm:' || guild_id || ':' || user_id, week,  member_micros, member_images, 0
+        FROM ledger WHERE kind != 'grant'
+    UNION ALL SELECT 'm:' || guild_id || ':' || user_id, month, member_micros, member_images, 0
+        FROM ledger WHERE kind != 'grant'
+    UNION ALL SELECT 'm:' || guild_id || ':' || user_id, day,   0, 0, member_micros FROM ledger WHERE kind = 'grant'
+    UNION ALL SELECT 'm:' || guild_id || ':' || user_id, week,  0, 0, member_micros FROM ledger WHERE kind = 'grant'
+    UNION ALL SELECT 'm:' || guild_id || ':' || user_id, month, 0, 0, member_micros FROM ledger WHERE kind = 'grant'
+    UNION ALL SELECT 's:' || guild_id, day,   server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
+    UNION ALL SELECT 's:' || guild_id, week,  server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
+    UNION ALL SELECT 's:' || guild_id, month, server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
+    UNION ALL SELECT 'bot', day,   server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
+    UNION ALL SELECT 'bot', week,  server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
+    UNION ALL SELECT 'bot', month, server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
+)
+SELECT scope, period, CAST(SUM(micros) AS BIGINT) AS micros, CAST(SUM(images) AS BIGINT) AS images,
+    CAST(SUM(granted) AS BIGINT) AS granted
+FROM contributions GROUP BY scope, period
+"""

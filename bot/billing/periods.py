@@ -39,6 +39,16 @@ def period_key(period: Period, at: datetime) -> str:
     return f"{period.value[0]}:{start:%Y-%m-%d}"
 
 
+def day_keys(period: Period, at: datetime) -> tuple[str, str]:
+    """The first and last day keys of the period containing ``at``: a period is a range of days.
+
+    A ledger row's day, week and month keys are those of one moment, so the rows of a week or a
+    month are exactly the rows whose day key lies in this range (day keys sort by date).
+    """
+    last = period_end(period, at) - timedelta(days=1)
+    return period_key(Period.DAY, period_start(period, at)), period_key(Period.DAY, last)
+
+
 @dataclass(frozen=True)
 class PeriodKeys:
     """The day, week and month keys of one moment."""

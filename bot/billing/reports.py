@@ -1,14 +1,12 @@
-"""Spend reports and the CSV export of a server's ledger."""
+"""Spend reports: where a server's money went in a day, week or month."""
 
 from __future__ import annotations
 
-import asyncio
-import csv
-import io
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
-from bot.billing.periods import period_key
+from bot.billing.ledger import Scope, read_counter, scope_key
+from bot.billing.periods import day_keys, period_key
 from bot.config import Period
 from bot.storage.database import Database
 
@@ -35,41 +33,43 @@ UNDELIVERABLE_NOTE = "delivery_failed: undeliverable"  # the ledger note of a ma
 
 
 async def spend_report(db: Database, guild_id: int, period: Period, now: datetime) -> SpendReport:
-    """Spend by member and by model for the period containing ``now``."""
+    """Spend by member and by model for the period containing ``now``.
+
+    Reads the server's rows of that period alone (the ``ledger_by_guild_day`` index: a period is a
+    range of days) and the bot-wide total from its counter, so it costs the same in a bot with a year of
+    history as in a new one.
+    """
     column = _PERIOD_COLUMN[period]
     key = period_key(period, now)
-    where = f"guild_id = ? AND {column} = ? AND kind != 'grant'"  # column is from a fixed table
+    first_day, last_day = day_keys(period, now)
+    # The day range finds the rows through the index; the period's own key keeps the answer exact.
+    where = f"guild_id = ? AND day BETWEEN ? AND ? AND {column} = ? AND kind != 'grant'"  # column: fixed table
+    params = (guild_id, first_day, last_day, key)
     totals = await db.fetch_one(
         f"SELECT CAST(COALESCE(SUM(server_micros), 0) AS BIGINT) AS micros,"
         f" CAST(COALESCE(SUM(member_images), 0) AS BIGINT) AS images"
         f" FROM ledger WHERE {where}",
-        (guild_id, key),
+        params,
     )
     members = await db.fetch_all(
         f"SELECT user_id, CAST(SUM(server_micros) AS BIGINT) AS micros, CAST(SUM(member_images) AS BIGINT) AS images"
         f" FROM ledger WHERE {where} GROUP BY user_id HAVING SUM(server_micros) != 0 OR SUM(member_images) != 0"
         " ORDER BY micros DESC LIMIT 10",
-        (guild_id, key),
+        params,
     )
     models = await db.fetch_all(
         f"SELECT model, CAST(SUM(server_micros) AS BIGINT) AS micros, CAST(SUM(member_images) AS BIGINT) AS images"
         " FROM ledger"
         f" WHERE {where} AND model IS NOT NULL GROUP BY model ORDER BY micros DESC",
-        (guild_id, key),
+        params,
     )
-    bot_total = await db.fetch_value(
-        f"SELECT CAST(SUM(server_micros) AS BIGINT) FROM ledger WHERE {column} = ? AND kind != 'grant'",
-        (key,),
-        default=0,
-    )
+    bot_total, _, _ = await read_counter(db, scope_key(Scope.BOT, 0), key)  # the sum the counters keep
     unknown = await db.fetch_value(
         "SELECT COUNT(*) FROM jobs WHERE guild_id = ? AND status = 'unknown'", (guild_id,), default=0
     )
     # A settle row holds (cost - reserved estimate): positive means BFL charged more than estimated.
     over = await db.fetch_value(
-        f"SELECT COUNT(*) FROM ledger WHERE {where} AND kind = 'settle' AND server_micros > 0",
-        (guild_id, key),
-        default=0,
+        f"SELECT COUNT(*) FROM ledger WHERE {where} AND kind = 'settle' AND server_micros > 0", params, default=0
     )
     undeliverable = await db.fetch_value(
         f"SELECT COUNT(*) FROM ledger WHERE {where} AND kind = 'settle' AND note = ?",
@@ -88,45 +88,3 @@ async def spend_report(db: Database, guild_id: int, period: Period, now: datetim
         over,
         undeliverable,
     )
-
-
-LEDGER_CSV_COLUMNS = (
-    "id", "at_utc", "kind", "job_id", "user_id", "model", "server_usd", "member_usd", "member_images",
-    "actor_id", "note",
-)  # fmt: skip
-
-
-async def ledger_csv(db: Database, guild_id: int) -> bytes:
-    """The server's whole ledger as CSV (amounts in exact decimal dollars)."""
-    rows = await db.fetch_all(
-        "SELECT id, at, kind, job_id, user_id, model, server_micros, member_micros, member_images, actor_id, note"
-        " FROM ledger WHERE guild_id = ?"
-        " ORDER BY id",
-        (guild_id,),
-    )
-    return await asyncio.to_thread(_to_csv, [tuple(r) for r in rows])
-
-
-def _to_csv(rows: list[tuple[object, ...]]) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(LEDGER_CSV_COLUMNS)
-    for row in rows:
-        values = list(row)
-        values[1] = _iso_utc(values[1])  # type: ignore[arg-type]
-        values[6] = _micros_as_usd(values[6])  # type: ignore[arg-type]
-        values[7] = _micros_as_usd(values[7])  # type: ignore[arg-type]
-        writer.writerow(["" if v is None else v for v in values])
-    return buffer.getvalue().encode("utf-8")
-
-
-def _iso_utc(at_ms: int) -> str:
-    """Unix milliseconds as ``2026-11-18T12:00:00.250Z``."""
-    stamp = datetime.fromtimestamp(at_ms // 1000, UTC)
-    return f"{stamp:%Y-%m-%dT%H:%M:%S}.{at_ms % 1000:03d}Z"
-
-
-def _micros_as_usd(micros: int) -> str:
-    sign = "-" if micros < 0 else ""
-    whole, fraction = divmod(abs(micros), 1_000_000)
-    return f"{sign}{whole}.{fraction:06d}"

@@ -30,7 +30,7 @@ from bot.engine.jobs import Job, NewJob, job_from_row
 from bot.engine.leases import ProcessIdentity, provably_gone
 from bot.engine.progress import Result
 from bot.engine.states import JobStatus
-from bot.engine.store import reserve_and_insert
+from bot.engine.store import OPEN_JOBS, reserve_and_insert
 from bot.storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -237,10 +237,12 @@ class GroupStore:
 
     async def finished_unposted(self) -> list[int]:
         """Groups with no member still running, not posted yet, and due (oldest first): the reconciler's list."""
+        # The running members are found among the open jobs alone (their index), however long the history;
+        # COALESCE: a job outside any group must not turn NOT IN into "unknown" (group ids are never 0).
         rows = await self._db.fetch_all(
             "SELECT g.id FROM job_groups g WHERE g.posted_at IS NULL"
-            " AND (g.next_attempt_at IS NULL OR g.next_attempt_at <= ?)"
-            f" AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.group_id = g.id AND j.status IN {_RUNNING})"
+            " AND (g.next_attempt_at IS NULL OR g.next_attempt_at <= ?) AND g.id NOT IN"
+            f" (SELECT COALESCE(group_id, 0) FROM jobs WHERE {OPEN_JOBS} AND status IN {_RUNNING})"
             f" ORDER BY g.created_at LIMIT {_UNPOSTED_SCAN}",
             (to_millis(self._clock()),),
         )
@@ -258,8 +260,9 @@ class GroupStore:
         marks = ",".join("?" * len(job_ids))
         return int(
             await self._db.fetch_value(
-                f"SELECT COUNT(*) FROM ledger WHERE job_id IN ({marks}) AND (kind = 'release'"
-                " OR (kind = 'settle' AND member_images < 0))",
+                # `kind IN (…)` is the outcome index's own term: the jobs' outcome rows are found through it.
+                f"SELECT COUNT(*) FROM ledger WHERE job_id IN ({marks}) AND kind IN ('settle', 'release')"
+                " AND (kind = 'release' OR member_images < 0)",
                 list(job_ids),
                 default=0,
             )

@@ -36,6 +36,7 @@ END_USER_ID_TEXT = (
     " and yours, with a key only this bot holds, so BFL can act on abuse without knowing who you are. The bot"
     " keeps no list of these ids, so after `/privacy forget` nothing it stores ties them to you."
 )
+SWEEP_BATCH = 500  # requests erased per transaction
 EXPIRED_TEXT = "The details of this image expired (the bot no longer keeps its prompt), so this button can't use them."
 _OPEN = "('" + "', '".join(sorted(s.value for s in OPEN)) + "')"
 
@@ -137,20 +138,30 @@ class PrivacyService:
         return Forgotten(len(done), cached, len(rows) - len(done), messages)
 
     async def sweep(self) -> int:
-        """Erase every finished request older than the retention period; return how many."""
+        """Erase every finished request older than the retention period; return how many.
+
+        In batches of :data:`SWEEP_BATCH`, oldest first, each its own short transaction: a first sweep
+        over a year of history never holds the write lock (or the rows) for all of it at once.
+        """
         if self.retention_days <= 0:
             return 0
         cutoff = to_millis(self._clock() - timedelta(days=self.retention_days))
-        rows = await self._db.fetch_all(
-            f"SELECT id, cache_key FROM jobs WHERE erased_at IS NULL AND created_at < ? AND status NOT IN {_OPEN}",
-            (cutoff,),
-        )
-        if not rows:
-            return 0
-        await self._erase([r["id"] for r in rows], [r["cache_key"] for r in rows])
-        await self._db.checkpoint()
-        log.info("Retention: erased the prompts of %d requests older than %d days", len(rows), self.retention_days)
-        return len(rows)
+        erased = 0
+        while True:
+            rows = await self._db.fetch_all(
+                "SELECT id, cache_key FROM jobs WHERE erased_at IS NULL AND created_at < ?"
+                f" AND status NOT IN {_OPEN} ORDER BY created_at LIMIT ?",
+                (cutoff, SWEEP_BATCH),
+            )
+            if rows:
+                await self._erase([r["id"] for r in rows], [r["cache_key"] for r in rows])
+                erased += len(rows)
+            if len(rows) < SWEEP_BATCH:
+                break
+        if erased:
+            await self._db.checkpoint()
+            log.info("Retention: erased the prompts of %d requests older than %d days", erased, self.retention_days)
+        return erased
 
     async def _erase(self, job_ids: list[int], cache_keys: list[str]) -> int:
         cached = 0

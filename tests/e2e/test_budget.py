@@ -208,10 +208,38 @@ async def test_report_and_export(harness, people):
     text = text_of(report)
     assert "BFL balance" in text and "credits" in text and f"<@{uid(people['member'])}>: $0.04" in text
     export = await budget(harness, "export", people["mod"])
-    data = harness.fake.attachment_bytes(export.original_message, 0).decode()
-    table = list(csv.DictReader(io.StringIO(data)))
+    assert export.response_type == 5 and export.ephemeral  # deferred before the first query
+    await export.wait_for(lambda: "2 rows in one file" in (export.original_message or {}).get("content", ""))
+    assert export.followups == []  # one file: on the answer itself, as before
+    file = harness.fake.attachment_file(export.original_message, 0)
+    assert file.filename == f"fluxcord-ledger-{harness.fake.guild_id}.csv"
+    table = list(csv.DictReader(io.StringIO(file.data.decode())))
     assert [row["kind"] for row in table] == ["reserve", "settle"]
     assert sum(float(row["server_usd"]) for row in table) == pytest.approx(0.04)
+
+
+async def test_a_long_export_comes_in_parts_that_fit_the_upload_limit_with_progress(harness, people, monkeypatch):
+    from cogs import _export
+
+    members = [uid(people["member"]) + n for n in range(300)]
+    for n, member in enumerate(members):  # 300 ledger rows, about 24 kB of CSV
+        await harness.services.ledger.grant(guild_id=harness.fake.guild_id, user_id=member, micros=n + 1, actor_id=1)
+    monkeypatch.setattr(_export, "PROGRESS_SECONDS", 0.0)  # show progress at every chance
+    export = await harness.fake.slash(
+        "budget", {}, subcommand="export", user=people["mod"], attachment_size_limit=8 * 1024
+    )
+    await export.wait_for(lambda: "300 rows in" in (export.original_message or {}).get("content", ""), timeout=10)
+    files = [harness.fake.attachment_file(message, 0) for message in export.followups]
+    assert len(files) >= 3 and all(len(f.data) <= 8 * 1024 for f in files)
+    names = [f.filename for f in files]
+    assert names == [f"fluxcord-ledger-{harness.fake.guild_id}-part{n}.csv" for n in range(1, len(files) + 1)]
+    rows = [row for f in files for row in csv.DictReader(io.StringIO(f.data.decode()))]  # each part has the header
+    assert [int(row["user_id"]) for row in rows] == members
+    assert [row["member_usd"] for row in rows] == [f"0.{n + 1:06d}" for n in range(300)]
+    shown = [c.json.get("content", "") for c in export.calls if c.method == "PATCH" and isinstance(c.json, dict)]
+    assert any(text.startswith("Exporting the ledger…") and "of 300 rows" in text for text in shown)
+    assert f"{len(files)} files, each with the header row" in export.original_message["content"]
+    assert all(message["flags"] & 64 for message in export.followups)  # private, like the answer
 
 
 async def test_a_refusal_after_a_slow_admission_is_still_private(harness, people, monkeypatch):

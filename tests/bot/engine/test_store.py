@@ -117,3 +117,13 @@ async def test_latency_samples_are_kept_per_model_and_bounded(store):
     samples = await store.latency_samples()
     assert samples["flux-dev"] == [2.5]
     assert len(samples["flux-pro-1.1"]) == 50 and samples["flux-pro-1.1"][-1] == 59.0
+
+
+async def test_counts_of_open_and_of_finished_statuses(store, limits):
+    await admit(store, limits, new_job(1))
+    await admit(store, limits, new_job(2), acked=False)
+    await store.apply(2, Event.CANCELLED, RefundPolicy.ERRORS)
+    assert await store.count(JobStatus.QUEUED) == 1  # among the open jobs (their index)
+    assert await store.count(JobStatus.SUBMITTING, JobStatus.GENERATING) == 0
+    assert await store.count(JobStatus.CANCELLED) == 1  # a finished status: counted in the whole table
+    assert await store.count(*JobStatus) == 2

@@ -67,6 +67,24 @@ async def test_the_sweep_erases_only_what_is_past_retention_and_zero_keeps_forev
     assert await privacy.sweep() == 0  # nothing twice
 
 
+async def test_the_sweep_erases_a_long_history_in_short_batches(db, setup, clock, monkeypatch):
+    from bot.safety import privacy as module
+    from tests.bot.storage.query_plans import RecordingDatabase
+
+    privacy, _, _ = setup
+    old = to_millis(clock()) - to_millis_days(40)
+    for n in range(7):
+        await add_job(db, 100 + n, BOB, "delivered", old + n, "not-a-cache-key")
+    await add_job(db, 200, BOB, "generating", old, "not-a-cache-key")  # still running: kept
+    monkeypatch.setattr(module, "SWEEP_BATCH", 3)
+    recorder = RecordingDatabase(db)
+    privacy._db = recorder
+    assert await privacy.sweep() == 8  # job 3 and the seven old ones
+    assert recorder.largest_fetch <= 3
+    assert await db.fetch_value("SELECT COUNT(*) FROM jobs WHERE erased_at IS NULL AND id >= 100") == 1
+    assert await privacy.sweep() == 0
+
+
 def test_buttons_on_erased_results_say_the_details_expired():
     class Job:
         erased_at = object()
