@@ -69,7 +69,7 @@ class Context:
 
 async def claim_one(jobs: JobStore) -> Job | None:
     """The dispatcher's claim with the default caps (24 slots, 6 for FLUX.1 Kontext [max], 2 per member)."""
-    return await jobs.claim(max_active=24, kontext_max=6, member_cap=2, holder=LIVE_PROCESS)
+    return await jobs.claim(max_active=24, member_cap=2, holder=LIVE_PROCESS)
 
 
 async def _claim(ctx: Context) -> None:

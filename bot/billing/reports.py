@@ -73,7 +73,7 @@ async def spend_report(db: Database, guild_id: int, period: Period, now: datetim
     )
     undeliverable = await db.fetch_value(
         f"SELECT COUNT(*) FROM ledger WHERE {where} AND kind = 'settle' AND note = ?",
-        (guild_id, key, UNDELIVERABLE_NOTE),
+        (*params, UNDELIVERABLE_NOTE),
         default=0,
     )
     return SpendReport(

@@ -12,6 +12,7 @@ processes using the same file (they wait up to ``busy_timeout``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import sqlite3
@@ -189,7 +190,7 @@ class SqliteDatabase(Database):
     async def transaction(self) -> AsyncIterator[SqliteTransaction]:
         """A ``BEGIN IMMEDIATE`` transaction under the write lock; commits, or rolls back on error."""
         async with self._write_lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
+            await self._begin()
             try:
                 yield SqliteTransaction(self._conn)
             except BaseException:
@@ -197,6 +198,23 @@ class SqliteDatabase(Database):
                 raise
             else:
                 await self._conn.execute("COMMIT")
+
+    async def _begin(self) -> None:
+        """``BEGIN IMMEDIATE``, undone if the caller is cancelled while it runs.
+
+        The BEGIN runs on aiosqlite's thread regardless of the cancellation: it is let finish and rolled
+        back, so the shared connection is never left inside a transaction nobody owns (every later BEGIN
+        would fail with "cannot start a transaction within a transaction").
+        """
+        begin = asyncio.ensure_future(self._conn.execute("BEGIN IMMEDIATE"))
+        try:
+            await asyncio.shield(begin)
+        except BaseException:
+            with contextlib.suppress(BaseException):
+                await begin
+                if self._conn.in_transaction:
+                    await self._conn.execute("ROLLBACK")
+            raise
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[SqliteSnapshot]:

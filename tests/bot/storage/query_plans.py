@@ -98,6 +98,9 @@ class RecordingDatabase(Database):
         async with self.inner.transaction() as tx:
             yield _RecordingTransaction(tx, self)
 
+    def snapshot(self) -> Any:
+        return self.inner.snapshot()  # the ledger check's read-only view (its statements are not recorded)
+
     async def checkpoint(self) -> None:
         await self.inner.checkpoint()
 

@@ -1,4 +1,5 @@
 import asyncio
+import contextlib
 import sqlite3
 
 import asyncpg
@@ -164,3 +165,24 @@ async def test_processes_starting_together_on_a_new_file_migrate_it_once(tmp_pat
         for db in opened:
             if not isinstance(db, BaseException):
                 await db.close()
+
+
+@pytest.mark.sqlite_only
+async def test_a_transaction_cancelled_while_it_begins_leaves_the_connection_usable(db):
+    """Cancelled during BEGIN (which still runs on aiosqlite's thread): no transaction is left open."""
+    import asyncio
+
+    for n in range(50):
+
+        async def write(n=n):
+            async with db.transaction() as tx:
+                await tx.execute("INSERT INTO meta (key, value) VALUES (?, 'v')", (f"k{n}",))
+
+        task = asyncio.ensure_future(write())
+        await asyncio.sleep(0)  # let it reach the BEGIN, then cancel it there
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        async with db.transaction() as tx:  # failed with "cannot start a transaction within a transaction"
+            await tx.execute("INSERT INTO meta (key, value) VALUES (?, 'after')", (f"after{n}",))
+    assert await db.fetch_value("SELECT COUNT(*) FROM meta WHERE value = 'after'") == 50

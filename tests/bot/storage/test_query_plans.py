@@ -32,7 +32,6 @@ from benchmarks.history import claim_one
 from benchmarks.history_data import NOW, Shape, build
 from bot.app import Services, build_services
 from bot.billing.export import LedgerExport
-from bot.billing.ledger import Ledger
 from bot.billing.reports import spend_report
 from bot.config import Period
 from bot.engine.fairness import positions
@@ -40,7 +39,7 @@ from bot.engine.groups import GroupStore
 from bot.engine.leases import ProcessIdentity
 from bot.engine.sources import JobSources
 from bot.engine.states import OPEN, JobStatus
-from bot.engine.store import OPEN_JOBS, JobStore
+from bot.engine.store import OPEN_JOBS
 from bot.ops.metrics import Metrics
 from bot.ops.status import bot_status
 from bot.storage.database import Database
@@ -267,30 +266,15 @@ def _touches_watched(sql: str) -> bool:
 # open-jobs index's); they are being given an index of their own in another branch (issue 22 item 1).
 # Strict: once they use an index these cases pass, pytest reports XPASS as a failure, and the marks go.
 # Other operations that run them (the engine) leave their statements to these two cases.
-_QUEUE_SCANS = pytest.mark.xfail(strict=True, reason="claim and queue snapshot scan jobs on SQLite (issue 22)")
-QUEUE_OPERATIONS = ("claim", "queue snapshot")
 CASES = [
-    pytest.param(operation, backend, id=f"{operation}-{backend}",
-                 marks=[_QUEUE_SCANS] if operation in QUEUE_OPERATIONS and backend == "sqlite" else [])
+    pytest.param(operation, backend, id=f"{operation}-{backend}")
     for operation in OPERATIONS
     for backend in ("sqlite", "postgresql")
-]  # fmt: skip
-
-
-async def _queue_sql(db: Database) -> set[str]:
-    """The SQL of the claim and of the queue snapshot, as they run it (checked by their own cases)."""
-    recorder = RecordingDatabase(db)
-    store = JobStore(recorder, Ledger(recorder))
-    await store.queue_snapshot()
-    await claim_one(store)
-    return {statement.sql for statement in recorder.statements}
+]
 
 
 @pytest.mark.parametrize(("operation", "history_db"), CASES, indirect=["history_db"])
 async def test_every_statement_of_a_hot_operation_uses_an_index(operation, history_db, fake_bfl, tmp_path):
-    # Before the operation: a transaction after the engine stopped can meet the one a cancelled task
-    # left open (reported separately: SqliteDatabase.transaction and a cancel during BEGIN).
-    checked_elsewhere = set() if operation in QUEUE_OPERATIONS else await _queue_sql(history_db)
     clock = ManualClock(NOW)
     db = RecordingDatabase(history_db)
     presenter = RecordingPresenter()
@@ -301,7 +285,7 @@ async def test_every_statement_of_a_hot_operation_uses_an_index(operation, histo
             db=db,
             session=session,
             clock=clock,
-            engine_options={"presenter": presenter, "progress_interval": 0.0},
+            engine_options={"presenter": presenter, "config": {"progress_interval": 0.0}},
             poll_schedule=FAST,
         )
         db.label = operation
@@ -310,7 +294,7 @@ async def test_every_statement_of_a_hot_operation_uses_an_index(operation, histo
         assert any(_touches_watched(s.sql) for s in db.statements), f"{operation} never read the watched tables"
     allowed = await open_job_indexes(history_db)
     problems = []
-    for statement in distinct(s for s in db.statements if s.sql not in checked_elsewhere):
+    for statement in distinct(db.statements):
         scans = await full_scans(history_db, statement, allowed)
         if scans:
             problems.append(f"[{statement.label}] {' '.join(statement.sql.split())}\n    " + "\n    ".join(scans))
