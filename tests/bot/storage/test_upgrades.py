@@ -39,6 +39,7 @@ CHOICES: dict[tuple[str, str], list[Any]] = {
     ("processes", "role"): ["bot", "worker"],
     ("job_sources", "kind"): ["edit", "vary", "reroll"],
     ("breaker_events", "kind"): ["failure", "success"],
+    ("usage", "shard"): list(range(12)),  # PostgreSQL: a counter's shard (SMALLINT), 0-63
 }  # fmt: skip
 FLAGS = {"paused", "grounding", "private", "acked", "draft"}  # CHECK (x IN (0, 1))
 ONE_TO_FOUR = {("job_groups", "size"), ("member_prefs", "count"), ("fallback_offers", "images")}
