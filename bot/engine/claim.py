@@ -31,7 +31,7 @@ long the history of finished jobs grows (``tests/bot/engine/test_claim_plans.py`
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,7 +121,7 @@ def claim_statement(
 async def claim_next(
     db: Database,
     *,
-    now_ms: int,
+    now_ms: Callable[[], int],
     max_active: int,
     member_cap: int,
     holder: str | None,
@@ -132,18 +132,19 @@ async def claim_next(
 
     ``caps``: each route's cap (default: the model table's, :func:`route_caps`). The running
     counts are read across every process sharing the database, so the caps hold for all of them.
+    ``now_ms`` is read once the claim holds its lock: the claim's recorded time is when it happened.
     """
-    sql, params = claim_statement(
-        db.backend,
-        now_ms=now_ms,
-        max_active=max_active,
-        member_cap=member_cap,
-        holder=holder,
-        caps=caps,
-        private_after=private_after,
-    )
     async with db.transaction() as tx:
         await tx.lock(CLAIM_LOCK)  # the caps are counts across rows: one claimer at a time (see above)
+        sql, params = claim_statement(
+            db.backend,
+            now_ms=now_ms(),
+            max_active=max_active,
+            member_cap=member_cap,
+            holder=holder,
+            caps=caps,
+            private_after=private_after,
+        )
         return await tx.fetch_one(sql, params)
 
 

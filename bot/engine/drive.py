@@ -118,7 +118,7 @@ class Driver:
                 self._steps.sending.discard(current.id)  # a submit's answer is recorded (or never will be here)
             if after is None or not after.status.is_open:
                 self._failures.pop(job.id, None)
-                self._steps.forget(job.id)
+                self._steps.forget(job.id, ended=after is not None)
                 return
             if outcome.wait is not None and outcome.wait > 0:  # again later (or a new state that starts later)
                 self._schedule(attempt, after, outcome.wait)
@@ -163,6 +163,10 @@ class Driver:
     def marked_here(self, job_id: int) -> bool:
         """Whether this process marked ``job_id``'s POST as about to leave (so it knows the attempt is over)."""
         return job_id in self._steps.marked_here
+
+    def never_posted(self, job_id: int) -> bool:
+        """Whether this process marked ``job_id``'s POST as leaving and knows it never sent it."""
+        return self._steps.never_posted(job_id)
 
     async def stop(self, *, grace: float) -> None:
         """Stop starting drives; let POSTs in flight get their answer (up to ``grace`` s); cancel the rest.

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from bot.clock import to_millis
@@ -136,6 +137,11 @@ class Reconciler:
         A POST whose sender might still be at it (a stalled process whose lease expired) is given its
         submit window first: an answer that process records in time wins.
         """
+        if job.submit_started_at is not None and self._driver.never_posted(job.id):
+            # Marked by this process, which knows its POST never left: not sent after all.
+            if not await self._store.not_sent(job.id, self._identity, retry_at=now):
+                return 0
+            job = replace(job, submit_started_at=None)
         if job.submit_started_at is None:  # only if still unsent when applied: a POST may be leaving now
             return await self._end(job, Event.REQUEUED, None, unsent=True)
         window = timedelta(seconds=self._config.submit_window_seconds)

@@ -107,7 +107,8 @@ class Steps:
     def __init__(self, parts: StepParts) -> None:
         self.parts = parts
         self.sending: set[int] = set()  # POSTs in flight or their answer not yet recorded (a stop waits)
-        self.marked_here: set[int] = set()  # jobs this process marked "about to be sent" (start_sending)
+        self.marked_here: set[int] = set()  # jobs this process marked "about to be sent" (or tried to)
+        self._posted: set[int] = set()  # jobs this process sent a POST for (until they end)
         self._not_sent: dict[int, int] = {}  # job → 429s / refused connections in a row
         self._polls: dict[int, int] = {}  # job → polls made by this process
         self._poll_failures: dict[int, int] = {}  # job → failed polls in a row
@@ -127,13 +128,23 @@ class Steps:
             return self.deliver if job.group_id is None else self.post_group
         return None
 
-    def forget(self, job_id: int) -> None:
-        """The job left this process (ended, or taken by another): drop what was kept about it."""
+    def forget(self, job_id: int, *, ended: bool = True) -> None:
+        """Drop what was kept about a job this process stopped driving.
+
+        Unless it ``ended``, whether this process marked or sent its POST is kept: the reconciler decides
+        from it whether a marked job's POST can have left.
+        """
         for memory in (self._not_sent, self._polls, self._poll_failures, self._first_seen):
             memory.pop(job_id, None)
         self._submitted_here.discard(job_id)
-        self.marked_here.discard(job_id)
         self._bytes.pop(job_id, None)
+        if ended:
+            self.marked_here.discard(job_id)
+            self._posted.discard(job_id)
+
+    def never_posted(self, job_id: int) -> bool:
+        """Whether this process marked the job's POST as leaving and knows it never sent it."""
+        return job_id in self.marked_here and job_id not in self._posted
 
     def _now(self) -> datetime:
         return self.parts.store.clock()
@@ -144,19 +155,25 @@ class Steps:
         """Record that the POST is about to leave, send it, and report BFL's answer."""
         p = self.parts
         if job.sent:  # an earlier attempt of this process marked it and ended without an answer
-            return Outcome(Event.SUBMIT_UNKNOWN, code="submit_interrupted")
+            if not self.never_posted(job.id):
+                return Outcome(Event.SUBMIT_UNKNOWN, code="submit_interrupted")
+            # Its POST never left (the mark's write failed after committing, an error before the POST):
+            # this process knows it, so the mark is cleared and the job sent now, nothing charged twice.
+            if not await p.store.not_sent(job.id, p.identity, retry_at=self._now()):
+                return Outcome(stop=True)
         if job.attempts > MAX_CLAIMS_BEFORE_GIVING_UP:
             return Outcome(Event.NOT_SENT, code="not_sent")
         p.show(job, Progress(JobStatus.SUBMITTING, job.model))
         self.sending.add(job.id)  # from the mark until the answer is recorded (the driver clears it): a stop waits
+        self.marked_here.add(job.id)  # before the write: it may commit and still raise
         if await p.store.start_sending(job.id, p.identity) is None:
             log.warning("Job %s: this process no longer holds it (lease lost?); not submitting", job.id)
             return Outcome(stop=True)
         p.checkpoint("submit_marked", job.id)
-        self.marked_here.add(job.id)
         try:
             user = p.end_users.of(job.guild_id, job.user_id)  # a keyed hash, never the Discord id
             log.info("Job %s: sending to BFL (claim %d)", job.id, job.attempts)
+            self._posted.add(job.id)
             task = await p.bfl.submit(job.model, job.params, user=user, retries=0)
         except (BflRateLimited, BflServerError) as exc:  # from a submit, both prove BFL created nothing
             return await self._not_created(job, exc)

@@ -256,7 +256,7 @@ class JobStore:
         """
         row = await claim_next(
             self._db,
-            now_ms=self.now_ms(),
+            now_ms=self.now_ms,
             max_active=max_active,
             member_cap=member_cap,
             holder=holder,
