@@ -150,7 +150,7 @@ class Driver:
         self._failures.pop(job.id, None)
         if job.status is JobStatus.SUBMITTING:
             fresh = await self._effects.reread(job)
-            if fresh is not None and not fresh.sent:
+            if fresh is not None and (not fresh.sent or self._steps.never_posted(job.id)):
                 return Outcome(Event.NOT_SENT, error=exc)  # its POST never left: released, nothing charged
         return Outcome(Event.INTERNAL_ERROR, error=exc)
 

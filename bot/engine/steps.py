@@ -195,6 +195,7 @@ class Steps:
     async def _not_created(self, job: Job, exc: BflError) -> Outcome:
         """A 429 or a refused connection: nothing exists at BFL. Clear the mark and try again later."""
         p = self.parts
+        self._posted.discard(job.id)  # BFL answered that nothing was created: as if never sent
         tries = self._not_sent[job.id] = self._not_sent.get(job.id, 0) + 1
         if tries > SUBMIT_RETRIES:
             p.note_error(exc)
