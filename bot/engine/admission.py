@@ -18,10 +18,10 @@ from bot.billing.limits import LimitsService
 from bot.engine.breaker import BreakerState, CircuitBreakers
 from bot.engine.config import EngineConfig
 from bot.engine.groups import GroupStore, NewGroup
-from bot.engine.jobs import Job, NewJob
+from bot.engine.jobs import AdmissionRefused, Job, NewJob
 from bot.engine.leases import ProcessIdentity
 from bot.engine.observer import JobObserver, NullObserver
-from bot.engine.store import AdmissionRefused, JobStore
+from bot.engine.store import JobStore
 from bot.errors import FluxcordError, GenerationPaused, LimitReached
 from bot.images.cache import ImageCache
 from bot.models import GenerationRequest, ModelSpec

@@ -20,39 +20,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bot.bfl.client import BflClient
-from bot.bfl.end_user import EndUserIds
 from bot.bfl.errors import BflError
 from bot.bfl.polling import LatencyModel
-from bot.billing.ledger import Ledger
-from bot.billing.limits import LimitsService
 from bot.engine import outcomes
-from bot.engine.admission import Admission, AdmissionParts, ProviderTrouble, Requester, Restarting
+from bot.engine.admission import ProviderTrouble, Requester, Restarting
+from bot.engine.assembly import EngineHooks, EngineParts, assemble
 from bot.engine.breaker import CircuitBreakers
 from bot.engine.config import EngineConfig
-from bot.engine.dbclock import DbClock
-from bot.engine.dispatch import Dispatcher
-from bot.engine.drive import Driver
-from bot.engine.effects import EffectParts, Effects, Notice
-from bot.engine.group_delivery import GroupDelivery
-from bot.engine.groups import GroupStore
 from bot.engine.jobs import Job
-from bot.engine.leases import ProcessIdentity
-from bot.engine.observer import JobObserver, NullObserver
-from bot.engine.painting import Painting
 from bot.engine.progress import Presenter, Progress, ProgressPainter
-from bot.engine.reconcile import Reconciler
 from bot.engine.states import Event, JobStatus
-from bot.engine.steps import StepParts, Steps
-from bot.engine.store import JobStore
 from bot.images.cache import ImageCache
 from bot.models import GenerationRequest
-from bot.safety.service import SafetyService
 
 __all__ = ["CancelResult", "EngineHooks", "EngineParts", "JobEngine", "ProviderTrouble", "Requester", "Restarting"]
 
@@ -70,34 +54,6 @@ class CancelResult:
     job: Job | None = None  # a single job as it was cancelled, with its interaction token (to tell the member)
 
 
-@dataclass
-class EngineParts:
-    """The services the engine works with (built in the composition root, :func:`bot.app.build_services`)."""
-
-    store: JobStore
-    groups: GroupStore
-    ledger: Ledger
-    limits: LimitsService
-    bfl: BflClient
-    cache: ImageCache
-    clock: DbClock
-    breakers: CircuitBreakers = field(default_factory=CircuitBreakers)
-    identity: ProcessIdentity = field(default_factory=ProcessIdentity)
-    safety: SafetyService | None = None
-    end_users: EndUserIds = field(default_factory=EndUserIds)  # the `user` sent to BFL (loaded at start)
-
-
-@dataclass
-class EngineHooks:
-    """Who hears from the engine: the Discord side, metrics, the mod-log, spend alerts, crash tests."""
-
-    presenter: Presenter | None = None
-    observer: JobObserver = field(default_factory=NullObserver)
-    notice: Notice | None = None
-    on_admitted: Callable[[int], Coroutine[Any, Any, object]] | None = None
-    checkpoint: Callable[[str, int], None] | None = None
-
-
 class JobEngine:
     """Runs image jobs against BFL with the money under control."""
 
@@ -110,88 +66,18 @@ class JobEngine:
         self._cache = parts.cache
         self._checkpoint = hooks.checkpoint
         self._loops: list[asyncio.Task[Any]] = []
-        self.painting = Painting(
-            parts.store, parts.groups, config, lambda: self.latency, parts.clock, holder=parts.identity.id
+        machinery = assemble(parts, config, hooks, self)
+        self.painting, self.effects, self.steps, self.driver = (
+            machinery.painting,
+            machinery.effects,
+            machinery.steps,
+            machinery.driver,
         )
-        self.effects = Effects(
-            EffectParts(
-                parts.store,
-                parts.ledger,
-                parts.identity,
-                config,
-                observer=hooks.observer,
-                safety=parts.safety,
-                notice=hooks.notice,
-                slot_freed=self.wake,
-                queue_changed=self.painting.queue_changed,
-                quiet_progress=self.painting.quiet,
-                member_moved=self.painting.member_moved,
-                checkpoint=self._point,
-            )
-        )
-        self.steps = Steps(
-            StepParts(
-                parts.store,
-                parts.bfl,
-                parts.cache,
-                parts.breakers,
-                parts.identity,
-                config,
-                end_users=parts.end_users,
-                show=self.painting.show,
-                checkpoint=self._point,
-                record_latency=self._record_latency,
-                note_error=self._note_bfl_error,
-                share_breakers=lambda: self.effects.spawn(self.share_breakers()),
-                quiet_progress=self.painting.quiet,
-            )
-        )
-        self.driver = Driver(self.steps, self.effects)
-        self.delivery = GroupDelivery(
-            store=parts.store,
-            groups=parts.groups,
-            cache=parts.cache,
-            bfl=parts.bfl,
-            identity=parts.identity,
-            config=config,
-            effects=self.effects,
-        )
-        self.effects.parts.group_done = self.steps.parts.group_done = self.delivery.member_done
-        self.painting.group_posting = self.delivery.posting
-        self.reconciler = Reconciler(
-            store=parts.store,
-            driver=self.driver,
-            effects=self.effects,
-            delivery=self.delivery,
-            clock=parts.clock,
-            config=config,
-            identity=parts.identity,
-        )
-        self.dispatcher = Dispatcher(
-            parts.store,
-            self.driver,
-            config,
-            parts.identity,
-            claimed=self._claimed,
-            shared=lambda: self.reconciler.shared,
-        )
-        self.admission = Admission(
-            AdmissionParts(
-                parts.store,
-                parts.groups,
-                parts.ledger,
-                parts.limits,
-                parts.cache,
-                parts.breakers,
-                parts.identity,
-                config,
-                safety=parts.safety,
-                observer=hooks.observer,
-                on_admitted=hooks.on_admitted,
-                share_breakers=self.share_breakers,
-                spawn=self.effects.spawn,
-                checkpoint=self._point,
-            )
+        self.delivery, self.reconciler, self.dispatcher, self.admission = (
+            machinery.delivery,
+            machinery.reconciler,
+            machinery.dispatcher,
+            machinery.admission,
         )
         if hooks.presenter is not None:
             self.attach(hooks.presenter)
@@ -288,7 +174,7 @@ class JobEngine:
     async def acknowledged_group(self, group_id: int) -> bool:
         """The member saw the group's acknowledgement: its images may run now."""
         if await self.groups.acknowledge(group_id):
-            self._point("after_ack", group_id)
+            self.point("after_ack", group_id)
             self.painting.queue_changed()
             self.wake()
             return True
@@ -453,7 +339,7 @@ class JobEngine:
             if not self.driver.live:
                 return
 
-    # -- helpers -----------------------------------------------------------------------------------
+    # -- callbacks the parts use (bot.engine.assembly.EngineCallbacks) -----------------------------
 
     async def share_breakers(self) -> None:
         """Share the breakers' news with other processes and read theirs (a failure keeps the local view)."""
@@ -462,18 +348,22 @@ class JobEngine:
         except Exception as exc:
             log.warning("Could not share the circuit breakers' state: %s", exc)
 
-    def _claimed(self, job: Job) -> None:
+    def claimed(self, job: Job) -> None:
+        """The dispatcher claimed ``job``: queue places move."""
         self.painting.queue_changed()
-        self._point("after_claim", job.id)
+        self.point("after_claim", job.id)
 
-    def _record_latency(self, model: str, seconds: float) -> None:
+    def record_latency(self, model: str, seconds: float) -> None:
+        """Remember how long ``model`` took (the poll plans and queue estimates use it)."""
         self.latency.add(model, seconds)
         self.effects.parts.observer.bfl_latency(model, seconds)
         self.effects.spawn(self.store.record_latency(model, seconds))
 
-    def _note_bfl_error(self, exc: BflError) -> None:
+    def note_bfl_error(self, exc: BflError) -> None:
+        """Keep the last BFL error for /status."""
         self.last_error = f"{datetime.now().astimezone():%Y-%m-%d %H:%M} {type(exc).__name__}: {str(exc)[:150]}"
 
-    def _point(self, name: str, job_id: int) -> None:
+    def point(self, name: str, job_id: int) -> None:
+        """A crash-test checkpoint (does nothing outside the crash tests)."""
         if self._checkpoint is not None:
             self._checkpoint(name, job_id)

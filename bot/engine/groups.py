@@ -26,11 +26,11 @@ from typing import Any
 
 from bot.billing.ledger import Ledger, Limit
 from bot.clock import Clock, from_millis, to_millis, utc_now
-from bot.engine.jobs import Job, NewJob, job_from_row
+from bot.engine.holders import OPEN_JOBS
+from bot.engine.jobs import Job, NewJob, job_from_row, reserve_and_insert
 from bot.engine.leases import ProcessIdentity, provably_gone
 from bot.engine.progress import Result
 from bot.engine.states import JobStatus
-from bot.engine.store import OPEN_JOBS, reserve_and_insert
 from bot.storage.database import Database
 
 log = logging.getLogger(__name__)

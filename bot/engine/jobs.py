@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bot.billing.ledger import Ledger, Limit
 from bot.clock import from_millis, to_millis
 from bot.engine.states import JobStatus
 from bot.storage.database import Transaction
@@ -201,3 +203,43 @@ def job_from_row(row: Any) -> Job:
         delivery_attempts=row["delivery_attempts"],
         told=bool(row["told"]),
     )
+
+
+class AdmissionRefused(Exception):
+    """The reservation's limits did not hold; nothing was written."""
+
+
+async def reserve_and_insert(
+    tx: Transaction,
+    ledger: Ledger,
+    job: NewJob,
+    *,
+    limits: Sequence[Limit],
+    max_pending_jobs: int,
+    cooldown_seconds: int,
+    now: datetime,
+    cached: bool,
+    acked: bool,
+    holder: str | None,
+    group: tuple[int, int] | None = None,
+) -> None:
+    """Reserve ``job``'s estimate (nothing for a cache hit) and write its row, inside the caller's transaction.
+
+    Raises :class:`AdmissionRefused` when a limit does not hold (the caller's transaction then rolls
+    back). ``group``: the job's group id and index (`/imagine count:N`, :mod:`bot.engine.groups`).
+    """
+    reserved = await ledger.try_reserve(
+        tx,
+        job_id=job.id,
+        guild_id=job.guild_id,
+        user_id=job.user_id,
+        model=job.model,
+        estimated_micros=0 if cached else job.estimated_micros,
+        limits=limits,
+        max_pending_jobs=max_pending_jobs,
+        cooldown_seconds=cooldown_seconds,
+        now=now,
+    )
+    if not reserved:
+        raise AdmissionRefused
+    await insert_job(tx, job, now=now, cached=cached, acked=acked, holder=holder, group=group)

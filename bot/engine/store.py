@@ -25,15 +25,15 @@ from bot.clock import Clock, from_millis, to_millis, utc_now
 from bot.config import RefundPolicy
 from bot.engine.claim import QueueSnapshot, claim_next, read_snapshot
 from bot.engine.decision import Cost, Decision, IllegalEvent, MoneyAction, decide
-from bot.engine.jobs import Job, NewJob, insert_job, job_from_row
-from bot.engine.leases import ProcessIdentity, provably_gone
+from bot.engine.holders import OPEN_JOBS, Holders
+from bot.engine.jobs import Job, NewJob, job_from_row, reserve_and_insert
+from bot.engine.leases import ProcessIdentity
 from bot.engine.states import Event, JobStatus
 from bot.storage.database import Database, Transaction
 
 log = logging.getLogger(__name__)
 
 LATENCY_SAMPLES_KEPT = 50  # per model
-_FORGET_PROCESSES_MS = 24 * 3600 * 1000  # lease rows of processes gone this long are deleted
 
 
 @dataclass(frozen=True)
@@ -56,10 +56,6 @@ class Applied:
         return self.settled_micros is not None and self.settled_micros > self.before.estimated_micros
 
 
-class AdmissionRefused(Exception):
-    """The reservation's limits did not hold; nothing was written."""
-
-
 _UPDATABLE = {
     "cost_micros",
     "bfl_task_id",
@@ -79,14 +75,13 @@ _UPDATABLE = {
     "delivery_attempts",
 }
 _TIMES = {"submitted_at", "ready_at", "next_attempt_at"}  # datetimes stored as unix milliseconds
-# Open jobs, worded exactly as the WHERE clause of the `jobs_open` partial index (migration 0005): SQLite
-# uses a partial index only for a query that repeats that term, so every query for open jobs says
-# `WHERE {OPEN_JOBS}` and reads the open jobs alone, however long the history (a test proves each one).
-OPEN_JOBS = "status IN ('queued', 'submitting', 'generating', 'downloading', 'delivering', 'cached')"
 
 
-class JobStore:
-    """Reads and writes jobs; the money side goes through the :class:`Ledger` in the same transaction."""
+class JobStore(Holders):
+    """Reads and writes jobs; the money side goes through the :class:`Ledger` in the same transaction.
+
+    Who holds which job, the leases and the reconciler's reads are :class:`bot.engine.holders.Holders`'.
+    """
 
     def __init__(self, db: Database, ledger: Ledger, clock: Clock = utc_now) -> None:
         self._db = db
@@ -102,10 +97,6 @@ class JobStore:
     def clock(self) -> Clock:
         """The clock every ownership decision uses (the database's)."""
         return self._clock
-
-    def now_ms(self) -> int:
-        """Now, by the store's clock, in unix milliseconds."""
-        return to_millis(self._clock())
 
     # -- admission ---------------------------------------------------------------------------------
 
@@ -315,115 +306,6 @@ class JobStore:
         )
         return job_from_row(row) if row is not None else None
 
-    # -- holders and leases (several processes) ----------------------------------------------------
-
-    async def renew_lease(self, identity: ProcessIdentity, *, seconds: float) -> datetime:
-        """Record that ``identity`` runs for another ``seconds``; forget processes gone for a day.
-
-        Returns when the lease now expires (by the database's clock).
-        """
-        now = self.now_ms()
-        expires = now + int(seconds * 1000)
-        async with self._db.transaction() as tx:
-            await tx.execute(
-                "INSERT INTO processes (id, role, host, pid, started_at, lease_expires_at) VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (id) DO UPDATE SET lease_expires_at = excluded.lease_expires_at",
-                (identity.id, identity.role, identity.machine, identity.pid, now, expires),
-            )
-            await tx.execute("DELETE FROM processes WHERE lease_expires_at < ?", (now - _FORGET_PROCESSES_MS,))
-        return from_millis(expires)
-
-    async def release_lease(self, identity: ProcessIdentity) -> None:
-        """``identity`` stopped: its jobs may be taken over at once."""
-        await self._db.execute("DELETE FROM processes WHERE id = ?", (identity.id,))
-
-    async def has_lease(self, process_id: str) -> bool:
-        """Whether ``process_id`` still has a lease row (expired or not): absent means it stopped, or never ran."""
-        return await self._db.fetch_value("SELECT 1 FROM processes WHERE id = ?", (process_id,)) is not None
-
-    async def live_processes(self) -> list[str]:
-        """The ids of processes whose lease has not expired."""
-        rows = await self._db.fetch_all(
-            "SELECT id FROM processes WHERE lease_expires_at > ? ORDER BY id", (self.now_ms(),)
-        )
-        return [row["id"] for row in rows]
-
-    async def orphaned(self, me: ProcessIdentity) -> list[Job]:
-        """Open jobs that need a process and whose holder is gone (or that never had one), oldest first.
-
-        A queued job that was acknowledged needs no holder (any process may claim it). A holder is
-        gone when its lease expired or was released, or when :func:`provably_gone` says so.
-        """
-        return [job for job in await self.needing_a_driver(me, driving=set()) if job.claimed_by != me.id]
-
-    async def needing_a_driver(self, me: ProcessIdentity, *, driving: set[int]) -> list[Job]:
-        """Open jobs nobody alive is driving: ``me``'s own that are not in ``driving``, and those of gone holders.
-
-        Oldest first. Acknowledged queued jobs are left to the claim (any process may take them).
-        """
-        live = set(await self.live_processes())
-        rows = await self._db.fetch_all(
-            f"SELECT * FROM jobs WHERE {OPEN_JOBS} AND NOT (status = 'queued' AND acked = 1) ORDER BY created_at, id"
-        )
-        jobs = [job_from_row(row) for row in rows]
-        return [
-            job
-            for job in jobs
-            if (job.claimed_by == me.id and job.id not in driving)
-            or (
-                job.claimed_by != me.id
-                and (job.claimed_by is None or job.claimed_by not in live or provably_gone(job.claimed_by, me))
-            )
-        ]
-
-    async def mark_told(self, job_id: int) -> None:
-        """The member saw how ``job_id`` ended: its interaction token is no longer kept."""
-        await self._db.execute("UPDATE jobs SET told = 1, interaction_token = NULL WHERE id = ?", (job_id,))
-
-    async def untold(self, *, created_after: int) -> list[Job]:
-        """Ended jobs whose member was not told yet, while their token lives; tokens older are dropped."""
-        await self._db.execute(
-            "UPDATE jobs SET interaction_token = NULL"
-            " WHERE told = 0 AND interaction_token IS NOT NULL AND created_at <= ?",
-            (created_after,),
-        )
-        rows = await self._db.fetch_all(
-            "SELECT * FROM jobs WHERE told = 0 AND interaction_token IS NOT NULL AND created_at > ?"
-            " ORDER BY created_at",
-            (created_after,),
-        )
-        return [job for job in map(job_from_row, rows) if not job.status.is_open]
-
-    async def expiring_private(self, *, created_before: int) -> list[Job]:
-        """Queued private jobs admitted before ``created_before`` (unix ms): too old to be shown in time."""
-        rows = await self._db.fetch_all(
-            "SELECT * FROM jobs WHERE status = 'queued' AND private = 1 AND created_at < ? ORDER BY created_at, id",
-            (created_before,),
-        )
-        return [job_from_row(row) for row in rows]
-
-    async def take(self, job: Job, me: ProcessIdentity) -> Job | None:
-        """Make ``me`` the holder of ``job`` if it still has the holder it was seen with; the job, or None."""
-        async with self._db.transaction() as tx:
-            row = await tx.fetch_one(
-                "UPDATE jobs SET claimed_by = ? WHERE id = ? AND COALESCE(claimed_by, '') = ? RETURNING *",
-                (me.id, job.id, job.claimed_by or ""),
-            )
-        return job_from_row(row) if row is not None else None
-
-    async def holds(self, job_id: int, me: ProcessIdentity, status: JobStatus | None = None) -> bool:
-        """Whether ``me`` holds ``job_id`` (in ``status``, if given) under a lease that has not expired.
-
-        The fence checked right before a side effect: a process that lost its lease does not act.
-        """
-        condition = " AND j.status = ?" if status is not None else ""
-        row = await self._db.fetch_one(
-            "SELECT 1 AS held FROM jobs j JOIN processes p ON p.id = j.claimed_by"
-            f" WHERE j.id = ? AND j.claimed_by = ?{condition} AND p.lease_expires_at > ?",
-            (job_id, me.id, *([status.value] if status is not None else []), self.now_ms()),
-        )
-        return row is not None
-
     # -- reads -------------------------------------------------------------------------------------
 
     async def get(self, job_id: int) -> Job | None:
@@ -483,42 +365,6 @@ class JobStore:
         for row in rows:
             samples.setdefault(row["model"], []).append(row["seconds"])
         return samples
-
-
-async def reserve_and_insert(
-    tx: Transaction,
-    ledger: Ledger,
-    job: NewJob,
-    *,
-    limits: Sequence[Limit],
-    max_pending_jobs: int,
-    cooldown_seconds: int,
-    now: datetime,
-    cached: bool,
-    acked: bool,
-    holder: str | None,
-    group: tuple[int, int] | None = None,
-) -> None:
-    """Reserve ``job``'s estimate (nothing for a cache hit) and write its row, inside the caller's transaction.
-
-    Raises :class:`AdmissionRefused` when a limit does not hold (the caller's transaction then rolls
-    back). ``group``: the job's group id and index (`/imagine count:N`, :mod:`bot.engine.groups`).
-    """
-    reserved = await ledger.try_reserve(
-        tx,
-        job_id=job.id,
-        guild_id=job.guild_id,
-        user_id=job.user_id,
-        model=job.model,
-        estimated_micros=0 if cached else job.estimated_micros,
-        limits=limits,
-        max_pending_jobs=max_pending_jobs,
-        cooldown_seconds=cooldown_seconds,
-        now=now,
-    )
-    if not reserved:
-        raise AdmissionRefused
-    await insert_job(tx, job, now=now, cached=cached, acked=acked, holder=holder, group=group)
 
 
 def _assignments(fields: dict[str, Any]) -> tuple[str, list[Any]]:

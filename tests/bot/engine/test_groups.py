@@ -7,9 +7,10 @@ import pytest
 from bot.billing.ledger import Ledger, Limit, Metric, Scope
 from bot.config import Period, RefundPolicy
 from bot.engine.groups import GroupStore, NewGroup
+from bot.engine.jobs import AdmissionRefused, NewJob
 from bot.engine.leases import ProcessIdentity
 from bot.engine.states import Event, JobStatus
-from bot.engine.store import AdmissionRefused, JobStore, NewJob
+from bot.engine.store import JobStore
 
 PRICE = 40_000
 

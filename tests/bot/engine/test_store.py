@@ -9,8 +9,9 @@ from bot.billing.ledger import Ledger
 from bot.billing.limits import LimitsService
 from bot.config import RefundPolicy, Settings
 from bot.engine.fairness import queue_order
+from bot.engine.jobs import AdmissionRefused, NewJob
 from bot.engine.states import Event, JobStatus
-from bot.engine.store import AdmissionRefused, JobStore, NewJob
+from bot.engine.store import JobStore
 
 
 def new_job(job_id, guild=1, user=1, model="flux-pro-1.1", estimate=40_000):

@@ -36,10 +36,10 @@ from bot.billing.reports import spend_report
 from bot.config import Period
 from bot.engine.fairness import positions
 from bot.engine.groups import GroupStore
+from bot.engine.holders import OPEN_JOBS
 from bot.engine.leases import ProcessIdentity
 from bot.engine.sources import JobSources
 from bot.engine.states import OPEN, JobStatus
-from bot.engine.store import OPEN_JOBS
 from bot.ops.metrics import Metrics
 from bot.ops.status import bot_status
 from bot.storage.database import Database
