@@ -100,11 +100,14 @@ async def _metrics(ctx: Context) -> None:
 
 
 async def _recovery(ctx: Context) -> None:
-    """The reads the engine's start-up recovery makes (``JobEngine._recover``), without acting on them."""
+    """The reads one reconciliation pass makes at start-up (``JobEngine.reconcile``), without acting on them."""
     jobs = ctx.services.jobs
     open_ids = await ctx.services.ledger.open_job_ids()
     assert open_ids and all([await jobs.get(job_id) is not None for job_id in open_ids])
-    assert await jobs.orphaned(ctx.identity)
+    assert await jobs.needing_a_driver(ctx.identity, driving=set())
+    now = jobs.now_ms()
+    await jobs.untold(created_after=now - 15 * 60 * 1000)
+    await jobs.expiring_private(created_before=now - 10 * 60 * 1000)
     await GroupStore(ctx.services.db, ctx.services.ledger).finished_unposted()
 
 
