@@ -113,7 +113,7 @@ async def run_soak(options: SoakOptions, folder: Path, *, database_url: str | No
             await run.started(target)
             await run.under_faults(target)
             await run.settle()
-            facts, invariants = await check_all(run.view, fake, bfl, run.driver.requests)
+            facts, invariants = await check_all(run.view, fake, bfl, run.driver.requests, run.cluster.deaths)
         finally:
             exits = await run.cluster.stop()
             if run.view is not None:

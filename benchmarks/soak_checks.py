@@ -9,6 +9,7 @@ job whose (model, prompt, seed) it was submitted with (every soak prompt is uniq
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,7 @@ class Facts:
     money: dict[int, dict[str, int]]  # job id → server, member, images (net) and whether it has an outcome
     pauses: dict[int, list[tuple[int, bool]]]  # guild → (unix ms, paused) in order
     claims: list[tuple[int, int]] = field(default_factory=list)  # (job id, unix ms) of every queued → submitting
+    ended: dict[int, int] = field(default_factory=dict)  # job id → unix ms it became unknown
 
     def charged(self, job_id: int) -> bool:
         """Resolved, and the member kept paying for it (a settle without refund)."""
@@ -92,7 +94,11 @@ async def load_facts(db: Database) -> Facts:
         (row["job_id"], row["at"])
         for row in await db.fetch_all("SELECT job_id, at FROM job_events WHERE status = 'submitting' ORDER BY at")
     ]
-    return Facts(jobs, dict(money), dict(pauses), claims)
+    ended = {
+        row["job_id"]: row["at"]
+        for row in await db.fetch_all("SELECT job_id, at FROM job_events WHERE status = 'unknown'")
+    }
+    return Facts(jobs, dict(money), dict(pauses), claims, ended)
 
 
 def _add(invariant: Invariant, failure: str, kind: str | None = None) -> None:
@@ -134,8 +140,25 @@ async def ledger_invariants(db: Database) -> list[Invariant]:
     return [reservations, counters]
 
 
-def billing_invariants(facts: Facts, bfl: FakeBfl) -> list[Invariant]:
-    """The ledger equals BFL's bill per job; `unknown` only when the POST may have left; never two tasks."""
+DEATH_SLACK_MS = 1_000  # a crash is seen by the supervisor up to half a second after it happened
+
+
+def _died_while_sending(facts: Facts, job_id: int, deaths: Sequence[int]) -> bool:
+    """Whether a bot process died between the job's last claim and the moment it was called unknown."""
+    claimed = [at for claimed_id, at in facts.claims if claimed_id == job_id]
+    ended = facts.ended.get(job_id)
+    if not claimed or ended is None:
+        return False
+    return any(max(claimed) <= death <= ended + DEATH_SLACK_MS for death in deaths)
+
+
+def billing_invariants(facts: Facts, bfl: FakeBfl, deaths: Sequence[int] = ()) -> list[Invariant]:
+    """The ledger equals BFL's bill per job; `unknown` only when the POST may have left; never two tasks.
+
+    ``deaths``: when bot processes were killed or crashed (unix ms). A job called unknown although no
+    POST reached BFL is explained when its process died between its claim and that call: it had
+    recorded that the POST was leaving, and nobody can tell whether it left.
+    """
     by_key = {(j["model"], j["prompt"], j["seed"]): job_id for job_id, j in facts.jobs.items()}
     submits: dict[int, list[Any]] = defaultdict(list)
     for record in bfl.submits:
@@ -177,6 +200,8 @@ def billing_invariants(facts: Facts, bfl: FakeBfl) -> list[Invariant]:
             _add(sent, f"job {job_id}: unknown and charged {ledger_micros} µ$, but BFL only answered 429 {statuses}")
         elif statuses:
             equal.notes[f"unknown: BFL answered {statuses} with no task; charged the estimate, billed 0"] += 1
+        elif _died_while_sending(facts, job_id, deaths):
+            sent.notes["unknown: no POST reached BFL; its process died after marking it as leaving"] += 1
         else:
             _add(sent, f"job {job_id}: unknown and charged {ledger_micros} µ$, but no POST ever reached BFL")
     return [equal, sent, once]
@@ -185,15 +210,20 @@ def billing_invariants(facts: Facts, bfl: FakeBfl) -> list[Invariant]:
 def paused_claims(facts: Facts, grace_ms: int = 250) -> Invariant:
     """No queued job is handed a BFL slot (claimed: queued → submitting) while its server is paused.
 
-    ``grace_ms`` covers a claim whose transaction began just before the pause was recorded.
+    The claim's time and the switch's are read in different processes (on PostgreSQL each through its
+    own measured offset to the server's clock), so they are compared within ``grace_ms``: a claim
+    recorded just after a pause (its transaction began before the pause committed), or just before a
+    resume (it saw the resume committed; its own clock reads a few ms behind the other process's).
     """
     invariant = Invariant("nothing is claimed for BFL while its server is paused")
     for job_id, at in facts.claims:
         job = facts.jobs.get(job_id)
         if job is None:
             continue
-        before = [(when, paused) for when, paused in facts.pauses.get(job["guild_id"], []) if when <= at]
-        if before and before[-1][1] and before[-1][0] <= at - grace_ms:  # paused, and not just now
+        switches = facts.pauses.get(job["guild_id"], [])
+        before = [(when, paused) for when, paused in switches if when <= at]
+        resumed_just_after = any(not paused and at < when <= at + grace_ms for when, paused in switches)
+        if before and before[-1][1] and before[-1][0] <= at - grace_ms and not resumed_just_after:
             _add(invariant, f"job {job_id}: claimed {at - before[-1][0]} ms after server {job['guild_id']} paused")
     return invariant
 
@@ -348,14 +378,14 @@ def replaced_images(fake: FakeDiscord) -> Invariant:
 
 
 async def check_all(
-    db: Database, fake: FakeDiscord, bfl: FakeBfl, requests: list[Request]
+    db: Database, fake: FakeDiscord, bfl: FakeBfl, requests: list[Request], deaths: Sequence[int] = ()
 ) -> tuple[Facts, list[Invariant]]:
-    """Every invariant of the soak, in the order they are reported."""
+    """Every invariant of the soak, in the order they are reported (``deaths``: see :func:`billing_invariants`)."""
     facts = await load_facts(db)
     return facts, [
         every_job_terminal(facts),
         *await ledger_invariants(db),
-        *billing_invariants(facts, bfl),
+        *billing_invariants(facts, bfl, deaths),
         final_messages(facts, fake, requests),
         replaced_images(fake),
         paused_claims(facts),

@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import sys
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,7 @@ class Cluster:
         self.members = {role: BotProcess(role, env, folder) for role in ROLES}
         self.kills: Counter[str] = Counter()
         self.crashes: Counter[str] = Counter()  # exits nobody asked for
+        self.deaths: list[int] = []  # when a process was SIGKILLed or found crashed (unix ms)
         self._stopping = False
         self._guard: asyncio.Task[None] | None = None
 
@@ -104,6 +106,7 @@ class Cluster:
         if not member.alive:
             return
         self.kills[role] += 1
+        self.deaths.append(int(time.time() * 1000))
         await member.kill()
         await asyncio.sleep(down_for)  # the outage itself, not synchronisation
         if not self._stopping:
@@ -120,6 +123,7 @@ class Cluster:
             for member in self.members.values():
                 if member.process is not None and member.process.returncode not in (None, -signal.SIGKILL):
                     self.crashes[member.role] += 1
+                    self.deaths.append(int(time.time() * 1000))
                     await member.start()
             await asyncio.sleep(0.5)  # a supervisor's polling period
 

@@ -17,6 +17,12 @@ log = logging.getLogger(__name__)
 GENERIC_FAILURE = "Something went wrong on our side. The error was logged; please try again later."
 
 
+_CLICK_ANSWERS = (
+    discord.InteractionResponseType.deferred_message_update,
+    discord.InteractionResponseType.message_update,
+)
+
+
 class FluxcordTree(app_commands.CommandTree):
     """A command tree whose ``on_error`` always answers the member."""
 
@@ -59,6 +65,10 @@ async def reply(
     try:
         if not interaction.response.is_done():
             await interaction.response.send_message(text, ephemeral=ephemeral, **extra)
+        elif interaction.response.type in _CLICK_ANSWERS:
+            # A click acknowledged without a message of its own: its "original" is the message the
+            # button is on (a job's, a gallery), never touched here; a follow-up answers instead.
+            await interaction.followup.send(text, ephemeral=ephemeral, **extra)
         elif ephemeral:
             # The public "thinking…" message would show the refusal to everyone: remove it first (a
             # follow-up sent while it is still loading would become it), then answer privately.

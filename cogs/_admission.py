@@ -114,3 +114,14 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, discord.HTTPException):
         return f"HTTP {exc.status}, code {exc.code}"
     return type(exc).__name__
+
+
+async def acknowledge_click(interaction: discord.Interaction) -> None:
+    """Acknowledge a button click at once, changing nothing yet: its answer is a later edit of the message.
+
+    A click that cannot be acknowledged still goes on; what it did is told on the job's own message.
+    """
+    try:
+        await interaction.response.defer()
+    except UNREACHABLE as exc:
+        log.warning("Could not acknowledge a click (%s)", exc)

@@ -36,7 +36,7 @@ from bot.images.inputs import BadInputImage, prepare
 from bot.models import MAX_SEED, GenerationRequest, build_request, get_model
 from bot.safety.privacy import require_details
 from bot.text import strip_bidi
-from cogs._admission import UNREACHABLE
+from cogs._admission import UNREACHABLE, acknowledge_click
 from cogs._context import is_moderator, requester, require_guild
 from cogs._fallback import refusal
 from cogs._presenter import ai_generated, model_label, progress_text, render_embed
@@ -295,14 +295,16 @@ class GalleryFlow:
     async def cancel(self, interaction: discord.Interaction, group: Group) -> None:
         """Cancel on the group's queued message: every still-queued image of it is cancelled and released."""
         moderator = await is_moderator(interaction, self.cog.bot.services.limits)
+        if interaction.user.id != group.user_id and not moderator:
+            raise InvalidOptions(CANCEL_TEXT["not_allowed"])  # answered privately, at once
+        await acknowledge_click(interaction)  # the answer waits until a progress edit in flight has landed
         outcome = await self.engine.cancel_group(group.id, actor_id=interaction.user.id, is_moderator=moderator)
         if not outcome.cancelled:
             raise InvalidOptions(CANCEL_TEXT[outcome.reason])
         if outcome.left:  # the rest is posted on this message: its line says "· N cancelled" until then
-            await interaction.response.defer()  # an edit here could land after the gallery and erase it
-            return
+            return  # an edit here could land after the gallery and erase it
         try:
-            await interaction.response.edit_message(content=CANCELLED_TEXT, view=None)
+            await interaction.edit_original_response(content=CANCELLED_TEXT, view=None)
         except UNREACHABLE as exc:  # the click's answer was lost: the group's own message must still say it
             log.warning("Group %s: could not answer the Cancel click (%s); editing its message", group.id, exc)
             await self.cog.presenter.tell_group(group, CANCELLED_TEXT)

@@ -29,7 +29,9 @@ from bot.text import strip_bidi
 
 log = logging.getLogger(__name__)
 
-EXPIRED_CODES = {50027, 10015}  # Discord's answers for an interaction token past its life (or gone)
+# Discord's answers when the interaction's message cannot be edited: its token is past its life or gone
+# (50027, 10015), or the message itself is gone (10008: deleted, or never shown): the channel instead.
+GONE_CODES = {50027, 10015, 10008}
 ORIGINAL = "@original"
 
 ViewFactory = Callable[[int], discord.ui.View]
@@ -202,7 +204,7 @@ class DiscordPresenter:
         what: str,
         nonce: str | None = None,
     ) -> tuple[int, int] | None:
-        """Edit the interaction's original message; once its token is gone, post in the channel instead.
+        """Edit the interaction's original message; once it or its token is gone, post in the channel instead.
 
         The channel post mentions the member (and only them) and carries ``nonce`` with
         ``enforce_nonce``, so a retried post (after a timeout, a restart, a takeover) returns the first
@@ -215,7 +217,7 @@ class DiscordPresenter:
                 message = await webhook.edit_message(ORIGINAL, **edit())  # type: ignore[arg-type]
                 return message.channel.id, message.id
             except discord.HTTPException as exc:
-                if exc.code not in EXPIRED_CODES:
+                if exc.code not in GONE_CODES:
                     raise
         if private:
             return None if nonce is None else await self._direct_message(user_id, post, what, nonce)

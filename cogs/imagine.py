@@ -21,6 +21,7 @@ from bot.app import FluxcordBot
 from bot.engine.engine import ProviderTrouble
 from bot.engine.outcomes import CANCELLED_TEXT
 from bot.engine.sources import JobSources
+from bot.engine.states import JobStatus
 from bot.engine.store import Job
 from bot.errors import InvalidOptions
 from bot.models import (
@@ -31,7 +32,7 @@ from bot.models import (
 )
 from bot.safety.privacy import require_details
 from bot.text import clean_prompt
-from cogs._admission import UNREACHABLE, admit_and_acknowledge
+from cogs._admission import UNREACHABLE, acknowledge_click, admit_and_acknowledge
 from cogs._choices import aspect_ratio_choices, model_choices, resolution_choices
 from cogs._confirm import Confirmations, ConfirmButton, PriceCheck
 from cogs._context import is_moderator, requester, require_guild
@@ -184,11 +185,16 @@ class Imagine(commands.Cog):
         if job is None or job.guild_id != interaction.guild_id:
             raise InvalidOptions(_CANCEL_TEXT["unknown"])
         moderator = await is_moderator(interaction, self.bot.services.limits)
+        if interaction.user.id != job.user_id and not moderator:
+            raise InvalidOptions(_CANCEL_TEXT["not_allowed"])  # answered privately, at once
+        if job.status is not JobStatus.QUEUED:
+            raise InvalidOptions(_CANCEL_TEXT["too_late"])
+        await acknowledge_click(interaction)  # the answer waits until a progress edit in flight has landed
         outcome = await self.engine.cancel(job_id, actor_id=interaction.user.id, is_moderator=moderator)
         if not outcome.cancelled:
             raise InvalidOptions(_CANCEL_TEXT[outcome.reason])
         try:
-            await interaction.response.edit_message(content=CANCELLED_TEXT, view=None)
+            await interaction.edit_original_response(content=CANCELLED_TEXT, view=None)
         except UNREACHABLE as exc:  # the click's answer was lost: the job's own message must still say it
             log.warning("Job %s: could not answer the Cancel click (%s); editing its message", job_id, exc)
             if outcome.job is not None:

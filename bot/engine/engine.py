@@ -238,6 +238,8 @@ class JobEngine:
             return CancelResult(False, "too_late")
         log.info("Group %s: %d queued images cancelled by %s", group_id, cancelled, actor_id)
         left = sum(1 for job in await self.groups.members(group_id) if job.status.is_open)
+        if not left:  # the group's line is over: no progress edit of it may land after the answer
+            await self.painting.quiet(group_id)
         return CancelResult(True, "cancelled", count=cancelled, left=left)
 
     async def _cancel_one(self, job: Job, actor_id: int) -> Any:
@@ -251,8 +253,12 @@ class JobEngine:
         return applied
 
     async def told(self, job_id: int) -> None:
-        """The member saw how the job ended (e.g. the answer to their Cancel click)."""
-        await self.store.mark_told(job_id)
+        """The member saw how the job ended (e.g. the answer to their Cancel click): recorded, retried.
+
+        Recorded in the background while the database is away: a record that failed would have the
+        reconciler say the same thing again (in the channel, once the token is gone).
+        """
+        self.effects.spawn(self.effects.durably(lambda: self.store.mark_told(job_id), f"Job {job_id}'s last message"))
 
     def tell(self, job: Job, text: str) -> None:
         """Show ``text`` as the job's last message in the background, retried; the reconciler's if it fails."""

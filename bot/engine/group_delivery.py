@@ -14,8 +14,10 @@ groups nobody is posting.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from bot.bfl.client import BflClient
@@ -24,7 +26,7 @@ from bot.engine.config import EngineConfig
 from bot.engine.effects import Effects
 from bot.engine.groups import Group, GroupResult, GroupStore
 from bot.engine.leases import ProcessIdentity
-from bot.engine.progress import GroupPosted, Result
+from bot.engine.progress import GroupPosted, Result, Undeliverable
 from bot.engine.states import Event, JobStatus
 from bot.engine.steps import DOWNLOAD_LIMIT_BYTES
 from bot.engine.store import Job, JobStore
@@ -55,6 +57,7 @@ class GroupDelivery:
         self._config = config
         self._effects = effects
         self._posting: set[int] = set()
+        self._turns: dict[int, tuple[asyncio.Lock, int]] = {}  # group → its lock, and how many use it
 
     def posting(self, group_id: int) -> bool:
         """Whether this process is posting ``group_id`` right now (its progress line must stay still)."""
@@ -67,11 +70,35 @@ class GroupDelivery:
         """
         if self._effects.parts.presenter is None:
             return  # no Discord here: the members wait in `delivering` for a process that has it
-        group = await self._groups.claim_posting(group_id, self._identity)
-        if group is None:
-            await self.mark_delivered(group_id)  # posted already (maybe before a restart)
-            return
-        self._posting.add(group_id)
+        async with self._turn(group_id):  # one at a time per group in this process, so a claim of
+            # this process's found on the row is a stale one (its write committed, then the connection
+            # broke): taken again, not waited for
+            group = await self._groups.claim_posting(group_id, self._identity, reclaim=True)
+            if group is None:
+                await self.mark_delivered(group_id)  # posted already (maybe before a restart)
+                return
+            self._posting.add(group_id)
+            try:
+                await self._post_claimed(group, silent=silent)
+            finally:
+                self._posting.discard(group_id)
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, group_id: int) -> AsyncIterator[None]:
+        lock, users = self._turns.get(group_id, (asyncio.Lock(), 0))
+        self._turns[group_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._turns[group_id]
+            if users == 1:
+                del self._turns[group_id]
+            else:
+                self._turns[group_id] = (lock, users - 1)
+
+    async def _post_claimed(self, group: Group, *, silent: bool) -> None:
+        group_id = group.id
         try:
             if self._effects.parts.quiet_progress is not None:
                 await self._effects.parts.quiet_progress(group_id)
@@ -83,8 +110,6 @@ class GroupDelivery:
             log.exception("Group %s: posting failed; it will be tried again", group_id)
             with contextlib.suppress(Exception):
                 await self._groups.release_posting(group, self._identity)
-        finally:
-            self._posting.discard(group_id)
 
     async def post_finished(self) -> None:
         """The reconciler: post every finished group nobody (alive) is posting and whose retry is due."""
@@ -131,11 +156,14 @@ class GroupDelivery:
         assert presenter is not None
         if self._too_late(group, outcome):
             log.warning("Group %s: could not be posted in time; its images are refunded", group.id)
-            await self._groups.mark_posted(group, self._identity, channel_id=None, message_id=None)
-            await self.mark_delivered(group.id)
+            await self._give_up(group)
             return
         try:  # every group ends with one message: its gallery, or what happened to it (failed, cancelled)
             where: GroupPosted | None = await presenter.deliver_group(outcome)
+        except Undeliverable as exc:  # nowhere to show it (a private gallery, its token and DMs closed)
+            log.warning("Group %s: the images cannot be shown anywhere (%s); they are refunded", group.id, exc)
+            await self._give_up(group)
+            return
         except Exception as exc:
             await self._retry_later(group, exc)
             return
@@ -152,6 +180,11 @@ class GroupDelivery:
         files = where.result_files() if where is not None else None
         await self._effects.durably(lambda: self.mark_delivered(group.id, files), f"Group {group.id}'s images")
         log.info("Group %s posted: %d images, %d failed", group.id, len(outcome.results), outcome.failed)
+
+    async def _give_up(self, group: Group) -> None:
+        """Close the group without a post: its made images are refunded (the member never saw them)."""
+        await self._groups.mark_posted(group, self._identity, channel_id=None, message_id=None)
+        await self.mark_delivered(group.id)
 
     async def _gather(self, group: Group) -> GroupResult:
         results: list[Result] = []

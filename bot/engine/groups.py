@@ -183,17 +183,19 @@ class GroupStore:
         rows = await self._db.fetch_all("SELECT * FROM jobs WHERE group_id = ? ORDER BY group_index", (group_id,))
         return [job_from_row(row) for row in rows]
 
-    async def claim_posting(self, group_id: int, me: ProcessIdentity) -> Group | None:
+    async def claim_posting(self, group_id: int, me: ProcessIdentity, *, reclaim: bool = False) -> Group | None:
         """Become the one process that posts the group, if it is finished and nobody (alive) posts it.
 
         One conditional update on the group row (its poster as it was seen), so of several processes
         finishing members at once exactly one gets the group; None for the others, for a group still
-        running, already posted, or being posted by this very process.
+        running, already posted, or being posted by this very process. ``reclaim``: the caller knows
+        ``me`` is not posting it now, so a claim of ``me``'s left behind (its write committed, then the
+        connection broke) is taken again instead of waited for.
         """
         seen = await self.get(group_id)
-        if seen is None or seen.posted_at is not None or seen.poster == me.id:
+        if seen is None or seen.posted_at is not None or (seen.poster == me.id and not reclaim):
             return None
-        if seen.poster is not None:
+        if seen.poster is not None and seen.poster != me.id:
             live = await self._db.fetch_value(
                 "SELECT 1 FROM processes WHERE id = ? AND lease_expires_at > ?",
                 (seen.poster, to_millis(self._clock())),
@@ -203,8 +205,9 @@ class GroupStore:
         async with self._db.transaction() as tx:
             row = await tx.fetch_one(
                 "UPDATE job_groups SET poster = ? WHERE id = ? AND posted_at IS NULL AND COALESCE(poster, '') = ?"
+                " AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"  # a refused post waits its back-off
                 f" AND NOT EXISTS (SELECT 1 FROM jobs WHERE group_id = ? AND status IN {_RUNNING}) RETURNING *",
-                (me.id, group_id, seen.poster or "", group_id),
+                (me.id, group_id, seen.poster or "", to_millis(self._clock()), group_id),
             )
         return _group(row) if row is not None else None
 

@@ -140,6 +140,12 @@ def token_usable(job: Job, now: datetime, margin: timedelta = TOKEN_LIFETIME - E
     return job.interaction_token is not None and now < job.created_at + TOKEN_LIFETIME - margin
 
 
+# How long the last word waits for a progress edit in flight: discord.py retries an edit Discord refused
+# (5xx, a dropped connection) up to five times, 1 to 9 s apart, and waits out a 429's Retry-After, so
+# one edit can take tens of seconds; the last word must come after it, or the stale edit wins.
+QUIET_TIMEOUT = 60.0
+
+
 class ProgressPainter:
     """Edits job messages from the latest :class:`Progress`, throttled per job."""
 
@@ -184,11 +190,11 @@ class ProgressPainter:
         self._shown.pop(job_id, None)
         self._last_edit.pop(job_id, None)
 
-    async def quiet(self, job_id: int, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    async def quiet(self, job_id: int, timeout: float = QUIET_TIMEOUT) -> None:  # noqa: ASYNC109
         """Stop painting ``job_id`` and let an edit in flight land first: the result (or the end) comes next.
 
         Without this, a progress edit sent just before the result could land after it and put a stale
-        progress text over the image.
+        progress text over the image (or over a Cancel's answer).
         """
         self.drop(job_id)
         self._closed[job_id] = None

@@ -199,6 +199,9 @@ def test_a_claim_while_paused_is_caught():
     state.claims = [(1, 10_100), (2, 15_000), (3, 20_050)]
     found = paused_claims(state)
     assert found.failures == ["job 2: claimed 5000 ms after server 7 paused"]  # 1: within the grace; 3: resumed
+    # Recorded just before the resume, by a clock a few ms behind the resuming process's (it saw the resume).
+    state.claims = [(2, 19_990), (3, 19_700)]
+    assert paused_claims(state).failures == ["job 3: claimed 9700 ms after server 7 paused"]
 
 
 def test_final_messages_are_matched_to_requests_and_judged():
@@ -243,3 +246,22 @@ def test_final_messages_are_matched_to_requests_and_judged():
     assert all(f.startswith("[no final message] member") for f in found.failures[1:])  # 3 or 5: one message for two
     assert found.notes["never answered (Discord shows the failure itself), nothing charged"] == 1
     assert found.notes["single delivered: image"] == 1
+
+
+def test_an_unknown_job_whose_process_died_after_marking_its_post_is_explained():
+    """Killed between "the POST is leaving" and sending it: nobody can tell the two apart (counted, not failed)."""
+    state = facts(
+        {4: {"status": "unknown"}, 8: {"status": "unknown"}},
+        {n: {"server": 25_000, "member": 0, "images": 0, "outcome": 1} for n in (4, 8)},
+    )
+    state.claims = [(4, 1_000), (8, 1_000)]
+    state.ended = {4: 3_000, 8: 3_000}
+    bfl = SimpleNamespace(submits=[], charges=[])
+    _, sent, _ = billing_invariants(state, bfl, deaths=[2_000, 9_000])
+    assert sent.failures == []
+    assert sent.notes["unknown: no POST reached BFL; its process died after marking it as leaving"] == 2
+    _, sent, _ = billing_invariants(state, bfl, deaths=[500, 9_000])  # died before the claim, or long after
+    assert sent.failures == [
+        "job 4: unknown and charged 25000 µ$, but no POST ever reached BFL",
+        "job 8: unknown and charged 25000 µ$, but no POST ever reached BFL",
+    ]

@@ -42,7 +42,7 @@ async def test_a_queued_job_shows_its_place_and_can_be_cancelled_by_its_requeste
     requester = {"id": second.payload["member"]["user"]["id"]}
     click = await fake.click(message["id"], f"fluxcord:cancel:{second.id}", user=requester)
     await click.wait_acked()
-    assert "Cancelled" in fake.get_message(message["id"])["content"]
+    await fake.wait_for(lambda: "Cancelled" in fake.get_message(message["id"])["content"])
     assert button_ids(fake.get_message(message["id"])) == []  # the button is gone
     job = await harness.services.jobs.get(int(second.id))
     assert job.status is JobStatus.CANCELLED
@@ -141,10 +141,47 @@ async def test_a_paused_servers_queue_waits_says_so_can_be_cancelled_and_runs_on
     requester = {"id": third.payload["member"]["user"]["id"]}
     click = await fake.click(third.original_message["id"], f"fluxcord:cancel:{third.id}", user=requester)
     await click.wait_acked()
-    assert "Cancelled" in fake.get_message(third.original_message["id"])["content"]
+    await fake.wait_for(lambda: "Cancelled" in fake.get_message(third.original_message["id"])["content"])
     kinds = await harness.services.db.fetch_all("SELECT kind FROM ledger WHERE job_id = ?", (int(third.id),))
     assert [r["kind"] for r in kinds] == ["reserve", "release"]
 
     await moderator(harness, people, "resume")  # wakes the dispatcher: the waiting job runs
     await harness.finished(second)
     assert second.original_message["attachments"] and len(harness.bfl.submits) == 2
+
+
+@pytest.mark.parametrize("bot_settings_overrides", [ONE_SLOT])
+async def test_a_cancel_that_comes_too_late_answers_privately_and_keeps_the_jobs_message(harness, monkeypatch):
+    """The job is claimed between the click and the cancel: the click was acknowledged already.
+
+    The refusal goes to the clicker alone; the job's message (the click's "original response") stays.
+    Found by the soak: the one error path deleted it, so the images could never be posted there.
+    """
+    fake = harness.fake
+    gate, _first, second = await queued_behind_a_held_job(harness)
+    engine = harness.services.engine
+    real_cancel = engine.cancel
+
+    async def cancel_after_the_claim(job_id, **kwargs):
+        gate.set()  # the first job ends; the second is claimed before the cancel reaches the database
+
+        async def claimed():
+            return (await harness.services.jobs.get(job_id)).status is not JobStatus.QUEUED
+
+        await harness.wait_until(claimed)
+        return await real_cancel(job_id, **kwargs)
+
+    monkeypatch.setattr(engine, "cancel", cancel_after_the_claim)
+    message = second.original_message
+    requester = {"id": second.payload["member"]["user"]["id"]}
+    click = await fake.click(message["id"], f"fluxcord:cancel:{second.id}", user=requester)
+    await click.wait_for(lambda: click.followups)
+    assert "Too late to cancel" in click.followups[0]["content"]
+    assert click.followups[0]["flags"] & 64  # ephemeral
+    assert str(message["id"]) in fake.messages  # not deleted
+    await harness.wait_until(lambda: _delivered(harness, int(second.id)))  # and its image is posted there
+    assert fake.get_message(message["id"])["attachments"]
+
+
+async def _delivered(harness, job_id):
+    return (await harness.services.jobs.get(job_id)).status is JobStatus.DELIVERED

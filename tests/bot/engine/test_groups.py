@@ -144,3 +144,36 @@ async def test_a_claim_given_up_after_an_error_can_be_taken_again(groups, jobs):
     await groups.release_posting(claimed, me)
     assert await groups.is_showing_progress(950) and await groups.claim_posting(950, me) is not None
     me.stopped()
+
+
+async def test_a_stale_claim_of_this_process_is_taken_again_only_when_the_caller_says_so(groups, jobs):
+    await admit(groups, 960, 2)
+    await finish_all(groups, jobs, 960)
+    me, other = ProcessIdentity(), ProcessIdentity()
+    me.started()
+    other.started()
+    await jobs.renew_lease(me, seconds=30)
+    assert await groups.claim_posting(960, me) is not None  # then the connection broke: nobody posts it
+    assert await groups.claim_posting(960, me) is None  # by default, taken for a post in progress
+    assert await groups.claim_posting(960, other, reclaim=True) is None  # not other's claim: me is alive
+    again = await groups.claim_posting(960, me, reclaim=True)
+    assert again is not None and again.poster == me.id
+    me.stopped()
+    other.stopped()
+
+
+async def test_a_group_whose_post_was_refused_is_not_claimed_again_before_its_retry_is_due(groups, jobs, clock):
+    """Found by the soak: every member's drive and every heartbeat posted again at once, whatever the back-off."""
+    from datetime import timedelta
+
+    await admit(groups, 970, 2)
+    await finish_all(groups, jobs, 970)
+    me = ProcessIdentity()
+    me.started()
+    await jobs.renew_lease(me, seconds=300)
+    claimed = await groups.claim_posting(970, me)
+    await groups.retry_posting(claimed, me, retry_at=clock() + timedelta(seconds=5), attempts=1)
+    assert await groups.claim_posting(970, me, reclaim=True) is None  # not due yet
+    clock.advance(seconds=5)
+    assert await groups.claim_posting(970, me, reclaim=True) is not None
+    me.stopped()

@@ -15,8 +15,9 @@ import aiohttp
 import pytest
 
 from bot.engine.outcomes import EXPIRED_TEXT, NOT_ACKNOWLEDGED_TEXT
+from bot.engine.progress import Undeliverable
 from bot.engine.states import Event, JobStatus
-from tests.bot.engine.conftest import FAST_ENGINE, RecordingPresenter, build_engine, make_settings, request, who
+from tests.bot.engine.conftest import ALICE, FAST_ENGINE, RecordingPresenter, build_engine, make_settings, request, who
 from tests.bot.engine.test_crash import billed_micros
 from tests.conftest import ManualClock
 from tests.fakes.fake_bfl import Behaviour
@@ -209,3 +210,83 @@ async def test_a_stalled_holders_marked_submit_waits_for_its_window_before_it_is
 
 def test_fast_engine_defaults_are_only_timings():
     assert set(FAST_ENGINE) <= {"progress_interval", "retry_backoff_seconds", "delivery_backoff_seconds"}
+
+
+async def test_a_group_claim_that_committed_but_raised_is_posted_by_the_same_process(make_engine, monkeypatch):
+    """The claim's write committed and then the connection broke: the claim is this process's, and it posts.
+
+    Found by the soak on PostgreSQL: the group kept `poster` = this process, which took that for a post in
+    progress (its own) and never posted it; the other processes saw a live poster: held forever.
+    """
+    h = await make_engine()
+    real_claim = h.engine.groups.claim_posting
+    broken = []
+
+    async def claim_then_break(group_id, me, **kwargs):
+        claimed = await real_claim(group_id, me, **kwargs)
+        if claimed is not None and not broken:
+            broken.append(group_id)
+            raise ConnectionResetError("connection was closed after the commit")
+        return claimed
+
+    monkeypatch.setattr(h.engine.groups, "claim_posting", claim_then_break)
+    await h.engine.admit_group([request(seed=1), request(seed=2)], who(77))
+    await h.engine.acknowledged_group(77)
+    await h.presenter.wait_for(lambda: 77 in h.presenter.groups)
+    assert broken == [77] and len(h.presenter.groups[77]) == 1
+    members = await h.engine.groups.members(77)
+    await h.presenter.wait_for(lambda: True)
+    for job in members:
+        await h.engine.wait_job(job.id)
+    assert [job.status for job in await h.engine.groups.members(77)] == [JobStatus.DELIVERED] * 2
+    assert await h.ledger.open_job_ids() == []
+
+
+async def test_the_record_that_the_member_was_told_survives_a_database_error(make_engine, monkeypatch):
+    """The Cancel click was answered, then recording it failed: the reconciler must not say it again.
+
+    Found by the soak: the member got the answer and, later, the same text again in the channel.
+    """
+    h = await make_engine()
+    await h.engine.admit(request(), who(1), acked=False)  # not claimed until acknowledged: still queued
+    assert (await h.engine.cancel(1, actor_id=ALICE, is_moderator=False)).cancelled
+    real = h.store.mark_told
+    failures = []
+
+    async def flaky_mark_told(job_id):
+        if not failures:
+            failures.append(job_id)
+            raise sqlite3.OperationalError("database is locked")
+        return await real(job_id)
+
+    monkeypatch.setattr(h.store, "mark_told", flaky_mark_told)
+    await h.engine.told(1)  # the cog's call: never raises for a record it can retry
+    await h.engine.wait_idle()
+    assert failures == [1]
+    assert await h.store.untold(created_after=0) == []
+
+
+async def test_a_group_that_cannot_be_shown_anywhere_is_refunded_at_once(make_engine, fake_bfl):
+    """A private gallery whose token died and whose member's DMs are closed, as a single result is.
+
+    Found by the soak: the group was retried for an hour with its images' money held.
+    """
+    presenter = RecordingPresenter()
+
+    async def nowhere(result):
+        presenter.refused += 1
+        await presenter._notify_all()
+        raise Undeliverable("the private result's interaction expired and the member's DMs are closed")
+
+    presenter.deliver_group = nowhere
+    h = await make_engine(presenter)
+    await h.engine.admit_group([request(seed=1), request(seed=2)], who(88))
+    await h.engine.acknowledged_group(88)
+
+    await h.presenter.wait_for(lambda: presenter.refused)
+    await h.engine.wait_idle()  # the drive that tried the post gives the group up
+    assert presenter.refused == 1  # not tried again: nothing can show it
+    assert [job.status for job in await h.engine.groups.members(88)] == [JobStatus.FAILED] * 2
+    assert await h.ledger.open_job_ids() == []
+    for job in await h.engine.groups.members(88):
+        assert await h.ledger.member_charged(job.id) is False  # refunded: the member never saw them
