@@ -26,6 +26,8 @@ T = TypeVar("T")
 
 UNREACHABLE = (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError)
 """Discord did not take the answer: logged and abandoned quietly (nobody can be told: Discord is the way)."""
+DROPPED = (aiohttp.ClientError, OSError, TimeoutError)
+"""No answer from Discord at all: the request may have taken effect before the connection broke."""
 
 
 class NotStarted(FluxcordError):
@@ -78,9 +80,9 @@ async def admit_and_acknowledge(
     try:
         await acknowledge(admitted)
     except BaseException as exc:
-        answered = interaction.response.is_done()
+        answered = interaction.response.is_done() or isinstance(exc, MaybeShown)
         await _abandon(abandon, admitted, what, answered)
-        if isinstance(exc, UNREACHABLE):
+        if isinstance(exc, (*UNREACHABLE, MaybeShown)):
             log.warning("%s: could not acknowledge (%s); abandoned", what, _describe(exc))
             return None
         if isinstance(exc, Exception):  # a bug, or the database: the member is told it was released
@@ -125,3 +127,35 @@ async def acknowledge_click(interaction: discord.Interaction) -> None:
         await interaction.response.defer()
     except UNREACHABLE as exc:
         log.warning("Could not acknowledge a click (%s)", exc)
+
+
+class MaybeShown(Exception):
+    """The answer's connection dropped and reading it back failed too: the member may be looking at it."""
+
+
+READ_BACK_WAITS = (0.5, 1.0, 2.0)  # seconds between tries to read an answer back (a 429, a dropped connection)
+
+
+async def check_answer_landed(interaction: discord.Interaction, text: str, dropped: BaseException) -> None:
+    """After a dropped connection: return if the answer ``text`` reached Discord all the same, else raise.
+
+    The connection can break after Discord took the answer: the member then sees it (a queue place,
+    a Cancel button), and abandoning the job would leave them looking at a request that was released.
+    So the answer is read back (``GET @original``): there word for word, it landed (return); not there,
+    ``dropped`` is raised (abandoned quietly: Discord shows the failure); unreadable after a few tries,
+    :class:`MaybeShown` (abandoned, and what the member may see is replaced with what happened).
+    """
+    for wait in (*READ_BACK_WAITS, None):
+        try:
+            message = await interaction.original_response()
+        except discord.NotFound:
+            raise dropped from None
+        except (*UNREACHABLE, discord.ClientException) as exc:
+            log.info("Could not read the answer back (%s)", _describe(exc))
+            if wait is None:
+                raise MaybeShown from dropped
+            await asyncio.sleep(wait)  # a back-off before asking again, not a synchronisation
+            continue
+        if message.content == text:
+            return
+        raise dropped from None

@@ -70,18 +70,21 @@ class GroupDelivery:
         """
         if self._effects.parts.presenter is None:
             return  # no Discord here: the members wait in `delivering` for a process that has it
-        async with self._turn(group_id):  # one at a time per group in this process, so a claim of
-            # this process's found on the row is a stale one (its write committed, then the connection
-            # broke): taken again, not waited for
+        async with self._turn(group_id):  # one claim at a time per group in this process; none while it
+            # posts it: so a claim of this process's found on the row is a stale one (its write
+            # committed, then the connection broke), taken again instead of waited for
+            if group_id in self._posting:
+                return  # this process is posting it (and marks its members once posted)
             group = await self._groups.claim_posting(group_id, self._identity, reclaim=True)
-            if group is None:
-                await self.mark_delivered(group_id)  # posted already (maybe before a restart)
-                return
-            self._posting.add(group_id)
-            try:
-                await self._post_claimed(group, silent=silent)
-            finally:
-                self._posting.discard(group_id)
+            if group is not None:
+                self._posting.add(group_id)
+        if group is None:
+            await self.mark_delivered(group_id)  # posted already (maybe before a restart)
+            return
+        try:
+            await self._post_claimed(group, silent=silent)
+        finally:
+            self._posting.discard(group_id)
 
     @contextlib.asynccontextmanager
     async def _turn(self, group_id: int) -> AsyncIterator[None]:

@@ -154,3 +154,50 @@ async def test_a_fallback_click_whose_answer_never_reaches_discord_is_cancelled_
     click.allow_no_response = True
     await abandoned(harness, [click.id], submits_before=submits)
     assert await rows(harness, "SELECT model, user_id FROM jobs WHERE id = ?", (click.id,)) == [(KLEIN, uid(member))]
+
+
+async def test_an_answer_whose_connection_dropped_after_discord_took_it_lets_the_job_run(harness, people):
+    """The member sees the queue place, so the job runs (found by the soak: it was silently released).
+
+    The bot cannot tell from the dropped connection; it reads the message back and finds its answer.
+    """
+    from tests.e2e.fake_discord import Fault
+
+    member = people["member"]
+    harness.fake.faults.script("create_interaction_response", Fault.disconnect(after=True))
+    asked = await harness.fake.slash("imagine", {"prompt": "a fox"}, user=member)
+    await asked.wait_acked()
+    assert asked.original_message["content"].startswith("⏳")
+
+    async def delivered():
+        job = await harness.services.jobs.get(asked.id)
+        return job is not None and job.status is JobStatus.DELIVERED
+
+    await harness.wait_until(delivered, timeout=15)
+    assert len(harness.bfl.submits) == 1 and await harness.services.ledger.outcome(asked.id) == "settle"
+
+
+async def test_an_answer_that_never_reached_discord_is_still_released(harness, people):
+    """Dropped before it took effect: the read-back finds nothing, and the job is abandoned as before."""
+    from tests.e2e.fake_discord import Fault
+
+    member = people["member"]
+    harness.fake.faults.script("create_interaction_response", Fault.disconnect(after=False))
+    asked = await harness.fake.slash("imagine", {"prompt": "a fox"}, user=member)
+    asked.allow_no_response = True
+    await abandoned(harness, [asked.id])
+
+
+async def test_an_answer_that_cannot_be_read_back_is_replaced_with_what_happened(harness, people):
+    """Dropped after Discord took it, and Discord refuses to show it back: the member may see a queue
+    place, so the job is released and that answer says so (found by the soak: a 429 on the read-back)."""
+    from bot.engine.outcomes import NOT_STARTED_TEXT
+    from tests.e2e.fake_discord import Fault
+
+    member = people["member"]
+    fake = harness.fake
+    fake.faults.script("create_interaction_response", Fault.disconnect(after=True))
+    fake.faults.script("get_original_webhook_message", Fault.rate_limited(), times=4)
+    asked = await fake.slash("imagine", {"prompt": "a fox"}, user=member)
+    await abandoned(harness, [asked.id])
+    await fake.wait_for(lambda: asked.original_message["content"].startswith(NOT_STARTED_TEXT[:40]), timeout=10)

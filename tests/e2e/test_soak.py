@@ -10,9 +10,8 @@ the ledger, the ledger equal to what BFL billed, `unknown` only when the POST ma
 (a process that died between recording that its POST is leaving and sending it counts as that),
 nothing submitted twice, no posted image replaced, nothing claimed while its server is paused, clean
 stops. One invariant still breaks now and then under this many faults and is reported, not gated
-(``REPORTED``): "one final message per request" (a first answer whose connection dropped after
-Discord took it: the bot cannot tell it was shown, so it abandons the job silently and the member
-keeps seeing a queue place).
+(``REPORTED``): "one final message per request" (in about half the runs, one or two requests of 300:
+a failed job's last message missing, or said twice, once on its message and once in the channel).
 """
 
 from __future__ import annotations

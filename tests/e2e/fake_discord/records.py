@@ -247,6 +247,9 @@ class SentInteraction:
         self.autocomplete_choices: list[dict[str, Any]] | None = None
         #: An injected dead token (``Fault.dead_token``): the error code every webhook call now gets.
         self.dead_token: int | None = None
+        #: The bot sent an initial response whose connection dropped: it cannot know whether it landed,
+        #: so reading or editing ``@original`` next is a fair question (answered, never a violation).
+        self.answer_dropped = False
         #: The server the interaction came from (None in a DM).
         self.guild_id: int | None = int(payload["guild_id"]) if payload.get("guild_id") else None
 

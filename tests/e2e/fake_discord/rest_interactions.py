@@ -148,7 +148,8 @@ class InteractionRoutesMixin:
                 detail = "the interaction was never acknowledged in time, so its token was invalidated"
             else:
                 detail = "webhook used before the initial interaction response"
-            raise _HTTPError(404, 10015, "Unknown Webhook", detail=detail)
+            # After a dropped answer, the bot may fairly ask whether it landed: Discord's 404, no violation.
+            raise _HTTPError(404, 10015, "Unknown Webhook", detail=detail, record=not it.answer_dropped)
         return it
 
     def _webhook_message(self, request: web.Request, it: SentInteraction) -> dict[str, Any]:

@@ -142,6 +142,10 @@ class RoutingMixin:
             await asyncio.sleep(fault.seconds)  # simulated latency of Discord itself, not a sync
             return await handler(request, call)
         if fault.kind == "disconnect":
+            if call.operation == "create_interaction_response":
+                it = self._by_token.get(call.token or "")
+                if it is not None:
+                    it.answer_dropped = True
             response = await handler(request, call) if fault.after else web.Response()
             if request.transport is not None:
                 request.transport.close()
@@ -200,6 +204,8 @@ class RoutingMixin:
             if fault.matches(route, it.user_id):
                 fault.hits += 1
                 if fault.how == "drop":
+                    if route == "callback":
+                        it.answer_dropped = True
                     raise _Dropped
                 call.fault = f"status {fault.how}"
                 raise _HTTPError(int(fault.how), 0, f"{fault.how}: injected fault", record=False)
