@@ -197,7 +197,11 @@ def billing_invariants(facts: Facts, bfl: FakeBfl, deaths: Sequence[int] = ()) -
             if ledger_micros != billed[job_id]:
                 equal.notes[f"unknown: billed {billed[job_id]} µ$, charged the estimate {ledger_micros} µ$"] += 1
         elif statuses and all(status == 429 for status in statuses):  # a 429 creates nothing, and says so
-            _add(sent, f"job {job_id}: unknown and charged {ledger_micros} µ$, but BFL only answered 429 {statuses}")
+            if _died_while_sending(facts, job_id, deaths):  # before it could record the answer
+                sent.notes["unknown: BFL answered 429; its process died before recording it"] += 1
+            else:
+                only_429 = f"but BFL only answered 429 {statuses}"
+                _add(sent, f"job {job_id}: unknown and charged {ledger_micros} µ$, {only_429}")
         elif statuses:
             equal.notes[f"unknown: BFL answered {statuses} with no task; charged the estimate, billed 0"] += 1
         elif _died_while_sending(facts, job_id, deaths):

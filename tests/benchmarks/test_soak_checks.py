@@ -260,6 +260,9 @@ def test_an_unknown_job_whose_process_died_after_marking_its_post_is_explained()
     _, sent, _ = billing_invariants(state, bfl, deaths=[2_000, 9_000])
     assert sent.failures == []
     assert sent.notes["unknown: no POST reached BFL; its process died after marking it as leaving"] == 2
+    answered_429 = SimpleNamespace(submits=[submit(8, 429, None)], charges=[])
+    _, sent, _ = billing_invariants(state, answered_429, deaths=[2_000])
+    assert sent.failures == [] and sent.notes["unknown: BFL answered 429; its process died before recording it"] == 1
     _, sent, _ = billing_invariants(state, bfl, deaths=[500, 9_000])  # died before the claim, or long after
     assert sent.failures == [
         "job 4: unknown and charged 25000 µ$, but no POST ever reached BFL",

@@ -7,11 +7,13 @@ in the test's ``tmp_path``.
 
 The money and the jobs' lives are a gate: every job terminal, no reservation open, counters equal to
 the ledger, the ledger equal to what BFL billed, `unknown` only when the POST may have created a task
-(a process that died between recording that its POST is leaving and sending it counts as that),
+(a process that died between recording that its POST is leaving and recording BFL's answer counts
+as that),
 nothing submitted twice, no posted image replaced, nothing claimed while its server is paused, clean
 stops. One invariant still breaks now and then under this many faults and is reported, not gated
 (``REPORTED``): "one final message per request" (in about half the runs, one or two requests of 300:
-a failed job's last message missing, or said twice, once on its message and once in the channel).
+a private job whose token died early, a cancelled or failed job still showing its queue place, or a
+message said twice, on its message and in the channel once the token died).
 """
 
 from __future__ import annotations
