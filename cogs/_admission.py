@@ -129,6 +129,24 @@ async def acknowledge_click(interaction: discord.Interaction) -> None:
         log.warning("Could not acknowledge a click (%s)", exc)
 
 
+async def send_answer(
+    interaction: discord.Interaction, text: str, *, ephemeral: bool, view: discord.ui.View | None = None
+) -> None:
+    """Answer with ``text`` (editing a deferred answer); a dropped connection is checked, not trusted.
+
+    Raises unless the answer is shown (see :func:`check_answer_landed`).
+    """
+    extra = {"view": view} if view is not None else {}
+    try:
+        if interaction.response.is_done():
+            await interaction.edit_original_response(content=text, **extra)
+        else:
+            await interaction.response.send_message(text, ephemeral=ephemeral, **extra)
+    except DROPPED as exc:
+        await check_answer_landed(interaction, text, exc)  # raises unless the answer is there
+        log.info("Interaction %s: the answer's connection dropped after Discord took it", interaction.id)
+
+
 class MaybeShown(Exception):
     """The answer's connection dropped and reading it back failed too: the member may be looking at it."""
 

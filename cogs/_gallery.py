@@ -36,7 +36,7 @@ from bot.images.inputs import BadInputImage, prepare
 from bot.models import MAX_SEED, GenerationRequest, build_request, get_model
 from bot.safety.privacy import require_details
 from bot.text import strip_bidi
-from cogs._admission import DROPPED, UNREACHABLE, acknowledge_click, check_answer_landed
+from cogs._admission import UNREACHABLE, acknowledge_click, send_answer
 from cogs._context import is_moderator, requester, require_guild
 from cogs._fallback import refusal
 from cogs._presenter import ai_generated, model_label, progress_text, render_embed
@@ -283,15 +283,7 @@ class GalleryFlow:
         """Answer with the group's one progress line (and Cancel), then let its images run."""
         progress = await self.engine.initial_group_progress(members)
         text = progress_text(progress)
-        view = self._cancel_view(interaction.id)
-        try:
-            if interaction.response.is_done():
-                await interaction.edit_original_response(content=text, view=view)
-            else:
-                await interaction.response.send_message(text, ephemeral=private, view=view)
-        except DROPPED as exc:
-            await check_answer_landed(interaction, text, exc)  # raises unless the answer is there
-            log.info("Group %s: the answer's connection dropped after Discord took it; it runs", group_id)
+        await send_answer(interaction, text, ephemeral=private, view=self._cancel_view(interaction.id))
         if self.engine.painter is not None:
             self.engine.painter.shown(group_id, text)
         await self.engine.acknowledged_group(group_id)

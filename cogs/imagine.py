@@ -32,7 +32,7 @@ from bot.models import (
 )
 from bot.safety.privacy import require_details
 from bot.text import clean_prompt
-from cogs._admission import DROPPED, UNREACHABLE, acknowledge_click, admit_and_acknowledge, check_answer_landed
+from cogs._admission import UNREACHABLE, acknowledge_click, admit_and_acknowledge, send_answer
 from cogs._choices import aspect_ratio_choices, model_choices, resolution_choices
 from cogs._confirm import Confirmations, ConfirmButton, PriceCheck
 from cogs._context import is_moderator, requester, require_guild
@@ -250,15 +250,8 @@ class Imagine(commands.Cog):
         """Answer with the job's place in the queue (and Cancel), then let it run."""
         progress = await self.engine.initial_progress(job)
         text = progress_text(progress)
-        extra = {"view": cancel_buttons(job.id)} if progress.cancellable else {}
-        try:
-            if interaction.response.is_done():
-                await interaction.edit_original_response(content=text, **extra)
-            else:
-                await interaction.response.send_message(text, ephemeral=job.private, **extra)
-        except DROPPED as exc:
-            await check_answer_landed(interaction, text, exc)  # raises unless the answer is there
-            log.info("Job %s: the answer's connection dropped after Discord took it; the job runs", job.id)
+        view = cancel_buttons(job.id) if progress.cancellable else None
+        await send_answer(interaction, text, ephemeral=job.private, view=view)
         if self.engine.painter is not None:
             self.engine.painter.shown(job.id, text)
         await self.engine.acknowledged(job.id)

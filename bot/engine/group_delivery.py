@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import weakref
 from datetime import timedelta
 
 from bot.bfl.client import BflClient
@@ -57,7 +57,8 @@ class GroupDelivery:
         self._config = config
         self._effects = effects
         self._posting: set[int] = set()
-        self._turns: dict[int, tuple[asyncio.Lock, int]] = {}  # group → its lock, and how many use it
+        # group → the lock of its claims here; gone once nobody holds or awaits it (weak values)
+        self._turns: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
 
     def posting(self, group_id: int) -> bool:
         """Whether this process is posting ``group_id`` right now (its progress line must stay still)."""
@@ -70,9 +71,10 @@ class GroupDelivery:
         """
         if self._effects.parts.presenter is None:
             return  # no Discord here: the members wait in `delivering` for a process that has it
-        async with self._turn(group_id):  # one claim at a time per group in this process; none while it
-            # posts it: so a claim of this process's found on the row is a stale one (its write
-            # committed, then the connection broke), taken again instead of waited for
+        # One claim at a time per group in this process, none while it posts it: so a claim of this
+        # process's found on the row is a stale one (its write committed, then the connection broke),
+        # taken again instead of waited for.
+        async with self._turns.setdefault(group_id, asyncio.Lock()):
             if group_id in self._posting:
                 return  # this process is posting it (and marks its members once posted)
             group = await self._groups.claim_posting(group_id, self._identity, reclaim=True)
@@ -85,20 +87,6 @@ class GroupDelivery:
             await self._post_claimed(group, silent=silent)
         finally:
             self._posting.discard(group_id)
-
-    @contextlib.asynccontextmanager
-    async def _turn(self, group_id: int) -> AsyncIterator[None]:
-        lock, users = self._turns.get(group_id, (asyncio.Lock(), 0))
-        self._turns[group_id] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._turns[group_id]
-            if users == 1:
-                del self._turns[group_id]
-            else:
-                self._turns[group_id] = (lock, users - 1)
 
     async def _post_claimed(self, group: Group, *, silent: bool) -> None:
         group_id = group.id

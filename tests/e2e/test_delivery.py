@@ -62,6 +62,7 @@ async def test_a_private_result_past_its_token_is_sent_by_direct_message(harness
     channel = fake.channels[int(message["channel_id"])]
     assert channel["type"] == 1 and int(channel["recipients"][0]["id"]) == interaction.user_id  # a DM, not public
     assert await harness.services.ledger.member_charged(int(interaction.id)) is True
+    assert fake.take_violations(10008)  # the edit of the deleted message, answered as Discord does
     fake.take_violations(50027)
 
 
@@ -83,3 +84,20 @@ async def test_a_private_result_that_can_be_shown_nowhere_is_refunded(harness):
 async def _status(harness, interaction, status):
     job = await _job(harness, interaction)
     return job is not None and job.status is status
+
+
+async def test_a_result_whose_message_was_deleted_is_posted_in_the_channel(harness):
+    """A moderator deleted the queue message: Discord answers 10008; the image goes to the channel."""
+    fake = harness.fake
+    gate = asyncio.Event()
+    harness.bfl.script(Behaviour(release=gate))
+    interaction = await harness.imagine(wait=False)
+    await interaction.wait_acked()
+    mid = interaction.original_message_id
+    fake.deleted_messages[mid] = fake.messages.pop(mid)  # deleted in Discord while the image is made
+    gate.set()
+    await harness.wait_until(lambda: _status(harness, interaction, JobStatus.DELIVERED))
+    [posted] = _images(fake)
+    assert posted["content"].startswith(f"<@{interaction.user_id}>")
+    assert await harness.services.ledger.member_charged(int(interaction.id)) is True
+    assert fake.take_violations(10008)  # the edit of the deleted message, answered as Discord does
