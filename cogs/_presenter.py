@@ -14,6 +14,7 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import discord
 
 from bot.billing.money import format_usd
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 # (50027, 10015), or the message itself is gone (10008: deleted, or never shown): the channel instead.
 GONE_CODES = {50027, 10015, 10008}
 ORIGINAL = "@original"
+# No answer from Discord at all: the edit may have taken effect before the connection broke.
+UNANSWERED: tuple[type[BaseException], ...] = (aiohttp.ClientError, TimeoutError)
 
 ViewFactory = Callable[[int], discord.ui.View]
 GalleryFactory = Callable[..., discord.ui.LayoutView]  # (GroupResult, file names, mention=) → the gallery
@@ -203,6 +206,7 @@ class DiscordPresenter:
         post: Callable[[], dict[str, Any]],
         what: str,
         nonce: str | None = None,
+        shows: Callable[[discord.Message], bool] | None = None,
     ) -> tuple[int, int] | None:
         """Edit the interaction's original message; once it or its token is gone, post in the channel instead.
 
@@ -211,6 +215,8 @@ class DiscordPresenter:
         message instead of a second one. A private answer is never posted in the channel: with a
         ``nonce`` (a result) it goes to the member by DM, else None. ``edit`` and ``post`` build their
         arguments per attempt (a ``File`` is used up by one send); (channel id, message id) shown.
+        An edit left unanswered (a dropped connection, a 5xx) may have landed: the message is read back,
+        and if it ``shows`` what was sent it is done (not posted again once the token dies).
         """
         if webhook is not None:
             try:
@@ -218,7 +224,13 @@ class DiscordPresenter:
                 return message.channel.id, message.id
             except discord.HTTPException as exc:
                 if exc.code not in GONE_CODES:
+                    if isinstance(exc, discord.DiscordServerError) and (seen := await _landed(webhook, shows)):
+                        return seen
                     raise
+            except UNANSWERED as exc:
+                if seen := await _landed(webhook, shows):
+                    return seen
+                raise exc
         if private:
             return None if nonce is None else await self._direct_message(user_id, post, what, nonce)
         log.info("%s: the interaction is gone; posting in the channel", what)
@@ -289,6 +301,7 @@ class DiscordPresenter:
             },
             what=f"Job {job.id}",
             nonce=f"fx{job.id}",  # ≤ 25 characters: a snowflake is ≤ 20 digits
+            shows=_has_files([encoded.filename]),
         )
         assert where is not None  # a private result went by DM or raised
         return Posted(*where, reencoded=reencoded_because(result.data, encoded, job.upload_limit))
@@ -303,9 +316,19 @@ class DiscordPresenter:
             edit=lambda: _text_only(text),
             post=lambda: {"content": f"<@{job.user_id}> {text}\n-# Job {job.id}"},  # which request it answers
             what=f"Job {job.id}",
+            shows=_says(text),
         )
-        if where is None:
-            log.info("Job %s: private, and its interaction expired; the member can't be told", job.id)
+        if where is None:  # private, and its interaction is gone: by DM (nonce: a retry sends it once)
+            await self._tell_privately(
+                job.user_id, f"{text}\n-# Job {job.id}", what=f"Job {job.id}", nonce=f"fxn{job.id}"
+            )
+
+    async def _tell_privately(self, user_id: int, text: str, *, what: str, nonce: str) -> None:
+        """A private text whose interaction is gone: by DM; if the member's DMs are closed, nobody can be told."""
+        try:
+            await self._direct_message(user_id, lambda: {"content": text}, what, nonce)
+        except Undeliverable:
+            log.info("%s: private, its interaction expired and the member's DMs are closed; not told", what)
 
     async def deliver_group(self, result: GroupResult) -> GroupPosted:
         """Post a finished group as ONE Components V2 message (a media gallery), or say that none made it.
@@ -350,6 +373,7 @@ class DiscordPresenter:
             },
             what=f"Group {group.id}",
             nonce=f"fxg{group.id}",
+            shows=_has_files(names),
         )
         assert where is not None  # a private group went by DM or raised
         reencoded = {
@@ -372,6 +396,7 @@ class DiscordPresenter:
             post=lambda: {"content": f"<@{group.user_id}> {text}\n-# Job {group.id}"},
             what=f"Group {group.id}",
             nonce=f"fxg{group.id}",
+            shows=_says(text),
         )
         assert where is not None
         return Posted(*where)
@@ -387,6 +412,28 @@ class DiscordPresenter:
             return member.display_name
         user = self._client.get_user(job.user_id)
         return user.display_name if user else f"member {job.user_id}"
+
+
+async def _landed(webhook: discord.Webhook, shows: Callable[[discord.Message], bool] | None) -> tuple[int, int] | None:
+    """After an edit left unanswered: the original message's (channel id, id) if it shows the edit, else None."""
+    if shows is None:
+        return None
+    try:
+        message = await webhook.fetch_message(ORIGINAL)  # type: ignore[arg-type]
+    except (discord.HTTPException, *UNANSWERED) as exc:
+        log.info("Could not read the message back after an unanswered edit (%s)", type(exc).__name__)
+        return None
+    return (message.channel.id, message.id) if shows(message) else None
+
+
+def _has_files(names: list[str]) -> Callable[[discord.Message], bool]:
+    """The message carries these attachments (a result's edit landed)."""
+    return lambda message: set(names) <= {a.filename for a in message.attachments}
+
+
+def _says(text: str) -> Callable[[discord.Message], bool]:
+    """The message reads ``text`` (a notice's edit landed)."""
+    return lambda message: message.content == text
 
 
 def _text_only(text: str) -> dict[str, Any]:

@@ -239,6 +239,8 @@ class Effects:
             return
         self._telling.add(job.id)
         try:
+            if self.parts.quiet_progress is not None:  # e.g. a retell: no progress edit may land after it
+                await self.parts.quiet_progress(job.id)
             for wait in (*TELL_BACKOFF_SECONDS, None):
                 try:
                     await presenter.notify(job, text)

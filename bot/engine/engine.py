@@ -35,6 +35,7 @@ from bot.engine.config import EngineConfig
 from bot.engine.jobs import Job
 from bot.engine.progress import Presenter, Progress, ProgressPainter
 from bot.engine.states import Event, JobStatus
+from bot.errors import FluxcordError
 from bot.images.cache import ImageCache
 from bot.models import GenerationRequest
 
@@ -137,8 +138,15 @@ class JobEngine:
         """Reserve and queue ``request`` (or take it from the cache), or raise a member-facing refusal.
 
         Nothing is written on a refusal. With ``acked=False`` the job waits for :meth:`acknowledged`.
+        Any other failure (the database, midway or after its commit) releases whatever was written.
         """
-        job = await self.admission.admit(request, who, acked=acked)
+        try:
+            job = await self.admission.admit(request, who, acked=acked)
+        except FluxcordError:
+            raise
+        except Exception:
+            await self._release_failed_admission(who.job_id, group=False)
+            raise
         if acked:
             self._after_ack(job)
         return job
@@ -153,9 +161,30 @@ class JobEngine:
         final_options: dict[str, Any] | None = None,
     ) -> list[Job]:
         """Reserve and queue N images of one prompt all-or-nothing; they wait for :meth:`acknowledged_group`."""
-        return await self.admission.admit_group(
-            requests, who, draft=draft, final_model=final_model, final_options=final_options
-        )
+        try:
+            return await self.admission.admit_group(
+                requests, who, draft=draft, final_model=final_model, final_options=final_options
+            )
+        except FluxcordError:
+            raise
+        except Exception:
+            await self._release_failed_admission(who.job_id, group=True)
+            raise
+
+    async def _release_failed_admission(self, job_id: int, *, group: bool) -> None:
+        """An admission failed with an error of ours, maybe after its write committed: release it now, told.
+
+        The cog tells the member it failed; marking the job told here means no other process later
+        tells a second story ("the bot restarted…") if this one dies before its reconciler would release
+        it. If the database is still out of reach, the reconciler does it (silently, in this process).
+        """
+        try:
+            if group:
+                await self.abandon_group(job_id, answered=False)
+            else:
+                await self.abandon(job_id, answered=False)
+        except Exception as exc:
+            log.warning("Job %s: could not release a failed admission yet (the reconciler will): %s", job_id, exc)
 
     async def acknowledged(self, job_id: int) -> Job | None:
         """The member saw the acknowledgement: the job may run now. None if it no longer waited for it."""

@@ -21,6 +21,7 @@ from bot.engine.fairness import positions
 from bot.engine.fairness import queued_progress as place_progress
 from bot.engine.groups import GroupStore, counts
 from bot.engine.jobs import Job
+from bot.engine.paint_fence import PaintFence
 from bot.engine.progress import Presenter, Progress, ProgressPainter
 from bot.engine.states import JobStatus
 from bot.engine.store import JobStore
@@ -43,6 +44,7 @@ class Painting:
         holder: str,
     ) -> None:
         self._store = store
+        self._fence = PaintFence(store.db, store.now_ms)
         self._holder = holder  # queued jobs admitted here are painted here (another process paints its own)
         self._groups = groups
         self._config = config
@@ -56,7 +58,9 @@ class Painting:
 
     def start(self, presenter: Presenter) -> list[asyncio.Task[None]]:
         """Start painting through ``presenter``; the background tasks (the engine cancels them at stop)."""
-        self.painter = ProgressPainter(presenter, min_interval=self._config.progress_interval, clock=self._clock)
+        self.painter = ProgressPainter(
+            presenter, min_interval=self._config.progress_interval, clock=self._clock, fence=self._fence
+        )
         return [
             asyncio.create_task(self.painter.run(), name="fluxcord-painter"),
             asyncio.create_task(self._watch_queue(), name="fluxcord-queue"),
@@ -82,10 +86,15 @@ class Painting:
             self.painter.set(job, progress)
 
     async def quiet(self, job_id: int) -> None:
-        """No more progress for this job, and no edit of it still in flight (its result is posted next)."""
+        """No more progress for this job (or group), and no edit of it still in flight, from any process.
+
+        Called once its progress is over in the database (terminal, being delivered, its group's post
+        claimed): its last message is posted next.
+        """
         self._group_seen.pop(job_id, None)
         if self.painter is not None:
             await self.painter.quiet(job_id)
+        await self._fence.wait(job_id)  # nor one sent by another process
 
     def queue_changed(self) -> None:
         """The queue moved: recompute the places shown (throttled)."""

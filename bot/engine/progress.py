@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from bot.clock import Clock, utc_now
+from bot.engine.paint_fence import EDIT_TIMEOUT_SECONDS, PaintFence
 from bot.engine.states import JobStatus
 from bot.engine.store import Job
 
@@ -156,8 +157,10 @@ class ProgressPainter:
         min_interval: float = 3.0,
         clock: Clock = utc_now,
         monotonic: Callable[[], float] | None = None,
+        fence: PaintFence | None = None,
     ) -> None:
         self._presenter = presenter
+        self._fence = fence  # between processes: no edit lands after the job's last message (paint_fence)
         self._min_interval = min_interval
         self._clock = clock
         self._monotonic = monotonic
@@ -243,12 +246,29 @@ class ProgressPainter:
         return next_due
 
     async def _edit(self, job: Job, progress: Progress, text: str) -> None:
+        stamp = None
         try:
-            await self._presenter.show_progress(job, progress, text)
+            if self._fence is not None:
+                stamp = await self._fence.enter(job)
+                if stamp is None:  # its last message is being posted (maybe by another process)
+                    self.drop(job.id)
+                    return
+            async with asyncio.timeout(EDIT_TIMEOUT_SECONDS):  # within the stamp's life
+                await self._presenter.show_progress(job, progress, text)
             self.edits += 1
         except Exception as exc:
             # A failed edit (rate limit, deleted message) never affects the job itself.
             log.debug("Progress edit for job %s failed: %s", job.id, exc)
         finally:
+            if stamp is not None and self._fence is not None:
+                await _leave(self._fence, job, stamp)
             self._in_flight.pop(job.id, None)
             self._wake.set()  # a newer text may be waiting for this edit to finish
+
+
+async def _leave(fence: PaintFence, job: Job, stamp: int) -> None:
+    """Clear a progress edit's paint stamp (best effort: it lapses by itself)."""
+    try:
+        await fence.leave(job, stamp)
+    except Exception as exc:
+        log.debug("Job %s: could not clear its paint stamp: %s", job.id, exc)

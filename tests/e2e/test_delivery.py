@@ -100,3 +100,48 @@ async def test_a_result_whose_message_was_deleted_is_posted_in_the_channel(harne
     assert posted["content"].startswith(f"<@{interaction.user_id}>")
     assert await harness.services.ledger.member_charged(int(interaction.id)) is True
     assert fake.take_violations(10008)  # the edit of the deleted message, answered as Discord does
+
+
+async def test_a_private_job_that_fails_past_its_token_is_told_by_direct_message(harness):
+    """A private request that ends without an image after its token died: the member is told by DM."""
+    fake = harness.fake
+    gate = asyncio.Event()
+    harness.bfl.script(Behaviour(release=gate, final_status="Error"))
+    interaction = await harness.imagine(wait=False, private=True)
+    await interaction.wait_acked()
+    harness.fake.clock.advance(901)
+    gate.set()
+    await harness.wait_until(lambda: _status(harness, interaction, JobStatus.FAILED))
+    await fake.wait_for(lambda: _dms_to(fake, interaction.user_id))
+    [message] = _dms_to(fake, interaction.user_id)
+    assert f"Job {interaction.id}" in message["content"] and "charged" in message["content"]
+    assert not message.get("attachments")
+    fake.take_violations(50027)
+
+
+def _dms_to(fake, user_id):
+    return [
+        m
+        for m in fake.messages.values()
+        if fake.channels.get(int(m["channel_id"]), {}).get("type") == 1
+        and int(fake.channels[int(m["channel_id"])]["recipients"][0]["id"]) == user_id
+    ]
+
+
+async def test_a_result_whose_edit_landed_unanswered_is_not_posted_again_once_the_token_dies(harness):
+    """The image's edit reached Discord, its answer was lost, then the token died: it is shown once.
+
+    Without reading the message back, the retry finds the token dead and posts the image again in the
+    channel: the member sees it twice.
+    """
+    fake = harness.fake
+
+    def with_the_image(call):
+        return bool(call.files)
+
+    fake.faults.script("update_original_webhook_message", Fault.disconnect(after=True), match=with_the_image)
+    fake.faults.script("update_original_webhook_message", Fault.dead_token(), times=5, match=with_the_image)
+    interaction = await harness.imagine(wait=False)
+    await harness.wait_until(lambda: _status(harness, interaction, JobStatus.DELIVERED))
+    assert interaction.original_message["attachments"]
+    assert _images(fake, exclude={interaction.original_message_id}) == []  # not posted a second time

@@ -290,3 +290,22 @@ async def test_a_group_that_cannot_be_shown_anywhere_is_refunded_at_once(make_en
     assert await h.ledger.open_job_ids() == []
     for job in await h.engine.groups.members(88):
         assert await h.ledger.member_charged(job.id) is False  # refunded: the member never saw them
+
+
+async def test_an_admission_that_fails_after_its_write_is_released_and_marked_told_at_once(make_engine):
+    """The database failed after the admission committed (the member is told "something went wrong").
+
+    The job is released and marked told at once, so no other process later tells the member a second,
+    different story ("the bot restarted…") if this one dies before its reconciler would have.
+    """
+
+    def fail_after_the_write(name, job_id):
+        if name == "after_reserve":
+            raise ConnectionError("the database answered the commit, then the connection broke")
+
+    h = await make_engine(engine_options={"checkpoint": fail_after_the_write})
+    with pytest.raises(ConnectionError):
+        await h.engine.admit(request(seed=3), who(77), acked=False)
+    job = await h.store.get(77)
+    assert job.status is JobStatus.CANCELLED and job.told
+    assert await h.ledger_kinds(77) == ["reserve", "release"]
