@@ -141,9 +141,16 @@ async def read_postgres(db: Any) -> Schema:
         schema.tables[table].primary_key = tuple(key)
     for table, index, unique, partial, columns in [tuple(r) for r in await db.fetch_all(_PG_INDEXES)]:
         if table in schema.tables:
-            cols = tuple(c if c.isidentifier() else "<expression>" for c in columns)
+            cols = tuple(_pg_column(c) for c in columns)
             schema.indexes[index] = Index(table, cols, bool(unique), bool(partial))
     return schema
+
+
+def _pg_column(definition: str) -> str:
+    """A key column as SQLite names it: the column's name (unquoted), or ``<expression>``."""
+    if len(definition) > 1 and definition[0] == definition[-1] == '"':
+        return definition[1:-1].replace('""', '"')
+    return definition if definition.isidentifier() else "<expression>"
 
 
 # -- the diff --------------------------------------------------------------------------------------

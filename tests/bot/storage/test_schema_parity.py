@@ -26,16 +26,23 @@ INTENDED = {
 }
 
 
-async def test_both_backends_have_the_same_schema_after_all_migrations(tmp_path, postgres_server):
+async def _read_both(tmp_path, postgres_server, *, sqlite_only_sql: str = "") -> tuple[Schema, Schema]:
+    """Both backends migrated (a SQLite file, a throwaway PostgreSQL database), read; ``sqlite_only_sql`` first."""
     from bot.storage.database import Database
 
     lite = await Database.open(tmp_path / "fluxcord.sqlite3")
     pg = await Database.connect(await postgres_server.new_database(), pool_size=1)
     try:
-        sqlite_schema, postgres_schema = await read_sqlite(lite), await read_postgres(pg)
+        if sqlite_only_sql:
+            await lite.execute(sqlite_only_sql)
+        return await read_sqlite(lite), await read_postgres(pg)
     finally:
         await lite.close()
         await pg.close()
+
+
+async def test_both_backends_have_the_same_schema_after_all_migrations(tmp_path, postgres_server):
+    sqlite_schema, postgres_schema = await _read_both(tmp_path, postgres_server)
     assert "jobs" in sqlite_schema.tables and "jobs" in postgres_schema.tables  # both were read
     assert sqlite_schema.indexes and postgres_schema.indexes
     found = diff(sqlite_schema, postgres_schema)
@@ -43,6 +50,13 @@ async def test_both_backends_have_the_same_schema_after_all_migrations(tmp_path,
     assert unexpected == {}, "\n".join(f"{key}: {what}" for key, what in unexpected.items())
     stale = sorted(INTENDED.keys() - found.keys())
     assert stale == [], f"allowed differences that are gone (remove them from INTENDED): {stale}"
+
+
+async def test_a_column_a_migration_adds_to_one_backend_only_is_found(tmp_path, postgres_server):
+    sqlite_schema, postgres_schema = await _read_both(
+        tmp_path, postgres_server, sqlite_only_sql="ALTER TABLE jobs ADD COLUMN forgotten TEXT"
+    )
+    assert diff(sqlite_schema, postgres_schema)["column:jobs.forgotten"] == "only in sqlite"
 
 
 def _schema(**extra_jobs_columns: Column) -> Schema:
