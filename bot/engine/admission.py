@@ -245,6 +245,7 @@ class Admission:
                 )
                 continue
             p.checkpoint("after_reserve", who.job_id)
+            p.observer.job_changed(who.job_id, "admitted")
             if p.on_admitted is not None:
                 p.spawn(p.on_admitted(who.guild_id))  # spend alerts: never on the request's path
             return admitted

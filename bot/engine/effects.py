@@ -148,6 +148,11 @@ class Effects:
             return None
         return current if current.status is not job.status else None
 
+    async def mark_told(self, job_id: int) -> None:
+        """Record that the member saw how the job ended (and report it)."""
+        await self.parts.store.mark_told(job_id)
+        self.parts.observer.job_changed(job_id, "told")
+
     async def durably(self, write: Callable[[], Awaitable[Any]], what: str) -> Any:
         """Run a database write that records a side effect already done, retrying while the database is away.
 
@@ -209,6 +214,7 @@ class Effects:
         """Tell the observer what an applied event settled and whether it ended the job."""
         if applied is None:
             return
+        self.parts.observer.job_changed(applied.job.id, applied.job.status.value)
         if applied.settled_micros:
             self.parts.observer.spent(applied.job.model, applied.settled_micros)
         if not applied.job.status.is_open:
@@ -247,7 +253,7 @@ class Effects:
                 except Exception as exc:
                     log.warning("Job %s: could not tell the member how it ended (%s)", job.id, exc)
                 else:
-                    await self.durably(lambda: self.parts.store.mark_told(job.id), f"Job {job.id}'s last message")
+                    await self.durably(lambda: self.mark_told(job.id), f"Job {job.id}'s last message")
                     return
                 if wait is None:
                     return

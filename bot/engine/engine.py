@@ -190,6 +190,7 @@ class JobEngine:
         """The member saw the acknowledgement: the job may run now. None if it no longer waited for it."""
         job = await self.store.acknowledge(job_id)
         if job is not None:
+            self.effects.parts.observer.job_changed(job_id, "acknowledged")
             self._after_ack(job)
         return job
 
@@ -203,6 +204,7 @@ class JobEngine:
     async def acknowledged_group(self, group_id: int) -> bool:
         """The member saw the group's acknowledgement: its images may run now."""
         if await self.groups.acknowledge(group_id):
+            self.effects.parts.observer.job_changed(group_id, "acknowledged")
             self.point("after_ack", group_id)
             self.painting.queue_changed()
             self.wake()
@@ -221,7 +223,7 @@ class JobEngine:
             if answered:
                 self.tell(applied.reachable_job, outcomes.NOT_STARTED_TEXT)
             else:
-                await self.store.mark_told(job_id)
+                await self.effects.mark_told(job_id)
             self.breakers.released(applied.job.model)  # if it was the half-open trial, free it
             log.warning("Job %s: acknowledgement failed; cancelled and released", job_id)
 
@@ -287,7 +289,7 @@ class JobEngine:
         Recorded in the background while the database is away: a record that failed would have the
         reconciler say the same thing again (in the channel, once the token is gone).
         """
-        self.effects.spawn(self.effects.durably(lambda: self.store.mark_told(job_id), f"Job {job_id}'s last message"))
+        self.effects.spawn(self.effects.durably(lambda: self.effects.mark_told(job_id), f"Job {job_id}'s last message"))
 
     def tell(self, job: Job, text: str) -> None:
         """Show ``text`` as the job's last message in the background, retried; the reconciler's if it fails."""
@@ -385,6 +387,7 @@ class JobEngine:
 
     def claimed(self, job: Job) -> None:
         """The dispatcher claimed ``job``: queue places move."""
+        self.effects.parts.observer.job_changed(job.id, job.status.value)
         self.painting.queue_changed()
         self.point("after_claim", job.id)
 

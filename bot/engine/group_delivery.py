@@ -140,6 +140,7 @@ class GroupDelivery:
             )
             if applied is not None:
                 await self._effects.after(applied)
+        self._effects.parts.observer.job_changed(group_id, "posted")
 
     async def _post(self, group: Group) -> None:
         outcome = await self._gather(group)

@@ -27,6 +27,14 @@ class JobObserver(Protocol):
     def breaker_refused(self, model: str) -> None:
         """``model``'s circuit breaker refused a request (also counted as a ``provider`` refusal)."""
 
+    def job_changed(self, job_id: int, change: str) -> None:
+        """A job's row changed: ``change`` is its new status, or ``admitted``, ``acknowledged``, ``told``.
+
+        For a group's admission, acknowledgement and post (``posted``), ``job_id`` is the group's id.
+        The test hook: the end-to-end harness waits on these instead of on what Discord shows; the
+        metrics ignore it.
+        """
+
 
 class NullObserver:
     """Observes nothing."""
@@ -44,4 +52,7 @@ class NullObserver:
         """Ignore."""
 
     def breaker_refused(self, model: str) -> None:
+        """Ignore."""
+
+    def job_changed(self, job_id: int, change: str) -> None:
         """Ignore."""

@@ -120,6 +120,9 @@ class Metrics:
         """Count a refusal by a model's circuit breaker."""
         self.breaker_refusals.labels(model=model).inc()
 
+    def job_changed(self, job_id: int, change: str) -> None:
+        """Not a metric: a job's row changed (for tests waiting on the engine)."""
+
     def discord_error(self, status: int) -> None:
         """Count a failed Discord REST call."""
         self.discord_errors.labels(status=str(status)).inc()

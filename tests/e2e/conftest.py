@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import discord
@@ -42,33 +43,87 @@ def discord_endpoints(monkeypatch: pytest.MonkeyPatch, fake_discord: FakeDiscord
 
 
 # --- the real bot, built by the same factory as `python -m bot`, against both fakes ---------------
-class BotHarness:
-    """A running Fluxcord bot wired to a fake Discord and a fake BFL, plus helpers for tests."""
+class EngineEvents:
+    """The harness's :class:`~bot.engine.observer.JobObserver`: what the engine reports, as events to wait on.
 
-    def __init__(self, bot, fake, bfl, settings):
+    The bot is built with this observer (``engine_options``, as any observer is wired); each report
+    is passed on to the bot's own metrics and wakes every test waiting on the bot's state. Nothing of
+    the bot is patched: a test waits on what the engine says happened, never on what Discord shows.
+    """
+
+    def __init__(self) -> None:
+        self.changes: list[tuple[int, str]] = []  # (job or group id, new status / admitted / acknowledged / ...)
+        self.metrics: Any = None  # the bot's own observer, once the bot is built
+        self._tick = asyncio.Event()
+
+    def tick(self) -> asyncio.Event:
+        """The event set by the next report (take it before reading the state it may change)."""
+        return self._tick
+
+    def poke(self) -> None:
+        """Wake every waiter (a report, or a test's own instrumentation)."""
+        self._tick.set()
+        self._tick = asyncio.Event()
+
+    def seen(self, job_id: int, change: str | None = None) -> bool:
+        """Whether the engine reported a change of ``job_id`` (that ``change``, if given)."""
+        return any(i == job_id and change in (None, what) for i, what in self.changes)
+
+    def _report(self, name: str, *args: Any) -> None:
+        if self.metrics is not None:
+            getattr(self.metrics, name)(*args)
+        self.poke()
+
+    def job_changed(self, job_id: int, change: str) -> None:
+        """A job's (or group's) row changed."""
+        self.changes.append((job_id, change))
+        self._report("job_changed", job_id, change)
+
+    def job_ended(self, model: str, outcome: str) -> None:
+        """A job ended."""
+        self._report("job_ended", model, outcome)
+
+    def bfl_latency(self, model: str, seconds: float) -> None:
+        """A BFL latency sample."""
+        self._report("bfl_latency", model, seconds)
+
+    def spent(self, model: str, micros: int) -> None:
+        """A settlement."""
+        self._report("spent", model, micros)
+
+    def refused(self, reason: str) -> None:
+        """An admission refused."""
+        self._report("refused", reason)
+
+    def breaker_refused(self, model: str) -> None:
+        """A circuit breaker refused."""
+        self._report("breaker_refused", model)
+
+
+def settled(job) -> bool:
+    """A job is settled when it ended and the member saw how: its image posted, or told, or no token left."""
+    from bot.engine.states import JobStatus
+
+    return not job.status.is_open and (job.status is JobStatus.DELIVERED or job.told or job.interaction_token is None)
+
+
+def _loading(message) -> bool:
+    return not message or bool(message.get("flags", 0) & 128)  # a deferral's "thinking…" (Discord's flag)
+
+
+class BotHarness:
+    """A running Fluxcord bot wired to a fake Discord and a fake BFL, plus helpers for tests.
+
+    Built by :func:`running_bot`, which gives the bot ``events`` as its engine observer.
+    """
+
+    def __init__(self, bot, fake, bfl, settings, events: EngineEvents):
         self.bot = bot
         self.fake = fake
         self.bfl = bfl
         self.settings = settings
         self.services = bot.services
-        # Instrumentation, not a mock: every real job state change also wakes tests waiting on it.
-        self.job_changed = asyncio.Condition()
-        store = self.services.jobs
-        for name in ("apply", "advance", "claim", "update", "admit"):
-            setattr(store, name, self._notifying(getattr(store, name)))
-        groups = self.services.engine.groups  # /imagine count and draft: a group posted is a change too
-        for name in ("admit", "acknowledge", "claim_posting", "mark_posted"):
-            setattr(groups, name, self._notifying(getattr(groups, name)))
-
-    def _notifying(self, method):
-        async def wrapper(*args, **kwargs):
-            try:
-                return await method(*args, **kwargs)
-            finally:
-                async with self.job_changed:
-                    self.job_changed.notify_all()
-
-        return wrapper
+        self.events = events
 
     async def imagine(self, *, user=None, wait=True, **options):
         """Dispatch `/imagine` and (by default) wait until the bot finished with it."""
@@ -79,26 +134,69 @@ class BotHarness:
         return interaction
 
     async def finished(self, interaction, timeout=15.0):
-        """Wait until the bot is done with this interaction: refused, failed, or delivered."""
-        await self.fake.wait_for(lambda: interaction.acked, timeout=timeout)
+        """Wait until the bot is done with this interaction: refused, or its job (or group) settled.
 
-        async def done():
-            if interaction.ephemeral or interaction.followups:
-                return True  # refused privately: no job was started
-            job = await self.services.jobs.get(int(interaction.id))
-            return job is not None and not job.status.is_open
+        Admission comes before the answer (or, past the acknowledgement budget, before the deferred
+        answer is edited), so once the interaction is answered the engine has reported its job, or
+        there is none (refused).
+        """
+        key = int(interaction.id)
 
-        await self.wait_until(done, timeout)
-        if not interaction.ephemeral:  # the final edit is recorded just before the job is marked done
-            await self.fake.wait_for(lambda: not _is_progress(interaction.original_message), timeout=timeout)
+        def answered():
+            return interaction.acked and (
+                self.events.seen(key, "admitted") or interaction.followups or not _loading(interaction.original_message)
+            )
+
+        await self.fake.wait_for(answered, timeout=timeout)
+        if self.events.seen(key, "admitted"):
+            if await self.services.engine.groups.get(key) is not None:
+                await self.group_settled(key, timeout)
+            else:
+                await self.job_settled(key, timeout)
         return interaction
 
+    async def job_settled(self, job, timeout=15.0):
+        """Wait until a job (an id, or an interaction whose id it is) is :func:`settled`; the job."""
+        job_id = int(getattr(job, "id", job))
+
+        async def done():
+            row = await self.services.jobs.get(job_id)
+            return row if row is not None and settled(row) else None
+
+        return await self.wait_until(done, timeout)
+
+    async def group_settled(self, group_id, timeout=20.0):
+        """Wait until a group is posted (or given up) and none of its images is open; its members."""
+        groups = self.services.engine.groups
+
+        async def done():
+            group = await groups.get(group_id)
+            members = await groups.members(group_id)
+            posted = group is not None and group.posted_at is not None
+            return members if posted and not any(m.status.is_open for m in members) else None
+
+        return await self.wait_until(done, timeout)
+
+    async def wait_state(self, job_id, *statuses, timeout=15.0):
+        """Wait until the job's row is in one of ``statuses``; the job."""
+
+        async def reached():
+            row = await self.services.jobs.get(int(job_id))
+            return row if row is not None and row.status in statuses else None
+
+        return await self.wait_until(reached, timeout)
+
     async def wait_until(self, predicate, timeout=15.0):
-        """Wait, without polling, until an async predicate over the bot's state holds."""
-        async with asyncio.timeout(timeout):
-            async with self.job_changed:
-                while not await predicate():
-                    await self.job_changed.wait()
+        """Wait until an async predicate over the bot's state holds (re-read after each engine report); its value."""
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    tick = self.events.tick()
+                    if value := await predicate():
+                        return value
+                    await tick.wait()
+        except TimeoutError:
+            raise TimeoutError(f"not reached in {timeout}s; last engine reports: {self.events.changes[-10:]}") from None
 
     def reply_text(self, interaction):
         """What the member finally sees: the ephemeral reply or the @original content/embed."""
@@ -114,11 +212,26 @@ class BotHarness:
         return "\n".join(texts)
 
 
-def _is_progress(message):
-    content = (message or {}).get("content") or ""
-    return (
-        not message or bool(message.get("flags", 0) & 128) or content[:1] in {"⏳", "⏸", "📨", "🎨", "📥", "🧠", "📦"}
-    )
+FAST_POLLS = {"first_interval": 0.005, "quick_phase": 0.05, "factor": 1.5, "max_interval": 0.02, "jitter": 0.0}
+
+
+@asynccontextmanager
+async def running_bot(fake, bfl, settings, *, bfl_options=None) -> AsyncIterator[BotHarness]:
+    """The real bot (``assemble``, as `python -m bot` builds it), logged in to ``fake``.
+
+    ``bfl_options``: the BFL client's (default: fast polls and back-offs).
+    """
+    from bot.app import assemble
+    from bot.bfl.client import PollSchedule
+
+    events = EngineEvents()
+    fast = {"poll_schedule": PollSchedule(**FAST_POLLS), "backoff_base": 0.001, "backoff_cap": 0.01}
+    options = dict(fast if bfl_options is None else bfl_options)
+    options["engine_options"] = {"observer": events} | options.get("engine_options", {})
+    async with assemble(settings, bfl_options=options, guild_ready_timeout=0.05) as bot:
+        events.metrics = bot.services.metrics  # before the engine starts: the bot's metrics miss nothing
+        async with fake.run_bot(bot):
+            yield BotHarness(bot, fake, bfl, settings, events)
 
 
 @pytest.fixture
@@ -154,26 +267,13 @@ def backend(request) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def harness(
-    discord_endpoints, fake_bfl, tmp_path, backend, bot_settings_overrides, monkeypatch
-) -> AsyncIterator[BotHarness]:
+async def harness(discord_endpoints, fake_bfl, tmp_path, backend, bot_settings_overrides) -> AsyncIterator[BotHarness]:
     """The real bot, logged in to the fake Discord and using the fake BFL (on each database backend)."""
-    from bot.app import assemble
-    from bot.bfl.client import PollSchedule
     from tests.e2e.support import bot_settings
 
     fake = discord_endpoints
     settings = bot_settings(fake, fake_bfl, tmp_path, **(backend | bot_settings_overrides))
-    fast_polls = PollSchedule(first_interval=0.005, quick_phase=0.05, factor=1.5, max_interval=0.02, jitter=0.0)
-    async with (
-        assemble(
-            settings,
-            bfl_options={"poll_schedule": fast_polls, "backoff_base": 0.001, "backoff_cap": 0.01},
-            guild_ready_timeout=0.05,
-        ) as bot,
-        fake.run_bot(bot),
-    ):
-        harness = BotHarness(bot, fake, fake_bfl, settings)
+    async with running_bot(fake, fake_bfl, settings) as harness:
         yield harness
     assert fake_bfl.schema_errors == []
 

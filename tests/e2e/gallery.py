@@ -39,12 +39,4 @@ def gallery_posts(fake: Any, interaction: Any) -> list[Any]:
 
 async def posted(harness: Any, interaction: Any, timeout: float = 20.0) -> list[Any]:
     """Wait until the group of ``interaction`` is posted and none of its images is open; its members."""
-    groups = harness.services.engine.groups
-
-    async def done() -> bool:
-        group = await groups.get(int(interaction.id))
-        members = await groups.members(int(interaction.id))
-        return group is not None and group.posted_at is not None and not any(m.status.is_open for m in members)
-
-    await harness.wait_until(done, timeout)
-    return await groups.members(int(interaction.id))
+    return await harness.group_settled(int(interaction.id), timeout)

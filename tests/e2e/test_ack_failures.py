@@ -200,4 +200,5 @@ async def test_an_answer_that_cannot_be_read_back_is_replaced_with_what_happened
     fake.faults.script("get_original_webhook_message", Fault.rate_limited(), times=4)
     asked = await fake.slash("imagine", {"prompt": "a fox"}, user=member)
     await abandoned(harness, [asked.id])
-    await fake.wait_for(lambda: asked.original_message["content"].startswith(NOT_STARTED_TEXT[:40]), timeout=10)
+    await harness.job_settled(asked, timeout=10)  # and the member was told
+    assert asked.original_message["content"].startswith(NOT_STARTED_TEXT[:40])

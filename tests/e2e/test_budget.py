@@ -209,7 +209,8 @@ async def test_report_and_export(harness, people):
     assert "BFL balance" in text and "credits" in text and f"<@{uid(people['member'])}>: $0.04" in text
     export = await budget(harness, "export", people["mod"])
     assert export.response_type == 5 and export.ephemeral  # deferred before the first query
-    await export.wait_for(lambda: "2 rows in one file" in (export.original_message or {}).get("content", ""))
+    await export.wait_for(lambda: (export.original_message or {}).get("attachments"))  # the file: the export is done
+    assert "2 rows in one file" in export.original_message["content"]
     assert export.followups == []  # one file: on the answer itself, as before
     file = harness.fake.attachment_file(export.original_message, 0)
     assert file.filename == f"fluxcord-ledger-{harness.fake.guild_id}.csv"

@@ -240,19 +240,17 @@ async def test_the_breaker_and_the_offer_outlive_the_process_that_saw_the_failur
     discord_endpoints, fake_bfl, tmp_path
 ):
     """A new process on the same database (here: the bot started again) refuses at once and honours the offer."""
-    from bot.app import assemble
     from bot.bfl.client import PollSchedule
-    from tests.e2e.conftest import BotHarness
+    from tests.e2e.conftest import running_bot
     from tests.e2e.fake_discord import Perm
     from tests.e2e.support import MEMBER_PERMISSIONS, bot_settings
 
     fake = discord_endpoints
     settings = bot_settings(fake, fake_bfl, tmp_path)
     polls = PollSchedule(first_interval=0.005, quick_phase=0.05, factor=1.5, max_interval=0.02, jitter=0.0)
-    options = {"bfl_options": {"poll_schedule": polls, "backoff_base": 0.001}, "guild_ready_timeout": 0.05}
+    options = {"poll_schedule": polls, "backoff_base": 0.001}
     mod = fake.add_member(name="mod", permissions=MEMBER_PERMISSIONS | Perm.MANAGE_GUILD)
-    async with assemble(settings, **options) as bot, fake.run_bot(bot):
-        first = BotHarness(bot, fake, fake_bfl, settings)
+    async with running_bot(fake, fake_bfl, settings, bfl_options=options) as first:
         await budget(first, "fallback", mod, model=KLEIN)
         fake_bfl.script(Behaviour(submit_status_after_create=502), times=5)  # the default: 5 errors within 60 s
         for n in range(5):
@@ -263,9 +261,8 @@ async def test_the_breaker_and_the_offer_outlive_the_process_that_saw_the_failur
     [button] = buttons(offered.original_message)
     submits = len(fake_bfl.submits)
 
-    async with assemble(settings, **options) as bot, fake.run_bot(bot):
-        second = BotHarness(bot, fake, fake_bfl, settings)
-        assert bot.services.engine.breakers.statuses() == []  # nothing in this process's memory yet
+    async with running_bot(fake, fake_bfl, settings, bfl_options=options) as second:
+        assert second.services.engine.breakers.statuses() == []  # nothing in this process's memory yet
         refused = await second.imagine(prompt="a windmill at dusk")
         assert refused.ephemeral and "FLUX1.1 [pro] is having trouble right now" in text_of(refused)
         assert len(fake_bfl.submits) == submits

@@ -220,20 +220,15 @@ async def _stalled(*_args: Any, **_kwargs: Any) -> None:
 async def test_a_restart_before_the_group_is_posted_still_posts_it_once(
     discord_endpoints, fake_bfl, tmp_path, monkeypatch, step
 ):
-    from bot.app import assemble
-    from bot.bfl.client import PollSchedule
     from bot.engine.group_delivery import GroupDelivery
-    from tests.e2e.conftest import BotHarness
+    from tests.e2e.conftest import running_bot
     from tests.e2e.support import bot_settings
 
     fake = discord_endpoints
     settings = bot_settings(fake, fake_bfl, tmp_path)
-    polls = PollSchedule(first_interval=0.005, quick_phase=0.05, factor=1.5, max_interval=0.02, jitter=0.0)
-    options = {"poll_schedule": polls, "backoff_base": 0.001, "backoff_cap": 0.01}
     with monkeypatch.context() as patch:
         patch.setattr(GroupDelivery, step, _stalled)
-        async with assemble(settings, bfl_options=options, guild_ready_timeout=0.05) as bot, fake.run_bot(bot):
-            harness = BotHarness(bot, fake, fake_bfl, settings)
+        async with running_bot(fake, fake_bfl, settings) as harness:
             asked = await harness.imagine(prompt="a harbour at night", count=4, wait=False)
             groups = harness.services.engine.groups
 
@@ -243,8 +238,7 @@ async def test_a_restart_before_the_group_is_posted_still_posts_it_once(
 
             await harness.wait_until(all_paid)
             assert gallery_posts(fake, asked) == []
-    async with assemble(settings, bfl_options=options, guild_ready_timeout=0.05) as bot, fake.run_bot(bot):
-        harness = BotHarness(bot, fake, fake_bfl, settings)
+    async with running_bot(fake, fake_bfl, settings) as harness:
         members = await posted(harness, asked)
         assert [m.status for m in members] == [JobStatus.DELIVERED] * 4
         assert {m.result_message_id for m in members} == {int(asked.original_message["id"])}

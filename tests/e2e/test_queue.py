@@ -42,9 +42,9 @@ async def test_a_queued_job_shows_its_place_and_can_be_cancelled_by_its_requeste
     requester = {"id": second.payload["member"]["user"]["id"]}
     click = await fake.click(message["id"], f"fluxcord:cancel:{second.id}", user=requester)
     await click.wait_acked()
-    await fake.wait_for(lambda: "Cancelled" in fake.get_message(message["id"])["content"])
+    job = await harness.job_settled(second)  # cancelled, and the member told so
+    assert "Cancelled" in fake.get_message(message["id"])["content"]
     assert button_ids(fake.get_message(message["id"])) == []  # the button is gone
-    job = await harness.services.jobs.get(int(second.id))
     assert job.status is JobStatus.CANCELLED
     kinds = await harness.services.db.fetch_all("SELECT kind FROM ledger WHERE job_id = ?", (int(second.id),))
     assert [r["kind"] for r in kinds] == ["reserve", "release"]  # released at once
@@ -102,7 +102,7 @@ async def moderator(harness, people, subcommand):
 
 
 @pytest.mark.parametrize("bot_settings_overrides", [ONE_SLOT])
-async def test_a_paused_servers_queue_waits_says_so_can_be_cancelled_and_runs_on_resume(harness, people, monkeypatch):
+async def test_a_paused_servers_queue_waits_says_so_can_be_cancelled_and_runs_on_resume(harness, people):
     fake, engine, jobs = harness.fake, harness.services.engine, harness.services.jobs
     gate, first, second = await queued_behind_a_held_job(harness)
     third = await harness.imagine(wait=False, user=people["member"], prompt="third")
@@ -114,34 +114,19 @@ async def test_a_paused_servers_queue_waits_says_so_can_be_cancelled_and_runs_on
         assert "moderators" in message["content"] and "resume" in message["content"]
         assert button_ids(message) == [f"fluxcord:cancel:{waiting.id}"]
 
-    claims = []
-    notifying = jobs.claim
-
-    async def recording(**kwargs):
-        job = await notifying(**kwargs)
-        claims.append(job)
-        async with harness.job_changed:
-            harness.job_changed.notify_all()
-        return job
-
-    monkeypatch.setattr(jobs, "claim", recording)
     gate.set()
     await harness.finished(first)
     await engine.wait_idle()
-    seen = len(claims)
-    engine.wake()  # the slot is free: the dispatcher looks, and finds nothing it may start
-
-    async def looked_again():
-        return len(claims) > seen
-
-    await harness.wait_until(looked_again)
-    assert claims[-1] is None and len(harness.bfl.submits) == 1  # nothing reached BFL while paused
+    # The slot is free: the dispatcher's claim, asked now, finds nothing it may start.
+    assert await engine.dispatcher.claim_one() is False
+    assert len(harness.bfl.submits) == 1  # nothing reached BFL while paused
     assert (await jobs.get(int(second.id))).status is JobStatus.QUEUED
 
     requester = {"id": third.payload["member"]["user"]["id"]}
     click = await fake.click(third.original_message["id"], f"fluxcord:cancel:{third.id}", user=requester)
     await click.wait_acked()
-    await fake.wait_for(lambda: "Cancelled" in fake.get_message(third.original_message["id"])["content"])
+    assert (await harness.job_settled(third)).status is JobStatus.CANCELLED
+    assert "Cancelled" in fake.get_message(third.original_message["id"])["content"]
     kinds = await harness.services.db.fetch_all("SELECT kind FROM ledger WHERE job_id = ?", (int(third.id),))
     assert [r["kind"] for r in kinds] == ["reserve", "release"]
 
@@ -151,30 +136,25 @@ async def test_a_paused_servers_queue_waits_says_so_can_be_cancelled_and_runs_on
 
 
 @pytest.mark.parametrize("bot_settings_overrides", [ONE_SLOT])
-async def test_a_cancel_that_comes_too_late_answers_privately_and_keeps_the_jobs_message(harness, monkeypatch):
+async def test_a_cancel_that_comes_too_late_answers_privately_and_keeps_the_jobs_message(harness):
     """The job is claimed between the click and the cancel: the click was acknowledged already.
 
     The refusal goes to the clicker alone; the job's message (the click's "original response") stays.
     Found by the soak: the one error path deleted it, so the images could never be posted there.
     """
+    from tests.e2e.fake_discord import Fault
+
     fake = harness.fake
     gate, _first, second = await queued_behind_a_held_job(harness)
-    engine = harness.services.engine
-    real_cancel = engine.cancel
-
-    async def cancel_after_the_claim(job_id, **kwargs):
-        gate.set()  # the first job ends; the second is claimed before the cancel reaches the database
-
-        async def claimed():
-            return (await harness.services.jobs.get(job_id)).status is not JobStatus.QUEUED
-
-        await harness.wait_until(claimed)
-        return await real_cancel(job_id, **kwargs)
-
-    monkeypatch.setattr(engine, "cancel", cancel_after_the_claim)
+    acknowledging, acknowledged = asyncio.Event(), asyncio.Event()  # Discord holds the click's acknowledgement
+    fake.faults.script("create_interaction_response", Fault.held(acknowledged, reached=acknowledging))
     message = second.original_message
     requester = {"id": second.payload["member"]["user"]["id"]}
     click = await fake.click(message["id"], f"fluxcord:cancel:{second.id}", user=requester)
+    await asyncio.wait_for(acknowledging.wait(), timeout=10)  # the bot saw the job queued, and acknowledges
+    gate.set()  # meanwhile the first job ends and the second is claimed
+    await harness.wait_state(second.id, *(status for status in JobStatus if status is not JobStatus.QUEUED))
+    acknowledged.set()
     await click.wait_for(lambda: click.followups)
     assert "Too late to cancel" in click.followups[0]["content"]
     assert click.followups[0]["flags"] & 64  # ephemeral

@@ -9,7 +9,8 @@ Every REST call passes through :meth:`FaultPlan.take` before its handler. A :cla
   webhooks, after 1, 3, 5 … s, and gives up after five tries);
 * ``dead_token``: on interaction webhook routes only, the interaction's token dies for good: this
   and every later webhook call answers 401/50027 or 404/10015, as for a token past its 15 minutes;
-* ``slow``: the answer comes ``seconds`` later;
+* ``slow``: the answer comes ``seconds`` later (or, :meth:`Fault.held`, once the test sets an event:
+  the request takes effect only then, so a test orders what the bot does meanwhile);
 * ``disconnect``: the connection drops without an answer, before the request took effect or, with
   ``after``, once it did (the bot cannot tell which: its answer is lost).
 
@@ -23,6 +24,7 @@ other's faults. Injected faults are counted in ``fake.faults.injected`` and mark
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import Counter, deque
 from collections.abc import Callable
@@ -61,6 +63,8 @@ class Fault:
     via: bool = False
     seconds: float = 0.0
     after: bool = False
+    release: asyncio.Event | None = field(default=None, compare=False)
+    reached: asyncio.Event | None = field(default=None, compare=False)
 
     @classmethod
     def rate_limited(cls, retry_after: float = 0.5, *, via: bool = False) -> Fault:
@@ -81,6 +85,11 @@ class Fault:
     def slow(cls, seconds: float) -> Fault:
         """The answer is ``seconds`` late."""
         return cls("slow", seconds=seconds)
+
+    @classmethod
+    def held(cls, release: asyncio.Event, reached: asyncio.Event | None = None) -> Fault:
+        """The request takes effect, and is answered, only once ``release`` is set (``reached``: set on arrival)."""
+        return cls("slow", release=release, reached=reached)
 
     @classmethod
     def disconnect(cls, *, after: bool = False) -> Fault:

@@ -139,7 +139,12 @@ class RoutingMixin:
                 return web.Response(status=fault.status, text=f"<html><body>{fault.status}</body></html>")
             return self._reply(call, fault.status, {"message": f"{fault.status}: Server Error", "code": 0})
         if fault.kind == "slow":
-            await asyncio.sleep(fault.seconds)  # simulated latency of Discord itself, not a sync
+            if fault.release is not None:
+                if fault.reached is not None:
+                    fault.reached.set()
+                await fault.release.wait()  # held until the test releases it
+            else:
+                await asyncio.sleep(fault.seconds)  # simulated latency of Discord itself, not a sync
             return await handler(request, call)
         if fault.kind == "disconnect":
             if call.operation == "create_interaction_response":
