@@ -115,6 +115,13 @@ class FluxcordBot(commands.Bot):
         self.closed = asyncio.Event()  # set once close() has finished
         services.modlog.poster = self
 
+    @property
+    def tree(self) -> FluxcordTree:
+        """The command tree (always ours: ``tree_cls``), whose ``on_error`` answers any exception."""
+        tree = super().tree
+        assert isinstance(tree, FluxcordTree)
+        return tree
+
     async def setup_hook(self) -> None:
         """Load cogs, sync commands if they changed, and start the job engine (resuming open jobs)."""
         for name in extension_names():
@@ -238,6 +245,7 @@ def build_services(
     modlog = ModLog(limits)
     alerts = SpendAlerts(db, ledger, limits, modlog, clock)
     metrics = Metrics()
+    assert settings.cache_dir is not None  # filled in by Settings from DATABASE_PATH
     cache = ImageCache(settings.cache_dir, settings.cache_max_mb * 1024 * 1024)
     safety = SafetyService(db, limits, settings, clock=clock, notice=modlog.announce)
     options = dict(engine_options or {})
@@ -257,7 +265,7 @@ def build_services(
             end_users=EndUserIds(),  # the `user` sent to BFL: keyed by a per-install secret loaded at start
         ),
         config,
-        EngineHooks(**({"on_admitted": alerts.check, "notice": modlog.announce, "observer": metrics} | options)),
+        EngineHooks(**(dict[str, Any](on_admitted=alerts.check, notice=modlog.announce, observer=metrics) | options)),
     )
     privacy = PrivacyService(db, cache, retention_days=settings.prompt_retention_days, clock=clock)
     styles = StyleService(db, limits, max_prompt_length=settings.max_prompt_length, clock=clock)
