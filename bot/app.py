@@ -101,6 +101,7 @@ class FluxcordBot(commands.Bot):
     def __init__(self, services: Services, *, background_work: bool = True, role: str = "bot", **options: Any) -> None:
         options.setdefault("intents", discord.Intents.default())
         options.setdefault("chunk_guilds_at_startup", False)
+        options.setdefault("http_trace", services.metrics.discord_trace())  # fluxcord_discord_api_errors_total
         super().__init__(
             command_prefix=commands.when_mentioned,
             tree_cls=FluxcordTree,
@@ -205,6 +206,7 @@ def bot_class(settings: Settings, role: str) -> tuple[type[FluxcordBot], dict[st
 
 def point_discord_at(settings: Settings) -> None:
     """Send discord.py's REST and gateway traffic to the configured endpoints (proxies, test servers)."""
+    # Undocumented class attributes: discord.py has no public setting for the endpoints it talks to.
     discord.http.Route.BASE = settings.discord_api_url
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
     defaults = Settings.model_fields

@@ -45,6 +45,7 @@ def role_ids(interaction: discord.Interaction) -> tuple[int, ...]:
     member = interaction.user
     if not isinstance(member, discord.Member):
         return ()
+    # The one private discord.py attribute read: no public API exposes the payload's role ids.
     return tuple(int(role_id) for role_id in member._roles)
 
 

@@ -78,6 +78,7 @@ class Imagine(commands.Cog):
         )
         # The prompt's synced max_length is MAX_PROMPT_LENGTH, so Discord's client stops the member there.
         # discord.py reads the bound from the annotation at import time; this cog's copy gets the setting.
+        # Private: discord.py has no public way to change a parameter after definition (get_parameter is read-only).
         params = self.imagine._params
         params["prompt"] = dataclasses.replace(params["prompt"], max_value=self.settings.max_prompt_length)
         self.gallery = GalleryFlow(self, cancel_view=cancel_buttons, use_view=use_buttons)
