@@ -137,7 +137,11 @@ class Database(ABC):
     async def connect(
         cls, url: str, *, pool_size: int = 10, migrate: bool = True, connect_timeout: float = 10.0
     ) -> Database:
-        """Connect to the PostgreSQL database at ``url`` (a pool) and apply pending migrations."""
+        """Connect to the PostgreSQL database at ``url`` (a pool) and apply pending migrations.
+
+        The same parameters and defaults as ``PostgresDatabase.connect`` (``bot/storage/postgres.py``),
+        which overrides this.
+        """
         from bot.storage.postgres import PostgresDatabase
 
         return await PostgresDatabase.connect(
