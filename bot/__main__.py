@@ -30,7 +30,7 @@ def _fail(message: str) -> int:
 
 def main(argv: list[str]) -> int:
     """Parse the command line, load settings (one clear line on error), and run."""
-    simple = ([], ["worker"], ["sync"], ["check"], ["healthcheck"])
+    simple: tuple[list[str], ...] = ([], ["worker"], ["sync"], ["check"], ["healthcheck"])
     with_argument = (len(argv) == 2 and argv[0] == "backup") or (
         len(argv) in (1, 2) and argv[0] == "migrate-to-postgres"
     )

@@ -101,6 +101,7 @@ class FluxcordBot(commands.Bot):
     def __init__(self, services: Services, *, background_work: bool = True, role: str = "bot", **options: Any) -> None:
         options.setdefault("intents", discord.Intents.default())
         options.setdefault("chunk_guilds_at_startup", False)
+        options.setdefault("http_trace", services.metrics.discord_trace())  # fluxcord_discord_api_errors_total
         super().__init__(
             command_prefix=commands.when_mentioned,
             tree_cls=FluxcordTree,
@@ -114,6 +115,13 @@ class FluxcordBot(commands.Bot):
         self.role = role
         self.closed = asyncio.Event()  # set once close() has finished
         services.modlog.poster = self
+
+    @property
+    def tree(self) -> FluxcordTree:
+        """The command tree (always ours: ``tree_cls``), whose ``on_error`` answers any exception."""
+        tree = super().tree
+        assert isinstance(tree, FluxcordTree)
+        return tree
 
     async def setup_hook(self) -> None:
         """Load cogs, sync commands if they changed, and start the job engine (resuming open jobs)."""
@@ -198,6 +206,7 @@ def bot_class(settings: Settings, role: str) -> tuple[type[FluxcordBot], dict[st
 
 def point_discord_at(settings: Settings) -> None:
     """Send discord.py's REST and gateway traffic to the configured endpoints (proxies, test servers)."""
+    # Undocumented class attributes: discord.py has no public setting for the endpoints it talks to.
     discord.http.Route.BASE = settings.discord_api_url
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
     defaults = Settings.model_fields
@@ -238,6 +247,7 @@ def build_services(
     modlog = ModLog(limits)
     alerts = SpendAlerts(db, ledger, limits, modlog, clock)
     metrics = Metrics()
+    assert settings.cache_dir is not None  # filled in by Settings from DATABASE_PATH
     cache = ImageCache(settings.cache_dir, settings.cache_max_mb * 1024 * 1024)
     safety = SafetyService(db, limits, settings, clock=clock, notice=modlog.announce)
     options = dict(engine_options or {})
@@ -257,7 +267,7 @@ def build_services(
             end_users=EndUserIds(),  # the `user` sent to BFL: keyed by a per-install secret loaded at start
         ),
         config,
-        EngineHooks(**({"on_admitted": alerts.check, "notice": modlog.announce, "observer": metrics} | options)),
+        EngineHooks(**(dict[str, Any](on_admitted=alerts.check, notice=modlog.announce, observer=metrics) | options)),
     )
     privacy = PrivacyService(db, cache, retention_days=settings.prompt_retention_days, clock=clock)
     styles = StyleService(db, limits, max_prompt_length=settings.max_prompt_length, clock=clock)

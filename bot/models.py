@@ -247,11 +247,11 @@ class ModelSpec:
         return self.price.describe()
 
 
-_FLUX1_SIDE = {"multiple": 32, "min_side": 256, "max_side": 1440, "max_megapixels": 1440 * 1440 / 1e6}
+_FLUX1_SIDE: dict[str, Any] = {"multiple": 32, "min_side": 256, "max_side": 1440, "max_megapixels": 1440 * 1440 / 1e6}
 # FLUX.2: the schema only says "minimum 64"; BFL's docs add "multiples of 16, max 4 MP (e.g.
 # 2048×2048)". 2048×2048 is 4.19 decimal MP, so "4 MP" there means 2048²; we cap sides at 2048 too,
 # which is conservative (we only ever ask for ~1 MP).
-_FLUX2_SIDE = {"multiple": 16, "min_side": 64, "max_side": 2048, "max_megapixels": 2048 * 2048 / 1e6}
+_FLUX2_SIDE: dict[str, Any] = {"multiple": 16, "min_side": 64, "max_side": 2048, "max_megapixels": 2048 * 2048 / 1e6}
 # FLUX.2 inputs: up to 8 images (Flux2Inputs: input_image … input_image_8), sent at ≤ 4 MP (the output cap;
 # BFL's own limit is 20 MP per input, but every input megapixel is billed).
 _FLUX2_INPUTS: dict[str, Any] = {"max_input_images": 8, "input_max_megapixels": 4.0, "safety_range": (0, 5)}

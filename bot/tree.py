@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import discord
@@ -11,6 +12,9 @@ from discord import app_commands
 from bot.errors import FluxcordError
 from bot.log import bind_log_fields
 from bot.text import strip_bidi
+
+if TYPE_CHECKING:
+    from bot.app import FluxcordBot
 
 log = logging.getLogger(__name__)
 
@@ -23,16 +27,19 @@ _CLICK_ANSWERS = (
 )
 
 
-class FluxcordTree(app_commands.CommandTree):
+class FluxcordTree(app_commands.CommandTree["FluxcordBot"]):
     """A command tree whose ``on_error`` always answers the member."""
 
-    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+    async def interaction_check(self, interaction: discord.Interaction[FluxcordBot], /) -> bool:
         """Tag this command's log records with the server and member (JSON logs); never refuses."""
         bind_log_fields(guild_id=interaction.guild_id, user_id=interaction.user.id)  # this task only
         return True
 
-    async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
-        """Map an error to a reply (ephemeral where it concerns only the member)."""
+    async def on_error(self, interaction: discord.Interaction[FluxcordBot], error: Exception, /) -> None:
+        """Map an error to a reply (ephemeral where it concerns only the member).
+
+        Also the error path of the buttons (any exception, not only an ``AppCommandError``).
+        """
         cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
         if isinstance(cause, FluxcordError):
             # A refusal may carry buttons (the fallback offer, cogs/_fallback.py).
@@ -58,7 +65,7 @@ async def reply(
 ) -> None:
     """Answer whatever state the interaction is in: unanswered, deferred, or already answered."""
     text = strip_bidi(text)  # replies may quote what the member typed
-    extra = {"view": view} if view is not None else {}
+    extra: dict[str, Any] = {"view": view} if view is not None else {}  # no `view=None`: not every call takes it
     if interaction.is_expired():
         log.warning("Interaction %s expired before we could answer: %s", interaction.id, text)
         return

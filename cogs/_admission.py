@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 import discord
@@ -136,7 +136,7 @@ async def send_answer(
 
     Raises unless the answer is shown (see :func:`check_answer_landed`).
     """
-    extra = {"view": view} if view is not None else {}
+    extra: dict[str, Any] = {"view": view} if view is not None else {}  # no `view=None`: not every call takes it
     try:
         if interaction.response.is_done():
             await interaction.edit_original_response(content=text, **extra)

@@ -17,7 +17,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,7 @@ from bot.billing.money import format_usd
 from bot.clock import Clock
 from bot.errors import InvalidOptions
 from bot.models import GenerationRequest
-from cogs._context import require_guild, role_ids
+from cogs._context import ours, require_guild, role_ids
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class PriceCheck:
 
 def is_confirmation_click(interaction: discord.Interaction) -> bool:
     """Whether this interaction is a click on Generate (then the request is already confirmed)."""
-    data = interaction.data or {}
+    data: Mapping[str, object] = interaction.data or {}
     return str(data.get("custom_id", "")).startswith(GO_PREFIX)
 
 
@@ -199,18 +199,19 @@ class ConfirmButton(
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
     ) -> ConfirmButton:
         """Rebuild from a click."""
         return cls(match["action"], match["key"])
 
     async def callback(self, interaction: discord.Interaction) -> None:
         """Hand the click to the confirmations of the running bot."""
+        interaction = ours(interaction)
         try:
-            cog = interaction.client.get_cog("Imagine")  # type: ignore[attr-defined]
+            cog = interaction.client.get_cog("Imagine")
             confirmations = getattr(cog, "confirmations", None)
             if confirmations is None:
                 raise InvalidOptions(EXPIRED_TEXT)
             await confirmations.answer(interaction, self.action, self.key)
         except Exception as exc:
-            await interaction.client.tree.on_error(interaction, exc)  # type: ignore[attr-defined]
+            await interaction.client.tree.on_error(interaction, exc)

@@ -5,11 +5,26 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import discord
 from discord import app_commands
 
 from bot.billing.limits import LimitsService
 from bot.engine.engine import Requester
+
+if TYPE_CHECKING:
+    from bot.app import FluxcordBot
+
+
+def ours(interaction: discord.Interaction) -> discord.Interaction[FluxcordBot]:
+    """``interaction`` typed with this bot's client, for discord.py's UI callbacks (typed for any client).
+
+    Every interaction this process receives comes from its one :class:`~bot.app.FluxcordBot`; commands
+    declare ``discord.Interaction[FluxcordBot]`` themselves, but an overridden ``callback`` may not
+    narrow discord.py's parameter type.
+    """
+    return cast("discord.Interaction[FluxcordBot]", interaction)
 
 
 def require_guild(interaction: discord.Interaction) -> int:
@@ -30,6 +45,7 @@ def role_ids(interaction: discord.Interaction) -> tuple[int, ...]:
     member = interaction.user
     if not isinstance(member, discord.Member):
         return ()
+    # The one private discord.py attribute read: no public API exposes the payload's role ids.
     return tuple(int(role_id) for role_id in member._roles)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import TYPE_CHECKING, Any, cast
 
 import discord
 
@@ -26,7 +27,12 @@ from bot.engine.sources import JobSources
 from bot.errors import FluxcordError, InvalidOptions, LimitReached
 from bot.models import GenerationRequest
 from cogs._confirm import PriceCheck
-from cogs._context import require_guild
+from cogs._context import ours, require_guild
+
+if TYPE_CHECKING:
+    from bot.app import FluxcordBot
+    from cogs.edit import Edit
+    from cogs.imagine import Imagine
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +47,9 @@ class FallbackOffered(FluxcordError):
         self.view = view
 
 
-def offers(bot: discord.Client) -> FallbackOffers:
+def offers(bot: FluxcordBot) -> FallbackOffers:
     """The offers of the running bot (stateless over its database; breakers read from its engine)."""
-    services = bot.services  # type: ignore[attr-defined]
+    services = bot.services
     engine = services.engine
     return FallbackOffers(
         services.db,
@@ -63,7 +69,8 @@ async def refusal(
 ) -> FluxcordError:
     """The error to raise for ``trouble``: with a fallback button when the server allows one that can serve it."""
     guild_id = require_guild(interaction)
-    check = PriceCheck.of(interaction.client.services)  # type: ignore[attr-defined]
+    bot = ours(interaction).client
+    check = PriceCheck.of(bot.services)
 
     async def payable(fallback: GenerationRequest) -> None:
         """A price is offered only when it can be paid: else the refusal the reservation would give."""
@@ -76,8 +83,8 @@ async def refusal(
             ) from over
 
     try:
-        source = await JobSources(interaction.client.services.db).get(interaction.id)  # type: ignore[attr-defined]
-        offer = await offers(interaction.client).offer(
+        source = await JobSources(bot.services.db).get(interaction.id)
+        offer = await offers(bot).offer(
             request,
             guild_id=guild_id,
             user_id=interaction.user.id,
@@ -107,13 +114,13 @@ async def refusal(
     return FallbackOffered(text, view)
 
 
-async def use(interaction: discord.Interaction, offer_id: str) -> None:
+async def use(interaction: discord.Interaction[FluxcordBot], offer_id: str) -> None:
     """A click on the button: take the offer (its member only, once) and run it through the normal path."""
     guild_id = require_guild(interaction)
     bot = interaction.client
     offer = await offers(bot).take(offer_id, guild_id=guild_id, user_id=interaction.user.id)
     if offer.source_kind is not None:  # an edit, variation or an edit's reroll: recorded with its source
-        edit = bot.get_cog("Edit")  # type: ignore[attr-defined]
+        edit = cast("Edit | None", bot.get_cog("Edit"))
         if edit is None:
             raise InvalidOptions(UNAVAILABLE_TEXT)
         await edit.submit(
@@ -125,7 +132,7 @@ async def use(interaction: discord.Interaction, offer_id: str) -> None:
             private=offer.private,
         )
         return
-    imagine = bot.get_cog("Imagine")  # type: ignore[attr-defined]
+    imagine = cast("Imagine | None", bot.get_cog("Imagine"))
     if imagine is None:
         raise InvalidOptions(UNAVAILABLE_TEXT)
     if offer.images > 1:  # a group: all of its images on the fallback model, shown together
@@ -149,14 +156,16 @@ class FallbackButton(discord.ui.DynamicItem[discord.ui.Button], template=r"fluxc
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
     ) -> FallbackButton:
         """Rebuild from a click (also after a restart, or on another process)."""
-        return cls(match["offer"], label=item.label or "Use the fallback model")
+        label = item.label if isinstance(item, discord.ui.Button) else None
+        return cls(match["offer"], label=label or "Use the fallback model")
 
     async def callback(self, interaction: discord.Interaction) -> None:
         """Use the offer; errors take the same path as slash-command errors."""
+        interaction = ours(interaction)
         try:
             await use(interaction, self.offer_id)
         except Exception as exc:
-            await interaction.client.tree.on_error(interaction, exc)  # type: ignore[attr-defined]
+            await interaction.client.tree.on_error(interaction, exc)

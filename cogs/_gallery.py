@@ -37,7 +37,7 @@ from bot.models import MAX_SEED, GenerationRequest, build_request, get_model
 from bot.safety.privacy import require_details
 from bot.text import strip_bidi
 from cogs._admission import UNREACHABLE, acknowledge_click, send_answer
-from cogs._context import is_moderator, requester, require_guild
+from cogs._context import is_moderator, ours, requester, require_guild
 from cogs._fallback import refusal
 from cogs._presenter import ai_generated, model_label, progress_text, render_embed
 
@@ -128,13 +128,14 @@ class GalleryButton(
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
     ) -> GalleryButton:
         """Rebuild the button from a click (also after a restart)."""
         return cls(match["action"], int(match["job"]), int(match["n"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
         """Hand the click to the running bot's gallery flow; errors take the app-command error path."""
+        interaction = ours(interaction)
         try:
             cog = interaction.client.get_cog("Imagine")
             flow: GalleryFlow | None = getattr(cog, "gallery", None)
@@ -145,7 +146,7 @@ class GalleryButton(
             else:
                 await flow.final(interaction, self.job_id)
         except Exception as exc:
-            await interaction.client.tree.on_error(interaction, exc)  # type: ignore[attr-defined]
+            await interaction.client.tree.on_error(interaction, exc)
 
 
 def gallery_view(
@@ -169,17 +170,17 @@ def gallery_view(
         lines.insert(0, f"<@{mention}> your images are ready.")
     view = discord.ui.LayoutView(timeout=None)
     view.add_item(discord.ui.TextDisplay("\n".join(lines)))
-    gallery = discord.ui.MediaGallery()
+    gallery: discord.ui.MediaGallery[discord.ui.LayoutView] = discord.ui.MediaGallery()
     alt = f"{ai_generated(result.model)}: {prompt}"  # every item is disclosed as AI-generated (EU AI Act Art. 50)
     for filename in filenames:
         gallery.add_item(media=f"attachment://{filename}", description=alt[:ALT_TEXT_MAX])
     view.add_item(gallery)
-    uses = discord.ui.ActionRow()
+    uses: discord.ui.ActionRow[discord.ui.LayoutView] = discord.ui.ActionRow()
     for number, res in enumerate(result.results, start=1):
         uses.add_item(GalleryButton("use", res.job.id, number))
     view.add_item(uses)
     if group.draft and group.final_model:
-        finals = discord.ui.ActionRow()
+        finals: discord.ui.ActionRow[discord.ui.LayoutView] = discord.ui.ActionRow()
         for number, res in enumerate(result.results, start=1):
             finals.add_item(GalleryButton("final", res.job.id, number))
         view.add_item(finals)

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 # Discord's answers when the interaction's message cannot be edited: its token is past its life or gone
 # (50027, 10015), or the message itself is gone (10008: deleted, or never shown): the channel instead.
 GONE_CODES = {50027, 10015, 10008}
+# Discord's name for an interaction's first message; discord.py's Webhook.edit_message is typed for ids
+# only (int), and its own "@original" routes are private (its adapter), hence the ignores where it is used.
 ORIGINAL = "@original"
 # No answer from Discord at all: the edit may have taken effect before the connection broke.
 UNANSWERED: tuple[type[BaseException], ...] = (aiohttp.ClientError, TimeoutError)
@@ -100,7 +102,7 @@ class DiscordPresenter:
         """
         if webhook is not None:
             try:
-                message = await webhook.edit_message(ORIGINAL, **edit())  # type: ignore[arg-type]
+                message = await webhook.edit_message(ORIGINAL, **edit())  # type: ignore[call-overload]  # see ORIGINAL
                 return message.channel.id, message.id
             except discord.HTTPException as exc:
                 if exc.code not in GONE_CODES:
@@ -114,8 +116,9 @@ class DiscordPresenter:
         if private:
             return None if nonce is None else await self._direct_message(user_id, post, what, nonce)
         log.info("%s: the interaction is gone; posting in the channel", what)
+        extra: dict[str, Any] = {"nonce": nonce} if nonce is not None else {}  # none: discord.py makes one
         posted = await self._client.get_partial_messageable(channel_id).send(
-            **post(), nonce=nonce, allowed_mentions=discord.AllowedMentions(users=[discord.Object(user_id)])
+            **post(), **extra, allowed_mentions=discord.AllowedMentions(users=[discord.Object(user_id)])
         )
         return channel_id, posted.id
 
@@ -125,7 +128,7 @@ class DiscordPresenter:
         """A private result whose interaction is gone: to the member by DM (:class:`Undeliverable` if closed)."""
         log.info("%s: private and the interaction is gone; sending it by DM", what)
         try:
-            channel = await self._client.create_dm(discord.Object(user_id))  # type: ignore[arg-type]
+            channel = await self._client.create_dm(discord.Object(user_id))
             message = await channel.send(**post(), nonce=nonce, allowed_mentions=discord.AllowedMentions.none())
         except discord.Forbidden as exc:  # DMs closed (50007), or the member shares no server with the bot
             raise Undeliverable("the private result's interaction expired and the member's DMs are closed") from exc
@@ -136,12 +139,12 @@ class DiscordPresenter:
         webhook = self._webhook(job)
         if webhook is None:
             return
-        grouped = job.group_id == job.id and self._group_showing_progress is not None
+        showing = self._group_showing_progress
         # A group's line (its id is the group's): another process may have started posting the gallery.
-        if grouped and not await self._group_showing_progress(job.id):  # type: ignore[misc]
+        if job.group_id == job.id and showing is not None and not await showing(job.id):
             return
         view = self._cancel_view(job.id) if progress.cancellable else None
-        await webhook.edit_message(ORIGINAL, content=text, view=view)  # type: ignore[arg-type]
+        await webhook.edit_message(ORIGINAL, content=text, view=view)  # type: ignore[call-overload]  # see ORIGINAL
 
     async def deliver(self, result: Result) -> Posted:
         """Post the image in the interaction's message, or in the channel (by DM if private) once the token is gone.
@@ -222,7 +225,8 @@ class DiscordPresenter:
             text = all_failed_text(result) if result.failed else CANCELLED_TEXT  # none made: failed, or cancelled
             told = await self._group_text(group, text)
             return GroupPosted(told.channel_id, told.message_id)
-        assert self._gallery_view is not None
+        gallery_view = self._gallery_view
+        assert gallery_view is not None
         encoded = []
         for res in result.results:
             try:
@@ -244,12 +248,12 @@ class DiscordPresenter:
                 "content": None,
                 "embed": None,
                 "attachments": files(),
-                "view": self._gallery_view(result, names, requester=requester),
+                "view": gallery_view(result, names, requester=requester),
                 "allowed_mentions": discord.AllowedMentions.none(),
             },
             post=lambda: {
                 "files": files(),
-                "view": self._gallery_view(result, names, requester=requester, mention=group.user_id),
+                "view": gallery_view(result, names, requester=requester, mention=group.user_id),
             },
             what=f"Group {group.id}",
             nonce=f"fxg{group.id}",

@@ -16,7 +16,7 @@ import io
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import discord
 from discord import app_commands
@@ -45,8 +45,11 @@ from bot.safety.levels import DEFAULT_TOLERANCE
 from bot.safety.privacy import require_details
 from bot.text import clean_prompt, strip_bidi
 from cogs._choices import model_choices, resolution_choices
-from cogs._context import is_moderator, require_guild
+from cogs._context import is_moderator, ours, require_guild
 from cogs._presenter import posted_file_text
+
+if TYPE_CHECKING:
+    from cogs.imagine import Imagine
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +125,11 @@ class EditModal(discord.ui.Modal, title="Edit with FLUX"):
             source_job_id=self.source_job_id,
         )
 
-    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
+    # discord.ui.Modal's on_error takes no `item` (discord.py's BaseView's does): mypy sees an override.
+    async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:  # type: ignore[override]
         """The same error path as commands."""
-        await interaction.client.tree.on_error(interaction, error)  # type: ignore[arg-type]
+        typed = ours(interaction)
+        await typed.client.tree.on_error(typed, error)
 
 
 class Edit(commands.Cog):
@@ -269,19 +274,19 @@ class Edit(commands.Cog):
         private: bool = False,
     ) -> None:
         """Record where the input came from, then admit through ``/imagine``'s path (limits, queue, card)."""
-        imagine = self.bot.get_cog("Imagine")
+        imagine = cast("Imagine | None", self.bot.get_cog("Imagine"))
         if imagine is None:
             raise InvalidOptions("Image generation isn't available right now.")
         resume = lambda it: self.submit(  # noqa: E731 - Generate re-enters here with its own interaction
             it, request, kind=kind, source_url=source_url, source_job_id=source_job_id, private=private
         )
-        if await imagine.confirmations.ask(interaction, request, resume):  # type: ignore[attr-defined]
+        if await imagine.confirmations.ask(interaction, request, resume):
             return  # priced at or above CONFIRM_ABOVE_USD: nothing recorded or reserved until Generate
         # The job id is the interaction id: recorded first, so the result card can show the source even
         # for a cache hit delivered the moment the job is acknowledged.
         await self.sources.record(interaction.id, kind, source_url=source_url, source_job_id=source_job_id)
         try:
-            await imagine._generate(interaction, request, private=private)  # type: ignore[attr-defined]
+            await imagine._generate(interaction, request, private=private)
         except BaseException:
             await self.sources.forget(interaction.id)
             raise
@@ -355,7 +360,7 @@ class Edit(commands.Cog):
         """An edit's Reroll: the same inputs and options, a new seed (FLUX 3: simply again)."""
         images = await asyncio.to_thread(_inputs_from_params, job.params)
         spec = get_model(job.model)
-        options = {name: job.params.get(name) for name in OPTION_NAMES}
+        options: dict[str, Any] = {name: job.params.get(name) for name in OPTION_NAMES}
         request = build_request(
             model=spec.key,
             prompt=job.prompt,

@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 import discord
 from discord import app_commands
@@ -35,11 +35,14 @@ from bot.text import clean_prompt
 from cogs._admission import UNREACHABLE, acknowledge_click, admit_and_acknowledge, send_answer
 from cogs._choices import aspect_ratio_choices, model_choices, resolution_choices
 from cogs._confirm import Confirmations, ConfirmButton, PriceCheck
-from cogs._context import is_moderator, requester, require_guild
+from cogs._context import is_moderator, ours, requester, require_guild
 from cogs._fallback import FallbackButton, refusal
 from cogs._gallery import GalleryButton, GalleryFlow, gallery_view
 from cogs._presenter import DiscordPresenter, progress_text
 from cogs._styles import style_choices
+
+if TYPE_CHECKING:
+    from cogs.edit import Edit
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -75,6 +78,7 @@ class Imagine(commands.Cog):
         )
         # The prompt's synced max_length is MAX_PROMPT_LENGTH, so Discord's client stops the member there.
         # discord.py reads the bound from the annotation at import time; this cog's copy gets the setting.
+        # Private: discord.py has no public way to change a parameter after definition (get_parameter is read-only).
         params = self.imagine._params
         params["prompt"] = dataclasses.replace(params["prompt"], max_value=self.settings.max_prompt_length)
         self.gallery = GalleryFlow(self, cancel_view=cancel_buttons, use_view=use_buttons)
@@ -259,7 +263,7 @@ class Imagine(commands.Cog):
 
 def reroll_request(job: Job, *, max_prompt_length: int) -> GenerationRequest:
     """The request of an earlier job with a fresh seed (and its style, for the card)."""
-    options = {name: job.params.get(name) for name in OPTION_NAMES}
+    options: dict[str, Any] = {name: job.params.get(name) for name in OPTION_NAMES}
     request = build_request(
         model=job.model,
         prompt=job.prompt,  # a styled job's prompt is already the templated one
@@ -301,18 +305,19 @@ class _JobButton(
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
     ) -> _JobButton:
         """Rebuild the button from a click (also after a restart)."""
         return cls(match["action"], int(match["job"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
         """Run the action; errors take the same path as slash-command errors."""
-        cog = interaction.client.get_cog(Imagine.__cog_name__)
+        interaction = ours(interaction)
+        cog = cast("Imagine | None", interaction.client.get_cog(Imagine.__cog_name__))
         try:
             if cog is None or interaction.guild_id is None:
                 raise InvalidOptions("This button isn't available right now.")
-            edit = interaction.client.get_cog("Edit")
+            edit = cast("Edit | None", interaction.client.get_cog("Edit"))
             if self.action in self.RESULT_ACTIONS or (
                 self.action == "reroll" and edit is not None and await edit.handles_reroll(self.job_id)
             ):

@@ -6,6 +6,7 @@ Thin: parse, call :class:`bot.prefs.PrefsService` (which checks everything befor
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import discord
 from discord import app_commands
@@ -76,7 +77,13 @@ class Prefs(commands.Cog):
         guild_id = require_guild(interaction)
         user_id = interaction.user.id
         prefs = self.services.prefs
-        given = {"model": model, "aspect_ratio": aspect_ratio, "count": count, "private": private, "style": style}
+        given: dict[str, Any] = {
+            "model": model,
+            "aspect_ratio": aspect_ratio,
+            "count": count,
+            "private": private,
+            "style": style,
+        }
         if any(value is not None for value in given.values()):  # checked first: a bad one changes nothing
             defaults = await prefs.set(guild_id, user_id, **given, replace=bool(clear))
             note = "✅ Saved (the others cleared).\n" if clear else "✅ Saved.\n"

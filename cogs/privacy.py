@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from datetime import datetime
 
 import discord
 from discord import app_commands
@@ -20,8 +21,8 @@ FORGET_ID = "fluxcord:privacy:forget"
 KEEP_ID = "fluxcord:privacy:keep"
 
 
-def _when(value: object) -> str:
-    stamp = int(value.timestamp())  # type: ignore[attr-defined]
+def _when(value: datetime) -> str:
+    stamp = int(value.timestamp())
     return f"<t:{stamp}:d> (<t:{stamp}:R>)"
 
 

@@ -91,7 +91,8 @@ def _counters(
     Two caps on one escrowed counter would keep taking the allowance from each other: only the
     smaller one (the one that binds) is kept. Member limits are plain checks and all stay.
     """
-    plain, escrowed = [], {}
+    plain: list[tuple[str, str, str, Limit]] = []
+    escrowed: dict[tuple[str, str, str], Limit] = {}
     for limit in limits:
         counter = (scope_key(limit.scope, guild_id, user_id), keys.of(limit.period), limit.metric.value)
         if not is_escrowed(limit):

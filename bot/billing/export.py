@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import io
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any
 
 from bot.storage.database import Database
 
@@ -41,7 +42,7 @@ class ExportPart:
     """One CSV file of the export: an open temporary file at its start; close it when done with it."""
 
     number: int  # from 1
-    file: BinaryIO
+    file: io.BufferedRandom
     rows: int
     size: int  # bytes
 
@@ -95,7 +96,7 @@ class LedgerExport:
             if part is not None:  # abandoned midway: nobody else will close it
                 part.file.close()
 
-    async def _pages(self) -> AsyncIterator[list[tuple[object, ...]]]:
+    async def _pages(self) -> AsyncIterator[list[tuple[Any, ...]]]:  # a ledger row's columns, as stored
         after = -1
         while True:
             rows = await self._db.fetch_all(_PAGE_SQL, (self._guild_id, after, self._page_rows))
@@ -105,9 +106,9 @@ class LedgerExport:
             yield page
             if len(page) < self._page_rows:
                 return
-            after = int(page[-1][0])  # type: ignore[call-overload]
+            after = int(page[-1][0])
 
-    async def _open(self) -> BinaryIO:
+    async def _open(self) -> io.BufferedRandom:
         return await asyncio.to_thread(tempfile.TemporaryFile, dir=self._directory)
 
 
@@ -128,24 +129,24 @@ class _Lines(list[bytes]):
         self.append(text.encode("utf-8"))
 
 
-def _encode(rows: list[tuple[object, ...]] | list[tuple[str, ...]]) -> bytes:
+def _encode(rows: Sequence[Sequence[object]]) -> bytes:
     return b"".join(_csv_lines(rows))
 
 
-def _csv_lines(rows: list[tuple[object, ...]] | list[tuple[str, ...]]) -> list[bytes]:
+def _csv_lines(rows: Sequence[Sequence[object]]) -> list[bytes]:
     lines = _Lines()
     csv.writer(lines).writerows(rows)
     return lines
 
 
-def _encode_rows(rows: list[tuple[object, ...]]) -> list[bytes]:
+def _encode_rows(rows: list[tuple[Any, ...]]) -> list[bytes]:
     """Each ledger row as one encoded CSV line (times in ISO UTC, amounts in exact decimal dollars)."""
     shown = []
     for row in rows:
         values = ["" if v is None else v for v in row]
-        values[1] = _iso_utc(row[1])  # type: ignore[arg-type]
-        values[6] = _micros_as_usd(row[6])  # type: ignore[arg-type]
-        values[7] = _micros_as_usd(row[7])  # type: ignore[arg-type]
+        values[1] = _iso_utc(row[1])
+        values[6] = _micros_as_usd(row[6])
+        values[7] = _micros_as_usd(row[7])
         shown.append(tuple(values))
     return _csv_lines(shown)
 

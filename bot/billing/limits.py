@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from bot.billing.ledger import Ledger, Limit, Metric, Scope, describe_limit
 from bot.billing.money import format_usd
@@ -327,10 +328,10 @@ class LimitsService:
         return AuditEntry(guild_id, actor_id, action, target, old, new, now)
 
 
-def _setting(row: object) -> LimitSetting:
+def _setting(row: Mapping[str, Any]) -> LimitSetting:
     return LimitSetting(
-        Target(TargetKind(row["target_kind"]), row["target_id"]),  # type: ignore[index]
-        Metric(row["metric"]),  # type: ignore[index]
-        Period(row["period"]),  # type: ignore[index]
-        row["value"],  # type: ignore[index]
+        Target(TargetKind(row["target_kind"]), row["target_id"]),
+        Metric(row["metric"]),
+        Period(row["period"]),
+        row["value"],
     )

@@ -7,7 +7,7 @@ dispatcher and admission, each given what it needs through its constructor.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -83,7 +83,7 @@ class EngineCallbacks(Protocol):
     def note_bfl_error(self, exc: BflError) -> None:
         """Keep the last BFL error."""
 
-    def share_breakers(self) -> Awaitable[None]:
+    def share_breakers(self) -> Coroutine[Any, Any, None]:
         """Share the breakers' state with other processes."""
 
     def claimed(self, job: Job) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from bot.config import RefundPolicy, Settings
 
@@ -42,7 +43,7 @@ class EngineConfig:
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: float) -> EngineConfig:
         """The engine's part of ``settings`` (``overrides``: tests and benchmarks)."""
-        values = {
+        values: dict[str, Any] = {
             "max_active_tasks": settings.bfl_max_active_tasks,
             "member_max_concurrent_jobs": settings.member_max_concurrent_jobs,
             "member_max_pending_jobs": settings.member_max_pending_jobs,
@@ -52,7 +53,7 @@ class EngineConfig:
             "refund_policy": settings.refund_policy,
             "undeliverable_after_seconds": float(settings.undeliverable_after_seconds),
         }
-        return cls(**(values | overrides))  # type: ignore[arg-type]
+        return cls(**(values | overrides))
 
     @property
     def heartbeat_seconds(self) -> float:

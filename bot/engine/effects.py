@@ -59,7 +59,7 @@ class EffectParts:
     queue_changed: Callable[[], None] = _noop
     quiet_progress: Callable[[int], Awaitable[None]] | None = None  # no progress edit after the end
     member_moved: Callable[[Job], None] = _noop  # a group's image changed state: repaint the group's line
-    group_done: Callable[[int], Awaitable[None]] | None = None
+    group_done: Callable[[int], Coroutine[Any, Any, None]] | None = None
     checkpoint: Callable[[str, int], None] = _noop
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from bot.billing.limits import LimitsService
 from bot.clock import Clock, from_millis, to_millis, utc_now
+from bot.engine.sources import SourceKind
 from bot.errors import InvalidOptions, NotAllowed
 from bot.models import MODELS, OPTION_NAMES, GenerationRequest, InputImage, build_request, nearest_aspect_ratio
 from bot.storage.database import Database
@@ -48,7 +49,7 @@ class FallbackOffer:
     request: GenerationRequest
     private: bool
     expires_at: datetime
-    source_kind: str | None = None  # an edit, variation or reroll of an edit: what it works on
+    source_kind: SourceKind | None = None  # an edit, variation or reroll of an edit: what it works on
     source_url: str | None = None
     source_job_id: int | None = None
     images: int = 1  # an `/imagine count:N` group: N images of ``request`` on the fallback model
@@ -165,7 +166,7 @@ class FallbackOffers:
         guild_id: int,
         user_id: int,
         private: bool,
-        source_kind: str | None = None,
+        source_kind: SourceKind | None = None,
         source_url: str | None = None,
         source_job_id: int | None = None,
         images: int = 1,

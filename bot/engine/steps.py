@@ -236,14 +236,14 @@ class Steps:
         if reading.result is None:
             p.show(job, Progress(JobStatus.GENERATING, job.model, bfl_stage=reading.status, elapsed_seconds=since))
             wait = min(p.latency.plan(job.model).delay(since, polls), max(0.0, deadline - since))
-            fields = {"bfl_stage": reading.status} if reading.status != job.bfl_stage else {}
+            fields: dict[str, Any] = {"bfl_stage": reading.status} if reading.status != job.bfl_stage else {}
             return Outcome(fields=fields, wait=wait, persist=bool(fields) or wait >= PERSIST_WAIT_SECONDS)
         p.breakers.succeeded(job.model)
         p.share_breakers()
         if job.id in self._submitted_here:  # a resumed job would record downtime, not BFL's latency
             p.record_latency(job.model, since)
         result = reading.result
-        fields: dict[str, Any] = {"ready_at": now, "sample_url": result.sample_url, "bfl_stage": reading.status}
+        fields = {"ready_at": now, "sample_url": result.sample_url, "bfl_stage": reading.status}
         if result.cost_micros is not None:
             fields["cost_micros"] = result.cost_micros  # the Ready poll's cost wins over the submit's
         if result.expanded_prompt:

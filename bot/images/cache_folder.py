@@ -23,7 +23,7 @@ from typing import Any
 try:
     import fcntl
 except ImportError:  # not POSIX: one process per folder
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # the module, or None: callers test it before locking
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-import discord
-from discord.webhook import async_ as webhook_async
+import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from bot.billing.bookkeeping import BooksCheck
@@ -65,7 +64,10 @@ class Metrics:
             registry=r,
         )
         self.discord_errors = Counter(
-            "fluxcord_discord_api_errors", "Discord REST calls that failed, by HTTP status.", ["status"], registry=r
+            "fluxcord_discord_api_errors",
+            "Discord responses with an error status (each attempt), by HTTP status.",
+            ["status"],
+            registry=r,
         )
         self.queue_depth = Gauge("fluxcord_queue_depth", "Jobs waiting for a BFL slot.", registry=r)
         self.in_flight = Gauge(
@@ -124,7 +126,7 @@ class Metrics:
         """Not a metric: a job's row changed (for tests waiting on the engine)."""
 
     def discord_error(self, status: int) -> None:
-        """Count a failed Discord REST call."""
+        """Count a response from Discord with an error status."""
         self.discord_errors.labels(status=str(status)).inc()
 
     def books_checked(self, check: BooksCheck) -> None:
@@ -171,41 +173,21 @@ class Metrics:
             await asyncio.sleep(interval)
             self.loop_lag.set(max(0.0, loop.time() - asked))
 
-    def count_discord_errors(self, http: Any) -> None:
-        """Count every failed Discord call (then let it raise as before).
+    def discord_trace(self) -> aiohttp.TraceConfig:
+        """The Discord client's ``http_trace``: counts every response from Discord with an error status.
 
-        Two doors lead to Discord: the bot's REST client (``HTTPClient.request``, wrapped on this
-        instance) and the interaction webhooks (responses, follow-ups, edits), which discord.py sends
-        through the adapter held in a context variable: this context and every task started from it
-        (the gateway's event handlers) get a counting adapter.
+        discord.py sends both ways to Discord through that one session: its REST client and the
+        interaction webhooks (responses, follow-ups, edits). Each failed attempt counts, also one that
+        discord.py then retries (a 429, a 502).
         """
-        request: Callable[..., Awaitable[Any]] = http.request
+        trace = aiohttp.TraceConfig()
 
-        async def counted(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return await request(*args, **kwargs)
-            except discord.HTTPException as exc:
-                self.discord_error(exc.status)
-                raise
+        async def ended(_session: object, _context: object, params: aiohttp.TraceRequestEndParams) -> None:
+            if params.response.status >= 400:
+                self.discord_error(params.response.status)
 
-        http.request = counted
-        webhook_async.async_context.set(_CountingWebhookAdapter(self))
-
-
-class _CountingWebhookAdapter(webhook_async.AsyncWebhookAdapter):
-    """discord.py's webhook adapter, counting the calls that fail."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        super().__init__()
-        self._metrics = metrics
-
-    async def request(self, *args: Any, **kwargs: Any) -> Any:
-        """Send as discord.py does; count an :class:`discord.HTTPException`."""
-        try:
-            return await super().request(*args, **kwargs)
-        except discord.HTTPException as exc:
-            self._metrics.discord_error(exc.status)
-            raise
+        trace.on_request_end.append(ended)
+        return trace
 
 
 async def cancel_quietly(task: asyncio.Task[Any] | None) -> None:

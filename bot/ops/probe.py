@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from collections.abc import Mapping
 
 TIMEOUT_SECONDS = 5.0
 _ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "::": "::1", "[::]": "::1"}  # noqa: S104 (mapped, never bound here)
@@ -58,7 +59,7 @@ def ask(host: str, port: int, timeout: float = TIMEOUT_SECONDS) -> tuple[int, st
     return 0, text
 
 
-def main(environ: dict[str, str] | None = None) -> int:
+def main(environ: Mapping[str, str] | None = None) -> int:
     """Ask the bot the environment describes; print one line; return the exit status."""
     environ = os.environ if environ is None else environ
     port = environ.get("METRICS_PORT", "").strip()

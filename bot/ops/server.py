@@ -68,7 +68,6 @@ class OpsServer:
             raise
         self._runner = runner
         self.port = int(runner.addresses[0][1])
-        self._metrics.count_discord_errors(self._bot.http)
         self._lag = asyncio.create_task(self._metrics.watch_loop_lag(), name="fluxcord-loop-lag")
         log.info("Serving /metrics and /healthz on %s:%d", self._host, self.port)
 

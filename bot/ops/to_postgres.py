@@ -140,7 +140,7 @@ async def _in_dependency_order(conn: Any, tables: list[str]) -> list[str]:
         "SELECT c.conrelid::regclass::text AS child, c.confrelid::regclass::text AS parent"
         " FROM pg_constraint c WHERE c.contype = 'f' AND c.connamespace = current_schema()::regnamespace"
     )
-    parents = {table: set() for table in tables}
+    parents: dict[str, set[str]] = {table: set() for table in tables}
     for edge in edges:
         child, parent = edge["child"].strip('"'), edge["parent"].strip('"')
         if child in parents and parent in parents and child != parent:
@@ -222,7 +222,7 @@ async def _compare(sqlite: Database, conn: Any, tables: list[str]) -> None:
             raise TransferError(f"{table}: {got} rows arrived of {want}; nothing was copied")
     for table, query in _CHECKSUMS.items():
         if table in tables:
-            want_sums = tuple(await sqlite.fetch_one(query))
+            want_sums = tuple(await sqlite.fetch_one(query) or ())  # an aggregate: always one row
             got_sums = tuple(await conn.fetchrow(query))
             if want_sums != got_sums:
                 raise TransferError(f"{table}: the sums differ after the copy ({got_sums} != {want_sums})")

@@ -134,11 +134,19 @@ class Database(ABC):
         return await SqliteDatabase.open(path, synchronous=synchronous)
 
     @classmethod
-    async def connect(cls, url: str, **options: Any) -> Database:
-        """Connect to the PostgreSQL database at ``url`` (a pool) and apply pending migrations."""
+    async def connect(
+        cls, url: str, *, pool_size: int = 10, migrate: bool = True, connect_timeout: float = 10.0
+    ) -> Database:
+        """Connect to the PostgreSQL database at ``url`` (a pool) and apply pending migrations.
+
+        The same parameters and defaults as ``PostgresDatabase.connect`` (``bot/storage/postgres.py``),
+        which overrides this.
+        """
         from bot.storage.postgres import PostgresDatabase
 
-        return await PostgresDatabase.connect(url, **options)
+        return await PostgresDatabase.connect(
+            url, pool_size=pool_size, migrate=migrate, connect_timeout=connect_timeout
+        )
 
     @classmethod
     async def at(cls, target: str, *, pool_size: int = 4) -> Database:

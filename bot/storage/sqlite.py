@@ -147,14 +147,14 @@ class SqliteDatabase(Database):
         """Apply one migration in one transaction; False if another process applied it first."""
         rebuild = rebuilds_tables(migration.sql)
         async with self._write_lock:
-            foreign_keys = bool((await self._conn.execute_fetchall("PRAGMA foreign_keys"))[0][0])
+            foreign_keys = bool(next(iter(await self._conn.execute_fetchall("PRAGMA foreign_keys")))[0])
             if rebuild and foreign_keys:
                 # A no-op inside a transaction: it must be switched before BEGIN, and back after COMMIT.
                 await self._conn.execute("PRAGMA foreign_keys=OFF")
             try:
                 await self._conn.execute("BEGIN IMMEDIATE")
                 try:
-                    current = (await self._conn.execute_fetchall("PRAGMA user_version"))[0][0]
+                    current = next(iter(await self._conn.execute_fetchall("PRAGMA user_version")))[0]
                     if migration.version <= current:
                         await self._conn.execute("ROLLBACK")
                         return False
