@@ -37,7 +37,7 @@ GONE_CODES = {50027, 10015, 10008}
 # only (int), and its own "@original" routes are private (its adapter), hence the ignores where it is used.
 ORIGINAL = "@original"
 # No answer from Discord at all: the edit may have taken effect before the connection broke.
-UNANSWERED: tuple[type[BaseException], ...] = (aiohttp.ClientError, TimeoutError)
+UNANSWERED: tuple[type[Exception], ...] = (aiohttp.ClientError, TimeoutError)
 
 ViewFactory = Callable[[int], discord.ui.View]
 GalleryFactory = Callable[..., discord.ui.LayoutView]  # (GroupResult, file names, mention=) → the gallery
@@ -302,9 +302,10 @@ async def _landed(webhook: discord.Webhook, shows: Callable[[discord.Message], b
     """After an edit left unanswered: the original message's (channel id, id) if it shows the edit, else None."""
     if shows is None:
         return None
+    unreadable: tuple[type[Exception], ...] = (discord.HTTPException, *UNANSWERED)
     try:
-        message = await webhook.fetch_message(ORIGINAL)  # type: ignore[arg-type]
-    except (discord.HTTPException, *UNANSWERED) as exc:
+        message = await webhook.fetch_message(ORIGINAL)  # type: ignore[arg-type]  # see ORIGINAL
+    except unreadable as exc:
         log.info("Could not read the message back after an unanswered edit (%s)", type(exc).__name__)
         return None
     return (message.channel.id, message.id) if shows(message) else None
