@@ -80,7 +80,7 @@ def for_model(request: GenerationRequest, model: str) -> GenerationRequest | Non
 
 def encode_request(request: GenerationRequest) -> str:
     """The request's record as JSON (:meth:`GenerationRequest.to_record`): what :func:`decode_request` reads."""
-    return json.dumps(request.to_record(), separators=(",", ":"), ensure_ascii=False)
+    return request.record_json()
 
 
 def decode_request(text: str) -> GenerationRequest:

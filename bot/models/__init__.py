@@ -19,7 +19,7 @@ strategies), :mod:`~bot.models.spec` (:class:`ModelSpec`, with :meth:`ModelSpec.
 from __future__ import annotations
 
 from bot.models.build import build_request
-from bot.models.derive import final_request, legacy_record, reroll, retarget
+from bot.models.derive import final_request, legacy_record, rerolled, retarget
 from bot.models.options import (
     ASPECT_RATIOS,
     DEFAULT_ASPECT_RATIO,
@@ -66,6 +66,6 @@ __all__ = [
     "models_supporting",
     "models_taking_images",
     "nearest_aspect_ratio",
-    "reroll",
+    "rerolled",
     "retarget",
 ]

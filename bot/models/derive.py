@@ -27,7 +27,7 @@ from bot.models.spec import ModelSpec
 from bot.models.table import get_model
 
 _KEEP: Any = object()
-IMAGE_FIELDS = ("input_image", *(f"input_image_{n}" for n in range(2, 11)))
+IMAGE_FIELDS = ("input_image", *(f"input_image_{n}" for n in range(2, 9)))
 """The payload fields of FLUX.1 Kontext's and FLUX.2's input images (FLUX 3 sends a list, ``images``)."""
 UNREADABLE_INPUTS = "That image's inputs can no longer be read, so it can't be rerolled."
 
@@ -74,7 +74,7 @@ def retarget(
     return dataclasses.replace(rebuilt, style=style)
 
 
-def reroll(request: GenerationRequest) -> GenerationRequest:
+def rerolled(request: GenerationRequest) -> GenerationRequest:
     """Reroll: the same request (model, prompt, options, input images, style) with a fresh seed (or nonce)."""
     return retarget(request, request.model, seed=None)
 

@@ -86,6 +86,10 @@ class GenerationRequest:
             "style": self.style,
         }
 
+    def record_json(self) -> str:
+        """:meth:`to_record` as compact JSON, the way the database stores it (``jobs.request``, offers)."""
+        return json.dumps(self.to_record(), separators=(",", ":"), ensure_ascii=False)
+
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> GenerationRequest:
         """The request :meth:`to_record` wrote (as it was: not validated again; see :meth:`retarget`).
