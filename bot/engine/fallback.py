@@ -154,6 +154,12 @@ class FallbackOffers:
             source_job_id=source_job_id,
             images=images,
         )
+        await self._store(offer, now)
+        log.info("Offered %s a fallback from %s to %s (offer %s)", user_id, request.model.key, model, offer.id)
+        return offer
+
+    async def _store(self, offer: FallbackOffer, now: datetime) -> None:
+        """Write ``offer``, dropping the expired ones, in one transaction."""
         async with self._db.transaction() as tx:
             await tx.execute("DELETE FROM fallback_offers WHERE expires_at <= ?", (to_millis(now),))
             await tx.execute(
@@ -161,21 +167,19 @@ class FallbackOffers:
                 " source_job_id, created_at, expires_at, images) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     offer.id,
-                    guild_id,
-                    user_id,
-                    fallback.model.key,
-                    encode_request(fallback),
-                    int(private),
-                    source_kind,
-                    source_url,
-                    source_job_id,
+                    offer.guild_id,
+                    offer.user_id,
+                    offer.request.model.key,
+                    encode_request(offer.request),
+                    int(offer.private),
+                    offer.source_kind,
+                    offer.source_url,
+                    offer.source_job_id,
                     to_millis(now),
                     to_millis(offer.expires_at),
-                    images,
+                    offer.images,
                 ),
             )
-        log.info("Offered %s a fallback from %s to %s (offer %s)", user_id, request.model.key, model, offer.id)
-        return offer
 
     async def take(self, offer_id: str, *, guild_id: int, user_id: int) -> FallbackOffer:
         """The offer, removed so it is used once; a member-facing refusal when it cannot be used.

@@ -22,6 +22,7 @@ from bot.models import (
     rerolled,
     retarget,
 )
+from tests.bot.test_models import full_options
 
 ids = list(MODELS)
 
@@ -35,14 +36,9 @@ def png(width: int, height: int) -> InputImage:
 
 def full_request(spec: ModelSpec) -> GenerationRequest:
     """A request on ``spec`` with every option it supports set, input images where it takes them, a style."""
-    options: dict = {}
-    if spec.steps_range:
-        options["steps"] = spec.steps_range[1]
-    if spec.guidance_range:
-        options["guidance"] = spec.guidance_range[0]
-    for switch in ("raw", "prompt_upsampling", "grounding"):
-        if spec.supports(switch):
-            options[switch] = True
+    options = full_options(spec)  # steps, guidance, raw, prompt_upsampling at an extreme of their range
+    if spec.supports("grounding"):
+        options["grounding"] = True
     if spec.supports("resolution"):
         options["resolution"] = "2k"
     images = [png(64 * 5, 64 * 4), png(256, 512)][: spec.max_input_images]
