@@ -99,14 +99,45 @@ def final_request(
 class LegacyJob(Protocol):
     """The columns of a job row written before ``jobs.request`` existed (see :func:`legacy_record`)."""
 
-    model: str
-    prompt: str
-    aspect_ratio: str | None
-    width: int
-    height: int
-    seed: int
-    params: dict[str, Any]
-    style: str | None
+    @property
+    def model(self) -> str:
+        """The model's key."""
+        ...
+
+    @property
+    def prompt(self) -> str:
+        """The prompt as sent (a styled job's: the templated one)."""
+        ...
+
+    @property
+    def aspect_ratio(self) -> str | None:
+        """The aspect ratio (None: a job older than migration 0004)."""
+        ...
+
+    @property
+    def width(self) -> int:
+        """The width asked for."""
+        ...
+
+    @property
+    def height(self) -> int:
+        """The height asked for."""
+        ...
+
+    @property
+    def seed(self) -> int:
+        """The seed sent (0 for a model without one)."""
+        ...
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The BFL payload as sent."""
+        ...
+
+    @property
+    def style(self) -> str | None:
+        """The server style applied to the prompt."""
+        ...
 
 
 def legacy_record(job: LegacyJob) -> dict[str, Any]:
