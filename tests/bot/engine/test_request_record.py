@@ -14,6 +14,7 @@ from bot.billing.ledger import Ledger
 from bot.engine.admission import Requester, new_job
 from bot.engine.store import JobStore
 from bot.models import MODELS, GenerationRequest, InputImage, build_request, rerolled
+from tests.bot.test_models_record import full_request
 
 
 def png(width: int, height: int) -> InputImage:
@@ -46,11 +47,11 @@ def who(job_id: int) -> Requester:
 
 
 async def test_every_models_request_comes_back_from_the_job_row(store):
-    for job_id, key in enumerate(MODELS, start=1):
-        request = request_for(key)
+    for job_id, spec in enumerate(MODELS.values(), start=1):
+        request = full_request(spec)  # every option it supports, input images where it takes them, a style
         await admit(store, new_job(request, who(job_id), request.cache_key()))
         job = await store.get(job_id)
-        assert job is not None and job.generation_request() == request, key
+        assert job is not None and job.generation_request() == request, spec.key
 
 
 async def test_a_reroll_uses_the_stored_request_not_the_payload(store, db):
