@@ -33,7 +33,7 @@ from bot.engine.store import Job
 from bot.errors import InvalidOptions
 from bot.images.codec import InvalidImage, fit_for_upload
 from bot.images.inputs import BadInputImage, prepare
-from bot.models import MAX_SEED, GenerationRequest, build_request, get_model
+from bot.models import MAX_SEED, GenerationRequest, build_request, final_request, get_model
 from bot.safety.privacy import require_details
 from bot.text import strip_bidi
 from cogs._admission import UNREACHABLE, acknowledge_click, send_answer
@@ -56,8 +56,6 @@ CANCEL_TEXT = {
     "too_late": "Too late to cancel: the images are already being made (the provider cannot stop them).",
     "unknown": "That request is no longer known to the bot.",
 }
-# The options of /imagine a Final carries over to the final model (a draft model may not take them).
-FINAL_OPTIONS = ("aspect_ratio", "steps", "guidance", "raw", "prompt_upsampling", "resolution", "grounding")
 
 
 def distinct_seeds(count: int, first: int, *, consecutive: bool, rng: random.Random | None = None) -> list[int]:
@@ -85,8 +83,8 @@ def group_requests(request: GenerationRequest, count: int, *, seed_given: bool) 
 
 
 def final_options(request: GenerationRequest) -> dict[str, Any]:
-    """The options of the member's request that a Final renders with (kept in the group row)."""
-    return {name: getattr(request, name) for name in FINAL_OPTIONS}
+    """The member's request, which a Final renders with draft n's seed: its record, kept in the group row."""
+    return request.to_record()
 
 
 def failure_line(result: GroupResult) -> str:
@@ -363,7 +361,6 @@ class GalleryFlow:
         if not group.draft or group.final_model is None:
             raise InvalidOptions("That image is not a draft.")
         spec = get_model(group.final_model)
-        options = {name: group.final_options.get(name) for name in FINAL_OPTIONS}
         images = []
         if not spec.has_seed:  # FLUX 3: no seed to carry over, so the draft itself guides the final
             data = await self._image_of(interaction, job)
@@ -373,14 +370,5 @@ class GalleryFlow:
                 images = [await prepare(data, spec)]
             except BadInputImage as exc:
                 raise InvalidOptions("That draft can't be used as a reference any more.") from exc
-        request = build_request(
-            model=spec.key,
-            prompt=job.prompt,
-            seed=job.seed if spec.has_seed else None,
-            input_images=images,
-            allow_grounding=True,  # whether this server allows it is checked at admission
-            max_prompt_length=self.settings.max_prompt_length,
-            **options,
-        )
-        request = dataclasses.replace(request, style=job.style)  # the draft's prompt is the styled one
+        request = final_request(group.final_options, job.generation_request(), spec.key, images)
         await self.cog._generate(interaction, request, private=group.private)

@@ -10,9 +10,6 @@ base64 in the job's BFL payload, so a restart can still submit them.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import io
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,26 +18,26 @@ from typing import TYPE_CHECKING, Any, cast
 import discord
 from discord import app_commands
 from discord.ext import commands
-from PIL import Image
 
 from bot.app import FluxcordBot
 from bot.billing.money import format_usd
 from bot.engine.sources import JobSources, SourceKind
 from bot.engine.store import Job
-from bot.errors import FluxcordError, InvalidOptions, NotAllowed
+from bot.errors import InvalidOptions, NotAllowed
 from bot.images.inputs import BadInputImage, InputFetcher, prepare
 from bot.models import (
     FLUX3_ASPECT_RATIOS,
     MAX_SEED,
     MODELS,
-    OPTION_NAMES,
     GenerationRequest,
     InputImage,
     ModelSpec,
     build_request,
     get_model,
     models_taking_images,
+    rerolled,
 )
+from bot.models.derive import IMAGE_FIELDS
 from bot.safety.levels import DEFAULT_TOLERANCE
 from bot.safety.privacy import require_details
 from bot.text import clean_prompt, strip_bidi
@@ -55,7 +52,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_EDIT_MODEL = "flux-2-pro"
 ACK_BUDGET_SECONDS = 1.5  # download + re-encode usually take less; past this we defer (Discord's 3 s)
-IMAGE_FIELDS = ("input_image", *(f"input_image_{n}" for n in range(2, 9)))
 _PLACEHOLDER = InputImage(data_b64="", width=1024, height=1024)  # validation before any download
 UNKNOWN_JOB = "That image is no longer known to the bot."
 NO_IMAGE = "That message has no image I can edit (attach one, or use a message with an uploaded image)."
@@ -358,18 +354,7 @@ class Edit(commands.Cog):
 
     async def reroll(self, interaction: discord.Interaction, job: Job) -> None:
         """An edit's Reroll: the same inputs and options, a new seed (FLUX 3: simply again)."""
-        images = await asyncio.to_thread(_inputs_from_params, job.params)
-        spec = get_model(job.model)
-        options: dict[str, Any] = {name: job.params.get(name) for name in OPTION_NAMES}
-        request = build_request(
-            model=spec.key,
-            prompt=job.prompt,
-            aspect_ratio=job.aspect_ratio or job.params.get("aspect_ratio"),
-            seed=None,
-            input_images=images,
-            max_prompt_length=self.settings.max_prompt_length,
-            **options,
-        )
+        request = rerolled(await asyncio.to_thread(job.generation_request))  # a legacy job's inputs: decoded
         original = await self.sources.get(job.id)
         await self.submit(
             interaction,
@@ -464,19 +449,6 @@ def _input_strings(params: dict[str, Any]) -> list[str]:
 
 def _has_inputs(params: dict[str, Any]) -> bool:
     return bool(_input_strings(params))
-
-
-def _inputs_from_params(params: dict[str, Any]) -> list[InputImage]:
-    """The input images a stored payload carries, with their sizes (read from the headers)."""
-    images = []
-    for data in _input_strings(params):
-        try:
-            with Image.open(io.BytesIO(base64.b64decode(data, validate=True))) as image:
-                width, height = image.size
-        except (binascii.Error, OSError, ValueError) as exc:
-            raise FluxcordError("That image's inputs can no longer be read, so it can't be rerolled.") from exc
-        images.append(InputImage(data_b64=data, width=width, height=height))
-    return images
 
 
 async def setup(bot: FluxcordBot) -> None:

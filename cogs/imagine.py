@@ -26,9 +26,9 @@ from bot.engine.store import Job
 from bot.errors import InvalidOptions
 from bot.models import (
     MAX_SEED,
-    OPTION_NAMES,
     GenerationRequest,
     build_request,
+    rerolled,
 )
 from bot.safety.privacy import require_details
 from bot.text import clean_prompt
@@ -175,7 +175,7 @@ class Imagine(commands.Cog):
         if job is None or job.guild_id != interaction.guild_id:
             raise InvalidOptions("That image is no longer known to the bot, so it can't be rerolled.")
         require_details(job)  # its prompt was erased (retention or /privacy forget)
-        request = reroll_request(job, max_prompt_length=self.settings.max_prompt_length)
+        request = rerolled(job.generation_request())  # the stored request, a fresh seed
         await self._generate(interaction, request, private=job.private)
 
     async def cancel(self, interaction: discord.Interaction, job_id: int) -> None:
@@ -259,20 +259,6 @@ class Imagine(commands.Cog):
         if self.engine.painter is not None:
             self.engine.painter.shown(job.id, text)
         await self.engine.acknowledged(job.id)
-
-
-def reroll_request(job: Job, *, max_prompt_length: int) -> GenerationRequest:
-    """The request of an earlier job with a fresh seed (and its style, for the card)."""
-    options: dict[str, Any] = {name: job.params.get(name) for name in OPTION_NAMES}
-    request = build_request(
-        model=job.model,
-        prompt=job.prompt,  # a styled job's prompt is already the templated one
-        aspect_ratio=job.aspect_ratio or job.params.get("aspect_ratio"),
-        seed=None,
-        max_prompt_length=max_prompt_length,
-        **options,
-    )
-    return dataclasses.replace(request, style=job.style)
 
 
 class _JobButton(

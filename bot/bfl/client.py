@@ -19,8 +19,8 @@ Rules this module enforces, and why:
 * Polling (:mod:`bot.bfl.poller`): ``Pending``, ``Reasoning``, ``Generating`` and unknown statuses
   mean "still running"; an early ``Task not found`` too; a 5xx poll is read for a final status;
   429/5xx polls back off and poll the same URL again (never resubmit), 5xx ones up to a bound.
-* BFL allows 24 active tasks per key (6 for ``flux-kontext-max``); :meth:`BflClient.task_slot`
-  keeps the bot under that instead of provoking 429s.
+* BFL allows 24 active tasks per key (fewer on some routes: the model table's ``max_active_tasks``);
+  :meth:`BflClient.task_slot` keeps the bot under that instead of provoking 429s.
 """
 
 from __future__ import annotations
@@ -78,9 +78,6 @@ __all__ = [  # what callers import from here; the rest lives in bot.bfl.tasks, .
 ]
 
 log = logging.getLogger(__name__)
-
-KONTEXT_MAX_ENDPOINT = "flux-kontext-max"
-KONTEXT_MAX_ACTIVE_TASKS = 6  # BFL's documented cap for flux-kontext-max
 
 SUBMIT_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10, sock_read=25)
 POLL_TIMEOUT = aiohttp.ClientTimeout(total=15, sock_connect=10)
@@ -155,7 +152,11 @@ class BflClient:
             not_found_window=task_not_found_window,
         )
         self._slots = asyncio.Semaphore(max_active_tasks)
-        self._kontext_max_slots = asyncio.Semaphore(min(KONTEXT_MAX_ACTIVE_TASKS, max_active_tasks))
+        self._route_slots = {  # the routes with a tighter cap (the model table's), each with its own slots
+            key: asyncio.Semaphore(spec.max_active_tasks)
+            for key, spec in MODELS.items()
+            if spec.max_active_tasks < max_active_tasks
+        }
         self._active_tasks = 0
 
     # -- concurrency -------------------------------------------------------------------------------
@@ -166,7 +167,7 @@ class BflClient:
         return self._active_tasks
 
     def task_slot(self, endpoint: str) -> contextlib.AbstractAsyncContextManager[None]:
-        """Hold one active-task slot (and a kontext-max slot for that model) while a task runs.
+        """Hold one active-task slot (and a route slot for a model with a tighter cap) while a task runs.
 
         Enter it before :meth:`submit` and leave it once :meth:`wait_for_result` returned or raised:
         BFL counts a task as active from submit until it is finished, and answers 429 above the cap.
@@ -176,10 +177,11 @@ class BflClient:
     @contextlib.asynccontextmanager
     async def _slot(self, endpoint: str) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            if endpoint == KONTEXT_MAX_ENDPOINT:
-                # Take the narrow slot first: a kontext-max job queued behind its 6-cap must not sit
-                # on one of the global slots that other models could use meanwhile.
-                await stack.enter_async_context(self._kontext_max_slots)
+            route = self._route_slots.get(endpoint)
+            if route is not None:
+                # Take the narrow slot first: a job queued behind its route's cap must not sit on one
+                # of the global slots that other models could use meanwhile.
+                await stack.enter_async_context(route)
             await stack.enter_async_context(self._slots)
             self._active_tasks += 1
             try:

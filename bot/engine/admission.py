@@ -273,4 +273,5 @@ def new_job(request: GenerationRequest, who: Requester, cache_key: str) -> NewJo
         upload_limit=who.upload_limit,
         private=who.private,
         style=request.style,
+        request=request.record_json(),
     )

@@ -16,19 +16,19 @@ was refused only, within :data:`OFFER_TTL_SECONDS`, and the caller runs it throu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from bot.billing.limits import LimitsService
 from bot.clock import Clock, from_millis, to_millis, utc_now
 from bot.engine.sources import SourceKind
 from bot.errors import InvalidOptions, NotAllowed
-from bot.models import MODELS, OPTION_NAMES, GenerationRequest, InputImage, build_request, nearest_aspect_ratio
+from bot.models import MODELS, GenerationRequest
 from bot.storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -63,82 +63,38 @@ class FallbackOffer:
 def for_model(request: GenerationRequest, model: str) -> GenerationRequest | None:
     """``request`` on ``model``, or None when that model cannot serve it.
 
-    Options the model does not take (or takes in a narrower range) are dropped, so the model's own
-    default applies; an aspect ratio it does not offer becomes its nearest one (``auto`` follows the
-    input image, as for a new edit); the seed is kept where both models have one. Input images the
-    model cannot take (too many, too large, too small, or none at all for a text-only model) mean None.
+    :meth:`GenerationRequest.retarget`: options the model does not accept (or takes in a narrower
+    range) are dropped, so the model's own default applies; an aspect ratio it does not offer becomes
+    its nearest one (``auto`` follows the input image, as for a new edit); the seed is kept where both
+    models have one. Input images the model cannot take (too many, too large, too small, or none at
+    all for a text-only model) mean None.
     """
     spec = MODELS.get(model)
     if spec is None or spec.key == request.model.key:
         return None
-    images = request.input_images
-    if len(images) > spec.max_input_images:
-        return None
-    for image in images:
-        if image.pixels > spec.input_max_megapixels * 1_000_000 or min(image.width, image.height) < spec.input_min_side:
-            return None
-    ratio: str | None = request.aspect_ratio
-    if ratio not in spec.aspect_ratios:
-        ratio = None if ratio == "auto" else nearest_aspect_ratio(spec, request.width, request.height)
-    seed = request.seed if request.model.has_seed and spec.has_seed else None
-    options = {name: getattr(request, name) for name in OPTION_NAMES if _fits(spec.key, name, getattr(request, name))}
     try:
-        return build_request(
-            model=spec.key,
-            prompt=request.prompt,
-            aspect_ratio=ratio,
-            seed=seed,
-            input_images=images,
-            allow_grounding=True,  # the server's /safety grounding switch is checked at admission
-            max_prompt_length=max(1, len(request.prompt)),  # already within the limit
-            **options,
-        )
-    except InvalidOptions as exc:  # pragma: no cover - the mapping above keeps every option valid
-        log.warning("No fallback to %s for a %s request: %s", model, request.model.key, exc.user_message)
+        return request.retarget(spec)
+    except InvalidOptions as exc:
+        log.info("No fallback to %s for a %s request: %s", model, request.model.key, exc.user_message)
         return None
-
-
-def _fits(model: str, option: str, value: Any) -> bool:
-    spec = MODELS[model]
-    if value is None or not spec.supports(option):
-        return False
-    if option == "steps" and spec.steps_range is not None:
-        return spec.steps_range[0] <= value <= spec.steps_range[1]
-    if option == "guidance" and spec.guidance_range is not None:
-        return spec.guidance_range[0] <= value <= spec.guidance_range[1]
-    return True
 
 
 def encode_request(request: GenerationRequest) -> str:
-    """The request as JSON: what :func:`decode_request` needs to build it again (never a nonce)."""
-    return json.dumps(
-        {
-            "model": request.model.key,
-            "prompt": request.prompt,
-            "aspect_ratio": request.aspect_ratio,
-            "seed": request.seed if request.model.has_seed else None,
-            "options": {name: getattr(request, name) for name in OPTION_NAMES if getattr(request, name) is not None},
-            "images": [[image.data_b64, image.width, image.height] for image in request.input_images],
-        },
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+    """The request's record as JSON (:meth:`GenerationRequest.to_record`): what :func:`decode_request` reads."""
+    return request.record_json()
 
 
 def decode_request(text: str) -> GenerationRequest:
-    """The request :func:`encode_request` stored, validated again (a model without a seed gets a new nonce)."""
-    data = json.loads(text)
-    prompt = str(data["prompt"])
-    return build_request(
-        model=data["model"],
-        prompt=prompt,
-        aspect_ratio=data["aspect_ratio"],
-        seed=data["seed"],
-        input_images=[InputImage(b64, int(w), int(h)) for b64, w, h in data["images"]],
-        allow_grounding=True,
-        max_prompt_length=max(1, len(prompt)),
-        **data["options"],
-    )
+    """The request :func:`encode_request` stored (a model without a seed: a new nonce, so a new image).
+
+    An offer stored in another layout (before records were kept) counts as expired.
+    """
+    try:
+        request = GenerationRequest.from_record(json.loads(text))
+    except (ValueError, KeyError, TypeError) as exc:
+        log.info("A fallback offer in an older layout was dropped: %s", exc)
+        raise InvalidOptions(EXPIRED_TEXT) from None
+    return request if request.nonce is None else dataclasses.replace(request, nonce=secrets.token_hex(8))
 
 
 class FallbackOffers:
@@ -199,6 +155,12 @@ class FallbackOffers:
             source_job_id=source_job_id,
             images=images,
         )
+        await self._store(offer, now)
+        log.info("Offered %s a fallback from %s to %s (offer %s)", user_id, request.model.key, model, offer.id)
+        return offer
+
+    async def _store(self, offer: FallbackOffer, now: datetime) -> None:
+        """Write ``offer``, dropping the expired ones, in one transaction."""
         async with self._db.transaction() as tx:
             await tx.execute("DELETE FROM fallback_offers WHERE expires_at <= ?", (to_millis(now),))
             await tx.execute(
@@ -206,21 +168,19 @@ class FallbackOffers:
                 " source_job_id, created_at, expires_at, images) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     offer.id,
-                    guild_id,
-                    user_id,
-                    fallback.model.key,
-                    encode_request(fallback),
-                    int(private),
-                    source_kind,
-                    source_url,
-                    source_job_id,
+                    offer.guild_id,
+                    offer.user_id,
+                    offer.request.model.key,
+                    encode_request(offer.request),
+                    int(offer.private),
+                    offer.source_kind,
+                    offer.source_url,
+                    offer.source_job_id,
                     to_millis(now),
                     to_millis(offer.expires_at),
-                    images,
+                    offer.images,
                 ),
             )
-        log.info("Offered %s a fallback from %s to %s (offer %s)", user_id, request.model.key, model, offer.id)
-        return offer
 
     async def take(self, offer_id: str, *, guild_id: int, user_id: int) -> FallbackOffer:
         """The offer, removed so it is used once; a member-facing refusal when it cannot be used.

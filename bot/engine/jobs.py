@@ -1,22 +1,27 @@
-"""A job row: what admission writes (:class:`NewJob`), what is read back (:class:`Job`), and the mapping."""
+"""A job row: what admission writes (:class:`NewJob`), what is read back (:class:`Job`), and the mapping.
+
+The dataclasses' fields are the ``jobs`` columns: :func:`insert_job` and :func:`job_from_row` read the
+column list from them (converting by the field's type), so a new column is one new field.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
 from bot.billing.ledger import Ledger, Limit
 from bot.clock import from_millis, to_millis
 from bot.engine.states import JobStatus
+from bot.models import GenerationRequest, legacy_record
 from bot.storage.database import Transaction
 
 
 @dataclass(frozen=True)
 class NewJob:
-    """Everything admission writes about a job."""
+    """Everything admission writes about a job: each field is the ``jobs`` column of the same name."""
 
     id: int
     guild_id: int
@@ -24,7 +29,7 @@ class NewJob:
     user_id: int
     model: str
     prompt: str
-    params: dict[str, Any]
+    params: dict[str, Any]  # the BFL payload, exactly as it is sent
     seed: int
     width: int
     height: int
@@ -36,25 +41,23 @@ class NewJob:
     upload_limit: int = 10 * 1024 * 1024
     private: bool = False  # the whole exchange is ephemeral (only the member sees it)
     style: str | None = None  # the server style applied to the prompt (bot.styles); never sent to BFL
+    request: str | None = None  # the request's record as JSON (GenerationRequest.to_record); None: admitted before 0021
+
+    def generation_request(self) -> GenerationRequest:
+        """The request this job was admitted with: its stored record, what every later request derives from.
+
+        A job admitted before records were kept (migration 0021) has its record derived once from its
+        columns and payload (:func:`bot.models.legacy_record`).
+        """
+        record = json.loads(self.request) if self.request is not None else legacy_record(self)
+        return GenerationRequest.from_record(record)
 
 
-@dataclass(frozen=True)
-class Job:
-    """A job row."""
+@dataclass(frozen=True, kw_only=True)
+class Job(NewJob):
+    """A job row: what admission wrote, and what the engine has recorded since."""
 
-    id: int
-    guild_id: int
-    channel_id: int
-    user_id: int
-    model: str
-    prompt: str
-    params: dict[str, Any]
-    seed: int
-    width: int
-    height: int
-    cache_key: str
     status: JobStatus
-    estimated_micros: int
     cost_micros: int | None
     bfl_task_id: str | None
     polling_url: str | None
@@ -63,20 +66,14 @@ class Job:
     result_message_id: int | None
     created_at: datetime
     updated_at: datetime
-    aspect_ratio: str | None
     acked: bool
-    application_id: int | None
-    interaction_token: str | None
-    upload_limit: int
     submitted_at: datetime | None
     ready_at: datetime | None
     sample_url: str | None
     bfl_stage: str | None
     expanded_prompt: str | None
-    private: bool = False
     erased_at: datetime | None = None  # prompt, parameters and result links erased (bot.safety.privacy)
     claimed_by: str | None = None  # the process that holds the job (bot.engine.leases), if any
-    style: str | None = None  # the server style applied to the prompt (bot.styles), shown on the card
     group_id: int | None = None  # one image of an /imagine count:N or draft group (bot.engine.groups)
     group_index: int | None = None  # its place in the group, from 0
     result_file: str | None = None  # the posted file: 'original' (BFL's, provenance kept) or 'reencoded: <why>'
@@ -104,6 +101,26 @@ class Job:
         return (self.ready_at - self.submitted_at).total_seconds()
 
 
+def _maybe_time(value: int | None) -> datetime | None:
+    return None if value is None else from_millis(value)
+
+
+_TO_COLUMN: dict[str, Callable[[Any], Any]] = {
+    "bool": int,
+    "dict[str, Any]": lambda value: json.dumps(value, sort_keys=True),
+}
+_FROM_COLUMN: dict[str, Callable[[Any], Any]] = {
+    "bool": bool,
+    "dict[str, Any]": json.loads,
+    "datetime": from_millis,
+    "datetime | None": _maybe_time,
+    "JobStatus": JobStatus,
+}
+"""How a column's value becomes a field's, by the field's type (the others are stored as they are)."""
+_NEW_JOB_FIELDS = tuple(fields(NewJob))
+_JOB_FIELDS = tuple(fields(Job))
+
+
 async def insert_job(
     tx: Transaction,
     job: NewJob,
@@ -117,92 +134,28 @@ async def insert_job(
     """Write a new job row (queued, or cached for a cache hit) inside the caller's transaction."""
     now_ms = to_millis(now)
     group_id, group_index = group if group is not None else (None, None)
-    await tx.execute(
-        "INSERT INTO jobs (id, guild_id, channel_id, user_id, model, prompt, params, seed, width, height,"
-        " cache_key, status, estimated_micros, created_at, updated_at, aspect_ratio, acked, application_id,"
-        " interaction_token, upload_limit, private, claimed_by, group_id, group_index, style)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            job.id,
-            job.guild_id,
-            job.channel_id,
-            job.user_id,
-            job.model,
-            job.prompt,
-            json.dumps(job.params, sort_keys=True),
-            job.seed,
-            job.width,
-            job.height,
-            job.cache_key,
-            (JobStatus.CACHED if cached else JobStatus.QUEUED).value,
-            0 if cached else job.estimated_micros,
-            now_ms,
-            now_ms,
-            job.aspect_ratio,
-            1 if acked else 0,
-            job.application_id,
-            job.interaction_token,
-            job.upload_limit,
-            1 if job.private else 0,
-            holder,
-            group_id,
-            group_index,
-            job.style,
-        ),
-    )
+    row = {f.name: _TO_COLUMN.get(str(f.type), _same)(getattr(job, f.name)) for f in _NEW_JOB_FIELDS}
+    row |= {
+        "status": (JobStatus.CACHED if cached else JobStatus.QUEUED).value,
+        "estimated_micros": 0 if cached else job.estimated_micros,
+        "created_at": now_ms,
+        "updated_at": now_ms,
+        "acked": 1 if acked else 0,
+        "claimed_by": holder,
+        "group_id": group_id,
+        "group_index": group_index,
+    }
+    marks = ", ".join("?" for _ in row)
+    await tx.execute(f"INSERT INTO jobs ({', '.join(row)}) VALUES ({marks})", tuple(row.values()))
 
 
-def _maybe_time(value: int | None) -> datetime | None:
-    return None if value is None else from_millis(value)
+def _same(value: Any) -> Any:
+    return value
 
 
 def job_from_row(row: Any) -> Job:
     """A :class:`Job` from a ``jobs`` row (either backend)."""
-    return Job(
-        id=row["id"],
-        guild_id=row["guild_id"],
-        channel_id=row["channel_id"],
-        user_id=row["user_id"],
-        model=row["model"],
-        prompt=row["prompt"],
-        params=json.loads(row["params"]),
-        seed=row["seed"],
-        width=row["width"],
-        height=row["height"],
-        cache_key=row["cache_key"],
-        status=JobStatus(row["status"]),
-        estimated_micros=row["estimated_micros"],
-        cost_micros=row["cost_micros"],
-        bfl_task_id=row["bfl_task_id"],
-        polling_url=row["polling_url"],
-        error=row["error"],
-        result_channel_id=row["result_channel_id"],
-        result_message_id=row["result_message_id"],
-        created_at=from_millis(row["created_at"]),
-        updated_at=from_millis(row["updated_at"]),
-        aspect_ratio=row["aspect_ratio"],
-        acked=bool(row["acked"]),
-        application_id=row["application_id"],
-        interaction_token=row["interaction_token"],
-        upload_limit=row["upload_limit"],
-        submitted_at=_maybe_time(row["submitted_at"]),
-        ready_at=_maybe_time(row["ready_at"]),
-        sample_url=row["sample_url"],
-        bfl_stage=row["bfl_stage"],
-        expanded_prompt=row["expanded_prompt"],
-        private=bool(row["private"]),
-        erased_at=_maybe_time(row["erased_at"]),
-        claimed_by=row["claimed_by"],
-        style=row["style"],
-        group_id=row["group_id"],
-        group_index=row["group_index"],
-        result_file=row["result_file"],
-        submit_started_at=_maybe_time(row["submit_started_at"]),
-        next_attempt_at=_maybe_time(row["next_attempt_at"]),
-        attempts=row["attempts"],
-        delivery_attempts=row["delivery_attempts"],
-        told=bool(row["told"]),
-    )
+    return Job(**{f.name: _FROM_COLUMN.get(str(f.type), _same)(row[f.name]) for f in _JOB_FIELDS})
 
 
 class AdmissionRefused(Exception):

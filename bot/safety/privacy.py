@@ -172,8 +172,9 @@ class PrivacyService:
         async with self._db.transaction() as tx:
             for job_id in job_ids:
                 changed = await tx.execute(
-                    "UPDATE jobs SET prompt = '', params = '{}', expanded_prompt = NULL, sample_url = NULL,"
-                    " polling_url = NULL, result_channel_id = NULL, result_message_id = NULL, erased_at = ?"
+                    "UPDATE jobs SET prompt = '', params = '{}', request = NULL, expanded_prompt = NULL,"
+                    " sample_url = NULL, polling_url = NULL, result_channel_id = NULL, result_message_id = NULL,"
+                    " erased_at = ?"
                     f" WHERE id = ? AND status NOT IN {_OPEN}",
                     (now, job_id),
                 )

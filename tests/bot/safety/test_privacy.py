@@ -109,3 +109,11 @@ async def test_forget_erases_the_members_defaults_here_only(db, setup, clock):
     await privacy.forget(GUILD, ALICE)
     assert not (await privacy.kept(GUILD, ALICE)).defaults
     assert (await privacy.kept(GUILD, BOB)).defaults and (await privacy.kept(GUILD + 1, ALICE)).defaults
+
+
+async def test_the_stored_request_is_erased_with_the_prompt(db, setup):
+    privacy, _, _ = setup
+    await db.execute("UPDATE jobs SET request = ? WHERE id IN (1, 2)", ('{"v": 1, "prompt": "secret"}',))
+    await privacy.forget(GUILD, ALICE)
+    rows = {r["id"]: r["request"] for r in await db.fetch_all("SELECT id, request FROM jobs WHERE id IN (1, 2)")}
+    assert rows == {1: None, 2: '{"v": 1, "prompt": "secret"}'}  # a running job still needs its request

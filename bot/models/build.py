@@ -1,0 +1,174 @@
+"""Validation: a member's options turned into a :class:`~bot.models.request.GenerationRequest` (:func:`build_request`).
+
+Every check of an option's value against the model is :meth:`bot.models.spec.ModelSpec.accepts`;
+this module only words the refusals.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+from bot.errors import InvalidOptions
+from bot.models.options import (
+    DEFAULT_ASPECT_RATIO,
+    DEFAULT_MODEL,
+    FLUX3_DEFAULT_RESOLUTION,
+    FLUX3_RESOLUTIONS,
+    MAX_SEED,
+)
+from bot.models.options import echo as _echo
+from bot.models.request import GenerationRequest, InputImage
+from bot.models.sizes import dimensions_for, nearest_aspect_ratio, tier_dimensions
+from bot.models.spec import BOOLEAN_OPTIONS, ModelSpec
+from bot.models.table import get_model, models_supporting, models_taking_images
+
+
+def _unsupported(spec: ModelSpec, option: str) -> InvalidOptions:
+    others = [m.label for m in models_supporting(option)]
+    tail = f" Models that do: {', '.join(others)}." if others else ""
+    return InvalidOptions(f"{spec.label} doesn't support `{option}`.{tail}")
+
+
+def _format_number(value: float) -> str:
+    return f"{value:g}"
+
+
+def build_request(
+    *,
+    model: str | None,
+    prompt: str,
+    aspect_ratio: str | None,
+    seed: int | None,
+    steps: int | None = None,
+    guidance: float | None = None,
+    raw: bool | None = None,
+    prompt_upsampling: bool | None = None,
+    resolution: str | None = None,
+    grounding: bool | None = None,
+    input_images: Sequence[InputImage] = (),
+    allow_grounding: bool = False,
+    max_prompt_length: int = 1000,
+    rng: random.Random | None = None,
+) -> GenerationRequest:
+    """Validate a member's options and turn them into a :class:`GenerationRequest`.
+
+    Raises :class:`bot.errors.InvalidOptions` with a message fit for Discord for anything the chosen
+    model would refuse, so no invalid request is ever charged or sent. ``None`` means "not given":
+    the model defaults to :data:`DEFAULT_MODEL`, the aspect ratio to 1:1, and the seed is drawn from
+    ``rng`` (a :class:`random.SystemRandom` by default) so the member can reproduce the image later.
+    """
+    spec = get_model(DEFAULT_MODEL if model is None else model.strip())
+    text = _checked_prompt(prompt, max_prompt_length)
+    images = _checked_images(spec, input_images)
+    ratio = _checked_ratio(spec, aspect_ratio, images)
+    seed, nonce = _checked_seed(spec, seed, rng)
+    given: dict[str, Any] = {
+        "steps": steps,
+        "guidance": guidance,
+        "raw": raw,
+        "prompt_upsampling": prompt_upsampling,
+        "resolution": resolution,
+        "grounding": grounding,
+    }
+    options = _checked_options(spec, given, allow_grounding=allow_grounding)
+    if spec.size_mode == "resolution":
+        width, height = tier_dimensions(spec, ratio, options.get("resolution") or FLUX3_DEFAULT_RESOLUTION)
+    else:
+        width, height = dimensions_for(spec, ratio)
+    return GenerationRequest(
+        model=spec,
+        prompt=text,
+        aspect_ratio=ratio,
+        width=width,
+        height=height,
+        seed=seed,
+        input_images=images,
+        nonce=nonce,
+        **options,
+    )
+
+
+def _checked_prompt(prompt: str, max_prompt_length: int) -> str:
+    text = (prompt or "").strip()
+    if not text:
+        raise InvalidOptions("The prompt is empty. Describe the image you want.")
+    if len(text) > max_prompt_length:
+        raise InvalidOptions(f"The prompt is too long ({len(text):,} characters). The limit is {max_prompt_length:,}.")
+    return text
+
+
+def _checked_images(spec: ModelSpec, input_images: Sequence[InputImage]) -> tuple[InputImage, ...]:
+    images = tuple(input_images)
+    if images and not spec.takes_images:
+        editors = ", ".join(m.label for m in models_taking_images())
+        raise InvalidOptions(f"{spec.label} doesn't take input images. Models that do: {editors}.")
+    if len(images) > spec.max_input_images:
+        raise InvalidOptions(f"{spec.label} takes at most {spec.max_input_images} input images.")
+    return images
+
+
+def _checked_ratio(spec: ModelSpec, aspect_ratio: str | None, images: Sequence[InputImage]) -> str:
+    if aspect_ratio is not None:
+        ratio = aspect_ratio.strip()
+    elif images:
+        first = images[0]
+        ratio = "auto" if "auto" in spec.aspect_ratios else nearest_aspect_ratio(spec, first.width, first.height)
+    else:
+        ratio = DEFAULT_ASPECT_RATIO
+    if ratio not in spec.aspect_ratios:
+        raise InvalidOptions(
+            f"Unknown aspect ratio `{_echo(ratio)}` for {spec.label}. Choose one of: {', '.join(spec.aspect_ratios)}."
+        )
+    return ratio
+
+
+def _checked_seed(spec: ModelSpec, seed: int | None, rng: random.Random | None) -> tuple[int, str | None]:
+    """The seed to send, and the nonce of a model without one (every such request is a new image)."""
+    if not spec.has_seed:
+        if seed is not None:
+            raise InvalidOptions(f"{spec.label} has no seed: every request makes a new image.")
+        return 0, secrets.token_hex(8)
+    if seed is None:
+        return (rng or random.SystemRandom()).randint(0, MAX_SEED), None
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise InvalidOptions(f"`seed` must be a whole number between 0 and {MAX_SEED:,}.")
+    return seed, None
+
+
+def _checked_options(spec: ModelSpec, given: dict[str, Any], *, allow_grounding: bool) -> dict[str, Any]:
+    """The given options (``None``: not given), each one the model accepts, or a refusal that says why not."""
+    for option, value in given.items():
+        if value is not None and not spec.supports(option):
+            raise _unsupported(spec, option)
+    for option, value in given.items():
+        if value is not None and not spec.accepts(option, value):
+            raise _out_of_range(spec, option, value)
+    options = dict(given)
+    if options["guidance"] is not None:
+        options["guidance"] = float(options["guidance"])  # 3 and 3.0 must give the same payload and cache key
+    if spec.supports("grounding"):
+        if options["grounding"] and not allow_grounding:
+            raise InvalidOptions(
+                "Grounding sends your prompt to web search, and a moderator has not allowed it on this server."
+            )
+        options["grounding"] = bool(options["grounding"])  # FLUX 3 grounds by default: off unless asked and allowed
+    return options
+
+
+def _out_of_range(spec: ModelSpec, option: str, value: object) -> InvalidOptions:
+    """The refusal of a supported option whose value the model does not accept."""
+    if option == "steps":
+        low, high = spec.steps_range or (0, -1)
+        return InvalidOptions(f"`steps` must be between {low} and {high} for {spec.label}.")
+    if option == "guidance":
+        g_low, g_high = spec.guidance_range or (0.0, -1.0)
+        return InvalidOptions(
+            f"`guidance` must be between {_format_number(g_low)} and {_format_number(g_high)} for {spec.label}."
+        )
+    if option in BOOLEAN_OPTIONS:
+        return InvalidOptions(f"`{option}` must be true or false.")
+    tiers = ", ".join(FLUX3_RESOLUTIONS)
+    return InvalidOptions(f"Unknown resolution `{_echo(value)}`. Choose one of: {tiers}.")

@@ -1,0 +1,90 @@
+"""How a model is priced: flat per image (FLUX.1), per megapixel (FLUX.2), per resolution tier (FLUX 3).
+
+Money is integer micro-dollars (see :mod:`bot.billing.money`); megapixels are *decimal* (10⁶ pixels).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from bot.billing.money import format_usd
+from bot.models.options import FLUX3_DEFAULT_RESOLUTION, PIXELS_PER_MEGAPIXEL
+
+
+def _ceil_megapixels(pixels: int) -> int:
+    """Whole decimal megapixels, rounded up (an upper bound), at least 1."""
+    return max(1, -(-pixels // PIXELS_PER_MEGAPIXEL))  # integer ceiling, no floats near money
+
+
+@dataclass(frozen=True)
+class FlatPrice:
+    """A flat price per image, whatever its size (the FLUX.1 family)."""
+
+    micros: int
+    strategy: ClassVar[str] = "flat"
+
+    def estimate_micros(self, pixels: int, inputs: Sequence[int] = (), resolution: str | None = None) -> int:
+        """The price of one image of ``pixels`` pixels (neither the size nor the inputs matter)."""
+        return self.micros
+
+    def describe(self) -> str:
+        """The price for people, e.g. ``$0.04/image``."""
+        return f"{format_usd(self.micros)}/image"
+
+
+@dataclass(frozen=True)
+class MegapixelPrice:
+    """FLUX.2 pricing: the first megapixel costs ``first_mp_micros``, each further one ``extra_mp_micros``.
+
+    BFL bills fractional megapixels in ways its docs do not pin down (an observed ``flux-2-pro`` task of
+    1.98 MP cost 4.5 credits, i.e. 2 MP). To keep a budget reservation an *upper bound*, output megapixels
+    are rounded **up** to whole decimal megapixels: 1.0 MP → 1, 1.01 MP → 2. The settled amount comes
+    from the submit response's ``cost`` anyway.
+    """
+
+    first_mp_micros: int
+    extra_mp_micros: int
+    strategy: ClassVar[str] = "megapixel"
+
+    def estimate_micros(self, pixels: int, inputs: Sequence[int] = (), resolution: str | None = None) -> int:
+        """Upper-bound price of one output of ``pixels`` pixels from input images of ``inputs`` pixels.
+
+        An edit bills its inputs too (bfl-api.md §00.8: a 1 MP-in, 1 MP-out ``flux-2-pro`` edit costs
+        about $0.045 = first MP + one extra MP): each input is rounded up to whole megapixels on its own
+        and billed at the extra-megapixel rate.
+        """
+        megapixels = _ceil_megapixels(pixels) + sum(_ceil_megapixels(p) for p in inputs)
+        return self.first_mp_micros + (megapixels - 1) * self.extra_mp_micros
+
+    def describe(self) -> str:
+        """The price for people, e.g. ``from $0.03 (+$0.015/extra MP)``."""
+        return f"from {format_usd(self.first_mp_micros)} (+{format_usd(self.extra_mp_micros)}/extra MP)"
+
+
+@dataclass(frozen=True)
+class TierPrice:
+    """FLUX 3 pricing: one price per resolution tier, whatever the aspect ratio.
+
+    BFL publishes 1k, 2k and 4k (secondary sources); a tier without a published price takes the next
+    published one above it, so an estimate stays an upper bound. The ledger settles with the ``cost`` BFL
+    reports anyway.
+    """
+
+    tiers: tuple[tuple[str, int], ...]
+    strategy: ClassVar[str] = "resolution"
+
+    def estimate_micros(self, pixels: int, inputs: Sequence[int] = (), resolution: str | None = None) -> int:
+        """The price of the ``resolution`` tier (the default tier when ``None``)."""
+        prices = dict(self.tiers)
+        return prices[resolution or FLUX3_DEFAULT_RESOLUTION]
+
+    def describe(self) -> str:
+        """The price for people, e.g. ``$0.048 (1k) to $0.607 (4k)``."""
+        low, high = self.tiers[0], self.tiers[-1]
+        default = dict(self.tiers)[FLUX3_DEFAULT_RESOLUTION]
+        return f"{format_usd(default)} at 1k ({format_usd(low[1])}–{format_usd(high[1])} by resolution)"
+
+
+Price = FlatPrice | MegapixelPrice | TierPrice

@@ -1,0 +1,154 @@
+"""The model table: one entry per BFL endpoint drives validation, the command's choices, prices, caps and docs.
+
+Every per-model fact (sizes, options and their ranges, input limits, the route's active-task cap,
+prices, safety ranges) lives in its :class:`~bot.models.spec.ModelSpec` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.errors import InvalidOptions
+from bot.models.options import DEFAULT_MODEL, FLUX3_ASPECT_RATIOS, FLUX3_RESOLUTIONS, echo
+from bot.models.pricing import FlatPrice, MegapixelPrice, TierPrice
+from bot.models.spec import ModelSpec
+
+_FLUX1_SIDE = {"multiple": 32, "min_side": 256, "max_side": 1440, "max_megapixels": 1440 * 1440 / 1e6}
+_ONE_MP_SQUARE = 1024 * 1024 / 1e6  # FLUX.1 is trained around 1024²: 1:1 → 1024×1024
+
+
+def _flux1(key: str, label: str, micros: int, **facts: Any) -> ModelSpec:
+    """A FLUX.1 entry: width and height within 256–1440 (multiples of 32) around 1024², a flat price."""
+    common = {"family": "flux1", "size_mode": "dimensions", **_FLUX1_SIDE, "target_megapixels": _ONE_MP_SQUARE}
+    return ModelSpec(key=key, label=label, price=FlatPrice(micros), **{**common, **facts})
+
+
+def _kontext(key: str, label: str, micros: int, **facts: Any) -> ModelSpec:
+    """A FLUX.1 Kontext entry: an aspect ratio, "~1 MP total", up to 4 input images, a flat price."""
+    # Not sent: Kontext takes `aspect_ratio` and renders "~1 MP total" (the sizes are for display).
+    sizes = {"multiple": 16, "min_side": 256, "max_side": 2048, "max_megapixels": 1.5}
+    common = {"target_megapixels": _ONE_MP_SQUARE, "options": frozenset({"prompt_upsampling"}), "max_input_images": 4}
+    return _flux1(key, label, micros, size_mode="aspect_ratio", **{**sizes, **common, **facts})
+
+
+# FLUX.2: the schema only says "minimum 64"; BFL's docs add "multiples of 16, max 4 MP (e.g.
+# 2048×2048)". 2048×2048 is 4.19 decimal MP, so "4 MP" there means 2048²; we cap sides at 2048 too,
+# which is conservative (we only ever ask for ~1 MP).
+_FLUX2_SIDE = {"multiple": 16, "min_side": 64, "max_side": 2048, "max_megapixels": 2048 * 2048 / 1e6}
+# FLUX.2 inputs: up to 8 images (Flux2Inputs: input_image … input_image_8), sent at ≤ 4 MP (the output cap;
+# BFL's own limit is 20 MP per input, but every input megapixel is billed).
+_FLUX2_INPUTS: dict[str, Any] = {"max_input_images": 8, "input_max_megapixels": 4.0, "safety_range": (0, 5)}
+
+
+def _flux2(key: str, label: str, first_mp: int, extra_mp: int, **facts: Any) -> ModelSpec:
+    """A FLUX.2 entry: width and height (multiples of 16, ≤ 2048), up to 8 inputs, priced per megapixel."""
+    common = {
+        "family": "flux2",
+        "size_mode": "dimensions",
+        **_FLUX2_SIDE,
+        # Aim at (not over) 1 MP so the default size costs exactly the first-megapixel price.
+        "target_megapixels": 1.0,
+        # `Flux2Inputs` defines no prompt_upsampling (docs tables do; the schema wins).
+        "options": frozenset(),
+        **_FLUX2_INPUTS,
+    }
+    price = MegapixelPrice(first_mp_micros=first_mp, extra_mp_micros=extra_mp)
+    return ModelSpec(key=key, label=label, price=price, **{**common, **facts})
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.key: spec
+    for spec in (
+        _flux1("flux-pro-1.1", "FLUX1.1 [pro]", 40_000, options=frozenset({"prompt_upsampling"})),
+        _flux1(
+            "flux-pro-1.1-ultra",
+            "FLUX1.1 [pro] Ultra",
+            60_000,
+            # Not sent: Ultra takes only `aspect_ratio` and renders ~4 MP (2048×2048 at 1:1).
+            size_mode="aspect_ratio",
+            max_side=4096,
+            max_megapixels=4.5,
+            target_megapixels=2048 * 2048 / 1e6,
+            options=frozenset({"raw", "prompt_upsampling"}),
+        ),
+        _flux1(
+            "flux-dev",
+            "FLUX.1 [dev]",
+            25_000,
+            options=frozenset({"steps", "guidance", "prompt_upsampling"}),
+            steps_range=(1, 50),
+            guidance_range=(1.5, 5.0),
+        ),
+        _kontext("flux-kontext-pro", "FLUX.1 Kontext [pro]", 40_000),
+        # BFL's tighter concurrency cap for this endpoint: the one place it is written (bot.engine.claim keeps it).
+        _kontext("flux-kontext-max", "FLUX.1 Kontext [max]", 80_000, max_active_tasks=6),
+        _flux2("flux-2-pro", "FLUX.2 [pro]", 30_000, 15_000),
+        _flux2("flux-2-max", "FLUX.2 [max]", 70_000, 30_000),
+        _flux2(
+            "flux-2-flex",
+            "FLUX.2 [flex]",
+            # Pricing pages disagree ($0.05/MP on the newest, $0.06/MP elsewhere): take the higher one.
+            60_000,
+            60_000,
+            # The API's default for flex is prompt_upsampling=true; we send it only when asked.
+            options=frozenset({"steps", "guidance", "prompt_upsampling"}),
+            steps_range=(1, 50),
+            guidance_range=(1.5, 10.0),
+        ),
+        # Flux2KleinInputs: input_image … input_image_4.
+        _flux2("flux-2-klein-4b", "FLUX.2 [klein] 4B", 14_000, 1_000, max_input_images=4),
+        # bfl-api.md §00.8: a 1 MP-in, 1 MP-out edit costs about $0.017.
+        _flux2("flux-2-klein-9b", "FLUX.2 [klein] 9B", 15_000, 2_000, max_input_images=4),
+        ModelSpec(
+            key="flux-3-image",
+            label="FLUX 3 Image",
+            family="flux3",
+            size_mode="resolution",
+            # Not sent: FLUX 3 takes `aspect_ratio` and an equal-area `resolution` tier (display only).
+            multiple=16,
+            min_side=256,
+            max_side=8192,
+            max_megapixels=16.8,
+            target_megapixels=1.0,
+            options=frozenset({"resolution", "grounding"}),
+            # 1k $0.048, 2k $0.10, 4k $0.607 (bfl-api.md §00.2); 768sq and 1.5k take the tier above.
+            price=TierPrice((("768sq", 48_000), ("1k", 48_000), ("1.5k", 100_000), ("2k", 100_000), ("4k", 607_000))),
+            has_seed=False,
+            aspect_ratios=FLUX3_ASPECT_RATIOS,
+            max_input_images=10,
+            input_max_megapixels=16.0,
+            input_min_side=256,
+            safety_range=(0, 4),
+            image_safety_max=2,  # BFL caps FLUX 3 at 2 when images are attached (bfl-api.md §00 / issue 21)
+            takes_user=False,  # Flux3ImageInputs is strict and has no `user`
+        ),
+    )
+}
+"""Every model members can pick, by BFL endpoint name, in the order the command lists them."""
+
+assert DEFAULT_MODEL in MODELS
+
+
+def get_model(key: str) -> ModelSpec:
+    """The spec for ``key``, or :class:`InvalidOptions` naming the models that exist."""
+    try:
+        return MODELS[key]
+    except KeyError:
+        names = ", ".join(f"`{k}`" for k in MODELS)
+        raise InvalidOptions(f"Unknown model `{echo(key)}`. Choose one of: {names}.") from None
+
+
+def models_supporting(option: str) -> list[ModelSpec]:
+    """The models that accept ``option``, in table order."""
+    return [spec for spec in MODELS.values() if spec.supports(option)]
+
+
+def models_taking_images() -> list[ModelSpec]:
+    """The models that edit (take input images), in table order."""
+    return [spec for spec in MODELS.values() if spec.takes_images]
+
+
+def flux3_resolution_prices() -> list[tuple[str, int]]:
+    """Each FLUX 3 ``resolution`` tier with its price in micro-dollars, in tier order (the option's choices)."""
+    spec = MODELS["flux-3-image"]
+    return [(tier, spec.estimate_cost_micros(1, 1, (), tier)) for tier in FLUX3_RESOLUTIONS]

@@ -1,0 +1,42 @@
+"""Reroll derives its request from the job's stored record, never from the BFL payload; old rows still work."""
+
+from __future__ import annotations
+
+import json
+
+from tests.e2e.test_edit import edit, png
+
+
+async def test_a_reroll_sends_the_stored_request_even_when_the_payload_differs(harness):
+    fake, bfl = harness.fake, harness.bfl
+    first = await harness.imagine(prompt="a paper boat", model="flux-dev", steps=20, aspect_ratio="3:2")
+    sent = bfl.submits[-1].body
+    tampered = {**sent, "steps": 45, "guidance": 4.5, "prompt": "not the request"}
+    await harness.services.db.execute("UPDATE jobs SET params = ? WHERE id = ?", (json.dumps(tampered), first.id))
+    click = await fake.click(first.original_message["id"], f"fluxcord:reroll:{first.id}")
+    await harness.finished(click)
+    again = bfl.submits[-1].body
+    assert (again["steps"], again["prompt"], "guidance" in again) == (20, "a paper boat", False)
+    assert (again["width"], again["height"]) == (sent["width"], sent["height"]) and again["seed"] != sent["seed"]
+
+
+async def test_a_job_written_before_records_were_kept_still_rerolls(harness):
+    fake, bfl = harness.fake, harness.bfl
+    first = await harness.imagine(prompt="a paper boat", model="flux-dev", steps=20)
+    await harness.services.db.execute("UPDATE jobs SET request = NULL WHERE id = ?", (first.id,))
+    click = await fake.click(first.original_message["id"], f"fluxcord:reroll:{first.id}")
+    await harness.finished(click)
+    assert bfl.submits[-1].model == "flux-dev" and bfl.submits[-1].body["steps"] == 20
+    assert bfl.submits[-1].body["prompt"] == "a paper boat" and click.original_message["attachments"]
+
+
+async def test_an_edit_written_before_records_were_kept_rerolls_with_its_input_image(harness):
+    fake, bfl = harness.fake, harness.bfl
+    first = await edit(harness, image=fake.make_attachment("a.png", png((320, 256))), model="flux-2-pro")
+    sent = bfl.submits[-1].body
+    await harness.services.db.execute("UPDATE jobs SET request = NULL WHERE id = ?", (first.id,))
+    click = await fake.click(first.original_message["id"], f"fluxcord:reroll:{first.id}")
+    await harness.finished(click)
+    again = bfl.submits[-1].body
+    assert again["input_image"] == sent["input_image"] and again["prompt"] == sent["prompt"]
+    assert again["seed"] != sent["seed"] and click.original_message["attachments"]
