@@ -24,7 +24,7 @@ import yarl
 from discord.ext import commands
 
 import cogs
-from bot.bfl.client import BflClient
+from bot.bfl.client import BflClient, BflPolicy
 from bot.bfl.end_user import EndUserIds
 from bot.billing.alerts import SpendAlerts
 from bot.billing.bookkeeping import Bookkeeping
@@ -220,17 +220,15 @@ def build_services(
 ) -> Services:
     """Wire every core service over an open database and HTTP session.
 
-    ``engine_options`` and ``bfl_options`` reach the :class:`JobEngine` and :class:`BflClient` (tests and
-    benchmarks: a presenter, checkpoints, fast polls).
+    ``engine_options`` reach the :class:`JobEngine` and ``bfl_options`` the client's :class:`BflPolicy`
+    (tests and benchmarks: a presenter, checkpoints, short backoffs).
     """
     clock = DbClock(db, clock)  # the database's clock: every process agrees on leases, deadlines, periods
     bfl = BflClient(
         session=session,
         api_key=settings.bfl_api_key,
         base_url=settings.bfl_api_url,
-        max_active_tasks=settings.bfl_max_active_tasks,
-        task_not_found_window=settings.bfl_task_not_found_window_seconds,
-        **bfl_options,
+        policy=BflPolicy(task_not_found_window=settings.bfl_task_not_found_window_seconds, **bfl_options),
     )
     ledger = Ledger(db, clock)
     jobs = JobStore(db, ledger, clock)

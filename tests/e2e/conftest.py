@@ -159,16 +159,14 @@ async def harness(
 ) -> AsyncIterator[BotHarness]:
     """The real bot, logged in to the fake Discord and using the fake BFL (on each database backend)."""
     from bot.app import assemble
-    from bot.bfl.client import PollSchedule
     from tests.e2e.support import bot_settings
 
     fake = discord_endpoints
     settings = bot_settings(fake, fake_bfl, tmp_path, **(backend | bot_settings_overrides))
-    fast_polls = PollSchedule(first_interval=0.005, quick_phase=0.05, factor=1.5, max_interval=0.02, jitter=0.0)
     async with (
         assemble(
             settings,
-            bfl_options={"poll_schedule": fast_polls, "backoff_base": 0.001, "backoff_cap": 0.01},
+            bfl_options={"backoff_base": 0.001, "backoff_cap": 0.01},
             guild_ready_timeout=0.05,
         ) as bot,
         fake.run_bot(bot),

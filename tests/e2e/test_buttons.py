@@ -9,7 +9,6 @@ import pytest
 from PIL import Image
 
 from bot.app import assemble
-from bot.bfl.client import PollSchedule
 from bot.engine.store import NewJob
 from bot.models import build_request
 from tests.e2e.conftest import BotHarness
@@ -148,8 +147,7 @@ async def test_every_button_works_after_a_restart(discord_endpoints, fake_bfl, t
 
     fake = discord_endpoints
     settings = bot_settings(fake, fake_bfl, tmp_path)
-    polls = PollSchedule(first_interval=0.005, quick_phase=0.05, factor=1.5, max_interval=0.02, jitter=0.0)
-    options = {"poll_schedule": polls, "backoff_base": 0.001, "backoff_cap": 0.01}
+    options = {"backoff_base": 0.001, "backoff_cap": 0.01}
     async with assemble(settings, bfl_options=options, guild_ready_timeout=0.05) as bot, fake.run_bot(bot):
         first = await BotHarness(bot, fake, fake_bfl, settings).imagine(prompt="a windmill")
     message_id = first.original_message["id"]

@@ -221,15 +221,13 @@ async def test_a_restart_before_the_group_is_posted_still_posts_it_once(
     discord_endpoints, fake_bfl, tmp_path, monkeypatch, step
 ):
     from bot.app import assemble
-    from bot.bfl.client import PollSchedule
     from bot.engine.group_delivery import GroupDelivery
     from tests.e2e.conftest import BotHarness
     from tests.e2e.support import bot_settings
 
     fake = discord_endpoints
     settings = bot_settings(fake, fake_bfl, tmp_path)
-    polls = PollSchedule(first_interval=0.005, quick_phase=0.05, factor=1.5, max_interval=0.02, jitter=0.0)
-    options = {"poll_schedule": polls, "backoff_base": 0.001, "backoff_cap": 0.01}
+    options = {"backoff_base": 0.001, "backoff_cap": 0.01}
     with monkeypatch.context() as patch:
         patch.setattr(GroupDelivery, step, _stalled)
         async with assemble(settings, bfl_options=options, guild_ready_timeout=0.05) as bot, fake.run_bot(bot):
