@@ -113,6 +113,18 @@ class BflPolicy:
 DEFAULT_POLICY = BflPolicy()  # frozen, so one shared default is safe
 
 
+@dataclass(frozen=True)
+class _Call:
+    """One API call to make: ``endpoint`` marks a submit (paid, never resent once it may have landed)."""
+
+    method: Literal["GET", "POST"]
+    url: str
+    json_body: dict[str, Any] | None
+    timeout: aiohttp.ClientTimeout
+    what: str
+    endpoint: str | None = None
+
+
 @dataclass
 class _Attempt:
     """What one failed API attempt looked like, for the retry decision and the final error."""
@@ -188,15 +200,9 @@ class BflClient(Poller):
         spec = MODELS.get(endpoint)
         if user is not None and spec is not None and spec.takes_user:
             payload = {**payload, "user": user}
-        body = await self._call_api(
-            "POST",
-            f"{self._base_url}/v1/{endpoint}",
-            json_body=payload,
-            client_timeout=self._policy.submit_timeout,
-            what=f"submit to {endpoint}",
-            endpoint=endpoint,
-            retries=retries,
-        )
+        url = f"{self._base_url}/v1/{endpoint}"
+        call = _Call("POST", url, payload, self._policy.submit_timeout, f"submit to {endpoint}", endpoint)
+        body = await self._call_api(call, retries)
         task = self._parse_submitted(endpoint, body)
         log.info("BFL accepted %s task %s (cost %s credits)", endpoint, task.id, task.cost_credits)
         return task
@@ -204,11 +210,7 @@ class BflClient(Poller):
     async def get_credits(self) -> Decimal:
         """The account's credit balance (``GET {base_url}/v1/credits``); 1 credit is $0.01."""
         body = await self._call_api(
-            "GET",
-            f"{self._base_url}/v1/credits",
-            json_body=None,
-            client_timeout=self._policy.poll_timeout,
-            what="credits",
+            _Call("GET", f"{self._base_url}/v1/credits", None, self._policy.poll_timeout, "credits")
         )
         value = body.get("credits") if isinstance(body, dict) else None
         credits = to_decimal(value)
@@ -268,26 +270,17 @@ class BflClient(Poller):
 
     # -- internals ---------------------------------------------------------------------------------
 
-    async def _call_api(
-        self,
-        method: Literal["GET", "POST"],
-        url: str,
-        *,
-        json_body: dict[str, Any] | None,
-        client_timeout: aiohttp.ClientTimeout,
-        what: str,
-        endpoint: str | None = None,
-        retries: int | None = None,
-    ) -> Any:
+    async def _call_api(self, call: _Call, retries: int | None = None) -> Any:
         """One API call with retries; returns the parsed JSON of a 2xx answer.
 
-        ``endpoint`` marks a (paid, non-idempotent) submit: then only 429 and connection failures
-        before sending are retried; a 5xx or any other transport failure is an unknown outcome.
-        Other calls (GET, idempotent) also retry 5xx.
+        A call with an ``endpoint`` is a (paid, non-idempotent) submit: then only 429 and connection
+        failures before sending are retried; a 5xx or any other transport failure is an unknown
+        outcome. Other calls (GET, idempotent) also retry 5xx.
         """
+        what, endpoint = call.what, call.endpoint
         allowed = self._policy.submit_retries if retries is None else retries
         for attempt in itertools.count():
-            body, failure = await self._send(method, url, json_body, client_timeout, what, endpoint)
+            body, failure = await self._send(call)
             if failure is None:
                 return body
             self._raise_unless_retryable(failure, what, endpoint)
@@ -308,24 +301,17 @@ class BflClient(Poller):
             await self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _send(
-        self,
-        method: Literal["GET", "POST"],
-        url: str,
-        json_body: dict[str, Any] | None,
-        client_timeout: aiohttp.ClientTimeout,
-        what: str,
-        endpoint: str | None,
-    ) -> tuple[Any, _Attempt | None]:
+    async def _send(self, call: _Call) -> tuple[Any, _Attempt | None]:
         """One request: ``(body, None)`` for a 2xx answer, ``(None, failure)`` for one to judge."""
+        what, endpoint = call.what, call.endpoint
         try:
             async with self._session.request(
-                method,
-                url,
-                json=json_body,
-                headers=self._access.headers_for(URL(url)),
+                call.method,
+                call.url,
+                json=call.json_body,
+                headers=self._access.headers_for(URL(call.url)),
                 allow_redirects=False,  # a submit is never redirected (a resent POST could bill twice)
-                timeout=client_timeout,
+                timeout=call.timeout,
                 raise_for_status=False,
             ) as resp:
                 if 200 <= resp.status < 300:
