@@ -14,8 +14,8 @@ polling
     ``wait_for_result`` returned Ready): half polled with the cold plan, half with the plan learned
     from those. The warm-up happens once per latency; the measured runs do not feed the model.
     Then, per run, ``--jobs`` concurrent jobs with the adaptive plan and ``--jobs`` with a fixed
-    0.5 s loop (the client's PollSchedule pinned to 0.5 s, today's default before back-off) run side
-    by side: slot → submit → poll → download. Measured at the fake, per job: polls, and detection
+    0.5 s loop (``REFERENCE_PLAN``, the client's default plan before back-off) run side
+    by side: submit → poll → download. Measured at the fake, per job: polls, and detection
     delay = the download request − the moment the task became ready. Reported: the median over
     ``--runs`` runs of each run's polls per job, mean and p95 delay, and the event-loop lag p99
     (a 10 ms ticker's oversleep) while the jobs ran. Targets: at L ≥ 3 s, adaptive ≤ 0.6× the polls
@@ -39,13 +39,13 @@ import aiohttp
 from pydantic import SecretStr
 
 from benchmarks.backlog import backlog_section, rss_section
-from bot.bfl.client import BflClient, PollSchedule
+from bot.bfl.client import BflClient
 from bot.bfl.polling import LatencyModel, PollPlan, cold_plan
 from tests.fakes.fake_bfl import Behaviour, FakeBfl
 
 MODEL = "flux-pro-1.1"
 PAYLOAD = {"prompt": "a lighthouse at dusk", "width": 256, "height": 256}  # small: rendering is not measured
-REFERENCE_SCHEDULE = PollSchedule(first_interval=0.5, quick_phase=1e9, factor=1, max_interval=0.5, jitter=0)
+REFERENCE_PLAN = PollPlan(first_poll=0.0, interval=0.5, tail_start=1e9, max_interval=0.5)  # a fixed 0.5 s loop
 TARGET_RATIO = 0.6
 TARGET_FROM_LATENCY = 3.0  # the ratio targets apply from this latency up
 TARGET_LAG_MS = 20.0
@@ -73,7 +73,7 @@ async def fake_bfl_session(*, seed: int | None = None) -> AsyncIterator[tuple[Fa
 
 
 def make_client(fake: FakeBfl, session: aiohttp.ClientSession, **options: Any) -> BflClient:
-    """A BflClient on the fake with production defaults unless overridden."""
+    """A BflClient on the fake with production defaults unless overridden (``policy``, ``sleep``...)."""
     return BflClient(session=session, api_key=SecretStr(fake.api_key), base_url=fake.url, **options)
 
 
@@ -167,13 +167,12 @@ class LatencyResult:
 
 
 async def run_job(client: BflClient, *, poll_timeout: float, plan: PollPlan | None = None) -> tuple[str, float, float]:
-    """Slot → submit → poll → download, as the bot does. Returns (task id, submit answered, Ready seen)."""
+    """Submit → poll → download, as the bot does. Returns (task id, submit answered, Ready seen)."""
     loop = asyncio.get_running_loop()
-    async with client.task_slot(MODEL):
-        task = await client.submit(MODEL, PAYLOAD)
-        accepted = loop.time()
-        result = await client.wait_for_result(task, timeout=poll_timeout, plan=plan)
-        seen = loop.time()
+    task = await client.submit(MODEL, PAYLOAD)
+    accepted = loop.time()
+    result = await client.wait_for_result(task, timeout=poll_timeout, plan=plan)
+    seen = loop.time()
     await client.download(result.sample_url)
     return task.id, accepted, seen
 
@@ -206,7 +205,7 @@ async def polling_at(latency: float, *, runs: int, jobs: int, warmup: int, jitte
     async with fake_bfl_session(seed=seed) as (fake, session):
         fake.default = Behaviour(run_seconds=latency, run_jitter=jitter)
         adaptive = make_client(fake, session)
-        reference = make_client(fake, session, poll_schedule=REFERENCE_SCHEDULE)
+        reference = make_client(fake, session)
         model = await warm_up(adaptive, latency, warmup, wave=max(1, warmup // 2))
         plan = model.plan(MODEL)
         result = LatencyResult(latency=latency, plan=plan)
@@ -218,7 +217,7 @@ async def polling_at(latency: float, *, runs: int, jobs: int, warmup: int, jitte
                     *(
                         run_job(adaptive, poll_timeout=timeout, plan=plan)
                         if i % 2 == 0
-                        else run_job(reference, poll_timeout=timeout)
+                        else run_job(reference, poll_timeout=timeout, plan=REFERENCE_PLAN)
                         for i in range(2 * jobs)
                     )
                 )

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
 import pkgutil
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +25,7 @@ import yarl
 from discord.ext import commands
 
 import cogs
-from bot.bfl.client import BflClient
+from bot.bfl.client import BflClient, BflPolicy
 from bot.bfl.end_user import EndUserIds
 from bot.billing.alerts import SpendAlerts
 from bot.billing.bookkeeping import Bookkeeping
@@ -40,7 +41,7 @@ from bot.engine.leases import ProcessIdentity
 from bot.engine.shared_breaker import BreakerLog, SharedBreakers
 from bot.engine.store import JobStore
 from bot.images.cache import ImageCache
-from bot.modlog import ModLog
+from bot.modlog import ChannelPoster, ModLog
 from bot.ops.memory import MemoryKeeper
 from bot.ops.metrics import Metrics
 from bot.ops.server import OpsServer
@@ -48,12 +49,12 @@ from bot.prefs import PrefsService
 from bot.safety.privacy import PrivacyService
 from bot.safety.service import SafetyService
 from bot.startup import (
-    check_bfl_at_startup,
     dev_guild_refused,
     discord_startup_errors,
     open_storage,
     probe_gateway,
 )
+from bot.startup_bfl import check_bfl_at_startup
 from bot.storage.database import Database
 from bot.styles import StyleService
 from bot.tree import FluxcordTree
@@ -82,6 +83,9 @@ class Services:
     bookkeeping: Bookkeeping = field(kw_only=True)
 
 
+ServicesFor = Callable[[ChannelPoster], Services]  # builds the services around the Discord client
+
+
 def extension_names() -> list[str]:
     """Every cog module under `cogs/` (modules starting with `_` are helpers, not extensions)."""
     return sorted(
@@ -94,14 +98,19 @@ def extension_names() -> list[str]:
 class FluxcordBot(commands.Bot):
     """The Discord client: loads the cogs, syncs commands only when they changed, recovers jobs.
 
+    ``services`` builds the services with this client as their mod-log poster (each needs the other).
     ``role="worker"`` (`python -m bot worker`) never opens the gateway: it logs in for Discord's REST
     API only and runs the job engine, which posts results through interaction webhooks and channels.
     """
 
-    def __init__(self, services: Services, *, background_work: bool = True, role: str = "bot", **options: Any) -> None:
+    def __init__(
+        self, services: ServicesFor, *, background_work: bool = True, role: str = "bot", **options: Any
+    ) -> None:
+        # Built for this client, which posts their mod-log announcements (it only keeps the reference now).
+        built = services(self)
         options.setdefault("intents", discord.Intents.default())
         options.setdefault("chunk_guilds_at_startup", False)
-        options.setdefault("http_trace", services.metrics.discord_trace())  # fluxcord_discord_api_errors_total
+        options.setdefault("http_trace", built.metrics.discord_trace())  # fluxcord_discord_api_errors_total
         super().__init__(
             command_prefix=commands.when_mentioned,
             tree_cls=FluxcordTree,
@@ -109,12 +118,16 @@ class FluxcordBot(commands.Bot):
             help_command=None,
             **options,
         )
-        self.services = services
-        self._background_work = background_work  # False for `python -m bot sync`: no auto-sync, no jobs
-        self.ops: OpsServer | None = None  # the metrics and health server, when METRICS_PORT is set
+        self.background_work = background_work  # False for `python -m bot sync`: no auto-sync, no jobs
         self.role = role
         self.closed = asyncio.Event()  # set once close() has finished
-        services.modlog.poster = self
+        self.services = built
+        settings, port = self.services.settings, self.services.settings.metrics_port
+        self.ops = (  # the metrics and health server, when METRICS_PORT is set (`assemble` starts it)
+            OpsServer(self, self.services.metrics, host=settings.metrics_host, port=port)
+            if port is not None and background_work
+            else None
+        )
 
     @property
     def tree(self) -> FluxcordTree:
@@ -127,7 +140,7 @@ class FluxcordBot(commands.Bot):
         """Load cogs, sync commands if they changed, and start the job engine (resuming open jobs)."""
         for name in extension_names():
             await self.load_extension(name)
-        if not self._background_work:
+        if not self.background_work:
             return
         if self.role == "worker":  # the gateway processes own the command set and the retention sweep
             await self.services.engine.start()
@@ -222,6 +235,7 @@ def build_services(
     *,
     db: Database,
     session: aiohttp.ClientSession,
+    poster: ChannelPoster | None = None,
     clock: Clock = utc_now,
     engine_options: dict[str, Any] | None = None,
     role: str = "bot",
@@ -229,46 +243,31 @@ def build_services(
 ) -> Services:
     """Wire every core service over an open database and HTTP session.
 
-    ``engine_options`` and ``bfl_options`` reach the :class:`JobEngine` and :class:`BflClient` (tests and
-    benchmarks: a presenter, checkpoints, fast polls).
+    ``poster`` is the Discord client that posts the mod-log (:class:`FluxcordBot` passes itself).
+    ``engine_options`` reach the :class:`JobEngine` and ``bfl_options`` the client's :class:`BflPolicy`
+    (tests and benchmarks: a presenter, checkpoints, short backoffs).
     """
     clock = DbClock(db, clock)  # the database's clock: every process agrees on leases, deadlines, periods
     bfl = BflClient(
         session=session,
         api_key=settings.bfl_api_key,
         base_url=settings.bfl_api_url,
-        max_active_tasks=settings.bfl_max_active_tasks,
-        task_not_found_window=settings.bfl_task_not_found_window_seconds,
-        **bfl_options,
+        policy=BflPolicy(task_not_found_window=settings.bfl_task_not_found_window_seconds, **bfl_options),
     )
     ledger = Ledger(db, clock)
     jobs = JobStore(db, ledger, clock)
     limits = LimitsService(db, settings, clock)
-    modlog = ModLog(limits)
+    modlog = ModLog(limits, poster=poster)
     alerts = SpendAlerts(db, ledger, limits, modlog, clock)
     metrics = Metrics()
     assert settings.cache_dir is not None  # filled in by Settings from DATABASE_PATH
     cache = ImageCache(settings.cache_dir, settings.cache_max_mb * 1024 * 1024)
     safety = SafetyService(db, limits, settings, clock=clock, notice=modlog.announce)
-    options = dict(engine_options or {})
-    config = EngineConfig.from_settings(settings, **options.pop("config", {}))
-    engine = JobEngine(
-        EngineParts(
-            store=jobs,
-            groups=GroupStore(db, ledger, clock),
-            ledger=ledger,
-            limits=limits,
-            bfl=bfl,
-            cache=cache,
-            clock=clock,
-            breakers=options.pop("breakers", None) or SharedBreakers(BreakerLog(db)),
-            identity=options.pop("identity", None) or ProcessIdentity(role),
-            safety=safety,
-            end_users=EndUserIds(),  # the `user` sent to BFL: keyed by a per-install secret loaded at start
-        ),
-        config,
-        EngineHooks(**(dict[str, Any](on_admitted=alerts.check, notice=modlog.announce, observer=metrics) | options)),
-    )
+    groups = GroupStore(db, ledger, clock)
+    # end_users: the `user` sent to BFL, keyed by a per-install secret loaded at start
+    parts = EngineParts(jobs, groups, ledger, limits, bfl, cache, clock, safety=safety, end_users=EndUserIds())
+    hooks = {"on_admitted": alerts.check, "notice": modlog.announce, "observer": metrics}
+    engine = _job_engine(settings, parts, hooks=hooks, options=engine_options or {}, role=role)
     privacy = PrivacyService(db, cache, retention_days=settings.prompt_retention_days, clock=clock)
     styles = StyleService(db, limits, max_prompt_length=settings.max_prompt_length, clock=clock)
     prefs = PrefsService(db, styles, default_model=settings.default_model, clock=clock)
@@ -291,6 +290,18 @@ def build_services(
     )
 
 
+def _job_engine(
+    settings: Settings, parts: EngineParts, *, hooks: dict[str, Any], options: dict[str, Any], role: str
+) -> JobEngine:
+    """The engine over ``parts``; ``options`` (tests, benchmarks) override its hooks, config, breakers, identity."""
+    options = dict(options)
+    config = EngineConfig.from_settings(settings, **options.pop("config", {}))
+    breakers = options.pop("breakers", None) or SharedBreakers(BreakerLog(parts.store.db))
+    identity = options.pop("identity", None) or ProcessIdentity(role)
+    parts = dataclasses.replace(parts, breakers=breakers, identity=identity)
+    return JobEngine(parts, config, EngineHooks(**(hooks | options)))
+
+
 @asynccontextmanager
 async def assemble(
     settings: Settings,
@@ -309,15 +320,19 @@ async def assemble(
     # No default headers: the BFL key is attached per request, only to BFL API hosts.
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=15))
     try:
-        services = build_services(settings, db=db, session=session, clock=clock, role=role, **(bfl_options or {}))
+
+        def services_for(poster: ChannelPoster) -> Services:
+            options = bfl_options or {}
+            return build_services(settings, db=db, session=session, poster=poster, clock=clock, role=role, **options)
+
         cls, shard_options = bot_class(settings, role)
-        bot = cls(services, role=role, **(shard_options | bot_options))
-        ops = None
-        if settings.metrics_port is not None and bot._background_work:
-            ops = bot.ops = OpsServer(bot, services.metrics, host=settings.metrics_host, port=settings.metrics_port)
+        bot = cls(services_for, role=role, **(shard_options | bot_options))
+        services = bot.services
+        ops = bot.ops
+        if ops is not None:
             await ops.start()  # a port in use is a one-line StartupError naming METRICS_PORT
         # Memory freed after a burst of images goes back to the system (bot/ops/memory.py).
-        keeper = MemoryKeeper().start() if bot._background_work else None
+        keeper = MemoryKeeper().start() if bot.background_work else None
         try:
             yield bot
         finally:
@@ -363,7 +378,7 @@ def stop_on_signals(bot: FluxcordBot) -> None:
 
     def stop(name: str) -> None:
         log.info("%s received: finishing up", name)
-        bot.services.engine.accepting = False  # refuse new requests at once, before the gateway closes
+        bot.services.engine.stop_admitting()  # refuse new requests at once, before the gateway closes
         shutdowns.append(loop.create_task(bot.close(), name="fluxcord-shutdown"))
 
     for sig in (signal.SIGTERM, signal.SIGINT):

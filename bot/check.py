@@ -21,9 +21,9 @@ from bot.startup import (
     fetch_discord_identity,
     invite_url,
     open_database,
-    probe_bfl,
     probe_gateway,
 )
+from bot.startup_bfl import probe_bfl
 
 PASS, FAIL, WARN = "✓", "✗", "!"
 

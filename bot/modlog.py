@@ -48,6 +48,7 @@ class ModLog:
         self,
         limits: LimitsService,
         *,
+        poster: ChannelPoster | None = None,
         attempts: int = 6,
         backoff_base: float = 1.0,
         backoff_cap: float = 60.0,
@@ -55,7 +56,7 @@ class ModLog:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._limits = limits
-        self.poster: ChannelPoster | None = None  # attached by the bot once it exists
+        self.poster = poster  # the Discord client (None: announcements are logged and dropped)
         self._attempts = attempts
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap

@@ -1,8 +1,9 @@
 """Everything that can stop the bot before it is ready, each turned into one line that says what to do.
 
 Used by `python -m bot` (a failure is a :class:`StartupError`, printed as one line, exit status 1) and by
-`python -m bot check` (the same probes, reported as ✓/✗ lines). No message contains a secret: the
-token and the key are never formatted into one, and server answers are shortened and scrubbed.
+`python -m bot check` (the same probes, reported as ✓/✗ lines); the BFL probe is :mod:`bot.startup_bfl`.
+No message contains a secret: the token and the key are never formatted into one, and server answers
+are shortened and scrubbed.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import ssl
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -238,7 +238,7 @@ def discord_startup_errors(settings: Settings) -> Iterator[None]:
         ) from None
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         raise StartupError(
-            f"Cannot reach Discord at {_host(settings.discord_api_url)} ({describe_error(exc)}); check the "
+            f"Cannot reach Discord at {host_of(settings.discord_api_url)} ({describe_error(exc)}); check the "
             "network, or DISCORD_API_URL"
         ) from None
 
@@ -251,7 +251,8 @@ def dev_guild_refused(guild_id: int, exc: discord.HTTPException) -> StartupError
     )
 
 
-def _host(url: str) -> str:
+def host_of(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``: enough to name a server in a message, never a path or query."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
@@ -275,7 +276,7 @@ async def probe_gateway(settings: Settings) -> None:
             await writer.wait_closed()
     except (OSError, TimeoutError, ssl.SSLError) as exc:
         raise StartupError(
-            f"Cannot reach the Discord gateway at {_host(settings.discord_gateway_url)} ({describe_error(exc)}); "
+            f"Cannot reach the Discord gateway at {host_of(settings.discord_gateway_url)} ({describe_error(exc)}); "
             "check the network, or DISCORD_GATEWAY_URL"
         ) from None
 
@@ -328,7 +329,7 @@ async def _discord_get(session: aiohttp.ClientSession, settings: Settings, route
             status, reason, text = resp.status, resp.reason, await resp.text(errors="replace")
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         raise StartupError(
-            f"Cannot reach Discord at {_host(settings.discord_api_url)} ({describe_error(exc)}); check the "
+            f"Cannot reach Discord at {host_of(settings.discord_api_url)} ({describe_error(exc)}); check the "
             "network, or DISCORD_API_URL"
         ) from None
     try:
@@ -348,89 +349,3 @@ async def _discord_get(session: aiohttp.ClientSession, settings: Settings, route
             "developer portal (Bot → Reset Token) into DISCORD_TOKEN",
         )
     raise _DiscordRefused(status, message, f"Discord answered {status} {message} to GET {route}")
-
-
-# --- BFL -------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BflProbe:
-    """What ``GET /v1/credits`` said: the balance, or the problem and whether it stops the bot."""
-
-    credits: Decimal | None
-    problem: str | None = None
-    fatal: bool = False
-
-    @property
-    def ok(self) -> bool:
-        """Whether the balance was read."""
-        return self.problem is None
-
-
-async def probe_bfl(session: aiohttp.ClientSession, settings: Settings) -> BflProbe:
-    """Read the credit balance with the key; classify a failure (unreachable, bad key, missing access…)."""
-    url = f"{settings.bfl_api_url}/v1/credits"
-    headers = {"x-key": settings.bfl_api_key.get_secret_value(), "accept": "application/json"}
-    host = _host(settings.bfl_api_url)
-    try:
-        async with session.get(url, headers=headers, timeout=PROBE_TIMEOUT, allow_redirects=False) as resp:
-            status = resp.status
-            text = await resp.text(errors="replace")
-    except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, aiohttp.InvalidURL) as exc:
-        problem = f"cannot reach BFL at {host} ({describe_error(exc)}); check the network, or BFL_API_URL"
-        return BflProbe(None, problem, fatal=True)
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        return BflProbe(None, f"BFL at {host} did not answer properly ({describe_error(exc)}); try again later")
-    detail = _bfl_detail(text)
-    if status == 200:
-        try:
-            return BflProbe(Decimal(str(json.loads(text)["credits"])))
-        except (ValueError, KeyError, TypeError, InvalidOperation):
-            return BflProbe(None, f"BFL at {host} sent an unexpected answer to GET /v1/credits; is BFL_API_URL right?")
-    if status in (401, 403):
-        if _looks_like_missing_access(detail):
-            problem = (
-                f"BFL_API_KEY is valid but has no access to GET /v1/credits ({status} {detail}); "
-                "ask BFL to enable the endpoint for your organisation"
-            )
-            return BflProbe(None, problem, fatal=False)
-        problem = (
-            f"BFL_API_KEY was rejected by BFL ({status} {detail}); it looks like a wrong or revoked key: "
-            "copy it again from https://dashboard.bfl.ai"
-        )
-        return BflProbe(None, problem, fatal=True)
-    if status == 404:
-        return BflProbe(None, f"{host} has no GET /v1/credits (404); is BFL_API_URL right?", fatal=True)
-    return BflProbe(None, f"BFL answered {status} {detail} to GET /v1/credits; try again later")
-
-
-def _bfl_detail(text: str) -> str:
-    try:
-        body = json.loads(text)
-    except ValueError:
-        return one_line(text, 60) or "no detail"
-    detail = (body.get("detail") or body.get("message")) if isinstance(body, dict) else None
-    if isinstance(detail, list):
-        detail = "; ".join(str(item.get("msg", item)) if isinstance(item, dict) else str(item) for item in detail)
-    return one_line(detail or "no detail", 60)
-
-
-def _looks_like_missing_access(detail: str) -> bool:
-    lowered = detail.lower()
-    return any(words in lowered for words in ("does not have access", "no access", "organization", "early access"))
-
-
-async def check_bfl_at_startup(settings: Settings) -> None:
-    """Probe BFL once before connecting to Discord: unreachable or a rejected key stops the start.
-
-    A key without access to the balance endpoint, or a BFL hiccup (5xx), is only a warning: images
-    may still work, and refusing to start over a transient error would be worse.
-    """
-    async with aiohttp.ClientSession() as session:
-        probe = await probe_bfl(session, settings)
-    if probe.fatal:
-        raise StartupError(str(probe.problem))
-    if probe.problem:
-        log.warning("BFL check at start-up: %s", probe.problem)
-    else:
-        log.info("BFL credit balance: %s", probe.credits)

@@ -81,7 +81,7 @@ async def tree(db, tmp_path):
         _env_file=None, discord_token="t" * 12, bfl_api_key="k" * 12, database_path=tmp_path / "db.sqlite3"
     )
     async with aiohttp.ClientSession() as session:
-        client = FluxcordBot(build_services(settings, db=db, session=session))
+        client = FluxcordBot(lambda poster: build_services(settings, db=db, session=session, poster=poster))
         for name in extension_names():
             await client.load_extension(name)
         yield client.tree

@@ -1,5 +1,7 @@
 """Polling a BFL task: one poll at a time (:meth:`Poller.poll`), or until it ends (:meth:`Poller.wait_for_result`).
 
+:class:`bot.bfl.client.BflClient` is a :class:`Poller` that also submits, downloads and reads the balance.
+
 Both go through the same reading of an answer (``shared/reference/bfl-api.md`` §00 and issue 21):
 
 * HTTP 200 with a ``status``: ``Pending``, ``Reasoning``, ``Generating`` and unknown statuses mean
@@ -41,7 +43,7 @@ from bot.bfl.tasks import (
     TaskResult,
     finish,
 )
-from bot.bfl.timing import Backoff, PollSchedule
+from bot.bfl.timing import Backoff
 from bot.bfl.wire import describe, json_object, parse_retry_after, progress_value, read_error_text, refusal
 
 log = logging.getLogger(__name__)
@@ -62,14 +64,17 @@ class _Answer:
 
 
 class Poller:
-    """Polls tasks over ``session``; ``sleep`` is injectable so tests can record waits without waiting."""
+    """Polls tasks over ``session``; ``sleep`` is injectable so tests can record waits without waiting.
+
+    ``default_plan`` paces :meth:`wait_for_result` when it is given no plan.
+    """
 
     def __init__(
         self,
         session: aiohttp.ClientSession,
         access: ApiAccess,
         *,
-        schedule: PollSchedule,
+        default_plan: PollPlan,
         backoff: Backoff,
         sleep: Callable[[float], Awaitable[object]],
         poll_timeout: aiohttp.ClientTimeout,
@@ -79,26 +84,33 @@ class Poller:
             raise ValueError("not_found_window must be >= 0")
         self._session = session
         self._access = access
-        self._schedule = schedule
+        self._default_plan = default_plan
         self._backoff = backoff
         self._sleep = sleep
         self._poll_timeout = poll_timeout
         self._not_found_window = not_found_window
 
     async def poll(self, task: SubmittedTask, *, since_submit: float, failures: int = 0) -> PollReading:
-        """Poll ``task`` once, now; never loops and never sleeps.
+        """Poll ``task`` once, now: one request (redirects followed), never a loop or a sleep.
 
-        ``since_submit`` is how long ago BFL accepted the task (for the ``Task not found`` window);
-        ``failures`` how many polls in a row failed before this one (for the 5xx bound). Raises the
-        typed error of a task that ended without an image (:class:`BflModerated`,
-        :class:`BflTaskFailed`, :class:`BflTaskNotFound`) or of a refusal (:class:`BflAuthError`...),
-        and :class:`BflUnsafeUrl` (before sending anything) for a polling URL the key may not go to.
+        ``since_submit`` is how many seconds ago BFL accepted the task; ``failures`` how many polls
+        of it failed in a row before this one. A ``Task not found`` within ``not_found_window``
+        seconds of the submit reads as "poll again"; a 5xx without a final body is a failed reading
+        until ``POLL_FAILURE_LIMIT`` failed polls in a row, when it raises :class:`BflTaskFailed`.
+        After a failed reading wait :meth:`poll_backoff`. Raises :class:`BflModerated`,
+        :class:`BflTaskFailed`, :class:`BflTaskNotFound` for a task that ended without an image,
+        :class:`BflAuthError` and the other refusals, and :class:`BflUnsafeUrl` (before sending
+        anything) for a polling URL the key may not go to.
         """
         url = self._access.polling_url(task.polling_url)
         return _reading(task, await self._read(url, task, since_submit=since_submit, failures=failures))
 
     def poll_backoff(self, failures: int, retry_after: float | None = None) -> float:
-        """Seconds to wait after ``failures`` (≥ 1) failed polls in a row, at least ``retry_after``."""
+        """Seconds to wait after ``failures`` (≥ 1) failed polls in a row, honouring ``Retry-After``.
+
+        Doubling from the backoff's base (half of it jittered, at most 10 s), and at least the
+        answer's ``Retry-After`` (itself capped at 60 s).
+        """
         return self._backoff.after_failed_polls(failures, retry_after)
 
     async def wait_for_result(
@@ -110,24 +122,31 @@ class Poller:
         plan: PollPlan | None = None,
         elapsed_offset: float = 0.0,
     ) -> TaskResult:
-        """Poll until the task finishes (see :meth:`bot.bfl.client.BflClient.wait_for_result`)."""
+        """Poll ``task.polling_url`` until the task finishes; return its result.
+
+        Each poll is read as :meth:`poll` reads it: transient trouble means "poll again", after a
+        backoff (at least ``Retry-After``) when the poll failed. ``on_status(status, progress)`` is
+        awaited whenever either changes.
+
+        The wait before every poll, the first included, is ``plan.delay(elapsed, polls)`` (``plan``
+        defaults to ``default_plan``), where ``elapsed`` is ``elapsed_offset`` (how long ago BFL
+        accepted the task, for a job resumed after a restart) plus the time since this call began.
+        No wait runs past the deadline: the last poll happens right at it.
+
+        Raises :class:`BflTimeout` once ``timeout`` seconds have passed, and :class:`BflModerated`,
+        :class:`BflTaskNotFound` or :class:`BflTaskFailed` for the terminal failures.
+        """
         url = self._access.polling_url(task.polling_url)  # before anything is sent
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + timeout
+        plan = plan or self._default_plan
         last_seen: tuple[str, float | None] | None = None
-        interval: float | None = None
         polls = failures = 0  # failures: polls that failed in a row
         retry_after: float | None = None
         while True:
             now = loop.time()
-            if plan is not None:
-                delay = plan.delay(elapsed_offset + (now - started), polls)
-            elif polls == 0:
-                delay = 0.0
-            else:
-                interval = self._schedule.next_interval(now - started, interval)
-                delay = self._schedule.jittered(interval, self._backoff.random())
+            delay = plan.delay(elapsed_offset + (now - started), polls)
             if failures:  # only a failed poll carries a Retry-After
                 delay = max(delay, self.poll_backoff(failures, retry_after))
             if delay > 0:

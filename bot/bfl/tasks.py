@@ -44,24 +44,30 @@ TERMINAL_STATUSES = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class SubmittedTask:
-    """A task BFL accepted (and billed): poll ``polling_url`` for its result."""
+class _Cost:
+    """``cost_micros`` of a task's ``cost_credits`` (a credit is $0.01)."""
 
-    id: str
-    polling_url: str
     cost_credits: Decimal | None
 
     @property
     def cost_micros(self) -> int | None:
-        """The reported cost in micro-dollars (rounded up), or ``None`` if BFL did not report it."""
+        """The cost in micro-dollars (rounded up), or ``None`` if BFL did not report it."""
         if self.cost_credits is None:
             return None
         return credits_to_micros(self.cost_credits)
 
 
 @dataclass(frozen=True)
-class TaskResult:
+class SubmittedTask(_Cost):
+    """A task BFL accepted (and billed): poll ``polling_url`` for its result."""
+
+    id: str
+    polling_url: str
+    cost_credits: Decimal | None
+
+
+@dataclass(frozen=True)
+class TaskResult(_Cost):
     """A finished task: ``sample_url`` is the signed image URL; ``raw`` the ``Ready`` poll body.
 
     ``cost_credits`` is the settled cost the ``Ready`` answer reports at its top level (None when it
@@ -74,13 +80,6 @@ class TaskResult:
     raw: dict[str, Any]
     cost_credits: Decimal | None = None
     expanded_prompt: str | None = None
-
-    @property
-    def cost_micros(self) -> int | None:
-        """The settled cost in micro-dollars (rounded up), or ``None`` if BFL did not report it."""
-        if self.cost_credits is None:
-            return None
-        return credits_to_micros(self.cost_credits)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,6 @@
-"""How long the BFL client waits: the fallback poll schedule and the backoff after failures.
+"""How long the BFL client waits after failures: the backoff of retried calls and of failed polls.
+
+When to poll a running task is :mod:`bot.bfl.polling`'s (:class:`~bot.bfl.polling.PollPlan`).
 
 Pure logic; ``random`` is injectable so tests can pin the jitter.
 """
@@ -11,41 +13,6 @@ from dataclasses import dataclass, field
 
 MAX_RETRY_AFTER = 60.0  # a longer Retry-After means "not now": give up (or wait at most this) instead
 MAX_POLL_BACKOFF = 10.0  # cap of the backoff between polls that failed in a row
-
-
-@dataclass(frozen=True)
-class PollSchedule:
-    """How often to poll: every ``first_interval`` s for ``quick_phase`` s, then backing off.
-
-    After the quick phase each interval is ``factor`` times the previous one, up to ``max_interval``.
-    Every interval is spread by ±``jitter`` (a fraction) so that many tasks started together do not
-    poll in lockstep. Most FLUX tasks finish within 10 s, hence the quick start.
-    """
-
-    first_interval: float = 0.5
-    quick_phase: float = 8.0
-    factor: float = 1.5
-    max_interval: float = 3.0
-    jitter: float = 0.1
-
-    def __post_init__(self) -> None:
-        if self.first_interval <= 0 or self.max_interval <= 0:
-            raise ValueError("poll intervals must be positive")
-        if self.quick_phase < 0 or self.factor < 1:
-            raise ValueError("quick_phase must be >= 0 and factor >= 1")
-        if not 0 <= self.jitter < 1:
-            raise ValueError("jitter is a fraction in [0, 1)")
-
-    def next_interval(self, elapsed: float, previous: float | None) -> float:
-        """The un-jittered wait before the next poll, ``elapsed`` seconds after polling began."""
-        first = min(self.first_interval, self.max_interval)
-        if previous is None or elapsed < self.quick_phase:
-            return first
-        return min(self.max_interval, max(previous, first) * self.factor)
-
-    def jittered(self, interval: float, rnd: float) -> float:
-        """``interval`` spread by ±jitter; ``rnd`` is a uniform sample from [0, 1)."""
-        return max(0.0, interval * (1.0 + self.jitter * (2.0 * rnd - 1.0)))
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,10 @@ class JobEngine:
     def accepting(self, value: bool) -> None:
         self.admission.accepting = value
 
+    def stop_admitting(self) -> None:
+        """Refuse new requests from now on (a shutdown signal arrived; :meth:`stop` follows)."""
+        self.accepting = False
+
     @property
     def painter(self) -> ProgressPainter | None:
         """The progress painter, once the engine runs with a presenter."""

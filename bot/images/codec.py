@@ -89,7 +89,8 @@ class EncodedImage:
 
 
 @contextmanager
-def _bomb_warnings_as_errors() -> Iterator[None]:
+def bomb_warnings_as_errors() -> Iterator[None]:
+    """Around ``Image.open``: a decompression-bomb warning raises. One lock for every caller in the bot."""
     with _open_lock, warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         yield
@@ -100,7 +101,7 @@ def _open_header(data: bytes) -> Image.Image:
     if not data:
         raise InvalidImage("the file is empty")
     try:
-        with _bomb_warnings_as_errors():
+        with bomb_warnings_as_errors():
             image = Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InvalidImage("the image is too large to process") from exc
@@ -184,23 +185,12 @@ def fit_to_limit(data: bytes, limit_bytes: int, *, basename: str = "fluxcord") -
     if limit_bytes <= 0:
         raise ValueError("limit_bytes must be positive")
     if len(data) <= limit_bytes:
-        # It fits as it is: read the header for the name and size, and post the original bytes.
-        with _open_header(data) as header:
-            extension, content_type = ALLOWED_FORMATS[header.format or ""]
-            return EncodedImage(
-                data=data,
-                filename=f"{basename}.{extension}",
-                content_type=content_type,
-                width=header.width,
-                height=header.height,
-                reencoded=False,
-            )
+        return _as_is(data, basename)
     with _open_decoded(data) as image:
         # A profile only describes the output if the colour space is unchanged (not CMYK → RGB, say).
         icc_profile = image.info.get("icc_profile") if image.mode in _ICC_SAFE_MODES else None
         # Stripping EXIF would drop the orientation tag, so apply it to the pixels first.
         source = flatten_to_rgb(ImageOps.exif_transpose(image))
-
     width, height = source.size
     scale = 1.0
     qualities = JPEG_QUALITIES
@@ -212,26 +202,19 @@ def fit_to_limit(data: bytes, limit_bytes: int, *, basename: str = "fluxcord") -
         for quality in qualities:
             encoded = _encode_jpeg(candidate, quality, icc_profile)
             if len(encoded) <= limit_bytes:
-                log.debug(
-                    "re-encoded %d bytes → %d bytes (%dx%d, quality %d)",
-                    len(data),
-                    len(encoded),
-                    size[0],
-                    size[1],
-                    quality,
-                )
-                return EncodedImage(
-                    data=encoded,
-                    filename=f"{basename}.jpg",
-                    content_type="image/jpeg",
-                    width=size[0],
-                    height=size[1],
-                    reencoded=True,
-                )
+                log.debug("re-encoded %d bytes → %d bytes (%dx%d, quality %d)", len(data), len(encoded), *size, quality)
+                return EncodedImage(encoded, f"{basename}.jpg", "image/jpeg", size[0], size[1], reencoded=True)
         # Too big even at the floor quality: shrink. Once shrinking, start each size at a middling
         # quality rather than 92, which would only cost encoder time at a size 92 already missed.
         scale *= DOWNSCALE_STEP
         qualities = JPEG_QUALITIES[2:]
+
+
+def _as_is(data: bytes, basename: str) -> EncodedImage:
+    """``data`` posted as it is: its header gives the name and size."""
+    with _open_header(data) as header:
+        extension, content_type = ALLOWED_FORMATS[header.format or ""]
+        return EncodedImage(data, f"{basename}.{extension}", content_type, header.width, header.height, reencoded=False)
 
 
 async def inspect(data: bytes) -> ImageInfo:

@@ -28,8 +28,6 @@ import io
 import logging
 import math
 import struct
-import threading
-import warnings
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -37,7 +35,7 @@ import aiohttp
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from bot.errors import FluxcordError
-from bot.images.codec import flatten_to_rgb
+from bot.images.codec import bomb_warnings_as_errors, flatten_to_rgb
 from bot.models import InputImage, ModelSpec
 
 log = logging.getLogger(__name__)
@@ -69,7 +67,6 @@ _SIGNATURES: tuple[tuple[str, bytes, int], ...] = (
     ("GIF", b"GIF89a", 0),
     ("WEBP", b"WEBP", 8),
 )
-_open_lock = threading.Lock()  # warnings.catch_warnings swaps process-global state
 
 
 class BadInputImage(FluxcordError):
@@ -109,8 +106,7 @@ def prepare_image(data: bytes, *, max_megapixels: float, min_side: int, label: s
     if declared is not None and declared[0] * declared[1] > MAX_INPUT_PIXELS:
         raise BadInputImage(_bomb())  # from the header bytes alone, before Pillow parses anything
     try:
-        with _open_lock, warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with bomb_warnings_as_errors():
             image = Image.open(io.BytesIO(data), formats=[kind])
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise BadInputImage(_bomb()) from exc

@@ -37,67 +37,61 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.started = time.monotonic()
-        r = self.registry
-        self.jobs = Counter(
-            "fluxcord_jobs",
-            "Jobs that reached a terminal state, by model and outcome.",
-            ["model", "outcome"],
-            registry=r,
+        counter, gauge = self._counter, self._gauge
+        self.jobs = counter(
+            "fluxcord_jobs", "Jobs that reached a terminal state, by model and outcome.", "model", "outcome"
         )
-        self.refusals = Counter(
-            "fluxcord_refusals", "Requests refused before any BFL call, by reason.", ["reason"], registry=r
-        )
-        self.breaker_refusals = Counter(
+        self.refusals = counter("fluxcord_refusals", "Requests refused before any BFL call, by reason.", "reason")
+        self.breaker_refusals = counter(
             "fluxcord_breaker_refusals",
             "Requests refused at once because the model's circuit breaker was open, by model.",
-            ["model"],
-            registry=r,
+            "model",
         )
-        self.spend = Counter(
-            "fluxcord_spend_micros", "Micro-dollars settled against the BFL account, by model.", ["model"], registry=r
+        self.spend = counter(
+            "fluxcord_spend_micros", "Micro-dollars settled against the BFL account, by model.", "model"
         )
         self.latency = Histogram(
             "fluxcord_bfl_latency_seconds",
             "Seconds from BFL accepting a task to its terminal status, by model.",
             ["model"],
             buckets=LATENCY_BUCKETS,
-            registry=r,
+            registry=self.registry,
         )
-        self.discord_errors = Counter(
+        self.discord_errors = counter(
             "fluxcord_discord_api_errors",
             "Discord responses with an error status (each attempt), by HTTP status.",
-            ["status"],
-            registry=r,
+            "status",
         )
-        self.queue_depth = Gauge("fluxcord_queue_depth", "Jobs waiting for a BFL slot.", registry=r)
-        self.in_flight = Gauge(
-            "fluxcord_bfl_tasks_in_flight", "Jobs holding a BFL slot (submitting or generating).", registry=r
+        self.queue_depth = gauge("fluxcord_queue_depth", "Jobs waiting for a BFL slot.")
+        self.in_flight = gauge("fluxcord_bfl_tasks_in_flight", "Jobs holding a BFL slot (submitting or generating).")
+        self.loop_lag = gauge(
+            "fluxcord_event_loop_lag_seconds", "How late the event loop ran a 0.5 s timer, last tick."
         )
-        self.loop_lag = Gauge(
-            "fluxcord_event_loop_lag_seconds", "How late the event loop ran a 0.5 s timer, last tick.", registry=r
+        self.bot_spent = gauge(
+            "fluxcord_bot_budget_spent_micros", "Bot-wide spend in the current BOT_BUDGET_PERIOD (ledger)."
         )
-        self.bot_spent = Gauge(
-            "fluxcord_bot_budget_spent_micros", "Bot-wide spend in the current BOT_BUDGET_PERIOD (ledger).", registry=r
-        )
-        self.bot_budget = Gauge("fluxcord_bot_budget_micros", "The bot-wide budget (BOT_BUDGET_USD).", registry=r)
-        self.uptime = Gauge("fluxcord_uptime_seconds", "Seconds since the bot process built its services.", registry=r)
-        self.counter_drift = Gauge(
+        self.bot_budget = gauge("fluxcord_bot_budget_micros", "The bot-wide budget (BOT_BUDGET_USD).")
+        self.uptime = gauge("fluxcord_uptime_seconds", "Seconds since the bot process built its services.")
+        self.counter_drift = gauge(
             "fluxcord_ledger_counter_drift",
             "Spend counters that disagreed with the ledger at the last check (0: the books close).",
-            registry=r,
         )
-        self.counter_checks = Counter(
+        self.counter_checks = counter(
             "fluxcord_ledger_counter_checks",
             "Checks of the spend counters against the ledger (at start, then daily), by result.",
-            ["result"],
-            registry=r,
+            "result",
         )
-        self.breaker_open = Gauge(
+        self.breaker_open = gauge(
             "fluxcord_model_breaker_open",
             "1 while a model's circuit breaker refuses new requests (BFL kept failing for it).",
-            ["model"],
-            registry=r,
+            "model",
         )
+
+    def _counter(self, name: str, documentation: str, *labels: str) -> Counter:
+        return Counter(name, documentation, labels, registry=self.registry)
+
+    def _gauge(self, name: str, documentation: str, *labels: str) -> Gauge:
+        return Gauge(name, documentation, labels, registry=self.registry)
 
     # -- the engine's observer ---------------------------------------------------------------------
 

@@ -102,8 +102,8 @@ class Transaction(ABC):
         """Hold the named lock until the transaction ends (PostgreSQL: an advisory lock; SQLite: held already)."""
 
 
-class Snapshot(ABC):
-    """Reads inside :meth:`Database.snapshot`: every query sees the same committed moment."""
+class Reader(ABC):
+    """Queries: what a :class:`Database` and a :class:`Snapshot` both answer."""
 
     @abstractmethod
     async def fetch_one(self, sql: str, params: Params = ()) -> Any | None:
@@ -119,7 +119,11 @@ class Snapshot(ABC):
         return default if row is None or row[0] is None else row[0]
 
 
-class Database(ABC):
+class Snapshot(Reader):
+    """Reads inside :meth:`Database.snapshot`: every query sees the same committed moment."""
+
+
+class Database(Reader):
     """The bot's store. Open it with :func:`bot.startup.open_database` (or :meth:`open` / :meth:`connect`)."""
 
     backend: Backend
@@ -187,19 +191,6 @@ class Database(ABC):
     @abstractmethod
     async def checkpoint(self) -> None:
         """Make erased data leave the files the database keeps (SQLite: truncate the write-ahead log)."""
-
-    @abstractmethod
-    async def fetch_one(self, sql: str, params: Params = ()) -> Any | None:
-        """The first row of a query, or None."""
-
-    @abstractmethod
-    async def fetch_all(self, sql: str, params: Params = ()) -> list[Any]:
-        """Every row of a query."""
-
-    async def fetch_value(self, sql: str, params: Params = (), default: Any = None) -> Any:
-        """The first column of the first row, or ``default``."""
-        row = await self.fetch_one(sql, params)
-        return default if row is None or row[0] is None else row[0]
 
     @abstractmethod
     async def tables(self) -> list[str]:

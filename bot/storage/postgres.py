@@ -138,36 +138,8 @@ def _rowcount(status: str) -> int:
     return int(last) if last.isdigit() else 0
 
 
-class PostgresTransaction(Transaction):
-    """Statements on one pooled connection inside one transaction."""
-
-    for_update = " FOR UPDATE"
-
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        self._conn = conn
-
-    async def execute(self, sql: str, params: Params = ()) -> int:
-        """Run one statement; return the number of rows it changed."""
-        text, args = _prepare(sql, params)
-        return _rowcount(await self._conn.execute(text, *args))
-
-    async def fetch_one(self, sql: str, params: Params = ()) -> asyncpg.Record | None:
-        """The first row of a query inside the transaction."""
-        text, args = _prepare(sql, params)
-        return await self._conn.fetchrow(text, *args)
-
-    async def fetch_all(self, sql: str, params: Params = ()) -> list[asyncpg.Record]:
-        """Every row of a query inside the transaction."""
-        text, args = _prepare(sql, params)
-        return list(await self._conn.fetch(text, *args))
-
-    async def lock(self, name: str) -> None:
-        """Hold the advisory lock ``name`` until the transaction ends (other holders wait)."""
-        await self._conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", name)
-
-
-class PostgresSnapshot(Snapshot):
-    """Reads in one ``REPEATABLE READ READ ONLY`` transaction."""
+class _ConnectionReads:
+    """Queries on one pooled connection (inside a transaction or a snapshot)."""
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
@@ -181,6 +153,25 @@ class PostgresSnapshot(Snapshot):
         """Every row of a query."""
         text, args = _prepare(sql, params)
         return list(await self._conn.fetch(text, *args))
+
+
+class PostgresTransaction(_ConnectionReads, Transaction):
+    """Statements on one pooled connection inside one transaction."""
+
+    for_update = " FOR UPDATE"
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """Run one statement; return the number of rows it changed."""
+        text, args = _prepare(sql, params)
+        return _rowcount(await self._conn.execute(text, *args))
+
+    async def lock(self, name: str) -> None:
+        """Hold the advisory lock ``name`` until the transaction ends (other holders wait)."""
+        await self._conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", name)
+
+
+class PostgresSnapshot(_ConnectionReads, Snapshot):
+    """Reads in one ``REPEATABLE READ READ ONLY`` transaction."""
 
 
 class PostgresDatabase(Database):

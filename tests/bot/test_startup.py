@@ -17,8 +17,8 @@ from bot.startup import (
     fetch_discord_identity,
     invite_url,
     open_database,
-    probe_bfl,
 )
+from bot.startup_bfl import probe_bfl
 from tests.e2e.fake_discord import FakeDiscord
 
 

@@ -12,8 +12,8 @@ from tests.bot.engine.conftest import make_settings
 @pytest.fixture
 async def bot(db, fake_bfl, tmp_path):
     async with aiohttp.ClientSession() as session:
-        services = build_services(make_settings(fake_bfl, tmp_path), db=db, session=session)
-        client = FluxcordBot(services)
+        settings = make_settings(fake_bfl, tmp_path)
+        client = FluxcordBot(lambda poster: build_services(settings, db=db, session=session, poster=poster))
         for name in extension_names():
             await client.load_extension(name)
         yield client

@@ -212,9 +212,6 @@ class BotHarness:
         return "\n".join(texts)
 
 
-FAST_POLLS = {"first_interval": 0.005, "quick_phase": 0.05, "factor": 1.5, "max_interval": 0.02, "jitter": 0.0}
-
-
 @asynccontextmanager
 async def running_bot(fake, bfl, settings, *, bfl_options=None) -> AsyncIterator[BotHarness]:
     """The real bot (``assemble``, as `python -m bot` builds it), logged in to ``fake``.
@@ -222,10 +219,9 @@ async def running_bot(fake, bfl, settings, *, bfl_options=None) -> AsyncIterator
     ``bfl_options``: the BFL client's (default: fast polls and back-offs).
     """
     from bot.app import assemble
-    from bot.bfl.client import PollSchedule
 
     events = EngineEvents()
-    fast = {"poll_schedule": PollSchedule(**FAST_POLLS), "backoff_base": 0.001, "backoff_cap": 0.01}
+    fast = {"backoff_base": 0.001, "backoff_cap": 0.01}
     options = dict(fast if bfl_options is None else bfl_options)
     options["engine_options"] = {"observer": events} | options.get("engine_options", {})
     async with assemble(settings, bfl_options=options, guild_ready_timeout=0.05) as bot:

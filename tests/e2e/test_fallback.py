@@ -240,15 +240,13 @@ async def test_the_breaker_and_the_offer_outlive_the_process_that_saw_the_failur
     discord_endpoints, fake_bfl, tmp_path
 ):
     """A new process on the same database (here: the bot started again) refuses at once and honours the offer."""
-    from bot.bfl.client import PollSchedule
     from tests.e2e.conftest import running_bot
     from tests.e2e.fake_discord import Perm
     from tests.e2e.support import MEMBER_PERMISSIONS, bot_settings
 
     fake = discord_endpoints
     settings = bot_settings(fake, fake_bfl, tmp_path)
-    polls = PollSchedule(first_interval=0.005, quick_phase=0.05, factor=1.5, max_interval=0.02, jitter=0.0)
-    options = {"poll_schedule": polls, "backoff_base": 0.001}
+    options = {"backoff_base": 0.001}
     mod = fake.add_member(name="mod", permissions=MEMBER_PERMISSIONS | Perm.MANAGE_GUILD)
     async with running_bot(fake, fake_bfl, settings, bfl_options=options) as first:
         await budget(first, "fallback", mod, model=KLEIN)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import logging
 import socket
@@ -17,7 +18,7 @@ import pytest
 from PIL import Image
 from pydantic import SecretStr
 
-from bot.bfl.client import BflClient, PollSchedule, SubmittedTask, result_url_expiry
+from bot.bfl.client import BflClient, BflPolicy, SubmittedTask, result_url_expiry
 from bot.bfl.errors import (
     BflAuthError,
     BflBadRequest,
@@ -36,7 +37,8 @@ from bot.bfl.errors import (
 from bot.bfl.polling import LatencyModel, PollPlan
 from tests.fakes.fake_bfl import FLUX3_STAGES, FOREIGN_POLLING, REGIONAL_POLLING, Behaviour, FakeBfl
 
-FAST_POLLS = PollSchedule(first_interval=0.01, quick_phase=0.05, factor=1.5, max_interval=0.05, jitter=0.1)
+FAST_POLLS = PollPlan(first_poll=0.0, interval=0.01, tail_start=0.05, max_interval=0.05)
+POLICY_FIELDS = {f.name for f in dataclasses.fields(BflPolicy)}
 PROMPT = {"prompt": "a lighthouse at dusk", "width": 512, "height": 384}
 
 
@@ -64,12 +66,11 @@ def make_client(session: aiohttp.ClientSession, fake_bfl: FakeBfl):
             "session": session,
             "api_key": SecretStr(fake_bfl.api_key),
             "base_url": fake_bfl.url,
-            "poll_schedule": FAST_POLLS,
-            "backoff_base": 0.001,
-            "backoff_cap": 0.01,
         }
-        options.update(overrides)
-        return BflClient(**options)
+        policy: dict[str, Any] = {"poll_plan": FAST_POLLS, "backoff_base": 0.001, "backoff_cap": 0.01}
+        for key, value in overrides.items():
+            (policy if key in POLICY_FIELDS else options)[key] = value
+        return BflClient(**options, policy=BflPolicy(**policy))
 
     return make
 
@@ -80,18 +81,10 @@ def client(make_client) -> BflClient:
 
 
 async def run_job(client: BflClient, endpoint: str, payload: dict[str, Any], timeout: float = 10.0) -> bytes:
-    """What the generation pipeline does: slot → submit → wait → download."""
-    async with client.task_slot(endpoint):
-        task = await client.submit(endpoint, payload)
-        result = await client.wait_for_result(task, timeout=timeout)
+    """Submit → wait → download (the engine polls one poll at a time; this is the whole run)."""
+    task = await client.submit(endpoint, payload)
+    result = await client.wait_for_result(task, timeout=timeout)
     return await client.download(result.sample_url)
-
-
-async def cancel_all(jobs: list[asyncio.Task[Any]]) -> None:
-    """Cancel and reap jobs still running after a failed assertion (no stray task warnings)."""
-    for job in jobs:
-        job.cancel()
-    await asyncio.gather(*jobs, return_exceptions=True)
 
 
 # -- happy path ------------------------------------------------------------------------------------
@@ -588,7 +581,7 @@ async def test_connection_refused_is_retried_then_server_error(session: aiohttp.
         session=session,
         api_key=SecretStr("k"),
         base_url=f"http://127.0.0.1:{port}",
-        submit_retries=2,
+        policy=BflPolicy(submit_retries=2),
         sleep=sleep,
     )
     with pytest.raises(BflServerError) as caught:
@@ -750,63 +743,7 @@ async def test_download_requires_http(client: BflClient, fake_bfl: FakeBfl) -> N
     assert fake_bfl.downloads == []
 
 
-# -- concurrency caps ------------------------------------------------------------------------------
-
-
-async def test_at_most_24_active_tasks(make_client, fake_bfl: FakeBfl) -> None:
-    """30 jobs: 24 run, 6 wait for a slot; BFL never sees more than 24 active tasks nor answers 429."""
-    client = make_client()
-    gate = asyncio.Event()
-    fake_bfl.default = Behaviour(release=gate, pending_polls=1)
-    jobs = [asyncio.create_task(run_job(client, "flux-pro-1.1", PROMPT)) for _ in range(30)]
-    try:
-        await fake_bfl.wait_for(lambda: fake_bfl.active_tasks == 24)
-        assert client.active_tasks == 24
-        assert len(fake_bfl.submits) == 24
-        gate.set()
-        images = await asyncio.wait_for(asyncio.gather(*jobs), timeout=10)
-    finally:
-        await cancel_all(jobs)
-
-    assert len(images) == 30
-    assert fake_bfl.max_active_seen == 24
-    assert fake_bfl.submit_statuses() == [200] * 30
-    assert client.active_tasks == 0
-
-
-async def test_at_most_6_active_kontext_max_tasks(make_client, fake_bfl: FakeBfl) -> None:
-    """kontext-max is capped at 6 while other models keep their slots."""
-    client = make_client()
-    gate = asyncio.Event()
-    fake_bfl.default = Behaviour(release=gate)
-    kontext = {"prompt": "a red door", "aspect_ratio": "1:1", "output_format": "jpeg"}
-    jobs = [asyncio.create_task(run_job(client, "flux-kontext-max", kontext)) for _ in range(10)]
-    jobs += [asyncio.create_task(run_job(client, "flux-pro-1.1", PROMPT)) for _ in range(3)]
-    try:
-        await fake_bfl.wait_for(lambda: fake_bfl.active_for("flux-kontext-max") == 6 and fake_bfl.active_tasks == 9)
-        assert client.active_tasks == 9
-        assert len(fake_bfl.submits) == 9
-        gate.set()
-        await asyncio.wait_for(asyncio.gather(*jobs), timeout=10)
-    finally:
-        await cancel_all(jobs)
-
-    assert fake_bfl.max_active_seen_by_model["flux-kontext-max"] == 6
-    assert fake_bfl.submit_statuses() == [200] * 13
-    assert fake_bfl.schema_errors == []
-
-
-async def test_slot_is_released_when_the_job_fails(client: BflClient, fake_bfl: FakeBfl) -> None:
-    """A failing job gives its slot back."""
-    fake_bfl.fail_submits(402)
-    with pytest.raises(BflCreditsExhausted):
-        async with client.task_slot("flux-pro-1.1"):
-            assert client.active_tasks == 1
-            await client.submit("flux-pro-1.1", PROMPT)
-    assert client.active_tasks == 0
-
-
-# -- credits and schedule --------------------------------------------------------------------------
+# -- credits ---------------------------------------------------------------------------------
 
 
 async def test_get_credits(make_client, fake_bfl: FakeBfl) -> None:
@@ -817,22 +754,6 @@ async def test_get_credits(make_client, fake_bfl: FakeBfl) -> None:
     assert await client.get_credits() == Decimal("998.59")
     with pytest.raises(BflAuthError):
         await make_client(api_key=SecretStr("nope")).get_credits()
-
-
-def test_poll_schedule_is_quick_then_backs_off() -> None:
-    """Quick polling for quick_phase seconds, then growing by factor up to max_interval."""
-    schedule = PollSchedule(first_interval=0.5, quick_phase=8.0, factor=1.5, max_interval=3.0, jitter=0.1)
-    intervals = []
-    previous = None
-    for elapsed in (0.0, 4.0, 7.9, 8.0, 9.0, 10.0, 12.0, 15.0, 30.0):
-        previous = schedule.next_interval(elapsed, previous)
-        intervals.append(previous)
-    assert intervals == [0.5, 0.5, 0.5, 0.75, 1.125, 1.6875, 2.53125, 3.0, 3.0]
-    assert schedule.jittered(1.0, 0.0) == pytest.approx(0.9)
-    assert schedule.jittered(1.0, 0.5) == pytest.approx(1.0)
-    assert schedule.jittered(1.0, 0.999999) == pytest.approx(1.1)
-    with pytest.raises(ValueError):
-        PollSchedule(jitter=1.5)
 
 
 # -- adaptive polling (PollPlan) -------------------------------------------------------------------

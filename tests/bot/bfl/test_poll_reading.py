@@ -8,6 +8,7 @@ with the key sent only to BFL's hosts or the configured API origin.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import aiohttp
@@ -18,14 +19,16 @@ from bot.bfl.client import (
     POLL_FAILURE_LIMIT,
     TASK_NOT_FOUND_WINDOW,
     BflClient,
+    BflPolicy,
+    PollPlan,
     PollReading,
-    PollSchedule,
     SubmittedTask,
 )
 from bot.bfl.errors import BflModerated, BflTaskFailed, BflTaskNotFound, BflUnsafeUrl
 from tests.fakes.fake_bfl import MOVED_POLLING_PATH, Behaviour, FakeBfl
 
-FAST_POLLS = PollSchedule(first_interval=0.005, quick_phase=0.05, factor=1.5, max_interval=0.02, jitter=0.0)
+FAST_POLLS = PollPlan(first_poll=0.0, interval=0.005, tail_start=0.05, max_interval=0.02)
+POLICY_FIELDS = {f.name for f in dataclasses.fields(BflPolicy)}
 PROMPT = {"prompt": "a lighthouse at dusk", "width": 512, "height": 384}
 
 
@@ -53,11 +56,11 @@ def make_client(session: aiohttp.ClientSession, fake_bfl: FakeBfl):
             "session": session,
             "api_key": SecretStr(fake_bfl.api_key),
             "base_url": fake_bfl.url,
-            "poll_schedule": FAST_POLLS,
-            "backoff_base": 0.001,
-            "backoff_cap": 0.01,
         }
-        return BflClient(**(options | overrides))
+        policy: dict[str, Any] = {"poll_plan": FAST_POLLS, "backoff_base": 0.001, "backoff_cap": 0.01}
+        for key, value in overrides.items():
+            (policy if key in POLICY_FIELDS else options)[key] = value
+        return BflClient(**options, policy=BflPolicy(**policy))
 
     return make
 

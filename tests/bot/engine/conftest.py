@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from bot.app import build_services
-from bot.bfl.client import BflClient, PollSchedule
+from bot.bfl.client import BflClient
 from bot.config import Settings
 from bot.engine.engine import JobEngine, Requester
 from bot.engine.progress import GroupPosted, Posted, Progress, Result
@@ -22,7 +22,6 @@ from bot.models import build_request
 GUILD, CHANNEL, ALICE = 1000, 2000, 3000
 # No edit throttle; retries of a failed step or post after milliseconds instead of seconds.
 FAST_ENGINE = {"progress_interval": 0.0, "retry_backoff_seconds": (0.01,), "delivery_backoff_seconds": (0.01, 0.05)}
-FAST = PollSchedule(first_interval=0.005, quick_phase=0.05, factor=1.5, max_interval=0.02, jitter=0.0)
 
 
 def make_settings(fake_bfl, tmp_path, **overrides):
@@ -150,7 +149,6 @@ def build_engine(db, session, settings, clock, presenter=None, **options: Any) -
         session=session,
         clock=clock,
         engine_options={"presenter": presenter, "config": FAST_ENGINE} | options,
-        poll_schedule=FAST,
         backoff_base=0.001,
         backoff_cap=0.01,
     )

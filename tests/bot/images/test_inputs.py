@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import io
 import struct
+import threading
 import zlib
 
 import pytest
 from aiohttp import web
 from PIL import Image
 
+from bot.images.codec import bomb_warnings_as_errors
 from bot.images.inputs import (
     MAX_INPUT_BYTES,
     BadInputImage,
@@ -168,6 +170,21 @@ def test_downscaled_to_what_the_model_accepts():
         prepare_image(encode(Image.new("RGB", (8, 8), "blue"), "PNG"), **FLUX2)
     with pytest.raises(BadInputImage, match="too narrow"):
         prepare_image(encode(Image.new("RGB", (6500, 100), "blue"), "PNG"), **FLUX2)
+
+
+def test_input_images_and_uploads_share_one_pillow_open_lock():
+    """``warnings.catch_warnings`` swaps process-global state: every Pillow open in the bot takes one lock.
+
+    While the codec (uploads) holds it, an input image waits; before, each module had its own lock.
+    """
+    data = encode(Image.new("RGB", (100, 100), "blue"), "PNG")
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (prepare_image(data, **FLUX2), done.set()))
+    with bomb_warnings_as_errors():
+        worker.start()
+        assert not done.wait(0.2)  # the input image waits for the codec's open
+    assert done.wait(10)
+    worker.join()
 
 
 async def test_prepare_uses_the_models_limits():

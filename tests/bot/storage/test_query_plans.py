@@ -43,7 +43,7 @@ from bot.engine.states import OPEN, JobStatus
 from bot.ops.metrics import Metrics
 from bot.ops.status import bot_status
 from bot.storage.database import Database
-from tests.bot.engine.conftest import FAST, RecordingPresenter, make_settings, request, who
+from tests.bot.engine.conftest import RecordingPresenter, make_settings, request, who
 from tests.bot.storage.query_plans import WATCHED, RecordingDatabase, distinct, full_scans, open_job_indexes
 from tests.conftest import ManualClock
 from tests.postgres_server import _run_blocking
@@ -286,7 +286,6 @@ async def test_every_statement_of_a_hot_operation_uses_an_index(operation, histo
             session=session,
             clock=clock,
             engine_options={"presenter": presenter, "config": {"progress_interval": 0.0}},
-            poll_schedule=FAST,
         )
         db.label = operation
         await OPERATIONS[operation](Context(db, services, presenter, clock))
