@@ -24,6 +24,7 @@ import yarl
 from discord.ext import commands
 
 import cogs
+from bot.audit import AuditLog
 from bot.bfl.client import BflClient
 from bot.bfl.end_user import EndUserIds
 from bot.billing.alerts import SpendAlerts
@@ -47,6 +48,7 @@ from bot.ops.server import OpsServer
 from bot.prefs import PrefsService
 from bot.safety.privacy import PrivacyService
 from bot.safety.service import SafetyService
+from bot.server_settings import ServerSettings
 from bot.startup import (
     check_bfl_at_startup,
     dev_guild_refused,
@@ -57,6 +59,7 @@ from bot.startup import (
 from bot.storage.database import Database
 from bot.styles import StyleService
 from bot.tree import FluxcordTree
+from cogs._render import notice_text
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +83,8 @@ class Services:
     styles: StyleService = field(kw_only=True)
     prefs: PrefsService = field(kw_only=True)
     bookkeeping: Bookkeeping = field(kw_only=True)
+    server_settings: ServerSettings = field(kw_only=True)  # per-server switches
+    audit: AuditLog = field(kw_only=True)  # moderators' changes
 
 
 def extension_names() -> list[str]:
@@ -234,12 +239,14 @@ def build_services(
     )
     ledger = Ledger(db, clock)
     jobs = JobStore(db, ledger, clock)
-    limits = LimitsService(db, settings, clock)
-    modlog = ModLog(limits)
+    audit = AuditLog(db, clock)
+    limits = LimitsService(db, settings, audit, clock)
+    server_settings = ServerSettings(db, audit)
+    modlog = ModLog(server_settings, render=notice_text)
     alerts = SpendAlerts(db, ledger, limits, modlog, clock)
     metrics = Metrics()
     cache = ImageCache(settings.cache_dir, settings.cache_max_mb * 1024 * 1024)
-    safety = SafetyService(db, limits, settings, clock=clock, notice=modlog.announce)
+    safety = SafetyService(db, audit, settings, clock=clock, notice=modlog.announce)
     options = dict(engine_options or {})
     config = EngineConfig.from_settings(settings, **options.pop("config", {}))
     engine = JobEngine(
@@ -255,12 +262,13 @@ def build_services(
             identity=options.pop("identity", None) or ProcessIdentity(role),
             safety=safety,
             end_users=EndUserIds(),  # the `user` sent to BFL: keyed by a per-install secret loaded at start
+            server=server_settings,
         ),
         config,
         EngineHooks(**({"on_admitted": alerts.check, "notice": modlog.announce, "observer": metrics} | options)),
     )
     privacy = PrivacyService(db, cache, retention_days=settings.prompt_retention_days, clock=clock)
-    styles = StyleService(db, limits, max_prompt_length=settings.max_prompt_length, clock=clock)
+    styles = StyleService(db, audit, max_prompt_length=settings.max_prompt_length, clock=clock)
     prefs = PrefsService(db, styles, default_model=settings.default_model, clock=clock)
     return Services(
         settings,
@@ -278,6 +286,8 @@ def build_services(
         styles=styles,
         prefs=prefs,
         bookkeeping=Bookkeeping(db, clock=clock, observer=metrics),
+        server_settings=server_settings,
+        audit=audit,
     )
 
 
