@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 
 BUSY_TEXT = "The bot is very busy right now; please try again in a moment."
 ATTEMPTS = 4  # a reservation tries again after a refusal that nothing explains (and after a refill)
+_EXPLAINED = ("guild_id", "user_id", "estimated_micros", "limits", "max_pending_jobs", "cooldown_seconds", "now")
 
 
 class Executor(Protocol):
@@ -143,7 +144,7 @@ class Ledger:
             existing = await self.reservation(job_id)
             if existing is not None:
                 return existing
-            await self.explain(request)
+            await self.explain_refusal(**{name: getattr(request, name) for name in _EXPLAINED})
             # Nothing refuses on a second look: a concurrent job settled in between, or (PostgreSQL)
             # the member's shard needed an allowance and now has it. Try again.
         raise LimitReached(BUSY_TEXT)
@@ -196,20 +197,6 @@ class Ledger:
         row_values = [r.job_id, r.guild_id, r.user_id, r.model, r.estimated_micros, r.estimated_micros]
         row_values += [keys.day, keys.week, keys.month, now_ms]
         return await tx.execute(sql, [*row_values, *params]) == 1
-
-    async def explain(self, request: ReserveRequest, images: int = 1) -> None:
-        """:meth:`explain_refusal` for ``request`` (``images`` > 1: a group costing its estimate in all)."""
-        r = request
-        await self.explain_refusal(
-            guild_id=r.guild_id,
-            user_id=r.user_id,
-            estimated_micros=r.estimated_micros,
-            limits=r.limits,
-            max_pending_jobs=r.max_pending_jobs,
-            cooldown_seconds=r.cooldown_seconds,
-            now=r.now,
-            images=images,
-        )
 
     async def explain_refusal(
         self,

@@ -152,7 +152,6 @@ def _effects(
             config,
             observer=hooks.observer,
             safety=parts.safety,
-            server=parts.server,
             notice=hooks.notice,
             slot_freed=engine.wake,
             queue_changed=painting.queue_changed,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bot.billing.ledger import Ledger, Limit
+from bot.billing.ledger import Ledger, Limit, ReserveRequest
 from bot.clock import from_millis, to_millis
 from bot.engine.states import JobStatus
 from bot.storage.database import Transaction
@@ -230,15 +230,17 @@ async def reserve_and_insert(
     """
     reserved = await ledger.try_reserve(
         tx,
-        job_id=job.id,
-        guild_id=job.guild_id,
-        user_id=job.user_id,
-        model=job.model,
-        estimated_micros=0 if cached else job.estimated_micros,
-        limits=limits,
-        max_pending_jobs=max_pending_jobs,
-        cooldown_seconds=cooldown_seconds,
-        now=now,
+        ReserveRequest(
+            job_id=job.id,
+            guild_id=job.guild_id,
+            user_id=job.user_id,
+            model=job.model,
+            estimated_micros=0 if cached else job.estimated_micros,
+            limits=limits,
+            max_pending_jobs=max_pending_jobs,
+            cooldown_seconds=cooldown_seconds,
+            now=now,
+        ),
     )
     if not reserved:
         raise AdmissionRefused
