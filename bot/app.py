@@ -246,7 +246,7 @@ def build_services(
     alerts = SpendAlerts(db, ledger, limits, modlog, clock)
     metrics = Metrics()
     cache = ImageCache(settings.cache_dir, settings.cache_max_mb * 1024 * 1024)
-    safety = SafetyService(db, audit, settings, clock=clock, notice=modlog.announce)
+    safety = SafetyService(db, audit, settings, render=notice_text, clock=clock, notice=modlog.announce)
     options = dict(engine_options or {})
     config = EngineConfig.from_settings(settings, **options.pop("config", {}))
     engine = JobEngine(

@@ -22,7 +22,7 @@ from bot.billing.caps import Limit, LimitStatus, Metric, Scope, Source
 from bot.billing.money import format_usd
 from bot.billing.refusals import CoolingDown, OverLimit, TooManyPending
 from bot.errors import FluxcordError
-from bot.safety.notices import Block, ChannelsOnly, PromptRefused, ResultModerated, StrikeBlocked
+from bot.safety.notices import Block, ChannelsOnly, PromptRefused, ResultModerated, StrikeBlocked, StrikeNotice
 
 # -- pieces ------------------------------------------------------------------------------------------
 
@@ -240,6 +240,14 @@ def strike_blocked(note: StrikeBlocked) -> str:
     return f"⛔ {member(block.user_id)} is blocked {block_end(block)}: {escaped(block.reason or '')}."
 
 
+def strike_notice(notice: StrikeNotice) -> str:
+    """The member's note under a moderated result that blocked them."""
+    return (
+        f"You have had {notice.recent} moderated results within an hour, so you are blocked from generating images"
+        f" in this server {block_end(notice.block)}."
+    )
+
+
 # -- dispatch ----------------------------------------------------------------------------------------
 
 _RENDERERS: dict[type, Callable[[Any], str]] = {
@@ -251,6 +259,7 @@ _RENDERERS: dict[type, Callable[[Any], str]] = {
     PromptRefused: prompt_refused,
     ResultModerated: result_moderated,
     StrikeBlocked: strike_blocked,
+    StrikeNotice: strike_notice,
     AuditEntry: audit_line,
 }
 

@@ -51,6 +51,14 @@ class ResultModerated:
 
 
 @dataclass(frozen=True)
+class StrikeNotice:
+    """The member's own note: ``recent`` moderated results within an hour blocked them (``block``)."""
+
+    recent: int
+    block: Block
+
+
+@dataclass(frozen=True)
 class StrikeBlocked:
     """Mod-log note: a member collected enough strikes to be blocked."""
 

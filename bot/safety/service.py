@@ -25,7 +25,7 @@ from bot.models import MODELS, GenerationRequest
 from bot.safety.errors import BlockedPrompt, ChannelNotAllowed, GroundingNotAllowed, MemberBlocked, ModelNotAllowed
 from bot.safety.levels import SafetyLevel, tolerance_for
 from bot.safety.matching import find_rule
-from bot.safety.notices import Block, ChannelsOnly, PromptRefused, ResultModerated, StrikeBlocked
+from bot.safety.notices import Block, ChannelsOnly, PromptRefused, ResultModerated, StrikeBlocked, StrikeNotice
 from bot.storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ class SafetyService:
         audit: AuditLog,
         settings: Settings,
         *,
+        render: Callable[[object], str],
         clock: Clock = utc_now,
         notice: Notice | None = None,
     ) -> None:
@@ -64,6 +65,7 @@ class SafetyService:
         self._settings = settings
         self._clock = clock
         self._notice = notice
+        self._render = render  # words the member's strike notice (the engine shows text): cogs/_render.py
 
     # -- admission ---------------------------------------------------------------------------------
 
@@ -79,10 +81,10 @@ class SafetyService:
         """Refuse what the server's rules forbid; return ``request`` with its safety settings applied."""
         block = await self.block_of(guild_id, user_id)
         if block is not None:
-            raise MemberBlocked("blocked", notice=block)
+            raise MemberBlocked(f"blocked: {block!r}", notice=block)  # worded by cogs/_render.py
         channels = await self.allowed_channels(guild_id)
         if channels and channel_id not in channels:
-            raise ChannelNotAllowed("another channel", notice=ChannelsOnly(channels))
+            raise ChannelNotAllowed(f"channels: {channels!r}", notice=ChannelsOnly(channels))
         models = await self.allowed_models(guild_id)
         if models is not None and request.model.key not in models:
             shown = ", ".join(f"`{m}`" for m in models) or "none"
@@ -145,11 +147,7 @@ class SafetyService:
         await self._audit.record(guild_id, BOT_ACTOR, "safety.block", member, None, f"{block.audit_text()}: {reason}")
         await self._note(guild_id, StrikeBlocked(block))
         log.info("Guild %s: member %s blocked for %d h after %d moderated results", guild_id, user_id, hours, recent)
-        span = "an hour" if hours == 1 else f"{hours} hours"
-        return (
-            f"You have had {recent} moderated results within an hour, so you are blocked from generating images"
-            f" in this server for {span}."
-        )
+        return self._render(StrikeNotice(recent, block))
 
     # -- reads -------------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from bot.billing.periods import Period
 from bot.billing.refusals import CoolingDown, LimitRefused, OverLimit, TooManyPending
 from bot.errors import InvalidOptions
 from bot.safety.errors import ChannelNotAllowed, MemberBlocked
-from bot.safety.notices import Block, ChannelsOnly, PromptRefused, ResultModerated, StrikeBlocked
+from bot.safety.notices import Block, ChannelsOnly, PromptRefused, ResultModerated, StrikeBlocked, StrikeNotice
 from cogs import _render as render
 
 GUILD, ALICE, MOD, ARTISTS = 10, 20, 30, 40
@@ -98,6 +98,8 @@ def test_mod_log_notes_mention_member_and_channel_and_escape_what_was_typed():
     assert "blocked the image of" in moderated and "||p|\u200b|x @\u200beveryone||" in moderated
     blocked = render.notice_text(StrikeBlocked(Block(ALICE, MIDNIGHT, "3 moderated results within an hour", 0)))
     assert blocked.startswith(f"⛔ <@{ALICE}> is blocked until <t:{STAMP}:f>")
+    told = render.notice_text(StrikeNotice(3, Block(ALICE, MIDNIGHT, "3 moderated results within an hour", 0)))
+    assert told.startswith("You have had 3 moderated results") and told.endswith(f"(<t:{STAMP}:R>).")
 
 
 def test_audit_rows_are_rendered_from_ids_and_old_rows_text_is_shown_as_it_is():

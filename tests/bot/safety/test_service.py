@@ -29,7 +29,7 @@ async def safety(db, clock, notes):
     async def notice(guild_id, note):
         notes.append((guild_id, notice_text(note)))  # as the mod-log words it
 
-    return SafetyService(db, AuditLog(db, clock), settings, clock=clock, notice=notice)
+    return SafetyService(db, AuditLog(db, clock), settings, render=notice_text, clock=clock, notice=notice)
 
 
 def request(prompt="a fox", model="flux-pro-1.1"):
@@ -123,7 +123,7 @@ async def test_strikes_within_an_hour_block_once_audited_and_explained(safety, d
     assert await moderated(3) is None
     assert await moderated(3) is None  # the same job never counts twice
     notice = await moderated(4)
-    assert notice and "3 moderated results" in notice and "blocked" in notice
+    assert notice and "3 moderated results" in notice and "<t:" in notice
     assert await moderated(5) is None  # already blocked: not blocked again
     with pytest.raises(MemberBlocked):
         await screen(safety)
