@@ -27,9 +27,10 @@ from bot.safety.notices import Block, ChannelsOnly, PromptRefused, ResultModerat
 # -- pieces ------------------------------------------------------------------------------------------
 
 
-def when(moment: datetime, style: discord.utils.TimestampStyle = "R") -> str:
-    """A Discord timestamp (shown in each reader's time zone); seconds rounded up, never early."""
-    return discord.utils.format_dt(datetime.fromtimestamp(math.ceil(moment.timestamp()), UTC), style)
+def when(moment: datetime, style: discord.utils.TimestampStyle = "R", *, round_up: bool = False) -> str:
+    """A Discord timestamp (shown in each reader's time zone); ``round_up`` for a time not to be shown early."""
+    seconds = math.ceil(moment.timestamp()) if round_up else math.floor(moment.timestamp())
+    return discord.utils.format_dt(datetime.fromtimestamp(seconds, UTC), style)
 
 
 def member(user_id: int) -> str:
@@ -159,7 +160,7 @@ def too_many_pending(refusal: TooManyPending) -> str:
 
 def cooling_down(refusal: CoolingDown) -> str:
     """The member's cooldown."""
-    return f"Slow down a little: you can start another image {when(refusal.ready_at)}."
+    return f"Slow down a little: you can start another image {when(refusal.ready_at, round_up=True)}."
 
 
 def quota_line(status: LimitStatus) -> str:

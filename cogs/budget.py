@@ -287,7 +287,8 @@ class Budget(
         embed.add_field(name="This server", value=f"{format_usd(report.total_micros)} · {report.images} images")
         embed.add_field(name="All servers (ledger)", value=format_usd(report.bot_total_micros))
         embed.add_field(name="BFL balance", value=balance)
-        members = [f"<@{user}>: {format_usd(micros)} · {images} images" for user, micros, images in report.by_member]
+        spenders = report.by_member
+        members = [f"{mention(user)}: {format_usd(micros)} · {images} images" for user, micros, images in spenders]
         embed.add_field(name="Top spenders", value="\n".join(members)[:1024] or "—", inline=False)
         models = [f"`{model}`: {format_usd(micros)} · {images} images" for model, micros, images in report.by_model]
         embed.add_field(name="By model", value="\n".join(models)[:1024] or "—", inline=False)
@@ -324,7 +325,8 @@ class Budget(
                 lines.append(f"`{status.model}`: half-open, one trial request goes through now")
             else:
                 retry = datetime.fromtimestamp(now + status.retry_in, UTC)
-                lines.append(f"`{status.model}`: refusing new requests; next trial {when(retry)} ({when(retry, 'T')})")
+                trial = f"{when(retry, round_up=True)} ({when(retry, 'T', round_up=True)})"
+                lines.append(f"`{status.model}`: refusing new requests; next trial {trial}")
         return lines
 
     @app_commands.command(name="fallback")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from datetime import datetime
 
 import discord
 from discord import app_commands
@@ -13,6 +14,7 @@ from bot.app import FluxcordBot
 from bot.audit import Subject, SubjectKind
 from bot.safety.privacy import END_USER_ID_TEXT
 from cogs._context import require_guild
+from cogs._render import when
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +23,8 @@ FORGET_ID = "fluxcord:privacy:forget"
 KEEP_ID = "fluxcord:privacy:keep"
 
 
-def _when(value: object) -> str:
-    stamp = int(value.timestamp())  # type: ignore[attr-defined]
-    return f"<t:{stamp}:d> (<t:{stamp}:R>)"
+def _when(value: datetime) -> str:
+    return f"{when(value, 'd')} ({when(value)})"
 
 
 class ForgetConfirmation(discord.ui.View):

@@ -21,6 +21,7 @@ from bot.safety.service import known_models
 from bot.text import strip_bidi
 from cogs._context import ModeratorGroup, age_restricted, require_guild
 from cogs._render import block_end
+from cogs._render import channel as channel_mention
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ class Safety(
         guild_id = require_guild(interaction)
         entry = await self.services.safety.set_channel(guild_id, channel.id, allowed, actor_id=interaction.user.id)
         channels = await self.services.safety.allowed_channels(guild_id)
-        where = ", ".join(f"<#{c}>" for c in channels) if channels else "every channel"
+        where = ", ".join(channel_mention(c) for c in channels) if channels else "every channel"
         await self.announce(interaction, entry, f"✅ Images can now be generated in: {where}.")
 
     @app_commands.command(name="models")
