@@ -302,7 +302,7 @@ def _extras() -> dict[str, tuple[tuple[str, ...], list[tuple[object, ...]]]]:
 
 
 def _derived_sql(table: str) -> str:
-    from bot.billing.ledger import _REBUILD_USAGE_SQL  # the bot's own definition of the counters
+    from bot.billing.bookkeeping import _REBUILD_USAGE_SQL  # the bot's own definition of the counters
 
     return DERIVED[table].format(rebuild=_REBUILD_USAGE_SQL)
 

@@ -25,6 +25,7 @@ import yarl
 from discord.ext import commands
 
 import cogs
+from bot.audit import AuditLog
 from bot.bfl.client import BflClient, BflPolicy
 from bot.bfl.end_user import EndUserIds
 from bot.billing.alerts import SpendAlerts
@@ -48,6 +49,7 @@ from bot.ops.server import OpsServer
 from bot.prefs import PrefsService
 from bot.safety.privacy import PrivacyService
 from bot.safety.service import SafetyService
+from bot.server_settings import ServerSettings
 from bot.startup import (
     dev_guild_refused,
     discord_startup_errors,
@@ -58,6 +60,7 @@ from bot.startup_bfl import check_bfl_at_startup
 from bot.storage.database import Database
 from bot.styles import StyleService
 from bot.tree import FluxcordTree
+from cogs._render import notice_text
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,8 @@ class Services:
     styles: StyleService = field(kw_only=True)
     prefs: PrefsService = field(kw_only=True)
     bookkeeping: Bookkeeping = field(kw_only=True)
+    server_settings: ServerSettings = field(kw_only=True)  # per-server switches
+    audit: AuditLog = field(kw_only=True)  # moderators' changes
 
 
 ServicesFor = Callable[[ChannelPoster], Services]  # builds the services around the Discord client
@@ -256,20 +261,24 @@ def build_services(
     )
     ledger = Ledger(db, clock)
     jobs = JobStore(db, ledger, clock)
-    limits = LimitsService(db, settings, clock)
-    modlog = ModLog(limits, poster=poster)
+    audit = AuditLog(db, clock)
+    limits = LimitsService(db, settings, audit, clock)
+    server_settings = ServerSettings(db, audit)
+    modlog = ModLog(server_settings, render=notice_text, poster=poster)
     alerts = SpendAlerts(db, ledger, limits, modlog, clock)
     metrics = Metrics()
     assert settings.cache_dir is not None  # filled in by Settings from DATABASE_PATH
     cache = ImageCache(settings.cache_dir, settings.cache_max_mb * 1024 * 1024)
-    safety = SafetyService(db, limits, settings, clock=clock, notice=modlog.announce)
+    safety = SafetyService(db, audit, settings, render=notice_text, clock=clock, notice=modlog.announce)
     groups = GroupStore(db, ledger, clock)
     # end_users: the `user` sent to BFL, keyed by a per-install secret loaded at start
-    parts = EngineParts(jobs, groups, ledger, limits, bfl, cache, clock, safety=safety, end_users=EndUserIds())
+    parts = EngineParts(
+        jobs, groups, ledger, limits, bfl, cache, clock, safety=safety, end_users=EndUserIds(), server=server_settings
+    )
     hooks = {"on_admitted": alerts.check, "notice": modlog.announce, "observer": metrics}
     engine = _job_engine(settings, parts, hooks=hooks, options=engine_options or {}, role=role)
     privacy = PrivacyService(db, cache, retention_days=settings.prompt_retention_days, clock=clock)
-    styles = StyleService(db, limits, max_prompt_length=settings.max_prompt_length, clock=clock)
+    styles = StyleService(db, audit, max_prompt_length=settings.max_prompt_length, clock=clock)
     prefs = PrefsService(db, styles, default_model=settings.default_model, clock=clock)
     return Services(
         settings,
@@ -287,6 +296,8 @@ def build_services(
         styles=styles,
         prefs=prefs,
         bookkeeping=Bookkeeping(db, clock=clock, observer=metrics),
+        server_settings=server_settings,
+        audit=audit,
     )
 
 

@@ -6,7 +6,6 @@ An empty value (``DEV_GUILD_ID=``, as `.env.example` ships it) means "not set": 
 from __future__ import annotations
 
 import difflib
-import enum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -24,30 +23,13 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.billing.money import InvalidAmount, parse_usd
+from bot.billing.periods import Period
+from bot.billing.refunds import RefundPolicy
 from bot.models import DEFAULT_MODEL, MODELS
 
 ENV_FILE = Path(".env")
 
-
-class Period(enum.StrEnum):
-    """A budget period: a UTC calendar day, ISO week (Monday to Sunday) or month."""
-
-    DAY = "day"
-    WEEK = "week"
-    MONTH = "month"
-
-    @property
-    def adjective(self) -> str:
-        """``daily``, ``weekly`` or ``monthly``."""
-        return {"day": "daily", "week": "weekly", "month": "monthly"}[self.value]
-
-
-class RefundPolicy(enum.StrEnum):
-    """What a member gets back when BFL accepted a task that then did not produce an image."""
-
-    ERRORS = "errors"  # provider errors and timeouts are refunded; moderated prompts still count
-    ALL = "all"  # every failed task is refunded to the member
-    NONE = "none"  # the member pays for every accepted task
+__all__ = ["Period", "RefundPolicy", "Settings", "load_settings"]  # Period, RefundPolicy: bot.billing's
 
 
 def _usd_to_micros(value: Any) -> Any:

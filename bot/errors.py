@@ -12,9 +12,10 @@ class FluxcordError(Exception):
 
     ephemeral: bool = True
 
-    def __init__(self, user_message: str) -> None:
+    def __init__(self, user_message: str, *, notice: object | None = None) -> None:
         super().__init__(user_message)
         self.user_message = user_message
+        self.notice = notice  # the refusal as data, when ``cogs/_render.py`` words it (then it is shown instead)
 
 
 class InvalidOptions(FluxcordError):

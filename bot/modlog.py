@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.billing.limits import LimitsService
+from bot.server_settings import ServerSettings
 from bot.text import strip_bidi
 
 log = logging.getLogger(__name__)
@@ -46,16 +46,18 @@ class ModLog:
 
     def __init__(
         self,
-        limits: LimitsService,
+        server: ServerSettings,
         *,
         poster: ChannelPoster | None = None,
+        render: Callable[[object], str] = str,
         attempts: int = 6,
         backoff_base: float = 1.0,
         backoff_cap: float = 60.0,
         post_timeout: float = 30.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._limits = limits
+        self._server = server
+        self._render = render  # words the core's notes (a safety note, …) for Discord: cogs/_render.py
         self.poster = poster  # the Discord client (None: announcements are logged and dropped)
         self._attempts = attempts
         self._backoff_base = backoff_base
@@ -65,11 +67,15 @@ class ModLog:
         self._queue: asyncio.Queue[_Post] = asyncio.Queue(MAX_QUEUED)
         self._sender: asyncio.Task[None] | None = None
 
-    async def announce(self, guild_id: int, text: str) -> bool:
-        """Queue ``text`` for the server's mod-log; True if it has one. Returns without waiting on Discord."""
-        channel_id = (await self._limits.guild_settings(guild_id)).modlog_channel_id
+    async def announce(self, guild_id: int, note: object) -> bool:
+        """Queue ``note`` (text, or a core note to render) for the server's mod-log; True if it has one.
+
+        Returns without waiting on Discord.
+        """
+        channel_id = (await self._server.guild_settings(guild_id)).modlog_channel_id
         if channel_id is None:
             return False
+        text = note if isinstance(note, str) else self._render(note)
         try:
             self._queue.put_nowait(_Post(guild_id, channel_id, strip_bidi(text)))
         except asyncio.QueueFull:

@@ -17,7 +17,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-from bot.billing.limits import AuditEntry, LimitsService
+from bot.audit import AuditEntry, AuditLog
 from bot.clock import Clock, to_millis, utc_now
 from bot.errors import InvalidOptions
 from bot.models import GenerationRequest
@@ -113,9 +113,9 @@ def unknown_style(name: str, *, to_use: bool = True) -> InvalidOptions:
 class StyleService:
     """Reads a server's styles; moderators add and remove them (each change audited)."""
 
-    def __init__(self, db: Database, limits: LimitsService, *, max_prompt_length: int, clock: Clock = utc_now) -> None:
+    def __init__(self, db: Database, audit: AuditLog, *, max_prompt_length: int, clock: Clock = utc_now) -> None:
         self._db = db
-        self._limits = limits
+        self._audit = audit
         self._max_prompt_length = max_prompt_length
         self._clock = clock
 
@@ -174,7 +174,7 @@ class StyleService:
                 (guild_id, style.key, style.name, style.template, actor_id, to_millis(self._clock())),
             )
         old_template = None if old is None else old["template"]
-        entry = await self._limits.record(
+        entry = await self._audit.record(
             guild_id, actor_id, "style.add", f"style “{style.name}”", old_template, style.template
         )
         return style, entry, old is not None
@@ -196,7 +196,7 @@ class StyleService:
         style = Style(row["name"], row["template"])
         if cleared:
             log.info("Guild %s: style removed; cleared it from %d members' defaults", guild_id, cleared)
-        entry = await self._limits.record(
+        entry = await self._audit.record(
             guild_id, actor_id, "style.remove", f"style “{style.name}”", style.template, None
         )
         return style, entry

@@ -5,13 +5,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, ClassVar, cast
 
 import discord
 from discord import app_commands
 
-from bot.billing.limits import LimitsService
+from bot.audit import AuditEntry
 from bot.engine.engine import Requester
+from bot.server_settings import ServerSettings
+from cogs._render import audit_line
+
+if TYPE_CHECKING:
+    from bot.app import FluxcordBot
 
 if TYPE_CHECKING:
     from bot.app import FluxcordBot
@@ -49,24 +54,24 @@ def role_ids(interaction: discord.Interaction) -> tuple[int, ...]:
     return tuple(int(role_id) for role_id in member._roles)
 
 
-async def is_moderator(interaction: discord.Interaction, limits: LimitsService) -> bool:
+async def is_moderator(interaction: discord.Interaction, server: ServerSettings) -> bool:
     """Manage Server, Administrator, or the server's moderator role (from the payload's role ids)."""
     permissions = interaction.permissions
     if permissions.manage_guild or permissions.administrator:
         return True
     if interaction.guild_id is None:
         return False
-    settings = await limits.guild_settings(interaction.guild_id)
+    settings = await server.guild_settings(interaction.guild_id)
     return settings.moderator_role_id is not None and settings.moderator_role_id in set(role_ids(interaction))
 
 
-async def require_moderator(interaction: discord.Interaction, limits: LimitsService, refusal: str) -> bool:
+async def require_moderator(interaction: discord.Interaction, server: ServerSettings, refusal: str) -> bool:
     """A moderator-only group's check: server only, then :func:`is_moderator`, else ``refusal`` privately.
 
     Raises rather than returning False: only an ``AppCommandError`` reaches the tree's error handler.
     """
     require_guild(interaction)
-    if await is_moderator(interaction, limits):  # roles from the payload, not the cache
+    if await is_moderator(interaction, server):  # roles from the payload, not the cache
         return True
     raise app_commands.CheckFailure(refusal)
 
@@ -93,3 +98,25 @@ def requester(interaction: discord.Interaction, *, private: bool) -> Requester:
         private=private,
         age_restricted=age_restricted(interaction.channel),
     )
+
+
+class ModeratorGroup(app_commands.Group):
+    """A moderators' command group (``/budget``, ``/safety``): checked in code on every call, changes announced."""
+
+    refusal: ClassVar[str] = "Only moderators can do this (Manage Server permission or the moderator role)."
+    mark: ClassVar[str] = "🛠️"  # the mod-log line's emoji
+
+    def __init__(self, bot: FluxcordBot) -> None:
+        super().__init__()
+        self.bot = bot
+        self.services = bot.services
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        """Server only; moderators only: Manage Server, Administrator, or the configured moderator role."""
+        return await require_moderator(interaction, self.services.server_settings, self.refusal)
+
+    async def announce(self, interaction: discord.Interaction, entry: AuditEntry | None, text: str) -> None:
+        """Answer the moderator first; the mod-log post is queued and never delays or fails the reply."""
+        await interaction.response.send_message(text, ephemeral=True)
+        if entry is not None:
+            await self.services.modlog.announce(entry.guild_id, f"{self.mark} {audit_line(entry)}")

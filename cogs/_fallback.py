@@ -28,6 +28,7 @@ from bot.errors import FluxcordError, InvalidOptions, LimitReached
 from bot.models import GenerationRequest
 from cogs._confirm import PriceCheck
 from cogs._context import ours, require_guild
+from cogs._render import error_text
 
 if TYPE_CHECKING:
     from bot.app import FluxcordBot
@@ -53,7 +54,7 @@ def offers(bot: FluxcordBot) -> FallbackOffers:
     engine = services.engine
     return FallbackOffers(
         services.db,
-        services.limits,
+        services.server_settings,
         healthy=lambda model: engine.breakers.state(model) is BreakerState.CLOSED,
         clock=services.clock,
     )
@@ -79,7 +80,7 @@ async def refusal(
         except FluxcordError as over:
             raise LimitReached(
                 f"{trouble.user_message}\n↪️ This server offers **{fallback.model.label}** instead, but it can't be"
-                f" paid for: {over.user_message}"
+                f" paid for: {error_text(over)}"
             ) from over
 
     try:

@@ -7,27 +7,29 @@ is only a default that server admins can change (and it is ignored on subcommand
 from __future__ import annotations
 
 import logging
-import math
 import re
+from datetime import UTC, datetime
 from typing import Literal
 
 import discord
 from discord import app_commands
 
 from bot.app import FluxcordBot
-from bot.billing.bookkeeping import BooksCheck
+from bot.audit import Subject, SubjectKind
 from bot.billing.ledger import Metric
-from bot.billing.limits import AuditEntry, LimitSetting, Target, TargetKind
+from bot.billing.limits import LimitSetting
 from bot.billing.money import InvalidAmount, format_usd, parse_usd
+from bot.billing.periods import Period
 from bot.billing.reports import spend_report
-from bot.config import Period
 from bot.engine.breaker import BreakerState
 from bot.errors import InvalidOptions, NotAllowed
 from bot.models import MODELS
 from bot.text import strip_bidi
 from cogs._choices import model_choices
-from cogs._context import require_moderator
+from cogs._context import ModeratorGroup
 from cogs._export import send_ledger_export
+from cogs._render import books_text, channel, role, subject, subject_with_id, when
+from cogs._render import member as mention
 
 log = logging.getLogger(__name__)
 
@@ -104,41 +106,25 @@ def _user_id(text: str) -> int:
     return int(match.group(1) or match.group(2))
 
 
-def _target(who: discord.Member | discord.User | discord.Role) -> Target:
+def _target(who: discord.Member | discord.User | discord.Role) -> Subject:
     if isinstance(who, discord.Role):
         if who.managed:
             raise InvalidOptions(f"{who.mention} belongs to a bot or integration; choose a member's role.")
-        return Target(TargetKind.ROLE, who.id)
+        return Subject(SubjectKind.ROLE, who.id)
     if who.bot:
         raise InvalidOptions("Bots can't generate images, so they can't have a budget.")
-    return Target(TargetKind.MEMBER, who.id)
+    return Subject(SubjectKind.MEMBER, who.id)
 
 
 class Budget(
-    app_commands.Group,
+    ModeratorGroup,
     name="budget",
     guild_only=True,
     default_permissions=discord.Permissions(manage_guild=True),
 ):
     """Set image quotas and dollar budgets (moderators)."""
 
-    def __init__(self, bot: FluxcordBot) -> None:
-        super().__init__()
-        self.bot = bot
-        self.services = bot.services
-
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        """Server only; moderators only: Manage Server, Administrator, or the configured moderator role."""
-        return await require_moderator(
-            interaction,
-            self.services.limits,
-            "Only moderators can manage budgets (Manage Server permission or the moderator role).",
-        )
-
-    async def _announce(self, interaction: discord.Interaction, entry: AuditEntry, text: str) -> None:
-        """Answer the moderator first; the mod-log post is queued and never delays or fails the reply."""
-        await interaction.response.send_message(text, ephemeral=True)
-        await self.services.modlog.announce(entry.guild_id, f"🛠️ {entry.describe()}")
+    refusal = "Only moderators can manage budgets (Manage Server permission or the moderator role)."
 
     @app_commands.command(name="set")
     @app_commands.describe(
@@ -173,14 +159,14 @@ class Budget(
     @app_commands.describe(amount="Dollars, e.g. 25 (0 blocks spending)", period="Budget period")
     async def set_server(self, interaction: discord.Interaction, amount: str, period: PeriodName) -> None:
         """Set the whole server's dollar budget for a period."""
-        target = Target(TargetKind.SERVER, interaction.guild_id or 0)
+        target = Subject(SubjectKind.SERVER, interaction.guild_id or 0)
         await self._set(interaction, LimitSetting(target, Metric.USD, _period(period), _amount(amount)))
 
     async def _set(self, interaction: discord.Interaction, setting: LimitSetting) -> None:
         guild_id = interaction.guild_id or 0
         entry, old = await self.services.limits.set_limit(guild_id, setting, actor_id=interaction.user.id)
         was = f" (was {old.describe()})" if old else ""
-        await self._announce(interaction, entry, f"✅ {setting.target.mention(guild_id)}: {setting.describe()}{was}.")
+        await self.announce(interaction, entry, f"✅ {subject(setting.target, guild_id)}: {setting.describe()}{was}.")
 
     @app_commands.command(name="grant")
     @app_commands.describe(member="Who gets the extra", amount="Extra dollars for the current period, e.g. 1.00")
@@ -195,9 +181,8 @@ class Budget(
             user_id=member.id,
             micros=micros,
             actor_id=interaction.user.id,
-            target=member.mention,
         )
-        await self._announce(
+        await self.announce(
             interaction, entry, f"✅ Granted {member.mention} an extra {format_usd(micros)} this period."
         )
 
@@ -208,8 +193,8 @@ class Budget(
         guild_id = interaction.guild_id or 0
         limits = self.services.limits
         settings = await (limits.settings_for(_target(who), guild_id) if who else limits.all_settings(guild_id))
-        lines = [f"{_shown(s.target, guild_id)}: {s.describe()}" for s in settings]
-        guild = await limits.guild_settings(guild_id)
+        lines = [f"{subject_with_id(s.target, guild_id)}: {s.describe()}" for s in settings]
+        guild = await self.services.server_settings.guild_settings(guild_id)
         cfg = self.services.settings
         defaults = (
             f"Defaults when nothing is set: {format_usd(cfg.default_member_daily_budget_micros)} and "
@@ -220,9 +205,9 @@ class Budget(
         embed = discord.Embed(title="Budgets", description="\n".join(lines)[:4000] or "Nothing set yet.")
         embed.add_field(name="Generation", value=state)
         embed.add_field(
-            name="Moderator role", value=f"<@&{guild.moderator_role_id}>" if guild.moderator_role_id else "—"
+            name="Moderator role", value=role(guild.moderator_role_id, guild_id) if guild.moderator_role_id else "—"
         )
-        embed.add_field(name="Mod-log", value=f"<#{guild.modlog_channel_id}>" if guild.modlog_channel_id else "—")
+        embed.add_field(name="Mod-log", value=channel(guild.modlog_channel_id) if guild.modlog_channel_id else "—")
         embed.add_field(name="Fallback model", value=f"`{guild.fallback_model}`" if guild.fallback_model else "—")
         embed.add_field(name="Draft model", value=f"`{guild.draft_model or self.services.settings.draft_model}`")
         embed.set_footer(text=defaults)
@@ -248,7 +233,9 @@ class Budget(
         entry = await self.services.limits.clear_member(
             interaction.guild_id or 0, target_id, actor_id=interaction.user.id
         )
-        await self._announce(interaction, entry, f"✅ <@{target_id}> (id {target_id}) is back on their roles' limits.")
+        await self.announce(
+            interaction, entry, f"✅ {mention(target_id)} (id {target_id}) is back on their roles' limits."
+        )
 
     @app_commands.command(name="pause")
     async def pause(self, interaction: discord.Interaction) -> None:
@@ -278,10 +265,10 @@ class Budget(
         text: str,
     ) -> None:
         """Change one per-server setting, audit it, announce it, and confirm to the moderator."""
-        entry = await self.services.limits.update_guild_setting(
+        entry = await self.services.server_settings.update(
             interaction.guild_id or 0, column, value, actor_id=interaction.user.id, action=action, shown=shown
         )
-        await self._announce(interaction, entry, text)
+        await self.announce(interaction, entry, text)
 
     @app_commands.command(name="report")
     @app_commands.describe(period="Which period (default: month)")
@@ -300,7 +287,8 @@ class Budget(
         embed.add_field(name="This server", value=f"{format_usd(report.total_micros)} · {report.images} images")
         embed.add_field(name="All servers (ledger)", value=format_usd(report.bot_total_micros))
         embed.add_field(name="BFL balance", value=balance)
-        members = [f"<@{user}>: {format_usd(micros)} · {images} images" for user, micros, images in report.by_member]
+        spenders = report.by_member
+        members = [f"{mention(user)}: {format_usd(micros)} · {images} images" for user, micros, images in spenders]
         embed.add_field(name="Top spenders", value="\n".join(members)[:1024] or "—", inline=False)
         models = [f"`{model}`: {format_usd(micros)} · {images} images" for model, micros, images in report.by_model]
         embed.add_field(name="By model", value="\n".join(models)[:1024] or "—", inline=False)
@@ -321,7 +309,7 @@ class Budget(
         troubled = self._breaker_lines()
         if troubled:
             embed.add_field(name="Models BFL keeps failing for", value="\n".join(troubled)[:1024], inline=False)
-        books = _books_text(self.services.bookkeeping.last)
+        books = books_text(self.services.bookkeeping.last)
         if books:
             embed.add_field(name="Bookkeeping", value=books, inline=False)
         if notes:
@@ -336,8 +324,9 @@ class Budget(
             if status.state is BreakerState.HALF_OPEN:
                 lines.append(f"`{status.model}`: half-open, one trial request goes through now")
             else:
-                retry = math.ceil(now + status.retry_in)
-                lines.append(f"`{status.model}`: refusing new requests; next trial <t:{retry}:R> (<t:{retry}:T>)")
+                retry = datetime.fromtimestamp(now + status.retry_in, UTC)
+                trial = f"{when(retry, round_up=True)} ({when(retry, 'T', round_up=True)})"
+                lines.append(f"`{status.model}`: refusing new requests; next trial {trial}")
         return lines
 
     @app_commands.command(name="fallback")
@@ -347,7 +336,7 @@ class Budget(
         """Choose the model members are offered when theirs keeps failing at BFL."""
         guild_id = interaction.guild_id or 0
         if model is None:
-            current = (await self.services.limits.guild_settings(guild_id)).fallback_model
+            current = (await self.services.server_settings.guild_settings(guild_id)).fallback_model
             await interaction.response.send_message(_fallback_text(current), ephemeral=True)
             return
         chosen = _checked_model(model, FALLBACK_OFF)
@@ -362,7 +351,7 @@ class Budget(
         guild_id = interaction.guild_id or 0
         bot_default = self.services.settings.draft_model
         if model is None:
-            current = (await self.services.limits.guild_settings(guild_id)).draft_model
+            current = (await self.services.server_settings.guild_settings(guild_id)).draft_model
             await interaction.response.send_message(_draft_text(current, bot_default), ephemeral=True)
             return
         chosen = _checked_model(model, DRAFT_DEFAULT)
@@ -385,7 +374,7 @@ class Budget(
             text = f"✅ Moderator role: {role.mention}. Its members may now use `/budget`. {note}"
         else:
             text = "✅ Moderator role removed."
-        shown = role.mention if role else None
+        shown = Subject(SubjectKind.ROLE, role.id).key() if role else None
         await self._switch(
             interaction, "moderator_role_id", role.id if role else None, "moderator-role.set", shown, text
         )
@@ -395,31 +384,8 @@ class Budget(
     async def modlog(self, interaction: discord.Interaction, channel: discord.TextChannel | None = None) -> None:
         """Choose the mod-log channel."""
         text = f"✅ Mod-log: {channel.mention}." if channel else "✅ Mod-log turned off."
-        shown = channel.mention if channel else None
+        shown = Subject(SubjectKind.CHANNEL, channel.id).key() if channel else None
         await self._switch(interaction, "modlog_channel_id", channel.id if channel else None, "modlog.set", shown, text)
-
-
-def _books_text(check: BooksCheck | None) -> str | None:
-    """A warning when the last check found counters that disagree with the ledger (or could not run)."""
-    if check is None:
-        return None
-    when = f"<t:{int(check.at.timestamp())}:R>"
-    if check.error is not None:
-        return f"⚠️ The check of the spend counters against the ledger failed {when}; the bot's log has the error."
-    if not check.drift:
-        return None
-    counters = "spend counter disagrees" if check.drift == 1 else "spend counters disagree"
-    return (
-        f"⚠️ {check.drift} {counters} with the ledger (checked {when}): budgets may be applied wrongly until "
-        "the bot's owner repairs them. The bot's log lists them."
-    )
-
-
-def _shown(target: Target, guild_id: int) -> str:
-    """A target as a mention, plus the raw id for members (a former member's mention shows no name)."""
-    if target.kind is TargetKind.MEMBER:
-        return f"{target.mention(guild_id)} (id {target.id})"
-    return target.mention(guild_id)
 
 
 async def setup(bot: FluxcordBot) -> None:

@@ -366,7 +366,7 @@ class Edit(commands.Cog):
 
     async def delete(self, interaction: discord.Interaction, job: Job) -> None:
         """The requester or a moderator removes the result message and its cached bytes."""
-        if interaction.user.id != job.user_id and not await is_moderator(interaction, self.services.limits):
+        if interaction.user.id != job.user_id and not await is_moderator(interaction, self.services.server_settings):
             raise NotAllowed("Only the member who asked for this image, or a moderator, can delete it.")
         await interaction.response.send_message("🗑️ Deleted.", ephemeral=True)
         await self.services.engine.cache.delete(job.cache_key)

@@ -15,6 +15,7 @@ from bot.engine.states import JobStatus
 from bot.text import strip_bidi
 from cogs._context import require_guild
 from cogs._presenter import model_label
+from cogs._render import when
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def history_line(entry: HistoryEntry, guild_id: int) -> str:
     prompt = discord.utils.escape_mentions(discord.utils.escape_markdown(prompt)) or "*(prompt erased)*"
     status = _STATUS_TEXT.get(entry.status, f"⏳ {entry.status.value}")
     cost = format_usd(entry.cost_micros) if entry.status.is_open is False else f"≤ {format_usd(entry.cost_micros)}"
-    line = f"<t:{int(entry.created_at.timestamp())}:R> · {model_label(entry.model)} · {cost} · {status}\n> {prompt}"
+    line = f"{when(entry.created_at)} · {model_label(entry.model)} · {cost} · {status}\n> {prompt}"
     if entry.deleted:
         line += "\n(result deleted)"
     elif entry.channel_id and entry.message_id:

@@ -188,7 +188,7 @@ class Imagine(commands.Cog):
                 return
         if job is None or job.guild_id != interaction.guild_id:
             raise InvalidOptions(_CANCEL_TEXT["unknown"])
-        moderator = await is_moderator(interaction, self.bot.services.limits)
+        moderator = await is_moderator(interaction, self.bot.services.server_settings)
         if interaction.user.id != job.user_id and not moderator:
             raise InvalidOptions(_CANCEL_TEXT["not_allowed"])  # answered privately, at once
         if job.status is not JobStatus.QUEUED:

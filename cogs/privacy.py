@@ -11,8 +11,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import FluxcordBot
+from bot.audit import Subject, SubjectKind
 from bot.safety.privacy import END_USER_ID_TEXT
 from cogs._context import require_guild
+from cogs._render import when
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +24,7 @@ KEEP_ID = "fluxcord:privacy:keep"
 
 
 def _when(value: datetime) -> str:
-    stamp = int(value.timestamp())
-    return f"<t:{stamp}:d> (<t:{stamp}:R>)"
+    return f"{when(value, 'd')} ({when(value)})"
 
 
 class ForgetConfirmation(discord.ui.View):
@@ -107,8 +108,13 @@ class Privacy(commands.Cog):
             with contextlib.suppress(discord.HTTPException):
                 await self.bot.get_partial_messageable(channel_id).get_partial_message(message_id).delete()
                 deleted += 1
-        await self.services.limits.record(
-            guild_id, user_id, "privacy.forget", f"<@{user_id}>", None, f"{done.prompts} requests erased"
+        await self.services.audit.record(
+            guild_id,
+            user_id,
+            "privacy.forget",
+            Subject(SubjectKind.MEMBER, user_id),
+            None,
+            f"{done.prompts} requests erased",
         )
         text = (
             f"✅ Forgotten: **{done.prompts}** prompts, **{done.cached_images}** cached images,"

@@ -7,10 +7,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import FluxcordBot
-from bot.billing.ledger import LimitStatus, Metric, Scope
-from bot.billing.money import format_usd
+from bot.billing.ledger import Scope
 from bot.models import MODELS
 from cogs._context import require_guild, role_ids
+from cogs._render import quota_line
 
 
 class Quota(commands.Cog):
@@ -18,6 +18,7 @@ class Quota(commands.Cog):
 
     def __init__(self, bot: FluxcordBot) -> None:
         self.limits = bot.services.limits
+        self.server = bot.services.server_settings
         self.ledger = bot.services.ledger
         self.settings = bot.services.settings
         self.safety = bot.services.safety
@@ -30,13 +31,13 @@ class Quota(commands.Cog):
         member = interaction.user
         limits = await self.limits.limits_for(guild_id, member.id, role_ids(interaction))
         statuses = await self.ledger.statuses(guild_id, member.id, limits)
-        paused = (await self.limits.guild_settings(guild_id)).paused
+        paused = (await self.server.guild_settings(guild_id)).paused
         embed = discord.Embed(title="Your image quota", colour=discord.Colour.green())
         if paused:
             embed.description = "⏸️ Generation is currently paused in this server by its moderators."
-        yours = [_line(s) for s in statuses if s.limit.scope is Scope.MEMBER]
+        yours = [quota_line(s) for s in statuses if s.limit.scope is Scope.MEMBER]
         embed.add_field(name="You", value="\n".join(yours) or "No personal limits.", inline=False)
-        shared = [_line(s) for s in statuses if s.limit.scope is not Scope.MEMBER]
+        shared = [quota_line(s) for s in statuses if s.limit.scope is not Scope.MEMBER]
         embed.add_field(name="Shared budgets", value="\n".join(shared), inline=False)
         default = self.settings.default_model
         prices = [
@@ -49,22 +50,6 @@ class Quota(commands.Cog):
             shown = ", ".join(f"`{key}`" for key in allowed) or "none"
             embed.add_field(name="Models allowed here", value=shown[:1024], inline=False)
         await interaction.response.send_message(embed=embed, ephemeral=True)
-
-
-def _line(status: LimitStatus) -> str:
-    limit = status.limit
-    owner = {Scope.MEMBER: "Your ", Scope.SERVER: "Server ", Scope.BOT: "Bot-wide "}[limit.scope]
-    resets = f"resets <t:{int(status.resets_at.timestamp())}:R>"
-    if limit.metric is Metric.IMAGES:
-        return (
-            f"{owner}{limit.period.adjective} images: **{status.remaining}** left of {status.allowance}"
-            f" (used {status.used}) · {resets}"
-        )
-    granted = f" incl. {format_usd(status.granted)} granted" if status.granted else ""
-    return (
-        f"{owner}{limit.period.adjective} budget: **{format_usd(status.remaining)}** left of "
-        f"{format_usd(status.allowance)}{granted} (spent {format_usd(status.used)}) · {resets}"
-    )
 
 
 async def setup(bot: FluxcordBot) -> None:

@@ -13,14 +13,15 @@ import discord
 from discord import app_commands
 
 from bot.app import FluxcordBot
-from bot.billing.limits import AuditEntry
 from bot.errors import InvalidOptions
 from bot.models import MODELS
 from bot.safety.levels import SafetyLevel, tolerance_for
 from bot.safety.matching import parse_rules
 from bot.safety.service import known_models
 from bot.text import strip_bidi
-from cogs._context import age_restricted, require_guild, require_moderator
+from cogs._context import ModeratorGroup, age_restricted, require_guild
+from cogs._render import block_end
+from cogs._render import channel as channel_mention
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def _rules(text: str) -> list[str]:
 
 
 class Safety(
-    app_commands.Group,
+    ModeratorGroup,
     name="safety",
     guild_only=True,
     default_permissions=discord.Permissions(manage_guild=True),
@@ -52,23 +53,8 @@ class Safety(
 
     words = app_commands.Group(name="words", description="Words and phrases prompts may not contain")
 
-    def __init__(self, bot: FluxcordBot) -> None:
-        super().__init__()
-        self.bot = bot
-        self.services = bot.services
-
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        """Server only; moderators only (checked in code on every call)."""
-        return await require_moderator(
-            interaction,
-            self.services.limits,
-            "Only moderators can change the safety rules (Manage Server permission or the moderator role).",
-        )
-
-    async def _done(self, interaction: discord.Interaction, entry: AuditEntry | None, text: str) -> None:
-        await interaction.response.send_message(text, ephemeral=True)
-        if entry is not None:
-            await self.services.modlog.announce(entry.guild_id, f"🛡️ {entry.describe()}")
+    refusal = "Only moderators can change the safety rules (Manage Server permission or the moderator role)."
+    mark = "🛡️"
 
     # -- words -------------------------------------------------------------------------------------
 
@@ -82,7 +68,7 @@ class Safety(
         except ValueError as exc:
             raise InvalidOptions(f"Not added: {exc}.") from None
         text = f"✅ Blocked {_quoted(added)}." if added else "Those words were already blocked."
-        await self._done(interaction, entry, text)
+        await self.announce(interaction, entry, text)
 
     @words.command(name="remove")
     @app_commands.describe(words="Words or phrases, separated by commas")
@@ -91,7 +77,7 @@ class Safety(
         guild_id = require_guild(interaction)
         removed, entry = await self.services.safety.remove_words(guild_id, _rules(words), actor_id=interaction.user.id)
         text = f"✅ No longer blocked: {_quoted(removed)}." if removed else "None of those words were blocked."
-        await self._done(interaction, entry, text)
+        await self.announce(interaction, entry, text)
 
     @words.command(name="list")
     async def words_list(self, interaction: discord.Interaction) -> None:
@@ -125,7 +111,7 @@ class Safety(
         block, entry = await self.services.safety.block(
             guild_id, member.id, hours=hours, reason=shown_reason or None, actor_id=interaction.user.id
         )
-        await self._done(interaction, entry, f"⛔ {member.mention} is blocked {block.describe()}.")
+        await self.announce(interaction, entry, f"⛔ {member.mention} is blocked {block_end(block)}.")
 
     @app_commands.command(name="unblock")
     @app_commands.describe(member="The member to unblock")
@@ -133,7 +119,7 @@ class Safety(
         """Lift a member's block."""
         entry = await self.services.safety.unblock(require_guild(interaction), member.id, actor_id=interaction.user.id)
         text = f"✅ {member.mention} may generate images again." if entry else f"{member.mention} was not blocked."
-        await self._done(interaction, entry, text)
+        await self.announce(interaction, entry, text)
 
     # -- the dial, channels, models, grounding -----------------------------------------------------
 
@@ -159,7 +145,7 @@ class Safety(
         where = channel.mention if channel else "this server"
         families = (("flux1", "FLUX.1"), ("flux2", "FLUX.2"), ("flux3", "FLUX 3"))
         values = ", ".join(f"{name} {tolerance_for(family, chosen)}" for family, name in families)
-        await self._done(
+        await self.announce(
             interaction, entry, f"✅ Safety level for {where}: **{chosen.value}** (safety_tolerance {values})."
         )
 
@@ -170,8 +156,8 @@ class Safety(
         guild_id = require_guild(interaction)
         entry = await self.services.safety.set_channel(guild_id, channel.id, allowed, actor_id=interaction.user.id)
         channels = await self.services.safety.allowed_channels(guild_id)
-        where = ", ".join(f"<#{c}>" for c in channels) if channels else "every channel"
-        await self._done(interaction, entry, f"✅ Images can now be generated in: {where}.")
+        where = ", ".join(channel_mention(c) for c in channels) if channels else "every channel"
+        await self.announce(interaction, entry, f"✅ Images can now be generated in: {where}.")
 
     @app_commands.command(name="models")
     @app_commands.describe(models="Model names separated by commas, or `all`")
@@ -192,7 +178,7 @@ class Safety(
                 raise InvalidOptions(f"Not changed: {strip_bidi(str(exc))}. Models: {names}, or `all`.") from None
         entry = await self.services.safety.set_models(guild_id, chosen, actor_id=interaction.user.id)
         shown = "all models" if chosen is None else ", ".join(f"`{k}`" for k in chosen)
-        await self._done(interaction, entry, f"✅ This server may use: {shown}.")
+        await self.announce(interaction, entry, f"✅ This server may use: {shown}.")
 
     @app_commands.command(name="grounding")
     @app_commands.describe(allowed="Whether prompts may be sent to web search (FLUX 3, FLUX.2 [max])")
@@ -202,7 +188,7 @@ class Safety(
             require_guild(interaction), allowed, actor_id=interaction.user.id
         )
         text = "✅ Grounding (web search) is allowed." if allowed else "✅ Grounding (web search) is off."
-        await self._done(interaction, entry, text)
+        await self.announce(interaction, entry, text)
 
 
 async def setup(bot: FluxcordBot) -> None:

@@ -12,9 +12,10 @@ import discord
 from discord import app_commands
 
 from bot.app import FluxcordBot
-from bot.billing.limits import AuditEntry
+from bot.audit import AuditEntry
 from bot.styles import MAX_NAME_LENGTH, MAX_STYLES, MAX_TEMPLATE_LENGTH, PLACEHOLDER, Style
 from cogs._context import require_guild, require_moderator
+from cogs._render import audit_line
 from cogs._styles import style_choices
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class StyleGroup(app_commands.Group, name="style", guild_only=True):
 
     async def _done(self, interaction: discord.Interaction, entry: AuditEntry, text: str) -> None:
         await interaction.response.send_message(text, ephemeral=True)
-        await self.services.modlog.announce(entry.guild_id, f"🎨 {entry.describe()}"[:1900])
+        await self.services.modlog.announce(entry.guild_id, f"🎨 {audit_line(entry)}"[:1900])
 
     @app_commands.command(name="add")
     @app_commands.describe(
@@ -55,7 +56,7 @@ class StyleGroup(app_commands.Group, name="style", guild_only=True):
         template: app_commands.Range[str, 1, MAX_TEMPLATE_LENGTH + 100],
     ) -> None:
         """Add a style (moderators)."""
-        await require_moderator(interaction, self.services.limits, MODERATORS_ONLY)
+        await require_moderator(interaction, self.services.server_settings, MODERATORS_ONLY)
         guild_id = require_guild(interaction)
         style, entry, replaced = await self.services.styles.add(guild_id, name, template, actor_id=interaction.user.id)
         verb = "Updated" if replaced else "Added"
@@ -65,7 +66,7 @@ class StyleGroup(app_commands.Group, name="style", guild_only=True):
     @app_commands.describe(name="The style to remove")
     async def remove(self, interaction: discord.Interaction, name: app_commands.Range[str, 1, 100]) -> None:
         """Remove a style (moderators)."""
-        await require_moderator(interaction, self.services.limits, MODERATORS_ONLY)
+        await require_moderator(interaction, self.services.server_settings, MODERATORS_ONLY)
         guild_id = require_guild(interaction)
         style, entry = await self.services.styles.remove(guild_id, name, actor_id=interaction.user.id)
         shown = discord.utils.escape_markdown(style.name)

@@ -1,4 +1,4 @@
 """Money: integer micro-dollars, budget periods, the ledger, limits, spend alerts and reports.
 
-Billing code returns data (statuses, refusals with their text, reports); cogs render it.
+Billing code returns data (statuses, refusals as dataclasses, reports); `cogs/_render.py` words it for Discord.
 """

@@ -31,9 +31,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from bot.billing.periods import period_end, period_key, period_start
+from bot.billing.periods import Period, period_end, period_key, period_start
 from bot.clock import Clock, to_millis, utc_now
-from bot.config import Period
 from bot.storage.database import Database, Snapshot
 
 log = logging.getLogger(__name__)
@@ -253,4 +252,58 @@ FROM (
 ) sides
 GROUP BY guild_id, user_id
 HAVING SUM(pending) != SUM(opened)
+"""
+
+
+async def read_counter(db: Database, scope: str, period: str) -> tuple[int, int, int]:
+    """One spend counter: (micro-dollars, images, granted micro-dollars), zeros when nothing was counted.
+
+    Every limit check's and report's figure for a scope (``scope_key``) and period comes from here. A
+    sum over the counter's rows: one row today, and still right for a counter kept in several rows.
+    """
+    row = await db.fetch_one(
+        "SELECT CAST(COALESCE(SUM(micros), 0) AS BIGINT) AS micros, CAST(COALESCE(SUM(images), 0) AS BIGINT)"
+        " AS images, CAST(COALESCE(SUM(granted_micros), 0) AS BIGINT) AS granted FROM usage"
+        " WHERE scope = ? AND period = ?",
+        (scope, period),
+    )
+    assert row is not None  # an aggregate always has its row
+    return row["micros"], row["images"], row["granted"]
+
+
+async def verify_open(db: Database) -> list[str]:
+    """``ledger_open`` (kept by triggers) compared with the reservations the ledger rows leave open."""
+    kept = {(r["job_id"], r["reserve_id"]) for r in await db.fetch_all("SELECT * FROM ledger_open")}
+    rebuilt = {(r["job_id"], r["id"]) for r in await db.fetch_all(_OPEN_RESERVATIONS_SQL)}
+    problems = [f"open reservation of job {job} (row {row}) missing" for job, row in sorted(rebuilt - kept)]
+    return problems + [f"job {job} (row {row}) listed open but resolved" for job, row in sorted(kept - rebuilt)]
+
+
+_OPEN_RESERVATIONS_SQL = (
+    "SELECT r.job_id, r.id FROM ledger r WHERE r.kind = 'reserve' AND NOT EXISTS"
+    " (SELECT 1 FROM ledger o WHERE o.job_id = r.job_id AND o.kind IN ('settle', 'release'))"
+)
+
+# Every counter rebuilt from the ledger rows alone (the benchmarks' reference for the counting triggers).
+_REBUILD_USAGE_SQL = """
+WITH contributions (scope, period, micros, images, granted) AS (
+    SELECT 'm:' || guild_id || ':' || user_id, day,   member_micros, member_images, 0
+        FROM ledger WHERE kind != 'grant'
+    UNION ALL SELECT 'm:' || guild_id || ':' || user_id, week,  member_micros, member_images, 0
+        FROM ledger WHERE kind != 'grant'
+    UNION ALL SELECT 'm:' || guild_id || ':' || user_id, month, member_micros, member_images, 0
+        FROM ledger WHERE kind != 'grant'
+    UNION ALL SELECT 'm:' || guild_id || ':' || user_id, day,   0, 0, member_micros FROM ledger WHERE kind = 'grant'
+    UNION ALL SELECT 'm:' || guild_id || ':' || user_id, week,  0, 0, member_micros FROM ledger WHERE kind = 'grant'
+    UNION ALL SELECT 'm:' || guild_id || ':' || user_id, month, 0, 0, member_micros FROM ledger WHERE kind = 'grant'
+    UNION ALL SELECT 's:' || guild_id, day,   server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
+    UNION ALL SELECT 's:' || guild_id, week,  server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
+    UNION ALL SELECT 's:' || guild_id, month, server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
+    UNION ALL SELECT 'bot', day,   server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
+    UNION ALL SELECT 'bot', week,  server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
+    UNION ALL SELECT 'bot', month, server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
+)
+SELECT scope, period, CAST(SUM(micros) AS BIGINT) AS micros, CAST(SUM(images) AS BIGINT) AS images,
+    CAST(SUM(granted) AS BIGINT) AS granted
+FROM contributions GROUP BY scope, period
 """

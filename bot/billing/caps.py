@@ -2,17 +2,18 @@
 
 Kept apart from the ledger that enforces them (:mod:`bot.billing.ledger`, which re-exports these
 names): the limit resolution (:mod:`bot.billing.limits`), the escrow (:mod:`bot.billing.escrow`)
-and the refusal texts use them too.
+and the refusals (:mod:`bot.billing.refusals`) use them too.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from bot.billing.money import format_usd
-from bot.config import Period
+from bot.billing.periods import Period
 
 
 class Scope(enum.StrEnum):
@@ -21,6 +22,17 @@ class Scope(enum.StrEnum):
     MEMBER = "member"
     SERVER = "server"
     BOT = "bot"
+
+
+class Source(enum.StrEnum):
+    """Where a limit comes from."""
+
+    PERSONAL = "personal"  # set on the member
+    ROLE = "role"  # one of the member's roles (``Limit.role_id``)
+    SERVER_DEFAULT = "server default"  # set on @everyone
+    MODERATORS = "moderators"  # the server's budget, set with /budget server
+    BOT_DEFAULT = "bot default"  # nothing set: the bot's defaults
+    OWNER = "owner"  # the bot-wide budget
 
 
 class Metric(enum.StrEnum):
@@ -53,7 +65,8 @@ class Limit:
     metric: Metric
     period: Period
     value: int  # micro-dollars or images
-    source: str  # where it comes from, for people: "your @Artists role", "the server default"
+    source: str  # where it comes from: a :class:`Source` (renderers word it), or a label of its own
+    role_id: int | None = None  # the role it comes from (``Source.ROLE``)
 
     def describe(self) -> str:
         """``$0.50 per day`` / ``10 images per week``."""
@@ -80,45 +93,20 @@ class LimitStatus:
         return max(0, self.allowance - self.used)
 
 
-_WHOM_TO_ASK = {
-    (Scope.MEMBER, Metric.USD): "A moderator can give you more with `/budget grant`.",
-    (Scope.MEMBER, Metric.IMAGES): "A moderator can raise it with `/budget images`.",
-    (Scope.SERVER, Metric.USD): "A moderator can raise it with `/budget server`.",
-    (Scope.SERVER, Metric.IMAGES): "Ask a moderator.",
-    (Scope.BOT, Metric.USD): "Only the bot's owner can raise it (`BOT_BUDGET_USD`).",
-    (Scope.BOT, Metric.IMAGES): "Only the bot's owner can raise it.",
-}
+@dataclass(frozen=True)
+class ReserveRequest:
+    """One reservation asked of the ledger: a job's estimate and one image, under ``limits``, at ``now``."""
 
+    job_id: int
+    guild_id: int
+    user_id: int
+    model: str
+    estimated_micros: int
+    limits: Sequence[Limit]
+    max_pending_jobs: int
+    cooldown_seconds: int
+    now: datetime
 
-def refusal_text(status: LimitStatus, needed: int, images: int = 1) -> str:
-    """Why a reservation of ``needed`` (``images`` > 1: an all-or-nothing group) does not fit ``status``.
-
-    What is over, what is left, when it resets, and whom to ask.
-    """
-    return f"{_over_text(status, needed, images)} {_WHOM_TO_ASK[(status.limit.scope, status.limit.metric)]}"
-
-
-def _over_text(status: LimitStatus, needed: int, images: int) -> str:
-    limit = status.limit
-    resets = f"<t:{int(status.resets_at.timestamp())}:R>"
-    period = limit.period.adjective
-    owner = {Scope.MEMBER: "Your", Scope.SERVER: "This server's", Scope.BOT: "The bot's"}[limit.scope]
-    if images > 1:  # an all-or-nothing group: say that none of it was reserved
-        if limit.metric is Metric.IMAGES:
-            used = f"{status.used} of {status.allowance} images used"
-        else:
-            used = f"they cost about {format_usd(needed)} and {format_usd(status.remaining)} is left of"
-            used += f" {format_usd(status.allowance)} ({limit.source})"
-        return (
-            f"{owner} {period} {'image quota' if limit.metric is Metric.IMAGES else 'budget'} doesn't cover"
-            f" these {images} images ({used}). Nothing was reserved; try a smaller count. It resets {resets}."
-        )
-    if limit.metric is Metric.IMAGES:
-        return (
-            f"{owner} {period} image quota is used up ({status.used} of {status.allowance} images). It resets {resets}."
-        )
-    left = format_usd(status.remaining)
-    return (
-        f"{owner} {period} budget doesn't cover this image: it costs about {format_usd(needed)} and "
-        f"{left} is left of {format_usd(status.allowance)} ({limit.source}). It resets {resets}."
-    )
+    def __post_init__(self) -> None:
+        if self.estimated_micros < 0:
+            raise ValueError("an estimate cannot be negative")

@@ -53,7 +53,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from bot.billing.caps import Limit, Scope, scope_key
+from bot.billing.caps import Limit, ReserveRequest, Scope, scope_key
 from bot.billing.periods import PeriodKeys
 from bot.clock import to_millis
 
@@ -102,29 +102,18 @@ def _counters(
     return plain + [(*counter, limit) for counter, limit in sorted(escrowed.items(), key=lambda item: item[0])]
 
 
-async def reserve(
-    executor: Executor,
-    *,
-    job_id: int,
-    guild_id: int,
-    user_id: int,
-    model: str,
-    estimated_micros: int,
-    limits: Sequence[Limit],
-    max_pending_jobs: int,
-    cooldown_seconds: int,
-    now: datetime,
-) -> bool:
+async def reserve(executor: Executor, request: ReserveRequest) -> bool:
     """Reserve through ``ledger_reserve``; True if written, False if refused or an allowance is needed.
 
     With a transaction as ``executor``, a False leaves that transaction aborted: roll it back.
     """
-    keys = PeriodKeys.at(now)
-    now_ms = to_millis(now)
-    ready_before = now_ms - cooldown_seconds * 1000 if cooldown_seconds > 0 else None
-    params = [job_id, guild_id, user_id, model, estimated_micros, keys.day, keys.week, keys.month, now_ms]
-    counters = _counters(limits, guild_id, user_id, keys)
-    params += [max_pending_jobs, ready_before, [c[0] for c in counters], [c[1] for c in counters]]
+    r = request
+    keys = PeriodKeys.at(r.now)
+    now_ms = to_millis(r.now)
+    ready_before = now_ms - r.cooldown_seconds * 1000 if r.cooldown_seconds > 0 else None
+    params = [r.job_id, r.guild_id, r.user_id, r.model, r.estimated_micros, keys.day, keys.week, keys.month, now_ms]
+    counters = _counters(r.limits, r.guild_id, r.user_id, keys)
+    params += [r.max_pending_jobs, ready_before, [c[0] for c in counters], [c[1] for c in counters]]
     params += [[c[2] for c in counters], [c[3].value for c in counters]]
     try:
         await executor.execute(_RESERVE_SQL, params)

@@ -23,20 +23,21 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from bot.billing import escrow
-from bot.billing.bookkeeping import verify_counters
+from bot.billing.bookkeeping import read_counter, verify_counters, verify_open
 from bot.billing.caps import (  # re-exported: the ledger's callers import them from here
     Limit,
     LimitStatus,
     Metric,
+    ReserveRequest,
     Scope,
     describe_limit,
-    refusal_text,
     scope_key,
 )
 from bot.billing.periods import PeriodKeys, period_end
+from bot.billing.refusals import CoolingDown, LimitRefused, OverLimit, TooManyPending
 from bot.clock import Clock, from_millis, to_millis, utc_now
 from bot.errors import GenerationPaused, LimitReached
 from bot.storage.database import Database, Transaction
@@ -48,8 +49,10 @@ __all__ = [
     "LimitStatus",
     "Metric",
     "Reservation",
+    "ReserveRequest",
     "Scope",
     "describe_limit",
+    "read_counter",
     "scope_key",
 ]
 
@@ -57,6 +60,7 @@ log = logging.getLogger(__name__)
 
 BUSY_TEXT = "The bot is very busy right now; please try again in a moment."
 ATTEMPTS = 4  # a reservation tries again after a refusal that nothing explains (and after a refill)
+_EXPLAINED = ("guild_id", "user_id", "estimated_micros", "limits", "max_pending_jobs", "cooldown_seconds", "now")
 
 
 class Executor(Protocol):
@@ -120,105 +124,69 @@ class Ledger:
     ) -> Reservation:
         """Hold ``estimated_micros`` and one image against every limit, or refuse with no side effect.
 
-        Raises :class:`GenerationPaused` or :class:`LimitReached` (naming the limit, what is left and
-        when it resets). Reserving the same ``job_id`` again returns the existing reservation.
+        Raises :class:`GenerationPaused` or :class:`LimitRefused` (which limit, what is left, when it
+        resets). Reserving the same ``job_id`` again returns the existing reservation.
         """
         for _attempt in range(ATTEMPTS):
-            now = self._clock()
-            request = {
-                "job_id": job_id,
-                "guild_id": guild_id,
-                "user_id": user_id,
-                "model": model,
-                "estimated_micros": estimated_micros,
-                "limits": limits,
-                "max_pending_jobs": max_pending_jobs,
-                "cooldown_seconds": cooldown_seconds,
-                "now": now,
-            }
-            if await self._reserve_once(**request):
-                return Reservation(job_id, guild_id, user_id, estimated_micros, now)
+            request = ReserveRequest(
+                job_id,
+                guild_id,
+                user_id,
+                model,
+                estimated_micros,
+                limits,
+                max_pending_jobs,
+                cooldown_seconds,
+                self._clock(),
+            )
+            if await self._reserve_once(request):
+                return Reservation(job_id, guild_id, user_id, estimated_micros, request.now)
             existing = await self.reservation(job_id)
             if existing is not None:
                 return existing
-            await self.explain_refusal(
-                guild_id=guild_id,
-                user_id=user_id,
-                estimated_micros=estimated_micros,
-                limits=limits,
-                max_pending_jobs=max_pending_jobs,
-                cooldown_seconds=cooldown_seconds,
-                now=now,
-            )
+            await self.explain_refusal(**{name: getattr(request, name) for name in _EXPLAINED})
             # Nothing refuses on a second look: a concurrent job settled in between, or (PostgreSQL)
             # the member's shard needed an allowance and now has it. Try again.
         raise LimitReached(BUSY_TEXT)
 
-    async def _reserve_once(self, **request: Any) -> bool:
+    async def _reserve_once(self, request: ReserveRequest) -> bool:
         if self._escrow:  # one statement, its own transaction
-            if request["estimated_micros"] < 0:
-                raise ValueError("an estimate cannot be negative")
-            return await escrow.reserve(self._db, **request)
+            return await escrow.reserve(self._db, request)
         try:
             async with self._db.transaction() as tx:
-                if not await self.try_reserve(tx, **request):
+                if not await self.try_reserve(tx, request):
                     raise _Refused
         except _Refused:
             return False
         return True
 
-    async def try_reserve(
-        self,
-        tx: Transaction,
-        *,
-        job_id: int,
-        guild_id: int,
-        user_id: int,
-        model: str,
-        estimated_micros: int,
-        limits: Sequence[Limit],
-        max_pending_jobs: int,
-        cooldown_seconds: int,
-        now: datetime,
-    ) -> bool:
+    async def try_reserve(self, tx: Transaction, request: ReserveRequest) -> bool:
         """Write the reservation inside the open transaction ``tx`` (an admission writes its job beside it).
 
         True if every limit held and the row was written; False if not: then roll ``tx`` back (on
         PostgreSQL it is aborted), and :meth:`explain_refusal` says why — or, when nothing refuses,
         readies what a second try needs.
         """
-        if estimated_micros < 0:
-            raise ValueError("an estimate cannot be negative")
         if self._escrow:
-            return await escrow.reserve(
-                tx,
-                job_id=job_id,
-                guild_id=guild_id,
-                user_id=user_id,
-                model=model,
-                estimated_micros=estimated_micros,
-                limits=limits,
-                max_pending_jobs=max_pending_jobs,
-                cooldown_seconds=cooldown_seconds,
-                now=now,
-            )
-        keys = PeriodKeys.at(now)
-        now_ms = to_millis(now)
+            return await escrow.reserve(tx, request)
+        r = request
+        keys = PeriodKeys.at(r.now)
+        now_ms = to_millis(r.now)
         conditions = [
             "NOT EXISTS (SELECT 1 FROM guild_settings WHERE guild_id = ? AND paused = 1)",
             "COALESCE((SELECT pending_jobs FROM member_activity WHERE guild_id = ? AND user_id = ?), 0) < ?",
         ]
-        params: list[object] = [guild_id, guild_id, user_id, max_pending_jobs]
-        if cooldown_seconds > 0:
+        params: list[object] = [r.guild_id, r.guild_id, r.user_id, r.max_pending_jobs]
+        if r.cooldown_seconds > 0:
             conditions.append(
                 "COALESCE((SELECT last_reserved_at FROM member_activity WHERE guild_id = ? AND user_id = ?), 0) <= ?"
             )
-            params += [guild_id, user_id, now_ms - cooldown_seconds * 1000]
-        for limit in limits:
+            params += [r.guild_id, r.user_id, now_ms - r.cooldown_seconds * 1000]
+        for limit in r.limits:
             used = _USED[(limit.scope, limit.metric)]
-            cost = 1 if limit.metric is Metric.IMAGES else estimated_micros
+            cost = 1 if limit.metric is Metric.IMAGES else r.estimated_micros
             conditions.append(f"COALESCE((SELECT {used} FROM usage WHERE scope = ? AND period = ?), 0) + ? <= ?")
-            params += [scope_key(limit.scope, guild_id, user_id), keys.of(limit.period), cost, limit.value]
+            params += [scope_key(limit.scope, r.guild_id, r.user_id), keys.of(limit.period), cost, limit.value]
         sql = (
             f"INSERT INTO ledger ({_RESERVE_COLUMNS}) SELECT 'reserve', CAST(? AS BIGINT), CAST(? AS BIGINT),"
             " CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS BIGINT), 1, CAST(? AS TEXT),"
@@ -226,7 +194,7 @@ class Ledger:
             + " AND ".join(conditions)
             + " ON CONFLICT DO NOTHING"
         )
-        row_values = [job_id, guild_id, user_id, model, estimated_micros, estimated_micros]
+        row_values = [r.job_id, r.guild_id, r.user_id, r.model, r.estimated_micros, r.estimated_micros]
         row_values += [keys.day, keys.week, keys.month, now_ms]
         return await tx.execute(sql, [*row_values, *params]) == 1
 
@@ -245,33 +213,23 @@ class Ledger:
         """Raise the refusal that explains why a reservation was not written (or return if none applies).
 
         ``images`` > 1: an all-or-nothing group of that many images costing ``estimated_micros`` in all.
+        Raises :class:`GenerationPaused`, or :class:`LimitRefused` carrying the refusal as data.
         """
         if await self._db.fetch_value("SELECT paused FROM guild_settings WHERE guild_id = ?", (guild_id,), default=0):
             raise GenerationPaused
         for status in await self.statuses(guild_id, user_id, limits):
-            limit = status.limit
-            needed = images if limit.metric is Metric.IMAGES else estimated_micros
-            if status.used + needed > status.allowance:
-                raise LimitReached(refusal_text(status, needed, images))
+            self._check(status, estimated_micros, images)
         activity = await self._db.fetch_one(
             "SELECT pending_jobs, last_reserved_at FROM member_activity WHERE guild_id = ? AND user_id = ?",
             (guild_id, user_id),
         )
         pending = activity["pending_jobs"] if activity is not None else 0
-        if pending + images > max_pending_jobs:
-            if images > 1:  # a group: its images count together, so even a member with none pending may be over
-                raise LimitReached(
-                    f"You have {pending} images in progress and asked for {images} more; at most"
-                    f" {max_pending_jobs} can be in progress at once. Nothing was reserved: ask for fewer, or wait."
-                )
-            raise LimitReached(
-                f"You already have {pending} images in progress (the limit is "
-                f"{max_pending_jobs}). Wait for one to finish, then try again."
-            )
+        if pending + images > max_pending_jobs:  # a group's images count together
+            raise LimitRefused(TooManyPending(pending, max_pending_jobs, images))
         if activity is not None and cooldown_seconds > 0:
             ready_ms = activity["last_reserved_at"] + cooldown_seconds * 1000
             if ready_ms > to_millis(now):
-                raise LimitReached(f"Slow down a little: you can start another image <t:{-(-ready_ms // 1000)}:R>.")
+                raise LimitRefused(CoolingDown(from_millis(ready_ms)))
         if self._escrow:  # nothing refuses: make sure the member's shard holds the allowances a retry needs
             short = await escrow.refill(
                 self._db,
@@ -284,9 +242,14 @@ class Ledger:
             )
             if short is not None:  # by an exact count, the cap cannot hold this (money spent meanwhile)
                 [status] = await self.statuses(guild_id, user_id, [short])
-                needed = images if short.metric is Metric.IMAGES else estimated_micros
-                if status.used + needed > status.allowance:
-                    raise LimitReached(refusal_text(status, needed, images))
+                self._check(status, estimated_micros, images)
+
+    @staticmethod
+    def _check(status: LimitStatus, estimated_micros: int, images: int) -> None:
+        """Raise :class:`LimitRefused` if ``images`` costing ``estimated_micros`` do not fit ``status``."""
+        needed = images if status.limit.metric is Metric.IMAGES else estimated_micros
+        if status.used + needed > status.allowance:
+            raise LimitRefused(OverLimit(status, needed, images))
 
     async def statuses(self, guild_id: int, user_id: int, limits: Sequence[Limit]) -> list[LimitStatus]:
         """The current use of each limit (for refusals and ``/quota``)."""
@@ -370,17 +333,7 @@ class Ledger:
         await (executor or self._db).execute(
             f"INSERT INTO ledger ({_RESERVE_COLUMNS}, actor_id, note) "
             "VALUES ('grant', NULL, ?, ?, NULL, 0, ?, 0, ?, ?, ?, ?, ?, ?)",
-            (
-                guild_id,
-                user_id,
-                micros,
-                keys.day,
-                keys.week,
-                keys.month,
-                to_millis(now),
-                actor_id,
-                note or None,
-            ),
+            (guild_id, user_id, micros, keys.day, keys.week, keys.month, to_millis(now), actor_id, note or None),
         )
 
     async def reservation(self, job_id: int) -> Reservation | None:
@@ -426,53 +379,4 @@ class Ledger:
         (``since`` None) also compares ``ledger_open`` with the reservations still open.
         """
         problems = await verify_counters(self._db, since=since)
-        if since is None:
-            kept = {(r["job_id"], r["reserve_id"]) for r in await self._db.fetch_all("SELECT * FROM ledger_open")}
-            rebuilt = {(r["job_id"], r["id"]) for r in await self._db.fetch_all(_OPEN_RESERVATIONS_SQL)}
-            problems += [f"open reservation of job {job} (row {row}) missing" for job, row in sorted(rebuilt - kept)]
-            problems += [f"job {job} (row {row}) listed open but resolved" for job, row in sorted(kept - rebuilt)]
-        return problems
-
-
-async def read_counter(db: Database, scope: str, period: str) -> tuple[int, int, int]:
-    """One spend counter: (micro-dollars, images, granted micro-dollars), zeros when nothing was counted.
-
-    Every limit check's and report's figure for a scope (``scope_key``) and period comes from here. A
-    sum over the counter's rows: one row today, and still right for a counter kept in several rows.
-    """
-    row = await db.fetch_one(
-        "SELECT CAST(COALESCE(SUM(micros), 0) AS BIGINT) AS micros, CAST(COALESCE(SUM(images), 0) AS BIGINT)"
-        " AS images, CAST(COALESCE(SUM(granted_micros), 0) AS BIGINT) AS granted FROM usage"
-        " WHERE scope = ? AND period = ?",
-        (scope, period),
-    )
-    assert row is not None  # an aggregate always has its row
-    return row["micros"], row["images"], row["granted"]
-
-
-_OPEN_RESERVATIONS_SQL = (
-    "SELECT r.job_id, r.id FROM ledger r WHERE r.kind = 'reserve' AND NOT EXISTS"
-    " (SELECT 1 FROM ledger o WHERE o.job_id = r.job_id AND o.kind IN ('settle', 'release'))"
-)
-_REBUILD_USAGE_SQL = """
-WITH contributions (scope, period, micros, images, granted) AS (
-    SELECT 'm:' || guild_id || ':' || user_id, day,   member_micros, member_images, 0
-        FROM ledger WHERE kind != 'grant'
-    UNION ALL SELECT 'm:' || guild_id || ':' || user_id, week,  member_micros, member_images, 0
-        FROM ledger WHERE kind != 'grant'
-    UNION ALL SELECT 'm:' || guild_id || ':' || user_id, month, member_micros, member_images, 0
-        FROM ledger WHERE kind != 'grant'
-    UNION ALL SELECT 'm:' || guild_id || ':' || user_id, day,   0, 0, member_micros FROM ledger WHERE kind = 'grant'
-    UNION ALL SELECT 'm:' || guild_id || ':' || user_id, week,  0, 0, member_micros FROM ledger WHERE kind = 'grant'
-    UNION ALL SELECT 'm:' || guild_id || ':' || user_id, month, 0, 0, member_micros FROM ledger WHERE kind = 'grant'
-    UNION ALL SELECT 's:' || guild_id, day,   server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
-    UNION ALL SELECT 's:' || guild_id, week,  server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
-    UNION ALL SELECT 's:' || guild_id, month, server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
-    UNION ALL SELECT 'bot', day,   server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
-    UNION ALL SELECT 'bot', week,  server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
-    UNION ALL SELECT 'bot', month, server_micros, member_images, 0 FROM ledger WHERE kind != 'grant'
-)
-SELECT scope, period, CAST(SUM(micros) AS BIGINT) AS micros, CAST(SUM(images) AS BIGINT) AS images,
-    CAST(SUM(granted) AS BIGINT) AS granted
-FROM contributions GROUP BY scope, period
-"""
+        return problems + (await verify_open(self._db) if since is None else [])

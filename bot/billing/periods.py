@@ -5,10 +5,22 @@ No cron: a period's counters are keyed by its start, so a new period simply star
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from bot.config import Period
+
+class Period(enum.StrEnum):
+    """A budget period: a UTC calendar day, ISO week (Monday to Sunday) or month."""
+
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+
+    @property
+    def adjective(self) -> str:
+        """``daily``, ``weekly`` or ``monthly``."""
+        return {"day": "daily", "week": "weekly", "month": "monthly"}[self.value]
 
 
 def period_start(period: Period, at: datetime) -> datetime:

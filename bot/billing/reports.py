@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.billing.ledger import Scope, read_counter, scope_key
-from bot.billing.periods import day_keys, period_key
-from bot.config import Period
+from bot.billing.periods import Period, day_keys, period_key
 from bot.storage.database import Database
 
 _PERIOD_COLUMN = {Period.DAY: "day", Period.WEEK: "week", Period.MONTH: "month"}

@@ -27,6 +27,7 @@ from bot.images.cache import ImageCache
 from bot.models import GenerationRequest, ModelSpec
 from bot.safety.privacy import server_cache_key
 from bot.safety.service import SafetyService
+from bot.server_settings import ServerSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -79,6 +80,7 @@ class AdmissionParts:
     identity: ProcessIdentity
     config: EngineConfig
     safety: SafetyService | None = None
+    server: ServerSettings = field(kw_only=True)  # the per-server switches (paused)
     observer: JobObserver = field(default_factory=NullObserver)
     on_admitted: Callable[[int], Coroutine[Any, Any, object]] | None = None  # spend alerts (guild id)
     share_breakers: Callable[[], Awaitable[None]] | None = None
@@ -191,7 +193,7 @@ class Admission:
         p = self.parts
         if not self.accepting:
             raise Restarting
-        if (await p.limits.guild_settings(who.guild_id)).paused:
+        if (await p.server.guild_settings(who.guild_id)).paused:
             raise GenerationPaused  # also stops free cache hits; the reservation re-checks it atomically
         if p.safety is None:
             return request

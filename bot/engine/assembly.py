@@ -36,6 +36,7 @@ from bot.engine.steps import StepParts, Steps
 from bot.engine.store import JobStore
 from bot.images.cache import ImageCache
 from bot.safety.service import SafetyService
+from bot.server_settings import ServerSettings
 
 
 @dataclass
@@ -53,6 +54,7 @@ class EngineParts:
     identity: ProcessIdentity = field(default_factory=ProcessIdentity)
     safety: SafetyService | None = None
     end_users: EndUserIds = field(default_factory=EndUserIds)  # the `user` sent to BFL (loaded at start)
+    server: ServerSettings = field(kw_only=True)  # the per-server switches (paused)
 
 
 @dataclass
@@ -196,6 +198,7 @@ def _admission(
             parts.identity,
             config,
             safety=parts.safety,
+            server=parts.server,
             observer=hooks.observer,
             on_admitted=hooks.on_admitted,
             share_breakers=engine.share_breakers,

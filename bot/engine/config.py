@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bot.config import RefundPolicy, Settings
+from bot.billing.refunds import RefundPolicy
+from bot.config import Settings
 
 ACK_DEADLINE_SECONDS = 10.0  # an admitted job not acknowledged by then is released (Discord allows 3 s)
 DELIVERY_BACKOFF_SECONDS = (2.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0)  # between failed posts of a result

@@ -25,7 +25,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from bot.config import RefundPolicy
+from bot.billing.refunds import RefundPolicy
 from bot.engine.states import Event, JobStatus
 
 

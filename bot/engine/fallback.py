@@ -24,11 +24,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.billing.limits import LimitsService
 from bot.clock import Clock, from_millis, to_millis, utc_now
 from bot.engine.sources import SourceKind
 from bot.errors import InvalidOptions, NotAllowed
 from bot.models import MODELS, GenerationRequest
+from bot.server_settings import ServerSettings
 from bot.storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -103,14 +103,14 @@ class FallbackOffers:
     def __init__(
         self,
         db: Database,
-        limits: LimitsService,
+        server: ServerSettings,
         *,
         healthy: Callable[[str], bool],
         clock: Clock = utc_now,
         ttl_seconds: float = OFFER_TTL_SECONDS,
     ) -> None:
         self._db = db
-        self._limits = limits
+        self._server = server
         self._healthy = healthy  # whether a model's circuit breaker is closed
         self._clock = clock
         self._ttl = ttl_seconds
@@ -134,7 +134,7 @@ class FallbackOffers:
         is awaited with the fallback request before anything is stored: what it raises (a price the
         member cannot pay) propagates, and no offer is made.
         """
-        model = (await self._limits.guild_settings(guild_id)).fallback_model
+        model = (await self._server.guild_settings(guild_id)).fallback_model
         if model is None or model == request.model.key or not self._healthy(model):
             return None
         fallback = for_model(request, model)
@@ -194,7 +194,7 @@ class FallbackOffers:
             raise InvalidOptions(EXPIRED_TEXT)
         if row["user_id"] != user_id:
             raise NotAllowed(NOT_YOURS_TEXT)
-        if (await self._limits.guild_settings(guild_id)).fallback_model != row["model"]:
+        if (await self._server.guild_settings(guild_id)).fallback_model != row["model"]:
             await self._db.execute("DELETE FROM fallback_offers WHERE id = ?", (offer_id,))
             raise InvalidOptions(WITHDRAWN_TEXT)
         if not await self._db.execute("DELETE FROM fallback_offers WHERE id = ? AND user_id = ?", (offer_id, user_id)):

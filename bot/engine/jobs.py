@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from bot.billing.ledger import Ledger, Limit
+from bot.billing.ledger import Ledger, Limit, ReserveRequest
 from bot.clock import from_millis, to_millis
 from bot.engine.states import JobStatus
 from bot.models import GenerationRequest, legacy_record
@@ -183,15 +183,17 @@ async def reserve_and_insert(
     """
     reserved = await ledger.try_reserve(
         tx,
-        job_id=job.id,
-        guild_id=job.guild_id,
-        user_id=job.user_id,
-        model=job.model,
-        estimated_micros=0 if cached else job.estimated_micros,
-        limits=limits,
-        max_pending_jobs=max_pending_jobs,
-        cooldown_seconds=cooldown_seconds,
-        now=now,
+        ReserveRequest(
+            job_id=job.id,
+            guild_id=job.guild_id,
+            user_id=job.user_id,
+            model=job.model,
+            estimated_micros=0 if cached else job.estimated_micros,
+            limits=limits,
+            max_pending_jobs=max_pending_jobs,
+            cooldown_seconds=cooldown_seconds,
+            now=now,
+        ),
     )
     if not reserved:
         raise AdmissionRefused

@@ -21,8 +21,8 @@ from datetime import datetime
 from typing import Any
 
 from bot.billing.ledger import Ledger, Limit
+from bot.billing.refunds import RefundPolicy
 from bot.clock import Clock, from_millis, to_millis, utc_now
-from bot.config import RefundPolicy
 from bot.engine.claim import QueueSnapshot, claim_next, read_snapshot
 from bot.engine.decision import Cost, Decision, IllegalEvent, MoneyAction, decide
 from bot.engine.holders import OPEN_JOBS, Holders

@@ -15,41 +15,25 @@ import json
 import logging
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from bot.billing.limits import AuditEntry, LimitsService
+from bot.audit import SERVER, AuditEntry, AuditLog, Subject, SubjectKind
 from bot.clock import Clock, from_millis, to_millis, utc_now
 from bot.config import Settings
 from bot.models import MODELS, GenerationRequest
 from bot.safety.errors import BlockedPrompt, ChannelNotAllowed, GroundingNotAllowed, MemberBlocked, ModelNotAllowed
 from bot.safety.levels import SafetyLevel, tolerance_for
 from bot.safety.matching import find_rule
+from bot.safety.notices import Block, ChannelsOnly, PromptRefused, ResultModerated, StrikeBlocked, StrikeNotice
 from bot.storage.database import Database
 
 log = logging.getLogger(__name__)
 
-Notice = Callable[[int, str], Coroutine[Any, Any, object]]  # (guild id, text) → a mod-log post
+Notice = Callable[[int, object], Coroutine[Any, Any, object]]  # (guild id, note) → a mod-log post
 BOT_ACTOR = 0  # the actor id of changes the bot makes itself (strike blocks)
 STRIKE_WINDOW = timedelta(hours=1)
 MAX_WORDS = 500
-
-
-@dataclass(frozen=True)
-class Block:
-    """A member's block in one server."""
-
-    user_id: int
-    until: datetime | None
-    reason: str | None
-    blocked_by: int
-
-    def describe(self) -> str:
-        """``until <t:…:f> (<t:…:R>)`` or ``until a moderator lifts it``."""
-        if self.until is None:
-            return "until a moderator lifts it"
-        stamp = int(self.until.timestamp())
-        return f"until <t:{stamp}:f> (<t:{stamp}:R>)"
 
 
 @dataclass(frozen=True)
@@ -63,29 +47,25 @@ class ServerRules:
     levels: dict[int, SafetyLevel]  # channel id (0: the server) → level
 
 
-def spoiler(text: str, limit: int = 1500) -> str:
-    """``text`` inside a Discord spoiler, unable to close it early."""
-    body = text.replace("||", "|\u200b|")[:limit]
-    return f"||{body}||"
-
-
 class SafetyService:
     """Reads and changes the safety rules; every moderator change lands in the audit log."""
 
     def __init__(
         self,
         db: Database,
-        limits: LimitsService,
+        audit: AuditLog,
         settings: Settings,
         *,
+        render: Callable[[object], str],
         clock: Clock = utc_now,
         notice: Notice | None = None,
     ) -> None:
         self._db = db
-        self._limits = limits
+        self._audit = audit
         self._settings = settings
         self._clock = clock
         self._notice = notice
+        self._render = render  # words the member's strike notice (the engine shows text): cogs/_render.py
 
     # -- admission ---------------------------------------------------------------------------------
 
@@ -101,22 +81,17 @@ class SafetyService:
         """Refuse what the server's rules forbid; return ``request`` with its safety settings applied."""
         block = await self.block_of(guild_id, user_id)
         if block is not None:
-            why = f" Reason: {block.reason}" if block.reason else ""
-            raise MemberBlocked(f"🚫 You are blocked from generating images in this server {block.describe()}.{why}")
+            raise MemberBlocked(f"blocked: {block!r}", notice=block)  # worded by cogs/_render.py
         channels = await self.allowed_channels(guild_id)
         if channels and channel_id not in channels:
-            where = ", ".join(f"<#{c}>" for c in channels[:10])
-            raise ChannelNotAllowed(f"Images can't be generated in this channel. Use {where}.")
+            raise ChannelNotAllowed(f"channels: {channels!r}", notice=ChannelsOnly(channels))
         models = await self.allowed_models(guild_id)
         if models is not None and request.model.key not in models:
             shown = ", ".join(f"`{m}`" for m in models) or "none"
             raise ModelNotAllowed(f"{request.model.label} isn't allowed in this server. Allowed models: {shown}.")
         rule = find_rule(request.prompt, await self.words(guild_id))
         if rule is not None:
-            await self._note(
-                guild_id,
-                f"🚫 <@{user_id}> was refused in <#{channel_id}>: the prompt matched the blocked rule “{rule}”.",
-            )
+            await self._note(guild_id, PromptRefused(user_id, channel_id, rule))
             raise BlockedPrompt(
                 f"Your prompt contains “{rule}”, which this server's moderators blocked. Nothing was generated"
                 " or charged."
@@ -138,12 +113,7 @@ class SafetyService:
         self, *, guild_id: int, channel_id: int, user_id: int, job_id: int, model: str, prompt: str, stage: str
     ) -> str | None:
         """Post a moderated result to the mod-log and count a strike; return the block notice if it blocks."""
-        what = "prompt" if stage == "request" else "image"
-        await self._note(
-            guild_id,
-            f"⚠️ BFL's filter blocked the {what} of <@{user_id}> in <#{channel_id}> ({model}, job {job_id}): "
-            f"{spoiler(prompt)}",
-        )
+        await self._note(guild_id, ResultModerated(user_id, channel_id, stage, model, job_id, prompt))
         strikes = self._settings.moderation_strikes
         hours = self._settings.moderation_block_hours
         now = self._clock()
@@ -173,15 +143,11 @@ class SafetyService:
                 (guild_id, user_id, to_millis(until), reason, BOT_ACTOR, to_millis(now)),
             )
         block = Block(user_id, until, reason, BOT_ACTOR)
-        await self._limits.record(
-            guild_id, BOT_ACTOR, "safety.block", f"<@{user_id}>", None, f"{block.describe()}: {reason}"
-        )
-        await self._note(guild_id, f"⛔ <@{user_id}> is blocked {block.describe()}: {reason}.")
+        member = Subject(SubjectKind.MEMBER, user_id)
+        await self._audit.record(guild_id, BOT_ACTOR, "safety.block", member, None, f"{block.audit_text()}: {reason}")
+        await self._note(guild_id, StrikeBlocked(block))
         log.info("Guild %s: member %s blocked for %d h after %d moderated results", guild_id, user_id, hours, recent)
-        return (
-            f"You have had {recent} moderated results within an hour, so you are blocked from generating images"
-            f" in this server {block.describe()}."
-        )
+        return self._render(StrikeNotice(recent, block))
 
     # -- reads -------------------------------------------------------------------------------------
 
@@ -261,7 +227,7 @@ class SafetyService:
                     " ON CONFLICT DO NOTHING",
                     (guild_id, rule, actor_id, now),
                 )
-        entry = await self._limits.record(guild_id, actor_id, "safety.words.add", "blocked words", None, ", ".join(new))
+        entry = await self._audit.record(guild_id, actor_id, "safety.words.add", "blocked words", None, ", ".join(new))
         return new, entry
 
     async def remove_words(
@@ -275,7 +241,7 @@ class SafetyService:
                     removed.append(rule)
         if not removed:
             return [], None
-        entry = await self._limits.record(
+        entry = await self._audit.record(
             guild_id, actor_id, "safety.words.remove", "blocked words", ", ".join(removed), None
         )
         return removed, entry
@@ -294,9 +260,10 @@ class SafetyService:
             (guild_id, user_id, None if until is None else to_millis(until), reason, actor_id, to_millis(now)),
         )
         block = Block(user_id, until, reason, actor_id)
-        shown = block.describe() + (f": {reason}" if reason else "")
-        entry = await self._limits.record(
-            guild_id, actor_id, "safety.block", f"<@{user_id}>", old.describe() if old else None, shown
+        shown = block.audit_text() + (f": {reason}" if reason else "")
+        member = Subject(SubjectKind.MEMBER, user_id)
+        entry = await self._audit.record(
+            guild_id, actor_id, "safety.block", member, old.audit_text() if old else None, shown
         )
         return block, entry
 
@@ -306,7 +273,8 @@ class SafetyService:
         await self._db.execute("DELETE FROM safety_blocks WHERE guild_id = ? AND user_id = ?", (guild_id, user_id))
         if old is None:
             return None
-        return await self._limits.record(guild_id, actor_id, "safety.unblock", f"<@{user_id}>", old.describe(), None)
+        member = Subject(SubjectKind.MEMBER, user_id)
+        return await self._audit.record(guild_id, actor_id, "safety.unblock", member, old.audit_text(), None)
 
     async def set_level(
         self, guild_id: int, channel_id: int | None, level: SafetyLevel, *, actor_id: int
@@ -321,8 +289,8 @@ class SafetyService:
             " ON CONFLICT (guild_id, channel_id) DO UPDATE SET level = excluded.level",
             (guild_id, key, level.value),
         )
-        target = f"<#{channel_id}>" if channel_id else "the server"
-        return await self._limits.record(guild_id, actor_id, "safety.level", target, old, level.value)
+        target = Subject(SubjectKind.CHANNEL, channel_id) if channel_id else SERVER
+        return await self._audit.record(guild_id, actor_id, "safety.level", target, old, level.value)
 
     async def set_channel(self, guild_id: int, channel_id: int, allowed: bool, *, actor_id: int) -> AuditEntry:
         """Allow or stop allowing generation in a channel."""
@@ -335,8 +303,9 @@ class SafetyService:
             await self._db.execute(
                 "DELETE FROM safety_channels WHERE guild_id = ? AND channel_id = ?", (guild_id, channel_id)
             )
-        return await self._limits.record(
-            guild_id, actor_id, "safety.channel", f"<#{channel_id}>", None, "allowed" if allowed else "not allowed"
+        channel = Subject(SubjectKind.CHANNEL, channel_id)
+        return await self._audit.record(
+            guild_id, actor_id, "safety.channel", channel, None, "allowed" if allowed else "not allowed"
         )
 
     async def set_models(self, guild_id: int, models: list[str] | None, *, actor_id: int) -> AuditEntry:
@@ -349,8 +318,8 @@ class SafetyService:
             (guild_id, value),
         )
         shown = ", ".join(models) if models is not None else "all"
-        return await self._limits.record(
-            guild_id, actor_id, "safety.models", "the server", "all" if old is None else ", ".join(old), shown
+        return await self._audit.record(
+            guild_id, actor_id, "safety.models", SERVER, "all" if old is None else ", ".join(old), shown
         )
 
     async def set_grounding(self, guild_id: int, allowed: bool, *, actor_id: int) -> AuditEntry:
@@ -361,18 +330,18 @@ class SafetyService:
             " ON CONFLICT (guild_id) DO UPDATE SET grounding = excluded.grounding",
             (guild_id, int(allowed)),
         )
-        return await self._limits.record(
-            guild_id, actor_id, "safety.grounding", "the server", "on" if old else "off", "on" if allowed else "off"
+        return await self._audit.record(
+            guild_id, actor_id, "safety.grounding", SERVER, "on" if old else "off", "on" if allowed else "off"
         )
 
     # -- helpers -----------------------------------------------------------------------------------
 
-    async def _note(self, guild_id: int, text: str) -> None:
+    async def _note(self, guild_id: int, note: object) -> None:
         """Queue a mod-log post (never waits on Discord; a failure only loses the note)."""
         if self._notice is None:
             return
         try:
-            await self._notice(guild_id, text)
+            await self._notice(guild_id, note)
         except Exception as exc:
             log.warning("Could not queue a mod-log note for guild %s: %s", guild_id, exc)
 

@@ -4,9 +4,9 @@ import asyncio
 
 import pytest
 
-from bot.billing.limits import LimitsService
-from bot.config import Settings
+from bot.audit import AuditLog
 from bot.modlog import ModLog
+from bot.server_settings import ServerSettings
 
 GUILD, CHANNEL, MOD = 100, 700, 9
 
@@ -41,9 +41,9 @@ class Channel:
 
 @pytest.fixture
 async def limits(db, clock):
-    service = LimitsService(db, Settings(_env_file=None, discord_token="t" * 10, bfl_api_key="k" * 10), clock)
-    await service.update_guild_setting(
-        GUILD, "modlog_channel_id", CHANNEL, actor_id=MOD, action="modlog.set", shown=f"<#{CHANNEL}>"
+    service = ServerSettings(db, AuditLog(db, clock))
+    await service.update(
+        GUILD, "modlog_channel_id", CHANNEL, actor_id=MOD, action="modlog.set", shown=f"channel:{CHANNEL}"
     )
     return service
 

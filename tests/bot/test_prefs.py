@@ -2,8 +2,7 @@
 
 import pytest
 
-from bot.billing.limits import LimitsService
-from bot.config import Settings
+from bot.audit import AuditLog
 from bot.errors import InvalidOptions
 from bot.prefs import MemberDefaults, PrefsService
 from bot.styles import StyleService
@@ -14,8 +13,7 @@ BOT_MODEL = "flux-pro-1.1"
 
 @pytest.fixture
 async def styles(db, clock):
-    settings = Settings(_env_file=None, discord_token="t" * 12, bfl_api_key="k" * 12)
-    return StyleService(db, LimitsService(db, settings, clock), max_prompt_length=1000, clock=clock)
+    return StyleService(db, AuditLog(db, clock), max_prompt_length=1000, clock=clock)
 
 
 @pytest.fixture

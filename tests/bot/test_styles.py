@@ -2,8 +2,7 @@
 
 import pytest
 
-from bot.billing.limits import LimitsService
-from bot.config import Settings
+from bot.audit import AuditLog
 from bot.errors import InvalidOptions
 from bot.models import build_request
 from bot.prefs import PrefsService
@@ -14,8 +13,7 @@ GUILD, OTHER_GUILD, MOD, ALICE = 10, 11, 30, 40
 
 @pytest.fixture
 async def styles(db, clock):
-    settings = Settings(_env_file=None, discord_token="t" * 12, bfl_api_key="k" * 12)
-    return StyleService(db, LimitsService(db, settings, clock), max_prompt_length=100, clock=clock)
+    return StyleService(db, AuditLog(db, clock), max_prompt_length=100, clock=clock)
 
 
 async def audit(db):

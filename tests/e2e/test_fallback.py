@@ -152,7 +152,7 @@ async def test_the_fallback_setting_is_shown_changed_and_turned_off(harness, peo
     assert audit[-2:] == [("fallback.set", None, "flux-dev"), ("fallback.set", "flux-dev", None)]
     member = await budget(harness, "fallback", people["member"], model=KLEIN)
     assert "Only moderators" in text_of(member)
-    assert (await harness.services.limits.guild_settings(harness.fake.guild_id)).fallback_model is None
+    assert (await harness.services.server_settings.guild_settings(harness.fake.guild_id)).fallback_model is None
 
     await break_model(harness)  # turned off: the plain refusal
     refused = await harness.imagine(prompt="a lighthouse")

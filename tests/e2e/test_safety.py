@@ -89,7 +89,7 @@ async def test_a_blocked_member_is_told_the_reason_and_end_and_every_change_is_a
     audit = await rows(
         harness, "SELECT actor_id, action, target FROM audit_log WHERE action LIKE 'safety.%' ORDER BY id"
     )
-    member = f"<@{uid(people['member'])}>"
+    member = f"member:{uid(people['member'])}"  # rows store ids; the mod-log renders the mention
     assert audit == [(uid(people["mod"]), "safety.block", member), (uid(people["mod"]), "safety.unblock", member)]
     await posts(harness, modlog, "safety unblock")
 

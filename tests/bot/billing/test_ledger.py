@@ -1,8 +1,10 @@
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from bot.billing.ledger import Ledger, Limit, Metric, Scope
+from bot.billing.refusals import CoolingDown, LimitRefused, OverLimit, TooManyPending
 from bot.config import Period
 from bot.errors import GenerationPaused, LimitReached
 
@@ -96,17 +98,18 @@ async def test_refusal_names_the_limit_what_is_left_and_the_reset(ledger):
     await reserve(ledger, 1, [member_usd(50_000)])
     with pytest.raises(LimitReached) as info:
         await reserve(ledger, 2, [member_usd(50_000)])
-    text = info.value.user_message
-    from datetime import UTC, datetime
-
-    midnight = int(datetime(2026, 11, 19, tzinfo=UTC).timestamp())
-    assert "daily budget" in text and "$0.01 is left of $0.05" in text and f"<t:{midnight}:R>" in text
+    refusal = info.value.notice
+    assert isinstance(refusal, OverLimit) and (refusal.needed, refusal.images) == (PRICE, 1)
+    assert refusal.status.limit == member_usd(50_000) and refusal.status.remaining == 10_000
+    assert refusal.status.resets_at == datetime(2026, 11, 19, tzinfo=UTC)  # what is left, and when it resets
 
 
 async def test_image_quota_refusal(ledger):
     await reserve(ledger, 1, [member_images(1, Period.WEEK)])
-    with pytest.raises(LimitReached, match=r"weekly image quota is used up \(1 of 1 images\)"):
+    with pytest.raises(LimitRefused) as info:
         await reserve(ledger, 2, [member_images(1, Period.WEEK)])
+    assert info.value.notice.status.limit.metric is Metric.IMAGES
+    assert (info.value.notice.status.used, info.value.notice.status.allowance) == (1, 1)
 
 
 async def test_a_refusal_leaves_no_trace(ledger, db):
@@ -124,11 +127,14 @@ async def test_paused_server_refuses(ledger, db):
 
 async def test_pending_cap_and_cooldown(ledger, clock):
     await reserve(ledger, 1, [], pending=1)
-    with pytest.raises(LimitReached, match="already have 1 images in progress"):
+    with pytest.raises(LimitRefused) as info:
         await reserve(ledger, 2, [], pending=1)
+    assert info.value.notice == TooManyPending(pending=1, max_pending=1)
     await ledger.settle(1, PRICE)
-    with pytest.raises(LimitReached, match="Slow down"):
+    with pytest.raises(LimitRefused) as info:
         await reserve(ledger, 3, [], pending=1, cooldown=30)
+    assert isinstance(info.value.notice, CoolingDown)
+    assert timedelta(seconds=29) < info.value.notice.ready_at - clock() <= timedelta(seconds=30)
     clock.advance(seconds=30)
     await reserve(ledger, 3, [], pending=1, cooldown=30)
 

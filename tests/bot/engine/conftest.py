@@ -110,13 +110,14 @@ class RecordingPresenter:
 class EngineHarness:
     """An engine, its store and ledger, and the recording presenter."""
 
-    def __init__(self, engine: JobEngine, presenter: RecordingPresenter, db, bfl: BflClient, limits, settings):
+    def __init__(self, engine: JobEngine, presenter: RecordingPresenter, db, bfl: BflClient, services, settings):
         self.engine = engine
         self.store = engine.store
         self.presenter = presenter
         self.db = db
         self.bfl = bfl
-        self.limits = limits
+        self.limits = services.limits
+        self.server = services.server_settings  # the per-server switches (paused)
         self.settings = settings
         self.ledger = engine.effects.parts.ledger
 
@@ -152,7 +153,7 @@ def build_engine(db, session, settings, clock, presenter=None, **options: Any) -
         backoff_base=0.001,
         backoff_cap=0.01,
     )
-    return services.engine, services.bfl, services.limits
+    return services.engine, services.bfl, services
 
 
 @pytest.fixture
@@ -167,10 +168,10 @@ async def make_engine(db, fake_bfl, tmp_path, clock):
         options = dict(engine_options or {})
         if config:
             options["config"] = FAST_ENGINE | config
-        engine, bfl, limits = build_engine(db, session, settings, clock, presenter, **options)
+        engine, bfl, services = build_engine(db, session, settings, clock, presenter, **options)
         await engine.start()
         made.append((engine, session))
-        return EngineHarness(engine, presenter, db, bfl, limits, settings)
+        return EngineHarness(engine, presenter, db, bfl, services, settings)
 
     yield factory
     for engine, session in made:

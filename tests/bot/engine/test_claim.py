@@ -5,6 +5,7 @@ import random
 
 import pytest
 
+from bot.audit import AuditLog
 from bot.billing.ledger import Ledger
 from bot.billing.limits import LimitsService
 from bot.config import RefundPolicy, Settings
@@ -12,6 +13,7 @@ from bot.engine.claim import route_caps, route_slots
 from bot.engine.fairness import PAUSED, positions, queue_order
 from bot.engine.states import Event, JobStatus
 from bot.engine.store import JobStore
+from bot.server_settings import ServerSettings
 from tests.bot.engine.test_store import new_job
 
 UNCAPPED = {"max_active": 1000, "member_cap": 1000, "route_caps": {}}
@@ -25,7 +27,7 @@ async def store(db, clock):
 @pytest.fixture
 def limits(db, clock):
     settings = Settings(_env_file=None, discord_token="x" * 10, bfl_api_key="y" * 10)
-    return LimitsService(db, settings, clock)
+    return LimitsService(db, settings, AuditLog(db, clock), clock)
 
 
 async def admit(store, limits, job, clock, acked=True):
@@ -36,8 +38,13 @@ async def admit(store, limits, job, clock, acked=True):
     )
 
 
-async def set_paused(limits, guild, paused):
-    await limits.update_guild_setting(guild, "paused", int(paused), actor_id=1, action="pause", shown=None)
+@pytest.fixture
+def server(db, clock):
+    return ServerSettings(db, AuditLog(db, clock))
+
+
+async def set_paused(server, guild, paused):
+    await server.update(guild, "paused", int(paused), actor_id=1, action="pause", shown=None)
 
 
 async def claim_all(store, **caps):
@@ -78,17 +85,17 @@ async def test_servers_still_go_by_running_tasks_then_turns(store, limits, clock
     assert [j.id for j in await claim_all(store)] == [1, 3, 4, 2]
 
 
-async def test_a_paused_servers_jobs_stay_queued_can_be_cancelled_and_go_on_resume(store, limits, clock):
+async def test_a_paused_servers_jobs_stay_queued_can_be_cancelled_and_go_on_resume(store, limits, server, clock):
     for job_id, guild in [(1, 1), (2, 1), (3, 2), (4, 1)]:
         await admit(store, limits, new_job(job_id, guild=guild, user=job_id), clock)
-    await set_paused(limits, 1, True)
+    await set_paused(server, 1, True)
     assert [j.id for j in await claim_all(store)] == [3]
     assert await store.count(JobStatus.QUEUED) == 3
     cancelled = await store.apply(4, Event.CANCELLED, RefundPolicy.ERRORS, expected=JobStatus.QUEUED)
     assert cancelled is not None and cancelled.job.status is JobStatus.CANCELLED
     snapshot = await store.queue_snapshot()
     assert snapshot.paused == {1} and positions(snapshot) == {1: PAUSED, 2: PAUSED}
-    await set_paused(limits, 1, False)
+    await set_paused(server, 1, False)
     assert [j.id for j in await claim_all(store)] == [1, 2]
 
 
@@ -132,7 +139,7 @@ async def test_a_queued_row_another_transaction_holds_is_passed_over_not_waited_
     assert [j.id for j in await claim_all(store)] == [1]
 
 
-async def test_the_replayed_queue_order_is_the_order_claims_take(store, limits, db, clock):
+async def test_the_replayed_queue_order_is_the_order_claims_take(store, limits, server, db, clock):
     """Several servers and members, turns from earlier claims, some running, a paused server."""
     rng = random.Random(20)
     job_id = 0
@@ -145,7 +152,7 @@ async def test_the_replayed_queue_order_is_the_order_claims_take(store, limits, 
             await store.claim(**UNCAPPED)
         for finished in rng.sample(await store_ids(db, "submitting"), 2):
             await store.advance(finished, JobStatus.SUBMITTING, JobStatus.DOWNLOADING)
-    await set_paused(limits, 4, True)
+    await set_paused(server, 4, True)
     snapshot = await store.queue_snapshot()
     predicted = queue_order(snapshot)
     taken = [j.id for j in await claim_all(store)]

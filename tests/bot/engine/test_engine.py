@@ -7,12 +7,15 @@ import io
 import pytest
 from PIL import Image
 
+from bot.audit import Subject, SubjectKind
 from bot.billing.ledger import Metric
-from bot.billing.limits import LimitSetting, Target, TargetKind
+from bot.billing.limits import LimitSetting
+from bot.billing.refusals import LimitRefused
 from bot.config import Period, RefundPolicy
 from bot.engine.engine import Restarting
 from bot.engine.states import JobStatus
 from bot.errors import GenerationPaused, LimitReached
+from cogs._render import error_text
 from tests.bot.engine.conftest import ALICE, GUILD, request, who
 from tests.fakes.fake_bfl import Behaviour
 
@@ -59,14 +62,16 @@ async def test_a_cache_hit_is_free_but_counts_as_an_image(harness, fake_bfl):
 async def test_a_cache_hit_obeys_the_image_quota(make_engine, fake_bfl):
     h = await make_engine(default_member_daily_images=1)
     await h.generate(1)
-    with pytest.raises(LimitReached, match="image quota"):
+    with pytest.raises(LimitRefused) as info:
         await h.engine.admit(request(), who(2), acked=True)
+    assert info.value.notice.status.limit.metric is Metric.IMAGES
 
 
 async def test_refusal_has_no_side_effect(make_engine, fake_bfl, db):
     h = await make_engine(default_member_daily_images=0)
-    with pytest.raises(LimitReached, match="image quota"):
+    with pytest.raises(LimitRefused) as info:
         await h.engine.admit(request(), who(1), acked=True)
+    assert info.value.notice.status.limit.metric is Metric.IMAGES
     assert fake_bfl.submits == []
     assert await db.fetch_value("SELECT COUNT(*) FROM ledger") == 0
     assert await db.fetch_value("SELECT COUNT(*) FROM jobs") == 0
@@ -74,7 +79,7 @@ async def test_refusal_has_no_side_effect(make_engine, fake_bfl, db):
 
 async def test_paused_server_refuses_even_cached_images(harness):
     await harness.generate(1)
-    await harness.limits.update_guild_setting(GUILD, "paused", 1, actor_id=9, action="pause", shown="1")
+    await harness.server.update(GUILD, "paused", 1, actor_id=9, action="pause", shown="1")
     with pytest.raises(GenerationPaused):
         await harness.engine.admit(request(), who(2), acked=True)
 
@@ -158,7 +163,7 @@ async def test_an_expired_result_url_is_a_refunded_failure(harness, fake_bfl):
 async def test_fifty_simultaneous_requests_with_five_allowed(make_engine, fake_bfl, db):
     h = await make_engine()
     await h.limits.set_limit(
-        GUILD, LimitSetting(Target(TargetKind.MEMBER, ALICE), Metric.IMAGES, Period.DAY, 5), actor_id=9
+        GUILD, LimitSetting(Subject(SubjectKind.MEMBER, ALICE), Metric.IMAGES, Period.DAY, 5), actor_id=9
     )
     fake_bfl.default = Behaviour(pending_polls=1)
 
@@ -166,7 +171,7 @@ async def test_fifty_simultaneous_requests_with_five_allowed(make_engine, fake_b
         try:
             await h.engine.admit(request(seed=job_id), who(job_id), acked=True)
         except LimitReached as refusal:
-            return refusal.user_message
+            return error_text(refusal)
         return "ok"
 
     results = await asyncio.gather(*(attempt(job) for job in range(1, 51)))

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.billing.limits import LimitsService
+from bot.audit import AuditLog
 from bot.config import Settings
 from bot.engine.fallback import (
     EXPIRED_TEXT,
@@ -19,6 +19,7 @@ from bot.engine.fallback import (
 )
 from bot.errors import InvalidOptions, NotAllowed
 from bot.models import InputImage, build_request
+from bot.server_settings import ServerSettings
 
 GUILD, ALICE, BOB, MOD = 1000, 3000, 3001, 9000
 KLEIN = "flux-2-klein-4b"
@@ -118,11 +119,11 @@ def healthy():
 
 @pytest.fixture
 def offers(db, settings, clock, healthy):
-    return FallbackOffers(db, LimitsService(db, settings, clock), healthy=lambda m: m in healthy, clock=clock)
+    return FallbackOffers(db, ServerSettings(db, AuditLog(db, clock)), healthy=lambda m: m in healthy, clock=clock)
 
 
 async def allow(db, settings, model):
-    await LimitsService(db, settings).update_guild_setting(
+    await ServerSettings(db, AuditLog(db)).update(
         GUILD, "fallback_model", model, actor_id=MOD, action="fallback.set", shown=model
     )
 

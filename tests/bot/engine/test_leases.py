@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from bot.audit import AuditLog
 from bot.billing.ledger import Ledger
 from bot.billing.limits import LimitsService
 from bot.config import Settings
@@ -64,7 +65,9 @@ async def store(db, clock):
 
 @pytest.fixture
 def limits(db, clock):
-    return LimitsService(db, Settings(_env_file=None, discord_token="x" * 10, bfl_api_key="y" * 10), clock)
+    return LimitsService(
+        db, Settings(_env_file=None, discord_token="x" * 10, bfl_api_key="y" * 10), AuditLog(db), clock
+    )
 
 
 async def test_leases_expire_unless_renewed_and_a_release_ends_them_at_once(store, clock):

@@ -14,7 +14,7 @@ OTHER_GUILD = 1001
 
 async def pause(h, guild, paused=True):
     """What `/budget pause` / `/budget resume` do: the switch, then the engine told (cogs/budget.py)."""
-    await h.limits.update_guild_setting(
+    await h.server.update(
         guild, "paused", int(paused), actor_id=1, action="generation.pause", shown="1" if paused else "0"
     )
     h.engine.wake(queue_changed=True)

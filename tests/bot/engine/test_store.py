@@ -5,6 +5,7 @@ import random
 
 import pytest
 
+from bot.audit import AuditLog
 from bot.billing.ledger import Ledger
 from bot.billing.limits import LimitsService
 from bot.config import RefundPolicy, Settings
@@ -29,7 +30,7 @@ async def store(db, clock):
 @pytest.fixture
 def limits(db, clock):
     settings = Settings(_env_file=None, discord_token="x" * 10, bfl_api_key="y" * 10)
-    return LimitsService(db, settings, clock)
+    return LimitsService(db, settings, AuditLog(db, clock), clock)
 
 
 async def admit(store, limits, job, **kwargs):

@@ -1,14 +1,18 @@
 """The safety rules at admission and the strike counter, against a real SQLite file."""
 
+from datetime import timedelta
+
 import pytest
 
-from bot.billing.limits import LimitsService
+from bot.audit import AuditLog
 from bot.config import Settings
 from bot.models import build_request
 from bot.safety.errors import BlockedPrompt, ChannelNotAllowed, GroundingNotAllowed, MemberBlocked, ModelNotAllowed
 from bot.safety.levels import SafetyLevel
 from bot.safety.matching import parse_rules
+from bot.safety.notices import Block, ChannelsOnly
 from bot.safety.service import SafetyService
+from cogs._render import error_text, notice_text
 
 GUILD, OTHER_GUILD, CHANNEL, MOD, ALICE = 10, 11, 20, 30, 40
 
@@ -22,10 +26,10 @@ def notes():
 async def safety(db, clock, notes):
     settings = Settings(_env_file=None, discord_token="t" * 12, bfl_api_key="k" * 12, moderation_strikes=3)
 
-    async def notice(guild_id, text):
-        notes.append((guild_id, text))
+    async def notice(guild_id, note):
+        notes.append((guild_id, notice_text(note)))  # as the mod-log words it
 
-    return SafetyService(db, LimitsService(db, settings, clock), settings, clock=clock, notice=notice)
+    return SafetyService(db, AuditLog(db, clock), settings, render=notice_text, clock=clock, notice=notice)
 
 
 def request(prompt="a fox", model="flux-pro-1.1"):
@@ -56,9 +60,11 @@ async def test_a_blocked_word_refuses_names_the_rule_and_notes_the_mod_log_witho
 
 async def test_a_block_refuses_with_reason_and_end_and_expires(safety, db, clock):
     await safety.block(GUILD, ALICE, hours=2, reason="spam", actor_id=MOD)
-    with pytest.raises(MemberBlocked, match=r"spam") as refused:
+    with pytest.raises(MemberBlocked) as refused:
         await screen(safety)
-    assert "<t:" in refused.value.user_message
+    block = refused.value.notice
+    assert isinstance(block, Block) and block.reason == "spam" and block.until == clock() + timedelta(hours=2)
+    assert "spam" in error_text(refused.value) and "<t:" in error_text(refused.value)
     clock.advance(hours=2, seconds=1)
     await screen(safety)  # over
     await safety.block(GUILD, ALICE, hours=None, reason=None, actor_id=MOD)
@@ -69,8 +75,9 @@ async def test_a_block_refuses_with_reason_and_end_and_expires(safety, db, clock
 
 async def test_allowed_channels_and_models_refuse_elsewhere(safety):
     await safety.set_channel(GUILD, 99, True, actor_id=MOD)
-    with pytest.raises(ChannelNotAllowed, match="<#99>"):
+    with pytest.raises(ChannelNotAllowed) as refused:
         await screen(safety)
+    assert refused.value.notice == ChannelsOnly([99]) and "<#99>" in error_text(refused.value)
     await screen(safety, channel_id=99)
     await safety.set_models(GUILD, ["flux-dev"], actor_id=MOD)
     with pytest.raises(ModelNotAllowed, match="flux-dev"):
@@ -120,7 +127,8 @@ async def test_strikes_within_an_hour_block_once_audited_and_explained(safety, d
     assert await moderated(5) is None  # already blocked: not blocked again
     with pytest.raises(MemberBlocked):
         await screen(safety)
-    assert [a for _, actor, a, _ in await audit(db) if actor == 0] == ["safety.block"]
+    assert [(a, t) for _, actor, a, t in await audit(db) if actor == 0] == [("safety.block", f"member:{ALICE}")]
+    assert any("is blocked until <t:" in text for _, text in notes)
     assert all("||p|\u200b|x||" in text for _, text in notes if "filter blocked" in text)  # spoiler can't be closed
     clock.advance(hours=1, seconds=1)
     await screen(safety)  # MODERATION_BLOCK_HOURS later it is over
