@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -144,51 +144,38 @@ class JobEngine:
         Nothing is written on a refusal. With ``acked=False`` the job waits for :meth:`acknowledged`.
         Any other failure (the database, midway or after its commit) releases whatever was written.
         """
-        try:
+        async with self._released_if_failed(who.job_id, group=False):
             job = await self.admission.admit(request, who, acked=acked)
-        except FluxcordError:
-            raise
-        except Exception:
-            await self._release_failed_admission(who.job_id, group=False)
-            raise
         if acked:
             self._after_ack(job)
         return job
 
-    async def admit_group(
-        self,
-        requests: Sequence[GenerationRequest],
-        who: Requester,
-        *,
-        draft: bool = False,
-        final_model: str | None = None,
-        final_options: dict[str, Any] | None = None,
-    ) -> list[Job]:
-        """Reserve and queue N images of one prompt all-or-nothing; they wait for :meth:`acknowledged_group`."""
-        try:
-            return await self.admission.admit_group(
-                requests, who, draft=draft, final_model=final_model, final_options=final_options
-            )
-        except FluxcordError:
-            raise
-        except Exception:
-            await self._release_failed_admission(who.job_id, group=True)
-            raise
+    async def admit_group(self, requests: Sequence[GenerationRequest], who: Requester, **draft: Any) -> list[Job]:
+        """Reserve and queue N images of one prompt all-or-nothing; they wait for :meth:`acknowledged_group`.
 
-    async def _release_failed_admission(self, job_id: int, *, group: bool) -> None:
-        """An admission failed with an error of ours, maybe after its write committed: release it now, told.
+        ``draft``: the draft options, as :meth:`bot.engine.admission.Admission.admit_group` takes them.
+        """
+        async with self._released_if_failed(who.job_id, group=True):
+            return await self.admission.admit_group(requests, who, **draft)
+
+    @contextlib.asynccontextmanager
+    async def _released_if_failed(self, job_id: int, *, group: bool) -> AsyncIterator[None]:
+        """An admission that fails with an error of ours (maybe after its commit) is released now, told.
 
         The cog tells the member it failed; marking the job told here means no other process later
         tells a second story ("the bot restarted…") if this one dies before its reconciler would release
         it. If the database is still out of reach, the reconciler does it (silently, in this process).
         """
         try:
-            if group:
-                await self.abandon_group(job_id, answered=False)
-            else:
-                await self.abandon(job_id, answered=False)
-        except Exception as exc:
-            log.warning("Job %s: could not release a failed admission yet (the reconciler will): %s", job_id, exc)
+            yield
+        except FluxcordError:
+            raise
+        except Exception:
+            try:
+                await (self.abandon_group(job_id) if group else self.abandon(job_id))
+            except Exception as exc:
+                log.warning("Job %s: could not release a failed admission yet (the reconciler will): %s", job_id, exc)
+            raise
 
     async def acknowledged(self, job_id: int) -> Job | None:
         """The member saw the acknowledgement: the job may run now. None if it no longer waited for it."""

@@ -1,7 +1,8 @@
 """What the job engine reports to an observer (metrics): outcomes, BFL latency, spend, refusals.
 
 The engine calls these synchronously at the points where a fact is final (after its transaction);
-an observer must be cheap and must not raise. :class:`NullObserver` is the default.
+an observer must be cheap and must not raise. :class:`NullObserver` is the default. Every method of
+the protocol does nothing, so an observer that subclasses it implements only what it watches.
 """
 
 from __future__ import annotations
@@ -36,23 +37,5 @@ class JobObserver(Protocol):
         """
 
 
-class NullObserver:
-    """Observes nothing."""
-
-    def job_ended(self, model: str, outcome: str) -> None:
-        """Ignore."""
-
-    def bfl_latency(self, model: str, seconds: float) -> None:
-        """Ignore."""
-
-    def spent(self, model: str, micros: int) -> None:
-        """Ignore."""
-
-    def refused(self, reason: str) -> None:
-        """Ignore."""
-
-    def breaker_refused(self, model: str) -> None:
-        """Ignore."""
-
-    def job_changed(self, job_id: int, change: str) -> None:
-        """Ignore."""
+class NullObserver(JobObserver):
+    """Observes nothing: the protocol's methods, which do nothing, inherited as they are."""
