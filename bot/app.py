@@ -38,6 +38,7 @@ from bot.engine.engine import EngineHooks, EngineParts, JobEngine
 from bot.engine.groups import GroupStore
 from bot.engine.leases import ProcessIdentity
 from bot.engine.shared_breaker import BreakerLog, SharedBreakers
+from bot.engine.sources import JobSources
 from bot.engine.store import JobStore
 from bot.images.cache import ImageCache
 from bot.modlog import ModLog
@@ -80,6 +81,7 @@ class Services:
     styles: StyleService = field(kw_only=True)
     prefs: PrefsService = field(kw_only=True)
     bookkeeping: Bookkeeping = field(kw_only=True)
+    sources: JobSources = field(kw_only=True)  # what an edit works on, and a member's history
 
 
 def extension_names() -> list[str]:
@@ -278,6 +280,7 @@ def build_services(
         styles=styles,
         prefs=prefs,
         bookkeeping=Bookkeeping(db, clock=clock, observer=metrics),
+        sources=JobSources(db),
     )
 
 
