@@ -35,10 +35,10 @@ ACK_BUDGET_SECONDS = 1.5
 
 
 async def within_budget(
-    interaction: discord.Interaction, task: asyncio.Future[T], *, private: bool, budget: float = ACK_BUDGET_SECONDS
+    interaction: discord.Interaction, task: asyncio.Future[T], *, private: bool, budget: float | None = None
 ) -> None:
-    """Wait up to ``budget`` seconds for ``task``; still running then, defer the answer (unless given already)."""
-    done, _ = await asyncio.wait({task}, timeout=budget)
+    """Wait up to ``budget`` seconds (:data:`ACK_BUDGET_SECONDS`) for ``task``; still running, defer the answer."""
+    done, _ = await asyncio.wait({task}, timeout=ACK_BUDGET_SECONDS if budget is None else budget)
     if not done and not interaction.response.is_done():  # an edit may have deferred already
         await interaction.response.defer(thinking=True, ephemeral=private)
 
@@ -58,7 +58,7 @@ async def admit_and_acknowledge(
     acknowledge: Callable[[T], Awaitable[None]],
     abandon: Callable[[T, bool], Awaitable[None]],
     what: str,
-    ack_budget: float = ACK_BUDGET_SECONDS,
+    ack_budget: float | None = None,
 ) -> T | None:
     """Await ``admission`` (deferring past ``ack_budget`` seconds), then ``acknowledge`` what it admitted.
 
