@@ -37,6 +37,7 @@ from bot.billing.caps import (  # re-exported: the ledger's callers import them 
     scope_key,
 )
 from bot.billing.periods import PeriodKeys, period_end
+from bot.billing.retry import reserve_or_explain
 from bot.clock import Clock, from_millis, to_millis, utc_now
 from bot.errors import GenerationPaused, LimitReached
 from bot.storage.database import Database, Transaction
@@ -123,8 +124,8 @@ class Ledger:
         Raises :class:`GenerationPaused` or :class:`LimitReached` (naming the limit, what is left and
         when it resets). Reserving the same ``job_id`` again returns the existing reservation.
         """
-        for _attempt in range(ATTEMPTS):
-            now = self._clock()
+
+        async def attempt(now: datetime) -> Reservation | None:
             request = {
                 "job_id": job_id,
                 "guild_id": guild_id,
@@ -138,9 +139,9 @@ class Ledger:
             }
             if await self._reserve_once(**request):
                 return Reservation(job_id, guild_id, user_id, estimated_micros, now)
-            existing = await self.reservation(job_id)
-            if existing is not None:
-                return existing
+            return await self.reservation(job_id)  # reserving the same job again: the existing one
+
+        async def explain(now: datetime) -> None:
             await self.explain_refusal(
                 guild_id=guild_id,
                 user_id=user_id,
@@ -150,9 +151,8 @@ class Ledger:
                 cooldown_seconds=cooldown_seconds,
                 now=now,
             )
-            # Nothing refuses on a second look: a concurrent job settled in between, or (PostgreSQL)
-            # the member's shard needed an allowance and now has it. Try again.
-        raise LimitReached(BUSY_TEXT)
+
+        return await reserve_or_explain(self._clock, attempt, explain, attempts=ATTEMPTS, busy=BUSY_TEXT)
 
     async def _reserve_once(self, **request: Any) -> bool:
         if self._escrow:  # one statement, its own transaction
