@@ -135,10 +135,7 @@ class UnavailableButton(PersistentButton, template=r"fluxcord:.*"):
 
     async def callback(self, interaction: discord.Interaction) -> None:
         """Say the button is no longer available (privately; also outside a server)."""
-        try:
-            raise Unavailable()
-        except Unavailable as exc:
-            await interaction.client.tree.on_error(interaction, exc)  # type: ignore[arg-type]
+        await interaction.client.tree.on_error(interaction, Unavailable())  # type: ignore[arg-type]
 
 
 _BINDINGS: weakref.WeakKeyDictionary[discord.Client, dict[type[PersistentButton], Any]] = weakref.WeakKeyDictionary()
@@ -147,14 +144,14 @@ _BINDINGS: weakref.WeakKeyDictionary[discord.Client, dict[type[PersistentButton]
 def register(bot: discord.Client, kinds: dict[type[PersistentButton], Any]) -> None:
     """Register each kind of button with the bot, its clicks handled by the given target."""
     _BINDINGS.setdefault(bot, {}).update(kinds)
-    bot.add_dynamic_items(*kinds)  # type: ignore[attr-defined]
+    bot.add_dynamic_items(*kinds)
 
 
 def unregister(bot: discord.Client, *kinds: type[PersistentButton]) -> None:
     """Undo :func:`register` for these kinds."""
     for kind in kinds:
         _BINDINGS.get(bot, {}).pop(kind, None)
-    bot.remove_dynamic_items(*kinds)  # type: ignore[attr-defined]
+    bot.remove_dynamic_items(*kinds)
 
 
 def catch_all() -> type[PersistentButton]:

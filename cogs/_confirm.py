@@ -15,6 +15,7 @@ already answered, says it has expired.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,13 +95,18 @@ class Confirmations:
         return request.estimated_cost_micros * count >= self.threshold_micros
 
     async def ask(
-        self, interaction: discord.Interaction, request: GenerationRequest, payload: dict[str, Any], *, count: int = 1
+        self,
+        interaction: discord.Interaction,
+        request: GenerationRequest,
+        payload: Callable[[], dict[str, Any]],
+        *,
+        count: int = 1,
     ) -> bool:
         """Ask privately if needed; True when asked (the caller stops there), False to go ahead now.
 
         ``count``: that many images of ``request`` (`/imagine count`), quoted and compared as the total.
-        ``payload``: what Generate runs (kept in the offer). A price the member cannot pay is never
-        offered: the reservation's refusal is raised instead.
+        ``payload()``: what Generate runs (kept in the offer; built only when asking). A price the
+        member cannot pay is never offered: the reservation's refusal is raised instead.
         """
         if not self.needed(request, count):
             return False
@@ -109,7 +115,7 @@ class Confirmations:
             KIND,
             guild_id=require_guild(interaction),
             user_id=interaction.user.id,
-            payload=payload,
+            payload=payload(),
             ttl_seconds=CONFIRM_TTL_SECONDS,
         )
         text = await self._text(interaction, request, count)

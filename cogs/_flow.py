@@ -80,7 +80,8 @@ class RequestFlow:
         confirmed: bool = False,
     ) -> None:
         """One image: confirm (if expensive), record its source, admit, answer with its place in the queue."""
-        if not confirmed and await self.confirmations.ask(interaction, request, _payload([request], private, source)):
+        payload = lambda: _payload([request], private, source)  # noqa: E731 - built only when asking
+        if not confirmed and await self.confirmations.ask(interaction, request, payload):
             return  # an expensive request: asked privately first, nothing reserved (cogs/_confirm.py)
         if source is not None:  # the job id is the interaction id: recorded first, so even a cache hit's
             await self.sources.record(  # card (delivered the moment it is acknowledged) shows the source
@@ -117,7 +118,7 @@ class RequestFlow:
         confirmed: bool = False,
     ) -> None:
         """N images: confirm the total (if expensive), admit all-or-nothing, answer with one progress line."""
-        payload = _payload(requests, private, None, group)
+        payload = lambda: _payload(requests, private, None, group)  # noqa: E731 - built only when asking
         if not confirmed and await self.confirmations.ask(interaction, requests[0], payload, count=len(requests)):
             return  # the N× total is at or above CONFIRM_ABOVE_USD: asked privately, nothing reserved
         who = requester(interaction, private=private)

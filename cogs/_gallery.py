@@ -1,8 +1,9 @@
 """`/imagine count:<1-4>` and `draft:true`: N images of one prompt, shown together as one media gallery.
 
 The cog side of :mod:`bot.engine.groups`. :class:`GalleryFlow` builds the N requests (N seeds; plain
-submits for models without one), quotes the total through the confirmation rule, admits the group
-all-or-nothing and answers with one progress line. The engine posts the finished group once, as a
+submits for models without one) and hands them to the request flow (:mod:`cogs._flow`), which quotes
+the total through the confirmation rule, admits the group all-or-nothing and answers with one
+progress line. The engine posts the finished group once, as a
 Components V2 message (:func:`gallery_view`): a media gallery whose alt texts are the prompt, and
 under it **Use #n** (a private copy of image n with the single-image buttons) and, for drafts,
 **Final #n** (re-render candidate n on the chosen model: same prompt, same seed, or the draft as a
@@ -16,7 +17,7 @@ import dataclasses
 import io
 import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import discord
 
@@ -36,16 +37,12 @@ from cogs._admission import UNREACHABLE, acknowledge_click
 from cogs._components import PersistentButton, a_number, action_template, an_id
 from cogs._context import is_moderator, require_guild
 from cogs._derive import distinct_seeds, group_requests
-from cogs._flow import GroupPlan
+from cogs._flow import GroupPlan, RequestFlow
 from cogs._presenter import DiscordPresenter, ai_generated, model_label, render_embed
-
-if TYPE_CHECKING:
-    from cogs._flow import RequestFlow
 
 log = logging.getLogger(__name__)
 __all__ = ["GalleryButton", "GalleryFlow", "distinct_seeds", "gallery_view", "group_requests"]
 
-ViewFactory = Callable[[int], discord.ui.View]
 UseViewFactory = Callable[[int, "int | None"], discord.ui.View]  # (job id, Final's number for a draft)
 
 ALT_TEXT_MAX = 1024  # Discord's limit on a media gallery item's description
