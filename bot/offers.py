@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.clock import Clock, from_millis, to_millis, utc_now
+from bot.clock import Clock, to_millis, utc_now
 from bot.errors import InvalidOptions, NotAllowed
 from bot.storage.database import Database
 
@@ -31,8 +31,6 @@ class Offer:
     guild_id: int
     user_id: int
     payload: dict[str, Any]
-    created_at: datetime
-    expires_at: datetime
 
 
 class OfferStore:
@@ -89,8 +87,6 @@ class OfferStore:
             guild_id=guild_id,
             user_id=user_id,
             payload=json.loads(row["payload"]),
-            created_at=from_millis(row["created_at"]),
-            expires_at=from_millis(row["expires_at"]),
         )
 
 
