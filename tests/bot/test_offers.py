@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.errors import InvalidOptions, NotAllowed
+from bot.images.cache import ImageCache
 from bot.offers import OfferStore
+from bot.safety.privacy import PrivacyService
 
 
 class Clock:
@@ -45,3 +47,14 @@ async def test_an_expired_offer_cannot_be_taken_and_is_dropped_by_the_next_put(d
         await store.take("confirm", old, guild_id=1, user_id=2, max_age_seconds=600, **TEXTS)
     await store.put("confirm", guild_id=1, user_id=2, payload={}, ttl_seconds=60)
     assert await db.fetch_value("SELECT COUNT(*) FROM offers WHERE id = ?", (old,)) == 0
+
+
+async def test_privacy_forget_erases_the_members_pending_offers_here_only(db, tmp_path):
+    store = OfferStore(db, clock=Clock())
+    privacy = PrivacyService(db, ImageCache(tmp_path / "cache", 10_000_000), retention_days=30, clock=Clock())
+    mine = await store.put("confirm", guild_id=1, user_id=2, payload={"prompt": "secret"}, ttl_seconds=60)
+    other = await store.put("confirm", guild_id=1, user_id=3, payload={}, ttl_seconds=60)
+    elsewhere = await store.put("confirm", guild_id=9, user_id=2, payload={}, ttl_seconds=60)
+    await privacy.forget(1, 2)
+    left = {row["id"] for row in await db.fetch_all("SELECT id FROM offers")}
+    assert left == {other, elsewhere} and mine not in left
