@@ -40,6 +40,7 @@ from bot.engine.engine import EngineHooks, EngineParts, JobEngine
 from bot.engine.groups import GroupStore
 from bot.engine.leases import ProcessIdentity
 from bot.engine.shared_breaker import BreakerLog, SharedBreakers
+from bot.engine.sources import JobSources
 from bot.engine.store import JobStore
 from bot.images.cache import ImageCache
 from bot.modlog import ChannelPoster, ModLog
@@ -86,6 +87,7 @@ class Services:
     bookkeeping: Bookkeeping = field(kw_only=True)
     server_settings: ServerSettings = field(kw_only=True)  # per-server switches
     audit: AuditLog = field(kw_only=True)  # moderators' changes
+    sources: JobSources = field(kw_only=True)  # what an edit works on, and a member's history
 
 
 ServicesFor = Callable[[ChannelPoster], Services]  # builds the services around the Discord client
@@ -298,6 +300,7 @@ def build_services(
         bookkeeping=Bookkeeping(db, clock=clock, observer=metrics),
         server_settings=server_settings,
         audit=audit,
+        sources=JobSources(db),
     )
 
 

@@ -4,8 +4,8 @@ Admission reserves the member's money; the job may run only once the member saw 
 acknowledgement). Between the two, ANY failure — an ``HTTPException``, a transport error (the
 connection to Discord dropped: ``aiohttp.ClientError``, ``OSError``, a timeout), a bug, a cancellation,
 or a failed deferral while a slow admission is still running — cancels what was admitted and releases
-its money at once, instead of leaving it reserved until a restart. `/imagine`, `count:N`, `/edit`,
-Generate clicks and fallback clicks all come through :func:`admit_and_acknowledge`.
+its money at once, instead of leaving it reserved until a restart. Every entry point
+comes through :func:`admit_and_acknowledge`, called once, by :class:`cogs._flow.RequestFlow`.
 """
 
 from __future__ import annotations
@@ -30,6 +30,19 @@ DROPPED = (aiohttp.ClientError, OSError, TimeoutError)
 """No answer from Discord at all: the request may have taken effect before the connection broke."""
 
 
+ACK_BUDGET_SECONDS = 1.5
+"""Admission (or an edit's download) normally takes milliseconds; past this we defer: Discord gives 3 s."""
+
+
+async def within_budget(
+    interaction: discord.Interaction, task: asyncio.Future[T], *, private: bool, budget: float | None = None
+) -> None:
+    """Wait up to ``budget`` seconds (:data:`ACK_BUDGET_SECONDS`) for ``task``; still running, defer the answer."""
+    done, _ = await asyncio.wait({task}, timeout=ACK_BUDGET_SECONDS if budget is None else budget)
+    if not done and not interaction.response.is_done():  # an edit may have deferred already
+        await interaction.response.defer(thinking=True, ephemeral=private)
+
+
 class NotStarted(FluxcordError):
     """Something of ours failed between admission and the answer: the request was released, and says so."""
 
@@ -45,7 +58,7 @@ async def admit_and_acknowledge(
     acknowledge: Callable[[T], Awaitable[None]],
     abandon: Callable[[T, bool], Awaitable[None]],
     what: str,
-    ack_budget: float,
+    ack_budget: float | None = None,
 ) -> T | None:
     """Await ``admission`` (deferring past ``ack_budget`` seconds), then ``acknowledge`` what it admitted.
 
@@ -58,9 +71,7 @@ async def admit_and_acknowledge(
     """
     task = asyncio.ensure_future(admission)
     try:
-        done, _ = await asyncio.wait({task}, timeout=ack_budget)
-        if not done and not interaction.response.is_done():  # an edit may have deferred already
-            await interaction.response.defer(thinking=True, ephemeral=private)
+        await within_budget(interaction, task, private=private, budget=ack_budget)
     except BaseException as exc:
         await _abandon_once_admitted(task, abandon, what, interaction.response.is_done())
         if isinstance(exc, UNREACHABLE):

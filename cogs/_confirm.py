@@ -5,19 +5,17 @@ and what is left of the member's budget, and **Generate** / **Cancel** buttons â
 paid: first the reservation's own check (:class:`PriceCheck`, the ledger's refusal explanation over the
 member's limits) runs, and a spend the member's, the server's or the bot's budget or image quota cannot
 cover gets that refusal instead (what is left, when it resets, whom to ask), with no Generate button.
-The pending request lives in memory under a short random id (the buttons' custom ids hold only that
-id); nothing is written, reserved or sent to BFL until Generate, which then runs the request through the
-normal admission (the same limits: the budget may have changed in between). A confirmation older than
-:data:`CONFIRM_TTL_SECONDS`, already answered, or lost to a restart says it has expired.
+The pending request is an offer of kind ``confirm`` (:mod:`bot.offers`, in the database, so it survives
+a restart) under a short random id (the buttons' custom ids hold only that id); nothing is reserved or
+sent to BFL until Generate, which then runs the request through the normal admission (the same limits:
+the budget may have changed in between). A confirmation older than :data:`CONFIRM_TTL_SECONDS`, or
+already answered, says it has expired.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-import secrets
-import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,29 +25,18 @@ from bot.billing.ledger import Ledger, Metric, Scope
 from bot.billing.limits import LimitsService
 from bot.billing.money import format_usd
 from bot.clock import Clock
-from bot.errors import InvalidOptions
 from bot.models import GenerationRequest
-from cogs._context import ours, require_guild, role_ids
+from bot.offers import OfferStore
+from cogs._components import PersistentButton, a_key, action_template
+from cogs._context import require_guild, role_ids
 
 log = logging.getLogger(__name__)
 
 CONFIRM_TTL_SECONDS = 600.0  # well inside the 15 minutes the Generate click's own token lives
-MAX_PENDING = 1000
 EXPIRED_TEXT = "This confirmation has expired. Run the command again to get a fresh price."
 CANCELLED_TEXT = "Cancelled: nothing was reserved or sent."
-GO_PREFIX = "fluxcord:go:"
-
-Resume = Callable[[discord.Interaction], Awaitable[None]]
-
-
-@dataclass
-class Pending:
-    """A request waiting for its member's Generate."""
-
-    user_id: int
-    guild_id: int
-    resume: Resume
-    created: float
+NOT_YOURS_TEXT = "Only the member who asked can confirm this."
+KIND = "confirm"
 
 
 @dataclass(frozen=True)
@@ -95,42 +82,42 @@ class PriceCheck:
         )
 
 
-def is_confirmation_click(interaction: discord.Interaction) -> bool:
-    """Whether this interaction is a click on Generate (then the request is already confirmed)."""
-    data: Mapping[str, object] = interaction.data or {}
-    return str(data.get("custom_id", "")).startswith(GO_PREFIX)
-
-
 class Confirmations:
-    """Pending price confirmations, in memory (a restart simply expires them)."""
+    """Pending price confirmations: offers of kind ``confirm`` in the database (they survive a restart)."""
 
-    def __init__(
-        self, *, threshold_micros: int, check: PriceCheck, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, offers: OfferStore, *, threshold_micros: int, check: PriceCheck) -> None:
+        self.offers = offers
         self.threshold_micros = threshold_micros
         self.check = check
-        self._clock = clock
-        self._pending: dict[str, Pending] = {}
 
     def needed(self, request: GenerationRequest, count: int = 1) -> bool:
         """Whether ``count`` Ã— ``request`` must be confirmed first (the total is at or above the threshold)."""
         return request.estimated_cost_micros * count >= self.threshold_micros
 
     async def ask(
-        self, interaction: discord.Interaction, request: GenerationRequest, resume: Resume, *, count: int = 1
+        self,
+        interaction: discord.Interaction,
+        request: GenerationRequest,
+        payload: Callable[[], dict[str, Any]],
+        *,
+        count: int = 1,
     ) -> bool:
         """Ask privately if needed; True when asked (the caller stops there), False to go ahead now.
 
         ``count``: that many images of ``request`` (`/imagine count`), quoted and compared as the total.
-        A price the member cannot pay is never offered: the reservation's refusal is raised instead.
+        ``payload()``: what Generate runs (kept in the offer; built only when asking). A price the
+        member cannot pay is never offered: the reservation's refusal is raised instead.
         """
-        if is_confirmation_click(interaction) or not self.needed(request, count):
+        if not self.needed(request, count):
             return False
         await self.check.require(interaction, request.estimated_cost_micros * count, images=count)
-        guild_id = require_guild(interaction)
-        self._expire()
-        key = secrets.token_hex(4)
-        self._pending[key] = Pending(interaction.user.id, guild_id, resume, self._clock())
+        key = await self.offers.put(
+            KIND,
+            guild_id=require_guild(interaction),
+            user_id=interaction.user.id,
+            payload=payload(),
+            ttl_seconds=CONFIRM_TTL_SECONDS,
+        )
         text = await self._text(interaction, request, count)
         view = discord.ui.View(timeout=None)
         view.add_item(ConfirmButton("go", key))
@@ -162,32 +149,27 @@ class Confirmations:
             f"{budget} Nothing is reserved until you press Generate."
         )
 
-    async def answer(self, interaction: discord.Interaction, action: str, key: str) -> None:
-        """A click on Generate or Cancel."""
-        self._expire()
-        pending = self._pending.get(key)
-        if pending is None or pending.guild_id != interaction.guild_id:
-            raise InvalidOptions(EXPIRED_TEXT)
-        if pending.user_id != interaction.user.id:
-            raise InvalidOptions("Only the member who asked can confirm this.")
-        del self._pending[key]
+    async def answer(self, interaction: discord.Interaction, action: str, key: str) -> dict[str, Any] | None:
+        """A click on Generate (the payload to run) or Cancel (None: the message says nothing was sent)."""
+        offer = await self.offers.take(
+            KIND,
+            key,
+            guild_id=require_guild(interaction),
+            user_id=interaction.user.id,
+            max_age_seconds=CONFIRM_TTL_SECONDS,
+            expired=EXPIRED_TEXT,
+            not_yours=NOT_YOURS_TEXT,
+        )
         if action == "no":
             await interaction.response.edit_message(content=CANCELLED_TEXT, view=None)
-            return
-        await pending.resume(interaction)
-
-    def _expire(self) -> None:
-        now = self._clock()
-        for key in [k for k, p in self._pending.items() if now - p.created > CONFIRM_TTL_SECONDS]:
-            del self._pending[key]
-        while len(self._pending) >= MAX_PENDING:  # oldest first: dicts keep insertion order
-            del self._pending[next(iter(self._pending))]
+            return None
+        return offer.payload
 
 
-class ConfirmButton(
-    discord.ui.DynamicItem[discord.ui.Button], template=r"fluxcord:(?P<action>go|no):(?P<key>[0-9a-f]{8})"
-):
-    """Generate / Cancel under a price confirmation (dynamic, so a click after a restart says it expired)."""
+class ConfirmButton(PersistentButton, template=action_template(("go", "no"))):
+    """Generate / Cancel under a price confirmation; its custom id holds only the offer's id."""
+
+    ARGUMENTS = (a_key(8),)
 
     def __init__(self, action: str, key: str) -> None:
         label, style = (
@@ -197,21 +179,6 @@ class ConfirmButton(
         self.action = action
         self.key = key
 
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
-    ) -> ConfirmButton:
-        """Rebuild from a click."""
-        return cls(match["action"], match["key"])
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        """Hand the click to the confirmations of the running bot."""
-        interaction = ours(interaction)
-        try:
-            cog = interaction.client.get_cog("Imagine")
-            confirmations = getattr(cog, "confirmations", None)
-            if confirmations is None:
-                raise InvalidOptions(EXPIRED_TEXT)
-            await confirmations.answer(interaction, self.action, self.key)
-        except Exception as exc:
-            await interaction.client.tree.on_error(interaction, exc)
+    async def run(self, interaction: discord.Interaction) -> None:
+        """Hand the click to the request flow (``target.confirm``)."""
+        await self.target.confirm(interaction, self.action, self.key)

@@ -7,15 +7,14 @@ error to raise: the plain "… is having trouble right now" refusal, or that tex
 and why it can't be paid (the reservation's own check, :class:`cogs._confirm.PriceCheck`), with no button.
 Both go through the one app-command error path (``bot/tree.py``), privately. The
 button's custom id holds only the offer's random id; a click takes the offer (once, its member only)
-and runs the request through the normal path: ``/imagine``'s (or, for an edit, ``/edit``'s) price
-confirmation, admission, limits and queue.
+and :class:`cogs._flow.RequestFlow` runs the request through the normal path: the price confirmation,
+admission, limits and queue.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import discord
 
@@ -23,21 +22,14 @@ from bot.billing.money import format_usd
 from bot.engine.breaker import BreakerState
 from bot.engine.engine import ProviderTrouble
 from bot.engine.fallback import OFFER_TTL_SECONDS, FallbackOffers
-from bot.engine.sources import JobSources
-from bot.errors import FluxcordError, InvalidOptions, LimitReached
+from bot.errors import FluxcordError, LimitReached
 from bot.models import GenerationRequest
+from cogs._components import PersistentButton, a_key, action_template
 from cogs._confirm import PriceCheck
-from cogs._context import ours, require_guild
+from cogs._context import require_guild
 from cogs._render import error_text
 
-if TYPE_CHECKING:
-    from bot.app import FluxcordBot
-    from cogs.edit import Edit
-    from cogs.imagine import Imagine
-
 log = logging.getLogger(__name__)
-
-UNAVAILABLE_TEXT = "This button isn't available right now."
 
 
 class FallbackOffered(FluxcordError):
@@ -48,9 +40,8 @@ class FallbackOffered(FluxcordError):
         self.view = view
 
 
-def offers(bot: FluxcordBot) -> FallbackOffers:
+def offers(services: Any) -> FallbackOffers:
     """The offers of the running bot (stateless over its database; breakers read from its engine)."""
-    services = bot.services
     engine = services.engine
     return FallbackOffers(
         services.db,
@@ -66,12 +57,12 @@ async def refusal(
     trouble: ProviderTrouble,
     *,
     private: bool,
+    services: Any,
     images: int = 1,
 ) -> FluxcordError:
     """The error to raise for ``trouble``: with a fallback button when the server allows one that can serve it."""
     guild_id = require_guild(interaction)
-    bot = ours(interaction).client
-    check = PriceCheck.of(bot.services)
+    check = PriceCheck.of(services)
 
     async def payable(fallback: GenerationRequest) -> None:
         """A price is offered only when it can be paid: else the refusal the reservation would give."""
@@ -84,8 +75,8 @@ async def refusal(
             ) from over
 
     try:
-        source = await JobSources(bot.services.db).get(interaction.id)
-        offer = await offers(bot).offer(
+        source = await services.sources.get(interaction.id)
+        offer = await offers(services).offer(
             request,
             guild_id=guild_id,
             user_id=interaction.user.id,
@@ -111,62 +102,28 @@ async def refusal(
         f" Nothing is reserved until you press the button (it works for {OFFER_TTL_SECONDS // 60} minutes)."
     )
     view = discord.ui.View(timeout=None)
-    view.add_item(FallbackButton(offer.id, label=f"Use {label} · {price}"))
+    view.add_item(FallbackButton("fallback", offer.id, label=f"Use {label} · {price}"))
     return FallbackOffered(text, view)
 
 
-async def use(interaction: discord.Interaction[FluxcordBot], offer_id: str) -> None:
-    """A click on the button: take the offer (its member only, once) and run it through the normal path."""
-    guild_id = require_guild(interaction)
-    bot = interaction.client
-    offer = await offers(bot).take(offer_id, guild_id=guild_id, user_id=interaction.user.id)
-    if offer.source_kind is not None:  # an edit, variation or an edit's reroll: recorded with its source
-        edit = cast("Edit | None", bot.get_cog("Edit"))
-        if edit is None:
-            raise InvalidOptions(UNAVAILABLE_TEXT)
-        await edit.submit(
-            interaction,
-            offer.request,
-            kind=offer.source_kind,
-            source_url=offer.source_url,
-            source_job_id=offer.source_job_id,
-            private=offer.private,
-        )
-        return
-    imagine = cast("Imagine | None", bot.get_cog("Imagine"))
-    if imagine is None:
-        raise InvalidOptions(UNAVAILABLE_TEXT)
-    if offer.images > 1:  # a group: all of its images on the fallback model, shown together
-        await imagine.gallery.imagine(
-            interaction, offer.request, count=offer.images, draft=False, private=offer.private, seed_given=False
-        )
-        return
-    await imagine._generate(interaction, offer.request, private=offer.private)
-
-
-class FallbackButton(discord.ui.DynamicItem[discord.ui.Button], template=r"fluxcord:fallback:(?P<offer>[0-9a-f]{16})"):
+class FallbackButton(PersistentButton, template=action_template(("fallback",))):
     """**Use <model> · <price>** under a breaker's refusal; its custom id holds only the offer's id."""
 
-    def __init__(self, offer_id: str, *, label: str = "Use the fallback model") -> None:
+    ARGUMENTS = (a_key(16),)
+
+    def __init__(self, action: str, offer_id: str, *, label: str = "Use the fallback model") -> None:
         super().__init__(
             discord.ui.Button(
-                label=label[:80], style=discord.ButtonStyle.primary, custom_id=f"fluxcord:fallback:{offer_id}"
+                label=label[:80], style=discord.ButtonStyle.primary, custom_id=f"fluxcord:{action}:{offer_id}"
             )
         )
         self.offer_id = offer_id
 
     @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
-    ) -> FallbackButton:
-        """Rebuild from a click (also after a restart, or on another process)."""
-        label = item.label if isinstance(item, discord.ui.Button) else None
-        return cls(match["offer"], label=label or "Use the fallback model")
+    def restore(cls, action: str, values: list[Any], item: discord.ui.Item[Any]) -> FallbackButton:
+        """Rebuild from a click (also after a restart, or on another process), keeping the label."""
+        return cls(action, values[0], label=getattr(item, "label", None) or "Use the fallback model")
 
-    async def callback(self, interaction: discord.Interaction) -> None:
-        """Use the offer; errors take the same path as slash-command errors."""
-        interaction = ours(interaction)
-        try:
-            await use(interaction, self.offer_id)
-        except Exception as exc:
-            await interaction.client.tree.on_error(interaction, exc)
+    async def run(self, interaction: discord.Interaction) -> None:
+        """Use the offer: the request flow takes it and runs it (``target.use_fallback``)."""
+        await self.target.use_fallback(interaction, self.offer_id)

@@ -1,8 +1,9 @@
 """`/imagine count:<1-4>` and `draft:true`: N images of one prompt, shown together as one media gallery.
 
 The cog side of :mod:`bot.engine.groups`. :class:`GalleryFlow` builds the N requests (N seeds; plain
-submits for models without one), quotes the total through the confirmation rule, admits the group
-all-or-nothing and answers with one progress line. The engine posts the finished group once, as a
+submits for models without one) and hands them to the request flow (:mod:`cogs._flow`), which quotes
+the total through the confirmation rule, admits the group all-or-nothing and answers with one
+progress line. The engine posts the finished group once, as a
 Components V2 message (:func:`gallery_view`): a media gallery whose alt texts are the prompt, and
 under it **Use #n** (a private copy of image n with the single-image buttons) and, for drafts,
 **Final #n** (re-render candidate n on the chosen model: same prompt, same seed, or the draft as a
@@ -15,16 +16,12 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
-import random
-import re
-import secrets
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import discord
 
 from bot.billing.money import format_usd
-from bot.engine.engine import ProviderTrouble
 from bot.engine.groups import Group, GroupResult
 from bot.engine.outcomes import CANCELLED_TEXT
 from bot.engine.progress import Result
@@ -33,20 +30,19 @@ from bot.engine.store import Job
 from bot.errors import InvalidOptions
 from bot.images.codec import InvalidImage, fit_for_upload
 from bot.images.inputs import BadInputImage, prepare
-from bot.models import MAX_SEED, GenerationRequest, build_request, final_request, get_model
+from bot.models import GenerationRequest, build_request, final_request, get_model
 from bot.safety.privacy import require_details
 from bot.text import strip_bidi
-from cogs._admission import UNREACHABLE, acknowledge_click, send_answer
-from cogs._context import is_moderator, ours, requester, require_guild
-from cogs._fallback import refusal
-from cogs._presenter import ai_generated, model_label, progress_text, render_embed
-
-if TYPE_CHECKING:
-    from cogs.imagine import Imagine
+from cogs._admission import UNREACHABLE, acknowledge_click
+from cogs._components import PersistentButton, a_number, action_template, an_id
+from cogs._context import is_moderator, require_guild
+from cogs._derive import distinct_seeds, group_requests
+from cogs._flow import GroupPlan, RequestFlow
+from cogs._presenter import DiscordPresenter, ai_generated, model_label, render_embed
 
 log = logging.getLogger(__name__)
+__all__ = ["GalleryButton", "GalleryFlow", "distinct_seeds", "gallery_view", "group_requests"]
 
-ViewFactory = Callable[[int], discord.ui.View]
 UseViewFactory = Callable[[int, "int | None"], discord.ui.View]  # (job id, Final's number for a draft)
 
 ALT_TEXT_MAX = 1024  # Discord's limit on a media gallery item's description
@@ -56,30 +52,6 @@ CANCEL_TEXT = {
     "too_late": "Too late to cancel: the images are already being made (the provider cannot stop them).",
     "unknown": "That request is no longer known to the bot.",
 }
-
-
-def distinct_seeds(count: int, first: int, *, consecutive: bool, rng: random.Random | None = None) -> list[int]:
-    """``count`` different seeds starting with ``first``: ``first + 1``, … when ``consecutive``, else random."""
-    if consecutive:
-        return [(first + i) % (MAX_SEED + 1) for i in range(count)]
-    draw = rng or random.SystemRandom()
-    seeds = [first]
-    while len(seeds) < count:
-        seed = draw.randint(0, MAX_SEED)
-        if seed not in seeds:
-            seeds.append(seed)
-    return seeds
-
-
-def group_requests(request: GenerationRequest, count: int, *, seed_given: bool) -> list[GenerationRequest]:
-    """``count`` copies of a validated request, each a different image.
-
-    Distinct seeds (the member's and the next ones, if given), or, for a model without a seed, a fresh
-    nonce each (so none is ever a cache hit).
-    """
-    if not request.model.has_seed:
-        return [request] + [dataclasses.replace(request, nonce=secrets.token_hex(8)) for _ in range(count - 1)]
-    return [dataclasses.replace(request, seed=s) for s in distinct_seeds(count, request.seed, consecutive=seed_given)]
 
 
 def final_options(request: GenerationRequest) -> dict[str, Any]:
@@ -104,16 +76,14 @@ def _clean(text: str) -> str:
     return discord.utils.escape_mentions(discord.utils.escape_markdown(strip_bidi(text)))
 
 
-class GalleryButton(
-    discord.ui.DynamicItem[discord.ui.Button],
-    template=r"fluxcord:(?P<action>use|final):(?P<job>[0-9]+):(?P<n>[1-4])",
-):
+class GalleryButton(PersistentButton, template=action_template(("use", "final"))):
     """**Use #n** / **Final #n** under a gallery: the custom id holds only the action, a job id and n."""
 
     LOOKS: ClassVar[dict[str, tuple[str, discord.ButtonStyle]]] = {
         "use": ("Use", discord.ButtonStyle.secondary),
         "final": ("Final", discord.ButtonStyle.primary),
     }
+    ARGUMENTS = (an_id, a_number(1, 4))
 
     def __init__(self, action: str, job_id: int, number: int) -> None:
         label, style = self.LOOKS[action]
@@ -124,27 +94,12 @@ class GalleryButton(
         self.job_id = job_id
         self.number = number
 
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
-    ) -> GalleryButton:
-        """Rebuild the button from a click (also after a restart)."""
-        return cls(match["action"], int(match["job"]), int(match["n"]))
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        """Hand the click to the running bot's gallery flow; errors take the app-command error path."""
-        interaction = ours(interaction)
-        try:
-            cog = interaction.client.get_cog("Imagine")
-            flow: GalleryFlow | None = getattr(cog, "gallery", None)
-            if flow is None or interaction.guild_id is None:
-                raise InvalidOptions("This button isn't available right now.")
-            if self.action == "use":
-                await flow.use(interaction, self.job_id, self.number)
-            else:
-                await flow.final(interaction, self.job_id)
-        except Exception as exc:
-            await interaction.client.tree.on_error(interaction, exc)
+    async def run(self, interaction: discord.Interaction) -> None:
+        """Hand the click to the gallery flow it was registered with (``target``)."""
+        if self.action == "use":
+            await self.target.use(interaction, self.job_id, self.number)
+        else:
+            await self.target.final(interaction, self.job_id)
 
 
 def gallery_view(
@@ -194,11 +149,11 @@ def all_failed_text(result: GroupResult) -> str:
 class GalleryFlow:
     """`/imagine count` / `draft` requests, and the Use #n, Final #n and group Cancel buttons."""
 
-    def __init__(self, cog: Imagine, *, cancel_view: ViewFactory, use_view: UseViewFactory) -> None:
-        self.cog = cog
-        self.engine = cog.engine
-        self.settings = cog.settings
-        self._cancel_view = cancel_view
+    def __init__(self, flow: RequestFlow, presenter: DiscordPresenter, *, use_view: UseViewFactory) -> None:
+        self.flow = flow
+        self.presenter = presenter
+        self.engine = flow.engine
+        self.settings = flow.settings
         self._use_view = use_view
 
     async def imagine(
@@ -214,12 +169,10 @@ class GalleryFlow:
         """Quote, admit and acknowledge ``count`` images of the validated ``request`` (drafts: on DRAFT_MODEL)."""
         if not draft:
             requests = group_requests(request, count, seed_given=seed_given)
-            await self.generate(
-                interaction, requests, private=private, draft=False, final_model=None, final_options=None
-            )
+            await self.flow.submit_group(interaction, requests, private=private, group=GroupPlan())
             return
         # The drafts take none of the final model's own options; the final keeps them for Final #n.
-        guild = await self.cog.bot.services.server_settings.guild_settings(require_guild(interaction))
+        guild = await self.flow.services.limits.guild_settings(require_guild(interaction))
         spec = get_model(guild.draft_model or self.settings.draft_model)  # `/budget draft`, else DRAFT_MODEL
         sketch = build_request(
             model=spec.key,
@@ -230,66 +183,12 @@ class GalleryFlow:
         )
         sketch = dataclasses.replace(sketch, style=request.style)
         requests = group_requests(sketch, count, seed_given=seed_given and request.model.has_seed)
-        await self.generate(
-            interaction,
-            requests,
-            private=private,
-            draft=True,
-            final_model=request.model.key,
-            final_options=final_options(request),
-        )
-
-    async def generate(
-        self,
-        interaction: discord.Interaction,
-        requests: list[GenerationRequest],
-        *,
-        private: bool,
-        draft: bool,
-        final_model: str | None,
-        final_options: dict[str, Any] | None,
-    ) -> None:
-        """Quote the total (confirmation rule), admit all-or-nothing, answer with one progress line."""
-
-        async def resume(it: discord.Interaction) -> None:
-            await self.generate(
-                it, requests, private=private, draft=draft, final_model=final_model, final_options=final_options
-            )
-
-        if await self.cog.confirmations.ask(interaction, requests[0], resume, count=len(requests)):
-            return  # the N× total is at or above CONFIRM_ABOVE_USD: asked privately, nothing reserved
-        who = requester(interaction, private=private)
-        admission = self.engine.admit_group(
-            requests, who, draft=draft, final_model=final_model, final_options=final_options
-        )
-        try:
-            await self.cog.admit_and_acknowledge(
-                interaction,
-                admission,
-                private=private,
-                acknowledge=lambda members: self._acknowledge(interaction, who.job_id, members, private=private),
-                abandon=lambda _members, answered: self.engine.abandon_group(who.job_id, answered=answered),
-                what=f"Group {who.job_id}",
-            )
-        except ProviderTrouble as trouble:  # BFL keeps failing for this model: the server's fallback, if any
-            if draft:
-                raise  # drafts already run on the cheap model: no second choice is offered for them
-            raise await refusal(interaction, requests[0], trouble, private=private, images=len(requests)) from None
-
-    async def _acknowledge(
-        self, interaction: discord.Interaction, group_id: int, members: list[Job], *, private: bool
-    ) -> None:
-        """Answer with the group's one progress line (and Cancel), then let its images run."""
-        progress = await self.engine.initial_group_progress(members)
-        text = progress_text(progress)
-        await send_answer(interaction, text, ephemeral=private, view=self._cancel_view(interaction.id))
-        if self.engine.painter is not None:
-            self.engine.painter.shown(group_id, text)
-        await self.engine.acknowledged_group(group_id)
+        group = GroupPlan(draft=True, final_model=request.model.key, final_options=final_options(request))
+        await self.flow.submit_group(interaction, requests, private=private, group=group)
 
     async def cancel(self, interaction: discord.Interaction, group: Group) -> None:
         """Cancel on the group's queued message: every still-queued image of it is cancelled and released."""
-        moderator = await is_moderator(interaction, self.cog.bot.services.server_settings)
+        moderator = await is_moderator(interaction, self.flow.services.limits)
         if interaction.user.id != group.user_id and not moderator:
             raise InvalidOptions(CANCEL_TEXT["not_allowed"])  # answered privately, at once
         await acknowledge_click(interaction)  # the answer waits until a progress edit in flight has landed
@@ -302,7 +201,7 @@ class GalleryFlow:
             await interaction.edit_original_response(content=CANCELLED_TEXT, view=None)
         except UNREACHABLE as exc:  # the click's answer was lost: the group's own message must still say it
             log.warning("Group %s: could not answer the Cancel click (%s); editing its message", group.id, exc)
-            await self.cog.presenter.tell_group(group, CANCELLED_TEXT)
+            await self.presenter.tell_group(group, CANCELLED_TEXT)
 
     async def _member(self, interaction: discord.Interaction, job_id: int) -> tuple[Job, Group]:
         job = await self.engine.store.get(job_id)
@@ -344,7 +243,7 @@ class GalleryFlow:
             encoded = await fit_for_upload(data, interaction.filesize_limit, basename=f"fluxcord-{job.id}")
         except InvalidImage as exc:
             raise InvalidOptions("That image can no longer be shown.") from exc
-        requester = await self.cog.presenter.member_name(job)
+        requester = await self.presenter.member_name(job)
         result = Result(job, data, job.settled_cost_micros, job.generation_seconds, from_cache=False)
         embed = render_embed(result, encoded.filename, encoded.width, encoded.height, requester)
         view = self._use_view(job.id, number if group.draft and group.final_model is not None else None)
@@ -371,4 +270,4 @@ class GalleryFlow:
             except BadInputImage as exc:
                 raise InvalidOptions("That draft can't be used as a reference any more.") from exc
         request = final_request(group.final_options, job.generation_request(), spec.key, images)
-        await self.cog._generate(interaction, request, private=group.private)
+        await self.flow.submit(interaction, request, private=group.private)

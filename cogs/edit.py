@@ -2,9 +2,9 @@
 
 Edits are jobs like any other: the cog validates the options (a bad one is refused privately before any
 download), fetches the input images from Discord only (:class:`bot.images.inputs.InputFetcher`),
-defuses and re-encodes them off the event loop, and hands the request to the ``/imagine`` cog's
-admission path, so the same limits, reservation, queue and presenter apply. The input images travel as
-base64 in the job's BFL payload, so a restart can still submit them.
+defuses and re-encodes them off the event loop, and hands the request to the one request flow
+(:class:`cogs._flow.RequestFlow`), so the same confirmation, limits, reservation, queue and presenter
+apply. The input images travel as base64 in the job's BFL payload, so a restart can still submit them.
 """
 
 from __future__ import annotations
@@ -13,15 +13,14 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.app import FluxcordBot
-from bot.billing.money import format_usd
-from bot.engine.sources import JobSources, SourceKind
+from bot.engine.sources import SourceKind
 from bot.engine.store import Job
 from bot.errors import InvalidOptions, NotAllowed
 from bot.images.inputs import BadInputImage, InputFetcher, prepare
@@ -29,29 +28,27 @@ from bot.models import (
     FLUX3_ASPECT_RATIOS,
     MAX_SEED,
     MODELS,
-    GenerationRequest,
     InputImage,
-    ModelSpec,
     build_request,
     get_model,
     models_taking_images,
-    rerolled,
 )
-from bot.models.derive import IMAGE_FIELDS
-from bot.safety.levels import DEFAULT_TOLERANCE
 from bot.safety.privacy import require_details
-from bot.text import clean_prompt, strip_bidi
+from bot.text import clean_prompt
+from cogs._admission import within_budget
+from cogs._buttons import ResultButton, cancel_buttons
 from cogs._choices import model_choices, resolution_choices
+from cogs._components import register, unregister
 from cogs._context import is_moderator, ours, require_guild
-from cogs._presenter import posted_file_text
+from cogs._details import details_embed
+from cogs._flow import RequestFlow, Source
 
 if TYPE_CHECKING:
-    from cogs.imagine import Imagine
+    pass
 
 log = logging.getLogger(__name__)
 
 DEFAULT_EDIT_MODEL = "flux-2-pro"
-ACK_BUDGET_SECONDS = 1.5  # download + re-encode usually take less; past this we defer (Discord's 3 s)
 _PLACEHOLDER = InputImage(data_b64="", width=1024, height=1024)  # validation before any download
 UNKNOWN_JOB = "That image is no longer known to the bot."
 NO_IMAGE = "That message has no image I can edit (attach one, or use a message with an uploaded image)."
@@ -135,7 +132,8 @@ class Edit(commands.Cog):
         self.bot = bot
         self.services = bot.services
         self.settings = bot.services.settings
-        self.sources = JobSources(bot.services.db)
+        self.sources = bot.services.sources
+        self.flow = RequestFlow(bot.services, cancel_view=cancel_buttons)
         self.fetcher = InputFetcher(self.settings.discord_api_url, cdn_url=self.settings.discord_cdn_url)
         self.menu = app_commands.ContextMenu(name="Edit with FLUX", callback=self.edit_message)
         self.menu.guild_only = True
@@ -246,46 +244,14 @@ class Edit(commands.Cog):
         spec = build_request(**options, input_images=[_PLACEHOLDER] * count).model
         loading = asyncio.ensure_future(self._load(spec.key, sources, preloaded))
         try:
-            done, _ = await asyncio.wait({loading}, timeout=ACK_BUDGET_SECONDS)
-            if not done and not interaction.response.is_done():
-                await interaction.response.defer(thinking=True, ephemeral=private)
+            await within_budget(interaction, loading, private=private)  # past it, the answer is deferred
         except BaseException:
             loading.cancel()  # nothing is admitted yet: the download simply stops
             raise
         images = await loading
         request = build_request(**options, input_images=images)
-        source_url = sources[0].url if sources else None
-        await self.submit(
-            interaction, request, kind=kind, source_url=source_url, source_job_id=source_job_id, private=private
-        )
-
-    async def submit(
-        self,
-        interaction: discord.Interaction,
-        request: GenerationRequest,
-        *,
-        kind: SourceKind,
-        source_url: str | None,
-        source_job_id: int | None,
-        private: bool = False,
-    ) -> None:
-        """Record where the input came from, then admit through ``/imagine``'s path (limits, queue, card)."""
-        imagine = cast("Imagine | None", self.bot.get_cog("Imagine"))
-        if imagine is None:
-            raise InvalidOptions("Image generation isn't available right now.")
-        resume = lambda it: self.submit(  # noqa: E731 - Generate re-enters here with its own interaction
-            it, request, kind=kind, source_url=source_url, source_job_id=source_job_id, private=private
-        )
-        if await imagine.confirmations.ask(interaction, request, resume):
-            return  # priced at or above CONFIRM_ABOVE_USD: nothing recorded or reserved until Generate
-        # The job id is the interaction id: recorded first, so the result card can show the source even
-        # for a cache hit delivered the moment the job is acknowledged.
-        await self.sources.record(interaction.id, kind, source_url=source_url, source_job_id=source_job_id)
-        try:
-            await imagine._generate(interaction, request, private=private)
-        except BaseException:
-            await self.sources.forget(interaction.id)
-            raise
+        source = Source(kind, sources[0].url if sources else None, source_job_id)
+        await self.flow.submit(interaction, request, private=private, source=source)
 
     async def _load(
         self, model: str, sources: Sequence[SourceImage], preloaded: Sequence[InputImage] | None
@@ -313,13 +279,8 @@ class Edit(commands.Cog):
             raise InvalidOptions(UNKNOWN_JOB)
         return job
 
-    async def handles_reroll(self, job_id: int) -> bool:
-        """Whether a Reroll of ``job_id`` is an edit's (its input images go with it)."""
-        job = await self.services.jobs.get(job_id)
-        return job is not None and _has_inputs(job.params)
-
     async def on_action(self, action: str, interaction: discord.Interaction, job_id: int) -> None:
-        """Run a result button: reroll (of an edit), vary, edit, delete, details."""
+        """Run a result button: vary, edit, delete, details."""
         job = await self.job_for(interaction, job_id)
         if action != "delete":
             require_details(job)  # its prompt was erased (retention or /privacy forget): nothing to work on
@@ -340,8 +301,6 @@ class Edit(commands.Cog):
                 kind="vary",
                 source_job_id=job.id,
             )
-        elif action == "reroll":
-            await self.reroll(interaction, job)
         else:  # pragma: no cover - the template admits only the actions above
             raise InvalidOptions("This button isn't available right now.")
 
@@ -351,18 +310,6 @@ class Edit(commands.Cog):
         if source is None:
             raise InvalidOptions("That result has no image left to work on.")
         return source
-
-    async def reroll(self, interaction: discord.Interaction, job: Job) -> None:
-        """An edit's Reroll: the same inputs and options, a new seed (FLUX 3: simply again)."""
-        request = rerolled(await asyncio.to_thread(job.generation_request))  # a legacy job's inputs: decoded
-        original = await self.sources.get(job.id)
-        await self.submit(
-            interaction,
-            request,
-            kind="reroll",
-            source_url=original.source_url if original else None,
-            source_job_id=job.id,
-        )
 
     async def delete(self, interaction: discord.Interaction, job: Job) -> None:
         """The requester or a moderator removes the result message and its cached bytes."""
@@ -380,77 +327,17 @@ class Edit(commands.Cog):
 
     async def details(self, interaction: discord.Interaction, job: Job) -> None:
         """A private reply: the full prompt, model, options, seed, size, cost, job id, timings."""
-        embed = await self.details_embed(job)
+        embed = await details_embed(job, self.sources)
         await interaction.response.send_message(embed=embed, ephemeral=True)
-
-    async def details_embed(self, job: Job) -> discord.Embed:
-        """What Details shows."""
-        spec = MODELS.get(job.model)
-        prompt = discord.utils.escape_markdown(strip_bidi(job.prompt))
-        embed = discord.Embed(title=f"Job {job.id}", description=prompt[:3500], colour=discord.Colour.dark_grey())
-        embed.add_field(name="Model", value=f"{spec.label if spec else job.model} (`{job.model}`)")
-        if job.style:  # the prompt above is the style's template around the member's
-            embed.add_field(name="Style", value=discord.utils.escape_markdown(strip_bidi(job.style))[:1024])
-        embed.add_field(name="Status", value=job.status.value)
-        embed.add_field(name="Seed", value=str(job.seed) if spec is None or spec.has_seed else "— (no seed)")
-        embed.add_field(name="Size", value=f"{job.width}×{job.height} ({job.aspect_ratio or '?'})")
-        cost = job.cost_micros
-        cost_text = format_usd(cost) if cost is not None else f"≤ {format_usd(job.estimated_micros)} (estimate)"
-        embed.add_field(name="Cost", value=cost_text)
-        options = {
-            k: v
-            for k, v in sorted(job.params.items())
-            if k not in ("prompt", "seed", "width", "height", "safety_tolerance", *IMAGE_FIELDS, "images")
-            and v is not None
-        }
-        inputs = len(_input_strings(job.params))
-        embed.add_field(name="Safety tolerance", value=_tolerance_text(spec, job.params, inputs))
-        if inputs:
-            options["input images"] = inputs
-        embed.add_field(
-            name="Options", value=", ".join(f"`{k}`={v}" for k, v in options.items())[:1000] or "—", inline=False
-        )
-        timings = []
-        if job.submitted_at is not None:
-            timings.append(f"queued {(job.submitted_at - job.created_at).total_seconds():.1f} s")
-        if job.submitted_at is not None and job.ready_at is not None:
-            timings.append(f"generated in {(job.ready_at - job.submitted_at).total_seconds():.1f} s")
-        timings.append(f"asked <t:{int(job.created_at.timestamp())}:f>")
-        embed.add_field(name="Timings", value=" · ".join(timings), inline=False)
-        if job.expanded_prompt:
-            expanded = discord.utils.escape_markdown(strip_bidi(job.expanded_prompt))
-            embed.add_field(name="Prompt as the model expanded it", value=expanded[:1024], inline=False)
-        source = await self.sources.get(job.id)
-        if source is not None and source.source_job_id is not None:
-            embed.add_field(name="Works on", value=f"job {source.source_job_id} ({source.kind})", inline=False)
-        posted_file = posted_file_text(job)
-        if posted_file:
-            embed.add_field(name="File", value=posted_file, inline=False)
-        return embed
-
-
-def _tolerance_text(spec: ModelSpec | None, params: dict[str, Any], inputs: int) -> str:
-    """The ``safety_tolerance`` the model applied: what was sent (the effective value), or BFL's default."""
-    sent = params.get("safety_tolerance")
-    if sent is None:
-        return f"{DEFAULT_TOLERANCE} (BFL's default)"
-    cap = spec.image_safety_max if spec is not None else None
-    if inputs and cap is not None and sent >= cap:
-        return f"{sent} ({spec.label if spec else 'this model'} with input images: at most {cap})"
-    return str(sent)
-
-
-def _input_strings(params: dict[str, Any]) -> list[str]:
-    images = params.get("images")
-    found = [images] if isinstance(images, str) else list(images or [])
-    found += [params[f] for f in IMAGE_FIELDS if isinstance(params.get(f), str)]
-    return found
-
-
-def _has_inputs(params: dict[str, Any]) -> bool:
-    return bool(_input_strings(params))
 
 
 async def setup(bot: FluxcordBot) -> None:
-    """Load the cog (its message menu registers itself)."""
-    await bot.add_cog(Edit(bot))
+    """Load the cog (its message menu registers itself) and the result buttons it answers."""
+    cog = Edit(bot)
+    register(bot, {ResultButton: cog})
+    await bot.add_cog(cog)
+
+
+async def teardown(bot: FluxcordBot) -> None:
+    """Unregister the result buttons."""
+    unregister(bot, ResultButton)

@@ -10,7 +10,7 @@ from discord.ext import commands
 
 from bot.app import FluxcordBot
 from bot.billing.money import format_usd
-from bot.engine.sources import HISTORY_LENGTH, HistoryEntry, JobSources
+from bot.engine.sources import HISTORY_LENGTH, HistoryEntry
 from bot.engine.states import JobStatus
 from bot.text import strip_bidi
 from cogs._context import require_guild
@@ -49,7 +49,7 @@ class History(commands.Cog):
 
     def __init__(self, bot: FluxcordBot) -> None:
         self.bot = bot
-        self.sources = JobSources(bot.services.db)
+        self.sources = bot.services.sources
 
     @app_commands.command(name="history")
     @app_commands.guild_only()

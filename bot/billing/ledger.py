@@ -38,8 +38,9 @@ from bot.billing.caps import (  # re-exported: the ledger's callers import them 
 )
 from bot.billing.periods import PeriodKeys, period_end
 from bot.billing.refusals import CoolingDown, LimitRefused, OverLimit, TooManyPending
+from bot.billing.retry import reserve_or_explain
 from bot.clock import Clock, from_millis, to_millis, utc_now
-from bot.errors import GenerationPaused, LimitReached
+from bot.errors import GenerationPaused
 from bot.storage.database import Database, Transaction
 
 __all__ = [
@@ -60,7 +61,6 @@ log = logging.getLogger(__name__)
 
 BUSY_TEXT = "The bot is very busy right now; please try again in a moment."
 ATTEMPTS = 4  # a reservation tries again after a refusal that nothing explains (and after a refill)
-_EXPLAINED = ("guild_id", "user_id", "estimated_micros", "limits", "max_pending_jobs", "cooldown_seconds", "now")
 
 
 class Executor(Protocol):
@@ -127,27 +127,27 @@ class Ledger:
         Raises :class:`GenerationPaused` or :class:`LimitRefused` (which limit, what is left, when it
         resets). Reserving the same ``job_id`` again returns the existing reservation.
         """
-        for _attempt in range(ATTEMPTS):
+
+        async def attempt(now: datetime) -> Reservation | None:
             request = ReserveRequest(
-                job_id,
-                guild_id,
-                user_id,
-                model,
-                estimated_micros,
-                limits,
-                max_pending_jobs,
-                cooldown_seconds,
-                self._clock(),
+                job_id, guild_id, user_id, model, estimated_micros, limits, max_pending_jobs, cooldown_seconds, now
             )
             if await self._reserve_once(request):
-                return Reservation(job_id, guild_id, user_id, estimated_micros, request.now)
-            existing = await self.reservation(job_id)
-            if existing is not None:
-                return existing
-            await self.explain_refusal(**{name: getattr(request, name) for name in _EXPLAINED})
-            # Nothing refuses on a second look: a concurrent job settled in between, or (PostgreSQL)
-            # the member's shard needed an allowance and now has it. Try again.
-        raise LimitReached(BUSY_TEXT)
+                return Reservation(job_id, guild_id, user_id, estimated_micros, now)
+            return await self.reservation(job_id)  # reserving the same job again: the existing one
+
+        async def explain(now: datetime) -> None:
+            await self.explain_refusal(
+                guild_id=guild_id,
+                user_id=user_id,
+                estimated_micros=estimated_micros,
+                limits=limits,
+                max_pending_jobs=max_pending_jobs,
+                cooldown_seconds=cooldown_seconds,
+                now=now,
+            )
+
+        return await reserve_or_explain(self._clock, attempt, explain, attempts=ATTEMPTS, busy=BUSY_TEXT)
 
     async def _reserve_once(self, request: ReserveRequest) -> bool:
         if self._escrow:  # one statement, its own transaction

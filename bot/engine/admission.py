@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any, TypeVar
 
 from bot.billing.ledger import BUSY_TEXT, Ledger, Limit
 from bot.billing.limits import LimitsService
+from bot.billing.retry import reserve_or_explain
 from bot.engine.breaker import BreakerState, CircuitBreakers
 from bot.engine.config import EngineConfig
 from bot.engine.groups import GroupStore, NewGroup
@@ -22,7 +24,7 @@ from bot.engine.jobs import AdmissionRefused, Job, NewJob
 from bot.engine.leases import ProcessIdentity
 from bot.engine.observer import JobObserver, NullObserver
 from bot.engine.store import JobStore
-from bot.errors import FluxcordError, GenerationPaused, LimitReached
+from bot.errors import FluxcordError, GenerationPaused
 from bot.images.cache import ImageCache
 from bot.models import GenerationRequest, ModelSpec
 from bot.safety.privacy import server_cache_key
@@ -230,28 +232,31 @@ class Admission:
         """
         p = self.parts
         limits = await p.limits.limits_for(who.guild_id, who.user_id, who.role_ids)
-        for _attempt in range(3):
-            now = p.store.clock()
+
+        async def attempt(now: datetime) -> T | None:
             try:
-                admitted = await write(limits)
+                return await write(limits)
             except AdmissionRefused:
-                await p.ledger.explain_refusal(
-                    guild_id=who.guild_id,
-                    user_id=who.user_id,
-                    estimated_micros=estimated_micros,
-                    limits=limits,
-                    max_pending_jobs=p.config.member_max_pending_jobs,
-                    cooldown_seconds=p.config.member_cooldown_seconds,
-                    now=now,
-                    images=images,
-                )
-                continue
-            p.checkpoint("after_reserve", who.job_id)
-            p.observer.job_changed(who.job_id, "admitted")
-            if p.on_admitted is not None:
-                p.spawn(p.on_admitted(who.guild_id))  # spend alerts: never on the request's path
-            return admitted
-        raise LimitReached(BUSY_TEXT)
+                return None
+
+        async def explain(now: datetime) -> None:
+            await p.ledger.explain_refusal(
+                guild_id=who.guild_id,
+                user_id=who.user_id,
+                estimated_micros=estimated_micros,
+                limits=limits,
+                max_pending_jobs=p.config.member_max_pending_jobs,
+                cooldown_seconds=p.config.member_cooldown_seconds,
+                now=now,
+                images=images,
+            )
+
+        admitted = await reserve_or_explain(p.store.clock, attempt, explain, attempts=3, busy=BUSY_TEXT)
+        p.checkpoint("after_reserve", who.job_id)
+        p.observer.job_changed(who.job_id, "admitted")
+        if p.on_admitted is not None:
+            p.spawn(p.on_admitted(who.guild_id))  # spend alerts: never on the request's path
+        return admitted
 
 
 def new_job(request: GenerationRequest, who: Requester, cache_key: str) -> NewJob:

@@ -6,7 +6,8 @@ import io
 
 import pytest
 
-from tests.e2e.support import MEMBER_PERMISSIONS, first_answer, hold_admissions, loaded_cog_module, rows, text_of, uid
+import cogs._admission
+from tests.e2e.support import MEMBER_PERMISSIONS, first_answer, hold_admissions, rows, text_of, uid
 from tests.fakes.fake_bfl import Behaviour
 
 
@@ -247,7 +248,7 @@ async def test_a_refusal_after_a_slow_admission_is_still_private(harness, people
     """When the database is slow the bot acknowledges first; a refusal must then stay ephemeral."""
     fake = harness.fake
     await budget(harness, "images", people["mod"], who=uid(people["member"]), count=0, period="day")
-    monkeypatch.setattr(loaded_cog_module(harness.bot), "ACK_BUDGET_SECONDS", 0.01)
+    monkeypatch.setattr(cogs._admission, "ACK_BUDGET_SECONDS", 0.01)
     released = hold_admissions(monkeypatch)
     interaction = await harness.imagine(user=people["member"], wait=False)
     await interaction.wait_acked()

@@ -7,14 +7,15 @@ that every other e2e test relies on (`fake.assert_clean()` at teardown fails on 
 import discord
 import pytest
 
-from tests.e2e.support import hold_admissions, loaded_cog_module
+import cogs._admission
+from tests.e2e.support import hold_admissions
 
 
 async def test_an_acknowledgement_after_the_deadline_is_caught(harness, monkeypatch):
     fake = harness.fake
     # Broken: a slow admission, and no early acknowledgement to cover it.
     released = hold_admissions(monkeypatch)
-    monkeypatch.setattr(loaded_cog_module(harness.bot), "ACK_BUDGET_SECONDS", 3600)
+    monkeypatch.setattr(cogs._admission, "ACK_BUDGET_SECONDS", 3600)
     interaction = await harness.imagine(wait=False)
     await fake.wait_for(lambda: fake.connected)
     fake.clock.advance(3.5)  # Discord's 3 s pass without an answer

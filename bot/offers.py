@@ -1,0 +1,94 @@
+"""Pending offers behind a button: one durable table, ``offers``, with a ``kind``.
+
+A price confirmation (kind ``confirm``) and whatever later features need wait here for their member's
+click: the button's custom id holds only the offer's random id (every client can read a custom id;
+the payload carries the prompt), so a click works after a restart and on any process. An offer is
+taken once, by its member only, before it expires; the caller then runs what its payload describes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.clock import Clock, to_millis, utc_now
+from bot.errors import InvalidOptions, NotAllowed
+from bot.storage.database import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Offer:
+    """A pending offer of ``kind`` to ``user_id`` in ``guild_id``; ``payload`` is the kind's own JSON."""
+
+    id: str
+    kind: str
+    guild_id: int
+    user_id: int
+    payload: dict[str, Any]
+
+
+class OfferStore:
+    """Stores offers and hands each back once, to its member, before it expires."""
+
+    def __init__(self, db: Database, *, clock: Clock = utc_now) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def put(
+        self, kind: str, *, guild_id: int, user_id: int, payload: dict[str, Any], ttl_seconds: float, key_bytes: int = 4
+    ) -> str:
+        """Store an offer (expired ones are dropped first); its random id of ``key_bytes`` bytes, in hex."""
+        now = self._clock()
+        offer_id = secrets.token_hex(key_bytes)
+        expires = now + timedelta(seconds=ttl_seconds)
+        async with self._db.transaction() as tx:
+            await tx.execute("DELETE FROM offers WHERE expires_at <= ?", (to_millis(now),))
+            await tx.execute(
+                "INSERT INTO offers (id, kind, guild_id, user_id, payload, created_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (offer_id, kind, guild_id, user_id, json.dumps(payload, separators=(",", ":")), to_millis(now),
+                 to_millis(expires)),
+            )  # fmt: skip
+        return offer_id
+
+    async def take(
+        self,
+        kind: str,
+        offer_id: str,
+        *,
+        guild_id: int,
+        user_id: int,
+        max_age_seconds: float,
+        expired: str,
+        not_yours: str,
+    ) -> Offer:
+        """The offer, removed so it is taken once; else raises ``expired`` or ``not_yours`` (nothing changes).
+
+        Expired: unknown, of another kind or server, older than ``max_age_seconds`` or past its expiry,
+        or taken already (a second click that lost the race).
+        """
+        now = self._clock()
+        row = await self._db.fetch_one("SELECT * FROM offers WHERE id = ? AND kind = ?", (offer_id, kind))
+        if row is None or row["guild_id"] != guild_id or _expired(row, now, max_age_seconds):
+            raise InvalidOptions(expired)
+        if row["user_id"] != user_id:
+            raise NotAllowed(not_yours)
+        if not await self._db.execute("DELETE FROM offers WHERE id = ? AND user_id = ?", (offer_id, user_id)):
+            raise InvalidOptions(expired)
+        return Offer(
+            id=offer_id,
+            kind=kind,
+            guild_id=guild_id,
+            user_id=user_id,
+            payload=json.loads(row["payload"]),
+        )
+
+
+def _expired(row: Any, now: datetime, max_age_seconds: float) -> bool:
+    return row["expires_at"] <= to_millis(now) or to_millis(now) - row["created_at"] > max_age_seconds * 1000

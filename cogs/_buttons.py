@@ -1,0 +1,90 @@
+"""The buttons of a job's messages: Cancel while queued; Reroll, Vary, Edit, Delete, Details under a result.
+
+Each is a :class:`cogs._components.PersistentButton` whose custom id holds only an action and a job id
+(never the prompt); the job is looked up again on every click, so the buttons work after restarts.
+Reroll and Cancel are handled by the ``/imagine`` cog; Vary, Edit, Delete and Details by the ``/edit``
+cog (each registers its kind with itself as the target).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import discord
+
+from cogs._components import PersistentButton, action_template, an_id
+from cogs._gallery import GalleryButton
+
+LOOKS: dict[str, tuple[str, str, discord.ButtonStyle]] = {
+    "reroll": ("Reroll", "🎲", discord.ButtonStyle.secondary),
+    "cancel": ("Cancel", "✖️", discord.ButtonStyle.danger),
+    "vary": ("Vary", "🌀", discord.ButtonStyle.secondary),
+    "edit": ("Edit", "✏️", discord.ButtonStyle.secondary),
+    "delete": ("Delete", "🗑️", discord.ButtonStyle.secondary),
+    "details": ("Details", "ℹ️", discord.ButtonStyle.secondary),
+}
+
+
+class _JobAction(PersistentButton, template=r"fluxcord:(?!)"):
+    """A button ``fluxcord:<action>:<job id>``."""
+
+    ARGUMENTS = (an_id,)
+
+    def __init__(self, action: str, job_id: int) -> None:
+        label, emoji, style = LOOKS[action]
+        super().__init__(
+            discord.ui.Button(label=label, emoji=emoji, style=style, custom_id=f"fluxcord:{action}:{job_id}")
+        )
+        self.action = action
+        self.job_id = job_id
+
+
+class JobButton(_JobAction, template=action_template(("reroll", "cancel"))):
+    """Reroll or Cancel: ``target.reroll`` / ``target.cancel`` (the ``/imagine`` cog)."""
+
+    async def run(self, interaction: discord.Interaction) -> None:
+        """Reroll the job, or cancel it while it is queued."""
+        if self.action == "reroll":
+            await self.target.reroll(interaction, self.job_id)
+        else:
+            await self.target.cancel(interaction, self.job_id)
+
+
+class ResultButton(_JobAction, template=action_template(("vary", "edit", "delete", "details"))):
+    """Vary, Edit, Delete or Details: ``target.on_action`` (the ``/edit`` cog)."""
+
+    ACTIONS: ClassVar[frozenset[str]] = frozenset({"vary", "edit", "delete", "details"})
+
+    async def run(self, interaction: discord.Interaction) -> None:
+        """Hand the click to the cog it was registered with."""
+        await self.target.on_action(self.action, interaction, self.job_id)
+
+
+def job_button(action: str, job_id: int) -> _JobAction:
+    """The button of ``action`` for ``job_id``."""
+    return ResultButton(action, job_id) if action in ResultButton.ACTIONS else JobButton(action, job_id)
+
+
+def result_buttons(job_id: int) -> discord.ui.View:
+    """The buttons attached to a posted image: Reroll, Vary, Edit, Delete, Details (one row)."""
+    view = discord.ui.View(timeout=None)
+    for action in ("reroll", "vary", "edit", "delete", "details"):
+        view.add_item(job_button(action, job_id))
+    return view
+
+
+def use_buttons(job_id: int, final_number: int | None = None) -> discord.ui.View:
+    """The private menu of one gallery image (Use #n): Reroll, Vary, Edit, Details, and Final #n for a draft."""
+    view = discord.ui.View(timeout=None)
+    for action in ("reroll", "vary", "edit", "details"):
+        view.add_item(job_button(action, job_id))
+    if final_number is not None:
+        view.add_item(GalleryButton("final", job_id, final_number))
+    return view
+
+
+def cancel_buttons(job_id: int) -> discord.ui.View:
+    """The button under a queued job's message."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(JobButton("cancel", job_id))
+    return view
