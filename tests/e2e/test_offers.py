@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from bot.app import assemble
-from bot.bfl.client import PollSchedule
-from tests.e2e.conftest import BotHarness
+from tests.e2e.conftest import running_bot
 from tests.e2e.support import bot_settings
 from tests.fakes.fake_bfl import Behaviour
 
@@ -19,16 +17,14 @@ def _buttons(message):
 async def test_a_price_confirmation_survives_a_restart_and_charges_once(discord_endpoints, fake_bfl, tmp_path):
     fake = discord_endpoints
     settings = bot_settings(fake, fake_bfl, tmp_path, default_member_daily_usd="5")
-    polls = PollSchedule(first_interval=0.005, quick_phase=0.05, factor=1.5, max_interval=0.02, jitter=0.0)
-    options = {"poll_schedule": polls, "backoff_base": 0.001, "backoff_cap": 0.01}
-    async with assemble(settings, bfl_options=options, guild_ready_timeout=0.05) as bot, fake.run_bot(bot):
+    async with running_bot(fake, fake_bfl, settings):
         asked = await fake.slash("imagine", FOUR_K)
         await asked.wait_acked()
         assert asked.ephemeral and "$0.607" in asked.original_message["content"]
     go, _no = _buttons(asked.original_message)
     assert fake_bfl.submits == []
-    async with assemble(settings, bfl_options=options, guild_ready_timeout=0.05) as bot, fake.run_bot(bot):
-        harness = BotHarness(bot, fake, fake_bfl, settings)
+    async with running_bot(fake, fake_bfl, settings) as harness:
+        bot = harness.bot
         fake_bfl.script(Behaviour(ready_cost=60.7))
         generate = await fake.click(asked.original_message["id"], go)
         await harness.finished(generate)
