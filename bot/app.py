@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import hashlib
 import json
 import logging
 import pkgutil
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -25,32 +23,13 @@ import yarl
 from discord.ext import commands
 
 import cogs
-from bot.audit import AuditLog
-from bot.bfl.client import BflClient, BflPolicy
-from bot.bfl.end_user import EndUserIds
-from bot.billing.alerts import SpendAlerts
-from bot.billing.bookkeeping import Bookkeeping
-from bot.billing.ledger import Ledger
-from bot.billing.limits import LimitsService
+from bot import services
 from bot.clock import Clock, utc_now
 from bot.config import Settings
-from bot.engine.config import EngineConfig
-from bot.engine.dbclock import DbClock
-from bot.engine.engine import EngineHooks, EngineParts, JobEngine
-from bot.engine.groups import GroupStore
-from bot.engine.leases import ProcessIdentity
-from bot.engine.shared_breaker import BreakerLog, SharedBreakers
-from bot.engine.sources import JobSources
-from bot.engine.store import JobStore
-from bot.images.cache import ImageCache
-from bot.modlog import ChannelPoster, ModLog
+from bot.modlog import ChannelPoster
 from bot.ops.memory import MemoryKeeper
-from bot.ops.metrics import Metrics
 from bot.ops.server import OpsServer
-from bot.prefs import PrefsService
-from bot.safety.privacy import PrivacyService
-from bot.safety.service import SafetyService
-from bot.server_settings import ServerSettings
+from bot.services import Services, ServicesFor
 from bot.startup import (
     dev_guild_refused,
     discord_startup_errors,
@@ -58,39 +37,10 @@ from bot.startup import (
     probe_gateway,
 )
 from bot.startup_bfl import check_bfl_at_startup
-from bot.storage.database import Database
-from bot.styles import StyleService
 from bot.tree import FluxcordTree
-from cogs._render import notice_text
+from cogs._render import error_text, notice_text
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Services:
-    """Everything the cogs use, built once by :func:`assemble`."""
-
-    settings: Settings
-    db: Database
-    bfl: BflClient
-    jobs: JobStore
-    ledger: Ledger
-    limits: LimitsService
-    engine: JobEngine
-    modlog: ModLog
-    clock: Clock
-    metrics: Metrics = field(default_factory=Metrics)
-    safety: SafetyService = field(kw_only=True)
-    privacy: PrivacyService = field(kw_only=True)
-    styles: StyleService = field(kw_only=True)
-    prefs: PrefsService = field(kw_only=True)
-    bookkeeping: Bookkeeping = field(kw_only=True)
-    server_settings: ServerSettings = field(kw_only=True)  # per-server switches
-    audit: AuditLog = field(kw_only=True)  # moderators' changes
-    sources: JobSources = field(kw_only=True)  # what an edit works on, and a member's history
-
-
-ServicesFor = Callable[[ChannelPoster], Services]  # builds the services around the Discord client
 
 
 def extension_names() -> list[str]:
@@ -109,6 +59,9 @@ class FluxcordBot(commands.Bot):
     ``role="worker"`` (`python -m bot worker`) never opens the gateway: it logs in for Discord's REST
     API only and runs the job engine, which posts results through interaction webhooks and channels.
     """
+
+    #: How the one error path words the core's refusals (cogs/_render.py: markup lives in cogs/).
+    error_text = staticmethod(error_text)
 
     def __init__(
         self, services: ServicesFor, *, background_work: bool = True, role: str = "bot", **options: Any
@@ -237,83 +190,9 @@ def point_discord_at(settings: Settings) -> None:
         log.warning("Using Discord endpoints %s and %s", settings.discord_api_url, settings.discord_gateway_url)
 
 
-def build_services(
-    settings: Settings,
-    *,
-    db: Database,
-    session: aiohttp.ClientSession,
-    poster: ChannelPoster | None = None,
-    clock: Clock = utc_now,
-    engine_options: dict[str, Any] | None = None,
-    role: str = "bot",
-    **bfl_options: Any,
-) -> Services:
-    """Wire every core service over an open database and HTTP session.
-
-    ``poster`` is the Discord client that posts the mod-log (:class:`FluxcordBot` passes itself).
-    ``engine_options`` reach the :class:`JobEngine` and ``bfl_options`` the client's :class:`BflPolicy`
-    (tests and benchmarks: a presenter, checkpoints, short backoffs).
-    """
-    clock = DbClock(db, clock)  # the database's clock: every process agrees on leases, deadlines, periods
-    bfl = BflClient(
-        session=session,
-        api_key=settings.bfl_api_key,
-        base_url=settings.bfl_api_url,
-        policy=BflPolicy(task_not_found_window=settings.bfl_task_not_found_window_seconds, **bfl_options),
-    )
-    ledger = Ledger(db, clock)
-    jobs = JobStore(db, ledger, clock)
-    audit = AuditLog(db, clock)
-    limits = LimitsService(db, settings, audit, clock)
-    server_settings = ServerSettings(db, audit)
-    modlog = ModLog(server_settings, render=notice_text, poster=poster)
-    alerts = SpendAlerts(db, ledger, limits, modlog, clock)
-    metrics = Metrics()
-    assert settings.cache_dir is not None  # filled in by Settings from DATABASE_PATH
-    cache = ImageCache(settings.cache_dir, settings.cache_max_mb * 1024 * 1024)
-    safety = SafetyService(db, audit, settings, render=notice_text, clock=clock, notice=modlog.announce)
-    groups = GroupStore(db, ledger, clock)
-    # end_users: the `user` sent to BFL, keyed by a per-install secret loaded at start
-    parts = EngineParts(
-        jobs, groups, ledger, limits, bfl, cache, clock, safety=safety, end_users=EndUserIds(), server=server_settings
-    )
-    hooks = {"on_admitted": alerts.check, "notice": modlog.announce, "observer": metrics}
-    engine = _job_engine(settings, parts, hooks=hooks, options=engine_options or {}, role=role)
-    privacy = PrivacyService(db, cache, retention_days=settings.prompt_retention_days, clock=clock)
-    styles = StyleService(db, audit, max_prompt_length=settings.max_prompt_length, clock=clock)
-    prefs = PrefsService(db, styles, default_model=settings.default_model, clock=clock)
-    return Services(
-        settings,
-        db,
-        bfl,
-        jobs,
-        ledger,
-        limits,
-        engine,
-        modlog,
-        clock,
-        metrics,
-        safety=safety,
-        privacy=privacy,
-        styles=styles,
-        prefs=prefs,
-        bookkeeping=Bookkeeping(db, clock=clock, observer=metrics),
-        server_settings=server_settings,
-        audit=audit,
-        sources=JobSources(db),
-    )
-
-
-def _job_engine(
-    settings: Settings, parts: EngineParts, *, hooks: dict[str, Any], options: dict[str, Any], role: str
-) -> JobEngine:
-    """The engine over ``parts``; ``options`` (tests, benchmarks) override its hooks, config, breakers, identity."""
-    options = dict(options)
-    config = EngineConfig.from_settings(settings, **options.pop("config", {}))
-    breakers = options.pop("breakers", None) or SharedBreakers(BreakerLog(parts.store.db))
-    identity = options.pop("identity", None) or ProcessIdentity(role)
-    parts = dataclasses.replace(parts, breakers=breakers, identity=identity)
-    return JobEngine(parts, config, EngineHooks(**(hooks | options)))
+def build_services(settings: Settings, **options: Any) -> Services:
+    """:func:`bot.services.build_services`, the mod-log's and safety notices worded by the cogs' renderer."""
+    return services.build_services(settings, render=notice_text, **options)
 
 
 @asynccontextmanager

@@ -12,7 +12,6 @@ from discord import app_commands
 from bot.errors import FluxcordError
 from bot.log import bind_log_fields
 from bot.text import strip_bidi
-from cogs._render import error_text  # the one wording of the core's refusals (markup lives in cogs/)
 
 if TYPE_CHECKING:
     from bot.app import FluxcordBot
@@ -44,7 +43,12 @@ class FluxcordTree(app_commands.CommandTree["FluxcordBot"]):
         cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
         if isinstance(cause, FluxcordError):
             # A refusal may carry buttons (the fallback offer, cogs/_fallback.py).
-            await reply(interaction, error_text(cause), ephemeral=cause.ephemeral, view=getattr(cause, "view", None))
+            await reply(
+                interaction,
+                interaction.client.error_text(cause),
+                ephemeral=cause.ephemeral,
+                view=getattr(cause, "view", None),
+            )
         elif isinstance(cause, app_commands.TransformerError):
             await reply(interaction, f"`{cause.value}` is not a valid value for this option.", ephemeral=True)
         elif isinstance(cause, app_commands.CommandNotFound):

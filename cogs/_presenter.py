@@ -8,6 +8,7 @@ process that admitted it. Past the token's 15 minutes, results go to the channel
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from collections.abc import Awaitable, Callable
@@ -38,6 +39,7 @@ GONE_CODES = {50027, 10015, 10008}
 ORIGINAL = "@original"
 # No answer from Discord at all: the edit may have taken effect before the connection broke.
 UNANSWERED: tuple[type[Exception], ...] = (aiohttp.ClientError, TimeoutError)
+READ_BACK_WAITS = (0.5, 1.0)  # seconds between reads of a message whose edit was left unanswered
 
 ViewFactory = Callable[[int], discord.ui.View]
 GalleryFactory = Callable[..., discord.ui.LayoutView]  # (GroupResult, file names, mention=) → the gallery
@@ -299,16 +301,26 @@ class DiscordPresenter:
 
 
 async def _landed(webhook: discord.Webhook, shows: Callable[[discord.Message], bool] | None) -> tuple[int, int] | None:
-    """After an edit left unanswered: the original message's (channel id, id) if it shows the edit, else None."""
+    """After an edit left unanswered: the original message's (channel id, id) if it shows the edit, else None.
+
+    A read refused for a while (a 429, a 5xx, a dropped connection) is asked again after a short back-off;
+    a token or message that is gone ends it.
+    """
     if shows is None:
         return None
     unreadable: tuple[type[Exception], ...] = (discord.HTTPException, *UNANSWERED)
-    try:
-        message = await webhook.fetch_message(ORIGINAL)  # type: ignore[arg-type]  # see ORIGINAL
-    except unreadable as exc:
-        log.info("Could not read the message back after an unanswered edit (%s)", type(exc).__name__)
-        return None
-    return (message.channel.id, message.id) if shows(message) else None
+    for wait in (*READ_BACK_WAITS, None):
+        try:
+            message = await webhook.fetch_message(ORIGINAL)  # type: ignore[arg-type]  # see ORIGINAL
+        except unreadable as exc:
+            code = exc.code if isinstance(exc, discord.HTTPException) else type(exc).__name__
+            log.info("Could not read the message back after an unanswered edit (%s)", code)
+            if wait is None or (isinstance(exc, discord.HTTPException) and exc.code in GONE_CODES):
+                return None
+            await asyncio.sleep(wait)  # a back-off before asking again, not a synchronisation
+            continue
+        return (message.channel.id, message.id) if shows(message) else None
+    return None
 
 
 def _has_files(names: list[str]) -> Callable[[discord.Message], bool]:
