@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 
@@ -29,6 +29,9 @@ from bot.models import GenerationRequest
 from bot.offers import OfferStore
 from cogs._components import PersistentButton, a_key, action_template
 from cogs._context import require_guild, role_ids
+
+if TYPE_CHECKING:
+    from bot.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +53,7 @@ class PriceCheck:
     clock: Clock
 
     @classmethod
-    def of(cls, services: Any) -> PriceCheck:
+    def of(cls, services: Services) -> PriceCheck:
         """The check of the running bot's services (its ledger, limits and member settings)."""
         settings = services.settings
         return cls(

@@ -14,7 +14,7 @@ admission, limits and queue.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 
@@ -29,6 +29,9 @@ from cogs._confirm import PriceCheck
 from cogs._context import require_guild
 from cogs._render import error_text
 
+if TYPE_CHECKING:
+    from bot.services import Services
+
 log = logging.getLogger(__name__)
 
 
@@ -40,7 +43,7 @@ class FallbackOffered(FluxcordError):
         self.view = view
 
 
-def offers(services: Any) -> FallbackOffers:
+def offers(services: Services) -> FallbackOffers:
     """The offers of the running bot (stateless over its database; breakers read from its engine)."""
     engine = services.engine
     return FallbackOffers(
@@ -57,7 +60,7 @@ async def refusal(
     trouble: ProviderTrouble,
     *,
     private: bool,
-    services: Any,
+    services: Services,
     images: int = 1,
 ) -> FluxcordError:
     """The error to raise for ``trouble``: with a fallback button when the server allows one that can serve it."""

@@ -14,7 +14,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 
@@ -32,6 +32,9 @@ from cogs._context import requester, require_guild
 from cogs._derive import group_requests, reroll_request
 from cogs._fallback import offers, refusal
 from cogs._presenter import progress_text
+
+if TYPE_CHECKING:
+    from bot.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +63,7 @@ class GroupPlan:
 class RequestFlow:
     """Confirmation → admission within the budget → acknowledge or abandon → progress, for every request."""
 
-    def __init__(self, services: Any, *, cancel_view: ViewFactory) -> None:
+    def __init__(self, services: Services, *, cancel_view: ViewFactory) -> None:
         self.services = services
         self.engine = services.engine
         self.settings = services.settings
