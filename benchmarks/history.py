@@ -115,7 +115,7 @@ async def _quota(ctx: Context) -> None:
     services = ctx.services
     limits = await services.limits.limits_for(ctx.guild, ctx.user, [])
     assert await services.ledger.statuses(ctx.guild, ctx.user, limits)
-    await services.limits.guild_settings(ctx.guild)
+    await services.server_settings.guild_settings(ctx.guild)
     await services.safety.allowed_models(ctx.guild)
 
 
