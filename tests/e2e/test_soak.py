@@ -11,9 +11,9 @@ the ledger, the ledger equal to what BFL billed, `unknown` only when the POST ma
 as that),
 nothing submitted twice, no posted image replaced, nothing claimed while its server is paused, clean
 stops. One invariant still breaks now and then under this many faults and is reported, not gated
-(``REPORTED``): "one final message per request" (in about half the runs, one or two requests of 300:
-a private job whose token died early, a cancelled or failed job still showing its queue place, or a
-message said twice, on its message and in the channel once the token died).
+(``REPORTED``): "one final message per request" (in 2 of 8 runs on the final code, one request of
+about 300 told twice: a group cancelled by its Cancel click whose own token had died, or a result whose
+edit landed while its read-back met a dead token; see the README).
 """
 
 from __future__ import annotations
