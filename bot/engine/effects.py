@@ -180,8 +180,12 @@ class Effects:
 
     # -- after an event ----------------------------------------------------------------------------
 
-    async def after(self, applied: Applied, outcome: Outcome | None = None) -> None:
-        """Everything that follows ``applied`` (metrics, alerts, slots, groups, the member's message)."""
+    async def after(self, applied: Applied, outcome: Outcome | None = None, *, post_group: bool = True) -> None:
+        """Everything that follows ``applied`` (metrics, alerts, slots, groups, the member's message).
+
+        ``post_group=False``: a group's image ended by a click whose answer is the group's last word
+        (its Cancel): the caller closes the group (:meth:`bot.engine.engine.JobEngine.cancel_group`).
+        """
         p = self.parts
         job, before = applied.job, applied.before
         self.observe(applied)
@@ -204,7 +208,7 @@ class Effects:
             return
         blocked = await self._moderated(applied)
         if job.group_id is not None:
-            if p.group_done is not None:
+            if p.group_done is not None and post_group:
                 self.spawn(p.group_done(job.group_id))
             return
         if outcome is not None and job.status in _FAILURES and before.result_message_id is None:

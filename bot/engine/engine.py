@@ -113,13 +113,9 @@ class JobEngine:
         """Whether new requests are admitted (False while starting and once stopping)."""
         return self.admission.accepting
 
-    @accepting.setter
-    def accepting(self, value: bool) -> None:
-        self.admission.accepting = value
-
     def stop_admitting(self) -> None:
         """Refuse new requests from now on (a shutdown signal arrived; :meth:`stop` follows)."""
-        self.accepting = False
+        self.admission.accepting = False
 
     @property
     def painter(self) -> ProgressPainter | None:
@@ -254,7 +250,7 @@ class JobEngine:
             return CancelResult(False, "not_allowed")
         cancelled = 0
         for job in await self.groups.members(group_id):
-            if job.status is JobStatus.QUEUED and await self._cancel_one(job, actor_id) is not None:
+            if job.status is JobStatus.QUEUED and await self._cancel_one(job, actor_id, post_group=False) is not None:
                 cancelled += 1
         if not cancelled:
             return CancelResult(False, "too_late")
@@ -262,14 +258,17 @@ class JobEngine:
         left = sum(1 for job in await self.groups.members(group_id) if job.status.is_open)
         if not left:  # the group's line is over: no progress edit of it may land after the answer
             await self.painting.quiet(group_id)
+            # The click's answer is its last message: closed with no post of its own (else the images still
+            # running post it). A post here, its token dead, would tell the member twice, in the channel.
+            await self.delivery.member_done(group_id, silent=True)
         return CancelResult(True, "cancelled", count=cancelled, left=left)
 
-    async def _cancel_one(self, job: Job, actor_id: int) -> Any:
+    async def _cancel_one(self, job: Job, actor_id: int, *, post_group: bool = True) -> Any:
         applied = await self.store.apply(
             job.id, Event.CANCELLED, self.config.refund_policy, expected=JobStatus.QUEUED, note=f"by {actor_id}"
         )
         if applied is not None:
-            await self.effects.after(applied)  # a group's post, the queue places, metrics
+            await self.effects.after(applied, post_group=post_group)  # a group's post, the queue places, metrics
             self.breakers.released(job.model)  # if it was the half-open trial, free it for the next request
             self.wake()  # a cancel can unblock the claim (a member's cap, a route's cap)
         return applied
@@ -317,7 +316,7 @@ class JobEngine:
             self._loops += self.painting.start(presenter)
         self._loops.append(asyncio.create_task(self.dispatcher.run(), name="fluxcord-dispatcher"))
         self._loops.append(asyncio.create_task(self.reconciler.run(), name="fluxcord-reconciler"))
-        self.accepting = True
+        self.admission.accepting = True
         return picked_up
 
     async def reconcile(self) -> int:
@@ -333,7 +332,7 @@ class JobEngine:
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop admitting and claiming; let POSTs in flight get their answer; leave every job resumable."""
-        self.accepting = False
+        self.admission.accepting = False
         for task in self._loops:
             task.cancel()
         for task in self._loops:

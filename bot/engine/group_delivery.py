@@ -67,7 +67,8 @@ class GroupDelivery:
     async def member_done(self, group_id: int, *, silent: bool = False) -> None:
         """A member is ready or ended: if no member is still running, post the group (if this process wins it).
 
-        ``silent``: the group was never answered (its acknowledgement failed): it is closed without a post.
+        ``silent``: the group's last message is not its own (its acknowledgement failed, or its Cancel
+        click answered it): it is closed without a post.
         """
         if self._effects.parts.presenter is None:
             return  # no Discord here: the members wait in `delivering` for a process that has it
@@ -95,6 +96,7 @@ class GroupDelivery:
                 await self._effects.parts.quiet_progress(group_id)
             if silent:
                 await self._groups.mark_posted(group, self._identity, channel_id=None, message_id=None)
+                await self.mark_delivered(group_id)  # nothing was made for it: it is closed (and reported)
             else:
                 await self._post(group)
         except Exception:  # e.g. the database out of reach: let the next heartbeat try again

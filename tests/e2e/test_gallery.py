@@ -9,6 +9,7 @@ import pytest
 
 from bot.engine.states import JobStatus
 from bot.models import build_request
+from tests.e2e.fake_discord import Fault
 from tests.e2e.gallery import V2, custom_ids, gallery_items, gallery_posts, labels, posted, text_display
 from tests.e2e.support import rows, text_of, uid
 from tests.e2e.test_budget import budget
@@ -333,3 +334,30 @@ async def test_a_group_that_outlives_the_interaction_token_is_posted_in_the_chan
     assert [m["id"] for m in message["mentions"]] == [requester]  # the requester is pinged, nobody else
     assert fake.schema_errors == []
     fake.take_violations(50027)  # the refused edit that made the bot fall back
+
+
+async def test_a_group_cancelled_by_its_click_is_told_once_even_when_its_own_token_died(harness):
+    """The Cancel click's answer is the group's last message: nothing more is posted in the channel.
+
+    The group's own interaction token died (Discord killed it early): before, the engine also posted
+    "Cancelled" in the channel, so the member was told twice.
+    """
+    fake, bfl = harness.fake, harness.bfl
+    held = asyncio.Event()
+    bfl.default = Behaviour(release=held)
+    busy = await harness.imagine(prompt="a slow river", count=2, wait=False)  # the member's 2 slots
+    await fake.wait_for(lambda: len(bfl.submits) == 2, timeout=10)
+    asked = await harness.imagine(prompt="a slow mountain", count=2, wait=False)  # both wait in the queue
+    await asked.wait_acked()
+    fake.faults.script(  # the group's own token dies; the click's answer uses the click's token
+        "update_original_webhook_message", Fault.dead_token(), times=10, match=lambda call: call.token == asked.token
+    )
+    cancel = await fake.click(asked.original_message["id"], f"fluxcord:cancel:{asked.id}")
+    await cancel.wait_acked()
+    await harness.group_settled(int(asked.id))
+    held.set()
+    await harness.group_settled(int(busy.id))
+    channel_posts = [m for m in fake.messages.values() if m["content"].startswith(f"<@{asked.user_id}>")]
+    assert channel_posts == []
+    assert "Cancelled" in asked.original_message["content"]
+    fake.take_violations(50027)
