@@ -250,6 +250,9 @@ def final_messages(facts: Facts, fake: FakeDiscord, requests: list[Request]) -> 
         it = request.interaction
         finals = [it.original_message] if is_final(it.original_message) else []
         finals += it.followups + attributed.get(request.id, [])
+        if not finals and _untellable(facts, fake, request):
+            invariant.notes["private, its token dead and the member's DMs closed: nobody can be told"] += 1
+            continue
         if not finals:
             # Never acknowledged, or deferred and never answered, with no job: Discord itself shows the
             # failure ("This interaction failed" / "The application did not respond") and nothing was charged.
@@ -297,6 +300,17 @@ def _judge_untied(
         kind = SILENT if None in claims else WRONG
         _add(invariant, f"member {user}: {paid} of {len(missing)} requests paid, told {_texts(extra)}", kind)
     invariant.notes["final message in the channel naming only the member"] += len(extra)
+
+
+def _untellable(facts: Facts, fake: FakeDiscord, request: Request) -> bool:
+    """A private request whose interaction token died and whose member's DMs are closed: no way to tell them.
+
+    Only when nothing was charged to the member (the result was refunded as undeliverable, or it failed).
+    """
+    if not request.private or request.user_id not in fake.closed_dms:
+        return False
+    jobs = _jobs_of(facts, request)
+    return bool(jobs) and not _charged(facts, request) and all(not facts.is_open(job["id"]) for job in jobs)
 
 
 def _request_of(facts: Facts, job_id: int) -> int:

@@ -268,3 +268,30 @@ def test_an_unknown_job_whose_process_died_after_marking_its_post_is_explained()
         "job 4: unknown and charged 25000 µ$, but no POST ever reached BFL",
         "job 8: unknown and charged 25000 µ$, but no POST ever reached BFL",
     ]
+
+
+def test_a_private_request_nobody_can_reach_is_explained_only_if_the_member_paid_nothing():
+    from benchmarks.soak_checks import final_messages
+    from benchmarks.soak_world import Request
+    from tests.e2e.fake_discord import FakeDiscord, SentInteraction
+
+    fake = FakeDiscord(validate_schema=False)
+    member = fake.add_member(name="bo")
+    uid = int(member["user"]["id"])
+    queued = message(progress_text(Progress(JobStatus.QUEUED, "flux-dev")))
+
+    def private_request(number: int) -> Request:
+        it = SentInteraction(fake, fake._base_interaction(2, user=member, channel=None), source_message_id=None)
+        fake.messages[str(number)] = {"id": str(number), "interaction_metadata": {}, **queued}
+        it.original_message_id, it.acked_at = str(number), 1.0
+        return Request(number, it, fake.guild_id, uid, f"p{number}", "flux-dev", 1, True)
+
+    requests = [private_request(1), private_request(2)]
+    refunded = {"server": 25_000, "member": 0, "images": 0, "outcome": 1}
+    paid = {"server": 25_000, "member": 25_000, "images": 1, "outcome": 1}
+    state = facts({r.id: {"status": "failed"} for r in requests}, {requests[0].id: refunded, requests[1].id: paid})
+    assert len(final_messages(state, fake, requests).failures) == 2  # DMs open: both should have been told
+    fake.closed_dms.add(uid)  # its token dead and DMs closed: nobody can be told, and only if it paid nothing
+    found = final_messages(state, fake, requests)
+    assert found.notes["private, its token dead and the member's DMs closed: nobody can be told"] == 1
+    assert len(found.failures) == 1 and "[no final message]" in found.failures[0]

@@ -11,9 +11,8 @@ the ledger, the ledger equal to what BFL billed, `unknown` only when the POST ma
 as that),
 nothing submitted twice, no posted image replaced, nothing claimed while its server is paused, clean
 stops. One invariant still breaks now and then under this many faults and is reported, not gated
-(``REPORTED``): "one final message per request" (in 2 of 8 runs on the final code, one request of
-about 300 told twice: a group cancelled by its Cancel click whose own token had died, or a result whose
-edit landed while its read-back met a dead token; see the README).
+(``REPORTED``): "one final message per request" (it held in 14 of 16 runs on the final code; see the
+README for the two that broke).
 """
 
 from __future__ import annotations
