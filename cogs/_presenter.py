@@ -58,7 +58,6 @@ class DiscordPresenter:
         clock: Clock = utc_now,
         source_lookup: SourceLookup | None = None,
         gallery_view: GalleryFactory | None = None,
-        group_showing_progress: Callable[[int], Awaitable[bool]] | None = None,
     ) -> None:
         self._client = client
         self._result_view = result_view
@@ -66,7 +65,6 @@ class DiscordPresenter:
         self._clock = clock
         self._source_lookup = source_lookup
         self._gallery_view = gallery_view
-        self._group_showing_progress = group_showing_progress
 
     def progress_text(self, progress: Progress) -> str:
         """See :func:`progress_text`."""
@@ -137,13 +135,13 @@ class DiscordPresenter:
         return message.channel.id, message.id
 
     async def show_progress(self, job: Job, progress: Progress, text: str) -> None:
-        """Edit the job's message; the Cancel button stays only while the job is queued."""
+        """Edit the job's message; the Cancel button stays only while the job is queued.
+
+        Never after its last message, from any process: the engine's paint fence
+        (:mod:`bot.engine.paint_fence`) lets this edit run only while its row still shows progress.
+        """
         webhook = self._webhook(job)
         if webhook is None:
-            return
-        showing = self._group_showing_progress
-        # A group's line (its id is the group's): another process may have started posting the gallery.
-        if job.group_id == job.id and showing is not None and not await showing(job.id):
             return
         view = self._cancel_view(job.id) if progress.cancellable else None
         await webhook.edit_message(ORIGINAL, content=text, view=view)  # type: ignore[call-overload]  # see ORIGINAL

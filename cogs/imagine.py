@@ -56,7 +56,6 @@ class Imagine(commands.Cog):
             cancel_view=cancel_buttons,
             source_lookup=bot.services.sources.source_url,  # an edit's card shows its source image
             gallery_view=gallery_view,  # /imagine count:N and draft: N images in one message
-            group_showing_progress=self.engine.groups.is_showing_progress,
         )
         self.flow = RequestFlow(bot.services, cancel_view=cancel_buttons)
         # The prompt's synced max_length is MAX_PROMPT_LENGTH, so Discord's client stops the member there.

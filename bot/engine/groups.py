@@ -251,11 +251,6 @@ class GroupStore:
         )
         return [int(row["id"]) for row in rows]
 
-    async def is_showing_progress(self, group_id: int) -> bool:
-        """True while the group's message may still show progress (nobody has started posting it)."""
-        row = await self._db.fetch_one("SELECT poster, posted_at FROM job_groups WHERE id = ?", (group_id,))
-        return row is not None and row["poster"] is None and row["posted_at"] is None
-
     async def refunded(self, job_ids: Sequence[int]) -> int:
         """How many of ``job_ids`` gave the member their money back (released, or settled with a refund)."""
         if not job_ids:

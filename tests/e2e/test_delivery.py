@@ -15,10 +15,10 @@ async def _job(harness, interaction):
     return await harness.services.jobs.get(int(interaction.id))
 
 
-async def _held_until_the_token_dies(harness, **options):
-    """A request whose image is made only after its 15-minute interaction token expired."""
+async def _held_until_the_token_dies(harness, *, behaviour=None, **options):
+    """A request whose task ends only after its 15-minute interaction token expired (``behaviour``: how)."""
     gate = asyncio.Event()
-    harness.bfl.script(Behaviour(release=gate))
+    harness.bfl.script(Behaviour(release=gate, **(behaviour or {})))
     interaction = await harness.imagine(wait=False, **options)
     await interaction.wait_acked()
     harness.fake.clock.advance(901)
@@ -105,12 +105,7 @@ async def test_a_result_whose_message_was_deleted_is_posted_in_the_channel(harne
 async def test_a_private_job_that_fails_past_its_token_is_told_by_direct_message(harness):
     """A private request that ends without an image after its token died: the member is told by DM."""
     fake = harness.fake
-    gate = asyncio.Event()
-    harness.bfl.script(Behaviour(release=gate, final_status="Error"))
-    interaction = await harness.imagine(wait=False, private=True)
-    await interaction.wait_acked()
-    harness.fake.clock.advance(901)
-    gate.set()
+    interaction = await _held_until_the_token_dies(harness, behaviour={"final_status": "Error"}, private=True)
     await harness.wait_until(lambda: _status(harness, interaction, JobStatus.FAILED))
     await fake.wait_for(lambda: _dms_to(fake, interaction.user_id))
     [message] = _dms_to(fake, interaction.user_id)

@@ -106,7 +106,7 @@ async def test_exactly_one_of_two_processes_claims_a_finished_group(groups, jobs
     [winner] = [me for me, claim in zip((one, two), claims, strict=True) if claim is not None]
     loser = two if winner is one else one
     assert await groups.claim_posting(800, loser) is None and await groups.claim_posting(800, winner) is None
-    assert not await groups.is_showing_progress(800)
+    assert (await groups.get(800)).poster == winner.id  # its line shows no more progress (the paint fence)
     assert not await groups.mark_posted(claims[0] or claims[1], loser, channel_id=5, message_id=6)
     assert await groups.mark_posted(claims[0] or claims[1], winner, channel_id=5, message_id=6)
     posted = await groups.get(800)
@@ -142,7 +142,7 @@ async def test_a_claim_given_up_after_an_error_can_be_taken_again(groups, jobs):
     claimed = await groups.claim_posting(950, me)
     assert claimed is not None and await groups.claim_posting(950, me) is None  # never twice at once
     await groups.release_posting(claimed, me)
-    assert await groups.is_showing_progress(950) and await groups.claim_posting(950, me) is not None
+    assert (await groups.get(950)).poster is None and await groups.claim_posting(950, me) is not None
     me.stopped()
 
 
