@@ -19,9 +19,12 @@ Its caps are counts across rows, so claimers must not run side by side: on SQLit
 runs alone already; on PostgreSQL claimers take one advisory lock (``jobs.claim``) for the length of
 the claim. Row locks alone (``FOR UPDATE SKIP LOCKED``) cannot keep a count: two claimers that skip
 each other's locked rows would both see 23 tasks running and both take the 24th slot. Under the
-lock, PostgreSQL's subquery still reads ``FOR UPDATE OF j SKIP LOCKED``: a queued row that another
-transaction holds (a cancel deciding its fate) is passed over instead of waited for, so the claim
-neither blocks behind it nor comes back empty while other jobs could go.
+lock, PostgreSQL's subquery first reads ``FOR UPDATE OF j SKIP LOCKED``: a queued row that another
+transaction holds (a cancel deciding its fate, a painter stamping its progress) is passed over
+instead of waited for, so the claim does not block behind it while other jobs could go. Only when
+that finds nothing does the claim ask again, waiting (at most :data:`HELD_ROW_WAIT_MS`) for the held
+row: rows are held for one short write, and coming back empty would leave a lone process's
+dispatcher asleep with a job it could have started.
 
 Both statements here read only the queue: the partial indexes ``jobs_queued`` (``status =
 'queued'``) and ``jobs_running`` (``status IN`` :data:`RUNNING`) serve them on both backends, however
@@ -40,6 +43,7 @@ from bot.models import MODELS, ModelSpec
 from bot.storage.database import Backend, Database
 
 CLAIM_LOCK = "jobs.claim"
+HELD_ROW_WAIT_MS = 2000  # a job row is held for one short write; longer is a fault (the claim fails, is retried)
 #: The running statuses, written exactly as the ``jobs_running`` index's ``WHERE`` (SQLite uses a
 #: partial index only when the query repeats its condition term for term).
 RUNNING = "('" + "', '".join(sorted(s.value for s in SLOT_HOLDERS)) + "')"
@@ -57,15 +61,15 @@ def route_slots(model: str, org_cap: int, caps: Mapping[str, int] | None = None)
 
 
 @functools.lru_cache(maxsize=64)
-def claim_sql(backend: Backend, tight_routes: int) -> str:
+def claim_sql(backend: Backend, tight_routes: int, *, wait: bool = False) -> str:
     """The claim statement, with ``tight_routes`` routes whose cap is tighter than the organisation's.
 
     Their names and caps are parameters ``:route0``/``:cap0``, …; every other route is bound only by
-    ``:max_active``.
+    ``:max_active``. On PostgreSQL a held row is skipped, or with ``wait`` waited for (see above).
     """
     cases = "".join(f" WHEN :route{n} THEN CAST(:cap{n} AS INTEGER)" for n in range(tight_routes))
     route_cap = f"\n      AND COALESCE(r.n, 0) < CASE j.model{cases} ELSE :max_active END" if tight_routes else ""
-    skip_locked = " FOR UPDATE OF j SKIP LOCKED" if backend == "postgresql" else ""
+    skip_locked = (" FOR UPDATE OF j" + ("" if wait else " SKIP LOCKED")) if backend == "postgresql" else ""
     return f"""
 UPDATE jobs SET status = 'submitting', updated_at = :now, claimed_by = :holder, attempts = attempts + 1,
     submit_started_at = NULL, next_attempt_at = NULL
@@ -101,6 +105,7 @@ def claim_statement(
     holder: str | None,
     caps: Mapping[str, int] | None = None,
     private_after: int = 0,
+    wait: bool = False,
 ) -> tuple[str, dict[str, Any]]:
     """The claim's SQL and parameters (only routes tighter than ``max_active`` need a condition)."""
     caps = route_caps() if caps is None else caps
@@ -115,7 +120,7 @@ def claim_statement(
     for n, (model, cap) in enumerate(tight):
         params[f"route{n}"] = model
         params[f"cap{n}"] = cap
-    return claim_sql(backend, len(tight)), params
+    return claim_sql(backend, len(tight), wait=wait), params
 
 
 async def claim_next(
@@ -136,7 +141,8 @@ async def claim_next(
     """
     async with db.transaction() as tx:
         await tx.lock(CLAIM_LOCK)  # the caps are counts across rows: one claimer at a time (see above)
-        sql, params = claim_statement(
+        statement = functools.partial(
+            claim_statement,
             db.backend,
             now_ms=now_ms(),
             max_active=max_active,
@@ -145,7 +151,11 @@ async def claim_next(
             caps=caps,
             private_after=private_after,
         )
-        return await tx.fetch_one(sql, params)
+        row = await tx.fetch_one(*statement())
+        if row is None and db.backend == "postgresql":  # nothing free: wait for a held row, if one could go
+            await tx.execute(f"SET LOCAL lock_timeout = {HELD_ROW_WAIT_MS}")
+            row = await tx.fetch_one(*statement(wait=True))
+        return row
 
 
 @dataclass(frozen=True)

@@ -139,6 +139,35 @@ async def test_a_queued_row_another_transaction_holds_is_passed_over_not_waited_
     assert [j.id for j in await claim_all(store)] == [1]
 
 
+async def test_the_one_job_that_could_go_held_for_a_moment_is_waited_for_not_missed(store, limits, db, clock):
+    """PostgreSQL: a row held by a short write (a progress stamp) as the claim runs is taken once released.
+
+    Passing it over (``SKIP LOCKED`` alone) came back empty with nothing else to take: a lone process's
+    dispatcher then slept until something else woke it, and the job stayed queued (seen in CI: the
+    claim right after an admission met the queue place being stamped).
+    """
+    if db.backend == "sqlite":
+        pytest.skip("SQLite runs one transaction at a time: no row is ever held by another")
+    await admit(store, limits, new_job(1, user=1), clock)
+    async with db.transaction() as tx:  # e.g. the painter stamping job 1's row before its queue-place edit
+        await tx.fetch_one("SELECT id FROM jobs WHERE id = 1 FOR UPDATE")
+        claiming = asyncio.create_task(store.claim(max_active=24, member_cap=2))
+        await asyncio.wait_for(_blocked_or_done(db, claiming), timeout=5)
+    job = await asyncio.wait_for(claiming, timeout=5)
+    assert job is not None and job.id == 1
+
+
+async def _blocked_or_done(db, task):
+    """Until ``task`` ended or a statement of this database waits on a row lock."""
+    while not task.done():
+        waiting = await db.fetch_value(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        if waiting:
+            return
+        await asyncio.sleep(0.01)  # polling the server's view: there is no event to wait on
+
+
 async def test_the_replayed_queue_order_is_the_order_claims_take(store, limits, server, db, clock):
     """Several servers and members, turns from earlier claims, some running, a paused server."""
     rng = random.Random(20)
