@@ -153,7 +153,7 @@ async def claim_next(
         )
         row = await tx.fetch_one(*statement())
         if row is None and db.backend == "postgresql":  # nothing free: wait for a held row, if one could go
-            await tx.execute(f"SET LOCAL lock_timeout = {HELD_ROW_WAIT_MS}")
+            await tx.fetch_one("SELECT set_config('lock_timeout', ?, true)", (str(HELD_ROW_WAIT_MS),))  # SET LOCAL
             row = await tx.fetch_one(*statement(wait=True))
         return row
 
