@@ -1,8 +1,9 @@
 """Pending offers behind a button: one durable table, ``offers``, with a ``kind``.
 
-A price confirmation (kind ``confirm``) and whatever later features need wait here for their member's
-click: the button's custom id holds only the offer's random id (every client can read a custom id;
-the payload carries the prompt), so a click works after a restart and on any process. An offer is
+A price confirmation (kind ``confirm``, ``cogs/_confirm.py``), a one-click fallback (kind ``fallback``,
+:mod:`bot.engine.fallback`) and whatever later features need wait here for their member's click: the
+button's custom id holds only the offer's random id (every client can read a custom id; the payload
+carries the prompt), so a click works after a restart and on any process. An offer is
 taken once, by its member only, before it expires; the caller then runs what its payload describes.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,19 +22,13 @@ from bot.storage.database import Database
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Offer:
-    """A pending offer of ``kind`` to ``user_id`` in ``guild_id``; ``payload`` is the kind's own JSON."""
-
-    id: str
-    kind: str
-    guild_id: int
-    user_id: int
-    payload: dict[str, Any]
-
-
 class OfferStore:
-    """Stores offers and hands each back once, to its member, before it expires."""
+    """Stores offers of every kind and hands each one's payload back once, to its member, before it expires.
+
+    The one API for every kind: :meth:`put` (create; expired offers are dropped first), :meth:`take`
+    (once, atomically: of two clicks racing, one wins), and expiry (a ``ttl_seconds`` per offer, and a
+    ``max_age_seconds`` per take).
+    """
 
     def __init__(self, db: Database, *, clock: Clock = utc_now) -> None:
         self._db = db
@@ -67,11 +61,11 @@ class OfferStore:
         max_age_seconds: float,
         expired: str,
         not_yours: str,
-    ) -> Offer:
-        """The offer, removed so it is taken once; else raises ``expired`` or ``not_yours`` (nothing changes).
+    ) -> dict[str, Any]:
+        """The offer's payload, the offer removed so it is taken once; else raises ``expired`` or ``not_yours``.
 
-        Expired: unknown, of another kind or server, older than ``max_age_seconds`` or past its expiry,
-        or taken already (a second click that lost the race).
+        Nothing changes when it raises. Expired: unknown, of another kind or server, older than
+        ``max_age_seconds`` or past its expiry, or taken already (a second click that lost the race).
         """
         now = self._clock()
         row = await self._db.fetch_one("SELECT * FROM offers WHERE id = ? AND kind = ?", (offer_id, kind))
@@ -81,13 +75,8 @@ class OfferStore:
             raise NotAllowed(not_yours)
         if not await self._db.execute("DELETE FROM offers WHERE id = ? AND user_id = ?", (offer_id, user_id)):
             raise InvalidOptions(expired)
-        return Offer(
-            id=offer_id,
-            kind=kind,
-            guild_id=guild_id,
-            user_id=user_id,
-            payload=json.loads(row["payload"]),
-        )
+        payload: dict[str, Any] = json.loads(row["payload"])
+        return payload
 
 
 def _expired(row: Any, now: datetime, max_age_seconds: float) -> bool:
