@@ -9,6 +9,7 @@ taken once, by its member only, before it expires; the caller then runs what its
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import secrets
@@ -17,9 +18,12 @@ from typing import Any
 
 from bot.clock import Clock, to_millis, utc_now
 from bot.errors import InvalidOptions, NotAllowed
+from bot.models import GenerationRequest
 from bot.storage.database import Database
 
 log = logging.getLogger(__name__)
+
+EXPIRED_TEXT = "This offer has expired or was already used. Run the command again."
 
 
 class OfferStore:
@@ -81,3 +85,21 @@ class OfferStore:
 
 def _expired(row: Any, now: datetime, max_age_seconds: float) -> bool:
     return row["expires_at"] <= to_millis(now) or to_millis(now) - row["created_at"] > max_age_seconds * 1000
+
+
+def encode_request(request: GenerationRequest) -> str:
+    """How an offer's payload keeps a request: its record as JSON (:meth:`GenerationRequest.record_json`)."""
+    return request.record_json()
+
+
+def decode_request(text: str) -> GenerationRequest:
+    """The request :func:`encode_request` kept (a model without a seed: a new nonce, so a new image).
+
+    An offer kept in another layout (before records were kept) counts as expired.
+    """
+    try:
+        request = GenerationRequest.from_record(json.loads(text))
+    except (ValueError, KeyError, TypeError) as exc:
+        log.info("An offer in an older layout was dropped: %s", exc)
+        raise InvalidOptions(EXPIRED_TEXT) from None
+    return request if request.nonce is None else dataclasses.replace(request, nonce=secrets.token_hex(8))

@@ -18,9 +18,7 @@ was refused only, within :data:`OFFER_TTL_SECONDS`, and the caller runs it throu
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +27,7 @@ from bot.clock import Clock, utc_now
 from bot.engine.sources import SourceKind
 from bot.errors import InvalidOptions
 from bot.models import MODELS, GenerationRequest
-from bot.offers import OfferStore
+from bot.offers import EXPIRED_TEXT, OfferStore, decode_request, encode_request
 from bot.server_settings import ServerSettings
 from bot.storage.database import Database
 
@@ -37,7 +35,6 @@ log = logging.getLogger(__name__)
 
 KIND = "fallback"  # its kind in the offers table
 OFFER_TTL_SECONDS = 600  # as long as a price confirmation, well inside a click's own 15-minute token
-EXPIRED_TEXT = "This offer has expired or was already used. Run the command again."
 NOT_YOURS_TEXT = "Only the member whose request was refused can use this offer."
 WITHDRAWN_TEXT = "Moderators have changed this server's fallback model since; run the command again."
 
@@ -106,24 +103,6 @@ def for_model(request: GenerationRequest, model: str) -> GenerationRequest | Non
     except InvalidOptions as exc:
         log.info("No fallback to %s for a %s request: %s", model, request.model.key, exc.user_message)
         return None
-
-
-def encode_request(request: GenerationRequest) -> str:
-    """The request's record as JSON (:meth:`GenerationRequest.to_record`): what :func:`decode_request` reads."""
-    return request.record_json()
-
-
-def decode_request(text: str) -> GenerationRequest:
-    """The request :func:`encode_request` stored (a model without a seed: a new nonce, so a new image).
-
-    An offer stored in another layout (before records were kept) counts as expired.
-    """
-    try:
-        request = GenerationRequest.from_record(json.loads(text))
-    except (ValueError, KeyError, TypeError) as exc:
-        log.info("A fallback offer in an older layout was dropped: %s", exc)
-        raise InvalidOptions(EXPIRED_TEXT) from None
-    return request if request.nonce is None else dataclasses.replace(request, nonce=secrets.token_hex(8))
 
 
 class FallbackOffers:

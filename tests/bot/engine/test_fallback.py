@@ -13,12 +13,11 @@ from bot.engine.fallback import (
     NOT_YOURS_TEXT,
     WITHDRAWN_TEXT,
     FallbackOffers,
-    decode_request,
-    encode_request,
     for_model,
 )
 from bot.errors import InvalidOptions, NotAllowed
 from bot.models import InputImage, build_request
+from bot.offers import decode_request, encode_request
 from bot.server_settings import ServerSettings
 
 GUILD, ALICE, BOB, MOD = 1000, 3000, 3001, 9000
