@@ -154,7 +154,7 @@ class Confirmations:
 
     async def answer(self, interaction: discord.Interaction, action: str, key: str) -> dict[str, Any] | None:
         """A click on Generate (the payload to run) or Cancel (None: the message says nothing was sent)."""
-        offer = await self.offers.take(
+        payload = await self.offers.take(
             KIND,
             key,
             guild_id=require_guild(interaction),
@@ -166,7 +166,7 @@ class Confirmations:
         if action == "no":
             await interaction.response.edit_message(content=CANCELLED_TEXT, view=None)
             return None
-        return offer.payload
+        return payload
 
 
 class ConfirmButton(PersistentButton, template=action_template(("go", "no"))):

@@ -1,7 +1,8 @@
-"""A button's request, derived from the stored job's request record (Reroll, and an edit's Reroll).
+"""A button's request, derived from the stored job's request record (Reroll, Vary, Edit, an edit's Reroll).
 
 Kept apart from the flow (:mod:`cogs._flow`) as single calls: each maps a stored job to the request a
-button runs, so the derivation can change (the request record) without touching the flow.
+button runs, from its request record (``jobs.request``), never from the BFL payload; a row admitted
+before the record was kept (migration 0021) derives it once (:meth:`bot.engine.jobs.NewJob.generation_request`).
 """
 
 from __future__ import annotations
@@ -10,33 +11,23 @@ import asyncio
 import dataclasses
 import random
 import secrets
-from typing import Any
 
 from bot.engine.store import Job
 from bot.models import MAX_SEED, GenerationRequest, rerolled
-from bot.models.derive import IMAGE_FIELDS
 
 
-async def reroll_request(job: Job) -> GenerationRequest:
-    """An earlier job's stored request with a fresh seed (FLUX 3: simply again); an edit's keeps its inputs.
+async def stored_request(job: Job) -> GenerationRequest:
+    """The request ``job`` was admitted with: its stored record (what Vary, Edit and Reroll start from).
 
     Off the event loop: a row written before the request record derives it from its payload once,
     decoding its input images' headers.
     """
-    return rerolled(await asyncio.to_thread(job.generation_request))
+    return await asyncio.to_thread(job.generation_request)
 
 
-def input_strings(params: dict[str, Any]) -> list[str]:
-    """The base64 input images a stored payload carries."""
-    images = params.get("images")
-    found = [images] if isinstance(images, str) else list(images or [])
-    found += [params[f] for f in IMAGE_FIELDS if isinstance(params.get(f), str)]
-    return found
-
-
-def has_inputs(params: dict[str, Any]) -> bool:
-    """Whether a stored payload is an edit's (its Reroll takes its input images along)."""
-    return bool(input_strings(params))
+async def reroll_request(job: Job) -> GenerationRequest:
+    """An earlier job's stored request with a fresh seed (FLUX 3: simply again); an edit's keeps its inputs."""
+    return rerolled(await stored_request(job))
 
 
 def distinct_seeds(count: int, first: int, *, consecutive: bool, rng: random.Random | None = None) -> list[int]:

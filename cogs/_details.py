@@ -10,9 +10,9 @@ from bot.billing.money import format_usd
 from bot.engine.sources import JobSources
 from bot.engine.store import Job
 from bot.models import MODELS, ModelSpec
+from bot.models.derive import IMAGE_FIELDS, payload_images
 from bot.safety.levels import DEFAULT_TOLERANCE
 from bot.text import strip_bidi
-from cogs._derive import IMAGE_FIELDS, input_strings
 from cogs._presenter import posted_file_text
 
 
@@ -35,7 +35,7 @@ async def details_embed(job: Job, sources: JobSources) -> discord.Embed:
         for k, v in sorted(job.params.items())
         if k not in ("prompt", "seed", "width", "height", "safety_tolerance", *IMAGE_FIELDS, "images") and v is not None
     }
-    inputs = len(input_strings(job.params))
+    inputs = len(payload_images(job.params))  # what was sent: Details shows the payload
     embed.add_field(name="Safety tolerance", value=_tolerance_text(spec, job.params, inputs))
     if inputs:
         options["input images"] = inputs

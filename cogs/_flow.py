@@ -19,12 +19,11 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from bot.engine.engine import ProviderTrouble
-from bot.engine.fallback import decode_request, encode_request
 from bot.engine.sources import SourceKind
 from bot.engine.store import Job
 from bot.errors import InvalidOptions
 from bot.models import GenerationRequest
-from bot.offers import OfferStore
+from bot.offers import OfferStore, decode_request, encode_request
 from bot.safety.privacy import require_details
 from cogs._admission import admit_and_acknowledge, send_answer
 from cogs._confirm import Confirmations, PriceCheck

@@ -36,7 +36,7 @@ from bot.text import strip_bidi
 from cogs._admission import UNREACHABLE, acknowledge_click
 from cogs._components import PersistentButton, a_number, action_template, an_id
 from cogs._context import is_moderator, require_guild
-from cogs._derive import distinct_seeds, group_requests
+from cogs._derive import distinct_seeds, group_requests, stored_request
 from cogs._flow import GroupPlan, RequestFlow
 from cogs._presenter import DiscordPresenter, ai_generated, model_label, render_embed
 
@@ -269,5 +269,5 @@ class GalleryFlow:
                 images = [await prepare(data, spec)]
             except BadInputImage as exc:
                 raise InvalidOptions("That draft can't be used as a reference any more.") from exc
-        request = final_request(group.final_options, job.generation_request(), spec.key, images)
+        request = final_request(group.final_options, await stored_request(job), spec.key, images)
         await self.flow.submit(interaction, request, private=group.private)

@@ -40,6 +40,7 @@ from cogs._buttons import ResultButton, cancel_buttons
 from cogs._choices import model_choices, resolution_choices
 from cogs._components import register, unregister
 from cogs._context import is_moderator, ours, require_guild
+from cogs._derive import stored_request
 from cogs._details import details_embed
 from cogs._flow import RequestFlow, Source
 
@@ -290,13 +291,15 @@ class Edit(commands.Cog):
             await self.delete(interaction, job)
         elif action == "edit":
             source = self._result_image(interaction)
-            modal = EditModal(self, source, default_model=_edit_model_for(job.model), source_job_id=job.id)
+            asked = await stored_request(job)  # the request record, never the payload
+            modal = EditModal(self, source, default_model=_edit_model_for(asked.model.key), source_job_id=job.id)
             await interaction.response.send_modal(modal)
         elif action == "vary":
+            asked = await stored_request(job)
             await self.run_edit(
                 interaction,
-                prompt=job.prompt,
-                model=_edit_model_for(job.model),
+                prompt=asked.prompt,
+                model=_edit_model_for(asked.model.key),
                 sources=[self._result_image(interaction)],
                 kind="vary",
                 source_job_id=job.id,

@@ -7,8 +7,9 @@ server's fallback model is another model whose own breaker is closed and which c
 its nearest one; input images it cannot take mean no offer), the refusal carries an *offer*: the same
 request on the fallback model at that model's own quoted price.
 
-An offer is a row in ``fallback_offers`` under a random id: the button's custom id holds only that id,
-never the prompt, and a click works after a restart and on any process. Nothing is reserved or queued
+An offer is a pending offer of kind ``fallback`` (:class:`bot.offers.OfferStore`, one table for every
+kind) under a random id: the button's custom id holds only that id, never the prompt, and a click works
+after a restart and on any process. Nothing is reserved or queued
 until the member uses it; :meth:`FallbackOffers.take` hands the request back once, to the member who
 was refused only, within :data:`OFFER_TTL_SECONDS`, and the caller runs it through the normal path
 (the price confirmation, admission, limits, queue).
@@ -17,24 +18,23 @@ was refused only, within :data:`OFFER_TTL_SECONDS`, and the caller runs it throu
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from typing import Any
 
-from bot.clock import Clock, from_millis, to_millis, utc_now
+from bot.clock import Clock, utc_now
 from bot.engine.sources import SourceKind
-from bot.errors import InvalidOptions, NotAllowed
+from bot.errors import InvalidOptions
 from bot.models import MODELS, GenerationRequest
+from bot.offers import EXPIRED_TEXT, OfferStore, decode_request, encode_request
 from bot.server_settings import ServerSettings
 from bot.storage.database import Database
 
 log = logging.getLogger(__name__)
 
+KIND = "fallback"  # its kind in the offers table
 OFFER_TTL_SECONDS = 600  # as long as a price confirmation, well inside a click's own 15-minute token
-EXPIRED_TEXT = "This offer has expired or was already used. Run the command again."
 NOT_YOURS_TEXT = "Only the member whose request was refused can use this offer."
 WITHDRAWN_TEXT = "Moderators have changed this server's fallback model since; run the command again."
 
@@ -48,7 +48,6 @@ class FallbackOffer:
     user_id: int
     request: GenerationRequest
     private: bool
-    expires_at: datetime
     source_kind: SourceKind | None = None  # an edit, variation or reroll of an edit: what it works on
     source_url: str | None = None
     source_job_id: int | None = None
@@ -58,6 +57,33 @@ class FallbackOffer:
     def price_micros(self) -> int:
         """The fallback model's own quoted price for the request (all of its images)."""
         return self.request.estimated_cost_micros * self.images
+
+    def payload(self) -> dict[str, Any]:
+        """What the offers table keeps (JSON; the layout migration 0024 wrote for offers made before it)."""
+        return {
+            "model": self.request.model.key,
+            "request": encode_request(self.request),
+            "private": self.private,
+            "images": self.images,
+            "source_kind": self.source_kind,
+            "source_url": self.source_url,
+            "source_job_id": self.source_job_id,
+        }
+
+    @classmethod
+    def from_payload(cls, offer_id: str, guild_id: int, user_id: int, payload: dict[str, Any]) -> FallbackOffer:
+        """The offer :meth:`payload` stored (its request with a new nonce: see :func:`decode_request`)."""
+        return cls(
+            id=offer_id,
+            guild_id=guild_id,
+            user_id=user_id,
+            request=decode_request(payload["request"]),
+            private=bool(payload["private"]),
+            source_kind=payload["source_kind"],
+            source_url=payload["source_url"],
+            source_job_id=payload["source_job_id"],
+            images=payload["images"],
+        )
 
 
 def for_model(request: GenerationRequest, model: str) -> GenerationRequest | None:
@@ -79,24 +105,6 @@ def for_model(request: GenerationRequest, model: str) -> GenerationRequest | Non
         return None
 
 
-def encode_request(request: GenerationRequest) -> str:
-    """The request's record as JSON (:meth:`GenerationRequest.to_record`): what :func:`decode_request` reads."""
-    return request.record_json()
-
-
-def decode_request(text: str) -> GenerationRequest:
-    """The request :func:`encode_request` stored (a model without a seed: a new nonce, so a new image).
-
-    An offer stored in another layout (before records were kept) counts as expired.
-    """
-    try:
-        request = GenerationRequest.from_record(json.loads(text))
-    except (ValueError, KeyError, TypeError) as exc:
-        log.info("A fallback offer in an older layout was dropped: %s", exc)
-        raise InvalidOptions(EXPIRED_TEXT) from None
-    return request if request.nonce is None else dataclasses.replace(request, nonce=secrets.token_hex(8))
-
-
 class FallbackOffers:
     """Makes offers when the server allows a fallback, and hands each back once to its member."""
 
@@ -109,10 +117,9 @@ class FallbackOffers:
         clock: Clock = utc_now,
         ttl_seconds: float = OFFER_TTL_SECONDS,
     ) -> None:
-        self._db = db
+        self._store = OfferStore(db, clock=clock)
         self._server = server
         self._healthy = healthy  # whether a model's circuit breaker is closed
-        self._clock = clock
         self._ttl = ttl_seconds
 
     async def offer(
@@ -142,72 +149,28 @@ class FallbackOffers:
             return None
         if payable is not None:
             await payable(fallback)
-        now = self._clock()
-        offer = FallbackOffer(
-            id=secrets.token_hex(8),
-            guild_id=guild_id,
-            user_id=user_id,
-            request=fallback,
-            private=private,
-            expires_at=now + timedelta(seconds=self._ttl),
-            source_kind=source_kind,
-            source_url=source_url,
-            source_job_id=source_job_id,
-            images=images,
+        offer = FallbackOffer("", guild_id, user_id, fallback, private, source_kind, source_url, source_job_id, images)
+        offer_id = await self._store.put(
+            KIND, guild_id=guild_id, user_id=user_id, payload=offer.payload(), ttl_seconds=self._ttl, key_bytes=8
         )
-        await self._store(offer, now)
-        log.info("Offered %s a fallback from %s to %s (offer %s)", user_id, request.model.key, model, offer.id)
-        return offer
-
-    async def _store(self, offer: FallbackOffer, now: datetime) -> None:
-        """Write ``offer``, dropping the expired ones, in one transaction."""
-        async with self._db.transaction() as tx:
-            await tx.execute("DELETE FROM fallback_offers WHERE expires_at <= ?", (to_millis(now),))
-            await tx.execute(
-                "INSERT INTO fallback_offers (id, guild_id, user_id, model, request, private, source_kind, source_url,"
-                " source_job_id, created_at, expires_at, images) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    offer.id,
-                    offer.guild_id,
-                    offer.user_id,
-                    offer.request.model.key,
-                    encode_request(offer.request),
-                    int(offer.private),
-                    offer.source_kind,
-                    offer.source_url,
-                    offer.source_job_id,
-                    to_millis(now),
-                    to_millis(offer.expires_at),
-                    offer.images,
-                ),
-            )
+        log.info("Offered %s a fallback from %s to %s (offer %s)", user_id, request.model.key, model, offer_id)
+        return dataclasses.replace(offer, id=offer_id)
 
     async def take(self, offer_id: str, *, guild_id: int, user_id: int) -> FallbackOffer:
         """The offer, removed so it is used once; a member-facing refusal when it cannot be used.
 
         Raises :class:`InvalidOptions` (expired, already used, unknown, another server, or the server's
-        fallback changed since) or :class:`NotAllowed` (someone else's offer); nothing changes then.
+        fallback changed since: the offer is dropped then) or :class:`NotAllowed` (someone else's offer).
         """
-        now = to_millis(self._clock())
-        row = await self._db.fetch_one("SELECT * FROM fallback_offers WHERE id = ?", (offer_id,))
-        if row is None or row["guild_id"] != guild_id or row["expires_at"] <= now:
-            raise InvalidOptions(EXPIRED_TEXT)
-        if row["user_id"] != user_id:
-            raise NotAllowed(NOT_YOURS_TEXT)
-        if (await self._server.guild_settings(guild_id)).fallback_model != row["model"]:
-            await self._db.execute("DELETE FROM fallback_offers WHERE id = ?", (offer_id,))
-            raise InvalidOptions(WITHDRAWN_TEXT)
-        if not await self._db.execute("DELETE FROM fallback_offers WHERE id = ? AND user_id = ?", (offer_id, user_id)):
-            raise InvalidOptions(EXPIRED_TEXT)  # a second click won the race: it runs, this one does not
-        return FallbackOffer(
-            id=offer_id,
+        payload = await self._store.take(
+            KIND,
+            offer_id,
             guild_id=guild_id,
             user_id=user_id,
-            request=decode_request(row["request"]),
-            private=bool(row["private"]),
-            expires_at=from_millis(row["expires_at"]),
-            source_kind=row["source_kind"],
-            source_url=row["source_url"],
-            source_job_id=row["source_job_id"],
-            images=row["images"],
+            max_age_seconds=self._ttl,
+            expired=EXPIRED_TEXT,
+            not_yours=NOT_YOURS_TEXT,
         )
+        if (await self._server.guild_settings(guild_id)).fallback_model != payload["model"]:
+            raise InvalidOptions(WITHDRAWN_TEXT)
+        return FallbackOffer.from_payload(offer_id, guild_id, user_id, payload)

@@ -157,14 +157,15 @@ def legacy_record(job: LegacyJob) -> dict[str, Any]:
         "height": job.height,
         "seed": job.seed,
         "options": {name: params[name] for name in OPTION_NAMES if params.get(name) is not None},
-        "images": [[data, *_image_size(data)] for data in _payload_images(params)],
+        "images": [[data, *_image_size(data)] for data in payload_images(params)],
         "nonce": None,
         "safety_tolerance": params.get("safety_tolerance"),
         "style": job.style,
     }
 
 
-def _payload_images(params: Mapping[str, Any]) -> list[str]:
+def payload_images(params: Mapping[str, Any]) -> list[str]:
+    """The base64 input images a BFL payload carries (FLUX 3's ``images`` list, else the ``input_image*`` fields)."""
     images = params.get("images")
     found = [images] if isinstance(images, str) else list(images or [])
     return found + [params[field] for field in IMAGE_FIELDS if isinstance(params.get(field), str)]

@@ -130,8 +130,7 @@ class PrivacyService:
             if r["result_channel_id"] is not None and r["result_message_id"] is not None
         ]
         cached = await self._erase([r["id"] for r in done], [r["cache_key"] for r in done])
-        # Pending fallback offers (bot/engine/fallback.py) and offers (bot/offers.py) hold a prompt too: gone too.
-        await self._db.execute("DELETE FROM fallback_offers WHERE guild_id = ? AND user_id = ?", (guild_id, user_id))
+        # Pending offers of every kind (bot/offers.py: confirmations, fallbacks) hold a prompt too: gone too.
         await self._db.execute("DELETE FROM offers WHERE guild_id = ? AND user_id = ?", (guild_id, user_id))
         await self._db.execute("DELETE FROM member_prefs WHERE guild_id = ? AND user_id = ?", (guild_id, user_id))
         await self._db.checkpoint()

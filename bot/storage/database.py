@@ -206,7 +206,8 @@ class UpgradeProgress:
 
     Before the first pending migration: the versions and the rows per table. After each migration: its
     time and every table whose row count changed (a warning for a table that lost rows: no migration
-    deletes rows on purpose). A new, empty database (version 0) is migrated without counting.
+    deletes rows on purpose; a table dropped once its rows moved to another, as 0024 does, loses none).
+    A new, empty database (version 0) is migrated without counting.
     """
 
     def __init__(self, count: RowCounter | None, counts: dict[str, int]) -> None:
@@ -241,7 +242,9 @@ class UpgradeProgress:
         counts = await self._count()
         changed = {t: (self._counts.get(t, 0), n) for t, n in counts.items() if self._counts.get(t, 0) != n}
         changed.update({t: (n, 0) for t, n in self._counts.items() if t not in counts and n})
-        lost = any(after < before for before, after in changed.values())
+        dropped = sum(n for t, n in self._counts.items() if t not in counts)  # tables gone: moved, or lost
+        moved = sum(n - self._counts.get(t, 0) for t, n in counts.items() if n > self._counts.get(t, 0))
+        lost = any(after < before for t, (before, after) in changed.items() if t in counts) or moved < dropped
         described = ", ".join(f"{t} {before:,} → {after:,}" for t, (before, after) in sorted(changed.items()))
         log.log(
             logging.WARNING if lost else logging.INFO,

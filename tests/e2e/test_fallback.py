@@ -7,6 +7,7 @@ cool-down passes without waiting.
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 from PIL import Image
@@ -87,7 +88,8 @@ async def test_an_open_breaker_refuses_at_once_then_offers_the_servers_fallback_
     assert button["label"] == "Use FLUX.2 [klein] 4B · $0.014"
     assert button["custom_id"].startswith("fluxcord:fallback:") and "lighthouse" not in button["custom_id"]
     assert len(bfl.submits) == submits and await ledger_rows(harness) == money  # nothing reserved or sent
-    assert await rows(harness, "SELECT user_id, model FROM fallback_offers") == [(uid(member), KLEIN)]
+    [(owner, payload)] = await rows(harness, "SELECT user_id, payload FROM offers WHERE kind = 'fallback'")
+    assert (owner, json.loads(payload)["model"]) == (uid(member), KLEIN)
 
     # Someone else cannot use it.
     stranger = fake.add_member(name="stranger")
@@ -176,7 +178,7 @@ async def test_no_offer_when_the_fallback_is_down_too_or_cannot_serve_the_reques
     assert "is having trouble right now" in text_of(edit) and not any(
         buttons(m) for m in [edit.original_message, *edit.followups] if m
     )
-    assert len(bfl.submits) == submits and await rows(harness, "SELECT * FROM fallback_offers") == []
+    assert len(bfl.submits) == submits and await rows(harness, "SELECT * FROM offers WHERE kind = 'fallback'") == []
 
 
 async def test_an_edit_refused_by_the_breaker_is_offered_on_the_fallback_with_its_image(harness, people, clock):

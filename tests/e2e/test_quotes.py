@@ -102,7 +102,8 @@ async def test_no_use_button_for_a_fallback_over_the_budget(harness, people, clo
     assert "FLUX.1 Kontext [max]" in text and "Your daily budget doesn't cover this image" in text
     assert buttons(refused.original_message) == []
     await assert_nothing_spent(harness, refused, submits=submits, ledger=ledger)
-    assert await rows(harness, "SELECT * FROM fallback_offers") == []  # no offer kept for a price it can't pay
+    no_offer = "SELECT * FROM offers WHERE kind = 'fallback'"
+    assert await rows(harness, no_offer) == []  # no offer kept for a price it can't pay
 
 
 async def test_no_use_button_for_a_gallery_fallback_over_the_budget(harness, people, clock):  # noqa: F811

@@ -40,3 +40,24 @@ async def test_an_edit_written_before_records_were_kept_rerolls_with_its_input_i
     again = bfl.submits[-1].body
     assert again["input_image"] == sent["input_image"] and again["prompt"] == sent["prompt"]
     assert again["seed"] != sent["seed"] and click.original_message["attachments"]
+
+
+async def test_vary_takes_its_prompt_and_model_from_the_stored_record_not_the_columns(harness):
+    fake, bfl = harness.fake, harness.bfl
+    first = await harness.imagine(prompt="a lighthouse at dusk", model="flux-2-flex")
+    await harness.services.db.execute(
+        "UPDATE jobs SET prompt = 'not the request', model = 'flux-dev' WHERE id = ?", (first.id,)
+    )
+    click = await fake.click(first.original_message["id"], f"fluxcord:vary:{first.id}")
+    await harness.finished(click)
+    vary = bfl.submits[-1]  # flux-2-flex edits, so Vary stays on it; flux-dev would have become flux-2-pro
+    assert vary.model == "flux-2-flex" and vary.body["prompt"] == "a lighthouse at dusk" and vary.body["input_image"]
+
+
+async def test_vary_of_a_job_written_before_records_were_kept_still_works(harness):
+    fake, bfl = harness.fake, harness.bfl
+    first = await harness.imagine(prompt="a lighthouse at dusk", model="flux-2-flex")
+    await harness.services.db.execute("UPDATE jobs SET request = NULL WHERE id = ?", (first.id,))
+    click = await fake.click(first.original_message["id"], f"fluxcord:vary:{first.id}")
+    await harness.finished(click)
+    assert bfl.submits[-1].model == "flux-2-flex" and bfl.submits[-1].body["prompt"] == "a lighthouse at dusk"

@@ -1,8 +1,9 @@
 -- Reason: a pending offer behind a button (issue 23 item 2): a price confirmation ("confirm": Generate /
 -- Cancel) is kept here instead of in the process's memory, so it survives a restart like every other
 -- button and works on any process. The table is general (``kind``) for whatever later features need;
--- the fallback offers keep their own table (0014) for now. The button's custom id holds only ``id``
--- (every client can read a custom id, and the payload carries the prompt). Used once, by its member only.
+-- the fallback offers kept their own table (0014) until 0024 moved them here. The button's custom id
+-- holds only ``id`` (every client can read a custom id, and the payload carries the prompt). Used once,
+-- by its member only.
 
 CREATE TABLE offers (
     id         TEXT    PRIMARY KEY,                 -- random hex; the button's custom id holds only this

@@ -13,12 +13,11 @@ from bot.engine.fallback import (
     NOT_YOURS_TEXT,
     WITHDRAWN_TEXT,
     FallbackOffers,
-    decode_request,
-    encode_request,
     for_model,
 )
 from bot.errors import InvalidOptions, NotAllowed
 from bot.models import InputImage, build_request
+from bot.offers import decode_request, encode_request
 from bot.server_settings import ServerSettings
 
 GUILD, ALICE, BOB, MOD = 1000, 3000, 3001, 9000
@@ -139,7 +138,7 @@ async def test_no_offer_without_a_fallback_or_when_it_is_down_or_the_same_model(
     await allow(db, settings, KLEIN)
     healthy.discard(KLEIN)
     assert await offers.offer(asked(), guild_id=GUILD, user_id=ALICE, private=False) is None  # its breaker is open
-    assert await db.fetch_value("SELECT COUNT(*) FROM fallback_offers") == 0
+    assert await db.fetch_value("SELECT COUNT(*) FROM offers WHERE kind = 'fallback'") == 0
 
 
 async def test_an_offer_is_used_once_by_its_member_only(db, settings, offers):
@@ -167,7 +166,7 @@ async def test_an_offer_expires_and_expired_offers_are_swept(db, settings, offer
     with pytest.raises(InvalidOptions, match="expired"):
         await offers.take(old.id, guild_id=GUILD, user_id=ALICE)
     new = await offers.offer(asked(), guild_id=GUILD, user_id=BOB, private=False)  # sweeps the expired one
-    assert await db.fetch_value("SELECT id FROM fallback_offers") == new.id
+    assert await db.fetch_value("SELECT id FROM offers WHERE kind = 'fallback'") == new.id
 
 
 async def test_an_offer_is_withdrawn_when_moderators_change_the_fallback(db, settings, offers):
@@ -176,7 +175,7 @@ async def test_an_offer_is_withdrawn_when_moderators_change_the_fallback(db, set
     await allow(db, settings, "flux-2-max")
     with pytest.raises(InvalidOptions, match=WITHDRAWN_TEXT.split(";")[0]):
         await offers.take(offer.id, guild_id=GUILD, user_id=ALICE)
-    assert await db.fetch_value("SELECT COUNT(*) FROM fallback_offers") == 0
+    assert await db.fetch_value("SELECT COUNT(*) FROM offers WHERE kind = 'fallback'") == 0
 
 
 async def test_an_edit_offer_keeps_its_source_and_its_images(db, settings, offers):
@@ -221,6 +220,6 @@ async def test_privacy_forget_drops_the_members_pending_offers(db, settings, off
     theirs = await offers.offer(asked(), guild_id=GUILD, user_id=BOB, private=False)
     privacy = PrivacyService(db, ImageCache(tmp_path / "cache", 1024 * 1024), retention_days=0)
     await privacy.forget(GUILD, ALICE)
-    assert [r["id"] for r in await db.fetch_all("SELECT id FROM fallback_offers")] == [theirs.id]
+    assert [r["id"] for r in await db.fetch_all("SELECT id FROM offers WHERE kind = 'fallback'")] == [theirs.id]
     with pytest.raises(InvalidOptions):
         await offers.take(mine.id, guild_id=GUILD, user_id=ALICE)
