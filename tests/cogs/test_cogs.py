@@ -5,6 +5,7 @@ import discord
 import pytest
 
 from bot.app import FluxcordBot, build_services, extension_names
+from bot.billing.ledger import ReserveTerms
 from bot.models import build_request
 from tests.bot.engine.conftest import make_settings
 
@@ -61,9 +62,7 @@ async def test_result_card_of_the_longest_prompt_fits_discords_embed_limits(bot)
         params=request.bfl_payload(), seed=1, width=request.width, height=request.height,
         cache_key=request.cache_key(), aspect_ratio="21:9", estimated_micros=40_000,
     )  # fmt: skip
-    job = await bot.services.jobs.admit(
-        new, limits=[], max_pending_jobs=10, cooldown_seconds=0, cached=False, acked=True
-    )
+    job = await bot.services.jobs.admit(new, ReserveTerms([], 10), cached=False, acked=True)
     embed = render_embed(Result(job, b"", 40_000, 12.3, from_cache=False), "fluxcord-1.jpg", 1408, 608, "y" * 300)
     assert len(embed) <= 6000
     assert len(embed.description) <= 4096 and len(embed.author.name) <= 256
