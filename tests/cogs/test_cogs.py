@@ -85,3 +85,18 @@ async def test_imagine_and_edit_offer_the_same_priced_resolution_tiers(bot):
     for label, tier in imagine:
         assert label == f"{tier} · {format_usd(flux3.estimate_cost_micros(1, 1, (), tier))}"
     assert ("4k · $0.607", "4k") in imagine  # the dearest tier is priced, not just named
+
+
+async def test_option_descriptions_name_the_models_the_table_says_take_them(bot, monkeypatch):
+    from bot.models import models_supporting
+    from cogs._choices import only
+
+    def described(name):
+        return {p.name: p.description for p in bot.tree.get_command(name).parameters}
+
+    imagine, edit = described("imagine"), described("edit")
+    assert imagine["steps"] == "Sampling steps (FLUX.1 [dev], FLUX.2 [flex] only)"
+    assert imagine["resolution"] == edit["resolution"] and imagine["grounding"] == edit["grounding"]
+    assert edit["resolution"].startswith("FLUX 3 Image only:") and "FLUX 3 Image" in edit["seed"]
+    monkeypatch.setattr("cogs._choices.models_supporting", lambda option: models_supporting(option)[:1])
+    assert only("steps") == "FLUX.1 [dev] only"  # made from the table, not written out
