@@ -1,4 +1,7 @@
-"""Choice lists that more than one command offers (``/imagine``, ``/edit``, ``/prefs``).
+"""Choice lists and option descriptions that more than one command offers (``/imagine``, ``/edit``, ``/prefs``).
+
+Which models take an option is a fact of the model table, so a description that names them is made from it
+(:func:`only`), never written out by hand.
 
 (A module starting with ``_`` is a helper, not an extension: see ``bot.app.extension_names``.)
 """
@@ -10,7 +13,30 @@ from collections.abc import Iterable
 from discord import app_commands
 
 from bot.billing.money import format_usd
-from bot.models import ASPECT_RATIOS, MODELS, ModelSpec, flux3_resolution_prices
+from bot.models import (
+    ASPECT_RATIOS,
+    FLUX3_DEFAULT_RESOLUTION,
+    MODELS,
+    ModelSpec,
+    flux3_resolution_prices,
+    models_supporting,
+)
+
+
+def labels(specs: Iterable[ModelSpec]) -> str:
+    """The models' labels, for an option's description (``FLUX.1 [dev], FLUX.2 [flex]``)."""
+    return ", ".join(spec.label for spec in specs)
+
+
+def only(option: str) -> str:
+    """``<the models that take option> only``, from the model table, for the option's description."""
+    return f"{labels(models_supporting(option))} only"
+
+
+RESOLUTION_HELP = f"{only('resolution')}: output resolution tier (default {FLUX3_DEFAULT_RESOLUTION})"
+"""The description of ``resolution`` wherever it is offered (its choices: :func:`resolution_choices`)."""
+GROUNDING_HELP = f"{only('grounding')}: let the model search the web for references (if moderators allow it)"
+"""The description of ``grounding`` wherever it is offered (whether a server allows it: ``/safety grounding``)."""
 
 
 def resolution_choices() -> list[app_commands.Choice[str]]:

@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.billing.ledger import Ledger, Metric, Scope
+from bot.billing.ledger import Demand, Ledger, Metric, Scope
 from bot.billing.limits import LimitsService
 from bot.billing.money import format_usd
 from bot.clock import Clock
+from bot.engine.config import EngineConfig
 from bot.models import GenerationRequest
 from bot.offers import OfferStore
 from cogs._components import PersistentButton, a_key, action_template
@@ -48,21 +49,13 @@ class PriceCheck:
 
     ledger: Ledger
     limits: LimitsService
-    max_pending_jobs: int
-    cooldown_seconds: int
+    config: EngineConfig  # the member caps admission holds a reservation to (:meth:`EngineConfig.terms`)
     clock: Clock
 
     @classmethod
     def of(cls, services: Services) -> PriceCheck:
         """The check of the running bot's services (its ledger, limits and member settings)."""
-        settings = services.settings
-        return cls(
-            services.ledger,
-            services.limits,
-            settings.member_max_pending_jobs,
-            settings.member_cooldown_seconds,
-            services.clock,
-        )
+        return cls(services.ledger, services.limits, EngineConfig.from_settings(services.settings), services.clock)
 
     async def require(self, interaction: discord.Interaction, estimated_micros: int, *, images: int = 1) -> None:
         """Raise the refusal admitting ``images`` images costing ``estimated_micros`` in all would meet now.
@@ -73,16 +66,8 @@ class PriceCheck:
         """
         guild_id = require_guild(interaction)
         limits = await self.limits.limits_for(guild_id, interaction.user.id, role_ids(interaction))
-        await self.ledger.explain_refusal(
-            guild_id=guild_id,
-            user_id=interaction.user.id,
-            estimated_micros=estimated_micros,
-            limits=limits,
-            max_pending_jobs=self.max_pending_jobs,
-            cooldown_seconds=self.cooldown_seconds,
-            now=self.clock(),
-            images=images,
-        )
+        demand = Demand(guild_id, interaction.user.id, estimated_micros, images)
+        await self.ledger.explain_refusal(demand, self.config.terms(limits), self.clock())
 
 
 class Confirmations:

@@ -23,7 +23,7 @@ from bot.app import FluxcordBot
 from bot.engine.sources import SourceKind
 from bot.engine.store import Job
 from bot.errors import InvalidOptions, NotAllowed
-from bot.images.inputs import BadInputImage, InputFetcher, prepare
+from bot.images.inputs import MAX_INPUT_BYTES, BadInputImage, InputFetcher, prepare
 from bot.models import (
     FLUX3_ASPECT_RATIOS,
     MAX_SEED,
@@ -37,7 +37,7 @@ from bot.safety.privacy import require_details
 from bot.text import clean_prompt
 from cogs._admission import within_budget
 from cogs._buttons import ResultButton, cancel_buttons
-from cogs._choices import model_choices, resolution_choices
+from cogs._choices import GROUNDING_HELP, RESOLUTION_HELP, labels, model_choices, resolution_choices
 from cogs._components import register, unregister
 from cogs._context import is_moderator, ours, require_guild
 from cogs._derive import stored_request
@@ -153,16 +153,16 @@ class Edit(commands.Cog):
     @app_commands.command(name="edit")
     @app_commands.guild_only()
     @app_commands.describe(
-        image="The image to edit (PNG, JPEG, WebP or GIF; up to 20 MiB)",
+        image=f"The image to edit (PNG, JPEG, WebP or GIF; up to {MAX_INPUT_BYTES // 1024 // 1024} MiB)",
         prompt="What to change",
-        model="FLUX model that edits (default FLUX.2 [pro]); prices shown",
+        model=f"FLUX model that edits (default {get_model(DEFAULT_EDIT_MODEL).label}); prices shown",
         image2="A second reference image (models that take several)",
         image3="A third reference image",
         image4="A fourth reference image",
         aspect_ratio="Shape of the result (default: the image's own)",
-        seed="Seed for a reproducible result (not FLUX 3)",
-        resolution="FLUX 3 only: output resolution tier (default 1k)",
-        grounding="FLUX 3 only: let the model search the web for references (if moderators allow it)",
+        seed=f"Seed for a reproducible result (not {labels(m for m in models_taking_images() if not m.has_seed)})",
+        resolution=RESOLUTION_HELP,
+        grounding=GROUNDING_HELP,
         private="Only you see the request and the result (still within your limits)",
     )
     @app_commands.choices(

@@ -23,7 +23,7 @@ from bot.models import MAX_SEED, build_request
 from bot.text import clean_prompt
 from cogs._admission import UNREACHABLE, acknowledge_click
 from cogs._buttons import JobButton, cancel_buttons, result_buttons, use_buttons
-from cogs._choices import aspect_ratio_choices, model_choices, resolution_choices
+from cogs._choices import GROUNDING_HELP, RESOLUTION_HELP, aspect_ratio_choices, model_choices, only, resolution_choices
 from cogs._components import catch_all, register, unregister
 from cogs._confirm import ConfirmButton
 from cogs._context import is_moderator, require_guild
@@ -72,12 +72,12 @@ class Imagine(commands.Cog):
         model="FLUX model (default: the bot's DEFAULT_MODEL; /quota lists prices)",
         aspect_ratio="Shape of the image (default 1:1)",
         seed="Seed for a reproducible image (picked for you if empty)",
-        steps="Sampling steps (FLUX.1 [dev], FLUX.2 [flex] only)",
-        guidance="Prompt adherence (FLUX.1 [dev], FLUX.2 [flex] only)",
-        raw="Less processed, more natural look (FLUX1.1 [pro] Ultra only)",
+        steps=f"Sampling steps ({only('steps')})",
+        guidance=f"Prompt adherence ({only('guidance')})",
+        raw=f"Less processed, more natural look ({only('raw')})",
         prompt_upsampling="Let the model expand your prompt",
-        resolution="FLUX 3 Image only: output resolution tier (default 1k)",
-        grounding="FLUX 3 Image only: let the model search the web for references (if moderators allow it)",
+        resolution=RESOLUTION_HELP,
+        grounding=GROUNDING_HELP,
         private="Only you see the request and the image (still within your limits)",
         style="One of this server's styles (/style list) around your prompt; `none` for no style",
         count="How many images of this prompt, 1-4, shown together (each one costs the model's price)",

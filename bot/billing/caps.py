@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from bot.billing.money import format_usd
@@ -94,19 +94,54 @@ class LimitStatus:
 
 
 @dataclass(frozen=True)
+class ReserveTerms:
+    """What a member's reservations are held to: the limits that apply, and the bot's per-member caps.
+
+    ``limits`` are the member's, their server's and the bot's (:meth:`bot.billing.limits.LimitsService.limits_for`);
+    ``max_pending_jobs`` caps the member's images in progress, ``cooldown_seconds`` the time between two
+    requests (0: none).
+    """
+
+    limits: Sequence[Limit]
+    max_pending_jobs: int
+    cooldown_seconds: int = 0
+
+    def without_cooldown(self) -> ReserveTerms:
+        """The same terms without the cooldown (the later images of one request: one request, one cooldown)."""
+        return replace(self, cooldown_seconds=0)
+
+
+@dataclass(frozen=True)
+class Demand:
+    """What one admission asks of a member's limits: ``images`` images costing ``estimated_micros`` in all."""
+
+    guild_id: int
+    user_id: int
+    estimated_micros: int
+    images: int = 1
+
+    def needed(self, metric: Metric) -> int:
+        """What this demand takes of a limit counting ``metric``: its images, or its estimate in µ$."""
+        return self.images if metric is Metric.IMAGES else self.estimated_micros
+
+
+@dataclass(frozen=True)
 class ReserveRequest:
-    """One reservation asked of the ledger: a job's estimate and one image, under ``limits``, at ``now``."""
+    """One reservation asked of the ledger: a job's estimate and one image, under ``terms``, at ``now``."""
 
     job_id: int
     guild_id: int
     user_id: int
     model: str
     estimated_micros: int
-    limits: Sequence[Limit]
-    max_pending_jobs: int
-    cooldown_seconds: int
+    terms: ReserveTerms
     now: datetime
 
     def __post_init__(self) -> None:
         if self.estimated_micros < 0:
             raise ValueError("an estimate cannot be negative")
+
+    @property
+    def demand(self) -> Demand:
+        """What this reservation asks of the member's limits (its estimate and one image)."""
+        return Demand(self.guild_id, self.user_id, self.estimated_micros)

@@ -53,7 +53,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from bot.billing.caps import Limit, ReserveRequest, Scope, scope_key
+from bot.billing.caps import Demand, Limit, ReserveRequest, Scope, scope_key
 from bot.billing.periods import PeriodKeys
 from bot.clock import to_millis
 
@@ -107,13 +107,13 @@ async def reserve(executor: Executor, request: ReserveRequest) -> bool:
 
     With a transaction as ``executor``, a False leaves that transaction aborted: roll it back.
     """
-    r = request
+    r, terms = request, request.terms
     keys = PeriodKeys.at(r.now)
     now_ms = to_millis(r.now)
-    ready_before = now_ms - r.cooldown_seconds * 1000 if r.cooldown_seconds > 0 else None
+    ready_before = now_ms - terms.cooldown_seconds * 1000 if terms.cooldown_seconds > 0 else None
     params = [r.job_id, r.guild_id, r.user_id, r.model, r.estimated_micros, keys.day, keys.week, keys.month, now_ms]
-    counters = _counters(r.limits, r.guild_id, r.user_id, keys)
-    params += [r.max_pending_jobs, ready_before, [c[0] for c in counters], [c[1] for c in counters]]
+    counters = _counters(terms.limits, r.guild_id, r.user_id, keys)
+    params += [terms.max_pending_jobs, ready_before, [c[0] for c in counters], [c[1] for c in counters]]
     params += [[c[2] for c in counters], [c[3].value for c in counters]]
     try:
         await executor.execute(_RESERVE_SQL, params)
@@ -124,25 +124,17 @@ async def reserve(executor: Executor, request: ReserveRequest) -> bool:
     return True
 
 
-async def refill(
-    db: Caller,
-    *,
-    guild_id: int,
-    user_id: int,
-    limits: Sequence[Limit],
-    estimated_micros: int,
-    images: int,
-    now: datetime,
-) -> Limit | None:
-    """Give the member's shard allowances for ``estimated_micros`` and ``images`` under every escrowed cap.
+async def refill(db: Caller, demand: Demand, limits: Sequence[Limit], now: datetime) -> Limit | None:
+    """Give the member's shard allowances for ``demand`` under every escrowed cap of ``limits``.
 
     Each refill is its own short transaction that holds nothing else while it waits for the
     counter's lock. Returns the first limit whose cap cannot hold that much more (by an exact
     count), or None when every allowance is in place.
     """
     escrowed = [limit for limit in limits if is_escrowed(limit)]
+    guild_id, user_id = demand.guild_id, demand.user_id
     for scope, period, metric, limit in _counters(escrowed, guild_id, user_id, PeriodKeys.at(now)):
-        needed = images if metric == "images" else estimated_micros
+        needed = demand.needed(limit.metric)
         held = await db.fetch_value(_REFILL_SQL, (scope, period, metric, guild_id, user_id, needed, limit.value))
         if held == 0:
             return limit

@@ -28,10 +28,12 @@ from typing import Protocol
 from bot.billing import escrow
 from bot.billing.bookkeeping import read_counter, verify_counters, verify_open
 from bot.billing.caps import (  # re-exported: the ledger's callers import them from here
+    Demand,
     Limit,
     LimitStatus,
     Metric,
     ReserveRequest,
+    ReserveTerms,
     Scope,
     describe_limit,
     scope_key,
@@ -45,12 +47,14 @@ from bot.storage.database import Database, Transaction
 
 __all__ = [
     "BUSY_TEXT",
+    "Demand",
     "Ledger",
     "Limit",
     "LimitStatus",
     "Metric",
     "Reservation",
     "ReserveRequest",
+    "ReserveTerms",
     "Scope",
     "describe_limit",
     "read_counter",
@@ -118,34 +122,22 @@ class Ledger:
         user_id: int,
         model: str,
         estimated_micros: int,
-        limits: Sequence[Limit],
-        max_pending_jobs: int,
-        cooldown_seconds: int = 0,
+        terms: ReserveTerms,
     ) -> Reservation:
-        """Hold ``estimated_micros`` and one image against every limit, or refuse with no side effect.
+        """Hold ``estimated_micros`` and one image under ``terms``, or refuse with no side effect.
 
         Raises :class:`GenerationPaused` or :class:`LimitRefused` (which limit, what is left, when it
         resets). Reserving the same ``job_id`` again returns the existing reservation.
         """
 
         async def attempt(now: datetime) -> Reservation | None:
-            request = ReserveRequest(
-                job_id, guild_id, user_id, model, estimated_micros, limits, max_pending_jobs, cooldown_seconds, now
-            )
+            request = ReserveRequest(job_id, guild_id, user_id, model, estimated_micros, terms, now)
             if await self._reserve_once(request):
                 return Reservation(job_id, guild_id, user_id, estimated_micros, now)
             return await self.reservation(job_id)  # reserving the same job again: the existing one
 
         async def explain(now: datetime) -> None:
-            await self.explain_refusal(
-                guild_id=guild_id,
-                user_id=user_id,
-                estimated_micros=estimated_micros,
-                limits=limits,
-                max_pending_jobs=max_pending_jobs,
-                cooldown_seconds=cooldown_seconds,
-                now=now,
-            )
+            await self.explain_refusal(Demand(guild_id, user_id, estimated_micros), terms, now)
 
         return await reserve_or_explain(self._clock, attempt, explain, attempts=ATTEMPTS, busy=BUSY_TEXT)
 
@@ -169,22 +161,22 @@ class Ledger:
         """
         if self._escrow:
             return await escrow.reserve(tx, request)
-        r = request
+        r, terms = request, request.terms
         keys = PeriodKeys.at(r.now)
         now_ms = to_millis(r.now)
         conditions = [
             "NOT EXISTS (SELECT 1 FROM guild_settings WHERE guild_id = ? AND paused = 1)",
             "COALESCE((SELECT pending_jobs FROM member_activity WHERE guild_id = ? AND user_id = ?), 0) < ?",
         ]
-        params: list[object] = [r.guild_id, r.guild_id, r.user_id, r.max_pending_jobs]
-        if r.cooldown_seconds > 0:
+        params: list[object] = [r.guild_id, r.guild_id, r.user_id, terms.max_pending_jobs]
+        if terms.cooldown_seconds > 0:
             conditions.append(
                 "COALESCE((SELECT last_reserved_at FROM member_activity WHERE guild_id = ? AND user_id = ?), 0) <= ?"
             )
-            params += [r.guild_id, r.user_id, now_ms - r.cooldown_seconds * 1000]
-        for limit in r.limits:
+            params += [r.guild_id, r.user_id, now_ms - terms.cooldown_seconds * 1000]
+        for limit in terms.limits:
             used = _USED[(limit.scope, limit.metric)]
-            cost = 1 if limit.metric is Metric.IMAGES else r.estimated_micros
+            cost = r.demand.needed(limit.metric)
             conditions.append(f"COALESCE((SELECT {used} FROM usage WHERE scope = ? AND period = ?), 0) + ? <= ?")
             params += [scope_key(limit.scope, r.guild_id, r.user_id), keys.of(limit.period), cost, limit.value]
         sql = (
@@ -198,58 +190,41 @@ class Ledger:
         row_values += [keys.day, keys.week, keys.month, now_ms]
         return await tx.execute(sql, [*row_values, *params]) == 1
 
-    async def explain_refusal(
-        self,
-        *,
-        guild_id: int,
-        user_id: int,
-        estimated_micros: int,
-        limits: Sequence[Limit],
-        max_pending_jobs: int,
-        cooldown_seconds: int,
-        now: datetime,
-        images: int = 1,
-    ) -> None:
-        """Raise the refusal that explains why a reservation was not written (or return if none applies).
+    async def explain_refusal(self, demand: Demand, terms: ReserveTerms, now: datetime) -> None:
+        """Raise the refusal that explains why a reservation of ``demand`` under ``terms`` was not written.
 
-        ``images`` > 1: an all-or-nothing group of that many images costing ``estimated_micros`` in all.
-        Raises :class:`GenerationPaused`, or :class:`LimitRefused` carrying the refusal as data.
+        Returns if none applies. ``demand.images`` > 1: an all-or-nothing group of that many images
+        costing ``demand.estimated_micros`` in all. Raises :class:`GenerationPaused`, or
+        :class:`LimitRefused` carrying the refusal as data.
         """
+        guild_id, user_id, images = demand.guild_id, demand.user_id, demand.images
         if await self._db.fetch_value("SELECT paused FROM guild_settings WHERE guild_id = ?", (guild_id,), default=0):
             raise GenerationPaused
-        for status in await self.statuses(guild_id, user_id, limits):
-            self._check(status, estimated_micros, images)
+        for status in await self.statuses(guild_id, user_id, terms.limits):
+            self._check(status, demand)
         activity = await self._db.fetch_one(
             "SELECT pending_jobs, last_reserved_at FROM member_activity WHERE guild_id = ? AND user_id = ?",
             (guild_id, user_id),
         )
         pending = activity["pending_jobs"] if activity is not None else 0
-        if pending + images > max_pending_jobs:  # a group's images count together
-            raise LimitRefused(TooManyPending(pending, max_pending_jobs, images))
-        if activity is not None and cooldown_seconds > 0:
-            ready_ms = activity["last_reserved_at"] + cooldown_seconds * 1000
+        if pending + images > terms.max_pending_jobs:  # a group's images count together
+            raise LimitRefused(TooManyPending(pending, terms.max_pending_jobs, images))
+        if activity is not None and terms.cooldown_seconds > 0:
+            ready_ms = activity["last_reserved_at"] + terms.cooldown_seconds * 1000
             if ready_ms > to_millis(now):
                 raise LimitRefused(CoolingDown(from_millis(ready_ms)))
         if self._escrow:  # nothing refuses: make sure the member's shard holds the allowances a retry needs
-            short = await escrow.refill(
-                self._db,
-                guild_id=guild_id,
-                user_id=user_id,
-                limits=limits,
-                estimated_micros=estimated_micros,
-                images=images,
-                now=now,
-            )
+            short = await escrow.refill(self._db, demand, terms.limits, now)
             if short is not None:  # by an exact count, the cap cannot hold this (money spent meanwhile)
                 [status] = await self.statuses(guild_id, user_id, [short])
-                self._check(status, estimated_micros, images)
+                self._check(status, demand)
 
     @staticmethod
-    def _check(status: LimitStatus, estimated_micros: int, images: int) -> None:
-        """Raise :class:`LimitRefused` if ``images`` costing ``estimated_micros`` do not fit ``status``."""
-        needed = images if status.limit.metric is Metric.IMAGES else estimated_micros
+    def _check(status: LimitStatus, demand: Demand) -> None:
+        """Raise :class:`LimitRefused` if ``demand`` does not fit ``status``."""
+        needed = demand.needed(status.limit.metric)
         if status.used + needed > status.allowance:
-            raise LimitRefused(OverLimit(status, needed, images))
+            raise LimitRefused(OverLimit(status, needed, demand.images))
 
     async def statuses(self, guild_id: int, user_id: int, limits: Sequence[Limit]) -> list[LimitStatus]:
         """The current use of each limit (for refusals and ``/quota``)."""

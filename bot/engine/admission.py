@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
-from bot.billing.ledger import BUSY_TEXT, Ledger, Limit
+from bot.billing.ledger import BUSY_TEXT, Demand, Ledger, ReserveTerms
 from bot.billing.limits import LimitsService
 from bot.billing.retry import reserve_or_explain
 from bot.engine.breaker import BreakerState, CircuitBreakers
@@ -111,15 +111,7 @@ class Admission:
                 return await self._reserve(
                     who,
                     estimated_micros=0 if cached else new.estimated_micros,
-                    write=lambda limits: p.store.admit(
-                        new,
-                        limits=limits,
-                        max_pending_jobs=p.config.member_max_pending_jobs,
-                        cooldown_seconds=p.config.member_cooldown_seconds,
-                        cached=cached,
-                        acked=acked,
-                        holder=p.identity.id,
-                    ),
+                    write=lambda terms: p.store.admit(new, terms, cached=cached, acked=acked, holder=p.identity.id),
                 )
             except BaseException:
                 if trial:
@@ -164,14 +156,7 @@ class Admission:
                     who,
                     estimated_micros=sum(job.estimated_micros for job in jobs),
                     images=len(jobs),
-                    write=lambda limits: p.groups.admit(
-                        group,
-                        jobs,
-                        limits=limits,
-                        max_pending_jobs=p.config.member_max_pending_jobs,
-                        cooldown_seconds=p.config.member_cooldown_seconds,
-                        holder=p.identity.id,
-                    ),
+                    write=lambda terms: p.groups.admit(group, jobs, terms, holder=p.identity.id),
                 )
             except BaseException:
                 if trial:
@@ -222,34 +207,26 @@ class Admission:
         who: Requester,
         *,
         estimated_micros: int,
-        write: Callable[[list[Limit]], Awaitable[T]],
+        write: Callable[[ReserveTerms], Awaitable[T]],
         images: int = 1,
     ) -> T:
-        """Run ``write`` (one admission transaction under the member's limits), explaining a refusal.
+        """Run ``write`` (one admission transaction under the member's terms), explaining a refusal.
 
         A refusal that no limit explains on a second look (a concurrent job ended in between) is tried
         again, up to three times in all.
         """
         p = self.parts
-        limits = await p.limits.limits_for(who.guild_id, who.user_id, who.role_ids)
+        terms = p.config.terms(await p.limits.limits_for(who.guild_id, who.user_id, who.role_ids))
+        demand = Demand(who.guild_id, who.user_id, estimated_micros, images)
 
         async def attempt(now: datetime) -> T | None:
             try:
-                return await write(limits)
+                return await write(terms)
             except AdmissionRefused:
                 return None
 
         async def explain(now: datetime) -> None:
-            await p.ledger.explain_refusal(
-                guild_id=who.guild_id,
-                user_id=who.user_id,
-                estimated_micros=estimated_micros,
-                limits=limits,
-                max_pending_jobs=p.config.member_max_pending_jobs,
-                cooldown_seconds=p.config.member_cooldown_seconds,
-                now=now,
-                images=images,
-            )
+            await p.ledger.explain_refusal(demand, terms, now)
 
         admitted = await reserve_or_explain(p.store.clock, attempt, explain, attempts=3, busy=BUSY_TEXT)
         p.checkpoint("after_reserve", who.job_id)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bot.billing.caps import Limit, ReserveTerms
 from bot.billing.refunds import RefundPolicy
 from bot.config import Settings
 
@@ -32,6 +34,10 @@ class EngineConfig:
     submit_window_seconds: float = SUBMIT_WINDOW_SECONDS
     delivery_backoff_seconds: tuple[float, ...] = DELIVERY_BACKOFF_SECONDS
     retry_backoff_seconds: tuple[float, ...] = RETRY_BACKOFF_SECONDS
+
+    def terms(self, limits: Sequence[Limit]) -> ReserveTerms:
+        """The terms a member's reservation is held to: ``limits`` (theirs, their server's, the bot's) and the caps."""
+        return ReserveTerms(limits, self.member_max_pending_jobs, self.member_cooldown_seconds)
 
     def delivery_backoff(self, tries: int) -> float:
         """The wait after the ``tries``-th failed post of a result (or a group's gallery)."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from bot.billing.ledger import Ledger, Limit
+from bot.billing.ledger import Ledger, ReserveTerms
 from bot.clock import Clock, from_millis, to_millis, utc_now
 from bot.engine.holders import OPEN_JOBS
 from bot.engine.jobs import Job, NewJob, job_from_row, reserve_and_insert
@@ -112,10 +112,8 @@ class GroupStore:
         self,
         group: NewGroup,
         jobs: Sequence[NewJob],
+        terms: ReserveTerms,
         *,
-        limits: Sequence[Limit],
-        max_pending_jobs: int,
-        cooldown_seconds: int,
         holder: str | None = None,
     ) -> list[Job]:
         """Reserve every member and write the group and its jobs in ONE transaction, or raise.
@@ -135,9 +133,7 @@ class GroupStore:
                     tx,
                     self._ledger,
                     member,
-                    limits=limits,
-                    max_pending_jobs=max_pending_jobs,
-                    cooldown_seconds=cooldown_seconds if index == 0 else 0,  # one request, one cooldown
+                    terms if index == 0 else terms.without_cooldown(),  # one request, one cooldown
                     now=now,
                     cached=False,
                     acked=False,

@@ -7,12 +7,12 @@ column list from them (converting by the field's type), so a new column is one n
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from bot.billing.ledger import Ledger, Limit, ReserveRequest
+from bot.billing.ledger import Ledger, ReserveRequest, ReserveTerms
 from bot.clock import from_millis, to_millis
 from bot.engine.states import JobStatus
 from bot.models import GenerationRequest, legacy_record
@@ -166,17 +166,15 @@ async def reserve_and_insert(
     tx: Transaction,
     ledger: Ledger,
     job: NewJob,
+    terms: ReserveTerms,
     *,
-    limits: Sequence[Limit],
-    max_pending_jobs: int,
-    cooldown_seconds: int,
     now: datetime,
     cached: bool,
     acked: bool,
     holder: str | None,
     group: tuple[int, int] | None = None,
 ) -> None:
-    """Reserve ``job``'s estimate (nothing for a cache hit) and write its row, inside the caller's transaction.
+    """Reserve ``job``'s estimate (none for a cache hit) under ``terms`` and write its row, in the caller's transaction.
 
     Raises :class:`AdmissionRefused` when a limit does not hold (the caller's transaction then rolls
     back). ``group``: the job's group id and index (`/imagine count:N`, :mod:`bot.engine.groups`).
@@ -189,9 +187,7 @@ async def reserve_and_insert(
             user_id=job.user_id,
             model=job.model,
             estimated_micros=0 if cached else job.estimated_micros,
-            limits=limits,
-            max_pending_jobs=max_pending_jobs,
-            cooldown_seconds=cooldown_seconds,
+            terms=terms,
             now=now,
         ),
     )

@@ -15,12 +15,12 @@ store's clock, which is the database's (:class:`bot.engine.dbclock.DbClock`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from bot.billing.ledger import Ledger, Limit
+from bot.billing.ledger import Ledger, ReserveTerms
 from bot.billing.refunds import RefundPolicy
 from bot.clock import Clock, from_millis, to_millis, utc_now
 from bot.engine.claim import QueueSnapshot, claim_next, read_snapshot
@@ -103,15 +103,13 @@ class JobStore(Holders):
     async def admit(
         self,
         job: NewJob,
+        terms: ReserveTerms,
         *,
-        limits: Sequence[Limit],
-        max_pending_jobs: int,
-        cooldown_seconds: int,
         cached: bool,
         acked: bool,
         holder: str | None = None,
     ) -> Job:
-        """Write the reservation and the job row in ONE transaction, or raise :class:`AdmissionRefused`.
+        """Reserve under ``terms`` and write the job row in ONE transaction, or raise :class:`AdmissionRefused`.
 
         ``cached`` admits a cache hit (0 µ$, still one image against the quotas). Admitting the same
         job id twice returns the existing job. ``holder`` is the admitting process (it acknowledges the job).
@@ -121,18 +119,7 @@ class JobStore(Holders):
             return existing
         now = self._clock()
         async with self._db.transaction() as tx:
-            await reserve_and_insert(
-                tx,
-                self._ledger,
-                job,
-                limits=limits,
-                max_pending_jobs=max_pending_jobs,
-                cooldown_seconds=cooldown_seconds,
-                now=now,
-                cached=cached,
-                acked=acked,
-                holder=holder,
-            )
+            await reserve_and_insert(tx, self._ledger, job, terms, now=now, cached=cached, acked=acked, holder=holder)
         admitted = await self.get(job.id)
         assert admitted is not None
         return admitted

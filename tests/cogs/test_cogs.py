@@ -5,6 +5,7 @@ import discord
 import pytest
 
 from bot.app import FluxcordBot, build_services, extension_names
+from bot.billing.ledger import ReserveTerms
 from bot.models import build_request
 from tests.bot.engine.conftest import make_settings
 
@@ -61,9 +62,7 @@ async def test_result_card_of_the_longest_prompt_fits_discords_embed_limits(bot)
         params=request.bfl_payload(), seed=1, width=request.width, height=request.height,
         cache_key=request.cache_key(), aspect_ratio="21:9", estimated_micros=40_000,
     )  # fmt: skip
-    job = await bot.services.jobs.admit(
-        new, limits=[], max_pending_jobs=10, cooldown_seconds=0, cached=False, acked=True
-    )
+    job = await bot.services.jobs.admit(new, ReserveTerms([], 10), cached=False, acked=True)
     embed = render_embed(Result(job, b"", 40_000, 12.3, from_cache=False), "fluxcord-1.jpg", 1408, 608, "y" * 300)
     assert len(embed) <= 6000
     assert len(embed.description) <= 4096 and len(embed.author.name) <= 256
@@ -86,3 +85,18 @@ async def test_imagine_and_edit_offer_the_same_priced_resolution_tiers(bot):
     for label, tier in imagine:
         assert label == f"{tier} · {format_usd(flux3.estimate_cost_micros(1, 1, (), tier))}"
     assert ("4k · $0.607", "4k") in imagine  # the dearest tier is priced, not just named
+
+
+async def test_option_descriptions_name_the_models_the_table_says_take_them(bot, monkeypatch):
+    from bot.models import models_supporting
+    from cogs._choices import only
+
+    def described(name):
+        return {p.name: p.description for p in bot.tree.get_command(name).parameters}
+
+    imagine, edit = described("imagine"), described("edit")
+    assert imagine["steps"] == "Sampling steps (FLUX.1 [dev], FLUX.2 [flex] only)"
+    assert imagine["resolution"] == edit["resolution"] and imagine["grounding"] == edit["grounding"]
+    assert edit["resolution"].startswith("FLUX 3 Image only:") and "FLUX 3 Image" in edit["seed"]
+    monkeypatch.setattr("cogs._choices.models_supporting", lambda option: models_supporting(option)[:1])
+    assert only("steps") == "FLUX.1 [dev] only"  # made from the table, not written out

@@ -167,15 +167,14 @@ async def test_a_grant_whose_audit_row_cannot_be_written_grants_nothing(harness,
 @pytest.fixture
 async def drifted_books(backend, tmp_path):
     """The bot's database, before the bot starts, with a spend counter that disagrees with the ledger."""
-    from bot.billing.ledger import Ledger
+    from bot.billing.ledger import Ledger, ReserveTerms
     from bot.storage.database import Database
 
     url = backend.get("database_url")
     db = await (Database.connect(url, pool_size=2) if url else Database.open(tmp_path / "fluxcord.sqlite3"))
     try:
         await Ledger(db).reserve(
-            job_id=1, guild_id=1, user_id=2, model="flux-pro-1.1", estimated_micros=40_000, limits=[],
-            max_pending_jobs=10,
+            job_id=1, guild_id=1, user_id=2, model="flux-pro-1.1", estimated_micros=40_000, terms=ReserveTerms([], 10)
         )  # fmt: skip
         await db.execute("UPDATE usage SET micros = micros + 7 WHERE scope = 'bot'")  # day, week and month
     finally:

@@ -8,6 +8,7 @@ import io
 import pytest
 from PIL import Image
 
+from bot.billing.ledger import ReserveTerms
 from bot.engine.store import NewJob
 from bot.models import build_request
 from tests.e2e.conftest import running_bot
@@ -128,9 +129,7 @@ async def test_a_forged_click_for_another_servers_job_is_refused_with_no_call(ha
         params=request.bfl_payload(), seed=1, width=request.width, height=request.height,
         cache_key=request.cache_key(), aspect_ratio="1:1", estimated_micros=40_000,
     )  # fmt: skip
-    await harness.services.jobs.admit(
-        other, limits=[], max_pending_jobs=10, cooldown_seconds=0, cached=False, acked=False
-    )
+    await harness.services.jobs.admit(other, ReserveTerms([], 10), cached=False, acked=False)
     mine = await harness.imagine(prompt="mine")
     submits = len(harness.bfl.submits)
     for action in ACTIONS:

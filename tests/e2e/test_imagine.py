@@ -6,6 +6,7 @@ import io
 import pytest
 from PIL import Image
 
+from bot.billing.ledger import ReserveTerms
 from bot.billing.money import credits_to_micros
 from bot.engine.states import JobStatus
 from tests.fakes.fake_bfl import Behaviour
@@ -200,8 +201,7 @@ async def test_a_job_left_unfinished_by_a_previous_run_is_delivered_to_the_chann
     # The state a crash leaves: reserved, submitted to BFL, task id recorded, never settled; no token.
     policy = services.settings.refund_policy
     await services.jobs.admit(
-        _new_job(request, job_id, fake, user_id), limits=[], max_pending_jobs=10, cooldown_seconds=0, cached=False,
-        acked=True,
+        _new_job(request, job_id, fake, user_id), ReserveTerms([], 10), cached=False, acked=True,
     )  # fmt: skip
     assert await services.jobs.advance(job_id, JobStatus.QUEUED, JobStatus.SUBMITTING) is not None
     task = await services.bfl.submit(request.model.key, request.bfl_payload())

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from bot.billing.bookkeeping import Bookkeeping, checked_since, first_ledger_id_since, verify_counters
-from bot.billing.ledger import Ledger, Limit, Metric, Scope
+from bot.billing.ledger import Ledger, Limit, Metric, ReserveTerms, Scope
 from bot.config import Period
 
 GUILD = 10
@@ -46,8 +46,7 @@ async def cycle(ledger, job_id, user=1, cost=PRICE, settle=PRICE):
         user_id=user,
         model="flux-pro-1.1",
         estimated_micros=cost,
-        limits=LIMITS,
-        max_pending_jobs=10**6,
+        terms=ReserveTerms(LIMITS, 10**6),
     )
     if settle is not None:
         await ledger.settle(job_id, settle)

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from bot.billing.ledger import Ledger, Limit, Metric, Scope
+from bot.billing.ledger import Ledger, Limit, Metric, ReserveTerms, Scope
 from bot.config import Period
 from bot.errors import LimitReached
 
@@ -36,8 +36,7 @@ async def reserve(ledger, job_id, limits, user, cost=PRICE):
             user_id=user,
             model="flux-pro-1.1",
             estimated_micros=cost,
-            limits=limits,
-            max_pending_jobs=10**6,
+            terms=ReserveTerms(limits, 10**6),
         )
     except LimitReached:
         return False

@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.billing.ledger import Ledger, Limit, Metric, Scope
+from bot.billing.ledger import Ledger, Limit, Metric, ReserveTerms, Scope
 from bot.billing.refusals import CoolingDown, LimitRefused, OverLimit, TooManyPending
 from bot.config import Period
 from bot.errors import GenerationPaused, LimitReached
@@ -40,9 +40,7 @@ async def reserve(ledger, job_id, limits, user=ALICE, guild=GUILD, cost=PRICE, p
         user_id=user,
         model="flux-pro-1.1",
         estimated_micros=cost,
-        limits=limits,
-        max_pending_jobs=pending,
-        cooldown_seconds=cooldown,
+        terms=ReserveTerms(limits, pending, cooldown),
     )
 
 

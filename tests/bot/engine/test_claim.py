@@ -6,7 +6,7 @@ import random
 import pytest
 
 from bot.audit import AuditLog
-from bot.billing.ledger import Ledger
+from bot.billing.ledger import Ledger, ReserveTerms
 from bot.billing.limits import LimitsService
 from bot.config import RefundPolicy, Settings
 from bot.engine.claim import route_caps, route_slots
@@ -33,9 +33,7 @@ def limits(db, clock):
 async def admit(store, limits, job, clock, acked=True):
     clock.advance(milliseconds=1)
     applicable = await limits.limits_for(job.guild_id, job.user_id, ())
-    return await store.admit(
-        job, limits=applicable, max_pending_jobs=1000, cooldown_seconds=0, cached=False, acked=acked
-    )
+    return await store.admit(job, ReserveTerms(applicable, 1000), cached=False, acked=acked)
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from bot.billing.ledger import Ledger, Limit, Metric, Scope
+from bot.billing.ledger import Ledger, Limit, Metric, ReserveTerms, Scope
 from bot.config import Period, RefundPolicy
 from bot.engine.groups import GroupStore, NewGroup
 from bot.engine.jobs import AdmissionRefused, NewJob
@@ -50,8 +50,7 @@ def jobs(db, ledger, clock):
 
 async def admit(groups, group_id, size, *, limit=10 * PRICE, cooldown=0, pending=100):
     return await groups.admit(
-        group(group_id, size), [member(n) for n in range(size)], limits=budget(limit),
-        max_pending_jobs=pending, cooldown_seconds=cooldown,
+        group(group_id, size), [member(n) for n in range(size)], ReserveTerms(budget(limit), pending, cooldown),
     )  # fmt: skip
 
 

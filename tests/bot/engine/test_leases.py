@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from bot.audit import AuditLog
-from bot.billing.ledger import Ledger
+from bot.billing.ledger import Ledger, ReserveTerms
 from bot.billing.limits import LimitsService
 from bot.config import Settings
 from bot.engine.leases import Holder, ProcessIdentity, provably_gone
@@ -91,7 +91,7 @@ async def test_only_jobs_whose_holder_is_gone_are_orphaned(store, limits, clock)
     await admit(store, limits, new_job(2, user=2), acked=False)  # no holder (written before holders existed)
     for job_id, holder in ((3, live), (4, dead), (5, me)):
         await store.admit(
-            new_job(job_id, user=job_id), limits=[], max_pending_jobs=100, cooldown_seconds=0,
+            new_job(job_id, user=job_id), ReserveTerms([], 100),
             cached=False, acked=False, holder=holder.id,
         )  # fmt: skip
     clock.advance(seconds=2)  # the dead one's lease has expired

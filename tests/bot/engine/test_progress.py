@@ -2,7 +2,7 @@
 
 import asyncio
 
-from bot.billing.ledger import Ledger
+from bot.billing.ledger import Ledger, ReserveTerms
 from bot.engine.progress import GroupPosted, Posted, Progress, ProgressPainter, reencoded_reason
 from bot.engine.states import JobStatus
 from bot.engine.store import JobStore, NewJob
@@ -39,7 +39,7 @@ async def make_job(db, clock):
         seed=1, width=1024, height=1024, cache_key="ab" * 16, aspect_ratio="1:1", estimated_micros=40_000,
         application_id=9, interaction_token="tok",
     )  # fmt: skip
-    return await store.admit(new, limits=[], max_pending_jobs=10, cooldown_seconds=0, cached=False, acked=True)
+    return await store.admit(new, ReserveTerms([], 10), cached=False, acked=True)
 
 
 async def test_one_edit_at_a_time_only_on_change_and_throttled(db, clock):

@@ -10,7 +10,7 @@ import json
 import pytest
 from PIL import Image
 
-from bot.billing.ledger import Ledger
+from bot.billing.ledger import Ledger, ReserveTerms
 from bot.engine.admission import Requester, new_job
 from bot.engine.store import JobStore
 from bot.models import MODELS, GenerationRequest, InputImage, build_request, rerolled
@@ -39,7 +39,7 @@ async def store(db, clock):
 
 
 async def admit(store, job):
-    return await store.admit(job, limits=[], max_pending_jobs=100, cooldown_seconds=0, cached=False, acked=True)
+    return await store.admit(job, ReserveTerms([], 100), cached=False, acked=True)
 
 
 def who(job_id: int) -> Requester:

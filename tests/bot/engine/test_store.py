@@ -6,7 +6,7 @@ import random
 import pytest
 
 from bot.audit import AuditLog
-from bot.billing.ledger import Ledger
+from bot.billing.ledger import Ledger, ReserveTerms
 from bot.billing.limits import LimitsService
 from bot.config import RefundPolicy, Settings
 from bot.engine.fairness import queue_order
@@ -36,7 +36,7 @@ def limits(db, clock):
 async def admit(store, limits, job, **kwargs):
     applicable = await limits.limits_for(job.guild_id, job.user_id, ())
     return await store.admit(
-        job, limits=applicable, max_pending_jobs=kwargs.pop("max_pending", 1000), cooldown_seconds=0,
+        job, ReserveTerms(applicable, kwargs.pop("max_pending", 1000)),
         cached=kwargs.pop("cached", False), acked=kwargs.pop("acked", True),
     )  # fmt: skip
 

@@ -13,7 +13,7 @@ import asyncio
 import json
 import sys
 
-from bot.billing.ledger import BUSY_TEXT, Ledger, Limit, Metric, Scope
+from bot.billing.ledger import BUSY_TEXT, Ledger, Limit, Metric, ReserveTerms, Scope
 from bot.config import Period
 from bot.errors import LimitReached
 from bot.storage.database import Database
@@ -40,8 +40,7 @@ async def main(process: int, backend: str, target: str, budget: int, price: int)
                     user_id=1000 + job_id % MEMBERS,
                     model="flux-pro-1.1",
                     estimated_micros=price,
-                    limits=limits,
-                    max_pending_jobs=10**6,
+                    terms=ReserveTerms(limits, 10**6),
                 )
             except LimitReached as refusal:
                 if refusal.user_message == BUSY_TEXT:

@@ -11,7 +11,7 @@ import asyncio
 import json
 import sys
 
-from bot.billing.ledger import Ledger, Limit, Metric, Scope
+from bot.billing.ledger import Ledger, Limit, Metric, ReserveTerms, Scope
 from bot.config import Period
 from bot.errors import LimitReached
 from bot.storage.database import Database
@@ -35,8 +35,7 @@ async def main(backend: str, target: str, process: int, count: int, budget: int,
                 user_id=1000 + index % 7,  # several members, one server budget
                 model="flux-pro-1.1",
                 estimated_micros=price,
-                limits=limits,
-                max_pending_jobs=10_000,
+                terms=ReserveTerms(limits, 10_000),
             )
         except LimitReached:
             return False
