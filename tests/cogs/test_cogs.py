@@ -86,3 +86,12 @@ async def test_imagine_and_edit_offer_the_same_priced_resolution_tiers(bot):
     for label, tier in imagine:
         assert label == f"{tier} · {format_usd(flux3.estimate_cost_micros(1, 1, (), tier))}"
     assert ("4k · $0.607", "4k") in imagine  # the dearest tier is priced, not just named
+
+
+def test_every_button_action_is_one_the_catch_all_leaves_alone():
+    """A new button's action must be in ALL_ACTIONS, or the "no longer available" catch-all would take its clicks."""
+    from cogs._buttons import LOOKS, RESULT_ROWS
+    from cogs._components import ALL_ACTIONS
+
+    assert set(LOOKS) <= set(ALL_ACTIONS)
+    assert {action for row in RESULT_ROWS for action in row} <= set(LOOKS)
