@@ -18,7 +18,7 @@ from typing import ClassVar
 import discord
 
 from bot.engine.sources import SourceKind
-from bot.models import GenerationRequest, InputImage
+from bot.models import GenerationRequest, InputImage, more_detail
 from cogs._components import PersistentButton, action_template, an_id
 from cogs._gallery import GalleryButton
 
@@ -33,7 +33,9 @@ class CarryOn:
     derive: Callable[[GenerationRequest, InputImage], GenerationRequest]
 
 
-CARRY_ON: dict[str, CarryOn] = {}
+CARRY_ON: dict[str, CarryOn] = {
+    "detail": CarryOn("More detail", "🔍", "detail", more_detail),
+}
 """The carry-on buttons by action, in the order they show (their own row under a result)."""
 
 LOOKS: dict[str, tuple[str, str, discord.ButtonStyle]] = {
