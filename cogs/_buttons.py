@@ -1,19 +1,42 @@
-"""The buttons of a job's messages: Cancel while queued; Reroll, Vary, Edit, Delete, Details under a result.
+"""The buttons of a job's messages: Cancel while queued; Reroll, Vary, Edit, Delete, Details and the carry-ons.
 
 Each is a :class:`cogs._components.PersistentButton` whose custom id holds only an action and a job id
 (never the prompt); the job is looked up again on every click, so the buttons work after restarts.
-Reroll and Cancel are handled by the ``/imagine`` cog; Vary, Edit, Delete and Details by the ``/edit``
-cog (each registers its kind with itself as the target).
+Reroll and Cancel are handled by the ``/imagine`` cog; Vary, Edit, Delete, Details and every carry-on by
+the ``/edit`` cog (each registers its kind with itself as the target).
+
+A carry-on (:data:`CARRY_ON`) is a button that maps the result's stored request and its image to a new
+request (a function of :mod:`bot.models.carry_on`); adding one is one entry here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import ClassVar
 
 import discord
 
+from bot.engine.sources import SourceKind
+from bot.models import GenerationRequest, InputImage, more_detail
 from cogs._components import PersistentButton, action_template, an_id
 from cogs._gallery import GalleryButton
+
+
+@dataclass(frozen=True)
+class CarryOn:
+    """A result button that maps the result's stored request and image to a new request."""
+
+    label: str
+    emoji: str
+    kind: SourceKind  # what the new job records it works on (its card and Details)
+    derive: Callable[[GenerationRequest, InputImage], GenerationRequest]
+
+
+CARRY_ON: dict[str, CarryOn] = {
+    "detail": CarryOn("More detail", "🔍", "detail", more_detail),
+}
+"""The carry-on buttons by action, in the order they show (their own row under a result)."""
 
 LOOKS: dict[str, tuple[str, str, discord.ButtonStyle]] = {
     "reroll": ("Reroll", "🎲", discord.ButtonStyle.secondary),
@@ -22,6 +45,7 @@ LOOKS: dict[str, tuple[str, str, discord.ButtonStyle]] = {
     "edit": ("Edit", "✏️", discord.ButtonStyle.secondary),
     "delete": ("Delete", "🗑️", discord.ButtonStyle.secondary),
     "details": ("Details", "ℹ️", discord.ButtonStyle.secondary),
+    **{action: (c.label, c.emoji, discord.ButtonStyle.secondary) for action, c in CARRY_ON.items()},
 }
 
 
@@ -50,10 +74,13 @@ class JobButton(_JobAction, template=action_template(("reroll", "cancel"))):
             await self.target.cancel(interaction, self.job_id)
 
 
-class ResultButton(_JobAction, template=action_template(("vary", "edit", "delete", "details"))):
-    """Vary, Edit, Delete or Details: ``target.on_action`` (the ``/edit`` cog)."""
+_RESULT_ACTIONS = ("vary", "edit", "delete", "details", *CARRY_ON)
 
-    ACTIONS: ClassVar[frozenset[str]] = frozenset({"vary", "edit", "delete", "details"})
+
+class ResultButton(_JobAction, template=action_template(_RESULT_ACTIONS)):
+    """Vary, Edit, Delete, Details or a carry-on: ``target.on_action`` (the ``/edit`` cog)."""
+
+    ACTIONS: ClassVar[frozenset[str]] = frozenset(_RESULT_ACTIONS)
 
     async def run(self, interaction: discord.Interaction) -> None:
         """Hand the click to the cog it was registered with."""
@@ -65,11 +92,18 @@ def job_button(action: str, job_id: int) -> _JobAction:
     return ResultButton(action, job_id) if action in ResultButton.ACTIONS else JobButton(action, job_id)
 
 
+RESULT_ROWS = (("reroll", "vary", "edit", "delete", "details"), tuple(CARRY_ON))
+"""The buttons under a posted image, row by row: the first row's, then the carry-ons."""
+
+
 def result_buttons(job_id: int) -> discord.ui.View:
-    """The buttons attached to a posted image: Reroll, Vary, Edit, Delete, Details (one row)."""
+    """The buttons attached to a posted image (:data:`RESULT_ROWS`)."""
     view = discord.ui.View(timeout=None)
-    for action in ("reroll", "vary", "edit", "delete", "details"):
-        view.add_item(job_button(action, job_id))
+    for row, actions in enumerate(RESULT_ROWS):
+        for action in actions:
+            button = job_button(action, job_id)
+            button.item.row = row
+            view.add_item(button)
     return view
 
 

@@ -1,4 +1,4 @@
-"""`/edit`, the "Edit with FLUX" message menu, and the Vary / Edit / Delete / Details buttons of results.
+"""`/edit`, the "Edit with FLUX" message menu, and the Vary / Edit / More detail / Delete / Details buttons.
 
 Edits are jobs like any other: the cog validates the options (a bad one is refused privately before any
 download), fetches the input images from Discord only (:class:`bot.images.inputs.InputFetcher`),
@@ -36,7 +36,7 @@ from bot.models import (
 from bot.safety.privacy import require_details
 from bot.text import clean_prompt
 from cogs._admission import within_budget
-from cogs._buttons import ResultButton, cancel_buttons
+from cogs._buttons import CARRY_ON, CarryOn, ResultButton, cancel_buttons
 from cogs._choices import GROUNDING_HELP, RESOLUTION_HELP, labels, model_choices, resolution_choices
 from cogs._components import register, unregister
 from cogs._context import is_moderator, ours, require_guild
@@ -243,16 +243,37 @@ class Edit(commands.Cog):
         count = len(preloaded) if preloaded is not None else len(sources)
         # Pure validation first (placeholders stand in for the images): a bad option costs no download.
         spec = build_request(**options, input_images=[_PLACEHOLDER] * count).model
-        loading = asyncio.ensure_future(self._load(spec.key, sources, preloaded))
-        try:
-            await within_budget(interaction, loading, private=private)  # past it, the answer is deferred
-        except BaseException:
-            loading.cancel()  # nothing is admitted yet: the download simply stops
-            raise
-        images = await loading
+        images = await self._loaded(interaction, spec.key, sources, preloaded, private=private)
         request = build_request(**options, input_images=images)
         source = Source(kind, sources[0].url if sources else None, source_job_id)
         await self.flow.submit(interaction, request, private=private, source=source)
+
+    async def carry_on(self, interaction: discord.Interaction, job: Job, button: CarryOn) -> None:
+        """A carry-on button (:data:`cogs._buttons.CARRY_ON`): the stored request and the result → a new request."""
+        stored = await stored_request(job)
+        model = button.derive(stored, _PLACEHOLDER).model.key  # validation first: a refusal costs no download
+        result = self._result_image(interaction)
+        [image] = await self._loaded(interaction, model, [result], None, private=job.private)
+        source = Source(button.kind, result.url, job.id)
+        await self.flow.submit(interaction, button.derive(stored, image), private=job.private, source=source)
+
+    async def _loaded(
+        self,
+        interaction: discord.Interaction,
+        model: str,
+        sources: Sequence[SourceImage],
+        preloaded: Sequence[InputImage] | None,
+        *,
+        private: bool,
+    ) -> list[InputImage]:
+        """The input images, fetched and defused within the acknowledgement budget (past it, deferred)."""
+        loading = asyncio.ensure_future(self._load(model, sources, preloaded))
+        try:
+            await within_budget(interaction, loading, private=private)
+        except BaseException:
+            loading.cancel()  # nothing is admitted yet: the download simply stops
+            raise
+        return await loading
 
     async def _load(
         self, model: str, sources: Sequence[SourceImage], preloaded: Sequence[InputImage] | None
@@ -281,7 +302,7 @@ class Edit(commands.Cog):
         return job
 
     async def on_action(self, action: str, interaction: discord.Interaction, job_id: int) -> None:
-        """Run a result button: vary, edit, delete, details."""
+        """Run a result button: vary, edit, delete, details, or a carry-on (More detail)."""
         job = await self.job_for(interaction, job_id)
         if action != "delete":
             require_details(job)  # its prompt was erased (retention or /privacy forget): nothing to work on
@@ -294,6 +315,8 @@ class Edit(commands.Cog):
             asked = await stored_request(job)  # the request record, never the payload
             modal = EditModal(self, source, default_model=_edit_model_for(asked.model.key), source_job_id=job.id)
             await interaction.response.send_modal(modal)
+        elif action in CARRY_ON:
+            await self.carry_on(interaction, job, CARRY_ON[action])
         elif action == "vary":
             asked = await stored_request(job)
             await self.run_edit(

@@ -19,6 +19,7 @@ strategies), :mod:`~bot.models.spec` (:class:`ModelSpec`, with :meth:`ModelSpec.
 from __future__ import annotations
 
 from bot.models.build import build_request
+from bot.models.carry_on import more_detail
 from bot.models.derive import final_request, legacy_record, rerolled, retarget
 from bot.models.options import (
     ASPECT_RATIOS,
@@ -65,6 +66,7 @@ __all__ = [
     "legacy_record",
     "models_supporting",
     "models_taking_images",
+    "more_detail",
     "nearest_aspect_ratio",
     "rerolled",
     "retarget",

@@ -100,3 +100,12 @@ async def test_option_descriptions_name_the_models_the_table_says_take_them(bot,
     assert edit["resolution"].startswith("FLUX 3 Image only:") and "FLUX 3 Image" in edit["seed"]
     monkeypatch.setattr("cogs._choices.models_supporting", lambda option: models_supporting(option)[:1])
     assert only("steps") == "FLUX.1 [dev] only"  # made from the table, not written out
+
+
+def test_every_button_action_is_one_the_catch_all_leaves_alone():
+    """A new button's action must be in ALL_ACTIONS, or the "no longer available" catch-all would take its clicks."""
+    from cogs._buttons import LOOKS, RESULT_ROWS
+    from cogs._components import ALL_ACTIONS
+
+    assert set(LOOKS) <= set(ALL_ACTIONS)
+    assert {action for row in RESULT_ROWS for action in row} <= set(LOOKS)

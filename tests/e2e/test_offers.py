@@ -10,8 +10,7 @@ FOUR_K = {"prompt": "a cathedral", "model": "flux-3-image", "resolution": "4k"}
 
 
 def _buttons(message):
-    [row] = message["components"]
-    return [c["custom_id"] for c in row["components"]]
+    return [c["custom_id"] for row in message["components"] for c in row["components"]]
 
 
 async def test_a_price_confirmation_survives_a_restart_and_charges_once(discord_endpoints, fake_bfl, tmp_path):
