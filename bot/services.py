@@ -7,16 +7,14 @@ wording is passed in (``render``).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
 
 from bot.audit import AuditLog
 from bot.bfl.client import BflClient, BflPolicy
-from bot.bfl.end_user import EndUserIds
 from bot.billing.alerts import SpendAlerts
 from bot.billing.bookkeeping import Bookkeeping
 from bot.billing.ledger import Ledger
@@ -28,6 +26,7 @@ from bot.engine.dbclock import DbClock
 from bot.engine.engine import EngineHooks, EngineParts, JobEngine
 from bot.engine.groups import GroupStore
 from bot.engine.leases import ProcessIdentity
+from bot.engine.parts import Provider, Rules
 from bot.engine.shared_breaker import BreakerLog, SharedBreakers
 from bot.engine.sources import JobSources
 from bot.engine.store import JobStore
@@ -99,10 +98,8 @@ def build_services(
     cache = ImageCache(settings.cache_dir, settings.cache_max_mb * 1024 * 1024)
     safety = SafetyService(db, audit, settings, render=render, clock=clock, notice=modlog.announce)
     groups = GroupStore(db, ledger, clock)
-    # end_users: the `user` sent to BFL, keyed by a per-install secret loaded at start
-    parts = EngineParts(
-        jobs, groups, ledger, limits, bfl, cache, clock, safety=safety, end_users=EndUserIds(), server=server_settings
-    )
+    # end_users (the provider's default): the `user` sent to BFL, keyed by a per-install secret loaded at start
+    parts = EngineParts(jobs, groups, ledger, clock, Provider(bfl, cache), Rules(limits, server_settings, safety))
     hooks = {"on_admitted": alerts.check, "notice": modlog.announce, "observer": metrics}
     engine = _job_engine(settings, parts, hooks=hooks, options=engine_options or {}, role=role)
     privacy = PrivacyService(db, cache, retention_days=settings.prompt_retention_days, clock=clock)
@@ -138,7 +135,7 @@ def _job_engine(
     config = EngineConfig.from_settings(settings, **options.pop("config", {}))
     breakers = options.pop("breakers", None) or SharedBreakers(BreakerLog(parts.store.db))
     identity = options.pop("identity", None) or ProcessIdentity(role)
-    parts = dataclasses.replace(parts, breakers=breakers, identity=identity)
+    parts = replace(parts, provider=replace(parts.provider, breakers=breakers), identity=identity)
     return JobEngine(parts, config, EngineHooks(**(hooks | options)))
 
 

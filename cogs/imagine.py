@@ -189,7 +189,7 @@ async def setup(bot: FluxcordBot) -> None:
     cog = Imagine(bot)
     register(bot, {JobButton: cog, GalleryButton: cog.gallery, ConfirmButton: cog.flow, FallbackButton: cog.flow})
     bot.add_dynamic_items(UNKNOWN_ACTION)
-    bot.services.engine.attach(cog.presenter)
+    bot.services.engine.presenter.fill(cog.presenter)  # the engine's Discord side (PresenterSlot)
     await bot.add_cog(cog)
 
 

@@ -29,11 +29,15 @@ class ManualClock:
 
 
 @pytest.fixture
-def clock(harness):
-    """Two provider errors within a minute open a model's breaker; a trial after 30 s (of this clock)."""
-    clock = ManualClock()
-    harness.services.engine.breakers = CircuitBreakers(failures=2, window=60, cooldown=30, clock=clock)
-    return clock
+def clock():
+    """The breakers' clock (moved by hand)."""
+    return ManualClock()
+
+
+@pytest.fixture
+def engine_options(clock):
+    """Two provider errors within a minute open a model's breaker; a trial after 30 s (of ``clock``)."""
+    return {"breakers": CircuitBreakers(failures=2, window=60, cooldown=30, clock=clock)}
 
 
 async def break_model(harness, model="flux-pro-1.1", **options):

@@ -38,6 +38,7 @@ from bot.engine.fairness import positions
 from bot.engine.groups import GroupStore
 from bot.engine.holders import OPEN_JOBS
 from bot.engine.leases import ProcessIdentity
+from bot.engine.parts import PresenterSlot
 from bot.engine.sources import JobSources
 from bot.engine.states import OPEN, JobStatus
 from bot.ops.metrics import Metrics
@@ -285,7 +286,7 @@ async def test_every_statement_of_a_hot_operation_uses_an_index(operation, histo
             db=db,
             session=session,
             clock=clock,
-            engine_options={"presenter": presenter, "config": {"progress_interval": 0.0}},
+            engine_options={"presenter": PresenterSlot(presenter), "config": {"progress_interval": 0.0}},
         )
         db.label = operation
         await OPERATIONS[operation](Context(db, services, presenter, clock))
