@@ -8,7 +8,7 @@ wording is passed in (``render``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
@@ -42,27 +42,48 @@ from bot.styles import StyleService
 
 
 @dataclass(frozen=True)
+class ServerServices:
+    """A server's rules and its moderators' tools."""
+
+    settings: ServerSettings  # the per-server switches (paused, fallback model, mod-log channel, …)
+    limits: LimitsService  # members' and roles' budgets
+    safety: SafetyService
+    audit: AuditLog  # moderators' changes
+    modlog: ModLog
+
+
+@dataclass(frozen=True)
+class MemberServices:
+    """What members keep with the bot."""
+
+    prefs: PrefsService
+    styles: StyleService
+    privacy: PrivacyService  # their stored prompts: retention, what is kept, forgetting
+    sources: JobSources  # what an edit works on, and a member's history
+
+
+@dataclass(frozen=True)
+class Operations:
+    """What runs beside the requests."""
+
+    clock: Clock  # the database's clock
+    bfl: BflClient  # the provider (the engine's own; /status reads the credits through it)
+    metrics: Metrics
+    bookkeeping: Bookkeeping  # counters = ledger, now and daily
+
+
+@dataclass(frozen=True)
 class Services:
     """Everything the cogs use, built once by :func:`build_services` (through :func:`bot.app.assemble`)."""
 
     settings: Settings
     db: Database
-    bfl: BflClient
     jobs: JobStore
     ledger: Ledger
-    limits: LimitsService
     engine: JobEngine
-    modlog: ModLog
-    clock: Clock
-    metrics: Metrics = field(default_factory=Metrics)
-    safety: SafetyService = field(kw_only=True)
-    privacy: PrivacyService = field(kw_only=True)
-    styles: StyleService = field(kw_only=True)
-    prefs: PrefsService = field(kw_only=True)
-    bookkeeping: Bookkeeping = field(kw_only=True)
-    server_settings: ServerSettings = field(kw_only=True)  # per-server switches
-    audit: AuditLog = field(kw_only=True)  # moderators' changes
-    sources: JobSources = field(kw_only=True)  # what an edit works on, and a member's history
+    server: ServerServices
+    members: MemberServices
+    ops: Operations
 
 
 ServicesFor = Callable[[ChannelPoster], Services]  # builds the services around the Discord client
@@ -108,22 +129,12 @@ def build_services(
     return Services(
         settings,
         db,
-        bfl,
         jobs,
         ledger,
-        limits,
         engine,
-        modlog,
-        clock,
-        metrics,
-        safety=safety,
-        privacy=privacy,
-        styles=styles,
-        prefs=prefs,
-        bookkeeping=Bookkeeping(db, clock=clock, observer=metrics),
-        server_settings=server_settings,
-        audit=audit,
-        sources=JobSources(db),
+        ServerServices(server_settings, limits, safety, audit, modlog),
+        MemberServices(prefs, styles, privacy, JobSources(db)),
+        Operations(clock, bfl, metrics, Bookkeeping(db, clock=clock, observer=metrics)),
     )
 
 

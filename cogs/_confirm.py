@@ -58,10 +58,10 @@ class PriceCheck:
         settings = services.settings
         return cls(
             services.ledger,
-            services.limits,
+            services.server.limits,
             settings.member_max_pending_jobs,
             settings.member_cooldown_seconds,
-            services.clock,
+            services.ops.clock,
         )
 
     async def require(self, interaction: discord.Interaction, estimated_micros: int, *, images: int = 1) -> None:

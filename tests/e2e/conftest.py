@@ -225,7 +225,7 @@ async def running_bot(fake, bfl, settings, *, bfl_options=None, engine_options=N
     options = dict(fast if bfl_options is None else bfl_options)
     options["engine_options"] = {"observer": events} | options.get("engine_options", {}) | (engine_options or {})
     async with assemble(settings, bfl_options=options, guild_ready_timeout=0.05) as bot:
-        events.metrics = bot.services.metrics  # before the engine starts: the bot's metrics miss nothing
+        events.metrics = bot.services.ops.metrics  # before the engine starts: the bot's metrics miss nothing
         async with fake.run_bot(bot):
             yield BotHarness(bot, fake, bfl, settings, events)
 

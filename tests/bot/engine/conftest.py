@@ -116,8 +116,8 @@ class EngineHarness:
         self.presenter = presenter
         self.db = db
         self.bfl = bfl
-        self.limits = services.limits
-        self.server = services.server_settings  # the per-server switches (paused)
+        self.limits = services.server.limits
+        self.server = services.server.settings  # the per-server switches (paused)
         self.settings = settings
         self.ledger = services.ledger
 
@@ -153,7 +153,7 @@ def build_engine(db, session, settings, clock, presenter=None, **options: Any) -
         backoff_base=0.001,
         backoff_cap=0.01,
     )
-    return services.engine, services.bfl, services
+    return services.engine, services.ops.bfl, services
 
 
 @pytest.fixture
