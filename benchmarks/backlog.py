@@ -103,7 +103,7 @@ async def run_backlog(jobs: int, latency: float, *, model: str = "flux-pro-1.1")
             services = build_services(_settings(fake, Path(folder)), db=db, session=session)
             presenter = InstantPresenter()
             presenter.expected = jobs
-            services.engine.attach(presenter)
+            services.engine.presenter.fill(presenter)
             await services.engine.start()
             loop = asyncio.get_running_loop()
             lags: list[float] = []

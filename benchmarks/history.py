@@ -113,10 +113,10 @@ async def _recovery(ctx: Context) -> None:
 
 async def _quota(ctx: Context) -> None:
     services = ctx.services
-    limits = await services.limits.limits_for(ctx.guild, ctx.user, [])
+    limits = await services.server.limits.limits_for(ctx.guild, ctx.user, [])
     assert await services.ledger.statuses(ctx.guild, ctx.user, limits)
-    await services.server_settings.guild_settings(ctx.guild)
-    await services.safety.allowed_models(ctx.guild)
+    await services.server.settings.guild_settings(ctx.guild)
+    await services.server.safety.allowed_models(ctx.guild)
 
 
 async def _history(ctx: Context) -> None:
@@ -144,15 +144,15 @@ async def _export(ctx: Context) -> None:
 
 
 async def _privacy_show(ctx: Context) -> None:
-    assert (await ctx.services.privacy.kept(ctx.guild, ctx.user)).requests > 0
+    assert (await ctx.services.members.privacy.kept(ctx.guild, ctx.user)).requests > 0
 
 
 async def _forget(ctx: Context) -> None:
-    await ctx.services.privacy.forget(ctx.guild, ctx.shape.probe_member(1 + ctx.run))  # a new member each run
+    await ctx.services.members.privacy.forget(ctx.guild, ctx.shape.probe_member(1 + ctx.run))  # a new member each run
 
 
 async def _sweep(ctx: Context) -> None:
-    assert await ctx.services.privacy.sweep() == 0  # the history is swept already: the search alone
+    assert await ctx.services.members.privacy.sweep() == 0  # the history is swept already: the search alone
 
 
 async def _events(ctx: Context) -> None:

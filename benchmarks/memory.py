@@ -94,7 +94,7 @@ async def child(args: argparse.Namespace) -> dict[str, float]:
     async with aiohttp.ClientSession() as session:
         services = build_services(settings, db=db, session=session)
         presenter = InstantPresenter()
-        services.engine.attach(presenter)
+        services.engine.presenter.fill(presenter)
         await services.engine.start()
         next_id = 1
 

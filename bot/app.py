@@ -70,7 +70,7 @@ class FluxcordBot(commands.Bot):
         built = services(self)
         options.setdefault("intents", discord.Intents.default())
         options.setdefault("chunk_guilds_at_startup", False)
-        options.setdefault("http_trace", built.metrics.discord_trace())  # fluxcord_discord_api_errors_total
+        options.setdefault("http_trace", built.ops.metrics.discord_trace())  # fluxcord_discord_api_errors_total
         super().__init__(
             command_prefix=commands.when_mentioned,
             tree_cls=FluxcordTree,
@@ -84,7 +84,7 @@ class FluxcordBot(commands.Bot):
         self.services = built
         settings, port = self.services.settings, self.services.settings.metrics_port
         self.ops = (  # the metrics and health server, when METRICS_PORT is set (`assemble` starts it)
-            OpsServer(self, self.services.metrics, host=settings.metrics_host, port=port)
+            OpsServer(self, self.services.ops.metrics, host=settings.metrics_host, port=port)
             if port is not None and background_work
             else None
         )
@@ -108,15 +108,15 @@ class FluxcordBot(commands.Bot):
         await self.sync_commands(force=False)
         # Resolving money and resuming jobs needs only the database, BFL and Discord's REST API.
         await self.services.engine.start()
-        self.services.privacy.start()  # the retention sweep (PROMPT_RETENTION_DAYS)
-        self.services.bookkeeping.start()  # counters = ledger, now and daily (off the hot path)
+        self.services.members.privacy.start()  # the retention sweep (PROMPT_RETENTION_DAYS)
+        self.services.ops.bookkeeping.start()  # counters = ledger, now and daily (off the hot path)
 
     async def close(self) -> None:
         """Stop admitting, leave every job resumable, then disconnect."""
         try:
             await self.services.engine.stop()
-            await self.services.privacy.stop()
-            await self.services.bookkeeping.stop()
+            await self.services.members.privacy.stop()
+            await self.services.ops.bookkeeping.stop()
             await super().close()
         finally:
             self.closed.set()
@@ -236,7 +236,7 @@ async def assemble(
             if not bot.is_closed():
                 await bot.close()
             await services.engine.stop()  # idempotent; the database must outlive every job task
-            await services.modlog.close()
+            await services.server.modlog.close()
     finally:
         await session.close()
         await db.close()

@@ -7,16 +7,14 @@ wording is passed in (``render``).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
 
 from bot.audit import AuditLog
 from bot.bfl.client import BflClient, BflPolicy
-from bot.bfl.end_user import EndUserIds
 from bot.billing.alerts import SpendAlerts
 from bot.billing.bookkeeping import Bookkeeping
 from bot.billing.ledger import Ledger
@@ -28,6 +26,7 @@ from bot.engine.dbclock import DbClock
 from bot.engine.engine import EngineHooks, EngineParts, JobEngine
 from bot.engine.groups import GroupStore
 from bot.engine.leases import ProcessIdentity
+from bot.engine.parts import Provider, Rules
 from bot.engine.shared_breaker import BreakerLog, SharedBreakers
 from bot.engine.sources import JobSources
 from bot.engine.store import JobStore
@@ -43,27 +42,48 @@ from bot.styles import StyleService
 
 
 @dataclass(frozen=True)
+class ServerServices:
+    """A server's rules and its moderators' tools."""
+
+    settings: ServerSettings  # the per-server switches (paused, fallback model, mod-log channel, …)
+    limits: LimitsService  # members' and roles' budgets
+    safety: SafetyService
+    audit: AuditLog  # moderators' changes
+    modlog: ModLog
+
+
+@dataclass(frozen=True)
+class MemberServices:
+    """What members keep with the bot."""
+
+    prefs: PrefsService
+    styles: StyleService
+    privacy: PrivacyService  # their stored prompts: retention, what is kept, forgetting
+    sources: JobSources  # what an edit works on, and a member's history
+
+
+@dataclass(frozen=True)
+class Operations:
+    """What runs beside the requests."""
+
+    clock: Clock  # the database's clock
+    bfl: BflClient  # the provider (the engine's own; /status reads the credits through it)
+    metrics: Metrics
+    bookkeeping: Bookkeeping  # counters = ledger, now and daily
+
+
+@dataclass(frozen=True)
 class Services:
     """Everything the cogs use, built once by :func:`build_services` (through :func:`bot.app.assemble`)."""
 
     settings: Settings
     db: Database
-    bfl: BflClient
     jobs: JobStore
     ledger: Ledger
-    limits: LimitsService
     engine: JobEngine
-    modlog: ModLog
-    clock: Clock
-    metrics: Metrics = field(default_factory=Metrics)
-    safety: SafetyService = field(kw_only=True)
-    privacy: PrivacyService = field(kw_only=True)
-    styles: StyleService = field(kw_only=True)
-    prefs: PrefsService = field(kw_only=True)
-    bookkeeping: Bookkeeping = field(kw_only=True)
-    server_settings: ServerSettings = field(kw_only=True)  # per-server switches
-    audit: AuditLog = field(kw_only=True)  # moderators' changes
-    sources: JobSources = field(kw_only=True)  # what an edit works on, and a member's history
+    server: ServerServices
+    members: MemberServices
+    ops: Operations
 
 
 ServicesFor = Callable[[ChannelPoster], Services]  # builds the services around the Discord client
@@ -99,10 +119,8 @@ def build_services(
     cache = ImageCache(settings.cache_dir, settings.cache_max_mb * 1024 * 1024)
     safety = SafetyService(db, audit, settings, render=render, clock=clock, notice=modlog.announce)
     groups = GroupStore(db, ledger, clock)
-    # end_users: the `user` sent to BFL, keyed by a per-install secret loaded at start
-    parts = EngineParts(
-        jobs, groups, ledger, limits, bfl, cache, clock, safety=safety, end_users=EndUserIds(), server=server_settings
-    )
+    # end_users (the provider's default): the `user` sent to BFL, keyed by a per-install secret loaded at start
+    parts = EngineParts(jobs, groups, ledger, clock, Provider(bfl, cache), Rules(limits, server_settings, safety))
     hooks = {"on_admitted": alerts.check, "notice": modlog.announce, "observer": metrics}
     engine = _job_engine(settings, parts, hooks=hooks, options=engine_options or {}, role=role)
     privacy = PrivacyService(db, cache, retention_days=settings.prompt_retention_days, clock=clock)
@@ -111,22 +129,12 @@ def build_services(
     return Services(
         settings,
         db,
-        bfl,
         jobs,
         ledger,
-        limits,
         engine,
-        modlog,
-        clock,
-        metrics,
-        safety=safety,
-        privacy=privacy,
-        styles=styles,
-        prefs=prefs,
-        bookkeeping=Bookkeeping(db, clock=clock, observer=metrics),
-        server_settings=server_settings,
-        audit=audit,
-        sources=JobSources(db),
+        ServerServices(server_settings, limits, safety, audit, modlog),
+        MemberServices(prefs, styles, privacy, JobSources(db)),
+        Operations(clock, bfl, metrics, Bookkeeping(db, clock=clock, observer=metrics)),
     )
 
 
@@ -138,7 +146,7 @@ def _job_engine(
     config = EngineConfig.from_settings(settings, **options.pop("config", {}))
     breakers = options.pop("breakers", None) or SharedBreakers(BreakerLog(parts.store.db))
     identity = options.pop("identity", None) or ProcessIdentity(role)
-    parts = dataclasses.replace(parts, breakers=breakers, identity=identity)
+    parts = replace(parts, provider=replace(parts.provider, breakers=breakers), identity=identity)
     return JobEngine(parts, config, EngineHooks(**(hooks | options)))
 
 

@@ -55,7 +55,9 @@ class PriceCheck:
     @classmethod
     def of(cls, services: Services) -> PriceCheck:
         """The check of the running bot's services (its ledger, limits and member settings)."""
-        return cls(services.ledger, services.limits, EngineConfig.from_settings(services.settings), services.clock)
+        return cls(
+            services.ledger, services.server.limits, EngineConfig.from_settings(services.settings), services.ops.clock
+        )
 
     async def require(self, interaction: discord.Interaction, estimated_micros: int, *, images: int = 1) -> None:
         """Raise the refusal admitting ``images`` images costing ``estimated_micros`` in all would meet now.

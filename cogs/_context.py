@@ -113,10 +113,10 @@ class ModeratorGroup(app_commands.Group):
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         """Server only; moderators only: Manage Server, Administrator, or the configured moderator role."""
-        return await require_moderator(interaction, self.services.server_settings, self.refusal)
+        return await require_moderator(interaction, self.services.server.settings, self.refusal)
 
     async def announce(self, interaction: discord.Interaction, entry: AuditEntry | None, text: str) -> None:
         """Answer the moderator first; the mod-log post is queued and never delays or fails the reply."""
         await interaction.response.send_message(text, ephemeral=True)
         if entry is not None:
-            await self.services.modlog.announce(entry.guild_id, f"{self.mark} {audit_line(entry)}")
+            await self.services.server.modlog.announce(entry.guild_id, f"{self.mark} {audit_line(entry)}")

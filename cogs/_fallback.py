@@ -48,9 +48,9 @@ def offers(services: Services) -> FallbackOffers:
     engine = services.engine
     return FallbackOffers(
         services.db,
-        services.server_settings,
+        services.server.settings,
         healthy=lambda model: engine.breakers.state(model) is BreakerState.CLOSED,
-        clock=services.clock,
+        clock=services.ops.clock,
     )
 
 
@@ -78,7 +78,7 @@ async def refusal(
             ) from over
 
     try:
-        source = await services.sources.get(interaction.id)
+        source = await services.members.sources.get(interaction.id)
         offer = await offers(services).offer(
             request,
             guild_id=guild_id,

@@ -66,9 +66,9 @@ class RequestFlow:
         self.services = services
         self.engine = services.engine
         self.settings = services.settings
-        self.sources = services.sources
+        self.sources = services.members.sources
         check = PriceCheck.of(services)  # price before spending (CONFIRM_ABOVE_USD), only if it can be paid
-        store = OfferStore(services.db, clock=services.clock)
+        store = OfferStore(services.db, clock=services.ops.clock)
         self.confirmations = Confirmations(store, threshold_micros=self.settings.confirm_above_micros, check=check)
         self._cancel_view = cancel_view
 

@@ -172,7 +172,7 @@ class GalleryFlow:
             await self.flow.submit_group(interaction, requests, private=private, group=GroupPlan())
             return
         # The drafts take none of the final model's own options; the final keeps them for Final #n.
-        guild = await self.flow.services.server_settings.guild_settings(require_guild(interaction))
+        guild = await self.flow.services.server.settings.guild_settings(require_guild(interaction))
         spec = get_model(guild.draft_model or self.settings.draft_model)  # `/budget draft`, else DRAFT_MODEL
         sketch = build_request(
             model=spec.key,
@@ -188,7 +188,7 @@ class GalleryFlow:
 
     async def cancel(self, interaction: discord.Interaction, group: Group) -> None:
         """Cancel on the group's queued message: every still-queued image of it is cancelled and released."""
-        moderator = await is_moderator(interaction, self.flow.services.server_settings)
+        moderator = await is_moderator(interaction, self.flow.services.server.settings)
         if interaction.user.id != group.user_id and not moderator:
             raise InvalidOptions(CANCEL_TEXT["not_allowed"])  # answered privately, at once
         await acknowledge_click(interaction)  # the answer waits until a progress edit in flight has landed

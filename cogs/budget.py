@@ -164,7 +164,7 @@ class Budget(
 
     async def _set(self, interaction: discord.Interaction, setting: LimitSetting) -> None:
         guild_id = interaction.guild_id or 0
-        entry, old = await self.services.limits.set_limit(guild_id, setting, actor_id=interaction.user.id)
+        entry, old = await self.services.server.limits.set_limit(guild_id, setting, actor_id=interaction.user.id)
         was = f" (was {old.describe()})" if old else ""
         await self.announce(interaction, entry, f"✅ {subject(setting.target, guild_id)}: {setting.describe()}{was}.")
 
@@ -175,7 +175,7 @@ class Budget(
         _target(member)
         micros = _amount(amount, allow_zero=False)
         guild_id = interaction.guild_id or 0
-        entry = await self.services.limits.grant(
+        entry = await self.services.server.limits.grant(
             self.services.ledger,
             guild_id=guild_id,
             user_id=member.id,
@@ -191,10 +191,10 @@ class Budget(
     async def show(self, interaction: discord.Interaction, who: discord.User | discord.Role | None = None) -> None:
         """Show the limits moderators have set."""
         guild_id = interaction.guild_id or 0
-        limits = self.services.limits
+        limits = self.services.server.limits
         settings = await (limits.settings_for(_target(who), guild_id) if who else limits.all_settings(guild_id))
         lines = [f"{subject_with_id(s.target, guild_id)}: {s.describe()}" for s in settings]
-        guild = await self.services.server_settings.guild_settings(guild_id)
+        guild = await self.services.server.settings.guild_settings(guild_id)
         cfg = self.services.settings
         defaults = (
             f"Defaults when nothing is set: {format_usd(cfg.default_member_daily_budget_micros)} and "
@@ -230,7 +230,7 @@ class Budget(
         if len(chosen) != 1:
             raise InvalidOptions("Choose one member, or give one user id (`user_id`) for someone who has left.")
         [target_id] = chosen
-        entry = await self.services.limits.clear_member(
+        entry = await self.services.server.limits.clear_member(
             interaction.guild_id or 0, target_id, actor_id=interaction.user.id
         )
         await self.announce(
@@ -265,7 +265,7 @@ class Budget(
         text: str,
     ) -> None:
         """Change one per-server setting, audit it, announce it, and confirm to the moderator."""
-        entry = await self.services.server_settings.update(
+        entry = await self.services.server.settings.update(
             interaction.guild_id or 0, column, value, actor_id=interaction.user.id, action=action, shown=shown
         )
         await self.announce(interaction, entry, text)
@@ -276,9 +276,9 @@ class Budget(
         """Spend by member and model, top spenders, and BFL's credit balance."""
         await interaction.response.defer(ephemeral=True, thinking=True)  # BFL's balance is a network call
         chosen = _period(period)
-        report = await spend_report(self.services.db, interaction.guild_id or 0, chosen, self.services.clock())
+        report = await spend_report(self.services.db, interaction.guild_id or 0, chosen, self.services.ops.clock())
         try:
-            credits = await self.services.bfl.get_credits()
+            credits = await self.services.ops.bfl.get_credits()
             balance = f"{credits:,.2f} credits (${credits / 100:,.2f})"
         except Exception as exc:
             log.warning("Could not read the BFL credit balance: %s", exc)
@@ -309,7 +309,7 @@ class Budget(
         troubled = self._breaker_lines()
         if troubled:
             embed.add_field(name="Models BFL keeps failing for", value="\n".join(troubled)[:1024], inline=False)
-        books = books_text(self.services.bookkeeping.last)
+        books = books_text(self.services.ops.bookkeeping.last)
         if books:
             embed.add_field(name="Bookkeeping", value=books, inline=False)
         if notes:
@@ -318,7 +318,7 @@ class Budget(
 
     def _breaker_lines(self) -> list[str]:
         """A line per model whose circuit breaker is open or half-open, with when it lets a trial through."""
-        now = self.services.clock().timestamp()
+        now = self.services.ops.clock().timestamp()
         lines = []
         for status in self.services.engine.breakers.statuses():
             if status.state is BreakerState.HALF_OPEN:
@@ -336,7 +336,7 @@ class Budget(
         """Choose the model members are offered when theirs keeps failing at BFL."""
         guild_id = interaction.guild_id or 0
         if model is None:
-            current = (await self.services.server_settings.guild_settings(guild_id)).fallback_model
+            current = (await self.services.server.settings.guild_settings(guild_id)).fallback_model
             await interaction.response.send_message(_fallback_text(current), ephemeral=True)
             return
         chosen = _checked_model(model, FALLBACK_OFF)
@@ -351,7 +351,7 @@ class Budget(
         guild_id = interaction.guild_id or 0
         bot_default = self.services.settings.draft_model
         if model is None:
-            current = (await self.services.server_settings.guild_settings(guild_id)).draft_model
+            current = (await self.services.server.settings.guild_settings(guild_id)).draft_model
             await interaction.response.send_message(_draft_text(current, bot_default), ephemeral=True)
             return
         chosen = _checked_model(model, DRAFT_DEFAULT)

@@ -133,7 +133,7 @@ class Edit(commands.Cog):
         self.bot = bot
         self.services = bot.services
         self.settings = bot.services.settings
-        self.sources = bot.services.sources
+        self.sources = bot.services.members.sources
         self.flow = RequestFlow(bot.services, cancel_view=cancel_buttons)
         self.fetcher = InputFetcher(self.settings.discord_api_url, cdn_url=self.settings.discord_cdn_url)
         self.menu = app_commands.ContextMenu(name="Edit with FLUX", callback=self.edit_message)
@@ -339,7 +339,7 @@ class Edit(commands.Cog):
 
     async def delete(self, interaction: discord.Interaction, job: Job) -> None:
         """The requester or a moderator removes the result message and its cached bytes."""
-        if interaction.user.id != job.user_id and not await is_moderator(interaction, self.services.server_settings):
+        if interaction.user.id != job.user_id and not await is_moderator(interaction, self.services.server.settings):
             raise NotAllowed("Only the member who asked for this image, or a moderator, can delete it.")
         await interaction.response.send_message("🗑️ Deleted.", ephemeral=True)
         await self.services.engine.cache.delete(job.cache_key)

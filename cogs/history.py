@@ -49,7 +49,7 @@ class History(commands.Cog):
 
     def __init__(self, bot: FluxcordBot) -> None:
         self.bot = bot
-        self.sources = bot.services.sources
+        self.sources = bot.services.members.sources
 
     @app_commands.command(name="history")
     @app_commands.guild_only()

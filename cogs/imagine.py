@@ -54,7 +54,7 @@ class Imagine(commands.Cog):
             bot,
             result_view=result_buttons,
             cancel_view=cancel_buttons,
-            source_lookup=bot.services.sources.source_url,  # an edit's card shows its source image
+            source_lookup=bot.services.members.sources.source_url,  # an edit's card shows its source image
             gallery_view=gallery_view,  # /imagine count:N and draft: N images in one message
         )
         self.flow = RequestFlow(bot.services, cancel_view=cancel_buttons)
@@ -109,7 +109,7 @@ class Imagine(commands.Cog):
         """Generate an image from a text prompt with a FLUX model."""
         guild_id = require_guild(interaction)
         # Explicit options, else the member's /prefs defaults, else the bot's; the style's template applied.
-        chosen = await self.bot.services.prefs.resolve(
+        chosen = await self.bot.services.members.prefs.resolve(
             guild_id,
             interaction.user.id,
             model=model,
@@ -149,7 +149,7 @@ class Imagine(commands.Cog):
 
     @imagine.autocomplete("style")
     async def _style_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        return await style_choices(self.bot.services.styles, interaction, current)
+        return await style_choices(self.bot.services.members.styles, interaction, current)
 
     async def reroll(self, interaction: discord.Interaction, job_id: int) -> None:
         """🎲: the same request as an earlier image with a new seed, paid by whoever clicked."""
@@ -165,7 +165,7 @@ class Imagine(commands.Cog):
                 return
         if job is None or job.guild_id != interaction.guild_id:
             raise InvalidOptions(_CANCEL_TEXT["unknown"])
-        moderator = await is_moderator(interaction, self.bot.services.server_settings)
+        moderator = await is_moderator(interaction, self.bot.services.server.settings)
         if interaction.user.id != job.user_id and not moderator:
             raise InvalidOptions(_CANCEL_TEXT["not_allowed"])  # answered privately, at once
         if job.status is not JobStatus.QUEUED:
@@ -189,7 +189,7 @@ async def setup(bot: FluxcordBot) -> None:
     cog = Imagine(bot)
     register(bot, {JobButton: cog, GalleryButton: cog.gallery, ConfirmButton: cog.flow, FallbackButton: cog.flow})
     bot.add_dynamic_items(UNKNOWN_ACTION)
-    bot.services.engine.attach(cog.presenter)
+    bot.services.engine.presenter.fill(cog.presenter)  # the engine's Discord side (PresenterSlot)
     await bot.add_cog(cog)
 
 

@@ -76,7 +76,7 @@ class Prefs(commands.Cog):
         """Show or set your defaults for /imagine in this server."""
         guild_id = require_guild(interaction)
         user_id = interaction.user.id
-        prefs = self.services.prefs
+        prefs = self.services.members.prefs
         given: dict[str, Any] = {
             "model": model,
             "aspect_ratio": aspect_ratio,
@@ -98,7 +98,7 @@ class Prefs(commands.Cog):
 
     @prefs.autocomplete("style")
     async def _style_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        return await style_choices(self.services.styles, interaction, current)
+        return await style_choices(self.services.members.styles, interaction, current)
 
 
 async def setup(bot: FluxcordBot) -> None:

@@ -67,7 +67,7 @@ class Privacy(commands.Cog):
     async def show(self, interaction: discord.Interaction) -> None:
         """Show what the bot stores about you in this server."""
         guild_id = require_guild(interaction)
-        kept = await self.services.privacy.kept(guild_id, interaction.user.id)
+        kept = await self.services.members.privacy.kept(guild_id, interaction.user.id)
         retention = (
             f"Prompts and cached images are erased after **{kept.retention_days} days**."
             if kept.retention_days
@@ -102,13 +102,13 @@ class Privacy(commands.Cog):
 
     async def forget(self, guild_id: int, user_id: int) -> str:
         """Erase, delete the posted results (best effort), and say what was done."""
-        done = await self.services.privacy.forget(guild_id, user_id)
+        done = await self.services.members.privacy.forget(guild_id, user_id)
         deleted = 0
         for channel_id, message_id in done.messages:
             with contextlib.suppress(discord.HTTPException):
                 await self.bot.get_partial_messageable(channel_id).get_partial_message(message_id).delete()
                 deleted += 1
-        await self.services.audit.record(
+        await self.services.server.audit.record(
             guild_id,
             user_id,
             "privacy.forget",

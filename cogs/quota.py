@@ -17,11 +17,11 @@ class Quota(commands.Cog):
     """Self-service budget information."""
 
     def __init__(self, bot: FluxcordBot) -> None:
-        self.limits = bot.services.limits
-        self.server = bot.services.server_settings
+        self.limits = bot.services.server.limits
+        self.server = bot.services.server.settings
         self.ledger = bot.services.ledger
         self.settings = bot.services.settings
-        self.safety = bot.services.safety
+        self.safety = bot.services.server.safety
 
     @app_commands.command(name="quota")
     @app_commands.guild_only()

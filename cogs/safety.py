@@ -64,7 +64,9 @@ class Safety(
         """Block words or phrases in prompts."""
         guild_id = require_guild(interaction)
         try:
-            added, entry = await self.services.safety.add_words(guild_id, _rules(words), actor_id=interaction.user.id)
+            added, entry = await self.services.server.safety.add_words(
+                guild_id, _rules(words), actor_id=interaction.user.id
+            )
         except ValueError as exc:
             raise InvalidOptions(f"Not added: {exc}.") from None
         text = f"✅ Blocked {_quoted(added)}." if added else "Those words were already blocked."
@@ -75,14 +77,16 @@ class Safety(
     async def words_remove(self, interaction: discord.Interaction, words: app_commands.Range[str, 1, 1000]) -> None:
         """Stop blocking words or phrases."""
         guild_id = require_guild(interaction)
-        removed, entry = await self.services.safety.remove_words(guild_id, _rules(words), actor_id=interaction.user.id)
+        removed, entry = await self.services.server.safety.remove_words(
+            guild_id, _rules(words), actor_id=interaction.user.id
+        )
         text = f"✅ No longer blocked: {_quoted(removed)}." if removed else "None of those words were blocked."
         await self.announce(interaction, entry, text)
 
     @words.command(name="list")
     async def words_list(self, interaction: discord.Interaction) -> None:
         """Show the blocked words and phrases."""
-        rules = await self.services.safety.words(require_guild(interaction))
+        rules = await self.services.server.safety.words(require_guild(interaction))
         text = f"Blocked words and phrases ({len(rules)}): {_quoted(rules)}" if rules else "No words are blocked."
         await interaction.response.send_message(text[:1990], ephemeral=True)
 
@@ -108,7 +112,7 @@ class Safety(
         if hours is not None and not 1 <= hours <= MAX_BLOCK_HOURS:
             raise InvalidOptions(f"`hours` must be between 1 and {MAX_BLOCK_HOURS}.")
         shown_reason = strip_bidi(reason).strip() if reason else None
-        block, entry = await self.services.safety.block(
+        block, entry = await self.services.server.safety.block(
             guild_id, member.id, hours=hours, reason=shown_reason or None, actor_id=interaction.user.id
         )
         await self.announce(interaction, entry, f"⛔ {member.mention} is blocked {block_end(block)}.")
@@ -117,7 +121,9 @@ class Safety(
     @app_commands.describe(member="The member to unblock")
     async def unblock(self, interaction: discord.Interaction, member: discord.Member) -> None:
         """Lift a member's block."""
-        entry = await self.services.safety.unblock(require_guild(interaction), member.id, actor_id=interaction.user.id)
+        entry = await self.services.server.safety.unblock(
+            require_guild(interaction), member.id, actor_id=interaction.user.id
+        )
         text = f"✅ {member.mention} may generate images again." if entry else f"{member.mention} was not blocked."
         await self.announce(interaction, entry, text)
 
@@ -139,7 +145,7 @@ class Safety(
             raise InvalidOptions("The level must be strict, standard or relaxed.") from None
         if chosen is SafetyLevel.RELAXED and (channel is None or not age_restricted(channel)):
             raise InvalidOptions("`relaxed` is only allowed for an age-restricted channel: pick one with `channel`.")
-        entry = await self.services.safety.set_level(
+        entry = await self.services.server.safety.set_level(
             guild_id, channel.id if channel else None, chosen, actor_id=interaction.user.id
         )
         where = channel.mention if channel else "this server"
@@ -154,8 +160,10 @@ class Safety(
     async def channel(self, interaction: discord.Interaction, channel: discord.TextChannel, allowed: bool) -> None:
         """Limit generation to some channels (once any is allowed, others are refused)."""
         guild_id = require_guild(interaction)
-        entry = await self.services.safety.set_channel(guild_id, channel.id, allowed, actor_id=interaction.user.id)
-        channels = await self.services.safety.allowed_channels(guild_id)
+        entry = await self.services.server.safety.set_channel(
+            guild_id, channel.id, allowed, actor_id=interaction.user.id
+        )
+        channels = await self.services.server.safety.allowed_channels(guild_id)
         where = ", ".join(channel_mention(c) for c in channels) if channels else "every channel"
         await self.announce(interaction, entry, f"✅ Images can now be generated in: {where}.")
 
@@ -176,7 +184,7 @@ class Safety(
             except ValueError as exc:
                 names = ", ".join(f"`{k}`" for k in MODELS)
                 raise InvalidOptions(f"Not changed: {strip_bidi(str(exc))}. Models: {names}, or `all`.") from None
-        entry = await self.services.safety.set_models(guild_id, chosen, actor_id=interaction.user.id)
+        entry = await self.services.server.safety.set_models(guild_id, chosen, actor_id=interaction.user.id)
         shown = "all models" if chosen is None else ", ".join(f"`{k}`" for k in chosen)
         await self.announce(interaction, entry, f"✅ This server may use: {shown}.")
 
@@ -184,7 +192,7 @@ class Safety(
     @app_commands.describe(allowed="Whether prompts may be sent to web search (FLUX 3, FLUX.2 [max])")
     async def grounding(self, interaction: discord.Interaction, allowed: bool) -> None:
         """Allow or forbid sending prompts to web search."""
-        entry = await self.services.safety.set_grounding(
+        entry = await self.services.server.safety.set_grounding(
             require_guild(interaction), allowed, actor_id=interaction.user.id
         )
         text = "✅ Grounding (web search) is allowed." if allowed else "✅ Grounding (web search) is off."

@@ -24,7 +24,7 @@ class Status(commands.Cog):
     async def status(self, interaction: discord.Interaction) -> None:
         """Show BFL's balance, tasks in flight, the queue, the last BFL error and uptime (moderators)."""
         require_guild(interaction)
-        if not await is_moderator(interaction, self.services.server_settings):
+        if not await is_moderator(interaction, self.services.server.settings):
             raise NotAllowed("Only moderators can see the bot's status (Manage Server or the moderator role).")
         await interaction.response.defer(ephemeral=True, thinking=True)  # BFL's balance is a network call
         status = await bot_status(self.services)

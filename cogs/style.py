@@ -42,7 +42,7 @@ class StyleGroup(app_commands.Group, name="style", guild_only=True):
 
     async def _done(self, interaction: discord.Interaction, entry: AuditEntry, text: str) -> None:
         await interaction.response.send_message(text, ephemeral=True)
-        await self.services.modlog.announce(entry.guild_id, f"🎨 {audit_line(entry)}"[:1900])
+        await self.services.server.modlog.announce(entry.guild_id, f"🎨 {audit_line(entry)}"[:1900])
 
     @app_commands.command(name="add")
     @app_commands.describe(
@@ -56,9 +56,11 @@ class StyleGroup(app_commands.Group, name="style", guild_only=True):
         template: app_commands.Range[str, 1, MAX_TEMPLATE_LENGTH + 100],
     ) -> None:
         """Add a style (moderators)."""
-        await require_moderator(interaction, self.services.server_settings, MODERATORS_ONLY)
+        await require_moderator(interaction, self.services.server.settings, MODERATORS_ONLY)
         guild_id = require_guild(interaction)
-        style, entry, replaced = await self.services.styles.add(guild_id, name, template, actor_id=interaction.user.id)
+        style, entry, replaced = await self.services.members.styles.add(
+            guild_id, name, template, actor_id=interaction.user.id
+        )
         verb = "Updated" if replaced else "Added"
         await self._done(interaction, entry, f"✅ {verb} the style {_shown(style)}")
 
@@ -66,20 +68,20 @@ class StyleGroup(app_commands.Group, name="style", guild_only=True):
     @app_commands.describe(name="The style to remove")
     async def remove(self, interaction: discord.Interaction, name: app_commands.Range[str, 1, 100]) -> None:
         """Remove a style (moderators)."""
-        await require_moderator(interaction, self.services.server_settings, MODERATORS_ONLY)
+        await require_moderator(interaction, self.services.server.settings, MODERATORS_ONLY)
         guild_id = require_guild(interaction)
-        style, entry = await self.services.styles.remove(guild_id, name, actor_id=interaction.user.id)
+        style, entry = await self.services.members.styles.remove(guild_id, name, actor_id=interaction.user.id)
         shown = discord.utils.escape_markdown(style.name)
         await self._done(interaction, entry, f"✅ Removed the style **{shown}** (and from members' defaults).")
 
     @remove.autocomplete("name")
     async def _remove_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        return await style_choices(self.services.styles, interaction, current, offer_none=False)
+        return await style_choices(self.services.members.styles, interaction, current, offer_none=False)
 
     @app_commands.command(name="list")
     async def list_styles(self, interaction: discord.Interaction) -> None:
         """Show this server's styles."""
-        styles = await self.services.styles.styles(require_guild(interaction))
+        styles = await self.services.members.styles.styles(require_guild(interaction))
         if not styles:
             text = "This server has no styles yet. Moderators add them with `/style add`."
             await interaction.response.send_message(text, ephemeral=True)

@@ -125,7 +125,12 @@ class LatencyModel:
         self.window = window
         self.min_samples = min_samples
         self._samples: dict[str, deque[float]] = {}
-        for model, values in (samples or {}).items():
+        self.restore(samples or {})
+
+    def restore(self, samples: Mapping[str, Iterable[float]]) -> None:
+        """Replace every model's samples with ``samples`` (as saved by :meth:`snapshot`, oldest first)."""
+        self._samples.clear()
+        for model, values in samples.items():
             for value in values:
                 self.add(model, value)
 

@@ -14,22 +14,16 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
-from bot.billing.ledger import BUSY_TEXT, Demand, Ledger, ReserveTerms
-from bot.billing.limits import LimitsService
+from bot.billing.ledger import BUSY_TEXT, Demand, ReserveTerms
 from bot.billing.retry import reserve_or_explain
-from bot.engine.breaker import BreakerState, CircuitBreakers
+from bot.engine.breaker import BreakerState
 from bot.engine.config import EngineConfig
-from bot.engine.groups import GroupStore, NewGroup
+from bot.engine.groups import NewGroup
 from bot.engine.jobs import AdmissionRefused, Job, NewJob
-from bot.engine.leases import ProcessIdentity
-from bot.engine.observer import JobObserver, NullObserver
-from bot.engine.store import JobStore
+from bot.engine.parts import EngineCallbacks, EngineHooks, EngineParts
 from bot.errors import FluxcordError, GenerationPaused
-from bot.images.cache import ImageCache
 from bot.models import GenerationRequest, ModelSpec
 from bot.safety.privacy import server_cache_key
-from bot.safety.service import SafetyService
-from bot.server_settings import ServerSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,26 +62,28 @@ class Requester:
     private: bool = False  # answer and result visible only to the member (ephemeral)
     age_restricted: bool = False  # the channel is age-restricted (the `relaxed` safety level applies only there)
 
+    def origin(self) -> dict[str, Any]:
+        """Who asked, where, and how to answer them: as a new job's (or group's) row records it."""
+        return {
+            "id": self.job_id,
+            "guild_id": self.guild_id,
+            "channel_id": self.channel_id,
+            "user_id": self.user_id,
+            "application_id": self.application_id,
+            "interaction_token": self.interaction_token,
+            "private": self.private,
+        }
 
-@dataclass
+
+@dataclass(frozen=True)
 class AdmissionParts:
-    """What admission reads and writes."""
+    """What admission reads and writes (built by :func:`bot.engine.assembly.assemble`)."""
 
-    store: JobStore
-    groups: GroupStore
-    ledger: Ledger
-    limits: LimitsService
-    cache: ImageCache
-    breakers: CircuitBreakers
-    identity: ProcessIdentity
+    services: EngineParts
     config: EngineConfig
-    safety: SafetyService | None = None
-    server: ServerSettings = field(kw_only=True)  # the per-server switches (paused)
-    observer: JobObserver = field(default_factory=NullObserver)
-    on_admitted: Callable[[int], Coroutine[Any, Any, object]] | None = None  # spend alerts (guild id)
-    share_breakers: Callable[[], Awaitable[None]] | None = None
-    spawn: Callable[[Coroutine[Any, Any, object]], None] = lambda work: work.close()
-    checkpoint: Callable[[str, int], None] = lambda _name, _job_id: None
+    hooks: EngineHooks  # the observer, the spend alerts (``on_admitted``)
+    engine: EngineCallbacks  # the breakers' shared state, checkpoints
+    spawn: Callable[[Coroutine[Any, Any, object]], None] = field(kw_only=True)  # background work (spend alerts)
 
 
 class Admission:
@@ -102,7 +98,7 @@ class Admission:
         try:
             request = await self._gate(request, who)
             cache_key = server_cache_key(who.guild_id, request.cache_key())  # a hit only serves this server
-            cached = await self.parts.cache.contains(cache_key)
+            cached = await self.parts.services.provider.cache.contains(cache_key)
             # A cache hit needs no BFL, so an open breaker does not refuse it.
             trial = False if cached else await self._pass_breaker(request.model)
             new = new_job(request, who, cache_key)
@@ -111,11 +107,15 @@ class Admission:
                 return await self._reserve(
                     who,
                     estimated_micros=0 if cached else new.estimated_micros,
-                    write=lambda terms: p.store.admit(new, terms, cached=cached, acked=acked, holder=p.identity.id),
+                    write=lambda terms: p.services.store.admit(
+                        new, terms, cached=cached, acked=acked, holder=p.services.identity.id
+                    ),
                 )
             except BaseException:
                 if trial:
-                    p.breakers.released(request.model.key)  # the trial never reached BFL: it tells nothing
+                    p.services.provider.breakers.released(
+                        request.model.key
+                    )  # the trial never reached BFL: it tells nothing
                 raise
         except FluxcordError as exc:
             self._refused(exc)
@@ -137,17 +137,7 @@ class Admission:
             model = batch[0].model
             trial = await self._pass_breaker(model)
             group = NewGroup(
-                id=who.job_id,
-                guild_id=who.guild_id,
-                channel_id=who.channel_id,
-                user_id=who.user_id,
-                size=len(batch),
-                draft=draft,
-                final_model=final_model,
-                final_options=final_options,
-                application_id=who.application_id,
-                interaction_token=who.interaction_token,
-                private=who.private,
+                **who.origin(), size=len(batch), draft=draft, final_model=final_model, final_options=final_options
             )
             jobs = [new_job(r, who, server_cache_key(who.guild_id, r.cache_key())) for r in batch]
             p = self.parts
@@ -156,11 +146,11 @@ class Admission:
                     who,
                     estimated_micros=sum(job.estimated_micros for job in jobs),
                     images=len(jobs),
-                    write=lambda terms: p.groups.admit(group, jobs, terms, holder=p.identity.id),
+                    write=lambda terms: p.services.groups.admit(group, jobs, terms, holder=p.services.identity.id),
                 )
             except BaseException:
                 if trial:
-                    p.breakers.released(model.key)
+                    p.services.provider.breakers.released(model.key)
                 raise
         except FluxcordError as exc:
             self._refused(exc)
@@ -173,18 +163,19 @@ class Admission:
             reason = "restarting" if isinstance(exc, Restarting) else "paused"
         else:
             reason = "busy" if exc.user_message == BUSY_TEXT else "limit"
-        self.parts.observer.refused(reason)
+        self.parts.hooks.observer.refused(reason)
 
     async def _gate(self, request: GenerationRequest, who: Requester) -> GenerationRequest:
         """The refusals before any reservation (restarting, paused, the server's safety rules); the screened request."""
         p = self.parts
         if not self.accepting:
             raise Restarting
-        if (await p.server.guild_settings(who.guild_id)).paused:
+        if (await p.services.rules.server.guild_settings(who.guild_id)).paused:
             raise GenerationPaused  # also stops free cache hits; the reservation re-checks it atomically
-        if p.safety is None:
+        safety = p.services.rules.safety
+        if safety is None:
             return request
-        return await p.safety.screen(  # the server's rules; a refusal writes nothing (a mod-log note at most)
+        return await safety.screen(  # the server's rules; a refusal writes nothing (a mod-log note at most)
             request,
             guild_id=who.guild_id,
             channel_id=who.channel_id,
@@ -195,12 +186,11 @@ class Admission:
     async def _pass_breaker(self, model: ModelSpec) -> bool:
         """Refuse at once (:class:`ProviderTrouble`) while BFL keeps failing for ``model``; True for a trial."""
         p = self.parts
-        if p.share_breakers is not None:
-            await p.share_breakers()  # cached: usually no I/O
-        if not p.breakers.allow(model.key):
-            p.observer.breaker_refused(model.key)
-            raise ProviderTrouble(model.label, p.breakers.retry_in(model.key))
-        return p.breakers.state(model.key) is not BreakerState.CLOSED
+        await p.engine.share_breakers()  # cached: usually no I/O
+        if not p.services.provider.breakers.allow(model.key):
+            p.hooks.observer.breaker_refused(model.key)
+            raise ProviderTrouble(model.label, p.services.provider.breakers.retry_in(model.key))
+        return p.services.provider.breakers.state(model.key) is not BreakerState.CLOSED
 
     async def _reserve(
         self,
@@ -216,7 +206,7 @@ class Admission:
         again, up to three times in all.
         """
         p = self.parts
-        terms = p.config.terms(await p.limits.limits_for(who.guild_id, who.user_id, who.role_ids))
+        terms = p.config.terms(await p.services.rules.limits.limits_for(who.guild_id, who.user_id, who.role_ids))
         demand = Demand(who.guild_id, who.user_id, estimated_micros, images)
 
         async def attempt(now: datetime) -> T | None:
@@ -226,23 +216,20 @@ class Admission:
                 return None
 
         async def explain(now: datetime) -> None:
-            await p.ledger.explain_refusal(demand, terms, now)
+            await p.services.ledger.explain_refusal(demand, terms, now)
 
-        admitted = await reserve_or_explain(p.store.clock, attempt, explain, attempts=3, busy=BUSY_TEXT)
-        p.checkpoint("after_reserve", who.job_id)
-        p.observer.job_changed(who.job_id, "admitted")
-        if p.on_admitted is not None:
-            p.spawn(p.on_admitted(who.guild_id))  # spend alerts: never on the request's path
+        admitted = await reserve_or_explain(p.services.store.clock, attempt, explain, attempts=3, busy=BUSY_TEXT)
+        p.engine.point("after_reserve", who.job_id)
+        p.hooks.observer.job_changed(who.job_id, "admitted")
+        if p.hooks.on_admitted is not None:
+            p.spawn(p.hooks.on_admitted(who.guild_id))  # spend alerts: never on the request's path
         return admitted
 
 
 def new_job(request: GenerationRequest, who: Requester, cache_key: str) -> NewJob:
     """What admission writes about ``request`` asked by ``who``."""
     return NewJob(
-        id=who.job_id,
-        guild_id=who.guild_id,
-        channel_id=who.channel_id,
-        user_id=who.user_id,
+        **who.origin(),
         model=request.model.key,
         prompt=request.prompt,
         params=request.bfl_payload(),
@@ -252,10 +239,7 @@ def new_job(request: GenerationRequest, who: Requester, cache_key: str) -> NewJo
         cache_key=cache_key,
         aspect_ratio=request.aspect_ratio,
         estimated_micros=request.estimated_cost_micros,
-        application_id=who.application_id,
-        interaction_token=who.interaction_token,
         upload_limit=who.upload_limit,
-        private=who.private,
         style=request.style,
         request=request.record_json(),
     )

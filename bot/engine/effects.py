@@ -17,50 +17,34 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.billing.ledger import Ledger
 from bot.billing.money import format_usd
 from bot.engine import outcomes
 from bot.engine.config import EngineConfig
 from bot.engine.jobs import Job
-from bot.engine.leases import ProcessIdentity
-from bot.engine.observer import JobObserver, NullObserver
-from bot.engine.progress import Presenter
+from bot.engine.painting import Painting
+from bot.engine.parts import EngineCallbacks, EngineHooks, EngineParts
 from bot.engine.states import Event, JobStatus
 from bot.engine.steps import Outcome
-from bot.engine.store import Applied, JobStore
-from bot.safety.service import SafetyService
+from bot.engine.store import Applied
 from bot.storage.database import is_transient
 
 log = logging.getLogger(__name__)
 
 RECORD_BACKOFF_CAP = 10.0
 TELL_BACKOFF_SECONDS = (1.0, 3.0, 10.0)  # a last message Discord refused is sent again (then the reconciler)
-Notice = Callable[[int, str], Coroutine[Any, Any, object]]  # (guild id, text) → a mod-log post
 _FAILURES = frozenset({JobStatus.FAILED, JobStatus.UNKNOWN, JobStatus.CANCELLED})
 
 
-def _noop(*_args: object) -> None:
-    return None
-
-
-@dataclass
+@dataclass(frozen=True)
 class EffectParts:
-    """What follows an event needs (the engine builds it; the presenter arrives later)."""
+    """What follows an event needs (built by :func:`bot.engine.assembly.assemble`)."""
 
-    store: JobStore
-    ledger: Ledger
-    identity: ProcessIdentity
+    services: EngineParts
     config: EngineConfig
-    observer: JobObserver = field(default_factory=NullObserver)
-    safety: SafetyService | None = None
-    notice: Notice | None = None
-    presenter: Presenter | None = None
-    slot_freed: Callable[[], None] = _noop
-    queue_changed: Callable[[], None] = _noop
-    quiet_progress: Callable[[int], Awaitable[None]] | None = None  # no progress edit after the end
-    member_moved: Callable[[Job], None] = _noop  # a group's image changed state: repaint the group's line
-    group_done: Callable[[int], Coroutine[Any, Any, None]] | None = None
-    checkpoint: Callable[[str, int], None] = _noop
+    hooks: EngineHooks  # the observer, the mod-log notice, the Discord side (its slot)
+    painting: Painting  # queue places, a group's line, no progress edit after the end
+    engine: EngineCallbacks  # wake-ups and checkpoints
+    group_done: Callable[[int], Coroutine[Any, Any, None]] = field(kw_only=True)  # a group's image ended
 
 
 _CHECKPOINTS = {
@@ -80,7 +64,7 @@ class Effects:
 
     def now(self) -> datetime:
         """Now, by the database's clock."""
-        return self.parts.store.clock()
+        return self.parts.services.store.clock()
 
     # -- recording ---------------------------------------------------------------------------------
 
@@ -101,13 +85,15 @@ class Effects:
             current = await self.reread(job)
             if current is None:
                 return job  # unreadable right now: try again from what we had
-            return current if current.claimed_by == self.parts.identity.id and current.status.is_open else None
+            return current if current.claimed_by == self.parts.services.identity.id and current.status.is_open else None
         fields: dict[str, Any] = dict(outcome.fields)
         if outcome.wait is not None and outcome.persist:
             fields["next_attempt_at"] = self.now() + timedelta(seconds=outcome.wait)
         if fields:
             try:
-                if not await self.parts.store.update(job.id, job.status, holder=self.parts.identity.id, **fields):
+                if not await self.parts.services.store.update(
+                    job.id, job.status, holder=self.parts.services.identity.id, **fields
+                ):
                     return None  # moved on (cancelled, taken over): not ours to drive any more
             except Exception as exc:
                 if not is_transient(exc):
@@ -125,12 +111,12 @@ class Effects:
         delay = 0.2
         while True:
             try:
-                return await self.parts.store.apply(
+                return await self.parts.services.store.apply(
                     job.id,
                     outcome.event,
                     self.parts.config.refund_policy,
                     expected=job.status,
-                    holder=self.parts.identity.id,
+                    holder=self.parts.services.identity.id,
                     note=code or "",
                     **fields,
                 )
@@ -144,14 +130,14 @@ class Effects:
     async def _after_lost_answer(self, job: Job) -> Job | None:
         """The conditional write changed nothing: carry on only if our own earlier write had landed."""
         current = await self.reread(job)
-        if current is None or current.claimed_by != self.parts.identity.id or not current.status.is_open:
+        if current is None or current.claimed_by != self.parts.services.identity.id or not current.status.is_open:
             return None
         return current if current.status is not job.status else None
 
     async def mark_told(self, job_id: int) -> None:
         """Record that the member saw how the job ended (and report it)."""
-        await self.parts.store.mark_told(job_id)
-        self.parts.observer.job_changed(job_id, "told")
+        await self.parts.services.store.mark_told(job_id)
+        self.parts.hooks.observer.job_changed(job_id, "told")
 
     async def durably(self, write: Callable[[], Awaitable[Any]], what: str) -> Any:
         """Run a database write that records a side effect already done, retrying while the database is away.
@@ -172,7 +158,7 @@ class Effects:
     async def reread(self, job: Job) -> Job | None:
         """The job's row as it is now (None if it cannot be read right now)."""
         try:
-            return await self.parts.store.get(job.id)
+            return await self.parts.services.store.get(job.id)
         except Exception as exc:
             if not is_transient(exc):
                 raise
@@ -192,23 +178,24 @@ class Effects:
         if applied.over_estimate:
             self._over_estimate(before, applied.settled_micros or 0)
         if before.status.holds_slot and not job.status.holds_slot:
-            p.slot_freed()
+            p.engine.wake()
         if JobStatus.QUEUED in (job.status, before.status):
-            p.queue_changed()
+            p.painting.queue_changed()
         name = _CHECKPOINTS.get(outcome.event) if outcome is not None and outcome.event is not None else None
         if name is not None:
-            p.checkpoint(name, job.id)
+            p.engine.point(name, job.id)
         if job.group_id is not None:
-            p.member_moved(job)  # the group's one line (a made image's drive posts its group: steps.post_group)
+            p.painting.member_moved(
+                job
+            )  # the group's one line (a made image's drive posts its group: steps.post_group)
         if job.status.is_open:
             return
-        if p.quiet_progress is not None:
-            await p.quiet_progress(job.id)
+        await p.painting.quiet(job.id)
         if job.status is JobStatus.DELIVERED:
             return
         blocked = await self._moderated(applied)
         if job.group_id is not None:
-            if p.group_done is not None and post_group:
+            if post_group:
                 self.spawn(p.group_done(job.group_id))
             return
         if outcome is not None and job.status in _FAILURES and before.result_message_id is None:
@@ -218,23 +205,23 @@ class Effects:
         """Tell the observer what an applied event settled and whether it ended the job."""
         if applied is None:
             return
-        self.parts.observer.job_changed(applied.job.id, applied.job.status.value)
+        self.parts.hooks.observer.job_changed(applied.job.id, applied.job.status.value)
         if applied.settled_micros:
-            self.parts.observer.spent(applied.job.model, applied.settled_micros)
+            self.parts.hooks.observer.spent(applied.job.model, applied.settled_micros)
         if not applied.job.status.is_open:
             cached = applied.before.status is JobStatus.CACHED and applied.job.status is JobStatus.DELIVERED
-            self.parts.observer.job_ended(applied.job.model, "cached" if cached else applied.job.status.value)
+            self.parts.hooks.observer.job_ended(applied.job.model, "cached" if cached else applied.job.status.value)
 
     async def tell(self, applied: Applied, outcome: Outcome, blocked: str | None = None) -> None:
         """The member's last message about a job that ended without its image, truthful about the money."""
         job = applied.reachable_job
-        charged = await self.parts.ledger.member_charged(job.id)
+        charged = await self.parts.services.ledger.member_charged(job.id)
         text = outcomes.ending_text(outcome.error, code=job.error, charged=charged, text=outcome.text)
         await self.say(job, text + (f"\n{blocked}" if blocked else ""))
 
     async def retell(self, job: Job) -> None:
         """The last message of a job that ended untold (its process died, Discord refused): from its row."""
-        charged = await self.parts.ledger.member_charged(job.id)
+        charged = await self.parts.services.ledger.member_charged(job.id)
         code = job.error or ("cancelled" if job.status is JobStatus.CANCELLED else None)
         await self.say(job, outcomes.ending_text(None, code=code, charged=charged))
 
@@ -244,13 +231,12 @@ class Effects:
         If Discord refuses it every time, the job stays untold and the reconciler (any process) tries
         again while the token lives.
         """
-        presenter = self.parts.presenter
+        presenter = self.parts.hooks.presenter.current
         if presenter is None or job.id in self._telling:
             return
         self._telling.add(job.id)
         try:
-            if self.parts.quiet_progress is not None:  # e.g. a retell: no progress edit may land after it
-                await self.parts.quiet_progress(job.id)
+            await self.parts.painting.quiet(job.id)  # e.g. a retell: no progress edit may land after it
             for wait in (*TELL_BACKOFF_SECONDS, None):
                 try:
                     await presenter.notify(job, text)
@@ -268,7 +254,7 @@ class Effects:
     async def _moderated(self, applied: Applied) -> str | None:
         """A moderated result: mod-log post and a strike (which may block the member); the block notice."""
         job = applied.before
-        safety = self.parts.safety
+        safety = self.parts.services.rules.safety
         if safety is None or applied.job.error not in ("request_moderated", "content_moderated"):
             return None
         try:
@@ -293,12 +279,12 @@ class Effects:
             job.estimated_micros,
             job.model,
         )
-        if self.parts.notice is not None:
+        if self.parts.hooks.notice is not None:
             text = (
                 f"⚠️ A {job.model} image cost {format_usd(cost)}, more than its estimate of "
                 f"{format_usd(job.estimated_micros)} (job {job.id})."
             )
-            self.spawn(self.parts.notice(job.guild_id, text))
+            self.spawn(self.parts.hooks.notice(job.guild_id, text))
 
     # -- background work ---------------------------------------------------------------------------
 

@@ -29,17 +29,26 @@ from bot.bfl.errors import BflError
 from bot.bfl.polling import LatencyModel
 from bot.engine import outcomes
 from bot.engine.admission import ProviderTrouble, Requester, Restarting
-from bot.engine.assembly import EngineHooks, EngineParts, assemble
-from bot.engine.breaker import CircuitBreakers
+from bot.engine.assembly import assemble
 from bot.engine.config import EngineConfig
 from bot.engine.jobs import Job
-from bot.engine.progress import Presenter, Progress, ProgressPainter
+from bot.engine.parts import EngineHooks, EngineParts, PresenterSlot
+from bot.engine.progress import Progress, ProgressPainter
 from bot.engine.states import Event, JobStatus
 from bot.errors import FluxcordError
 from bot.images.cache import ImageCache
 from bot.models import GenerationRequest
 
-__all__ = ["CancelResult", "EngineHooks", "EngineParts", "JobEngine", "ProviderTrouble", "Requester", "Restarting"]
+__all__ = [
+    "CancelResult",
+    "EngineHooks",
+    "EngineParts",
+    "JobEngine",
+    "PresenterSlot",
+    "ProviderTrouble",
+    "Requester",
+    "Restarting",
+]
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +72,13 @@ class JobEngine:
         self.store, self.groups, self.identity = parts.store, parts.groups, parts.identity
         self.config = config
         self.clock = parts.clock
+        self.presenter = hooks.presenter  # the Discord side: filled once its cog loads (PresenterSlot)
+        #: The circuit breakers, one per model (shared with other processes through the database).
+        self.breakers = parts.provider.breakers
+        #: Each model's recent latencies (the poll plans and queue estimates come from them; loaded at start).
+        self.latency = LatencyModel()
         self.last_error: str | None = None
-        self._cache = parts.cache
+        self._provider, self._ledger, self._observer = parts.provider, parts.ledger, hooks.observer
         self._checkpoint = hooks.checkpoint
         self._loops: list[asyncio.Task[Any]] = []
         machinery = assemble(parts, config, hooks, self)
@@ -80,33 +94,8 @@ class JobEngine:
             machinery.dispatcher,
             machinery.admission,
         )
-        if hooks.presenter is not None:
-            self.attach(hooks.presenter)
 
-    # -- wiring and state --------------------------------------------------------------------------
-
-    def attach(self, presenter: Presenter) -> None:
-        """Set the Discord side (the bot exists after the engine)."""
-        self.effects.parts.presenter = presenter
-        self.steps.parts.presenter = presenter
-
-    @property
-    def latency(self) -> LatencyModel:
-        """Each model's recent latencies (the poll plans and queue estimates come from them)."""
-        return self.steps.parts.latency
-
-    @latency.setter
-    def latency(self, model: LatencyModel) -> None:
-        self.steps.parts.latency = model
-
-    @property
-    def breakers(self) -> CircuitBreakers:
-        """The circuit breakers, one per model (shared with other processes through the database)."""
-        return self.steps.parts.breakers
-
-    @breakers.setter
-    def breakers(self, breakers: CircuitBreakers) -> None:
-        self.steps.parts.breakers = self.admission.parts.breakers = breakers
+    # -- state -------------------------------------------------------------------------------------
 
     @property
     def accepting(self) -> bool:
@@ -130,7 +119,7 @@ class JobEngine:
     @property
     def cache(self) -> ImageCache:
         """The image cache (the Delete button removes a result's bytes from it)."""
-        return self._cache
+        return self._provider.cache
 
     # -- admission and the member's clicks ---------------------------------------------------------
 
@@ -177,7 +166,7 @@ class JobEngine:
         """The member saw the acknowledgement: the job may run now. None if it no longer waited for it."""
         job = await self.store.acknowledge(job_id)
         if job is not None:
-            self.effects.parts.observer.job_changed(job_id, "acknowledged")
+            self._observer.job_changed(job_id, "acknowledged")
             self._after_ack(job)
         return job
 
@@ -191,7 +180,7 @@ class JobEngine:
     async def acknowledged_group(self, group_id: int) -> bool:
         """The member saw the group's acknowledgement: its images may run now."""
         if await self.groups.acknowledge(group_id):
-            self.effects.parts.observer.job_changed(group_id, "acknowledged")
+            self._observer.job_changed(group_id, "acknowledged")
             self.point("after_ack", group_id)
             self.painting.queue_changed()
             self.wake()
@@ -303,13 +292,13 @@ class JobEngine:
 
     async def start(self) -> int:
         """Reconcile what is open (a previous run's, a dead process's), then run; how many jobs it picked up."""
-        self.latency = LatencyModel(await self.store.latency_samples())
-        await self.steps.parts.end_users.load(self.store.db)
+        self.latency.restore(await self.store.latency_samples())
+        await self._provider.end_users.load(self.store.db)
         self.identity.started()
         await self.clock.sync(force=True)
         self.driver.accepting = True
         picked_up = await self.reconcile()
-        presenter = self.effects.parts.presenter
+        presenter = self.presenter.current
         if presenter is not None and self.identity.role != "worker":
             # Progress is painted by the processes that answer interactions: a worker's paint, from a
             # snapshot read a moment earlier, could land over the gateway's last word (a Cancel, a gallery).
@@ -322,9 +311,9 @@ class JobEngine:
     async def reconcile(self) -> int:
         """One reconciliation pass now (start-up, tests): how many open jobs it picked up or ended."""
         orphans = 0
-        for job_id in await self.effects.parts.ledger.open_job_ids():  # a reservation with no job row
+        for job_id in await self._ledger.open_job_ids():  # a reservation with no job row
             if await self.store.get(job_id) is None:  # (written by a version that reserved first)
-                await self.effects.parts.ledger.release(job_id, note="recovered: no job")
+                await self._ledger.release(job_id, note="recovered: no job")
                 orphans += 1
         picked_up = await self.reconciler.beat()
         self.wake()
@@ -375,16 +364,20 @@ class JobEngine:
         except Exception as exc:
             log.warning("Could not share the circuit breakers' state: %s", exc)
 
+    def breakers_changed(self) -> None:
+        """A step counted a success or a failure: share the breakers' news in the background."""
+        self.effects.spawn(self.share_breakers())
+
     def claimed(self, job: Job) -> None:
         """The dispatcher claimed ``job``: queue places move."""
-        self.effects.parts.observer.job_changed(job.id, job.status.value)
+        self._observer.job_changed(job.id, job.status.value)
         self.painting.queue_changed()
         self.point("after_claim", job.id)
 
     def record_latency(self, model: str, seconds: float) -> None:
         """Remember how long ``model`` took (the poll plans and queue estimates use it)."""
         self.latency.add(model, seconds)
-        self.effects.parts.observer.bfl_latency(model, seconds)
+        self._observer.bfl_latency(model, seconds)
         self.effects.spawn(self.store.record_latency(model, seconds))
 
     def note_bfl_error(self, exc: BflError) -> None:

@@ -70,7 +70,7 @@ class GroupDelivery:
         ``silent``: the group's last message is not its own (its acknowledgement failed, or its Cancel
         click answered it): it is closed without a post.
         """
-        if self._effects.parts.presenter is None:
+        if self._effects.parts.hooks.presenter.current is None:
             return  # no Discord here: the members wait in `delivering` for a process that has it
         # One claim at a time per group in this process, none while it posts it: so a claim of this
         # process's found on the row is a stale one (its write committed, then the connection broke),
@@ -92,8 +92,7 @@ class GroupDelivery:
     async def _post_claimed(self, group: Group, *, silent: bool) -> None:
         group_id = group.id
         try:
-            if self._effects.parts.quiet_progress is not None:
-                await self._effects.parts.quiet_progress(group_id)
+            await self._effects.parts.painting.quiet(group_id)
             if silent:
                 await self._groups.mark_posted(group, self._identity, channel_id=None, message_id=None)
                 await self.mark_delivered(group_id)  # nothing was made for it: it is closed (and reported)
@@ -106,7 +105,7 @@ class GroupDelivery:
 
     async def post_finished(self) -> None:
         """The reconciler: post every finished group nobody (alive) is posting and whose retry is due."""
-        if self._effects.parts.presenter is None:
+        if self._effects.parts.hooks.presenter.current is None:
             return
         for group_id in await self._groups.finished_unposted():
             if group_id not in self._posting:
@@ -142,11 +141,11 @@ class GroupDelivery:
             )
             if applied is not None:
                 await self._effects.after(applied)
-        self._effects.parts.observer.job_changed(group_id, "posted")
+        self._effects.parts.hooks.observer.job_changed(group_id, "posted")
 
     async def _post(self, group: Group) -> None:
         outcome = await self._gather(group)
-        presenter = self._effects.parts.presenter
+        presenter = self._effects.parts.hooks.presenter.current
         assert presenter is not None
         if self._too_late(group, outcome):
             log.warning("Group %s: could not be posted in time; its images are refunded", group.id)
@@ -161,7 +160,7 @@ class GroupDelivery:
         except Exception as exc:
             await self._retry_later(group, exc)
             return
-        self._effects.parts.checkpoint("after_group_post", group.id)
+        self._effects.parts.engine.point("after_group_post", group.id)
         await self._effects.durably(  # it is in Discord now: record it, never post it again for a failed write
             lambda: self._groups.mark_posted(
                 group,

@@ -42,6 +42,7 @@ class Painting:
         latency: Callable[[], LatencyModel],
         clock: Clock,
         holder: str,
+        group_posting: Callable[[int], bool] = lambda _group_id: False,
     ) -> None:
         self._store = store
         self._fence = PaintFence(store.db, store.now_ms)
@@ -51,7 +52,7 @@ class Painting:
         self._latency = latency
         self._clock = clock
         self.painter: ProgressPainter | None = None
-        self.group_posting: Callable[[int], bool] = lambda _group_id: False
+        self._group_posting = group_posting  # a group being posted: its line stays still
         self._group_seen: dict[int, JobStatus] = {}  # a group image's last status shown in its group's line
         self._queue_changed = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
@@ -190,5 +191,5 @@ class Painting:
                 application_id=group.application_id,
                 created_at=group.created_at,
             )
-            if self.painter is not None and not self.group_posting(group_id):  # no await since the check
+            if self.painter is not None and not self._group_posting(group_id):  # no await since the check
                 self.painter.set(shown, progress)

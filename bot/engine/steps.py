@@ -31,8 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.bfl.client import BflClient, SubmittedTask
-from bot.bfl.end_user import EndUserIds
+from bot.bfl.client import SubmittedTask
 from bot.bfl.errors import (
     BflDownloadError,
     BflError,
@@ -40,16 +39,14 @@ from bot.bfl.errors import (
     BflServerError,
     BflTimeout,
 )
-from bot.bfl.polling import LatencyModel
 from bot.engine import outcomes
-from bot.engine.breaker import CircuitBreakers, is_provider_error
+from bot.engine.breaker import is_provider_error
 from bot.engine.config import MAX_CLAIMS_BEFORE_GIVING_UP, EngineConfig
 from bot.engine.jobs import Job
-from bot.engine.leases import ProcessIdentity
-from bot.engine.progress import Presenter, Progress, Result, Undeliverable
+from bot.engine.painting import Painting
+from bot.engine.parts import EngineCallbacks, EngineParts, PresenterSlot
+from bot.engine.progress import Progress, Result, Undeliverable
 from bot.engine.states import Event, JobStatus
-from bot.engine.store import JobStore
-from bot.images.cache import ImageCache
 from bot.images.codec import InvalidImage, probe
 
 log = logging.getLogger(__name__)
@@ -79,26 +76,16 @@ Show = Callable[[Job, Progress], None]
 Checkpoint = Callable[[str, int], None]
 
 
-@dataclass
+@dataclass(frozen=True)
 class StepParts:
-    """What the steps act on (built by the engine)."""
+    """What the steps act on (built by :func:`bot.engine.assembly.assemble`)."""
 
-    store: JobStore
-    bfl: BflClient
-    cache: ImageCache
-    breakers: CircuitBreakers
-    identity: ProcessIdentity
+    services: EngineParts
     config: EngineConfig
-    latency: LatencyModel = field(default_factory=LatencyModel)
-    end_users: EndUserIds = field(default_factory=EndUserIds)
-    presenter: Presenter | None = None
-    show: Show = lambda _job, _progress: None
-    checkpoint: Checkpoint = lambda _name, _job_id: None
-    record_latency: Callable[[str, float], None] = lambda _model, _seconds: None
-    note_error: Callable[[BflError], None] = lambda _exc: None
-    share_breakers: Callable[[], None] = lambda: None
-    quiet_progress: Callable[[int], Awaitable[None]] | None = None  # no progress edit may land after the post
-    group_done: Callable[[int], Awaitable[None]] | None = None  # a group's image is ready: post the group if due
+    presenter: PresenterSlot  # the Discord side a result is delivered through
+    painting: Painting  # the progress shown, and none after the post
+    engine: EngineCallbacks  # latencies, the last BFL error, checkpoints, the breakers' news
+    group_done: Callable[[int], Awaitable[None]] = field(kw_only=True)  # a group's image is ready: post it if due
 
 
 class Steps:
@@ -147,7 +134,7 @@ class Steps:
         return job_id in self.marked_here and job_id not in self._posted
 
     def _now(self) -> datetime:
-        return self.parts.store.clock()
+        return self.parts.services.store.clock()
 
     # -- submitting --------------------------------------------------------------------------------
 
@@ -159,29 +146,29 @@ class Steps:
                 return Outcome(Event.SUBMIT_UNKNOWN, code="submit_interrupted")
             # Its POST never left (the mark's write failed after committing, an error before the POST):
             # this process knows it, so the mark is cleared and the job sent now, nothing charged twice.
-            if not await p.store.not_sent(job.id, p.identity, retry_at=self._now()):
+            if not await p.services.store.not_sent(job.id, p.services.identity, retry_at=self._now()):
                 return Outcome(stop=True)
         if job.attempts > MAX_CLAIMS_BEFORE_GIVING_UP:
             return Outcome(Event.NOT_SENT, code="not_sent")
-        p.show(job, Progress(JobStatus.SUBMITTING, job.model))
+        p.painting.show(job, Progress(JobStatus.SUBMITTING, job.model))
         self.sending.add(job.id)  # from the mark until the answer is recorded (the driver clears it): a stop waits
         self.marked_here.add(job.id)  # before the write: it may commit and still raise
-        if await p.store.start_sending(job.id, p.identity) is None:
+        if await p.services.store.start_sending(job.id, p.services.identity) is None:
             log.warning("Job %s: this process no longer holds it (lease lost?); not submitting", job.id)
             return Outcome(stop=True)
-        p.checkpoint("submit_marked", job.id)
+        p.engine.point("submit_marked", job.id)
         try:
-            user = p.end_users.of(job.guild_id, job.user_id)  # a keyed hash, never the Discord id
+            user = p.services.provider.end_users.of(job.guild_id, job.user_id)  # a keyed hash, never the Discord id
             log.info("Job %s: sending to BFL (claim %d)", job.id, job.attempts)
             self._posted.add(job.id)
-            task = await p.bfl.submit(job.model, job.params, user=user, retries=0)
+            task = await p.services.provider.bfl.submit(job.model, job.params, user=user, retries=0)
         except (BflRateLimited, BflServerError) as exc:  # from a submit, both prove BFL created nothing
             return await self._not_created(job, exc)
         except BflError as exc:
-            p.note_error(exc)
+            p.engine.note_bfl_error(exc)
             self._verdict(job.model, exc)
             return Outcome(outcomes.submit_event(exc), error=exc)
-        p.checkpoint("after_submit", job.id)
+        p.engine.point("after_submit", job.id)
         self._not_sent.pop(job.id, None)
         self._submitted_here.add(job.id)
         fields = {
@@ -190,7 +177,7 @@ class Steps:
             "cost_micros": task.cost_micros,
             "submitted_at": self._now(),
         }
-        return Outcome(Event.ACCEPTED, fields, wait=p.latency.plan(job.model).delay(0.0, 0), persist=False)
+        return Outcome(Event.ACCEPTED, fields, wait=p.engine.latency.plan(job.model).delay(0.0, 0), persist=False)
 
     async def _not_created(self, job: Job, exc: BflError) -> Outcome:
         """A 429 or a refused connection: nothing exists at BFL. Clear the mark and try again later."""
@@ -198,15 +185,17 @@ class Steps:
         self._posted.discard(job.id)  # BFL answered that nothing was created: as if never sent
         tries = self._not_sent[job.id] = self._not_sent.get(job.id, 0) + 1
         if tries > SUBMIT_RETRIES:
-            p.note_error(exc)
+            p.engine.note_bfl_error(exc)
             self._verdict(job.model, exc)
             return Outcome(Event.SUBMIT_REFUSED, error=exc)
         retry_after = exc.retry_after if isinstance(exc, BflRateLimited) else None
-        delay = p.bfl.poll_backoff(tries, retry_after)
-        if not await p.store.not_sent(job.id, p.identity, retry_at=self._now() + timedelta(seconds=delay)):
+        delay = p.services.provider.bfl.poll_backoff(tries, retry_after)
+        if not await p.services.store.not_sent(
+            job.id, p.services.identity, retry_at=self._now() + timedelta(seconds=delay)
+        ):
             return Outcome(stop=True)
         log.info("Job %s: BFL created nothing (%s); trying again in %.1f s", job.id, type(exc).__name__, delay)
-        p.checkpoint("not_sent", job.id)
+        p.engine.point("not_sent", job.id)
         return Outcome(wait=delay, persist=False)  # not_sent recorded the timer already
 
     # -- generating --------------------------------------------------------------------------------
@@ -222,26 +211,30 @@ class Steps:
         task = SubmittedTask(job.bfl_task_id or "", job.polling_url or "", None)
         failures = self._poll_failures.get(job.id, 0)
         try:
-            reading = await p.bfl.poll(task, since_submit=since, failures=failures)
+            reading = await p.services.provider.bfl.poll(task, since_submit=since, failures=failures)
         except BflError as exc:
-            p.note_error(exc)
+            p.engine.note_bfl_error(exc)
             self._verdict(job.model, exc)
             return Outcome(outcomes.task_event(exc), error=exc)
         polls = self._polls[job.id] = self._polls.get(job.id, 0) + 1
         if reading.failed:
             self._poll_failures[job.id] = failures + 1
-            wait = min(p.bfl.poll_backoff(failures + 1, reading.retry_after), max(0.0, deadline - since))
+            wait = min(
+                p.services.provider.bfl.poll_backoff(failures + 1, reading.retry_after), max(0.0, deadline - since)
+            )
             return Outcome(wait=wait, persist=wait >= PERSIST_WAIT_SECONDS)
         self._poll_failures.pop(job.id, None)
         if reading.result is None:
-            p.show(job, Progress(JobStatus.GENERATING, job.model, bfl_stage=reading.status, elapsed_seconds=since))
-            wait = min(p.latency.plan(job.model).delay(since, polls), max(0.0, deadline - since))
+            p.painting.show(
+                job, Progress(JobStatus.GENERATING, job.model, bfl_stage=reading.status, elapsed_seconds=since)
+            )
+            wait = min(p.engine.latency.plan(job.model).delay(since, polls), max(0.0, deadline - since))
             fields: dict[str, Any] = {"bfl_stage": reading.status} if reading.status != job.bfl_stage else {}
             return Outcome(fields=fields, wait=wait, persist=bool(fields) or wait >= PERSIST_WAIT_SECONDS)
-        p.breakers.succeeded(job.model)
-        p.share_breakers()
+        p.services.provider.breakers.succeeded(job.model)
+        p.engine.breakers_changed()
         if job.id in self._submitted_here:  # a resumed job would record downtime, not BFL's latency
-            p.record_latency(job.model, since)
+            p.engine.record_latency(job.model, since)
         result = reading.result
         fields = {"ready_at": now, "sample_url": result.sample_url, "bfl_stage": reading.status}
         if result.cost_micros is not None:
@@ -268,21 +261,21 @@ class Steps:
     async def download(self, job: Job) -> Outcome:
         """Fetch, check and cache the result (no money moves until it is posted)."""
         p = self.parts
-        p.show(job, Progress(JobStatus.DOWNLOADING, job.model, elapsed_seconds=job.generation_seconds))
+        p.painting.show(job, Progress(JobStatus.DOWNLOADING, job.model, elapsed_seconds=job.generation_seconds))
         try:
             if not job.sample_url:
                 raise BflDownloadError("the task has no result URL", task_id=job.bfl_task_id)
-            data = await p.bfl.download(job.sample_url, max_bytes=DOWNLOAD_LIMIT_BYTES)
+            data = await p.services.provider.bfl.download(job.sample_url, max_bytes=DOWNLOAD_LIMIT_BYTES)
             try:
                 await asyncio.to_thread(probe, data)  # the header only: no full decode here
             except InvalidImage as exc:
                 raise BflDownloadError(f"the result is not a usable image: {exc}", task_id=job.bfl_task_id) from exc
         except BflError as exc:
-            p.note_error(exc)
+            p.engine.note_bfl_error(exc)
             return Outcome(Event.TASK_FAILED, error=exc)
-        p.checkpoint("after_download", job.id)
+        p.engine.point("after_download", job.id)
         metadata = {"model": job.model, "cost_micros": job.settled_cost_micros, "job_id": job.id}
-        await p.cache.put(job.cache_key, data, metadata=metadata)
+        await p.services.provider.cache.put(job.cache_key, data, metadata=metadata)
         self._bytes[job.id] = data
         return Outcome(Event.DOWNLOADED)
 
@@ -290,8 +283,8 @@ class Steps:
 
     async def deliver(self, job: Job) -> Outcome:
         """Post the result (settled once posted); retried with back-off, refunded if it never can be."""
-        p = self.parts
-        if p.presenter is None:
+        p, presenter = self.parts, self.parts.presenter.current
+        if presenter is None:
             return Outcome(stop=True)  # no Discord in this process (a bare worker): another process posts it
         data = self._bytes.pop(job.id, None) or await self._result_bytes(job)
         if data is None:
@@ -299,14 +292,13 @@ class Steps:
         made = job.ready_at or job.created_at
         if (self._now() - made).total_seconds() > p.config.undeliverable_after_seconds:
             return Outcome(Event.DELIVERY_FAILED, code="undeliverable")
-        if not await p.store.holds(job.id, p.identity, job.status):
+        if not await p.services.store.holds(job.id, p.services.identity, job.status):
             return Outcome(stop=True)  # the fence before the post: another process has it now
-        if p.quiet_progress is not None:
-            await p.quiet_progress(job.id)
+        await p.painting.quiet(job.id)
         cached = job.status is JobStatus.CACHED
         result = Result(job, data, 0 if cached else job.settled_cost_micros, job.generation_seconds, cached)
         try:
-            posted = await p.presenter.deliver(result)
+            posted = await presenter.deliver(result)
         except Undeliverable as exc:
             log.warning("Job %s: the result cannot be shown anywhere: %s", job.id, exc)
             return Outcome(Event.DELIVERY_FAILED, code="undeliverable", text=str(exc) or None)
@@ -316,7 +308,7 @@ class Steps:
             log.warning("Job %s: could not post the image (%s); try %d again in %.0f s", job.id, exc, tries, wait)
             self._bytes[job.id] = data
             return Outcome(fields={"delivery_attempts": tries}, wait=wait)
-        p.checkpoint("after_post", job.id)
+        p.engine.point("after_post", job.id)
         fields = {
             "result_channel_id": posted.channel_id,
             "result_message_id": posted.message_id,
@@ -330,19 +322,19 @@ class Steps:
         The post settles each image (or refunds it); this image's drive ends here either way, and the
         reconciler drives it again while the group is not posted (e.g. Discord refused the post).
         """
-        if self.parts.group_done is not None and job.group_id is not None:
+        if job.group_id is not None:
             await self.parts.group_done(job.group_id)
         return Outcome(stop=True)
 
     async def _result_bytes(self, job: Job) -> bytes | None:
         """The result from the cache, else from BFL's URL while it lives."""
         p = self.parts
-        entry = await p.cache.get_entry(job.cache_key)
+        entry = await p.services.provider.cache.get_entry(job.cache_key)
         if entry is not None:
             return entry.data
         if job.sample_url and job.status is JobStatus.DELIVERING:
             try:
-                return await p.bfl.download(job.sample_url, max_bytes=DOWNLOAD_LIMIT_BYTES)
+                return await p.services.provider.bfl.download(job.sample_url, max_bytes=DOWNLOAD_LIMIT_BYTES)
             except BflError:
                 return None
         return None
@@ -350,7 +342,7 @@ class Steps:
     def _verdict(self, model: str, exc: BflError) -> None:
         """Feed the model's circuit breaker: provider trouble counts; any proper answer closes it."""
         if is_provider_error(exc):
-            self.parts.breakers.failed(model)
+            self.parts.services.provider.breakers.failed(model)
         else:
-            self.parts.breakers.succeeded(model)  # a refusal or moderation: BFL is up and answering
-        self.parts.share_breakers()
+            self.parts.services.provider.breakers.succeeded(model)  # a refusal or moderation: BFL is up and answering
+        self.parts.engine.breakers_changed()

@@ -58,7 +58,7 @@ def format_uptime(seconds: float) -> str:
 async def bot_status(services: Any) -> BotStatus:
     """Gather the status; BFL's balance is asked with a short timeout and may be unavailable."""
     try:
-        credits: Decimal | None = await asyncio.wait_for(services.bfl.get_credits(), CREDITS_TIMEOUT_SECONDS)
+        credits: Decimal | None = await asyncio.wait_for(services.ops.bfl.get_credits(), CREDITS_TIMEOUT_SECONDS)
     except Exception as exc:
         log.warning("Could not read the BFL credit balance: %s", type(exc).__name__)
         credits = None
@@ -68,6 +68,6 @@ async def bot_status(services: Any) -> BotStatus:
         in_flight=await services.jobs.count(JobStatus.SUBMITTING, JobStatus.GENERATING),
         queued=await services.jobs.count(JobStatus.QUEUED),
         last_error=services.engine.last_error,
-        uptime_seconds=services.metrics.uptime_seconds,
+        uptime_seconds=services.ops.metrics.uptime_seconds,
         troubled_models=tuple(sorted(services.engine.breakers.open_models())),
     )

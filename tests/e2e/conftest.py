@@ -213,19 +213,19 @@ class BotHarness:
 
 
 @asynccontextmanager
-async def running_bot(fake, bfl, settings, *, bfl_options=None) -> AsyncIterator[BotHarness]:
+async def running_bot(fake, bfl, settings, *, bfl_options=None, engine_options=None) -> AsyncIterator[BotHarness]:
     """The real bot (``assemble``, as `python -m bot` builds it), logged in to ``fake``.
 
-    ``bfl_options``: the BFL client's (default: fast polls and back-offs).
+    ``bfl_options``: the BFL client's (default: fast polls and back-offs); ``engine_options``: the job engine's.
     """
     from bot.app import assemble
 
     events = EngineEvents()
     fast = {"backoff_base": 0.001, "backoff_cap": 0.01}
     options = dict(fast if bfl_options is None else bfl_options)
-    options["engine_options"] = {"observer": events} | options.get("engine_options", {})
+    options["engine_options"] = {"observer": events} | options.get("engine_options", {}) | (engine_options or {})
     async with assemble(settings, bfl_options=options, guild_ready_timeout=0.05) as bot:
-        events.metrics = bot.services.metrics  # before the engine starts: the bot's metrics miss nothing
+        events.metrics = bot.services.ops.metrics  # before the engine starts: the bot's metrics miss nothing
         async with fake.run_bot(bot):
             yield BotHarness(bot, fake, bfl, settings, events)
 
@@ -263,13 +263,21 @@ def backend(request) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def harness(discord_endpoints, fake_bfl, tmp_path, backend, bot_settings_overrides) -> AsyncIterator[BotHarness]:
+def engine_options() -> dict[str, Any]:
+    """Extra job-engine options for the bot under test, given at construction (override per module)."""
+    return {}
+
+
+@pytest.fixture
+async def harness(
+    discord_endpoints, fake_bfl, tmp_path, backend, bot_settings_overrides, engine_options
+) -> AsyncIterator[BotHarness]:
     """The real bot, logged in to the fake Discord and using the fake BFL (on each database backend)."""
     from tests.e2e.support import bot_settings
 
     fake = discord_endpoints
     settings = bot_settings(fake, fake_bfl, tmp_path, **(backend | bot_settings_overrides))
-    async with running_bot(fake, fake_bfl, settings) as harness:
+    async with running_bot(fake, fake_bfl, settings, engine_options=engine_options) as harness:
         yield harness
     assert fake_bfl.schema_errors == []
 

@@ -185,7 +185,7 @@ async def drifted_books(backend, tmp_path):
 async def test_drift_found_at_start_shows_in_the_metric_and_the_report(drifted_books, harness, people):
     from tests.e2e.test_ops import scrape, value
 
-    check = await harness.fake.wait_for(lambda: harness.services.bookkeeping.last)  # checked at start
+    check = await harness.fake.wait_for(lambda: harness.services.ops.bookkeeping.last)  # checked at start
     assert check.drift == 3 and all("'bot'" in problem for problem in check.problems)
     samples = await scrape(harness)
     assert value(samples, "fluxcord_ledger_counter_drift") == 3
@@ -194,7 +194,7 @@ async def test_drift_found_at_start_shows_in_the_metric_and_the_report(drifted_b
     assert "3 spend counters disagree with the ledger" in text_of(report)
 
     await harness.services.db.execute("UPDATE usage SET micros = micros - 7 WHERE scope = 'bot'")  # repaired
-    await harness.services.bookkeeping.run()  # the daily check
+    await harness.services.ops.bookkeeping.run()  # the daily check
     samples = await scrape(harness)
     assert value(samples, "fluxcord_ledger_counter_drift") == 0
     assert value(samples, "fluxcord_ledger_counter_checks_total", result="clean") == 1

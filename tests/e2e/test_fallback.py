@@ -30,11 +30,15 @@ class ManualClock:
 
 
 @pytest.fixture
-def clock(harness):
-    """Two provider errors within a minute open a model's breaker; a trial after 30 s (of this clock)."""
-    clock = ManualClock()
-    harness.services.engine.breakers = CircuitBreakers(failures=2, window=60, cooldown=30, clock=clock)
-    return clock
+def clock():
+    """The breakers' clock (moved by hand)."""
+    return ManualClock()
+
+
+@pytest.fixture
+def engine_options(clock):
+    """Two provider errors within a minute open a model's breaker; a trial after 30 s (of ``clock``)."""
+    return {"breakers": CircuitBreakers(failures=2, window=60, cooldown=30, clock=clock)}
 
 
 async def break_model(harness, model="flux-pro-1.1", **options):
@@ -117,7 +121,7 @@ async def test_an_open_breaker_refuses_at_once_then_offers_the_servers_fallback_
 
     # Visible to moderators: /budget report (when it retries), /status, and the metrics.
     report = await budget(harness, "report", mod)
-    retry = int(harness.services.clock().timestamp() + 30)
+    retry = int(harness.services.ops.clock().timestamp() + 30)
     assert "`flux-pro-1.1`: refusing new requests; next trial <t:" in text_of(report)
     [shown] = [line for line in text_of(report).splitlines() if "flux-pro-1.1`: refusing" in line]
     assert abs(int(shown.split("<t:")[1].split(":")[0]) - retry) <= 2
@@ -125,7 +129,7 @@ async def test_an_open_breaker_refuses_at_once_then_offers_the_servers_fallback_
     await first_answer(harness, status)
     await fake.wait_for(lambda: status.followups or not status.original_message.get("flags", 0) & 128)
     assert "refusing (BFL keeps failing): flux-pro-1.1" in text_of(status)
-    metrics = harness.services.metrics.render()
+    metrics = harness.services.ops.metrics.render()
     assert b'fluxcord_breaker_refusals_total{model="flux-pro-1.1"} 2.0' in metrics
     assert b'fluxcord_refusals_total{reason="provider"} 2.0' in metrics
 
@@ -154,7 +158,7 @@ async def test_the_fallback_setting_is_shown_changed_and_turned_off(harness, peo
     assert audit[-2:] == [("fallback.set", None, "flux-dev"), ("fallback.set", "flux-dev", None)]
     member = await budget(harness, "fallback", people["member"], model=KLEIN)
     assert "Only moderators" in text_of(member)
-    assert (await harness.services.server_settings.guild_settings(harness.fake.guild_id)).fallback_model is None
+    assert (await harness.services.server.settings.guild_settings(harness.fake.guild_id)).fallback_model is None
 
     await break_model(harness)  # turned off: the plain refusal
     refused = await harness.imagine(prompt="a lighthouse")
@@ -283,7 +287,7 @@ async def test_an_open_breaker_refuses_a_group_at_once_and_counts_it(harness, pe
         assert refused.ephemeral and "is having trouble right now" in text_of(refused)
     assert len(bfl.submits) == submits and await ledger_rows(harness) == money
     assert await rows(harness, "SELECT id FROM job_groups") == []
-    metrics = harness.services.metrics.render()
+    metrics = harness.services.ops.metrics.render()
     assert b'fluxcord_breaker_refusals_total{model="flux-pro-1.1"} 1.0' in metrics
     assert f'fluxcord_breaker_refusals_total{{model="{KLEIN}"}} 1.0'.encode() in metrics
 

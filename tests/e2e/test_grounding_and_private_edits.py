@@ -13,7 +13,7 @@ async def test_grounding_is_refused_until_a_moderator_allows_it_then_sent(harnes
     assert bfl.submits == []
     assert await harness.services.db.fetch_value("SELECT COUNT(*) FROM ledger") == 0
 
-    await harness.services.safety.set_grounding(fake.guild_id, True, actor_id=1)
+    await harness.services.server.safety.set_grounding(fake.guild_id, True, actor_id=1)
     allowed = await harness.imagine(prompt="today's skyline", model="flux-3-image", grounding=True)
     assert not allowed.ephemeral and allowed.original_message.get("attachments")
     [submit] = bfl.submits

@@ -204,7 +204,7 @@ async def test_a_job_left_unfinished_by_a_previous_run_is_delivered_to_the_chann
         _new_job(request, job_id, fake, user_id), ReserveTerms([], 10), cached=False, acked=True,
     )  # fmt: skip
     assert await services.jobs.advance(job_id, JobStatus.QUEUED, JobStatus.SUBMITTING) is not None
-    task = await services.bfl.submit(request.model.key, request.bfl_payload())
+    task = await services.ops.bfl.submit(request.model.key, request.bfl_payload())
     await services.jobs.apply(job_id, Event.ACCEPTED, policy, bfl_task_id=task.id, polling_url=task.polling_url)
 
     assert await services.engine.reconcile() == 1

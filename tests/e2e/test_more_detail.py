@@ -53,7 +53,7 @@ async def test_more_detail_renders_a_flux1_result_at_2k_with_the_result_as_refer
         "SELECT user_id FROM ledger WHERE job_id = ? AND kind = 'settle'", (int(click.id),)
     )
     assert payer == int(clicker["user"]["id"])
-    source = await harness.services.sources.get(int(click.id))
+    source = await harness.services.members.sources.get(int(click.id))
     assert source.kind == "detail" and source.source_job_id == int(first.id)
     assert detail_id(click) in custom_ids(click.original_message)  # carry on again: 2k → 4k
 

@@ -126,7 +126,7 @@ async def test_status_shows_balance_queue_last_error_and_uptime_to_moderators_on
     harness.bfl.default = Behaviour(final_status="Error", final_http_status=503)
     await harness.imagine(prompt="this one fails at BFL")
     assert harness.services.engine.last_error is not None
-    registry = harness.services.metrics.registry  # counted even with the metrics server off
+    registry = harness.services.ops.metrics.registry  # counted even with the metrics server off
     labels = {"model": harness.settings.default_model, "outcome": "failed"}
     assert registry.get_sample_value("fluxcord_jobs_total", labels) == 1
     mod = fake.add_member(name="mod", permissions=MEMBER | Perm.MANAGE_GUILD)

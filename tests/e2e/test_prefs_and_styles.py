@@ -183,7 +183,7 @@ async def test_a_removed_style_or_one_too_long_for_the_prompt_is_refused_with_a_
 
 
 async def test_style_list_of_a_full_server_fits_one_message(harness, people):
-    styles = harness.services.styles
+    styles = harness.services.members.styles
     for n in range(25):
         name = f"{n:02d}" + "_" * 30  # markdown characters double when escaped
         await styles.add(harness.fake.guild_id, name, "*" * 250 + "{prompt}" + "_" * 240, actor_id=uid(people["mod"]))

@@ -154,8 +154,8 @@ async def test_the_retention_sweep_erases_old_prompts_and_their_buttons_say_the_
         "UPDATE jobs SET created_at = created_at - ? WHERE id = ?",
         (int(timedelta(days=2).total_seconds() * 1000), job.id),
     )
-    assert harness.services.privacy._task is not None  # the background sweep runs
-    assert await harness.services.privacy.sweep() == 1
+    assert harness.services.members.privacy._task is not None  # the background sweep runs
+    assert await harness.services.members.privacy.sweep() == 1
     assert (await harness.services.jobs.get(job.id)).prompt == ""
     assert (await harness.services.jobs.get(int(new.id))).prompt == "a fresh prompt"
     assert not (Path(harness.settings.cache_dir) / f"{job.cache_key}.img").exists()

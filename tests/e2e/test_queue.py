@@ -72,11 +72,9 @@ async def test_the_cancel_button_disappears_once_the_job_is_submitted(harness):
 @pytest.mark.parametrize("bot_settings_overrides", [ONE_SLOT])
 async def test_slow_discord_edits_never_hold_a_bfl_slot(harness):
     fake, bfl = harness.fake, harness.bfl
-    from bot.bfl.polling import LatencyModel
-
     fake.webhook_edit_delay = 1.5  # every progress edit and every result post takes 1.5 s
     bfl.default = Behaviour(run_seconds=0.05)
-    harness.services.engine.latency = LatencyModel({"flux-pro-1.1": [0.05] * 10})  # a known, quick model
+    harness.services.engine.latency.restore({"flux-pro-1.1": [0.05] * 10})  # a known, quick model
     interactions = [await harness.imagine(wait=False, prompt=f"job {n}") for n in range(4)]
     await bfl.wait_for(lambda: len(bfl.tasks) == 4, timeout=10)
     created = sorted(task.created_at for task in bfl.tasks.values())

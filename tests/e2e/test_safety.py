@@ -133,10 +133,10 @@ async def test_allowed_channels_point_elsewhere_and_models_limit_what_can_be_use
 
 
 async def test_grounding_is_off_by_default_and_audited_when_switched(harness, people):
-    assert await harness.services.safety.grounding_allowed(harness.fake.guild_id) is False
+    assert await harness.services.server.safety.grounding_allowed(harness.fake.guild_id) is False
     answer = await safety(harness, "grounding", people["mod"], allowed=True)
     assert "allowed" in text(answer)
-    assert await harness.services.safety.grounding_allowed(harness.fake.guild_id) is True
+    assert await harness.services.server.safety.grounding_allowed(harness.fake.guild_id) is True
     assert await rows(harness, "SELECT action, old_value, new_value FROM audit_log") == [
         ("safety.grounding", "off", "on")
     ]

@@ -15,7 +15,7 @@ import pytest
 from bot.app import build_services
 from bot.bfl.client import BflClient
 from bot.config import Settings
-from bot.engine.engine import JobEngine, Requester
+from bot.engine.engine import JobEngine, PresenterSlot, Requester
 from bot.engine.progress import GroupPosted, Posted, Progress, Result
 from bot.models import build_request
 
@@ -116,10 +116,10 @@ class EngineHarness:
         self.presenter = presenter
         self.db = db
         self.bfl = bfl
-        self.limits = services.limits
-        self.server = services.server_settings  # the per-server switches (paused)
+        self.limits = services.server.limits
+        self.server = services.server.settings  # the per-server switches (paused)
         self.settings = settings
-        self.ledger = engine.effects.parts.ledger
+        self.ledger = services.ledger
 
     async def generate(self, job_id, req=None, user=ALICE, guild=GUILD):
         await self.engine.admit(req or request(), who(job_id, user, guild), acked=True)
@@ -149,11 +149,11 @@ def build_engine(db, session, settings, clock, presenter=None, **options: Any) -
         db=db,
         session=session,
         clock=clock,
-        engine_options={"presenter": presenter, "config": FAST_ENGINE} | options,
+        engine_options={"presenter": PresenterSlot(presenter), "config": FAST_ENGINE} | options,
         backoff_base=0.001,
         backoff_cap=0.01,
     )
-    return services.engine, services.bfl, services
+    return services.engine, services.ops.bfl, services
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from PIL import Image
 
 from bot.bfl.client import POLL_FAILURE_LIMIT
 from bot.bfl.end_user import EndUserIds
-from bot.bfl.polling import LatencyModel
 from bot.engine.breaker import CircuitBreakers
 from bot.engine.engine import ProviderTrouble
 from bot.engine.states import JobStatus
@@ -36,7 +35,7 @@ async def fast(make_engine):
 
     async def make(**overrides):
         h = await make_engine(**overrides)
-        h.engine.latency = LatencyModel({model: [0.1] * 5 for model in MODELS})
+        h.engine.latency.restore({model: [0.1] * 5 for model in MODELS})
         return h
 
     return make
@@ -129,8 +128,7 @@ async def test_a_poll_redirected_to_another_origin_delivers_and_that_origin_neve
     ids=["status-error", "503-error-body", "5xx-bound"],
 )
 async def test_tasks_ending_error_open_the_models_breaker(fast, fake_bfl, db, failing):
-    harness = await fast()
-    harness.engine.breakers = CircuitBreakers(failures=3, window=60, cooldown=30)
+    harness = await fast(engine_options={"breakers": CircuitBreakers(failures=3, window=60, cooldown=30)})
     fake_bfl.script(failing, times=3)
     for job_id in (1, 2, 3):
         assert "could not generate" in await harness.generate(job_id, req=request(seed=job_id))
@@ -141,8 +139,8 @@ async def test_tasks_ending_error_open_the_models_breaker(fast, fake_bfl, db, fa
 
 
 async def test_moderated_tasks_never_open_the_breaker(fast, fake_bfl):
-    h = await fast(moderation_strikes=10)  # three strikes would block the member, not the model
-    h.engine.breakers = CircuitBreakers(failures=3, window=60, cooldown=30)
+    breakers = CircuitBreakers(failures=3, window=60, cooldown=30)
+    h = await fast(moderation_strikes=10, engine_options={"breakers": breakers})  # 3 strikes: a block, not the model's
     fake_bfl.script(Behaviour(final_status="Content Moderated"), times=3)
     for job_id in (1, 2, 3):
         assert "blocked" in await h.generate(job_id, req=request(seed=job_id))
@@ -220,7 +218,9 @@ def test_an_unloaded_mapping_refuses_rather_than_guess():
 
 async def test_flux_3_with_an_image_is_sent_at_most_tolerance_2(fast, fake_bfl):
     harness = await fast()
-    await harness.engine.admission.parts.safety.set_level(GUILD, CHANNEL, SafetyLevel.RELAXED, actor_id=9)
+    await harness.engine.admission.parts.services.rules.safety.set_level(
+        GUILD, CHANNEL, SafetyLevel.RELAXED, actor_id=9
+    )
     relaxed = dataclasses.replace(who(1), age_restricted=True)
     plain = request(seed=None, model="flux-3-image")
     await harness.engine.admit(plain, relaxed, acked=True)

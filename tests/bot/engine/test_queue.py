@@ -118,11 +118,9 @@ async def test_a_route_cap_from_the_model_table_holds_while_other_models_run(mak
 
 
 async def test_the_queue_wait_uses_the_models_route_cap(make_engine, monkeypatch):
-    from bot.bfl.polling import LatencyModel
-
     monkeypatch.setitem(MODELS, "flux-dev", dataclasses.replace(MODELS["flux-dev"], max_active_tasks=2))
     h = await make_engine(bfl_max_active_tasks=24)
-    h.engine.latency = LatencyModel({"flux-dev": [10.0] * 10, "flux-pro-1.1": [10.0] * 10})
+    h.engine.latency.restore({"flux-dev": [10.0] * 10, "flux-pro-1.1": [10.0] * 10})
     capped = await h.engine.admit(request(seed=1, model="flux-dev"), who(1), acked=False)  # never runs
     other = await h.engine.admit(request(seed=2), who(2), acked=False)
     assert h.engine.queued_progress(capped, 5).eta_seconds == (3 + 1) * 10.0  # 5th behind 2 slots: 3 turnovers

@@ -191,7 +191,7 @@ async def test_deliver_nowhere_to_show_it_is_a_delivery_failure(parked, fake_bfl
         async def deliver(self, result):
             raise Undeliverable("DMs closed")
 
-    parked.engine.attach(Nowhere())
+    parked.engine.presenter.fill(Nowhere())
     job = await delivering(parked, fake_bfl)
     outcome = await parked.engine.steps.deliver(job)
     assert outcome.event is Event.DELIVERY_FAILED and outcome.code == "undeliverable"

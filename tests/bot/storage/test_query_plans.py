@@ -38,6 +38,7 @@ from bot.engine.fairness import positions
 from bot.engine.groups import GroupStore
 from bot.engine.holders import OPEN_JOBS
 from bot.engine.leases import ProcessIdentity
+from bot.engine.parts import PresenterSlot
 from bot.engine.sources import JobSources
 from bot.engine.states import OPEN, JobStatus
 from bot.ops.metrics import Metrics
@@ -128,10 +129,10 @@ async def _status(ctx: Context) -> None:
 
 async def _quota(ctx: Context) -> None:  # what cogs/quota.py asks for
     services = ctx.services
-    limits = await services.limits.limits_for(ctx.guild, ctx.user, [])
+    limits = await services.server.limits.limits_for(ctx.guild, ctx.user, [])
     assert await services.ledger.statuses(ctx.guild, ctx.user, limits)
-    await services.server_settings.guild_settings(ctx.guild)
-    await services.safety.allowed_models(ctx.guild)
+    await services.server.settings.guild_settings(ctx.guild)
+    await services.server.safety.allowed_models(ctx.guild)
 
 
 async def _history(ctx: Context) -> None:
@@ -153,16 +154,16 @@ async def _export(ctx: Context) -> None:
 
 
 async def _privacy_show(ctx: Context) -> None:
-    assert (await ctx.services.privacy.kept(ctx.guild, ctx.user)).requests
+    assert (await ctx.services.members.privacy.kept(ctx.guild, ctx.user)).requests
 
 
 async def _forget(ctx: Context) -> None:
-    assert (await ctx.services.privacy.forget(ctx.guild, ctx.user)).prompts
+    assert (await ctx.services.members.privacy.forget(ctx.guild, ctx.user)).prompts
 
 
 async def _retention(ctx: Context) -> None:
     ctx.clock.advance(days=2)  # two days of requests come due
-    assert await ctx.services.privacy.sweep()
+    assert await ctx.services.members.privacy.sweep()
 
 
 async def _job_reads(ctx: Context) -> None:
@@ -285,7 +286,7 @@ async def test_every_statement_of_a_hot_operation_uses_an_index(operation, histo
             db=db,
             session=session,
             clock=clock,
-            engine_options={"presenter": presenter, "config": {"progress_interval": 0.0}},
+            engine_options={"presenter": PresenterSlot(presenter), "config": {"progress_interval": 0.0}},
         )
         db.label = operation
         await OPERATIONS[operation](Context(db, services, presenter, clock))
