@@ -153,10 +153,11 @@ class RequestFlow:
         progress = await (engine.initial_group_progress(members) if group else engine.initial_progress(members[0]))
         text = progress_text(progress)
         view = self._cancel_view(job_id) if group or progress.cancellable else None
-        await send_answer(interaction, text, ephemeral=private, view=view)
+        message_id = await send_answer(interaction, text, ephemeral=private, view=view)
         if engine.painter is not None:
             engine.painter.shown(job_id, text)
-        await (engine.acknowledged_group(job_id) if group else engine.acknowledged(job_id))
+        acknowledged = engine.acknowledged_group if group else engine.acknowledged
+        await acknowledged(job_id, message_id=message_id)  # read back by its id once the token is dead
 
     async def reroll(self, interaction: discord.Interaction, job_id: int) -> None:
         """🎲: the same request as an earlier image with a new seed, paid by whoever clicked (an edit's: its inputs)."""

@@ -11,6 +11,7 @@ message, whose "charged or not" is read from the ledger.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 RECORD_BACKOFF_CAP = 10.0
 TELL_BACKOFF_SECONDS = (1.0, 3.0, 10.0)  # a last message Discord refused is sent again (then the reconciler)
+TELL_CLAIM_SECONDS = 60.0  # a claim to tell a member covers one try (discord.py's own retries included); renewed
 Notice = Callable[[int, str], Coroutine[Any, Any, object]]  # (guild id, text) → a mod-log post
 _FAILURES = frozenset({JobStatus.FAILED, JobStatus.UNKNOWN, JobStatus.CANCELLED})
 
@@ -232,38 +234,68 @@ class Effects:
         text = outcomes.ending_text(outcome.error, code=job.error, charged=charged, text=outcome.text)
         await self.say(job, text + (f"\n{blocked}" if blocked else ""))
 
-    async def retell(self, job: Job) -> None:
-        """The last message of a job that ended untold (its process died, Discord refused): from its row."""
+    async def retell(self, job: Job, *, dead_holder: str | None = None) -> None:
+        """The last message of a job that ended untold (its process died, Discord refused): from its row.
+
+        ``dead_holder``: its holder, known dead, whose claim to tell it is taken over.
+        """
         charged = await self.parts.ledger.member_charged(job.id)
         code = job.error or ("cancelled" if job.status is JobStatus.CANCELLED else None)
-        await self.say(job, outcomes.ending_text(None, code=code, charged=charged))
+        await self.say(job, outcomes.ending_text(None, code=code, charged=charged), dead_holder=dead_holder)
 
-    async def say(self, job: Job, text: str) -> None:
+    async def claim_telling(
+        self, job_id: int, *, seconds: float = TELL_CLAIM_SECONDS, dead_holder: str | None = None
+    ) -> bool:
+        """Become the one process that tells the member how ``job_id`` ended (renewed per try); False if not."""
+        try:
+            return await self.parts.store.claim_telling(
+                job_id, self.parts.identity, seconds=seconds, dead_holder=dead_holder
+            )
+        except Exception as exc:  # the database out of reach: the reconciler tells it later
+            log.warning("Job %s: could not claim its last message (%s)", job_id, exc)
+            return False
+
+    async def say(self, job: Job, text: str, *, dead_holder: str | None = None) -> None:
         """Show ``text`` as the job's last message (retried a few times); then its token is dropped.
 
-        If Discord refuses it every time, the job stays untold and the reconciler (any process) tries
-        again while the token lives.
+        Only the process that holds the job's "told" claim (:meth:`claim_telling`) sends it, so two
+        processes never tell one member twice. If Discord refuses it every time, the claim is given back
+        and the reconciler (any process) tries again while the token lives.
         """
         presenter = self.parts.presenter
         if presenter is None or job.id in self._telling:
             return
         self._telling.add(job.id)
         try:
+            if not await self.claim_telling(job.id, dead_holder=dead_holder):
+                return  # told already, or another process is telling it
             if self.parts.quiet_progress is not None:  # e.g. a retell: no progress edit may land after it
                 await self.parts.quiet_progress(job.id)
-            for wait in (*TELL_BACKOFF_SECONDS, None):
-                try:
-                    await presenter.notify(job, text)
-                except Exception as exc:
-                    log.warning("Job %s: could not tell the member how it ended (%s)", job.id, exc)
-                else:
-                    await self.durably(lambda: self.mark_told(job.id), f"Job {job.id}'s last message")
-                    return
-                if wait is None:
-                    return
-                await asyncio.sleep(wait)
+            if not await self._tell_with_retries(presenter, job, text):
+                with contextlib.suppress(Exception):
+                    await self.parts.store.release_telling(job.id, self.parts.identity)
         finally:
             self._telling.discard(job.id)
+
+    async def _tell_with_retries(self, presenter: Presenter, job: Job, text: str) -> bool:
+        """Send the notice, backing off between tries; False if Discord refused every try.
+
+        True once it is shown (and recorded), or once the claim went to another process (it tells the member).
+        """
+        for wait in (*TELL_BACKOFF_SECONDS, None):
+            if not await self.claim_telling(job.id):  # renewed before each try; lost: another process tells it
+                return True
+            try:
+                await presenter.notify(job, text)
+            except Exception as exc:
+                log.warning("Job %s: could not tell the member how it ended (%s)", job.id, exc)
+            else:
+                await self.durably(lambda: self.mark_told(job.id), f"Job {job.id}'s last message")
+                return True
+            if wait is None:
+                return False
+            await asyncio.sleep(wait)
+        return False
 
     async def _moderated(self, applied: Applied) -> str | None:
         """A moderated result: mod-log post and a strike (which may block the member); the block notice."""

@@ -42,6 +42,7 @@ from bot.models import GenerationRequest
 __all__ = ["CancelResult", "EngineHooks", "EngineParts", "JobEngine", "ProviderTrouble", "Requester", "Restarting"]
 
 log = logging.getLogger(__name__)
+CANCEL_ANSWER_SECONDS = 120.0  # a Cancel click's answer waits up to a minute for progress edits to land
 
 
 @dataclass(frozen=True)
@@ -173,9 +174,9 @@ class JobEngine:
                 log.warning("Job %s: could not release a failed admission yet (the reconciler will): %s", job_id, exc)
             raise
 
-    async def acknowledged(self, job_id: int) -> Job | None:
-        """The member saw the acknowledgement: the job may run now. None if it no longer waited for it."""
-        job = await self.store.acknowledge(job_id)
+    async def acknowledged(self, job_id: int, *, message_id: int | None = None) -> Job | None:
+        """The member saw the acknowledgement (in ``message_id``): the job may run now. None if it no longer waited."""
+        job = await self.store.acknowledge(job_id, message_id=message_id)
         if job is not None:
             self.effects.parts.observer.job_changed(job_id, "acknowledged")
             self._after_ack(job)
@@ -188,9 +189,9 @@ class JobEngine:
             self.painting.queue_changed()
             self.wake()
 
-    async def acknowledged_group(self, group_id: int) -> bool:
-        """The member saw the group's acknowledgement: its images may run now."""
-        if await self.groups.acknowledge(group_id):
+    async def acknowledged_group(self, group_id: int, *, message_id: int | None = None) -> bool:
+        """The member saw the group's acknowledgement (in ``message_id``): its images may run now."""
+        if await self.groups.acknowledge(group_id, message_id=message_id):
             self.effects.parts.observer.job_changed(group_id, "acknowledged")
             self.point("after_ack", group_id)
             self.painting.queue_changed()
@@ -238,6 +239,7 @@ class JobEngine:
         applied = await self._cancel_one(job, actor_id)
         if applied is None:
             return CancelResult(False, "too_late")
+        await self.effects.claim_telling(job_id, seconds=CANCEL_ANSWER_SECONDS)  # the click's answer tells it
         log.info("Job %s cancelled by %s", job_id, actor_id)
         return CancelResult(True, "cancelled", job=applied.reachable_job)
 

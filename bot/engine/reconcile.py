@@ -181,17 +181,28 @@ class Reconciler:
         return 1
 
     async def _tell_untold(self) -> None:
-        """Ended jobs whose member was never told (a refused or interrupted message): told now, from the row."""
+        """Ended jobs whose member was never told (a refused or interrupted message): told now, from the row.
+
+        Not while another process may still tell it: a current "told" claim (:meth:`JobStore.claim_telling`)
+        of a holder not provably dead, a live holder (it tells on its own heartbeat), or a job that ended
+        within a heartbeat (its ender is about to claim it). The claim itself decides between retellers.
+        """
         live = set(await self._store.live_processes())
-        token_life = to_millis(self._clock() - TOKEN_LIFETIME)
+        now = self._clock()
+        token_life = to_millis(now - TOKEN_LIFETIME)
+        just_ended = now - timedelta(seconds=self._config.heartbeat_seconds)
         for job in await self._store.untold(created_after=token_life):
-            holder = job.claimed_by
-            if holder not in (None, self._identity.id) and holder in live:
-                continue  # its own process is telling it (or will, on its next heartbeat)
-            if job.group_id is None:
-                self._effects.spawn(self._effects.retell(job))
-            else:
+            if job.group_id is not None:
                 await self._store.mark_told(job.id)  # a group's image: the group's message tells
+                continue
+            holder = job.claimed_by
+            dead = holder is not None and holder != self._identity.id and provably_gone(holder, self._identity)
+            claimed = job.next_attempt_at is not None and job.next_attempt_at > now
+            if not dead and (claimed or job.updated_at > just_ended):
+                continue  # being told (by its claim's holder), or about to be
+            if not dead and holder not in (None, self._identity.id) and holder in live:
+                continue  # its own process is telling it (or will, on its next heartbeat)
+            self._effects.spawn(self._effects.retell(job, dead_holder=holder if dead else None))
 
     async def _release_expiring(self) -> int:
         """Queued private jobs whose result could no longer be shown in time: released, member told."""
