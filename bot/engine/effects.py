@@ -79,6 +79,7 @@ class Effects:
         self.parts = parts
         self._background: set[asyncio.Task[Any]] = set()
         self._telling: set[int] = set()  # jobs whose last message this process is sending now
+        self._answering: dict[int, float] = {}  # jobs a click's answer tells (until a loop time): see answering()
 
     def now(self) -> datetime:
         """Now, by the database's clock."""
@@ -153,6 +154,7 @@ class Effects:
     async def mark_told(self, job_id: int) -> None:
         """Record that the member saw how the job ended (and report it)."""
         await self.parts.store.mark_told(job_id)
+        self._answering.pop(job_id, None)
         self.parts.observer.job_changed(job_id, "told")
 
     async def durably(self, write: Callable[[], Awaitable[Any]], what: str) -> Any:
@@ -204,6 +206,9 @@ class Effects:
             p.member_moved(job)  # the group's one line (a made image's drive posts its group: steps.post_group)
         if job.status.is_open:
             return
+        tells = job.group_id is None and job.status in _FAILURES and before.result_message_id is None
+        if tells and outcome is not None and p.presenter is not None:
+            await self.claim_telling(job.id)  # this process tells it: claimed before the wait for the painter
         if p.quiet_progress is not None:
             await p.quiet_progress(job.id)
         if job.status is JobStatus.DELIVERED:
@@ -213,7 +218,7 @@ class Effects:
             if p.group_done is not None and post_group:
                 self.spawn(p.group_done(job.group_id))
             return
-        if outcome is not None and job.status in _FAILURES and before.result_message_id is None:
+        if tells and outcome is not None:
             self.spawn(self.tell(applied, outcome, blocked))
 
     def observe(self, applied: Applied | None) -> None:
@@ -243,6 +248,19 @@ class Effects:
         code = job.error or ("cancelled" if job.status is JobStatus.CANCELLED else None)
         await self.say(job, outcomes.ending_text(None, code=code, charged=charged), dead_holder=dead_holder)
 
+    async def answering(self, job_id: int, seconds: float) -> None:
+        """A click's answer (its Cancel) will tell how ``job_id`` ended, within ``seconds``: claimed for it."""
+        self._answering[job_id] = asyncio.get_running_loop().time() + seconds
+        await self.claim_telling(job_id, seconds=seconds)
+
+    def busy(self, job_id: int) -> bool:
+        """Whether this process is telling ``job_id``'s member now (a last message, or a click's answer)."""
+        until = self._answering.get(job_id)
+        if until is not None and until <= asyncio.get_running_loop().time():
+            del self._answering[job_id]  # the answer never came (its coroutine died): the reconciler tells it
+            until = None
+        return job_id in self._telling or until is not None
+
     async def claim_telling(
         self, job_id: int, *, seconds: float = TELL_CLAIM_SECONDS, dead_holder: str | None = None
     ) -> bool:
@@ -266,6 +284,7 @@ class Effects:
         if presenter is None or job.id in self._telling:
             return
         self._telling.add(job.id)
+        self._answering.pop(job.id, None)  # a click's answer that failed: this message tells it instead
         try:
             if not await self.claim_telling(job.id, dead_holder=dead_holder):
                 return  # told already, or another process is telling it

@@ -239,7 +239,6 @@ class JobEngine:
         applied = await self._cancel_one(job, actor_id)
         if applied is None:
             return CancelResult(False, "too_late")
-        await self.effects.claim_telling(job_id, seconds=CANCEL_ANSWER_SECONDS)  # the click's answer tells it
         log.info("Job %s cancelled by %s", job_id, actor_id)
         return CancelResult(True, "cancelled", job=applied.reachable_job)
 
@@ -270,6 +269,8 @@ class JobEngine:
             job.id, Event.CANCELLED, self.config.refund_policy, expected=JobStatus.QUEUED, note=f"by {actor_id}"
         )
         if applied is not None:
+            if job.group_id is None:  # the click's answer tells it (after progress edits land): no one else
+                await self.effects.answering(job.id, CANCEL_ANSWER_SECONDS)
             await self.effects.after(applied, post_group=post_group)  # a group's post, the queue places, metrics
             self.breakers.released(job.model)  # if it was the half-open trial, free it for the next request
             self.wake()  # a cancel can unblock the claim (a member's cap, a route's cap)

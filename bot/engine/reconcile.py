@@ -183,25 +183,29 @@ class Reconciler:
     async def _tell_untold(self) -> None:
         """Ended jobs whose member was never told (a refused or interrupted message): told now, from the row.
 
-        Not while another process may still tell it: a current "told" claim (:meth:`JobStore.claim_telling`)
-        of a holder not provably dead, a live holder (it tells on its own heartbeat), or a job that ended
-        within a heartbeat (its ender is about to claim it). The claim itself decides between retellers.
+        Not while someone may still tell it: this process (telling it now, or a click's answer on its way),
+        another process holding a current "told" claim (:meth:`JobStore.claim_telling`) unless provably
+        dead, or a live holder (it tells on its own heartbeat); nor within a heartbeat of the job's end
+        (its ender is about to claim it). The claim itself decides between retellers.
         """
         live = set(await self._store.live_processes())
         now = self._clock()
         token_life = to_millis(now - TOKEN_LIFETIME)
         just_ended = now - timedelta(seconds=self._config.heartbeat_seconds)
+        me = self._identity.id
         for job in await self._store.untold(created_after=token_life):
             if job.group_id is not None:
                 await self._store.mark_told(job.id)  # a group's image: the group's message tells
                 continue
             holder = job.claimed_by
-            dead = holder is not None and holder != self._identity.id and provably_gone(holder, self._identity)
+            dead = holder is not None and holder != me and provably_gone(holder, self._identity)
             claimed = job.next_attempt_at is not None and job.next_attempt_at > now
-            if not dead and (claimed or job.updated_at > just_ended):
-                continue  # being told (by its claim's holder), or about to be
-            if not dead and holder not in (None, self._identity.id) and holder in live:
-                continue  # its own process is telling it (or will, on its next heartbeat)
+            if holder == me and self._effects.busy(job.id):
+                continue  # this process is telling it
+            if not dead and holder != me and (claimed or holder in live):
+                continue  # another process is telling it (or will, on its own heartbeat)
+            if not dead and job.updated_at > just_ended:
+                continue  # just ended: its ender is about to tell it
             self._effects.spawn(self._effects.retell(job, dead_holder=holder if dead else None))
 
     async def _release_expiring(self) -> int:

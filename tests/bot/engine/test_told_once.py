@@ -96,3 +96,29 @@ async def test_a_teller_that_gave_up_leaves_the_member_to_the_reconciler(make_en
     assert "not been charged" in await other.presenter.ended(3)
     await other.engine.wait_idle()
     assert (await other.store.get(3)).told
+
+
+async def test_a_claim_left_by_a_failed_teller_of_this_process_does_not_silence_it(make_engine, clock, monkeypatch):
+    """The claim was taken, then the tell failed before any message (the database away): the heartbeat tells.
+
+    Found by the soak: the member was never told, the claim of this very process kept its heartbeat away.
+    """
+    h = await make_engine()
+    real = h.ledger.member_charged
+    failures = []
+
+    async def flaky_member_charged(job_id):
+        if not failures:
+            failures.append(job_id)
+            raise ConnectionError("connection was closed in the middle of operation")
+        return await real(job_id)
+
+    monkeypatch.setattr(h.ledger, "member_charged", flaky_member_charged)
+    await h.engine.admit(request(), who(4), acked=False)
+    clock.advance(seconds=11)  # never acknowledged: released by the heartbeat, which tells the member
+    await h.engine.reconcile()
+    await h.engine.wait_idle()
+    assert failures == [4] and h.presenter.notified == {}
+    clock.advance(seconds=15)
+    await h.engine.reconcile()
+    assert "not been charged" in await h.presenter.ended(4)
