@@ -361,3 +361,25 @@ async def test_a_group_cancelled_by_its_click_is_told_once_even_when_its_own_tok
     assert channel_posts == []
     assert "Cancelled" in asked.original_message["content"]
     fake.take_violations(50027)
+
+
+async def test_a_group_cancel_whose_answer_is_refused_twice_still_says_cancelled(harness):
+    """The click's answer and the first edit of the group's own message are both refused (429s).
+
+    Found by the soak: the group's message kept showing its queue place; the member never heard of the
+    cancel. The group's message is edited again after a back-off, as a single job's last message is.
+    """
+    fake, bfl = harness.fake, harness.bfl
+    held = asyncio.Event()
+    bfl.default = Behaviour(release=held)
+    busy = await harness.imagine(prompt="a slow river", count=2, wait=False)  # the member's 2 slots
+    await fake.wait_for(lambda: len(bfl.submits) == 2, timeout=10)
+    asked = await harness.imagine(prompt="a slow mountain", count=2, wait=False)  # both wait in the queue
+    await asked.wait_acked()
+    fake.faults.script("update_original_webhook_message", Fault.rate_limited(), times=2)
+    cancel = await fake.click(asked.original_message["id"], f"fluxcord:cancel:{asked.id}")
+    await cancel.wait_acked()
+    await harness.group_settled(int(asked.id))
+    await fake.wait_for(lambda: "Cancelled" in (asked.original_message["content"] or ""), timeout=20)
+    held.set()
+    await harness.group_settled(int(busy.id))
