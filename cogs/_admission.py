@@ -73,7 +73,8 @@ async def admit_and_acknowledge(
     try:
         await within_budget(interaction, task, private=private, budget=ack_budget)
     except BaseException as exc:
-        await _abandon_once_admitted(task, abandon, what, interaction.response.is_done())
+        answered = interaction.response.is_done() or (isinstance(exc, DROPPED) and await _deferred_anyway(interaction))
+        await _abandon_once_admitted(task, abandon, what, answered)
         if isinstance(exc, UNREACHABLE):
             log.warning("%s: could not defer (%s); abandoned", what, _describe(exc))
             return None
@@ -103,6 +104,21 @@ async def admit_and_acknowledge(
             raise NotStarted from exc
         raise
     return admitted
+
+
+async def _deferred_anyway(interaction: discord.Interaction) -> bool:
+    """After a deferral whose connection dropped: whether Discord took it (the member sees "thinking…").
+
+    Read back (``GET @original``); if it cannot be read, the member may be looking at it: True, so what
+    happened is said there.
+    """
+    try:
+        await interaction.original_response()
+    except discord.NotFound:
+        return False
+    except (*UNREACHABLE, discord.ClientException) as exc:
+        log.info("Could not read a dropped deferral back (%s)", _describe(exc))
+    return True
 
 
 async def _abandon_once_admitted(

@@ -202,3 +202,22 @@ async def test_an_answer_that_cannot_be_read_back_is_replaced_with_what_happened
     await abandoned(harness, [asked.id])
     await harness.job_settled(asked, timeout=10)  # and the member was told
     assert asked.original_message["content"].startswith(NOT_STARTED_TEXT[:40])
+
+
+async def test_a_deferral_whose_connection_dropped_after_discord_took_it_is_answered(harness, people, monkeypatch):
+    """The slow admission is deferred; Discord took the deferral but its answer was lost: "thinking…" is shown.
+
+    Found by the soak: the job was released quietly (as if Discord showed the failure), so the member was
+    left looking at "thinking…" forever. The deferral is read back: it is there, so the answer says what
+    happened.
+    """
+    from tests.e2e.fake_discord import Fault
+
+    member = people["member"]
+    released = hold_admissions(monkeypatch)
+    harness.fake.faults.script("create_interaction_response", Fault.disconnect(after=True))
+    asked = await harness.fake.slash("imagine", {"prompt": "a fox"}, user=member)
+    await asked.wait_acked(timeout=10)  # the deferral took effect: "thinking…"
+    released.set()
+    await abandoned(harness, [asked.id])
+    await harness.fake.wait_for(lambda: "not been charged" in (asked.original_message["content"] or ""), timeout=10)
