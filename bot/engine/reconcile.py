@@ -65,6 +65,7 @@ class Reconciler:
         self._identity = identity
         self.shared = identity.role == "worker"  # other processes use the database: the dispatcher polls too
         self.lease_expires_at: datetime | None = None
+        self._idle_senders: set[int] = set()  # jobs taken over from a process known not to be sending them
 
     async def run(self) -> None:
         """Beat every heartbeat until cancelled; a failed beat is tried again at the next."""
@@ -115,7 +116,10 @@ class Reconciler:
             text = None if mine else outcomes.RESTARTED_TEXT  # its process died before the acknowledgement
             return await self._end(job, Event.ACK_FAILED, "ack_failed", acked=False, text=text)
         if job.status is JobStatus.SUBMITTING and job.bfl_task_id is None:
-            return await self._unanswered_submit(job, now=now, may_be_sending=await self._may_be_sending(seen))
+            may_be_sending = await self._may_be_sending(seen)
+            if not mine and not may_be_sending:
+                self._idle_senders.add(job.id)  # remembered: a failed record of the decision is retried as it was
+            return await self._unanswered_submit(job, now=now, may_be_sending=may_be_sending)
         return 1 if self._driver.drive(job) else 0
 
     async def _may_be_sending(self, seen: Job) -> bool:
@@ -126,6 +130,8 @@ class Reconciler:
         machine; but one whose lease merely expired may be stalled with its POST on the wire.
         """
         if seen.claimed_by is None or seen.claimed_by == self._identity.id:
+            if seen.id in self._idle_senders:
+                return False  # taken over from a process that was not sending it: still not
             return not self._driver.marked_here(seen.id) and seen.claimed_by is not None
         if provably_gone(seen.claimed_by, self._identity):
             return False
@@ -176,6 +182,7 @@ class Reconciler:
         )
         if applied is None:
             return 0
+        self._idle_senders.discard(job.id)
         log.info("Job %s: %s → %s (reconciled)", job.id, job.status.value, applied.job.status.value)
         await self._effects.after(applied, Outcome(event, code=code, text=text))
         return 1
