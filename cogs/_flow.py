@@ -26,7 +26,7 @@ from bot.errors import InvalidOptions
 from bot.models import GenerationRequest
 from bot.offers import OfferStore
 from bot.safety.privacy import require_details
-from cogs._admission import admit_and_acknowledge, send_answer
+from cogs._admission import MaybeShown, admit_and_acknowledge, send_answer
 from cogs._confirm import Confirmations, PriceCheck
 from cogs._context import requester, require_guild
 from cogs._derive import group_requests, reroll_request
@@ -157,7 +157,10 @@ class RequestFlow:
         if engine.painter is not None:
             engine.painter.shown(job_id, text)
         acknowledged = engine.acknowledged_group if group else engine.acknowledged
-        await acknowledged(job_id, message_id=message_id)  # read back by its id once the token is dead
+        try:
+            await acknowledged(job_id, message_id=message_id)  # read back by its id once the token is dead
+        except Exception as exc:  # the member sees the answer (even one read back): it must say what happened
+            raise MaybeShown from exc
 
     async def reroll(self, interaction: discord.Interaction, job_id: int) -> None:
         """🎲: the same request as an earlier image with a new seed, paid by whoever clicked (an edit's: its inputs)."""
