@@ -309,7 +309,7 @@ class DiscordPresenter:
         message = None
         if where.webhook is not None:
             webhook = where.webhook
-            message = await _read("the message", lambda: webhook.fetch_message(ORIGINAL))  # type: ignore[arg-type]
+            message = await _read("the message", lambda: webhook.fetch_message(ORIGINAL))  # type: ignore[arg-type]  # see ORIGINAL
         if message is None and where.message_id is not None:
             channel, message_id = self._client.get_partial_messageable(where.channel_id), where.message_id
             message = await _read(f"message {message_id}", lambda: channel.fetch_message(message_id))
