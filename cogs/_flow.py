@@ -160,6 +160,7 @@ class RequestFlow:
         try:
             await acknowledged(job_id, message_id=message_id)  # read back by its id once the token is dead
         except Exception as exc:  # the member sees the answer (even one read back): it must say what happened
+            log.exception("Request %s: answered, but the acknowledgement could not be recorded", job_id)
             raise MaybeShown from exc
 
     async def reroll(self, interaction: discord.Interaction, job_id: int) -> None:
