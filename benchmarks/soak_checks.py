@@ -263,7 +263,8 @@ def final_messages(facts: Facts, fake: FakeDiscord, requests: list[Request]) -> 
                 waiting[request.user_id].append(request)
             continue
         if len(finals) > 1:
-            _add(invariant, f"request {request.number}: {len(finals)} final messages: {_texts(finals)}", TWICE)
+            said = f"{len(finals)} final messages: {_texts(finals)}"
+            _add(invariant, f"request {request.number} (id {request.id}): {said}", TWICE)
             continue
         _judge(invariant, facts, request, claim_of(finals[0]))
     for user in set(waiting) | set(pool) | set(unanswered):
@@ -288,7 +289,7 @@ def _judge_untied(
     invariant.notes["never answered (Discord shows the failure itself), nothing charged"] += len(unanswered)
     if len(extra) < len(missing):
         for request in missing:  # which ones lack it cannot be told: list them all
-            shown = f"#{request.number} ({_statuses(facts, request)}) shows {_shown(request)!r}"
+            shown = f"#{request.number} (id {request.id}: {_statuses(facts, request)}) shows {_shown(request)!r}"
             _add(invariant, f"member {user}: {shown}; {len(extra)} untied messages for {len(missing)}", MISSING)
         return
     if len(extra) > len(missing) + len(unanswered):

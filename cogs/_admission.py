@@ -73,7 +73,8 @@ async def admit_and_acknowledge(
     try:
         await within_budget(interaction, task, private=private, budget=ack_budget)
     except BaseException as exc:
-        await _abandon_once_admitted(task, abandon, what, interaction.response.is_done())
+        answered = interaction.response.is_done() or (isinstance(exc, DROPPED) and await _deferred_anyway(interaction))
+        await _abandon_once_admitted(task, abandon, what, answered)
         if isinstance(exc, UNREACHABLE):
             log.warning("%s: could not defer (%s); abandoned", what, _describe(exc))
             return None
@@ -103,6 +104,21 @@ async def admit_and_acknowledge(
             raise NotStarted from exc
         raise
     return admitted
+
+
+async def _deferred_anyway(interaction: discord.Interaction) -> bool:
+    """After a deferral whose connection dropped: whether Discord took it (the member sees "thinking…").
+
+    Read back (``GET @original``); if it cannot be read, the member may be looking at it: True, so what
+    happened is said there.
+    """
+    try:
+        await interaction.original_response()
+    except discord.NotFound:
+        return False
+    except (*UNREACHABLE, discord.ClientException) as exc:
+        log.info("Could not read a dropped deferral back (%s)", _describe(exc))
+    return True
 
 
 async def _abandon_once_admitted(
@@ -142,20 +158,21 @@ async def acknowledge_click(interaction: discord.Interaction) -> None:
 
 async def send_answer(
     interaction: discord.Interaction, text: str, *, ephemeral: bool, view: discord.ui.View | None = None
-) -> None:
+) -> int | None:
     """Answer with ``text`` (editing a deferred answer); a dropped connection is checked, not trusted.
 
-    Raises unless the answer is shown (see :func:`check_answer_landed`).
+    Raises unless the answer is shown (see :func:`check_answer_landed`). The answer's message id
+    (the interaction's ``@original``), if Discord said it.
     """
     extra: dict[str, Any] = {"view": view} if view is not None else {}  # no `view=None`: not every call takes it
     try:
         if interaction.response.is_done():
-            await interaction.edit_original_response(content=text, **extra)
-        else:
-            await interaction.response.send_message(text, ephemeral=ephemeral, **extra)
+            return (await interaction.edit_original_response(content=text, **extra)).id
+        return (await interaction.response.send_message(text, ephemeral=ephemeral, **extra)).message_id
     except DROPPED as exc:
-        await check_answer_landed(interaction, text, exc)  # raises unless the answer is there
+        message_id = await check_answer_landed(interaction, text, exc)  # raises unless the answer is there
         log.info("Interaction %s: the answer's connection dropped after Discord took it", interaction.id)
+        return message_id
 
 
 class MaybeShown(Exception):
@@ -165,8 +182,8 @@ class MaybeShown(Exception):
 READ_BACK_WAITS = (0.5, 1.0, 2.0)  # seconds between tries to read an answer back (a 429, a dropped connection)
 
 
-async def check_answer_landed(interaction: discord.Interaction, text: str, dropped: BaseException) -> None:
-    """After a dropped connection: return if the answer ``text`` reached Discord all the same, else raise.
+async def check_answer_landed(interaction: discord.Interaction, text: str, dropped: BaseException) -> int:
+    """After a dropped connection: the answer's message id if ``text`` reached Discord all the same, else raise.
 
     The connection can break after Discord took the answer: the member then sees it (a queue place,
     a Cancel button), and abandoning the job would leave them looking at a request that was released.
@@ -186,5 +203,6 @@ async def check_answer_landed(interaction: discord.Interaction, text: str, dropp
             await asyncio.sleep(wait)  # a back-off before asking again, not a synchronisation
             continue
         if message.content == text:
-            return
+            return message.id
         raise dropped from None
+    raise dropped  # not reached: the last try returns or raises

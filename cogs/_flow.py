@@ -25,7 +25,7 @@ from bot.errors import InvalidOptions
 from bot.models import GenerationRequest
 from bot.offers import OfferStore, decode_request, encode_request
 from bot.safety.privacy import require_details
-from cogs._admission import admit_and_acknowledge, send_answer
+from cogs._admission import MaybeShown, admit_and_acknowledge, send_answer
 from cogs._confirm import Confirmations, PriceCheck
 from cogs._context import requester, require_guild
 from cogs._derive import group_requests, reroll_request
@@ -152,10 +152,15 @@ class RequestFlow:
         progress = await (engine.initial_group_progress(members) if group else engine.initial_progress(members[0]))
         text = progress_text(progress)
         view = self._cancel_view(job_id) if group or progress.cancellable else None
-        await send_answer(interaction, text, ephemeral=private, view=view)
+        message_id = await send_answer(interaction, text, ephemeral=private, view=view)
         if engine.painter is not None:
             engine.painter.shown(job_id, text)
-        await (engine.acknowledged_group(job_id) if group else engine.acknowledged(job_id))
+        acknowledged = engine.acknowledged_group if group else engine.acknowledged
+        try:
+            await acknowledged(job_id, message_id=message_id)  # read back by its id once the token is dead
+        except Exception as exc:  # the member sees the answer (even one read back): it must say what happened
+            log.exception("Request %s: answered, but the acknowledgement could not be recorded", job_id)
+            raise MaybeShown from exc
 
     async def reroll(self, interaction: discord.Interaction, job_id: int) -> None:
         """🎲: the same request as an earlier image with a new seed, paid by whoever clicked (an edit's: its inputs)."""

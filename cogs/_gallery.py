@@ -13,6 +13,7 @@ custom ids hold only an action and a job id.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import io
 import logging
@@ -22,6 +23,7 @@ from typing import Any, ClassVar
 import discord
 
 from bot.billing.money import format_usd
+from bot.engine.effects import TELL_BACKOFF_SECONDS
 from bot.engine.groups import Group, GroupResult
 from bot.engine.outcomes import CANCELLED_TEXT
 from bot.engine.progress import Result
@@ -201,7 +203,19 @@ class GalleryFlow:
             await interaction.edit_original_response(content=CANCELLED_TEXT, view=None)
         except UNREACHABLE as exc:  # the click's answer was lost: the group's own message must still say it
             log.warning("Group %s: could not answer the Cancel click (%s); editing its message", group.id, exc)
-            await self.presenter.tell_group(group, CANCELLED_TEXT)
+            await self._tell_cancelled(group)
+
+    async def _tell_cancelled(self, group: Group) -> None:
+        """The group's own message says it was cancelled, tried again after back-offs (its last word)."""
+        for wait in (*TELL_BACKOFF_SECONDS, None):
+            try:
+                await self.presenter.tell_group(group, CANCELLED_TEXT)
+                return
+            except UNREACHABLE as exc:
+                log.warning("Group %s: could not say it was cancelled (%s)", group.id, exc)
+                if wait is None:
+                    raise
+            await asyncio.sleep(wait)  # a back-off before asking Discord again, not a synchronisation
 
     async def _member(self, interaction: discord.Interaction, job_id: int) -> tuple[Job, Group]:
         job = await self.engine.store.get(job_id)

@@ -12,6 +12,7 @@ import asyncio
 import io
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
@@ -89,6 +90,7 @@ class DiscordPresenter:
         what: str,
         nonce: str | None = None,
         shows: Callable[[discord.Message], bool] | None = None,
+        original: int | None = None,
     ) -> tuple[int, int] | None:
         """Edit the interaction's original message; once it or its token is gone, post in the channel instead.
 
@@ -98,21 +100,26 @@ class DiscordPresenter:
         ``nonce`` (a result) it goes to the member by DM, else None. ``edit`` and ``post`` build their
         arguments per attempt (a ``File`` is used up by one send); (channel id, message id) shown.
         An edit left unanswered (a dropped connection, a 5xx) may have landed: the message is read back,
-        and if it ``shows`` what was sent it is done (not posted again once the token dies).
+        and if it ``shows`` what was sent it is done (not posted again once the token dies). ``original``:
+        the interaction message's id (a public one), read through the bot's token once the interaction's
+        is dead, so an earlier edit that landed unanswered is found before anything is posted again.
         """
+        where = _Original(webhook, channel_id, None if private else original)
         if webhook is not None:
             try:
                 message = await webhook.edit_message(ORIGINAL, **edit())  # type: ignore[call-overload]  # see ORIGINAL
                 return message.channel.id, message.id
             except discord.HTTPException as exc:
                 if exc.code not in GONE_CODES:
-                    if isinstance(exc, discord.DiscordServerError) and (seen := await _landed(webhook, shows)):
+                    if isinstance(exc, discord.DiscordServerError) and (seen := await self._landed(where, shows)):
                         return seen
                     raise
             except UNANSWERED as exc:
-                if seen := await _landed(webhook, shows):
+                if seen := await self._landed(where, shows):
                     return seen
                 raise exc
+        if where.message_id is not None and (seen := await self._landed(replace(where, webhook=None), shows)):
+            return seen  # an earlier edit, its answer lost, had landed: not posted again
         if private:
             return None if nonce is None else await self._direct_message(user_id, post, what, nonce)
         log.info("%s: the interaction is gone; posting in the channel", what)
@@ -185,6 +192,7 @@ class DiscordPresenter:
             what=f"Job {job.id}",
             nonce=f"fx{job.id}",  # ≤ 25 characters: a snowflake is ≤ 20 digits
             shows=_has_files([encoded.filename]),
+            original=job.original_message_id,
         )
         assert where is not None  # a private result went by DM or raised
         return Posted(*where, reencoded=reencoded_because(result.data, encoded, job.upload_limit))
@@ -200,6 +208,7 @@ class DiscordPresenter:
             post=lambda: {"content": f"<@{job.user_id}> {text}\n-# Job {job.id}"},  # which request it answers
             what=f"Job {job.id}",
             shows=_says(text),
+            original=job.original_message_id,
         )
         if where is None:  # private, and its interaction is gone: by DM (nonce: a retry sends it once)
             await self._tell_privately(
@@ -258,6 +267,7 @@ class DiscordPresenter:
             what=f"Group {group.id}",
             nonce=f"fxg{group.id}",
             shows=_has_files(names),
+            original=group.original_message_id,
         )
         assert where is not None  # a private group went by DM or raised
         reencoded = {
@@ -281,9 +291,29 @@ class DiscordPresenter:
             what=f"Group {group.id}",
             nonce=f"fxg{group.id}",
             shows=_says(text),
+            original=group.original_message_id,
         )
         assert where is not None
         return Posted(*where)
+
+    async def _landed(
+        self, where: _Original, shows: Callable[[discord.Message], bool] | None
+    ) -> tuple[int, int] | None:
+        """After an edit left unanswered: the original message's (channel id, id) if it shows the edit, else None.
+
+        Read through the interaction's webhook while its token lives, else (or if that read fails) through
+        the bot's token by the message's id, which never expires; a message that cannot be read is not shown.
+        """
+        if shows is None:
+            return None
+        message = None
+        if where.webhook is not None:
+            webhook = where.webhook
+            message = await _read("the message", lambda: webhook.fetch_message(ORIGINAL))  # type: ignore[arg-type]  # see ORIGINAL
+        if message is None and where.message_id is not None:
+            channel, message_id = self._client.get_partial_messageable(where.channel_id), where.message_id
+            message = await _read(f"message {message_id}", lambda: channel.fetch_message(message_id))
+        return (message.channel.id, message.id) if message is not None and shows(message) else None
 
     async def member_name(self, job: Job) -> str:
         """The requester's display name (for a result card)."""
@@ -298,26 +328,31 @@ class DiscordPresenter:
         return user.display_name if user else f"member {job.user_id}"
 
 
-async def _landed(webhook: discord.Webhook, shows: Callable[[discord.Message], bool] | None) -> tuple[int, int] | None:
-    """After an edit left unanswered: the original message's (channel id, id) if it shows the edit, else None.
+@dataclass(frozen=True)
+class _Original:
+    """Where the interaction's message can be read back: its webhook (while the token lives), or its id."""
 
-    A read refused for a while (a 429, a 5xx, a dropped connection) is asked again after a short back-off;
-    a token or message that is gone ends it.
+    webhook: discord.Webhook | None
+    channel_id: int
+    message_id: int | None  # a public message's id (the bot's token reads it); None: private or not known
+
+
+async def _read(what: str, read: Callable[[], Awaitable[discord.Message]]) -> discord.Message | None:
+    """``read()``, asked again after short back-offs while refused (a 429, a 5xx, a dropped connection).
+
+    None once it cannot be read: the token or the message is gone, or it kept failing.
     """
-    if shows is None:
-        return None
     unreadable: tuple[type[Exception], ...] = (discord.HTTPException, *UNANSWERED)
     for wait in (*READ_BACK_WAITS, None):
         try:
-            message = await webhook.fetch_message(ORIGINAL)  # type: ignore[arg-type]  # see ORIGINAL
+            return await read()
         except unreadable as exc:
             code = exc.code if isinstance(exc, discord.HTTPException) else type(exc).__name__
-            log.info("Could not read the message back after an unanswered edit (%s)", code)
-            if wait is None or (isinstance(exc, discord.HTTPException) and exc.code in GONE_CODES):
+            log.info("Could not read %s back after an unanswered edit (%s)", what, code)
+            gone = isinstance(exc, discord.HTTPException) and (exc.code in GONE_CODES or exc.status in (403, 404))
+            if wait is None or gone:
                 return None
             await asyncio.sleep(wait)  # a back-off before asking again, not a synchronisation
-            continue
-        return (message.channel.id, message.id) if shows(message) else None
     return None
 
 

@@ -11,6 +11,7 @@ message, whose "charged or not" is read from the ledger.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
@@ -23,6 +24,7 @@ from bot.engine.config import EngineConfig
 from bot.engine.jobs import Job
 from bot.engine.painting import Painting
 from bot.engine.parts import EngineCallbacks, EngineHooks, EngineParts
+from bot.engine.progress import Presenter
 from bot.engine.states import Event, JobStatus
 from bot.engine.steps import Outcome
 from bot.engine.store import Applied
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 
 RECORD_BACKOFF_CAP = 10.0
 TELL_BACKOFF_SECONDS = (1.0, 3.0, 10.0)  # a last message Discord refused is sent again (then the reconciler)
+TELL_CLAIM_SECONDS = 60.0  # a claim to tell a member covers one try (discord.py's own retries included); renewed
 _FAILURES = frozenset({JobStatus.FAILED, JobStatus.UNKNOWN, JobStatus.CANCELLED})
 
 
@@ -61,6 +64,7 @@ class Effects:
         self.parts = parts
         self._background: set[asyncio.Task[Any]] = set()
         self._telling: set[int] = set()  # jobs whose last message this process is sending now
+        self._answering: dict[int, float] = {}  # jobs a click's answer tells (until a loop time): see answering()
 
     def now(self) -> datetime:
         """Now, by the database's clock."""
@@ -137,6 +141,7 @@ class Effects:
     async def mark_told(self, job_id: int) -> None:
         """Record that the member saw how the job ended (and report it)."""
         await self.parts.services.store.mark_told(job_id)
+        self._answering.pop(job_id, None)
         self.parts.hooks.observer.job_changed(job_id, "told")
 
     async def durably(self, write: Callable[[], Awaitable[Any]], what: str) -> Any:
@@ -190,6 +195,9 @@ class Effects:
             )  # the group's one line (a made image's drive posts its group: steps.post_group)
         if job.status.is_open:
             return
+        tells = job.group_id is None and job.status in _FAILURES and before.result_message_id is None
+        if tells and outcome is not None and p.hooks.presenter.current is not None:
+            await self.claim_telling(job.id)  # this process tells it: claimed before the wait for the painter
         await p.painting.quiet(job.id)
         if job.status is JobStatus.DELIVERED:
             return
@@ -198,7 +206,7 @@ class Effects:
             if post_group:
                 self.spawn(p.group_done(job.group_id))
             return
-        if outcome is not None and job.status in _FAILURES and before.result_message_id is None:
+        if tells and outcome is not None:
             self.spawn(self.tell(applied, outcome, blocked))
 
     def observe(self, applied: Applied | None) -> None:
@@ -219,37 +227,81 @@ class Effects:
         text = outcomes.ending_text(outcome.error, code=job.error, charged=charged, text=outcome.text)
         await self.say(job, text + (f"\n{blocked}" if blocked else ""))
 
-    async def retell(self, job: Job) -> None:
-        """The last message of a job that ended untold (its process died, Discord refused): from its row."""
+    async def retell(self, job: Job, *, dead_holder: str | None = None) -> None:
+        """The last message of a job that ended untold (its process died, Discord refused): from its row.
+
+        ``dead_holder``: its holder, known dead, whose claim to tell it is taken over.
+        """
         charged = await self.parts.services.ledger.member_charged(job.id)
         code = job.error or ("cancelled" if job.status is JobStatus.CANCELLED else None)
-        await self.say(job, outcomes.ending_text(None, code=code, charged=charged))
+        await self.say(job, outcomes.ending_text(None, code=code, charged=charged), dead_holder=dead_holder)
 
-    async def say(self, job: Job, text: str) -> None:
+    async def answering(self, job_id: int, seconds: float) -> None:
+        """A click's answer (its Cancel) will tell how ``job_id`` ended, within ``seconds``: claimed for it."""
+        self._answering[job_id] = asyncio.get_running_loop().time() + seconds
+        await self.claim_telling(job_id, seconds=seconds)
+
+    def busy(self, job_id: int) -> bool:
+        """Whether this process is telling ``job_id``'s member now (a last message, or a click's answer)."""
+        until = self._answering.get(job_id)
+        if until is not None and until <= asyncio.get_running_loop().time():
+            del self._answering[job_id]  # the answer never came (its coroutine died): the reconciler tells it
+            until = None
+        return job_id in self._telling or until is not None
+
+    async def claim_telling(
+        self, job_id: int, *, seconds: float = TELL_CLAIM_SECONDS, dead_holder: str | None = None
+    ) -> bool:
+        """Become the one process that tells the member how ``job_id`` ended (renewed per try); False if not."""
+        try:
+            return await self.parts.services.store.claim_telling(
+                job_id, self.parts.services.identity, seconds=seconds, dead_holder=dead_holder
+            )
+        except Exception as exc:  # the database out of reach: the reconciler tells it later
+            log.warning("Job %s: could not claim its last message (%s)", job_id, exc)
+            return False
+
+    async def say(self, job: Job, text: str, *, dead_holder: str | None = None) -> None:
         """Show ``text`` as the job's last message (retried a few times); then its token is dropped.
 
-        If Discord refuses it every time, the job stays untold and the reconciler (any process) tries
-        again while the token lives.
+        Only the process that holds the job's "told" claim (:meth:`claim_telling`) sends it, so two
+        processes never tell one member twice. If Discord refuses it every time, the claim is given back
+        and the reconciler (any process) tries again while the token lives.
         """
         presenter = self.parts.hooks.presenter.current
         if presenter is None or job.id in self._telling:
             return
         self._telling.add(job.id)
+        self._answering.pop(job.id, None)  # a click's answer that failed: this message tells it instead
         try:
+            if not await self.claim_telling(job.id, dead_holder=dead_holder):
+                return  # told already, or another process is telling it
             await self.parts.painting.quiet(job.id)  # e.g. a retell: no progress edit may land after it
-            for wait in (*TELL_BACKOFF_SECONDS, None):
-                try:
-                    await presenter.notify(job, text)
-                except Exception as exc:
-                    log.warning("Job %s: could not tell the member how it ended (%s)", job.id, exc)
-                else:
-                    await self.durably(lambda: self.mark_told(job.id), f"Job {job.id}'s last message")
-                    return
-                if wait is None:
-                    return
-                await asyncio.sleep(wait)
+            if not await self._tell_with_retries(presenter, job, text):
+                with contextlib.suppress(Exception):
+                    await self.parts.services.store.release_telling(job.id, self.parts.services.identity)
         finally:
             self._telling.discard(job.id)
+
+    async def _tell_with_retries(self, presenter: Presenter, job: Job, text: str) -> bool:
+        """Send the notice, backing off between tries; False if Discord refused every try.
+
+        True once it is shown (and recorded), or once the claim went to another process (it tells the member).
+        """
+        for wait in (*TELL_BACKOFF_SECONDS, None):
+            if not await self.claim_telling(job.id):  # renewed before each try; lost: another process tells it
+                return True
+            try:
+                await presenter.notify(job, text)
+            except Exception as exc:
+                log.warning("Job %s: could not tell the member how it ended (%s)", job.id, exc)
+            else:
+                await self.durably(lambda: self.mark_told(job.id), f"Job {job.id}'s last message")
+                return True
+            if wait is None:
+                return False
+            await asyncio.sleep(wait)
+        return False
 
     async def _moderated(self, applied: Applied) -> str | None:
         """A moderated result: mod-log post and a strike (which may block the member); the block notice."""

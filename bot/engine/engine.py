@@ -51,6 +51,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+CANCEL_ANSWER_SECONDS = 120.0  # a Cancel click's answer waits up to a minute for progress edits to land
 
 
 @dataclass(frozen=True)
@@ -162,9 +163,9 @@ class JobEngine:
                 log.warning("Job %s: could not release a failed admission yet (the reconciler will): %s", job_id, exc)
             raise
 
-    async def acknowledged(self, job_id: int) -> Job | None:
-        """The member saw the acknowledgement: the job may run now. None if it no longer waited for it."""
-        job = await self.store.acknowledge(job_id)
+    async def acknowledged(self, job_id: int, *, message_id: int | None = None) -> Job | None:
+        """The member saw the acknowledgement (in ``message_id``): the job may run now. None if it no longer waited."""
+        job = await self.store.acknowledge(job_id, message_id=message_id)
         if job is not None:
             self._observer.job_changed(job_id, "acknowledged")
             self._after_ack(job)
@@ -177,9 +178,9 @@ class JobEngine:
             self.painting.queue_changed()
             self.wake()
 
-    async def acknowledged_group(self, group_id: int) -> bool:
-        """The member saw the group's acknowledgement: its images may run now."""
-        if await self.groups.acknowledge(group_id):
+    async def acknowledged_group(self, group_id: int, *, message_id: int | None = None) -> bool:
+        """The member saw the group's acknowledgement (in ``message_id``): its images may run now."""
+        if await self.groups.acknowledge(group_id, message_id=message_id):
             self._observer.job_changed(group_id, "acknowledged")
             self.point("after_ack", group_id)
             self.painting.queue_changed()
@@ -257,6 +258,8 @@ class JobEngine:
             job.id, Event.CANCELLED, self.config.refund_policy, expected=JobStatus.QUEUED, note=f"by {actor_id}"
         )
         if applied is not None:
+            if job.group_id is None:  # the click's answer tells it (after progress edits land): no one else
+                await self.effects.answering(job.id, CANCEL_ANSWER_SECONDS)
             await self.effects.after(applied, post_group=post_group)  # a group's post, the queue places, metrics
             self.breakers.released(job.model)  # if it was the half-open trial, free it for the next request
             self.wake()  # a cancel can unblock the claim (a member's cap, a route's cap)

@@ -80,6 +80,7 @@ class Group:
     created_at: datetime
     next_attempt_at: datetime | None = None  # a refused post is tried again from then
     post_attempts: int = 0  # posts Discord refused so far
+    original_message_id: int | None = None  # its acknowledgement's message (@original), readable by the bot's token
 
 
 @dataclass(frozen=True)
@@ -160,9 +161,11 @@ class GroupStore:
             )
         return await self.members(group.id)
 
-    async def acknowledge(self, group_id: int) -> list[Job]:
-        """Mark the group's queued members acknowledged, once; the members that changed."""
+    async def acknowledge(self, group_id: int, *, message_id: int | None = None) -> list[Job]:
+        """Mark the group's queued members acknowledged (its answer: ``message_id``), once; those that changed."""
         async with self._db.transaction() as tx:
+            if message_id is not None:
+                await tx.execute("UPDATE job_groups SET original_message_id = ? WHERE id = ?", (message_id, group_id))
             rows = await tx.fetch_all(
                 "UPDATE jobs SET acked = 1 WHERE group_id = ? AND acked = 0 AND status = 'queued' RETURNING *",
                 (group_id,),
@@ -284,6 +287,7 @@ def _group(row: Any) -> Group:
         created_at=from_millis(row["created_at"]),
         next_attempt_at=None if row["next_attempt_at"] is None else from_millis(row["next_attempt_at"]),
         post_attempts=row["post_attempts"],
+        original_message_id=row["original_message_id"],
     )
 
 

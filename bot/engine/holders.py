@@ -94,6 +94,33 @@ class Holders:
         """The member saw how ``job_id`` ended: its interaction token is no longer kept."""
         await self._db.execute("UPDATE jobs SET told = 1, interaction_token = NULL WHERE id = ?", (job_id,))
 
+    async def claim_telling(
+        self, job_id: int, me: ProcessIdentity, *, seconds: float, dead_holder: str | None = None
+    ) -> bool:
+        """Become the one process that tells the member how ``job_id`` ended, for ``seconds``; False if another is.
+
+        The claim is the ended job's holder (``claimed_by``) and its ``next_attempt_at`` (an ended
+        job's next step is telling): one conditional update, so of several processes exactly one
+        tells. ``me`` renews its own claim; a lapsed claim (or none) is anyone's; ``dead_holder`` names a
+        holder the caller knows is dead, whose claim is taken even if current.
+        """
+        now = self.now_ms()
+        return (
+            await self._db.execute(
+                "UPDATE jobs SET claimed_by = ?, next_attempt_at = ? WHERE id = ? AND told = 0"
+                f" AND NOT ({OPEN_JOBS}) AND (claimed_by = ? OR COALESCE(claimed_by, '') = ?"
+                " OR next_attempt_at IS NULL OR next_attempt_at <= ?)",
+                (me.id, now + int(seconds * 1000), job_id, me.id, dead_holder or "", now),
+            )
+            == 1
+        )
+
+    async def release_telling(self, job_id: int, me: ProcessIdentity) -> None:
+        """``me`` could not tell the member (Discord refused): anyone may try again (the reconciler)."""
+        await self._db.execute(
+            "UPDATE jobs SET next_attempt_at = NULL WHERE id = ? AND claimed_by = ? AND told = 0", (job_id, me.id)
+        )
+
     async def untold(self, *, created_after: int) -> list[Job]:
         """Ended jobs whose member was not told yet, while their token lives; tokens older are dropped."""
         await self._db.execute(

@@ -78,10 +78,11 @@ class Job(NewJob):
     group_index: int | None = None  # its place in the group, from 0
     result_file: str | None = None  # the posted file: 'original' (BFL's, provenance kept) or 'reencoded: <why>'
     submit_started_at: datetime | None = None  # the POST may have left from then on (None: never sent)
-    next_attempt_at: datetime | None = None  # when its next step is due (a poll, a retry, a back-off)
+    next_attempt_at: datetime | None = None  # when its next step is due (a poll, a retry, a back-off; ended: telling)
     attempts: int = 0  # how many times it was claimed
     delivery_attempts: int = 0  # failed posts of its result so far
     told: bool = False  # the member's last message about it (when it ended without its image) was shown
+    original_message_id: int | None = None  # its acknowledgement's message (@original), readable by the bot's token
 
     @property
     def sent(self) -> bool:

@@ -65,6 +65,7 @@ class Reconciler:
         self._identity = identity
         self.shared = identity.role == "worker"  # other processes use the database: the dispatcher polls too
         self.lease_expires_at: datetime | None = None
+        self._idle_senders: set[int] = set()  # jobs taken over from a process known not to be sending them
 
     async def run(self) -> None:
         """Beat every heartbeat until cancelled; a failed beat is tried again at the next."""
@@ -115,7 +116,10 @@ class Reconciler:
             text = None if mine else outcomes.RESTARTED_TEXT  # its process died before the acknowledgement
             return await self._end(job, Event.ACK_FAILED, "ack_failed", acked=False, text=text)
         if job.status is JobStatus.SUBMITTING and job.bfl_task_id is None:
-            return await self._unanswered_submit(job, now=now, may_be_sending=await self._may_be_sending(seen))
+            may_be_sending = await self._may_be_sending(seen)
+            if not mine and not may_be_sending:
+                self._idle_senders.add(job.id)  # remembered: a failed record of the decision is retried as it was
+            return await self._unanswered_submit(job, now=now, may_be_sending=may_be_sending)
         return 1 if self._driver.drive(job) else 0
 
     async def _may_be_sending(self, seen: Job) -> bool:
@@ -126,6 +130,8 @@ class Reconciler:
         machine; but one whose lease merely expired may be stalled with its POST on the wire.
         """
         if seen.claimed_by is None or seen.claimed_by == self._identity.id:
+            if seen.id in self._idle_senders:
+                return False  # taken over from a process that was not sending it: still not
             return not self._driver.marked_here(seen.id) and seen.claimed_by is not None
         if provably_gone(seen.claimed_by, self._identity):
             return False
@@ -176,22 +182,38 @@ class Reconciler:
         )
         if applied is None:
             return 0
+        self._idle_senders.discard(job.id)
         log.info("Job %s: %s → %s (reconciled)", job.id, job.status.value, applied.job.status.value)
         await self._effects.after(applied, Outcome(event, code=code, text=text))
         return 1
 
     async def _tell_untold(self) -> None:
-        """Ended jobs whose member was never told (a refused or interrupted message): told now, from the row."""
+        """Ended jobs whose member was never told (a refused or interrupted message): told now, from the row.
+
+        Not while someone may still tell it: this process (telling it now, or a click's answer on its way),
+        another process holding a current "told" claim (:meth:`JobStore.claim_telling`) unless provably
+        dead, or a live holder (it tells on its own heartbeat); nor within a heartbeat of the job's end
+        (its ender is about to claim it). The claim itself decides between retellers.
+        """
         live = set(await self._store.live_processes())
-        token_life = to_millis(self._clock() - TOKEN_LIFETIME)
+        now = self._clock()
+        token_life = to_millis(now - TOKEN_LIFETIME)
+        just_ended = now - timedelta(seconds=self._config.heartbeat_seconds)
+        me = self._identity.id
         for job in await self._store.untold(created_after=token_life):
-            holder = job.claimed_by
-            if holder not in (None, self._identity.id) and holder in live:
-                continue  # its own process is telling it (or will, on its next heartbeat)
-            if job.group_id is None:
-                self._effects.spawn(self._effects.retell(job))
-            else:
+            if job.group_id is not None:
                 await self._store.mark_told(job.id)  # a group's image: the group's message tells
+                continue
+            holder = job.claimed_by
+            dead = holder is not None and holder != me and provably_gone(holder, self._identity)
+            claimed = job.next_attempt_at is not None and job.next_attempt_at > now
+            if holder == me and self._effects.busy(job.id):
+                continue  # this process is telling it
+            if not dead and holder != me and (claimed or holder in live):
+                continue  # another process is telling it (or will, on its own heartbeat)
+            if not dead and job.updated_at > just_ended:
+                continue  # just ended: its ender is about to tell it
+            self._effects.spawn(self._effects.retell(job, dead_holder=holder if dead else None))
 
     async def _release_expiring(self) -> int:
         """Queued private jobs whose result could no longer be shown in time: released, member told."""

@@ -131,12 +131,13 @@ class JobStore(Holders):
         async with self._db.transaction() as tx:
             return await self._move(tx, job_id, expected, to, fields, holder=None)
 
-    async def acknowledge(self, job_id: int) -> Job | None:
-        """Mark a queued or cached job acknowledged, once; the job, or None if there was nothing to do."""
+    async def acknowledge(self, job_id: int, *, message_id: int | None = None) -> Job | None:
+        """Mark a queued or cached job acknowledged (its answer: ``message_id``), once; the job, or None."""
         async with self._db.transaction() as tx:
             row = await tx.fetch_one(
-                "UPDATE jobs SET acked = 1 WHERE id = ? AND acked = 0 AND status IN ('queued', 'cached') RETURNING *",
-                (job_id,),
+                "UPDATE jobs SET acked = 1, original_message_id = ? WHERE id = ? AND acked = 0"
+                " AND status IN ('queued', 'cached') RETURNING *",
+                (message_id, job_id),
             )
         return job_from_row(row) if row is not None else None
 

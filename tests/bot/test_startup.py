@@ -168,8 +168,8 @@ async def test_an_unreachable_discord_is_named(tmp_path, http):
 
 def test_invite_asks_for_send_messages_in_threads():
     assert INVITE_PERMISSIONS.send_messages_in_threads
-    assert INVITE_PERMISSIONS.value == 274_877_959_168
-    assert invite_url(42).endswith("client_id=42&scope=bot+applications.commands&permissions=274877959168")
+    assert INVITE_PERMISSIONS.value == 274_878_024_704
+    assert invite_url(42).endswith("client_id=42&scope=bot+applications.commands&permissions=274878024704")
 
 
 # --- BFL -------------------------------------------------------------------------------------------

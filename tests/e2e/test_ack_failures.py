@@ -202,3 +202,44 @@ async def test_an_answer_that_cannot_be_read_back_is_replaced_with_what_happened
     await abandoned(harness, [asked.id])
     await harness.job_settled(asked, timeout=10)  # and the member was told
     assert asked.original_message["content"].startswith(NOT_STARTED_TEXT[:40])
+
+
+async def test_a_deferral_whose_connection_dropped_after_discord_took_it_is_answered(harness, people, monkeypatch):
+    """The slow admission is deferred; Discord took the deferral but its answer was lost: "thinking…" is shown.
+
+    Found by the soak: the job was released quietly (as if Discord showed the failure), so the member was
+    left looking at "thinking…" forever. The deferral is read back: it is there, so the answer says what
+    happened.
+    """
+    from tests.e2e.fake_discord import Fault
+
+    member = people["member"]
+    released = hold_admissions(monkeypatch)
+    harness.fake.faults.script("create_interaction_response", Fault.disconnect(after=True))
+    asked = await harness.fake.slash("imagine", {"prompt": "a fox"}, user=member)
+    await asked.wait_acked(timeout=10)  # the deferral took effect: "thinking…"
+    released.set()
+    await abandoned(harness, [asked.id])
+    await harness.fake.wait_for(lambda: "not been charged" in (asked.original_message["content"] or ""), timeout=10)
+
+
+async def test_a_group_whose_landed_answer_could_not_be_recorded_says_it_was_cancelled(harness, people, monkeypatch):
+    """The answer's connection dropped after Discord took it (read back: shown); then recording it failed.
+
+    Found by the soak: the group was released silently, as if Discord showed the failure, and the member
+    kept looking at its queue place. The answer shown is replaced with what happened.
+    """
+    from tests.e2e.fake_discord import Fault
+
+    real = JobEngine.acknowledged_group
+
+    async def broken(self, *args, **kwargs):
+        raise ConnectionError("connection was closed in the middle of operation")
+
+    monkeypatch.setattr(JobEngine, "acknowledged_group", broken)
+    harness.fake.faults.script("create_interaction_response", Fault.disconnect(after=True))
+    asked = await harness.fake.slash("imagine", {"prompt": "a fox", "count": 2}, user=people["member"])
+    await asked.wait_acked(timeout=10)
+    await abandoned(harness, await group_members(harness, int(asked.id), 2))
+    await harness.fake.wait_for(lambda: "Cancelled" in (asked.original_message["content"] or ""), timeout=10)
+    monkeypatch.setattr(JobEngine, "acknowledged_group", real)

@@ -140,3 +140,20 @@ async def test_a_result_whose_edit_landed_unanswered_is_not_posted_again_once_th
     await harness.wait_until(lambda: _status(harness, interaction, JobStatus.DELIVERED))
     assert interaction.original_message["attachments"]
     assert _images(fake, exclude={interaction.original_message_id}) == []  # not posted a second time
+
+
+async def test_a_result_whose_edit_landed_unanswered_as_the_token_died_is_not_posted_again(harness):
+    """The image's edit reached Discord, its answer was lost, and the token died before it could be read back.
+
+    Found by the soak: the read-back (``GET @original``) met the dead token, so the image was posted
+    again in the channel. The message is read through the bot's token by its id instead.
+    """
+    fake = harness.fake
+    fake.faults.script("update_original_webhook_message", Fault.disconnect(after=True), match=lambda c: bool(c.files))
+    fake.faults.script("get_original_webhook_message", Fault.dead_token())
+    interaction = await harness.imagine(wait=False)
+    await harness.wait_until(lambda: _status(harness, interaction, JobStatus.DELIVERED))
+    assert interaction.original_message["attachments"]
+    assert _images(fake, exclude={interaction.original_message_id}) == []  # not posted a second time
+    job = await _job(harness, interaction)
+    assert job.result_message_id == int(interaction.original_message_id)  # read back: the same message

@@ -336,12 +336,8 @@ async def test_a_group_that_outlives_the_interaction_token_is_posted_in_the_chan
     fake.take_violations(50027)  # the refused edit that made the bot fall back
 
 
-async def test_a_group_cancelled_by_its_click_is_told_once_even_when_its_own_token_died(harness):
-    """The Cancel click's answer is the group's last message: nothing more is posted in the channel.
-
-    The group's own interaction token died (Discord killed it early): before, the engine also posted
-    "Cancelled" in the channel, so the member was told twice.
-    """
+async def _a_queued_group(harness):
+    """A group of 2 waiting in the queue behind the member's 2 running images (held until the event is set)."""
     fake, bfl = harness.fake, harness.bfl
     held = asyncio.Event()
     bfl.default = Behaviour(release=held)
@@ -349,6 +345,17 @@ async def test_a_group_cancelled_by_its_click_is_told_once_even_when_its_own_tok
     await fake.wait_for(lambda: len(bfl.submits) == 2, timeout=10)
     asked = await harness.imagine(prompt="a slow mountain", count=2, wait=False)  # both wait in the queue
     await asked.wait_acked()
+    return held, busy, asked
+
+
+async def test_a_group_cancelled_by_its_click_is_told_once_even_when_its_own_token_died(harness):
+    """The Cancel click's answer is the group's last message: nothing more is posted in the channel.
+
+    The group's own interaction token died (Discord killed it early): before, the engine also posted
+    "Cancelled" in the channel, so the member was told twice.
+    """
+    fake = harness.fake
+    held, busy, asked = await _a_queued_group(harness)
     fake.faults.script(  # the group's own token dies; the click's answer uses the click's token
         "update_original_webhook_message", Fault.dead_token(), times=10, match=lambda call: call.token == asked.token
     )
@@ -361,3 +368,20 @@ async def test_a_group_cancelled_by_its_click_is_told_once_even_when_its_own_tok
     assert channel_posts == []
     assert "Cancelled" in asked.original_message["content"]
     fake.take_violations(50027)
+
+
+async def test_a_group_cancel_whose_answer_is_refused_twice_still_says_cancelled(harness):
+    """The click's answer and the first edit of the group's own message are both refused (429s).
+
+    Found by the soak: the group's message kept showing its queue place; the member never heard of the
+    cancel. The group's message is edited again after a back-off, as a single job's last message is.
+    """
+    fake = harness.fake
+    held, busy, asked = await _a_queued_group(harness)
+    fake.faults.script("update_original_webhook_message", Fault.rate_limited(), times=2)
+    cancel = await fake.click(asked.original_message["id"], f"fluxcord:cancel:{asked.id}")
+    await cancel.wait_acked()
+    await harness.group_settled(int(asked.id))
+    await fake.wait_for(lambda: "Cancelled" in (asked.original_message["content"] or ""), timeout=20)
+    held.set()
+    await harness.group_settled(int(busy.id))

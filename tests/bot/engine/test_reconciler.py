@@ -179,25 +179,7 @@ async def test_a_stalled_holders_marked_submit_waits_for_its_window_before_it_is
 ):
     h = await make_engine(config={"submit_window_seconds": 90})
     await h.engine.stop(grace=0.1)  # this engine is the 'stalled holder': its lease is gone
-    async with db.transaction() as tx:  # a job it claimed and marked sent, whose answer never came
-        await tx.execute(
-            "INSERT INTO jobs (id, guild_id, channel_id, user_id, model, prompt, params, seed, width, height,"
-            " cache_key, status, estimated_micros, created_at, updated_at, submit_started_at, claimed_by, acked)"
-            " VALUES (5, 1000, 2000, 3000, 'flux-pro-1.1', 'p', '{}', 1, 1024, 1024, 'k', 'submitting', 40000,"
-            " ?, ?, ?, 'gone:1:a:b', 1)",
-            (*[int(h.engine.clock().timestamp() * 1000)] * 3,),
-        )
-        now_ms = int(h.engine.clock().timestamp() * 1000)  # its process's lease ran out a second ago
-        await tx.execute(
-            "INSERT INTO processes (id, role, host, pid, started_at, lease_expires_at)"
-            " VALUES ('gone:1:a:b', 'worker', 'another-host', 1, ?, ?)",
-            (now_ms - 60_000, now_ms - 1_000),
-        )
-        await tx.execute(
-            "INSERT INTO ledger (kind, job_id, guild_id, user_id, model, server_micros, member_micros,"
-            " member_images, day, week, month, at) VALUES ('reserve', 5, 1000, 3000, 'flux-pro-1.1', 40000,"
-            " 40000, 1, 'd', 'w', 'm', 0)"
-        )
+    await _a_marked_submit_of_another_host(db, h, lease_left_ms=-1_000)  # its lease ran out a second ago
     taker = await make_engine()
     await taker.engine.reconcile()
     assert (await taker.store.get(5)).status is JobStatus.SUBMITTING  # its POST may still be on the wire
@@ -206,6 +188,56 @@ async def test_a_stalled_holders_marked_submit_waits_for_its_window_before_it_is
     job = await taker.store.get(5)
     assert job.status is JobStatus.UNKNOWN and job.claimed_by == taker.engine.identity.id
     assert await taker.money(5) == (40_000, 0)  # the server pays the estimate; the member is refunded
+
+
+async def _a_marked_submit_of_another_host(db, h, *, lease_left_ms):
+    """Job 5: claimed and marked sent by a process on another host, its answer never recorded."""
+    now_ms = int(h.engine.clock().timestamp() * 1000)
+    async with db.transaction() as tx:
+        await tx.execute(
+            "INSERT INTO jobs (id, guild_id, channel_id, user_id, model, prompt, params, seed, width, height,"
+            " cache_key, status, estimated_micros, created_at, updated_at, submit_started_at, claimed_by, acked)"
+            " VALUES (5, 1000, 2000, 3000, 'flux-pro-1.1', 'p', '{}', 1, 1024, 1024, 'k', 'submitting', 40000,"
+            " ?, ?, ?, 'gone:1:a:b', 1)",
+            (now_ms, now_ms, now_ms),
+        )
+        if lease_left_ms is not None:  # None: it stopped (its lease row is gone)
+            await tx.execute(
+                "INSERT INTO processes (id, role, host, pid, started_at, lease_expires_at)"
+                " VALUES ('gone:1:a:b', 'worker', 'another-host', 1, ?, ?)",
+                (now_ms - 60_000, now_ms + lease_left_ms),
+            )
+        await tx.execute(
+            "INSERT INTO ledger (kind, job_id, guild_id, user_id, model, server_micros, member_micros,"
+            " member_images, day, week, month, at) VALUES ('reserve', 5, 1000, 3000, 'flux-pro-1.1', 40000,"
+            " 40000, 1, 'd', 'w', 'm', 0)"
+        )
+
+
+async def test_a_takeover_whose_unknown_record_failed_is_not_left_waiting_for_the_old_holder(
+    db, make_engine, monkeypatch
+):
+    """The old holder stopped (no lease): unknown at once; that record failed (the database) and is tried again.
+
+    Found by the soak: on the next heartbeat the job was this process's own, and it waited a whole
+    submit window for a sender that it had already judged gone; its group's images waited with it.
+    """
+    h = await make_engine(config={"submit_window_seconds": 90})
+    await _a_marked_submit_of_another_host(db, h, lease_left_ms=None)
+    real_apply = h.store.apply
+    refused = []
+
+    async def flaky_apply(job_id, event, *args, **kwargs):
+        if event is Event.SUBMIT_UNKNOWN and not refused:
+            refused.append(job_id)
+            raise sqlite3.OperationalError("database is locked")
+        return await real_apply(job_id, event, *args, **kwargs)
+
+    monkeypatch.setattr(h.store, "apply", flaky_apply)
+    await h.engine.reconcile()
+    assert refused == [5] and (await h.store.get(5)).status is JobStatus.SUBMITTING
+    await h.engine.reconcile()  # no time passes: nobody can be sending it
+    assert (await h.store.get(5)).status is JobStatus.UNKNOWN
 
 
 def test_fast_engine_defaults_are_only_timings():
