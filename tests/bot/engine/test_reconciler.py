@@ -23,6 +23,21 @@ from tests.conftest import ManualClock
 from tests.fakes.fake_bfl import Behaviour
 
 
+def refuse_apply(monkeypatch, store, events, *, times=1, error="database is locked"):
+    """The database refuses the first ``times`` applies of ``events`` (a real sqlite3 error); what it refused."""
+    real_apply = store.apply
+    refused = []
+
+    async def flaky_apply(job_id, event, *args, **kwargs):
+        if event in events and len(refused) < times:
+            refused.append((job_id, event))
+            raise sqlite3.OperationalError(error)
+        return await real_apply(job_id, event, *args, **kwargs)
+
+    monkeypatch.setattr(store, "apply", flaky_apply)
+    return refused
+
+
 async def test_a_job_admitted_and_never_acknowledged_is_released_by_the_live_process(make_engine, fake_bfl, clock):
     """A failed defer, a transport error while acknowledging: the cog never says; the heartbeat does."""
     h = await make_engine(job_lease_seconds=2)  # a heartbeat every 0.67 s
@@ -49,18 +64,9 @@ async def test_a_step_whose_record_and_error_handling_both_fail_is_driven_to_its
 ):
     """The database refuses the 'finished' record twice (and would refuse an error record too)."""
     h = await make_engine()
-    real_apply = h.store.apply
-    refused = []
-
-    async def flaky_apply(job_id, event, *args, **kwargs):
-        if event in (Event.FINISHED, Event.INTERNAL_ERROR) and len(refused) < 2:
-            refused.append(event)
-            raise sqlite3.OperationalError("database is locked")
-        return await real_apply(job_id, event, *args, **kwargs)
-
-    monkeypatch.setattr(h.store, "apply", flaky_apply)
+    refused = refuse_apply(monkeypatch, h.store, {Event.FINISHED, Event.INTERNAL_ERROR}, times=2)
     result = await h.generate(1)
-    assert refused == [Event.FINISHED, Event.FINISHED] and result.cost_micros == 40_000
+    assert [event for _job, event in refused] == [Event.FINISHED, Event.FINISHED] and result.cost_micros == 40_000
     assert len(fake_bfl.submits) == 1 and (await h.store.get(1)).status is JobStatus.DELIVERED
     assert await h.ledger.open_job_ids() == [] and await h.ledger.verify_counters() == []
 
@@ -69,19 +75,10 @@ async def test_a_failed_record_of_the_post_never_replaces_the_image_nor_denies_t
     make_engine, fake_bfl, monkeypatch
 ):
     h = await make_engine()
-    real_apply = h.store.apply
-    failures = []
-
-    async def flaky_apply(job_id, event, *args, **kwargs):
-        if event is Event.DELIVERED and not failures:
-            failures.append(event)
-            raise sqlite3.OperationalError("disk I/O error")
-        return await real_apply(job_id, event, *args, **kwargs)
-
-    monkeypatch.setattr(h.store, "apply", flaky_apply)
+    failures = refuse_apply(monkeypatch, h.store, {Event.DELIVERED}, error="disk I/O error")
     await h.generate(1)
     await h.engine.wait_job(1)
-    assert failures == [Event.DELIVERED]
+    assert failures == [(1, Event.DELIVERED)]
     assert 1 not in h.presenter.notified  # no "you have not been charged" over the posted image
     assert (await h.store.get(1)).status is JobStatus.DELIVERED
     assert await h.ledger.member_charged(1) is True and await h.money(1) == (40_000, 40_000)
@@ -224,18 +221,9 @@ async def test_a_takeover_whose_unknown_record_failed_is_not_left_waiting_for_th
     """
     h = await make_engine(config={"submit_window_seconds": 90})
     await _a_marked_submit_of_another_host(db, h, lease_left_ms=None)
-    real_apply = h.store.apply
-    refused = []
-
-    async def flaky_apply(job_id, event, *args, **kwargs):
-        if event is Event.SUBMIT_UNKNOWN and not refused:
-            refused.append(job_id)
-            raise sqlite3.OperationalError("database is locked")
-        return await real_apply(job_id, event, *args, **kwargs)
-
-    monkeypatch.setattr(h.store, "apply", flaky_apply)
+    refused = refuse_apply(monkeypatch, h.store, {Event.SUBMIT_UNKNOWN})
     await h.engine.reconcile()
-    assert refused == [5] and (await h.store.get(5)).status is JobStatus.SUBMITTING
+    assert refused == [(5, Event.SUBMIT_UNKNOWN)] and (await h.store.get(5)).status is JobStatus.SUBMITTING
     await h.engine.reconcile()  # no time passes: nobody can be sending it
     assert (await h.store.get(5)).status is JobStatus.UNKNOWN
 
