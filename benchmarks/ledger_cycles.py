@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import sqlite3
@@ -33,8 +34,10 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from queue import Empty
+from typing import Any
 
-from bot.billing.ledger import Ledger, Limit, Metric, Scope
+from bot.billing.ledger import Ledger, Limit, Metric, ReserveTerms, Scope
 from bot.config import Period
 from bot.storage.database import Database, load_migrations
 
@@ -110,8 +113,7 @@ async def cycle(ledger: Ledger, job_id: int, members: int) -> None:
         user_id=job_id % members,
         model="flux-pro-1.1",
         estimated_micros=40_000,
-        limits=LIMITS,
-        max_pending_jobs=10**6,
+        terms=ReserveTerms(LIMITS, max_pending_jobs=10**6),
     )
     await ledger.settle(job_id, 40_000)
 
@@ -160,16 +162,22 @@ async def _process_cycles(
         for job_id in queue:
             await cycle(ledger, job_id, members)
 
-    barrier.wait()  # type: ignore[attr-defined]  # every process connected: start together
-    start = time.monotonic()  # CLOCK_MONOTONIC: one clock for every process on the machine
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    end = time.monotonic()
-    await db.close()
+    try:
+        barrier.wait()  # type: ignore[attr-defined]  # every process connected: start together
+        start = time.monotonic()  # CLOCK_MONOTONIC: one clock for every process on the machine
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        end = time.monotonic()
+    finally:
+        await db.close()  # also on an error: an open connection's thread would keep the process alive
     return start, end
 
 
 def _process_main(args: tuple, barrier: object, results: object) -> None:
-    results.put(asyncio.run(_process_cycles(*args, barrier)))  # type: ignore[attr-defined]
+    try:
+        results.put(asyncio.run(_process_cycles(*args, barrier)))  # type: ignore[attr-defined]
+    except BaseException as exc:
+        results.put(f"{type(exc).__name__}: {exc}")  # type: ignore[attr-defined]  # the parent fails at once
+        raise
 
 
 async def _migrated(target: str) -> None:
@@ -185,6 +193,26 @@ async def _check(target: str, cycles: int) -> None:
         await db.close()
 
 
+def _result(results: Any, children: list[Any], timeout: float = 600.0) -> tuple[float, float]:
+    """The next child's (start, end); a child that failed fails the run at once (not after ``timeout``)."""
+    give_up = time.monotonic() + timeout
+    failure = f"gave no result in {timeout:.0f} s"
+    while time.monotonic() < give_up:
+        with contextlib.suppress(Empty):
+            result = results.get(timeout=0.5)
+            if not isinstance(result, str):
+                return result
+            failure = result  # what the child raised
+            break
+        dead = [child for child in children if child.exitcode not in (None, 0)]
+        if dead:
+            failure = f"exit {dead[0].exitcode}"
+            break
+    for child in children:
+        child.kill()
+    raise RuntimeError(f"a benchmark process failed: {failure}")
+
+
 def run_processes(target: str, cycles: int, concurrency: int, members: int, processes: int) -> float:
     """Cycles per second of ``processes`` OS processes sharing ``target`` (a fresh, migrated database)."""
     asyncio.run(_migrated(target))
@@ -198,7 +226,7 @@ def run_processes(target: str, cycles: int, concurrency: int, members: int, proc
         child.start()
         children.append(child)
         first += count
-    spans = [results.get(timeout=600) for _ in children]
+    spans = [_result(results, children) for _ in children]
     for child in children:
         child.join(timeout=60)
         if child.exitcode != 0:

@@ -27,3 +27,16 @@ def test_command_line():
     assert (args.database, args.processes, args.cycles) == ("postgresql://u@h/db", [1, 4], 10)
     with pytest.raises(SystemExit):
         parse_args(["--processes", "0"])
+
+
+def test_a_benchmark_process_that_dies_fails_the_run_at_once(tmp_path):
+    """A child that crashes (here: no members to spread the cycles over) is an error at once.
+
+    Before, the parent waited 10 minutes for each dead child's result (CI: an API the benchmark calls moved).
+    """
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="benchmark process"):
+        run_processes(str(tmp_path / "bench.sqlite3"), 40, 8, 0, 2)
+    assert time.monotonic() - started < 60
