@@ -20,7 +20,7 @@ from bot.engine.states import JobStatus
 from tests.e2e.gallery import custom_ids
 from tests.e2e.support import hold_admissions, rows, uid
 from tests.e2e.test_budget import budget
-from tests.e2e.test_fallback import break_model, buttons, clock  # noqa: F401 - `clock` is a fixture
+from tests.e2e.test_fallback import break_model, buttons, clock, engine_options  # noqa: F401 - fixtures
 
 KLEIN = "flux-2-klein-4b"
 

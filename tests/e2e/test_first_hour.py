@@ -62,7 +62,7 @@ async def test_env_example_then_check_then_run(tmp_path, fake_discord, fake_bfl)
     ]  # fmt: skip
     assert "the token belongs to Fluxcord" in check.stdout
     assert "balance 1,000.00 credits ($10.00)" in check.stdout
-    assert "permissions=274877959168" in check.stdout
+    assert "permissions=274878024704" in check.stdout
     no_secrets(check.stdout, check.stderr)
 
     bot = await Running.start(env=env, cwd=tmp_path)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from tests.e2e.gallery import custom_ids, labels, posted
 from tests.e2e.support import rows, text_of, uid
 from tests.e2e.test_budget import budget
-from tests.e2e.test_fallback import break_model, buttons, clock  # noqa: F401 - `clock` is a fixture
+from tests.e2e.test_fallback import break_model, buttons, clock, engine_options  # noqa: F401 - fixtures
 
 
 async def asked(harness, user, **options):
