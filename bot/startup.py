@@ -37,14 +37,11 @@ PROBE_TIMEOUT = aiohttp.ClientTimeout(total=15, sock_connect=10)
 #: interaction token, recovered images and the mod-log may go to threads), Embed Links, Attach Files,
 #: Read Message History (a request's message whose edit was left unanswered is read back by its id once
 #: the interaction's token is dead, so a result is not posted twice).
-INVITE_PERMISSIONS = discord.Permissions(
-    view_channel=True,
-    send_messages=True,
-    send_messages_in_threads=True,
-    embed_links=True,
-    attach_files=True,
-    read_message_history=True,
+INVITE_PERMISSION_NAMES = (
+    *("view_channel", "send_messages", "send_messages_in_threads"),
+    *("embed_links", "attach_files", "read_message_history"),
 )
+INVITE_PERMISSIONS = discord.Permissions(**dict.fromkeys(INVITE_PERMISSION_NAMES, True))
 
 
 class StartupError(Exception):
