@@ -32,6 +32,7 @@ from bot.engine.sources import JobSources
 from bot.engine.store import JobStore
 from bot.images.cache import ImageCache
 from bot.modlog import ChannelPoster, ModLog
+from bot.offers import OfferStore
 from bot.ops.metrics import Metrics
 from bot.prefs import PrefsService
 from bot.safety.privacy import PrivacyService
@@ -60,6 +61,7 @@ class MemberServices:
     styles: StyleService
     privacy: PrivacyService  # their stored prompts: retention, what is kept, forgetting
     sources: JobSources  # what an edit works on, and a member's history
+    offers: OfferStore  # pending offers behind a button: confirmations, fallbacks (one table)
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,7 @@ def build_services(
         ledger,
         engine,
         ServerServices(server_settings, limits, safety, audit, modlog),
-        MemberServices(prefs, styles, privacy, JobSources(db)),
+        MemberServices(prefs, styles, privacy, JobSources(db), OfferStore(db, clock=clock)),
         Operations(clock, bfl, metrics, Bookkeeping(db, clock=clock, observer=metrics)),
     )
 

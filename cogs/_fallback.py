@@ -47,10 +47,9 @@ def offers(services: Services) -> FallbackOffers:
     """The offers of the running bot (stateless over its database; breakers read from its engine)."""
     engine = services.engine
     return FallbackOffers(
-        services.db,
+        services.members.offers,
         services.server.settings,
         healthy=lambda model: engine.breakers.state(model) is BreakerState.CLOSED,
-        clock=services.ops.clock,
     )
 
 

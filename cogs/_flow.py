@@ -23,7 +23,7 @@ from bot.engine.sources import SourceKind
 from bot.engine.store import Job
 from bot.errors import InvalidOptions
 from bot.models import GenerationRequest
-from bot.offers import OfferStore, decode_request, encode_request
+from bot.offers import decode_request, encode_request
 from bot.safety.privacy import require_details
 from cogs._admission import MaybeShown, admit_and_acknowledge, send_answer
 from cogs._confirm import Confirmations, PriceCheck
@@ -68,8 +68,9 @@ class RequestFlow:
         self.settings = services.settings
         self.sources = services.members.sources
         check = PriceCheck.of(services)  # price before spending (CONFIRM_ABOVE_USD), only if it can be paid
-        store = OfferStore(services.db, clock=services.ops.clock)
-        self.confirmations = Confirmations(store, threshold_micros=self.settings.confirm_above_micros, check=check)
+        self.confirmations = Confirmations(
+            services.members.offers, threshold_micros=self.settings.confirm_above_micros, check=check
+        )
         self._cancel_view = cancel_view
 
     async def submit(

@@ -23,13 +23,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bot.clock import Clock, utc_now
 from bot.engine.sources import SourceKind
 from bot.errors import InvalidOptions
 from bot.models import MODELS, GenerationRequest
 from bot.offers import EXPIRED_TEXT, OfferStore, decode_request, encode_request
 from bot.server_settings import ServerSettings
-from bot.storage.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -110,14 +108,13 @@ class FallbackOffers:
 
     def __init__(
         self,
-        db: Database,
+        store: OfferStore,
         server: ServerSettings,
         *,
         healthy: Callable[[str], bool],
-        clock: Clock = utc_now,
         ttl_seconds: float = OFFER_TTL_SECONDS,
     ) -> None:
-        self._store = OfferStore(db, clock=clock)
+        self._store = store  # the one offers store (built in the composition root)
         self._server = server
         self._healthy = healthy  # whether a model's circuit breaker is closed
         self._ttl = ttl_seconds

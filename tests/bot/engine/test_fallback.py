@@ -17,7 +17,7 @@ from bot.engine.fallback import (
 )
 from bot.errors import InvalidOptions, NotAllowed
 from bot.models import InputImage, build_request
-from bot.offers import decode_request, encode_request
+from bot.offers import OfferStore, decode_request, encode_request
 from bot.server_settings import ServerSettings
 
 GUILD, ALICE, BOB, MOD = 1000, 3000, 3001, 9000
@@ -118,7 +118,9 @@ def healthy():
 
 @pytest.fixture
 def offers(db, settings, clock, healthy):
-    return FallbackOffers(db, ServerSettings(db, AuditLog(db, clock)), healthy=lambda m: m in healthy, clock=clock)
+    return FallbackOffers(
+        OfferStore(db, clock=clock), ServerSettings(db, AuditLog(db, clock)), healthy=lambda m: m in healthy
+    )
 
 
 async def allow(db, settings, model):

@@ -17,6 +17,7 @@ from bot.clock import to_millis
 from bot.engine.fallback import FallbackOffers
 from bot.errors import InvalidOptions
 from bot.models import build_request
+from bot.offers import OfferStore
 from bot.server_settings import ServerSettings
 from bot.storage.database import Database
 from tests.bot.storage.test_upgrades import at_version
@@ -59,7 +60,7 @@ async def test_a_pending_fallback_offer_survives_the_upgrade_and_still_works(bac
         assert moved.levelno == logging.INFO and "fallback_offers 2 → 0, offers 0 → 2" in moved.getMessage()
         assert await upgraded.fetch_value("SELECT COUNT(*) FROM offers WHERE kind = 'fallback'") == 2
         server = ServerSettings(upgraded, AuditLog(upgraded))
-        offers = FallbackOffers(upgraded, server, healthy=lambda model: True, clock=lambda: NOW)
+        offers = FallbackOffers(OfferStore(upgraded, clock=lambda: NOW), server, healthy=lambda model: True)
         group = await offers.take("0123456789abcdef", guild_id=GUILD, user_id=ALICE)
         assert (group.request.model.key, group.request.prompt, group.request.seed) == (KLEIN, "a lighthouse", 12)
         assert group.private and group.images == 3 and group.source_kind is None
