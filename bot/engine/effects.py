@@ -190,13 +190,14 @@ class Effects:
         if name is not None:
             p.engine.point(name, job.id)
         if job.group_id is not None:
-            p.painting.member_moved(
-                job
-            )  # the group's one line (a made image's drive posts its group: steps.post_group)
+            # the group's one line (a made image's drive posts its group: steps.post_group)
+            p.painting.member_moved(job)
         if job.status.is_open:
             return
-        tells = job.group_id is None and job.status in _FAILURES and before.result_message_id is None
-        if tells and outcome is not None and p.hooks.presenter.current is not None:
+        # a single job that ended without its image, by an outcome of this process: this process tells it
+        tells = outcome is not None and job.group_id is None and job.status in _FAILURES
+        tells = tells and before.result_message_id is None
+        if tells and p.hooks.presenter.current is not None:
             await self.claim_telling(job.id)  # this process tells it: claimed before the wait for the painter
         await p.painting.quiet(job.id)
         if job.status is JobStatus.DELIVERED:
@@ -206,7 +207,8 @@ class Effects:
             if post_group:
                 self.spawn(p.group_done(job.group_id))
             return
-        if tells and outcome is not None:
+        if tells:
+            assert outcome is not None  # part of `tells`
             self.spawn(self.tell(applied, outcome, blocked))
 
     def observe(self, applied: Applied | None) -> None:
