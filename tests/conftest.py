@@ -2,11 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
+import threading
 from collections.abc import AsyncIterator
 
 import pytest
 
 from tests.fakes.fake_bfl import FakeBfl
+
+# A test still running after this long prints where every asyncio task waits; pytest-timeout (its
+# `timeout` in pyproject.toml) then ends the run with the threads' stacks, so a hang fails CI in
+# minutes, with its cause, instead of using up CI's whole time.
+HANG_REPORT_SECONDS = 300
+
+
+@pytest.fixture(autouse=True)
+async def _report_a_hang() -> AsyncIterator[None]:
+    loop = asyncio.get_running_loop()
+    timer = threading.Timer(HANG_REPORT_SECONDS, loop.call_soon_threadsafe, (_print_tasks, loop))
+    timer.daemon = True
+    timer.start()
+    yield
+    timer.cancel()
+
+
+def _print_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    sys.stderr.write(f"--- still running after {HANG_REPORT_SECONDS} s: where each asyncio task waits ---\n")
+    for task in asyncio.all_tasks(loop):
+        task.print_stack(limit=12, file=sys.stderr)
 
 
 # --- fake BFL API (tests/fakes/fake_bfl/) -----------------------------------------------------------

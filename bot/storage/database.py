@@ -30,6 +30,8 @@ from typing import Any, Literal
 
 log = logging.getLogger(__name__)
 
+CLOSE_GRACE = 5.0  # seconds a shutdown waits for a transaction in progress before cutting it
+
 Params = Sequence[Any] | dict[str, Any]
 RowCounter = Callable[[], Awaitable[dict[str, int]]]
 Synchronous = Literal["FULL", "NORMAL"]
@@ -160,8 +162,8 @@ class Database(Reader):
         return await cls.open(Path(target))
 
     @abstractmethod
-    async def close(self) -> None:
-        """Close the connection(s), waiting for a write in progress."""
+    async def close(self, grace: float = CLOSE_GRACE) -> None:
+        """Close the connection(s): work in progress gets ``grace`` seconds, then is cut (and rolls back)."""
 
     @abstractmethod
     async def schema_version(self) -> int:

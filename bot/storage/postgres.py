@@ -10,6 +10,7 @@ once (``pg_advisory_xact_lock``), each in one transaction with its row in ``sche
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import struct
@@ -21,6 +22,7 @@ from typing import Any
 import asyncpg
 
 from bot.storage.database import (
+    CLOSE_GRACE,
     Database,
     Migration,
     Params,
@@ -201,9 +203,14 @@ class PostgresDatabase(Database):
             raise
         return database
 
-    async def close(self) -> None:
-        """Close the pool (waits for the connections in use to be released)."""
-        await self._pool.close()
+    async def close(self, grace: float = CLOSE_GRACE) -> None:
+        """Close the pool: connections in use get ``grace`` seconds to be released, then are cut."""
+        try:
+            async with asyncio.timeout(grace):
+                await self._pool.close()
+        except TimeoutError:
+            log.warning("A database connection was still in use %.1f s into shutdown; cutting it", grace)
+            self._pool.terminate()
 
     async def schema_version(self) -> int:
         """The number of the last migration applied (0 for an empty database)."""

@@ -25,6 +25,7 @@ from typing import Any
 import aiosqlite
 
 from bot.storage.database import (
+    CLOSE_GRACE,
     Database,
     Migration,
     Params,
@@ -114,10 +115,19 @@ class SqliteDatabase(Database):
             raise
         return database
 
-    async def close(self) -> None:
-        """Close the connection (waits for a write in progress)."""
-        async with self._write_lock:
+    async def close(self, grace: float = CLOSE_GRACE) -> None:
+        """Close the connection: a write in progress gets ``grace`` seconds, then is cut (it rolls back)."""
+        try:
+            async with asyncio.timeout(grace):
+                await self._write_lock.acquire()
+        except TimeoutError:
+            log.warning("A database write was still in progress %.1f s into shutdown; cutting it", grace)
             await self._conn.close()
+            return
+        try:
+            await self._conn.close()
+        finally:
+            self._write_lock.release()
 
     async def schema_version(self) -> int:
         """The number of the last migration applied."""

@@ -186,3 +186,24 @@ async def test_a_transaction_cancelled_while_it_begins_leaves_the_connection_usa
         async with db.transaction() as tx:  # failed with "cannot start a transaction within a transaction"
             await tx.execute("INSERT INTO meta (key, value) VALUES (?, 'after')", (f"after{n}",))
     assert await db.fetch_value("SELECT COUNT(*) FROM meta WHERE value = 'after'") == 50
+
+
+async def test_close_cuts_a_transaction_that_never_ends_after_its_grace(db):
+    """A coroutine stuck inside a transaction cannot hold a shutdown forever (CI once hung in teardown)."""
+    inside = asyncio.Event()
+
+    async def stuck():
+        async with db.transaction() as tx:
+            await tx.execute("INSERT INTO meta (key, value) VALUES ('stuck', 'never committed')")
+            inside.set()
+            await asyncio.Event().wait()
+
+    task = asyncio.create_task(stuck())
+    await asyncio.wait_for(inside.wait(), 5)
+    try:
+        await asyncio.wait_for(db.close(grace=0.2), 5)
+    finally:
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+    await db.close()  # closing twice is harmless (the fixture closes it again)
