@@ -39,6 +39,8 @@ MEGAPIXEL_PRICES: dict[str, tuple[Decimal, Decimal]] = {
     "flux-2-klein-4b": (Decimal("1.4"), Decimal("0.1")),
     "flux-2-klein-9b": (Decimal("1.5"), Decimal("0.2")),
     "flux-2-klein-9b-preview": (Decimal("1.5"), Decimal("0.2")),
+    # Deblur has no published price; it runs on [klein] 9B, so the fake bills [klein] 9B's rates (input included).
+    "flux-tools/deblur-v1": (Decimal("1.5"), Decimal("0.2")),
 }
 # Output pixels for aspect-ratio models: Kontext about 1 MP, Ultra up to 4 MP.
 _ASPECT_TARGET_PIXELS = {"flux-kontext-pro": 1 << 20, "flux-kontext-max": 1 << 20}
@@ -88,7 +90,7 @@ def output_size(model: str, body: dict[str, Any]) -> tuple[int, int]:
         width = round((target * w / h) ** 0.5 / 32) * 32
         height = round((target * h / w) ** 0.5 / 32) * 32
         return (width, height)
-    # Fill/Expand: the size of the input image (plus the expansion margins).
+    # Fill/Expand/Deblur: the size of the input image (plus Expand's margins).
     size = _decoded_size(body.get("image")) or (1024, 1024)
     return (
         size[0] + int(body.get("left") or 0) + int(body.get("right") or 0),
@@ -97,9 +99,10 @@ def output_size(model: str, body: dict[str, Any]) -> tuple[int, int]:
 
 
 def input_pixels(body: dict[str, Any]) -> list[int]:
-    """Pixel counts of the decodable input images of a request (FLUX.2 / Kontext fields or FLUX 3 ``images``)."""
+    """Pixel counts of the decodable input images of a request (``input_image*``, FLUX 3 ``images``, ``image``)."""
     images = body.get("images")
     datas = [images] if isinstance(images, str) else list(images or [])
+    datas += [body["image"]] if isinstance(body.get("image"), str) else []
     datas += [body[k] for k in sorted(body) if k.startswith("input_image") and body[k] is not None]
     sizes = [_decoded_size(data) for data in datas]
     return [w * h for w, h in (size for size in sizes if size is not None)]
