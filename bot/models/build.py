@@ -76,6 +76,8 @@ def build_request(
     options = _checked_options(spec, given, allow_grounding=allow_grounding)
     if spec.size_mode == "resolution":
         width, height = tier_dimensions(spec, ratio, options.get("resolution") or FLUX3_DEFAULT_RESOLUTION)
+    elif spec.size_mode == "input":  # a FLUX Tool regenerates its one input image at that image's size
+        width, height = images[0].width, images[0].height
     else:
         width, height = dimensions_for(spec, ratio)
     return GenerationRequest(
@@ -107,6 +109,8 @@ def _checked_images(spec: ModelSpec, input_images: Sequence[InputImage]) -> tupl
         raise InvalidOptions(f"{spec.label} doesn't take input images. Models that do: {editors}.")
     if len(images) > spec.max_input_images:
         raise InvalidOptions(f"{spec.label} takes at most {spec.max_input_images} input images.")
+    if spec.size_mode == "input" and len(images) != 1:
+        raise InvalidOptions(f"{spec.label} works on one image: attach exactly one.")
     return images
 
 

@@ -87,4 +87,22 @@ class TierPrice:
         return f"{format_usd(default)} at 1k ({format_usd(low[1])}–{format_usd(high[1])} by resolution)"
 
 
-Price = FlatPrice | MegapixelPrice | TierPrice
+@dataclass(frozen=True)
+class UpperBoundPrice(MegapixelPrice):
+    """A route BFL publishes no price for (FLUX Tools deblur): a documented, conservative upper bound.
+
+    Charged like FLUX.2 (per megapixel of the output and of the input, each rounded up), at rates chosen at or
+    above every related list price, so the reservation holds whatever BFL charges; the ledger settles with the
+    ``cost`` BFL reports, and a settlement above the estimate is flagged as for any model
+    (:mod:`bot.engine.effects`). The table entry says why its rates are a bound.
+    """
+
+    strategy: ClassVar[str] = "upper bound"
+
+    def describe(self) -> str:
+        """The bound for people, e.g. ``at most $0.03 (+$0.015/extra MP of output and input; no list price)``."""
+        first, extra = format_usd(self.first_mp_micros), format_usd(self.extra_mp_micros)
+        return f"at most {first} (+{extra}/extra MP of output and input; no list price)"
+
+
+Price = FlatPrice | MegapixelPrice | TierPrice | UpperBoundPrice

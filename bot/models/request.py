@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bot.models.options import OPTION_NAMES, OUTPUT_FORMAT, PIXELS_PER_MEGAPIXEL
+from bot.models.options import OPTION_NAMES, PIXELS_PER_MEGAPIXEL
+from bot.models.payloads import BODIES
 from bot.models.spec import ModelSpec
 from bot.models.table import get_model
 from bot.safety.levels import applied_tolerance
@@ -121,31 +122,11 @@ class GenerationRequest:
         return retarget(self, model, **changes)
 
     def bfl_payload(self) -> dict[str, Any]:
-        """Exactly the JSON body for ``POST /v1/<model.key>``: only fields the endpoint's schema defines."""
-        payload: dict[str, Any] = {"prompt": self.prompt}
-        images = [image.data_b64 for image in self.input_images]
-        if self.model.family == "flux3":
-            if images:
-                payload["images"] = images
-        else:
-            for index, data in enumerate(images):
-                payload["input_image" if index == 0 else f"input_image_{index + 1}"] = data
-        if self.model.size_mode == "dimensions":
-            payload["width"] = self.width
-            payload["height"] = self.height
-        else:
-            payload["aspect_ratio"] = self.aspect_ratio
-        if self.model.has_seed:
-            payload["seed"] = self.seed
-        for option in OPTION_NAMES:
-            value = getattr(self, option)
-            if value is not None:
-                payload[option] = value
-        if self.safety_tolerance is not None:  # only ever set by bot.safety, from a moderator's level
-            payload["safety_tolerance"] = self.effective_safety_tolerance
-        if self.model.family != "flux3":  # FLUX 3 has no output_format (it answers JPEG)
-            payload["output_format"] = OUTPUT_FORMAT
-        return payload
+        """Exactly the JSON body for ``POST /v1/<model.key>``: only fields the endpoint's schema defines.
+
+        Its shape is the table entry's (:attr:`ModelSpec.body`, built by :data:`bot.models.payloads.BODIES`).
+        """
+        return BODIES[self.model.body](self)
 
     @property
     def effective_safety_tolerance(self) -> int | None:

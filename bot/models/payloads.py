@@ -1,0 +1,68 @@
+"""The JSON body of each shape of BFL route (:attr:`~bot.models.spec.ModelSpec.body`), built from a request.
+
+One builder per shape in :data:`BODIES`; :meth:`~bot.models.request.GenerationRequest.bfl_payload` picks the one
+the request's table entry names. Each sends only fields its routes' schemas define (``tests/bot/test_models.py``
+and ``tests/bot/test_carry_on.py`` validate them against BFL's). A new shape of route (a later FLUX Tool) is a
+builder here and a :data:`~bot.models.options.BodyShape` name in its table entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from bot.models.options import OPTION_NAMES, OUTPUT_FORMAT, BodyShape
+
+if TYPE_CHECKING:
+    from bot.models.request import GenerationRequest
+
+
+def generation_body(request: GenerationRequest) -> dict[str, Any]:
+    """A text-to-image or edit route: the prompt, input images, size, seed, options, safety, format."""
+    model = request.model
+    payload: dict[str, Any] = {"prompt": request.prompt}
+    images = [image.data_b64 for image in request.input_images]
+    if model.family == "flux3":
+        if images:
+            payload["images"] = images
+    else:
+        for index, data in enumerate(images):
+            payload["input_image" if index == 0 else f"input_image_{index + 1}"] = data
+    if model.size_mode == "dimensions":
+        payload["width"] = request.width
+        payload["height"] = request.height
+    else:
+        payload["aspect_ratio"] = request.aspect_ratio
+    if model.has_seed:
+        payload["seed"] = request.seed
+    for option in OPTION_NAMES:
+        value = getattr(request, option)
+        if value is not None:
+            payload[option] = value
+    _add_safety(request, payload)
+    if model.family != "flux3":  # FLUX 3 has no output_format (it answers JPEG)
+        payload["output_format"] = OUTPUT_FORMAT
+    return payload
+
+
+def image_body(request: GenerationRequest) -> dict[str, Any]:
+    """A FLUX Tool that takes one ``image`` and nothing to steer it (deblur: no prompt, no size, no options)."""
+    [image] = request.input_images
+    payload: dict[str, Any] = {"image": image.data_b64}
+    if request.model.has_seed:
+        payload["seed"] = request.seed
+    _add_safety(request, payload)
+    payload["output_format"] = OUTPUT_FORMAT
+    return payload
+
+
+def _add_safety(request: GenerationRequest, payload: dict[str, Any]) -> None:
+    if request.safety_tolerance is not None:  # only ever set by bot.safety, from a moderator's level
+        payload["safety_tolerance"] = request.effective_safety_tolerance
+
+
+BODIES: dict[BodyShape, Callable[[GenerationRequest], dict[str, Any]]] = {
+    "generation": generation_body,
+    "image": image_body,
+}
+"""The builder of each body shape."""
