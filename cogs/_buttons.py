@@ -18,7 +18,7 @@ from typing import ClassVar
 import discord
 
 from bot.engine.sources import SourceKind
-from bot.models import GenerationRequest, InputImage, more_detail
+from bot.models import GenerationRequest, InputImage, more_detail, sharpen
 from cogs._components import PersistentButton, action_template, an_id
 from cogs._gallery import GalleryButton
 
@@ -35,6 +35,7 @@ class CarryOn:
 
 CARRY_ON: dict[str, CarryOn] = {
     "detail": CarryOn("More detail", "🔍", "detail", more_detail),
+    "sharpen": CarryOn("Sharpen", "🪒", "sharpen", sharpen),
 }
 """The carry-on buttons by action, in the order they show (their own row under a result)."""
 

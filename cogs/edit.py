@@ -302,7 +302,7 @@ class Edit(commands.Cog):
         return job
 
     async def on_action(self, action: str, interaction: discord.Interaction, job_id: int) -> None:
-        """Run a result button: vary, edit, delete, details, or a carry-on (More detail)."""
+        """Run a result button: vary, edit, delete, details, or a carry-on (More detail, Sharpen)."""
         job = await self.job_for(interaction, job_id)
         if action != "delete":
             require_details(job)  # its prompt was erased (retention or /privacy forget): nothing to work on

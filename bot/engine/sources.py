@@ -19,7 +19,7 @@ from bot.storage.database import Database
 
 log = logging.getLogger(__name__)
 
-SourceKind = Literal["edit", "vary", "reroll", "detail"]
+SourceKind = Literal["edit", "vary", "reroll", "detail", "sharpen"]
 HISTORY_LENGTH = 10
 
 
