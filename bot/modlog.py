@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from bot.aio import cancel_and_wait, within
 from bot.server_settings import ServerSettings
 from bot.text import strip_bidi
 
@@ -94,10 +95,8 @@ class ModLog:
         if self._sender is None:
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._queue.join(), grace)
-        self._sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._sender
+            await within(grace, self._queue.join())
+        await cancel_and_wait(self._sender)
         self._sender = None
         if not self._queue.empty():
             log.warning("Stopping with %d mod-log announcements not posted", self._queue.qsize())

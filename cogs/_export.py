@@ -13,12 +13,12 @@ as soon as the next one starts.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from pathlib import Path
 
 import discord
 
+from bot.aio import cancel_and_wait
 from bot.app import Services
 from bot.billing.export import ExportPart, LedgerExport
 
@@ -58,9 +58,7 @@ async def send_ledger_export(interaction: discord.Interaction, services: Service
             held.file.close()
         raise
     finally:
-        progress.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await progress
+        await cancel_and_wait(progress)
     summary = f"The ledger, one row per money movement: {export.rows_done:,} rows in"
     if held is None:
         await interaction.edit_original_response(content=EMPTY_TEXT)

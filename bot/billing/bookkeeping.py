@@ -25,12 +25,12 @@ Cheap on a large database, and off the hot path:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from bot.aio import cancel_and_wait
 from bot.billing.periods import Period, period_end, period_key, period_start
 from bot.clock import Clock, to_millis, utc_now
 from bot.storage.database import Database, Snapshot
@@ -128,9 +128,7 @@ class Bookkeeping:
         """Stop checking (waits for the check in progress to be cancelled)."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
     async def _loop(self) -> None:
         while True:

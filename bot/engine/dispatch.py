@@ -8,11 +8,11 @@ processes on the database it also looks every :data:`POLL_SECONDS`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import timedelta
 
+from bot.aio import wait_event
 from bot.clock import to_millis
 from bot.engine.config import EngineConfig
 from bot.engine.drive import Driver
@@ -70,11 +70,8 @@ class Dispatcher:
                 log.exception("Could not claim the next job; retrying")
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
-            if self._shared():  # another process may have queued a job or freed a slot
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=POLL_SECONDS)
-            else:
-                await self._wake.wait()
+            # Polls while another process may queue a job or free a slot (wait_event keeps a stop's cancel).
+            await wait_event(self._wake, POLL_SECONDS if self._shared() else None)
 
     async def claim_one(self) -> bool:
         """Claim one job and start driving it; False when none can go now."""

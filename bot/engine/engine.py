@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bot.aio import cancel_and_wait
 from bot.bfl.errors import BflError
 from bot.bfl.polling import LatencyModel
 from bot.engine import outcomes
@@ -325,11 +326,7 @@ class JobEngine:
     async def stop(self, grace: float = 5.0) -> None:
         """Stop admitting and claiming; let POSTs in flight get their answer; leave every job resumable."""
         self.admission.accepting = False
-        for task in self._loops:
-            task.cancel()
-        for task in self._loops:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._loops)
         self._loops.clear()
         await self.driver.stop(grace=grace)
         await self.effects.close()

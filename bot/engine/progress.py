@@ -9,13 +9,13 @@ edits of one message at a time. A slow or failing Discord therefore cannot hold 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
+from bot.aio import wait_event
 from bot.clock import Clock, utc_now
 from bot.engine.paint_fence import EDIT_TIMEOUT_SECONDS, PaintFence
 from bot.engine.states import JobStatus
@@ -212,8 +212,7 @@ class ProgressPainter:
         while True:
             wait = self._paint_due()
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+            await wait_event(self._wake, wait)
 
     async def close(self) -> None:
         """Wait briefly for edits in flight, then drop them."""

@@ -16,12 +16,13 @@ where the C library is not glibc.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import logging
 import os
 import platform
 from functools import cache
+
+from bot.aio import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +86,7 @@ class MemoryKeeper:
     async def stop(self) -> None:
         """Stop looking (idempotent)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def next_pass(self) -> None:

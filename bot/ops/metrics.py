@@ -9,7 +9,6 @@ so they are right even for jobs another run left behind.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -18,6 +17,7 @@ from typing import Any
 import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from bot.aio import cancel_and_wait
 from bot.billing.bookkeeping import BooksCheck
 from bot.billing.ledger import Ledger, Limit, Metric, Scope
 from bot.config import Settings
@@ -188,6 +188,4 @@ async def cancel_quietly(task: asyncio.Task[Any] | None) -> None:
     """Cancel a background task and wait for it."""
     if task is None:
         return
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_and_wait(task)

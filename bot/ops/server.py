@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from bot.aio import within
 from bot.ops.metrics import Metrics, cancel_quietly
 from bot.startup import StartupError
 
@@ -84,7 +85,7 @@ class OpsServer:
         worker = getattr(self._bot, "role", "bot") == "worker"  # no gateway: healthy while its engine runs
         gateway = self._bot.services.engine.accepting if worker else gateway_connected(self._bot)
         try:
-            await asyncio.wait_for(self._bot.services.db.fetch_value("SELECT 1"), DATABASE_PROBE_TIMEOUT)
+            await within(DATABASE_PROBE_TIMEOUT, self._bot.services.db.fetch_value("SELECT 1"))
             database = True
         except Exception as exc:
             log.warning("Health check: the database did not answer: %s", type(exc).__name__)

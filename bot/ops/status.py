@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from bot.aio import within
 from bot.engine.states import JobStatus
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def format_uptime(seconds: float) -> str:
 async def bot_status(services: Any) -> BotStatus:
     """Gather the status; BFL's balance is asked with a short timeout and may be unavailable."""
     try:
-        credits: Decimal | None = await asyncio.wait_for(services.ops.bfl.get_credits(), CREDITS_TIMEOUT_SECONDS)
+        credits: Decimal | None = await within(CREDITS_TIMEOUT_SECONDS, services.ops.bfl.get_credits())
     except Exception as exc:
         log.warning("Could not read the BFL credit balance: %s", type(exc).__name__)
         credits = None

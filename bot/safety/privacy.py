@@ -22,6 +22,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from bot.aio import cancel_and_wait
 from bot.clock import Clock, from_millis, to_millis, utc_now
 from bot.engine.states import OPEN
 from bot.errors import InvalidOptions
@@ -193,9 +194,7 @@ class PrivacyService:
         """Stop the background sweep."""
         if self._task is None:
             return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_and_wait(self._task)
         self._task = None
 
     async def _run(self, interval: float) -> None:

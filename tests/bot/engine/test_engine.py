@@ -381,3 +381,20 @@ async def test_a_job_never_acknowledged_before_a_crash_is_cancelled_and_explaine
     assert await second.ledger_kinds(1) == ["reserve", "release"]
     assert (await second.store.get(1)).status is JobStatus.CANCELLED
     assert fake_bfl.submits == []
+
+
+async def test_a_stop_in_the_same_tick_as_a_wake_ends_every_loop(make_engine):
+    """Python 3.11's ``wait_for`` swallows a cancel that meets its wake-up in the same tick.
+
+    With another process alive the dispatcher polls (``wait_for`` on its wake-up); it then went on
+    polling after the cancel, and ``stop`` waited for it forever (a CI run hung for 90 minutes).
+    """
+    first = await make_engine()
+    await make_engine()  # another live process: the first one's dispatcher polls
+    for _ in range(3):
+        await first.engine.reconcile()  # sees the other process, then wakes the dispatcher
+        await first.engine.reconcile()  # wakes it again; the stop below cancels in that same tick
+        stopping = asyncio.create_task(first.engine.stop(grace=0.1))
+        await asyncio.wait({stopping}, timeout=10)  # no cancel of its own: a stop that swallows one hides this
+        assert stopping.done(), "stop() still waits for a loop that should have ended"
+        await first.engine.start()
