@@ -42,6 +42,9 @@ MEGAPIXEL_PRICES: dict[str, tuple[Decimal, Decimal]] = {
     # Deblur has no published price; it runs on [klein] 9B, so the fake bills [klein] 9B's rates (input included).
     "flux-tools/deblur-v1": (Decimal("1.5"), Decimal("0.2")),
 }
+# Outpainting has no published price; the fake bills the one figure found (a third party's "from $0.10/MP", 10
+# credits per megapixel of the canvas, its input not billed), below the bot's documented bound.
+OUTPUT_MEGAPIXEL_PRICES: dict[str, Decimal] = {"flux-tools/outpainting-v1": Decimal("10")}
 # Output pixels for aspect-ratio models: Kontext about 1 MP, Ultra up to 4 MP.
 _ASPECT_TARGET_PIXELS = {"flux-kontext-pro": 1 << 20, "flux-kontext-max": 1 << 20}
 _ULTRA_TARGET_PIXELS = 4 << 20
@@ -58,6 +61,9 @@ def price_credits(model: str, width: int, height: int, input_pixels: Sequence[in
     if model == FLUX3_MODEL:
         tier = min(FLUX3_TIER_PIXELS, key=lambda t: abs(FLUX3_TIER_PIXELS[t] - width * height))
         return FLUX3_TIER_PRICES[tier]
+    if model in OUTPUT_MEGAPIXEL_PRICES:
+        output = (Decimal(width * height) / 1_000_000).quantize(Decimal("0.01"), ROUND_HALF_UP)
+        return (OUTPUT_MEGAPIXEL_PRICES[model] * output).quantize(Decimal("0.01"), ROUND_HALF_UP).normalize()
     first, extra = MEGAPIXEL_PRICES.get(model, (Decimal("5"), Decimal("0")))
     megapixels = (Decimal(width * height + sum(input_pixels)) / 1_000_000).quantize(Decimal("0.01"), ROUND_HALF_UP)
     price = first + extra * max(Decimal(0), megapixels - 1)

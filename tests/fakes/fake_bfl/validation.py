@@ -22,6 +22,7 @@ from tests.fakes.fake_bfl.constants import (
     FLUX3_INPUT_MIN_SIDE,
     FLUX3_MODEL,
     FLUX3_SPEC_PATH,
+    OUTPAINTING_MAX_PIXELS,
     TOOL_ROUTES,
 )
 from tests.fakes.fake_bfl.images import _decoded_size
@@ -199,6 +200,8 @@ def _documented_limits(model: str, body: dict[str, Any]) -> list[dict[str, Any]]
         return problems
     if model == "flux-tools/deblur-v1":
         return _deblur_limits(body)
+    if model == "flux-tools/outpainting-v1":
+        return _outpainting_limits(body)
     for name in sorted(k for k in body if k.startswith("input_image") and body[k] is not None):
         if not str(body[name]).startswith(("http://", "https://")) and _decoded_size(body[name]) is None:
             problems.append({"loc": ["body", name], "msg": "Image could not be decoded", "type": "value_error"})
@@ -230,6 +233,29 @@ def _deblur_limits(body: dict[str, Any]) -> list[dict[str, Any]]:
     else:
         return []
     return [{"loc": ["body", "image"], "msg": msg, "type": "value_error"}]
+
+
+def _outpainting_limits(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Outpainting's prose limits: the canvas ≤ 4 MP, and (unless ``auto_crop``) the reference inside it."""
+    width, height = body["width"], body["height"]
+    if width * height > OUTPAINTING_MAX_PIXELS:
+        return [{"loc": ["body", "width"], "msg": "Canvas must be at most 4 megapixels", "type": "value_error"}]
+    image = body["input_image"]
+    if image.startswith(("http://", "https://")):
+        return []
+    size = _decoded_size(image)
+    if size is None:
+        return [{"loc": ["body", "input_image"], "msg": "Image could not be decoded", "type": "value_error"}]
+    if body.get("auto_crop"):
+        return []
+    problems = []
+    for axis, canvas, side in (("x", width, size[0]), ("y", height, size[1])):
+        offset = body.get(f"reference_offset_{axis}")
+        offset = (canvas - side) // 2 if offset is None else offset  # None: centred
+        if offset < 0 or offset + side > canvas:
+            msg = "The reference image extends beyond the canvas (set auto_crop to crop it)"
+            problems.append({"loc": ["body", f"reference_offset_{axis}"], "msg": msg, "type": "value_error"})
+    return problems
 
 
 def _parse_ratio(text: str) -> tuple[int, int] | None:
