@@ -56,6 +56,24 @@ def image_body(request: GenerationRequest) -> dict[str, Any]:
     return payload
 
 
+def outpainting_body(request: GenerationRequest) -> dict[str, Any]:
+    """FLUX Tools outpainting: the reference placed on the canvas, the prompt as optional guidance (no seed).
+
+    Offsets are always explicit and ``auto_crop`` is left at its default (false): the placement keeps the reference
+    inside the canvas (:mod:`bot.models.canvas`), so BFL's arithmetic never decides where it lands.
+    """
+    placement = request.placement
+    [image] = request.input_images
+    if placement is None or (image.width, image.height) != (placement.reference_width, placement.reference_height):
+        raise ValueError("an outpainting request needs its placement and the reference at the placement's size")
+    payload: dict[str, Any] = {"input_image": image.data_b64, **placement.request_fields()}
+    if request.prompt:
+        payload["prompt"] = request.prompt  # the stored (for a styled job: templated) prompt, screened at admission
+    _add_safety(request, payload)
+    payload["output_format"] = OUTPUT_FORMAT
+    return payload
+
+
 def _add_safety(request: GenerationRequest, payload: dict[str, Any]) -> None:
     if request.safety_tolerance is not None:  # only ever set by bot.safety, from a moderator's level
         payload["safety_tolerance"] = request.effective_safety_tolerance
@@ -64,5 +82,6 @@ def _add_safety(request: GenerationRequest, payload: dict[str, Any]) -> None:
 BODIES: dict[BodyShape, Callable[[GenerationRequest], dict[str, Any]]] = {
     "generation": generation_body,
     "image": image_body,
+    "outpainting": outpainting_body,
 }
 """The builder of each body shape."""

@@ -82,6 +82,9 @@ class ModelSpec:
             raise ValueError(f"{self.key}: guidance_range must be set exactly when guidance is supported")
         if (self.size_mode == "input") != (self.body == "image") or (self.body == "image" and self.options):
             raise ValueError(f"{self.key}: an `image` body renders at its input's size and takes no options")
+        outpainting = self.body == "outpainting"
+        if (self.size_mode == "canvas") != outpainting or (outpainting and self.options):
+            raise ValueError(f"{self.key}: an `outpainting` body renders its placement's canvas and takes no options")
 
     @property
     def max_pixels(self) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.errors import InvalidOptions
+from bot.models.canvas import MAX_CANVAS_PIXELS
 from bot.models.options import DEFAULT_MODEL, FLUX3_ASPECT_RATIOS, FLUX3_RESOLUTIONS, echo
 from bot.models.pricing import FlatPrice, MegapixelPrice, TierPrice, UpperBoundPrice
 from bot.models.spec import ModelSpec
@@ -42,6 +43,8 @@ _FLUX2_INPUTS: dict[str, Any] = {"max_input_images": 8, "input_max_megapixels": 
 
 # Deblur's input (and so output) limit, "at most 4 MP" per BFL's SDK (not in its schema), read as FLUX.2's 2048².
 _DEBLUR_MAX_MEGAPIXELS = 2048 * 2048 / 1e6
+# Outpainting's canvas cap, width × height ≤ 4 MP (BFL's SDK; not in its schema): bot.models.canvas's 2048².
+_CANVAS_MAX_MEGAPIXELS = MAX_CANVAS_PIXELS / 1e6
 
 
 def _flux2(key: str, label: str, first_mp: int, extra_mp: int, **facts: Any) -> ModelSpec:
@@ -146,6 +149,31 @@ MODELS: dict[str, ModelSpec] = {
             price=UpperBoundPrice(first_mp_micros=30_000, extra_mp_micros=15_000),
             max_input_images=1,
             input_max_megapixels=_DEBLUR_MAX_MEGAPIXELS,
+            safety_range=(0, 5),
+            button_only=True,
+        ),
+        ModelSpec(
+            key="flux-tools/outpainting-v1",  # POST /v1/flux-tools/outpainting-v1: Zoom out 1.5×/2× and the pans
+            label="FLUX Outpainting",
+            family="flux2",  # FluxOutpaintingInputs' safety range is FLUX.2's (0–5): FLUX.2's mapping of the dial
+            size_mode="canvas",  # the output is the canvas the placement asks for (bot.models.canvas)
+            body="outpainting",  # `input_image`, `width`/`height`, both offsets, `prompt` (guidance), safety, format
+            multiple=16,  # our canvas rule (BFL documents none for this route)
+            min_side=64,
+            max_side=8192,  # no per-side limit documented; the 4 MP area cap binds first
+            max_megapixels=_CANVAS_MAX_MEGAPIXELS,
+            target_megapixels=1.0,
+            options=frozenset(),
+            has_seed=False,  # FluxOutpaintingInputs has no seed: every zoom is a new image (never a cache hit)
+            # BFL publishes no price for outpainting (it settles from `cost`). The only figure found is a third
+            # party's "from $0.10/MP" (unconfirmed; BFL's notes say mode `fast` costs less, and we send the
+            # default, `high`). The bound: $0.10 for every started megapixel of the canvas (that figure, per MP
+            # rounded up, so "from" is covered by the rounding), plus each input megapixel (rounded up) at FLUX.2
+            # [pro]'s extra rate, $0.015, in case the reference is billed too. A 1 MP result zoomed out 1.5×
+            # (a 1536² canvas, 2.36 MP): 3 × $0.10 + 2 × $0.015 = $0.33; zoomed out 2× (2048², 4.19 MP): $0.53.
+            price=UpperBoundPrice(first_mp_micros=100_000, extra_mp_micros=100_000, input_mp_micros=15_000),
+            max_input_images=1,
+            input_max_megapixels=_CANVAS_MAX_MEGAPIXELS,  # a result is fitted to 4 MP when loaded, then placed
             safety_range=(0, 5),
             button_only=True,
         ),

@@ -6,7 +6,8 @@
   (``tests/specs/bfl-openapi-2026.json``), and of its FLUX Tools ``/v1/flux-tools/deblur-v1``
   (``TOOL_ROUTES``: the input image's size back, billed at [klein] 9B's rates since BFL publishes no
   price) and ``/v1/flux-tools/outpainting-v1`` (the canvas asked for, ≤ 4 MP with the reference inside
-  it unless ``auto_crop``, billed at 10 credits per canvas megapixel: no published price either). Each body is validated against the route's request schema
+  it unless ``auto_crop``, billed at 10 credits per canvas megapixel: no published price either).
+  Each body is validated against the route's request schema
   (JSON Schema 2020-12), unknown properties are rejected, and documented limits the schema cannot
   express (aspect ratio range, FLUX.2 and deblur inputs ≤ 4 MP, FLUX 3's prompt length and image count) are checked.
   Violations get a FastAPI-style 422 and are recorded in ``schema_errors``, which tests assert empty.
