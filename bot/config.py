@@ -25,7 +25,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from bot.billing.money import InvalidAmount, parse_usd
 from bot.billing.periods import Period
 from bot.billing.refunds import RefundPolicy
-from bot.models import DEFAULT_MODEL, MODELS
+from bot.models import DEFAULT_MODEL, is_offered, offered_models
 
 ENV_FILE = Path(".env")
 
@@ -161,8 +161,9 @@ class Settings(BaseSettings):
     @classmethod
     def _known_model(cls, value: str) -> str:
         model = value.strip()
-        if model not in MODELS:
-            raise ValueError(f"`{_printable(model)}` is not a model; use one of: {', '.join(MODELS)}")
+        if not is_offered(model):  # a button-only route (Sharpen's deblur) is no model to render requests on
+            names = ", ".join(spec.key for spec in offered_models())
+            raise ValueError(f"`{_printable(model)}` is not a model; use one of: {names}")
         return model
 
     @model_validator(mode="after")

@@ -61,7 +61,10 @@ class Resolved:
 
 
 def _check_model(model: str) -> str:
-    return get_model(model.strip()).key  # unknown: the message listing the models
+    spec = get_model(model.strip())  # unknown: the message listing the models
+    if spec.button_only:  # a route only a result button reaches (Sharpen's deblur) renders no prompt
+        raise InvalidOptions(f"{spec.label} is only reached through its button under a result, not as a default.")
+    return spec.key
 
 
 def _check_ratio(model: str, aspect_ratio: str) -> str:

@@ -16,10 +16,10 @@ from bot.billing.money import format_usd
 from bot.models import (
     ASPECT_RATIOS,
     FLUX3_DEFAULT_RESOLUTION,
-    MODELS,
     ModelSpec,
     flux3_resolution_prices,
     models_supporting,
+    offered_models,
 )
 
 
@@ -48,10 +48,10 @@ def resolution_choices() -> list[app_commands.Choice[str]]:
 
 
 def model_choices(specs: Iterable[ModelSpec] | None = None) -> list[app_commands.Choice[str]]:
-    """Models (every one, by default), each labelled with its price."""
+    """Models (every one members can pick, by default: no button-only route), each labelled with its price."""
     return [
         app_commands.Choice(name=f"{spec.label} · {spec.describe_price()}"[:100], value=spec.key)
-        for spec in (MODELS.values() if specs is None else specs)
+        for spec in (offered_models() if specs is None else specs)
     ]
 
 

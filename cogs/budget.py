@@ -23,7 +23,7 @@ from bot.billing.periods import Period
 from bot.billing.reports import spend_report
 from bot.engine.breaker import BreakerState
 from bot.errors import InvalidOptions, NotAllowed
-from bot.models import MODELS
+from bot.models import MODELS, is_offered
 from bot.text import strip_bidi
 from cogs._choices import model_choices
 from cogs._context import ModeratorGroup
@@ -58,7 +58,7 @@ def _checked_model(model: str, special: str) -> str | None:
     """``model`` as chosen (None for the special choice); a value that is no model is refused clearly."""
     if model == special:
         return None
-    if model not in MODELS:
+    if not is_offered(model):  # a button-only route (Sharpen's deblur) renders no drafts and serves no fallback
         shown = strip_bidi(model[:40]).replace("`", "")
         raise InvalidOptions(f"`{shown}` is not a model: choose one from the list.")
     return model

@@ -11,7 +11,14 @@ from tests.fakes import fake_bfl
 
 REPO = Path(__file__).resolve().parents[1]
 SPECS = REPO / "tests" / "specs"
-VENDORED = ("bfl-openapi-2026.json", "bfl-openapi.json", "discord-openapi.json", "bfl-flux3-image.json")
+VENDORED = (
+    "bfl-openapi-2026.json",
+    "bfl-openapi.json",
+    "discord-openapi.json",
+    "bfl-flux3-image.json",
+    "bfl-flux-tools-deblur-v1.json",
+    "bfl-flux-tools-outpainting-v1.json",
+)
 
 
 def recorded_checksums():

@@ -86,7 +86,7 @@ DOWNLOAD_TIMEOUT = aiohttp.ClientTimeout(total=60, sock_read=20)
 DOWNLOAD_RETRIES = 3
 # wait_for_result without a plan: poll at once, every 0.5 s for 8 s, then backing off to 3 s.
 DEFAULT_POLL_PLAN = PollPlan(first_poll=0.0, interval=0.5, tail_start=8.0)
-_ENDPOINT_RE = re.compile(r"[a-z0-9][a-z0-9.\-]*")
+_ENDPOINT_RE = re.compile(r"(?:flux-tools/)?[a-z0-9][a-z0-9.\-]*")  # a model, or a FLUX Tool (``flux-tools/<name>``)
 _AUTH_HEADER_NAMES = ("x-key", "authorization")
 _EXPIRED_DOWNLOAD_STATUSES = frozenset({403, 404, 410})  # what an expired/missing signed URL answers
 

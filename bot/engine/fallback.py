@@ -91,10 +91,11 @@ def for_model(request: GenerationRequest, model: str) -> GenerationRequest | Non
     range) are dropped, so the model's own default applies; an aspect ratio it does not offer becomes
     its nearest one (``auto`` follows the input image, as for a new edit); the seed is kept where both
     models have one. Input images the model cannot take (too many, too large, too small, or none at
-    all for a text-only model) mean None.
+    all for a text-only model) mean None, and so does a route of another shape or a button-only one (a
+    Sharpen is no prompt to render elsewhere).
     """
     spec = MODELS.get(model)
-    if spec is None or spec.key == request.model.key:
+    if spec is None or spec.key == request.model.key or spec.button_only or spec.body != request.model.body:
         return None
     try:
         return request.retarget(spec)

@@ -12,14 +12,16 @@ estimates an upper bound.
 The modules: :mod:`~bot.models.options` (shared constants), :mod:`~bot.models.pricing` (price
 strategies), :mod:`~bot.models.spec` (:class:`ModelSpec`, with :meth:`ModelSpec.accepts`),
 :mod:`~bot.models.table` (:data:`MODELS`, every per-model fact), :mod:`~bot.models.sizes`,
-:mod:`~bot.models.request` (:class:`GenerationRequest` and its record), :mod:`~bot.models.build`
-(:func:`build_request`, validation) and :mod:`~bot.models.derive` (requests made from a stored one).
+:mod:`~bot.models.request` (:class:`GenerationRequest` and its record), :mod:`~bot.models.payloads` (the
+JSON body of each shape of route), :mod:`~bot.models.build` (:func:`build_request`, validation),
+:mod:`~bot.models.derive` (requests made from a stored one) and :mod:`~bot.models.carry_on` (the result
+buttons' mappings).
 """
 
 from __future__ import annotations
 
 from bot.models.build import build_request
-from bot.models.carry_on import more_detail
+from bot.models.carry_on import more_detail, outpaint, outpainting, sharpen
 from bot.models.derive import final_request, legacy_record, rerolled, retarget
 from bot.models.options import (
     ASPECT_RATIOS,
@@ -33,11 +35,19 @@ from bot.models.options import (
     OUTPUT_FORMAT,
     PIXELS_PER_MEGAPIXEL,
 )
-from bot.models.pricing import FlatPrice, MegapixelPrice, Price, TierPrice
+from bot.models.pricing import FlatPrice, MegapixelPrice, Price, TierPrice, UpperBoundPrice
 from bot.models.request import GenerationRequest, InputImage
 from bot.models.sizes import dimensions_for, nearest_aspect_ratio
 from bot.models.spec import ModelSpec
-from bot.models.table import MODELS, flux3_resolution_prices, get_model, models_supporting, models_taking_images
+from bot.models.table import (
+    MODELS,
+    flux3_resolution_prices,
+    get_model,
+    is_offered,
+    models_supporting,
+    models_taking_images,
+    offered_models,
+)
 
 __all__ = [
     "ASPECT_RATIOS",
@@ -58,16 +68,22 @@ __all__ = [
     "ModelSpec",
     "Price",
     "TierPrice",
+    "UpperBoundPrice",
     "build_request",
     "dimensions_for",
     "final_request",
     "flux3_resolution_prices",
     "get_model",
+    "is_offered",
     "legacy_record",
     "models_supporting",
     "models_taking_images",
     "more_detail",
     "nearest_aspect_ratio",
+    "offered_models",
+    "outpaint",
+    "outpainting",
     "rerolled",
     "retarget",
+    "sharpen",
 ]

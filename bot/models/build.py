@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.errors import InvalidOptions
+from bot.models.canvas import Placement
 from bot.models.options import (
     DEFAULT_ASPECT_RATIO,
     DEFAULT_MODEL,
@@ -52,6 +53,7 @@ def build_request(
     allow_grounding: bool = False,
     max_prompt_length: int = 1000,
     rng: random.Random | None = None,
+    placement: Placement | None = None,
 ) -> GenerationRequest:
     """Validate a member's options and turn them into a :class:`GenerationRequest`.
 
@@ -59,10 +61,12 @@ def build_request(
     model would refuse, so no invalid request is ever charged or sent. ``None`` means "not given":
     the model defaults to :data:`DEFAULT_MODEL`, the aspect ratio to 1:1, and the seed is drawn from
     ``rng`` (a :class:`random.SystemRandom` by default) so the member can reproduce the image later.
+    ``placement``: an outpainting route's canvas (required there, refused elsewhere).
     """
     spec = get_model(DEFAULT_MODEL if model is None else model.strip())
     text = _checked_prompt(prompt, max_prompt_length)
     images = _checked_images(spec, input_images)
+    _check_placement(spec, placement, images)
     ratio = _checked_ratio(spec, aspect_ratio, images)
     seed, nonce = _checked_seed(spec, seed, rng)
     given: dict[str, Any] = {
@@ -76,6 +80,10 @@ def build_request(
     options = _checked_options(spec, given, allow_grounding=allow_grounding)
     if spec.size_mode == "resolution":
         width, height = tier_dimensions(spec, ratio, options.get("resolution") or FLUX3_DEFAULT_RESOLUTION)
+    elif spec.size_mode == "input":  # a FLUX Tool regenerates its one input image at that image's size
+        width, height = images[0].width, images[0].height
+    elif placement is not None:  # an outpainting renders its canvas
+        width, height = placement.canvas_width, placement.canvas_height
     else:
         width, height = dimensions_for(spec, ratio)
     return GenerationRequest(
@@ -87,8 +95,22 @@ def build_request(
         seed=seed,
         input_images=images,
         nonce=nonce,
+        placement=placement,
         **options,
     )
+
+
+def _check_placement(spec: ModelSpec, placement: Placement | None, images: Sequence[InputImage]) -> None:
+    """A canvas route needs a placement of its one image (at the result's size, or already at the reference's)."""
+    if spec.size_mode != "canvas":
+        if placement is not None:
+            raise ValueError(f"{spec.key} takes no placement")
+        return
+    if placement is None:
+        raise InvalidOptions(f"{spec.label} works only through the Zoom out and pan buttons under a result.")
+    sizes = {(placement.source_width, placement.source_height), (placement.reference_width, placement.reference_height)}
+    if len(images) != 1 or (images[0].width, images[0].height) not in sizes:
+        raise InvalidOptions(f"{spec.label} works on one image, the result its canvas was computed for.")
 
 
 def _checked_prompt(prompt: str, max_prompt_length: int) -> str:
@@ -107,6 +129,8 @@ def _checked_images(spec: ModelSpec, input_images: Sequence[InputImage]) -> tupl
         raise InvalidOptions(f"{spec.label} doesn't take input images. Models that do: {editors}.")
     if len(images) > spec.max_input_images:
         raise InvalidOptions(f"{spec.label} takes at most {spec.max_input_images} input images.")
+    if spec.size_mode == "input" and len(images) != 1:
+        raise InvalidOptions(f"{spec.label} works on one image: attach exactly one.")
     return images
 
 

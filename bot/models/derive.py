@@ -20,6 +20,7 @@ from PIL import Image
 
 from bot.errors import FluxcordError, InvalidOptions
 from bot.models.build import build_request
+from bot.models.canvas import Placement
 from bot.models.options import DEFAULT_ASPECT_RATIO, OPTION_NAMES
 from bot.models.request import RECORD_VERSION, GenerationRequest, InputImage
 from bot.models.sizes import nearest_aspect_ratio
@@ -27,8 +28,9 @@ from bot.models.spec import ModelSpec
 from bot.models.table import get_model
 
 _KEEP: Any = object()
-IMAGE_FIELDS = ("input_image", *(f"input_image_{n}" for n in range(2, 9)))
-"""The payload fields of FLUX.1 Kontext's and FLUX.2's input images (FLUX 3 sends a list, ``images``)."""
+IMAGE_FIELDS = ("input_image", *(f"input_image_{n}" for n in range(2, 9)), "image")
+"""The payload fields of FLUX.1 Kontext's and FLUX.2's input images and a FLUX Tool's one ``image`` (FLUX 3 sends a
+list, ``images``)."""
 UNREADABLE_INPUTS = "That image's inputs can no longer be read, so it can't be rerolled."
 
 
@@ -38,18 +40,22 @@ def retarget(
     *,
     seed: int | None = _KEEP,
     input_images: Sequence[InputImage] = _KEEP,
+    placement: Placement | None = _KEEP,
     **changes: Any,
 ) -> GenerationRequest:
     """``request`` on ``model`` with ``changes`` (an aspect ratio, options, a style), validated again.
 
     The seed is kept where both models have one (``seed=None``: a fresh one); options ``model`` does
     not accept are dropped; input images it cannot take raise :class:`InvalidOptions`. Safety
-    tolerance is left to admission (which applies the server's level to every request).
+    tolerance is left to admission (which applies the server's level to every request). An outpainting's
+    placement is kept on a canvas route (Reroll) and dropped on any other (More detail, Sharpen of its result).
     """
     spec = model if isinstance(model, ModelSpec) else get_model(model)
     images = tuple(request.input_images if input_images is _KEEP else input_images)
     if any(not spec.accepts_input(image.width, image.height) for image in images):
         raise InvalidOptions(f"{spec.label} can't take these input images.")
+    if placement is _KEEP:
+        placement = request.placement if spec.size_mode == "canvas" else None
     if seed is _KEEP:
         seed = request.seed if request.model.has_seed and spec.has_seed else None
     style = changes.pop("style", request.style)
@@ -69,6 +75,7 @@ def retarget(
         input_images=images,
         allow_grounding=True,  # the server's /safety grounding switch is checked at admission
         max_prompt_length=max(1, len(request.prompt)),
+        placement=placement,
         **options,
     )
     return dataclasses.replace(rebuilt, style=style)

@@ -42,7 +42,14 @@ FLUX3_DEFAULT_RESOLUTION = "1k"
 OUTPUT_FORMAT = "jpeg"  # JPEG keeps 4 MP results well under Discord's 10 MiB upload limit
 PIXELS_PER_MEGAPIXEL = 1_000_000
 
-SizeMode = Literal["dimensions", "aspect_ratio", "resolution"]
+SizeMode = Literal["dimensions", "aspect_ratio", "resolution", "input", "canvas"]
+"""What sets the output size: width/height sent, an aspect ratio sent, FLUX 3's tier, the input image's own size, or
+an outpainting canvas (the request's :class:`~bot.models.canvas.Placement`)."""
+BodyShape = Literal["generation", "image", "outpainting"]
+"""The JSON body a route takes (:mod:`bot.models.payloads`): ``generation``, a prompt with its options, size and
+input images (every text-to-image and edit route); ``image``, one ``image`` and nothing to steer it (FLUX Tools
+deblur); ``outpainting``, one ``input_image`` placed on a canvas (``width``, ``height``, offsets) with the prompt as
+optional guidance (FLUX Tools outpainting: Zoom out and the pan arrows)."""
 Family = Literal["flux1", "flux2", "flux3"]
 
 

@@ -14,13 +14,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bot.models.options import OPTION_NAMES, OUTPUT_FORMAT, PIXELS_PER_MEGAPIXEL
+from bot.models.canvas import Placement
+from bot.models.options import OPTION_NAMES, PIXELS_PER_MEGAPIXEL
+from bot.models.payloads import BODIES
 from bot.models.spec import ModelSpec
 from bot.models.table import get_model
 from bot.safety.levels import applied_tolerance
 
 RECORD_VERSION = 1
-"""The version of :meth:`GenerationRequest.to_record`'s layout (``"v"``)."""
+"""The version of :meth:`GenerationRequest.to_record`'s layout (``"v"``). ``placement`` (an outpainting's canvas,
+issue 26) was added as an optional key without a new version: a record without it reads as no placement, exactly
+what every earlier record meant, and a process too old to know the key does not know the outpainting route either
+(its :func:`~bot.models.table.get_model` refuses the record before the key could matter)."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,9 @@ class GenerationRequest:
     style: str | None = None
     """The server style applied to ``prompt`` (:mod:`bot.styles`): recorded on the job and shown on the card,
     never sent to BFL (nor part of the cache key: the templated prompt already is)."""
+    placement: Placement | None = None
+    """An outpainting's canvas and where its one input image (already at ``reference_width``×``reference_height``)
+    sits on it (:mod:`bot.models.canvas`); set exactly for a ``canvas`` route, whose size it is."""
 
     def options(self) -> dict[str, Any]:
         """The options that are set (of :data:`OPTION_NAMES`), by name."""
@@ -84,6 +92,7 @@ class GenerationRequest:
             "nonce": self.nonce,
             "safety_tolerance": self.safety_tolerance,
             "style": self.style,
+            "placement": None if self.placement is None else self.placement.to_record(),
         }
 
     def record_json(self) -> str:
@@ -111,6 +120,7 @@ class GenerationRequest:
             nonce=record.get("nonce"),
             safety_tolerance=record.get("safety_tolerance"),
             style=record.get("style"),
+            placement=None if record.get("placement") is None else Placement.from_record(record["placement"]),
             **options,
         )
 
@@ -121,31 +131,11 @@ class GenerationRequest:
         return retarget(self, model, **changes)
 
     def bfl_payload(self) -> dict[str, Any]:
-        """Exactly the JSON body for ``POST /v1/<model.key>``: only fields the endpoint's schema defines."""
-        payload: dict[str, Any] = {"prompt": self.prompt}
-        images = [image.data_b64 for image in self.input_images]
-        if self.model.family == "flux3":
-            if images:
-                payload["images"] = images
-        else:
-            for index, data in enumerate(images):
-                payload["input_image" if index == 0 else f"input_image_{index + 1}"] = data
-        if self.model.size_mode == "dimensions":
-            payload["width"] = self.width
-            payload["height"] = self.height
-        else:
-            payload["aspect_ratio"] = self.aspect_ratio
-        if self.model.has_seed:
-            payload["seed"] = self.seed
-        for option in OPTION_NAMES:
-            value = getattr(self, option)
-            if value is not None:
-                payload[option] = value
-        if self.safety_tolerance is not None:  # only ever set by bot.safety, from a moderator's level
-            payload["safety_tolerance"] = self.effective_safety_tolerance
-        if self.model.family != "flux3":  # FLUX 3 has no output_format (it answers JPEG)
-            payload["output_format"] = OUTPUT_FORMAT
-        return payload
+        """Exactly the JSON body for ``POST /v1/<model.key>``: only fields the endpoint's schema defines.
+
+        Its shape is the table entry's (:attr:`ModelSpec.body`, built by :data:`bot.models.payloads.BODIES`).
+        """
+        return BODIES[self.model.body](self)
 
     @property
     def effective_safety_tolerance(self) -> int | None:

@@ -17,6 +17,7 @@ from bot.models.options import (
     FLUX3_RESOLUTIONS,
     OPTION_NAMES,
     PIXELS_PER_MEGAPIXEL,
+    BodyShape,
     Family,
     SizeMode,
 )
@@ -64,6 +65,12 @@ class ModelSpec:
     takes_user: bool = True
     """Whether the route's schema has ``user``, the opaque end-user id (every route in BFL's 2026 spec but
     FLUX 3 Image, whose strict schema refuses unknown fields, and the FLUX.1 Ultra finetune)."""
+    body: BodyShape = "generation"
+    """The shape of the route's JSON body (:data:`bot.models.payloads.BODIES` builds it from a request)."""
+    button_only: bool = False
+    """Reached only through a result button (a FLUX Tools route: Sharpen's deblur), never picked by a member:
+    not in ``/imagine``'s or ``/edit``'s choices, ``/prefs``, ``DEFAULT_MODEL``/``DRAFT_MODEL`` or ``/budget``'s
+    draft and fallback models (:func:`bot.models.offered_models`)."""
 
     def __post_init__(self) -> None:
         unknown = self.options - set(OPTION_NAMES)
@@ -73,6 +80,11 @@ class ModelSpec:
             raise ValueError(f"{self.key}: steps_range must be set exactly when steps is supported")
         if ("guidance" in self.options) != (self.guidance_range is not None):
             raise ValueError(f"{self.key}: guidance_range must be set exactly when guidance is supported")
+        if (self.size_mode == "input") != (self.body == "image") or (self.body == "image" and self.options):
+            raise ValueError(f"{self.key}: an `image` body renders at its input's size and takes no options")
+        outpainting = self.body == "outpainting"
+        if (self.size_mode == "canvas") != outpainting or (outpainting and self.options):
+            raise ValueError(f"{self.key}: an `outpainting` body renders its placement's canvas and takes no options")
 
     @property
     def max_pixels(self) -> int:

@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from bot.errors import InvalidOptions
+from bot.models.canvas import MAX_CANVAS_PIXELS
 from bot.models.options import DEFAULT_MODEL, FLUX3_ASPECT_RATIOS, FLUX3_RESOLUTIONS, echo
-from bot.models.pricing import FlatPrice, MegapixelPrice, TierPrice
+from bot.models.pricing import FlatPrice, MegapixelPrice, TierPrice, UpperBoundPrice
 from bot.models.spec import ModelSpec
 
 _FLUX1_SIDE = {"multiple": 32, "min_side": 256, "max_side": 1440, "max_megapixels": 1440 * 1440 / 1e6}
@@ -38,6 +39,12 @@ _FLUX2_SIDE = {"multiple": 16, "min_side": 64, "max_side": 2048, "max_megapixels
 # FLUX.2 inputs: up to 8 images (Flux2Inputs: input_image … input_image_8), sent at ≤ 4 MP (the output cap;
 # BFL's own limit is 20 MP per input, but every input megapixel is billed).
 _FLUX2_INPUTS: dict[str, Any] = {"max_input_images": 8, "input_max_megapixels": 4.0, "safety_range": (0, 5)}
+
+
+# Deblur's input (and so output) limit, "at most 4 MP" per BFL's SDK (not in its schema), read as FLUX.2's 2048².
+_DEBLUR_MAX_MEGAPIXELS = 2048 * 2048 / 1e6
+# Outpainting's canvas cap, width × height ≤ 4 MP (BFL's SDK; not in its schema): bot.models.canvas's 2048².
+_CANVAS_MAX_MEGAPIXELS = MAX_CANVAS_PIXELS / 1e6
 
 
 def _flux2(key: str, label: str, first_mp: int, extra_mp: int, **facts: Any) -> ModelSpec:
@@ -122,30 +129,90 @@ MODELS: dict[str, ModelSpec] = {
             image_safety_max=2,  # BFL caps FLUX 3 at 2 when images are attached (bfl-api.md §00 / issue 21)
             takes_user=False,  # Flux3ImageInputs is strict and has no `user`
         ),
+        # The FLUX Tools below are reached only through a result button (button_only), never picked.
+        ModelSpec(
+            key="flux-tools/deblur-v1",  # POST /v1/flux-tools/deblur-v1: the Sharpen button
+            label="FLUX.2 Deblur",
+            family="flux2",  # a FLUX.2 [klein] 9B LoRA: FLUX.2's safety mapping and range (0–5, its schema's)
+            size_mode="input",  # Flux2DeblurInputs has no size: the result is the input image, regenerated sharp
+            body="image",  # `image`, `seed`, `safety_tolerance`, `output_format` (no prompt)
+            multiple=1,
+            min_side=64,
+            max_side=8192,
+            max_megapixels=_DEBLUR_MAX_MEGAPIXELS,
+            target_megapixels=1.0,
+            options=frozenset(),
+            # BFL publishes no price for deblur (it settles from `cost`). The bound: FLUX.2 [pro]'s list rates,
+            # $0.03 for the first megapixel and $0.015 for each further megapixel of output and of input, each
+            # rounded up. That is at or above every related list price: deblur runs on [klein] 9B ($0.015 +
+            # $0.002/MP), erase, its sibling tool, is reported at $0.03 + $0.004/MP. A 1 MP result: $0.045.
+            price=UpperBoundPrice(first_mp_micros=30_000, extra_mp_micros=15_000),
+            max_input_images=1,
+            input_max_megapixels=_DEBLUR_MAX_MEGAPIXELS,
+            safety_range=(0, 5),
+            button_only=True,
+        ),
+        ModelSpec(
+            key="flux-tools/outpainting-v1",  # POST /v1/flux-tools/outpainting-v1: Zoom out 1.5×/2× and the pans
+            label="FLUX Outpainting",
+            family="flux2",  # FluxOutpaintingInputs' safety range is FLUX.2's (0–5): FLUX.2's mapping of the dial
+            size_mode="canvas",  # the output is the canvas the placement asks for (bot.models.canvas)
+            body="outpainting",  # `input_image`, `width`/`height`, both offsets, `prompt` (guidance), safety, format
+            multiple=16,  # our canvas rule (BFL documents none for this route)
+            min_side=64,
+            max_side=8192,  # no per-side limit documented; the 4 MP area cap binds first
+            max_megapixels=_CANVAS_MAX_MEGAPIXELS,
+            target_megapixels=1.0,
+            options=frozenset(),
+            has_seed=False,  # FluxOutpaintingInputs has no seed: every zoom is a new image (never a cache hit)
+            # BFL publishes no price for outpainting (it settles from `cost`). The only figure found is a third
+            # party's "from $0.10/MP" (unconfirmed; BFL's notes say mode `fast` costs less, and we send the
+            # default, `high`). The bound: $0.10 for every started megapixel of the canvas (that figure, per MP
+            # rounded up, so "from" is covered by the rounding), plus each input megapixel (rounded up) at FLUX.2
+            # [pro]'s extra rate, $0.015, in case the reference is billed too. A 1 MP result zoomed out 1.5×
+            # (a 1536² canvas, 2.36 MP): 3 × $0.10 + 2 × $0.015 = $0.33; zoomed out 2× (2048², 4.19 MP): $0.53.
+            price=UpperBoundPrice(first_mp_micros=100_000, extra_mp_micros=100_000, input_mp_micros=15_000),
+            max_input_images=1,
+            input_max_megapixels=_CANVAS_MAX_MEGAPIXELS,  # a result is fitted to 4 MP when loaded, then placed
+            safety_range=(0, 5),
+            button_only=True,
+        ),
     )
 }
-"""Every model members can pick, by BFL endpoint name, in the order the command lists them."""
+"""Every BFL route the bot uses, by endpoint name (``POST /v1/<key>``): the models members can pick, in the order
+the command lists them (:func:`offered_models`), then the routes only a result button reaches."""
 
 assert DEFAULT_MODEL in MODELS
 
 
 def get_model(key: str) -> ModelSpec:
-    """The spec for ``key``, or :class:`InvalidOptions` naming the models that exist."""
+    """The spec for ``key`` (any route, a button-only one too), or :class:`InvalidOptions` naming the models."""
     try:
         return MODELS[key]
     except KeyError:
-        names = ", ".join(f"`{k}`" for k in MODELS)
+        names = ", ".join(f"`{spec.key}`" for spec in offered_models())
         raise InvalidOptions(f"Unknown model `{echo(key)}`. Choose one of: {names}.") from None
 
 
+def offered_models() -> list[ModelSpec]:
+    """The models members pick (every command's choices, defaults, drafts, fallbacks): all but button-only routes."""
+    return [spec for spec in MODELS.values() if not spec.button_only]
+
+
+def is_offered(key: str) -> bool:
+    """Whether ``key`` is a model members may pick (:func:`offered_models`)."""
+    spec = MODELS.get(key)
+    return spec is not None and not spec.button_only
+
+
 def models_supporting(option: str) -> list[ModelSpec]:
-    """The models that accept ``option``, in table order."""
-    return [spec for spec in MODELS.values() if spec.supports(option)]
+    """The models members can pick that accept ``option``, in table order."""
+    return [spec for spec in offered_models() if spec.supports(option)]
 
 
 def models_taking_images() -> list[ModelSpec]:
-    """The models that edit (take input images), in table order."""
-    return [spec for spec in MODELS.values() if spec.takes_images]
+    """The models members can pick that edit (take input images), in table order."""
+    return [spec for spec in offered_models() if spec.takes_images]
 
 
 def flux3_resolution_prices() -> list[tuple[str, int]]:

@@ -26,14 +26,17 @@ from bot.models import (
     dimensions_for,
     models_supporting,
     models_taking_images,
+    offered_models,
 )
+from bot.models.canvas import placement_for
 from tests.fakes.fake_bfl import FLUX3_TIER_PRICES, load_spec, price_credits, validate_body
 
 SPEC = load_spec()
 COMPONENTS = SPEC["components"]
 
-# The models in BFL's 2026-04 OpenAPI snapshot; FLUX 3 Image has its own schema (tests at the end).
-ALL_MODELS = [m for m in MODELS.values() if m.family != "flux3"]
+# The models in BFL's 2026-04 OpenAPI snapshot; FLUX 3 Image has its own schema, the button-only FLUX Tools
+# routes (Sharpen's deblur) their own shape of body (tests at the end).
+ALL_MODELS = [m for m in offered_models() if m.family != "flux3"]
 ids = [m.key for m in ALL_MODELS]
 
 
@@ -550,7 +553,8 @@ def test_grounding_only_when_allowed_and_resolution_only_for_flux3():
 def test_pricing_strategies():
     """Flat per image; FLUX.2 per megapixel of output AND input; FLUX 3 per resolution tier."""
     assert {m.price.strategy for m in MODELS.values() if m.family == "flux1"} == {"flat"}
-    assert {m.price.strategy for m in MODELS.values() if m.family == "flux2"} == {"megapixel"}
+    assert {m.price.strategy for m in offered_models() if m.family == "flux2"} == {"megapixel"}
+    assert MODELS["flux-tools/deblur-v1"].price.strategy == "upper bound"  # BFL lists no price for it
     assert MODELS["flux-3-image"].price.strategy == "resolution"
     # FLUX.1 Kontext: an edit costs the flat price.
     assert (
@@ -670,4 +674,81 @@ def test_no_payload_carries_user():
     """The end-user id is added by the BFL client at send time, never stored with a job's parameters."""
     for spec in MODELS.values():
         seed = 1 if spec.has_seed else None
-        assert "user" not in build_request(model=spec.key, prompt="x", aspect_ratio=None, seed=seed).bfl_payload()
+        images = [_image()] if spec.size_mode in ("input", "canvas") else []  # the tools work on one image
+        placement = placement_for("zoom15", images[0].width, images[0].height) if spec.size_mode == "canvas" else None
+        request = build_request(
+            model=spec.key, prompt="x", aspect_ratio=None, seed=seed, input_images=images, placement=placement
+        )
+        assert "user" not in request.bfl_payload()
+
+
+# -- button-only routes: FLUX Tools deblur (the Sharpen button) --------------------------------------
+
+DEBLUR = MODELS["flux-tools/deblur-v1"]
+OUTPAINTING = MODELS["flux-tools/outpainting-v1"]
+
+
+def test_deblur_is_a_table_entry_reached_only_through_its_button():
+    """Its route, body shape, price and safety range are its table entry's; no member picks it."""
+    assert DEBLUR.button_only and DEBLUR.body == "image" and DEBLUR.size_mode == "input"
+    assert [m for m in MODELS.values() if m.button_only] == [DEBLUR, OUTPAINTING]
+    from cogs._choices import model_choices
+
+    for tool in (DEBLUR, OUTPAINTING):
+        assert tool not in offered_models() and tool not in models_taking_images()
+        assert all(tool not in models_supporting(option) for option in OPTION_NAMES)
+        assert tool.key not in {choice.value for choice in model_choices()}
+
+
+def test_deblur_matches_its_schema_in_the_2026_spec():
+    """``POST /v1/flux-tools/deblur-v1`` exists; its safety range and ``user`` are the schema's; a seed is taken."""
+    props = request_schema(DEBLUR.key)["properties"]
+    bounds = (props["safety_tolerance"]["minimum"], props["safety_tolerance"]["maximum"])
+    assert DEBLUR.safety_range == bounds == (0, 5) and DEBLUR.takes_user == ("user" in props)
+    assert DEBLUR.has_seed == ("seed" in props) and DEBLUR.max_input_images == 1 and "prompt" not in props
+    assert DEBLUR.input_max_megapixels == 2048 * 2048 / 1e6  # "at most 4 MP", read as FLUX.2's 2048²
+
+
+def test_deblur_takes_exactly_one_image_and_renders_at_its_size():
+    with pytest.raises(InvalidOptions, match="one image"):
+        build_request(model=DEBLUR.key, prompt="x", aspect_ratio=None, seed=1)
+    with pytest.raises(InvalidOptions):
+        build_request(model=DEBLUR.key, prompt="x", aspect_ratio=None, seed=1, input_images=[_image()] * 2)
+    request = build_request(model=DEBLUR.key, prompt="x", aspect_ratio=None, seed=1, input_images=[_image(1200, 900)])
+    assert (request.width, request.height, request.aspect_ratio) == (1200, 900, "4:3")
+
+
+def test_a_button_only_route_is_no_default_or_draft_model():
+    from pydantic import ValidationError
+
+    from bot.config import Settings
+
+    for field in ("default_model", "draft_model"):
+        with pytest.raises(ValidationError, match="not a model"):
+            Settings(_env_file=None, discord_token="t" * 12, bfl_api_key="k" * 12, **{field: DEBLUR.key})
+
+
+def test_outpainting_matches_its_schema_in_the_2026_spec():
+    """``POST /v1/flux-tools/outpainting-v1``: no seed, its safety range, ``user``; a canvas, never picked."""
+    props = request_schema(OUTPAINTING.key)["properties"]
+    bounds = (props["safety_tolerance"]["minimum"], props["safety_tolerance"]["maximum"])
+    assert OUTPAINTING.safety_range == bounds == (0, 5) and OUTPAINTING.takes_user == ("user" in props)
+    assert OUTPAINTING.has_seed == ("seed" in props) is False and OUTPAINTING.max_input_images == 1
+    assert OUTPAINTING.button_only and OUTPAINTING.body == "outpainting" and OUTPAINTING.size_mode == "canvas"
+
+
+def test_outpainting_needs_a_placement_of_its_one_image():
+    with pytest.raises(InvalidOptions, match="Zoom out"):
+        build_request(model=OUTPAINTING.key, prompt="x", aspect_ratio=None, seed=None, input_images=[_image()])
+    placement = placement_for("pan_up", 1200, 900)
+    with pytest.raises(InvalidOptions, match="one image"):
+        build_request(
+            model=OUTPAINTING.key,
+            prompt="x",
+            aspect_ratio=None,
+            seed=None,
+            input_images=[_image(64, 64)],
+            placement=placement,
+        )
+    with pytest.raises(ValueError, match="no placement"):
+        build_request(model="flux-2-pro", prompt="x", aspect_ratio=None, seed=1, placement=placement)

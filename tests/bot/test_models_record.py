@@ -22,6 +22,7 @@ from bot.models import (
     rerolled,
     retarget,
 )
+from bot.models.canvas import placement_for
 from tests.bot.test_models import full_options
 
 ids = list(MODELS)
@@ -42,6 +43,8 @@ def full_request(spec: ModelSpec) -> GenerationRequest:
     if spec.supports("resolution"):
         options["resolution"] = "2k"
     images = [png(64 * 5, 64 * 4), png(256, 512)][: spec.max_input_images]
+    # An outpainting's canvas (a zoom out of the 320×256 image): part of its record, so part of the round trip.
+    placement = placement_for("zoom2", 320, 256) if spec.size_mode == "canvas" else None
     request = build_request(
         model=spec.key,
         prompt="a heron «in fog» — 🐦",
@@ -49,6 +52,7 @@ def full_request(spec: ModelSpec) -> GenerationRequest:
         seed=None if not spec.has_seed else 123_456,
         input_images=images,
         allow_grounding=True,
+        placement=placement,
         **options,
     )
     return dataclasses.replace(request, safety_tolerance=spec.safety_range[1], style="Watercolour")
@@ -172,7 +176,8 @@ class OldJob:
         self.params, self.style = request.bfl_payload(), request.style
 
 
-@pytest.mark.parametrize("key", ids)
+# Jobs written before migration 0021 were never outpaintings (that route came with issue 26): no canvas routes here.
+@pytest.mark.parametrize("key", [key for key in ids if MODELS[key].size_mode != "canvas"])
 def test_a_legacy_job_gives_back_the_request_it_sent(key):
     request = full_request(MODELS[key])
     derived = GenerationRequest.from_record(legacy_record(OldJob(request)))

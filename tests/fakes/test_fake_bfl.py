@@ -23,9 +23,13 @@ from tests.fakes.fake_bfl import (
     Behaviour,
     FakeBfl,
     generation_routes,
+    input_pixels,
     price_credits,
     spec_path,
 )
+
+DEBLUR = "flux-tools/deblur-v1"
+OUTPAINT = "flux-tools/outpainting-v1"
 
 
 def png_base64(width: int = 320, height: int = 256) -> str:
@@ -34,8 +38,12 @@ def png_base64(width: int = 320, height: int = 256) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-# A minimal valid body per schema family (fill/expand require an image).
+# A minimal valid body per schema family (fill/expand require an image; deblur takes nothing else).
 def minimal_body(model: str) -> dict[str, Any]:
+    if model == DEBLUR:
+        return {"image": png_base64()}
+    if model == OUTPAINT:
+        return {"input_image": png_base64(), "width": 480, "height": 384}
     if "fill" in model or "expand" in model:
         body: dict[str, Any] = {"image": png_base64(), "prompt": "a frame"}
     else:
@@ -92,6 +100,8 @@ def test_spec_has_the_documented_generation_routes() -> None:
         "flux-2-klein-4b",
         "flux-2-klein-9b",
         "flux-2-klein-9b-preview",
+        DEBLUR,  # the FLUX Tools routes the bot uses: Sharpen
+        OUTPAINT,  # and Zoom out / the pans
     } <= set(generation_routes())
 
 
@@ -113,7 +123,8 @@ async def test_every_route_accepts_a_minimal_valid_body(
     assert status == 200, answer
     assert answer["polling_url"] == f"{fake_bfl.url}/v1/get_result?id={answer['id']}"
     task = fake_bfl.tasks[answer["id"]]
-    assert Decimal(str(answer["cost"])) == task.cost == price_credits(model, task.width, task.height)
+    inputs = input_pixels(task.body)
+    assert Decimal(str(answer["cost"])) == task.cost == price_credits(model, task.width, task.height, inputs)
     assert fake_bfl.credits == Decimal(1000) - task.cost
     assert fake_bfl.active_tasks == 1
     assert fake_bfl.schema_errors == []
@@ -148,6 +159,28 @@ async def test_every_route_accepts_a_minimal_valid_body(
         ),
         ("flux-kontext-pro", {"prompt": "x", "aspect_ratio": "4:1"}, ["body", "aspect_ratio"], "value_error"),
         ("flux-kontext-pro", {"prompt": "x", "output_format": "gif"}, ["body", "output_format"], "enum"),
+        (DEBLUR, {"image": png_base64(), "prompt": "x"}, ["body", "prompt"], "extra_forbidden"),
+        (DEBLUR, {"seed": 1}, ["body", "image"], "missing"),
+        (DEBLUR, {"image": png_base64(), "safety_tolerance": 6}, ["body", "safety_tolerance"], "less_than_equal"),
+        (DEBLUR, {"image": png_base64(), "width": 64}, ["body", "width"], "extra_forbidden"),
+        (DEBLUR, {"image": png_base64(2049, 2048)}, ["body", "image"], "value_error"),  # over 4 MP (2048²)
+        (DEBLUR, {"image": "bm90IGFuIGltYWdl"}, ["body", "image"], "value_error"),
+        (OUTPAINT, {"input_image": png_base64(), "width": 480}, ["body", "height"], "missing"),
+        (OUTPAINT, {"input_image": png_base64(), "width": 480, "height": 384, "seed": 1}, ["body"], "extra_forbidden"),
+        (OUTPAINT, {"input_image": png_base64(), "width": 63, "height": 384}, ["body", "width"], "greater_than_equal"),
+        (OUTPAINT, {"input_image": png_base64(), "width": 2064, "height": 2048}, ["body", "width"], "value_error"),
+        (
+            OUTPAINT,  # 320×256 at x=200 overhangs a 480-wide canvas
+            {"input_image": png_base64(), "width": 480, "height": 384, "reference_offset_x": 200},
+            ["body", "reference_offset_x"],
+            "value_error",
+        ),
+        (
+            OUTPAINT,
+            {"input_image": png_base64(), "width": 480, "height": 384, "reference_offset_y": -1},
+            ["body", "reference_offset_y"],
+            "value_error",
+        ),
     ],
 )
 async def test_invalid_bodies_get_422_and_are_recorded(
@@ -238,6 +271,50 @@ async def test_pending_then_ready_then_delivery(fake_bfl: FakeBfl, http: aiohttp
     assert image.size == (1536, 2720)
     async with aiohttp.ClientSession() as plain, plain.get(sample.replace("sig=", "sig=0")) as resp:
         assert resp.status == 403  # tampered signature
+
+
+async def test_deblur_renders_the_input_images_size_and_reports_its_cost(
+    fake_bfl: FakeBfl, http: aiohttp.ClientSession
+) -> None:
+    """``/v1/flux-tools/deblur-v1`` (``Flux2DeblurInputs``): the input's size back, in the asked format, billed."""
+    status, answer = await submit(http, DEBLUR, {"image": png_base64(640, 480), "seed": 7, "output_format": "jpeg"})
+    assert status == 200, answer
+    task = fake_bfl.tasks[answer["id"]]
+    assert (task.width, task.height, task.seed) == (640, 480, 7)
+    assert Decimal(str(answer["cost"])) == task.cost == price_credits(DEBLUR, 640, 480, [640 * 480]) > 0
+    assert (answer["input_mp"], answer["output_mp"]) == (0.31, 0.31)
+    ready = await poll_until_terminal(http, answer["polling_url"])
+    async with aiohttp.ClientSession() as plain, plain.get(ready["result"]["sample"]) as resp:
+        image = Image.open(io.BytesIO(await resp.read()))
+    assert (image.format, image.size) == ("JPEG", (640, 480))
+    assert fake_bfl.schema_errors == []
+
+
+async def test_outpainting_renders_the_canvas_and_bills_its_megapixels(
+    fake_bfl: FakeBfl, http: aiohttp.ClientSession
+) -> None:
+    """``/v1/flux-tools/outpainting-v1`` (``FluxOutpaintingInputs``): an image of exactly width×height, billed."""
+    body = {
+        "input_image": png_base64(320, 256),
+        "width": 640,
+        "height": 512,
+        "reference_offset_x": 160,
+        "reference_offset_y": 128,
+        "prompt": "a wider view",
+        "output_format": "jpeg",
+    }
+    status, answer = await submit(http, OUTPAINT, body)
+    assert status == 200, answer
+    task = fake_bfl.tasks[answer["id"]]
+    assert (task.width, task.height) == (640, 512)
+    assert Decimal(str(answer["cost"])) == task.cost == price_credits(OUTPAINT, 640, 512) == Decimal("3.3")
+    ready = await poll_until_terminal(http, answer["polling_url"])
+    async with aiohttp.ClientSession() as plain, plain.get(ready["result"]["sample"]) as resp:
+        image = Image.open(io.BytesIO(await resp.read()))
+    assert (image.format, image.size) == ("JPEG", (640, 512))
+    overhang = {**body, "reference_offset_x": 400, "auto_crop": True}  # cropped by BFL, not refused
+    assert (await submit(http, OUTPAINT, overhang))[0] == 200
+    assert fake_bfl.schema_errors == []
 
 
 async def test_moderated_and_unknown_id(fake_bfl: FakeBfl, http: aiohttp.ClientSession) -> None:

@@ -682,7 +682,7 @@ async def test_session_with_default_auth_header_is_refused() -> None:
 
 async def test_invalid_endpoint_is_refused(client: BflClient, fake_bfl: FakeBfl) -> None:
     """Endpoint names cannot smuggle paths or queries."""
-    for endpoint in ("../credits", "flux-pro-1.1?x=1", "", "v1/flux-dev"):
+    for endpoint in ("../credits", "flux-pro-1.1?x=1", "", "v1/flux-dev", "flux-tools/../credits", "flux-tools/"):
         with pytest.raises(ValueError, match="endpoint"):
             await client.submit(endpoint, PROMPT)
     assert fake_bfl.submits == []

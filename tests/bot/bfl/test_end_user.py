@@ -14,6 +14,7 @@ from bot.bfl.client import BflClient
 from bot.bfl.end_user import EndUserIds
 from bot.models import MODELS
 from tests.fakes.fake_bfl import FakeBfl, load_spec
+from tests.fakes.test_fake_bfl import png_base64
 
 
 @pytest.fixture
@@ -46,6 +47,13 @@ async def test_submit_adds_user_where_the_route_takes_it(client: BflClient, fake
     assert [s.body.get("user") for s in fake_bfl.submits] == ["f" * 64, None, None]
     assert [s.status for s in fake_bfl.submits] == [200, 200, 200] and fake_bfl.schema_errors == []
     assert payload == {"prompt": "a quiet harbour"}  # the caller's payload (a job's stored params) is untouched
+
+
+async def test_submit_reaches_a_flux_tools_route_with_user(client: BflClient, fake_bfl: FakeBfl) -> None:
+    """``flux-tools/deblur-v1`` (Sharpen) is a table route under ``/v1/flux-tools/``; its schema takes ``user``."""
+    task = await client.submit("flux-tools/deblur-v1", {"image": png_base64()}, user="f" * 64)
+    assert task.cost_credits is not None and fake_bfl.submits[0].model == "flux-tools/deblur-v1"
+    assert fake_bfl.submits[0].body["user"] == "f" * 64 and fake_bfl.schema_errors == []
 
 
 async def test_submit_sends_user_to_no_route_outside_the_model_table(client: BflClient, fake_bfl: FakeBfl) -> None:

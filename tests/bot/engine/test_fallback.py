@@ -78,6 +78,16 @@ def test_no_fallback_that_cannot_take_the_input_images():
     assert for_model(build_request(model=KLEIN, prompt="x", aspect_ratio=None, seed=1), "no-such-model") is None
 
 
+def test_no_fallback_between_routes_of_different_shapes():
+    """A Sharpen (deblur) is no prompt to render elsewhere, and no model falls back onto a button-only route."""
+    sharpened = build_request(
+        model="flux-tools/deblur-v1", prompt="a fox", aspect_ratio=None, seed=1, input_images=[image()]
+    )
+    assert for_model(sharpened, "flux-2-pro") is None and for_model(sharpened, KLEIN) is None
+    edit = build_request(model="flux-2-pro", prompt="blue", aspect_ratio=None, seed=1, input_images=[image()])
+    assert for_model(edit, "flux-tools/deblur-v1") is None
+
+
 def test_an_auto_ratio_follows_the_input_image_on_the_fallback():
     edit = build_request(
         model="flux-3-image", prompt="b", aspect_ratio=None, seed=None, input_images=[image(1600, 900)]

@@ -3,9 +3,13 @@
 ``FakeBfl`` serves the parts of the BFL protocol the bot uses (see ``shared/reference/bfl-api.md``):
 
 * ``POST /v1/<model>`` for every image generation route of BFL's 2026 OpenAPI spec
-  (``tests/specs/bfl-openapi-2026.json``). Each body is validated against the route's request schema
+  (``tests/specs/bfl-openapi-2026.json``), and of its FLUX Tools ``/v1/flux-tools/deblur-v1``
+  (``TOOL_ROUTES``: the input image's size back, billed at [klein] 9B's rates since BFL publishes no
+  price) and ``/v1/flux-tools/outpainting-v1`` (the canvas asked for, ≤ 4 MP with the reference inside
+  it unless ``auto_crop``, billed at 10 credits per canvas megapixel: no published price either).
+  Each body is validated against the route's request schema
   (JSON Schema 2020-12), unknown properties are rejected, and documented limits the schema cannot
-  express (aspect ratio range, FLUX.2 ≤ 4 MP, FLUX 3's prompt length and image count) are checked.
+  express (aspect ratio range, FLUX.2 and deblur inputs ≤ 4 MP, FLUX 3's prompt length and image count) are checked.
   Violations get a FastAPI-style 422 and are recorded in ``schema_errors``, which tests assert empty.
 * ``GET /v1/get_result?id=`` (its query validated against the spec too), ``GET
   /regional/v1/get_result?id=`` (an alternate polling path, so tests prove the client polls
@@ -82,6 +86,7 @@ from tests.fakes.fake_bfl.constants import (
     REPO_ROOT,
     SPEC_2026_04_PATH,
     TERMINAL_STATUSES,
+    TOOL_ROUTES,
 )
 from tests.fakes.fake_bfl.faults import BflFaultRates, RandomBflFaults
 from tests.fakes.fake_bfl.images import render_image
@@ -125,6 +130,7 @@ __all__ = [
     "REPO_ROOT",
     "SPEC_2026_04_PATH",
     "TERMINAL_STATUSES",
+    "TOOL_ROUTES",
     "Behaviour",
     "BflFaultRates",
     "Charge",

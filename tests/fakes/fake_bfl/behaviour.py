@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -218,6 +219,14 @@ class FakeTask:
     ready_answered_at: float | None = None  # the first poll that answered the final status
     downloaded_at: float | None = None  # the first request for the image
     image: bytes | None = None
+
+    @property
+    def picture(self) -> int:
+        """What its image is drawn from: the seed, and for a tool working on one image (deblur's ``image``,
+        outpainting's ``input_image``) that image too, so a tool's result never equals its input (as a text-to-image
+        result of the same seed and size would)."""
+        image = self.body.get("input_image" if self.model == "flux-tools/outpainting-v1" else "image")
+        return self.seed if not isinstance(image, str) else zlib.crc32(image.encode(), self.seed)
 
     @property
     def ext(self) -> str:

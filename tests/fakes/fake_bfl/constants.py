@@ -35,3 +35,10 @@ TERMINAL_STATUSES = ("Ready", "Request Moderated", "Content Moderated", "Error",
 FLUX3_STAGES = ("Pending", "Reasoning", "Generating")
 
 FLUX2_MAX_PIXELS = 2048 * 2048  # documented: up to 4 MP
+
+#: The FLUX Tools routes the fake serves (the bot's result buttons use them), with BFL's own schemas.
+TOOL_ROUTES = ("/v1/flux-tools/deblur-v1", "/v1/flux-tools/outpainting-v1")
+#: Deblur's input limit, "at most 4 MP" (BFL's SDK; not in the schema), read as FLUX.2's 2048² (it runs on [klein] 9B).
+DEBLUR_MAX_PIXELS = FLUX2_MAX_PIXELS
+#: Outpainting's canvas limit, width × height ≤ 4 MP (BFL's SDK; not in the schema), 2048².
+OUTPAINTING_MAX_PIXELS = 2048 * 2048

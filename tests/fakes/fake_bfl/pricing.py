@@ -39,7 +39,12 @@ MEGAPIXEL_PRICES: dict[str, tuple[Decimal, Decimal]] = {
     "flux-2-klein-4b": (Decimal("1.4"), Decimal("0.1")),
     "flux-2-klein-9b": (Decimal("1.5"), Decimal("0.2")),
     "flux-2-klein-9b-preview": (Decimal("1.5"), Decimal("0.2")),
+    # Deblur has no published price; it runs on [klein] 9B, so the fake bills [klein] 9B's rates (input included).
+    "flux-tools/deblur-v1": (Decimal("1.5"), Decimal("0.2")),
 }
+# Outpainting has no published price; the fake bills the one figure found (a third party's "from $0.10/MP", 10
+# credits per megapixel of the canvas, its input not billed), below the bot's documented bound.
+OUTPUT_MEGAPIXEL_PRICES: dict[str, Decimal] = {"flux-tools/outpainting-v1": Decimal("10")}
 # Output pixels for aspect-ratio models: Kontext about 1 MP, Ultra up to 4 MP.
 _ASPECT_TARGET_PIXELS = {"flux-kontext-pro": 1 << 20, "flux-kontext-max": 1 << 20}
 _ULTRA_TARGET_PIXELS = 4 << 20
@@ -56,6 +61,9 @@ def price_credits(model: str, width: int, height: int, input_pixels: Sequence[in
     if model == FLUX3_MODEL:
         tier = min(FLUX3_TIER_PIXELS, key=lambda t: abs(FLUX3_TIER_PIXELS[t] - width * height))
         return FLUX3_TIER_PRICES[tier]
+    if model in OUTPUT_MEGAPIXEL_PRICES:
+        output = (Decimal(width * height) / 1_000_000).quantize(Decimal("0.01"), ROUND_HALF_UP)
+        return (OUTPUT_MEGAPIXEL_PRICES[model] * output).quantize(Decimal("0.01"), ROUND_HALF_UP).normalize()
     first, extra = MEGAPIXEL_PRICES.get(model, (Decimal("5"), Decimal("0")))
     megapixels = (Decimal(width * height + sum(input_pixels)) / 1_000_000).quantize(Decimal("0.01"), ROUND_HALF_UP)
     price = first + extra * max(Decimal(0), megapixels - 1)
@@ -88,7 +96,7 @@ def output_size(model: str, body: dict[str, Any]) -> tuple[int, int]:
         width = round((target * w / h) ** 0.5 / 32) * 32
         height = round((target * h / w) ** 0.5 / 32) * 32
         return (width, height)
-    # Fill/Expand: the size of the input image (plus the expansion margins).
+    # Fill/Expand/Deblur: the size of the input image (plus Expand's margins).
     size = _decoded_size(body.get("image")) or (1024, 1024)
     return (
         size[0] + int(body.get("left") or 0) + int(body.get("right") or 0),
@@ -97,9 +105,10 @@ def output_size(model: str, body: dict[str, Any]) -> tuple[int, int]:
 
 
 def input_pixels(body: dict[str, Any]) -> list[int]:
-    """Pixel counts of the decodable input images of a request (FLUX.2 / Kontext fields or FLUX 3 ``images``)."""
+    """Pixel counts of the decodable input images of a request (``input_image*``, FLUX 3 ``images``, ``image``)."""
     images = body.get("images")
     datas = [images] if isinstance(images, str) else list(images or [])
+    datas += [body["image"]] if isinstance(body.get("image"), str) else []
     datas += [body[k] for k in sorted(body) if k.startswith("input_image") and body[k] is not None]
     sizes = [_decoded_size(data) for data in datas]
     return [w * h for w, h in (size for size in sizes if size is not None)]

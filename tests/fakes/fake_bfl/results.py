@@ -192,7 +192,8 @@ class ResultsMixin:
             record.status = task.delivery_errors.popleft()
             return web.Response(status=record.status, text="fake delivery error")
         if task.image is None:
-            task.image = await asyncio.to_thread(render_image, task.width, task.height, task.output_format, task.seed)
+            size = (task.width, task.height)
+            task.image = await asyncio.to_thread(render_image, *size, task.output_format, task.picture)
         record.status = 200
         content_type = _CONTENT_TYPES[task.output_format]
         if not task.behaviour.delivery_chunked:

@@ -15,12 +15,15 @@ from typing import Any
 import jsonschema
 
 from tests.fakes.fake_bfl.constants import (
+    DEBLUR_MAX_PIXELS,
     DEFAULT_SPEC_PATH,
     FLUX2_MAX_PIXELS,
     FLUX3_INPUT_MAX_PIXELS,
     FLUX3_INPUT_MIN_SIDE,
     FLUX3_MODEL,
     FLUX3_SPEC_PATH,
+    OUTPAINTING_MAX_PIXELS,
+    TOOL_ROUTES,
 )
 from tests.fakes.fake_bfl.images import _decoded_size
 
@@ -51,9 +54,9 @@ def load_spec(path: Path | None = None) -> dict[str, Any]:
 
 
 def _is_image_route(route: str) -> bool:
-    """``/v1/flux-…`` image routes (not the FLUX Tools under ``/v1/flux-tools/``, not video)."""
+    """``/v1/flux-…`` image routes (not video), and of the FLUX Tools those in :data:`TOOL_ROUTES`."""
     name = route.removeprefix("/v1/")
-    return route.startswith("/v1/flux") and "/" not in name and "video" not in name
+    return route in TOOL_ROUTES or (route.startswith("/v1/flux") and "/" not in name and "video" not in name)
 
 
 @functools.cache
@@ -195,6 +198,10 @@ def _documented_limits(model: str, body: dict[str, Any]) -> list[dict[str, Any]]
                 continue
             problems.append({"loc": ["body", "images", index], "msg": msg, "type": "value_error"})
         return problems
+    if model == "flux-tools/deblur-v1":
+        return _deblur_limits(body)
+    if model == "flux-tools/outpainting-v1":
+        return _outpainting_limits(body)
     for name in sorted(k for k in body if k.startswith("input_image") and body[k] is not None):
         if not str(body[name]).startswith(("http://", "https://")) and _decoded_size(body[name]) is None:
             problems.append({"loc": ["body", name], "msg": "Image could not be decoded", "type": "value_error"})
@@ -210,6 +217,44 @@ def _documented_limits(model: str, body: dict[str, Any]) -> list[dict[str, Any]]
         width, height = body.get("width") or 0, body.get("height") or 0
         if width * height > FLUX2_MAX_PIXELS:
             problems.append({"loc": ["body"], "msg": "Image must be at most 4 megapixels", "type": "value_error"})
+    return problems
+
+
+def _deblur_limits(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Deblur's ``image``: a URL, or base64 of a decodable image of at most 4 MP (BFL's SDK; not in the schema)."""
+    image = body["image"]
+    if image.startswith(("http://", "https://")):
+        return []
+    size = _decoded_size(image)
+    if size is None:
+        msg = "Image could not be decoded"
+    elif size[0] * size[1] > DEBLUR_MAX_PIXELS:
+        msg = "Image must be at most 4 megapixels"
+    else:
+        return []
+    return [{"loc": ["body", "image"], "msg": msg, "type": "value_error"}]
+
+
+def _outpainting_limits(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Outpainting's prose limits: the canvas ≤ 4 MP, and (unless ``auto_crop``) the reference inside it."""
+    width, height = body["width"], body["height"]
+    if width * height > OUTPAINTING_MAX_PIXELS:
+        return [{"loc": ["body", "width"], "msg": "Canvas must be at most 4 megapixels", "type": "value_error"}]
+    image = body["input_image"]
+    if image.startswith(("http://", "https://")):
+        return []
+    size = _decoded_size(image)
+    if size is None:
+        return [{"loc": ["body", "input_image"], "msg": "Image could not be decoded", "type": "value_error"}]
+    if body.get("auto_crop"):
+        return []
+    problems = []
+    for axis, canvas, side in (("x", width, size[0]), ("y", height, size[1])):
+        offset = body.get(f"reference_offset_{axis}")
+        offset = (canvas - side) // 2 if offset is None else offset  # None: centred
+        if offset < 0 or offset + side > canvas:
+            msg = "The reference image extends beyond the canvas (set auto_crop to crop it)"
+            problems.append({"loc": ["body", f"reference_offset_{axis}"], "msg": msg, "type": "value_error"})
     return problems
 
 
