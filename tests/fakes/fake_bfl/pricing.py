@@ -41,6 +41,9 @@ MEGAPIXEL_PRICES: dict[str, tuple[Decimal, Decimal]] = {
     "flux-2-klein-9b-preview": (Decimal("1.5"), Decimal("0.2")),
     # Deblur has no published price; it runs on [klein] 9B, so the fake bills [klein] 9B's rates (input included).
     "flux-tools/deblur-v1": (Decimal("1.5"), Decimal("0.2")),
+    # The klein LoRA routes have no published price (public beta); the fake bills a little over their base's.
+    "flux-2-klein-4b-finetuned": (Decimal("1.6"), Decimal("0.2")),
+    "flux-2-klein-9b-finetuned": (Decimal("1.8"), Decimal("0.3")),
 }
 # Output pixels for aspect-ratio models: Kontext about 1 MP, Ultra up to 4 MP.
 _ASPECT_TARGET_PIXELS = {"flux-kontext-pro": 1 << 20, "flux-kontext-max": 1 << 20}
