@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.errors import InvalidOptions
+from bot.models.lora import Lora
 from bot.models.options import (
     DEFAULT_ASPECT_RATIO,
     DEFAULT_MODEL,
@@ -52,6 +53,7 @@ def build_request(
     allow_grounding: bool = False,
     max_prompt_length: int = 1000,
     rng: random.Random | None = None,
+    lora: Lora | None = None,
 ) -> GenerationRequest:
     """Validate a member's options and turn them into a :class:`GenerationRequest`.
 
@@ -59,8 +61,13 @@ def build_request(
     model would refuse, so no invalid request is ever charged or sent. ``None`` means "not given":
     the model defaults to :data:`DEFAULT_MODEL`, the aspect ratio to 1:1, and the seed is drawn from
     ``rng`` (a :class:`random.SystemRandom` by default) so the member can reproduce the image later.
+    ``lora``: a LoRA style's, given exactly for a LoRA route (:attr:`ModelSpec.lora_base`).
     """
     spec = get_model(DEFAULT_MODEL if model is None else model.strip())
+    if spec.lora_base is not None and lora is None:
+        raise InvalidOptions(f"{spec.label} runs only through a LoRA style (`/style list`).")
+    if spec.lora_base is None and lora is not None:
+        raise ValueError(f"{spec.key} takes no LoRA")
     text = _checked_prompt(prompt, max_prompt_length)
     images = _checked_images(spec, input_images)
     ratio = _checked_ratio(spec, aspect_ratio, images)
@@ -89,6 +96,7 @@ def build_request(
         seed=seed,
         input_images=images,
         nonce=nonce,
+        lora=lora,
         **options,
     )
 

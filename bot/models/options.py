@@ -44,10 +44,10 @@ PIXELS_PER_MEGAPIXEL = 1_000_000
 
 SizeMode = Literal["dimensions", "aspect_ratio", "resolution", "input"]
 """What sets the output size: width/height sent, an aspect ratio sent, FLUX 3's tier, or the input image's own size."""
-BodyShape = Literal["generation", "image"]
+BodyShape = Literal["generation", "image", "lora"]
 """The JSON body a route takes (:mod:`bot.models.payloads`): ``generation``, a prompt with its options, size and
 input images (every text-to-image and edit route); ``image``, one ``image`` and nothing to steer it (FLUX Tools
-deblur)."""
+deblur); ``lora``, a generation body plus ``finetune_id``/``finetune_strength`` (the klein ``-finetuned`` routes)."""
 Family = Literal["flux1", "flux2", "flux3"]
 
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bot.models.lora import Lora
 from bot.models.options import OPTION_NAMES, PIXELS_PER_MEGAPIXEL
 from bot.models.payloads import BODIES
 from bot.models.spec import ModelSpec
@@ -65,6 +66,9 @@ class GenerationRequest:
     style: str | None = None
     """The server style applied to ``prompt`` (:mod:`bot.styles`): recorded on the job and shown on the card,
     never sent to BFL (nor part of the cache key: the templated prompt already is)."""
+    lora: Lora | None = None
+    """A LoRA style's LoRA, set exactly on a LoRA route (``model.lora_base``): sent as ``finetune_id``/
+    ``finetune_strength`` and kept in the record, so Reroll, a Final and a restart send the same body."""
 
     def options(self) -> dict[str, Any]:
         """The options that are set (of :data:`OPTION_NAMES`), by name."""
@@ -85,6 +89,7 @@ class GenerationRequest:
             "nonce": self.nonce,
             "safety_tolerance": self.safety_tolerance,
             "style": self.style,
+            "lora": None if self.lora is None else self.lora.to_record(),
         }
 
     def record_json(self) -> str:
@@ -112,6 +117,7 @@ class GenerationRequest:
             nonce=record.get("nonce"),
             safety_tolerance=record.get("safety_tolerance"),
             style=record.get("style"),
+            lora=Lora.from_record(record.get("lora")),
             **options,
         )
 

@@ -28,6 +28,7 @@ from bot.models import (
     models_taking_images,
     offered_models,
 )
+from bot.models.lora import Lora
 from tests.fakes.fake_bfl import FLUX3_TIER_PRICES, load_spec, price_credits, validate_body
 
 SPEC = load_spec()
@@ -674,7 +675,10 @@ def test_no_payload_carries_user():
     for spec in MODELS.values():
         seed = 1 if spec.has_seed else None
         images = [_image()] if spec.size_mode == "input" else []  # deblur works on one image
-        request = build_request(model=spec.key, prompt="x", aspect_ratio=None, seed=seed, input_images=images)
+        lora = Lora("fluxcord-house") if spec.lora_base is not None else None  # a LoRA route: a LoRA style's
+        request = build_request(
+            model=spec.key, prompt="x", aspect_ratio=None, seed=seed, input_images=images, lora=lora
+        )
         assert "user" not in request.bfl_payload()
 
 
