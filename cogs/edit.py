@@ -71,9 +71,9 @@ def _edit_model_choices() -> list[app_commands.Choice[str]]:
 
 
 def _edit_model_for(model: str) -> str:
-    """The job's model if members edit with it, else the default edit model (Vary, Edit of FLUX1.1 or Sharpen)."""
+    """The job's model if members edit with it, else the default edit model (Vary, Edit of FLUX1.1, Sharpen, a LoRA)."""
     spec = MODELS.get(model)
-    return model if spec is not None and spec.takes_images and not spec.button_only else DEFAULT_EDIT_MODEL
+    return model if spec is not None and spec.takes_images and spec.offered else DEFAULT_EDIT_MODEL
 
 
 def message_image(message: discord.Message) -> SourceImage | None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from bot.errors import InvalidOptions
 from bot.models.canvas import Placement
+from bot.models.lora import Lora
 from bot.models.options import (
     DEFAULT_ASPECT_RATIO,
     DEFAULT_MODEL,
@@ -54,6 +55,7 @@ def build_request(
     max_prompt_length: int = 1000,
     rng: random.Random | None = None,
     placement: Placement | None = None,
+    lora: Lora | None = None,
 ) -> GenerationRequest:
     """Validate a member's options and turn them into a :class:`GenerationRequest`.
 
@@ -62,8 +64,13 @@ def build_request(
     the model defaults to :data:`DEFAULT_MODEL`, the aspect ratio to 1:1, and the seed is drawn from
     ``rng`` (a :class:`random.SystemRandom` by default) so the member can reproduce the image later.
     ``placement``: an outpainting route's canvas (required there, refused elsewhere).
+    ``lora``: a LoRA style's, given exactly for a LoRA route (:attr:`ModelSpec.lora_base`).
     """
     spec = get_model(DEFAULT_MODEL if model is None else model.strip())
+    if spec.lora_base is not None and lora is None:
+        raise InvalidOptions(f"{spec.label} runs only through a LoRA style (`/style list`).")
+    if spec.lora_base is None and lora is not None:
+        raise ValueError(f"{spec.key} takes no LoRA")
     text = _checked_prompt(prompt, max_prompt_length)
     images = _checked_images(spec, input_images)
     _check_placement(spec, placement, images)
@@ -96,6 +103,7 @@ def build_request(
         input_images=images,
         nonce=nonce,
         placement=placement,
+        lora=lora,
         **options,
     )
 

@@ -59,6 +59,7 @@ def retarget(
     if seed is _KEEP:
         seed = request.seed if request.model.has_seed and spec.has_seed else None
     style = changes.pop("style", request.style)
+    lora = request.lora if spec.lora_base is not None else None  # kept on a LoRA route (Reroll, a Final)
     ratio = changes.pop("aspect_ratio", None) or request.aspect_ratio
     if ratio not in spec.aspect_ratios:
         ratio = None if ratio == "auto" else nearest_aspect_ratio(spec, request.width, request.height)
@@ -76,6 +77,7 @@ def retarget(
         allow_grounding=True,  # the server's /safety grounding switch is checked at admission
         max_prompt_length=max(1, len(request.prompt)),
         placement=placement,
+        lora=lora,
         **options,
     )
     return dataclasses.replace(rebuilt, style=style)
@@ -168,6 +170,7 @@ def legacy_record(job: LegacyJob) -> dict[str, Any]:
         "nonce": None,
         "safety_tolerance": params.get("safety_tolerance"),
         "style": job.style,
+        "lora": [params["finetune_id"], params.get("finetune_strength", 1.0)] if "finetune_id" in params else None,
     }
 
 

@@ -45,11 +45,12 @@ PIXELS_PER_MEGAPIXEL = 1_000_000
 SizeMode = Literal["dimensions", "aspect_ratio", "resolution", "input", "canvas"]
 """What sets the output size: width/height sent, an aspect ratio sent, FLUX 3's tier, the input image's own size, or
 an outpainting canvas (the request's :class:`~bot.models.canvas.Placement`)."""
-BodyShape = Literal["generation", "image", "outpainting"]
+BodyShape = Literal["generation", "image", "outpainting", "lora"]
 """The JSON body a route takes (:mod:`bot.models.payloads`): ``generation``, a prompt with its options, size and
 input images (every text-to-image and edit route); ``image``, one ``image`` and nothing to steer it (FLUX Tools
 deblur); ``outpainting``, one ``input_image`` placed on a canvas (``width``, ``height``, offsets) with the prompt as
-optional guidance (FLUX Tools outpainting: Zoom out and the pan arrows)."""
+optional guidance (FLUX Tools outpainting: Zoom out and the pan arrows); ``lora``, a generation body plus
+``finetune_id``/``finetune_strength`` (the klein ``-finetuned`` routes)."""
 Family = Literal["flux1", "flux2", "flux3"]
 
 

@@ -74,6 +74,16 @@ def outpainting_body(request: GenerationRequest) -> dict[str, Any]:
     return payload
 
 
+def lora_body(request: GenerationRequest) -> dict[str, Any]:
+    """A FLUX.2 [klein] LoRA route: its base's generation body plus the style's ``finetune_id`` and strength."""
+    if request.lora is None:
+        raise ValueError(f"a request on {request.model.key} carries no LoRA")
+    payload = generation_body(request)
+    payload["finetune_id"] = request.lora.finetune_id
+    payload["finetune_strength"] = request.lora.strength  # always sent: BFL publishes no klein default
+    return payload
+
+
 def _add_safety(request: GenerationRequest, payload: dict[str, Any]) -> None:
     if request.safety_tolerance is not None:  # only ever set by bot.safety, from a moderator's level
         payload["safety_tolerance"] = request.effective_safety_tolerance
@@ -83,5 +93,6 @@ BODIES: dict[BodyShape, Callable[[GenerationRequest], dict[str, Any]]] = {
     "generation": generation_body,
     "image": image_body,
     "outpainting": outpainting_body,
+    "lora": lora_body,
 }
 """The builder of each body shape."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.models.canvas import Placement
+from bot.models.lora import Lora
 from bot.models.options import OPTION_NAMES, PIXELS_PER_MEGAPIXEL
 from bot.models.payloads import BODIES
 from bot.models.spec import ModelSpec
@@ -72,6 +73,9 @@ class GenerationRequest:
     placement: Placement | None = None
     """An outpainting's canvas and where its one input image (already at ``reference_width``×``reference_height``)
     sits on it (:mod:`bot.models.canvas`); set exactly for a ``canvas`` route, whose size it is."""
+    lora: Lora | None = None
+    """A LoRA style's LoRA, set exactly on a LoRA route (``model.lora_base``): sent as ``finetune_id``/
+    ``finetune_strength`` and kept in the record, so Reroll, a Final and a restart send the same body."""
 
     def options(self) -> dict[str, Any]:
         """The options that are set (of :data:`OPTION_NAMES`), by name."""
@@ -93,6 +97,7 @@ class GenerationRequest:
             "safety_tolerance": self.safety_tolerance,
             "style": self.style,
             "placement": None if self.placement is None else self.placement.to_record(),
+            "lora": None if self.lora is None else self.lora.to_record(),
         }
 
     def record_json(self) -> str:
@@ -121,6 +126,7 @@ class GenerationRequest:
             safety_tolerance=record.get("safety_tolerance"),
             style=record.get("style"),
             placement=None if record.get("placement") is None else Placement.from_record(record["placement"]),
+            lora=Lora.from_record(record.get("lora")),
             **options,
         )
 

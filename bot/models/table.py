@@ -59,8 +59,25 @@ def _flux2(key: str, label: str, first_mp: int, extra_mp: int, **facts: Any) -> 
         "options": frozenset(),
         **_FLUX2_INPUTS,
     }
-    price = MegapixelPrice(first_mp_micros=first_mp, extra_mp_micros=extra_mp)
+    price = facts.pop("price", None) or MegapixelPrice(first_mp_micros=first_mp, extra_mp_micros=extra_mp)
     return ModelSpec(key=key, label=label, price=price, **{**common, **facts})
+
+
+# A LoRA route's bound (BFL publishes no price for the public-beta LoRA routes; the ledger settles from `cost`):
+# FLUX.2 [pro]'s list rates, $0.03 for the first megapixel and $0.015 for each further megapixel of output and of
+# input, each rounded up. That is twice [klein]'s first-megapixel price and 7.5x its extra-megapixel rate, above the
+# 1.5x that BFL's FLUX.1 finetuned routes cost over their base (6 credits against 4). A 1 MP image: $0.03.
+_LORA_PRICE = UpperBoundPrice(first_mp_micros=30_000, extra_mp_micros=15_000)
+
+
+def _klein_lora(key: str, base: str) -> ModelSpec:
+    """A FLUX.2 [klein] ``-finetuned`` route: its base's sizes and inputs, a ``lora`` body, an upper-bound price.
+
+    The schema (``Flux2KleinFinetuneInputs``) is the base's plus ``finetune_id``/``finetune_strength``.
+    """
+    klein = {"flux-2-klein-9b": "FLUX.2 [klein] 9B", "flux-2-klein-4b": "FLUX.2 [klein] 4B"}[base]
+    facts: dict[str, Any] = {"max_input_images": 4, "body": "lora", "lora_base": base, "price": _LORA_PRICE}
+    return _flux2(key, f"{klein} + LoRA", 0, 0, **facts)
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -129,6 +146,9 @@ MODELS: dict[str, ModelSpec] = {
             image_safety_max=2,  # BFL caps FLUX 3 at 2 when images are attached (bfl-api.md §00 / issue 21)
             takes_user=False,  # Flux3ImageInputs is strict and has no `user`
         ),
+        # The klein LoRA routes below are reached only through a LoRA style (bot.styles), never picked.
+        _klein_lora("flux-2-klein-9b-finetuned", "flux-2-klein-9b"),
+        _klein_lora("flux-2-klein-4b-finetuned", "flux-2-klein-4b"),
         # The FLUX Tools below are reached only through a result button (button_only), never picked.
         ModelSpec(
             key="flux-tools/deblur-v1",  # POST /v1/flux-tools/deblur-v1: the Sharpen button
@@ -195,14 +215,17 @@ def get_model(key: str) -> ModelSpec:
 
 
 def offered_models() -> list[ModelSpec]:
-    """The models members pick (every command's choices, defaults, drafts, fallbacks): all but button-only routes."""
-    return [spec for spec in MODELS.values() if not spec.button_only]
+    """The models members pick (every command's choices, defaults, drafts, fallbacks): :attr:`ModelSpec.offered`.
+
+    All but the button-only routes and the LoRA routes.
+    """
+    return [spec for spec in MODELS.values() if spec.offered]
 
 
 def is_offered(key: str) -> bool:
     """Whether ``key`` is a model members may pick (:func:`offered_models`)."""
     spec = MODELS.get(key)
-    return spec is not None and not spec.button_only
+    return spec is not None and spec.offered
 
 
 def models_supporting(option: str) -> list[ModelSpec]:

@@ -29,6 +29,7 @@ from bot.models import (
     offered_models,
 )
 from bot.models.canvas import placement_for
+from bot.models.lora import Lora
 from tests.fakes.fake_bfl import FLUX3_TIER_PRICES, load_spec, price_credits, validate_body
 
 SPEC = load_spec()
@@ -676,8 +677,15 @@ def test_no_payload_carries_user():
         seed = 1 if spec.has_seed else None
         images = [_image()] if spec.size_mode in ("input", "canvas") else []  # the tools work on one image
         placement = placement_for("zoom15", images[0].width, images[0].height) if spec.size_mode == "canvas" else None
+        lora = Lora("fluxcord-house") if spec.lora_base is not None else None  # a LoRA route: a LoRA style's
         request = build_request(
-            model=spec.key, prompt="x", aspect_ratio=None, seed=seed, input_images=images, placement=placement
+            model=spec.key,
+            prompt="x",
+            aspect_ratio=None,
+            seed=seed,
+            input_images=images,
+            placement=placement,
+            lora=lora,
         )
         assert "user" not in request.bfl_payload()
 

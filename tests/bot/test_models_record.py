@@ -23,6 +23,7 @@ from bot.models import (
     retarget,
 )
 from bot.models.canvas import placement_for
+from bot.models.lora import Lora
 from tests.bot.test_models import full_options
 
 ids = list(MODELS)
@@ -36,7 +37,8 @@ def png(width: int, height: int) -> InputImage:
 
 
 def full_request(spec: ModelSpec) -> GenerationRequest:
-    """A request on ``spec`` with every option it supports set, input images where it takes them, a style."""
+    """A request on ``spec`` with every option it supports set, input images where it takes them, a style (and on
+    a LoRA route, a LoRA shared by another org at a strength that is not the default)."""
     options = full_options(spec)  # steps, guidance, raw, prompt_upsampling at an extreme of their range
     if spec.supports("grounding"):
         options["grounding"] = True
@@ -53,6 +55,7 @@ def full_request(spec: ModelSpec) -> GenerationRequest:
         input_images=images,
         allow_grounding=True,
         placement=placement,
+        lora=Lora("acme-org/mascot_v2", 0.85) if spec.lora_base is not None else None,
         **options,
     )
     return dataclasses.replace(request, safety_tolerance=spec.safety_range[1], style="Watercolour")

@@ -49,7 +49,7 @@ def minimal_body(model: str) -> dict[str, Any]:
     else:
         body = {"prompt": "a frame"}
     if "finetuned" in model:
-        body["finetune_id"] = "my-finetune"
+        body["finetune_id"] = "fluxcord-house"  # on the fake's account (KNOWN_FINETUNES; the FLUX.1 routes take any)
     return body
 
 

@@ -42,3 +42,17 @@ TOOL_ROUTES = ("/v1/flux-tools/deblur-v1", "/v1/flux-tools/outpainting-v1")
 DEBLUR_MAX_PIXELS = FLUX2_MAX_PIXELS
 #: Outpainting's canvas limit, width × height ≤ 4 MP (BFL's SDK; not in the schema), 2048².
 OUTPAINTING_MAX_PIXELS = 2048 * 2048
+
+#: The FLUX.2 [klein] LoRA routes the fake serves (a LoRA style's), each validated against its own reconstructed
+#: schema file (BFL's ``openapi.json`` lacks them; see tests/specs/README.md).
+LORA_ROUTES: dict[str, Path] = {
+    f"flux-2-klein-{size}-finetuned": REPO_ROOT / "tests" / "specs" / f"bfl-flux-2-klein-{size}-finetuned.json"
+    for size in ("4b", "9b")
+}
+#: The LoRAs on the fake account's dashboard (``FakeBfl.finetunes`` starts with these; tests may change it).
+KNOWN_FINETUNES = frozenset({"fluxcord-house", "acme-org/mascot_v2"})
+#: How the fake answers a ``finetune_id`` its account does not have: BFL documents no answer; the one public
+#: trace (FLUX.1 finetuned inference, 2025) is ``{"detail": "Finetune not found or not ready"}``, a plain
+#: FastAPI ``HTTPException``; its status is not recorded, so the fake uses the natural one, 404, at submit.
+UNKNOWN_FINETUNE_STATUS = 404
+UNKNOWN_FINETUNE_DETAIL = "Finetune not found or not ready"

@@ -41,6 +41,9 @@ MEGAPIXEL_PRICES: dict[str, tuple[Decimal, Decimal]] = {
     "flux-2-klein-9b-preview": (Decimal("1.5"), Decimal("0.2")),
     # Deblur has no published price; it runs on [klein] 9B, so the fake bills [klein] 9B's rates (input included).
     "flux-tools/deblur-v1": (Decimal("1.5"), Decimal("0.2")),
+    # The klein LoRA routes have no published price (public beta); the fake bills a little over their base's.
+    "flux-2-klein-4b-finetuned": (Decimal("1.6"), Decimal("0.2")),
+    "flux-2-klein-9b-finetuned": (Decimal("1.8"), Decimal("0.3")),
 }
 # Outpainting has no published price; the fake bills the one figure found (a third party's "from $0.10/MP", 10
 # credits per megapixel of the canvas, its input not billed), below the bot's documented bound.

@@ -22,6 +22,7 @@ from tests.fakes.fake_bfl.constants import (
     FLUX3_INPUT_MIN_SIDE,
     FLUX3_MODEL,
     FLUX3_SPEC_PATH,
+    LORA_ROUTES,
     OUTPAINTING_MAX_PIXELS,
     TOOL_ROUTES,
 )
@@ -88,7 +89,22 @@ def generation_routes(path: Path | None = None) -> dict[str, RouteSchema]:
         )
     if FLUX3_MODEL not in routes:
         routes[FLUX3_MODEL] = flux3_limits()
+    for model, path in LORA_ROUTES.items():
+        routes[model] = lora_route(model, path)
     return routes
+
+
+def lora_route(model: str, path: Path) -> RouteSchema:
+    """A FLUX.2 [klein] LoRA route from its own schema file (BFL's ``openapi.json`` does not carry these)."""
+    schema = json.loads(path.read_text(encoding="utf-8"))["request"]
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return RouteSchema(
+        model=model,
+        schema=schema,
+        validator=jsonschema.Draft202012Validator(schema),
+        properties=frozenset(schema["properties"]),
+        closed=False,  # like its base route's: unknown fields are refused by validate_body all the same
+    )
 
 
 @functools.cache
