@@ -36,6 +36,7 @@ MAX_ID = 2**63 - 1  # a job, group or interaction id: a 64-bit signed integer in
 ALL_ACTIONS = (
     *("reroll", "cancel", "vary", "edit", "delete", "details", "detail", "use", "final", "go", "no", "fallback"),
     "privacy",  # /privacy forget's Forget / Keep: a plain view with its own timeout (cogs/privacy.py)
+    *("ask", "approve", "deny"),  # Ask for more and the mod-log's Approve / Deny (cogs/_asks.py)
 )
 """Every action a Fluxcord custom id can name (any other gets :data:`UNAVAILABLE_TEXT`)."""
 
