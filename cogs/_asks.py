@@ -96,7 +96,8 @@ class AskModal(discord.ui.Modal, title="Ask for more"):
         """Ask the moderators."""
         await self.handler.submit(interaction, self.amount.value, self.reason.value)
 
-    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
+    # discord.ui.Modal's on_error takes no `item` (discord.py's BaseView's does): mypy sees an override.
+    async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:  # type: ignore[override]
         """The one error path."""
         typed = ours(interaction)
         await typed.client.tree.on_error(typed, error)
