@@ -38,6 +38,7 @@ from bot.startup import (
 )
 from bot.startup_bfl import check_bfl_at_startup
 from bot.tree import FluxcordTree
+from cogs._asks import refusal_view
 from cogs._render import error_text, notice_text
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ class FluxcordBot(commands.Bot):
 
     #: How the one error path words the core's refusals (cogs/_render.py: markup lives in cogs/).
     error_text = staticmethod(error_text)
+    #: The buttons under a refusal that has some (Ask for more under a member's budget refusal).
+    refusal_view = staticmethod(refusal_view)
 
     def __init__(
         self, services: ServicesFor, *, background_work: bool = True, role: str = "bot", **options: Any

@@ -1,4 +1,4 @@
-"""Per-server switches: paused, the moderator role, the mod-log channel, the fallback and draft models.
+"""Per-server switches: paused, the moderator role, the mod-log channel, the fallback and draft models, asks.
 
 Each change is audited (:class:`bot.audit.AuditLog`) in the transaction that makes it.
 """
@@ -10,7 +10,14 @@ from dataclasses import dataclass
 from bot.audit import SERVER, AuditEntry, AuditLog
 from bot.storage.database import Database
 
-COLUMNS = ("paused", "moderator_role_id", "modlog_channel_id", "fallback_model", "draft_model")
+COLUMNS = (
+    "paused",
+    "moderator_role_id",
+    "modlog_channel_id",
+    "fallback_model",
+    "draft_model",
+    "ask_admin_above_micros",
+)
 
 
 @dataclass(frozen=True)
@@ -22,6 +29,7 @@ class GuildSettings:
     modlog_channel_id: int | None = None
     fallback_model: str | None = None  # offered when a model's circuit breaker refuses (bot/engine/fallback.py)
     draft_model: str | None = None  # `/imagine draft:true` candidates; None: the DRAFT_MODEL setting
+    ask_admin_above_micros: int | None = None  # asks for more above this need an administrator (None: the default)
 
 
 class ServerSettings:

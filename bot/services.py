@@ -16,6 +16,7 @@ import aiohttp
 from bot.audit import AuditLog
 from bot.bfl.client import BflClient, BflPolicy
 from bot.billing.alerts import SpendAlerts
+from bot.billing.asks import AskStore
 from bot.billing.bookkeeping import Bookkeeping
 from bot.billing.ledger import Ledger
 from bot.billing.limits import LimitsService
@@ -51,6 +52,7 @@ class ServerServices:
     safety: SafetyService
     audit: AuditLog  # moderators' changes
     modlog: ModLog
+    asks: AskStore  # members' requests for more, waiting for a moderator (Ask for more)
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,7 @@ def build_services(
         jobs,
         ledger,
         engine,
-        ServerServices(server_settings, limits, safety, audit, modlog),
+        ServerServices(server_settings, limits, safety, audit, modlog, AskStore(db, ledger, audit, clock)),
         MemberServices(prefs, styles, privacy, JobSources(db), OfferStore(db, clock=clock)),
         Operations(clock, bfl, metrics, Bookkeeping(db, clock=clock, observer=metrics)),
     )

@@ -42,12 +42,12 @@ class FluxcordTree(app_commands.CommandTree["FluxcordBot"]):
         """
         cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
         if isinstance(cause, FluxcordError):
-            # A refusal may carry buttons (the fallback offer, cogs/_fallback.py).
+            # A refusal may carry buttons (the fallback offer, cogs/_fallback.py; Ask for more, cogs/_asks.py).
             await reply(
                 interaction,
                 interaction.client.error_text(cause),
                 ephemeral=cause.ephemeral,
-                view=getattr(cause, "view", None),
+                view=getattr(cause, "view", None) or interaction.client.refusal_view(cause),
             )
         elif isinstance(cause, app_commands.TransformerError):
             await reply(interaction, f"`{cause.value}` is not a valid value for this option.", ephemeral=True)

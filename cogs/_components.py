@@ -38,6 +38,7 @@ ALL_ACTIONS = (
     *("zoom15", "zoom2", "pan_left", "pan_right", "pan_up", "pan_down"),  # outpainting (bot/models/canvas.py)
     *("use", "final", "go", "no", "fallback"),
     "privacy",  # /privacy forget's Forget / Keep: a plain view with its own timeout (cogs/privacy.py)
+    *("ask", "approve", "deny"),  # Ask for more and the mod-log's Approve / Deny (cogs/_asks.py)
 )
 """Every action a Fluxcord custom id can name (any other gets :data:`UNAVAILABLE_TEXT`)."""
 

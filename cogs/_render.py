@@ -88,7 +88,8 @@ def audit_line(entry: AuditEntry) -> str:
     """A one-line, human summary of a moderator change for the mod-log channel."""
     change = f"{stored(entry.old_value, entry.guild_id)} → {stored(entry.new_value, entry.guild_id)}"
     target = stored(entry.target, entry.guild_id)
-    return f"{member(entry.actor_id)} {entry.action.replace('.', ' ')} for {target}: {change}"
+    flag = " ⚠️ self-benefiting" if entry.self_benefiting else ""
+    return f"{member(entry.actor_id)} {entry.action.replace('.', ' ')} for {target}: {change}{flag}"
 
 
 # -- limits and their refusals -------------------------------------------------------------------------

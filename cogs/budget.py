@@ -7,7 +7,6 @@ is only a default that server admins can change (and it is ignored on subcommand
 from __future__ import annotations
 
 import logging
-import re
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -15,18 +14,18 @@ import discord
 from discord import app_commands
 
 from bot.app import FluxcordBot
-from bot.audit import Subject, SubjectKind
+from bot.audit import Actor, Subject, SubjectKind
+from bot.billing.asks import DEFAULT_ADMIN_ABOVE_MICROS
 from bot.billing.ledger import Metric
 from bot.billing.limits import LimitSetting
-from bot.billing.money import InvalidAmount, format_usd, parse_usd
-from bot.billing.periods import Period
+from bot.billing.money import format_usd
 from bot.billing.reports import spend_report
 from bot.engine.breaker import BreakerState
 from bot.errors import InvalidOptions, NotAllowed
-from bot.models import MODELS, is_offered
 from bot.text import strip_bidi
-from cogs._choices import model_choices
-from cogs._context import ModeratorGroup
+from cogs import _budget_input as given
+from cogs._budget_input import DRAFT_DEFAULT, FALLBACK_OFF
+from cogs._context import ModeratorGroup, role_ids
 from cogs._export import send_ledger_export
 from cogs._render import books_text, channel, role, subject, subject_with_id, when
 from cogs._render import member as mention
@@ -35,7 +34,6 @@ log = logging.getLogger(__name__)
 
 PeriodName = Literal["day", "week", "month"]
 MAX_IMAGES = 100_000
-_USER_ID = re.compile(r"<@!?([0-9]{15,21})>|([0-9]{15,21})")
 
 # Discord does not let a bot change who may see a command: `default_member_permissions` (Manage
 # Server, below) is only the default, and server admins override it per role.
@@ -43,77 +41,6 @@ INTEGRATIONS_NOTE = (
     "Discord shows `/budget` only to members with Manage Server until an administrator allows the role under "
     "Server Settings → Integrations → {bot} → `/budget` (a bot cannot change that itself)."
 )
-
-
-FALLBACK_OFF = "off"
-DRAFT_DEFAULT = "default"
-
-
-def _model_choices(first: str, value: str) -> list[app_commands.Choice[str]]:
-    """Every model with its price, after one special choice (``first`` / ``value``)."""
-    return [app_commands.Choice(name=first, value=value), *model_choices()]
-
-
-def _checked_model(model: str, special: str) -> str | None:
-    """``model`` as chosen (None for the special choice); a value that is no model is refused clearly."""
-    if model == special:
-        return None
-    if not is_offered(model):  # a button-only route (Sharpen's deblur) renders no drafts and serves no fallback
-        shown = strip_bidi(model[:40]).replace("`", "")
-        raise InvalidOptions(f"`{shown}` is not a model: choose one from the list.")
-    return model
-
-
-def _draft_text(model: str | None, bot_default: str) -> str:
-    chosen = model if model in MODELS else bot_default
-    spec = MODELS[chosen]
-    where = "this server's choice" if model in MODELS else "the bot's default (DRAFT_MODEL)"
-    return (
-        f"Drafts (`/imagine draft:true`) are made on **{spec.label}** (`{chosen}`, {spec.describe_price()}),"
-        f" {where}; **Final** then renders a candidate on the member's model."
-    )
-
-
-def _fallback_text(model: str | None) -> str:
-    if model is None or model not in MODELS:
-        return "No fallback: when BFL keeps failing for a model, members are asked to try again later."
-    spec = MODELS[model]
-    return (
-        f"Fallback: when BFL keeps failing for a model, members are offered **{spec.label}** (`{model}`,"
-        f" {spec.describe_price()}) with one click, at its own price and within their limits."
-    )
-
-
-def _period(value: str) -> Period:
-    try:
-        return Period(value)
-    except ValueError:
-        shown = strip_bidi(value[:20]).replace("`", "")
-        raise InvalidOptions(f"`{shown}` is not a period: use day, week or month.") from None
-
-
-def _amount(text: str, *, allow_zero: bool = True) -> int:
-    try:
-        return parse_usd(text, allow_zero=allow_zero)
-    except InvalidAmount as exc:
-        raise InvalidOptions(f"Invalid amount: {exc}") from None
-
-
-def _user_id(text: str) -> int:
-    match = _USER_ID.fullmatch(text.strip())
-    if match is None:
-        raise InvalidOptions("`user_id` must be a user id (copy it with Developer Mode: right-click → Copy User ID).")
-    return int(match.group(1) or match.group(2))
-
-
-def _target(who: discord.Member | discord.User | discord.Role) -> Subject:
-    if isinstance(who, discord.Role):
-        if who.managed:
-            raise InvalidOptions(f"{who.mention} belongs to a bot or integration; choose a member's role.")
-        return Subject(SubjectKind.ROLE, who.id)
-    if who.bot:
-        raise InvalidOptions("Bots can't generate images, so they can't have a budget.")
-    return Subject(SubjectKind.MEMBER, who.id)
 
 
 class Budget(
@@ -138,7 +65,7 @@ class Budget(
         period: PeriodName,
     ) -> None:
         """Set a member's or role's dollar budget for a period."""
-        setting = LimitSetting(_target(who), Metric.USD, _period(period), _amount(amount))
+        setting = LimitSetting(given.target(who), Metric.USD, given.period(period), given.amount(amount))
         await self._set(interaction, setting)
 
     @app_commands.command(name="images")
@@ -153,18 +80,18 @@ class Budget(
         """Set a member's or role's image quota for a period."""
         if not 0 <= count <= MAX_IMAGES:
             raise InvalidOptions(f"The image count must be between 0 and {MAX_IMAGES:,}.")
-        await self._set(interaction, LimitSetting(_target(who), Metric.IMAGES, _period(period), count))
+        await self._set(interaction, LimitSetting(given.target(who), Metric.IMAGES, given.period(period), count))
 
     @app_commands.command(name="server")
     @app_commands.describe(amount="Dollars, e.g. 25 (0 blocks spending)", period="Budget period")
     async def set_server(self, interaction: discord.Interaction, amount: str, period: PeriodName) -> None:
         """Set the whole server's dollar budget for a period."""
         target = Subject(SubjectKind.SERVER, interaction.guild_id or 0)
-        await self._set(interaction, LimitSetting(target, Metric.USD, _period(period), _amount(amount)))
+        await self._set(interaction, LimitSetting(target, Metric.USD, given.period(period), given.amount(amount)))
 
     async def _set(self, interaction: discord.Interaction, setting: LimitSetting) -> None:
         guild_id = interaction.guild_id or 0
-        entry, old = await self.services.server.limits.set_limit(guild_id, setting, actor_id=interaction.user.id)
+        entry, old = await self.services.server.limits.set_limit(guild_id, setting, actor_id=_actor(interaction))
         was = f" (was {old.describe()})" if old else ""
         await self.announce(interaction, entry, f"✅ {subject(setting.target, guild_id)}: {setting.describe()}{was}.")
 
@@ -172,15 +99,15 @@ class Budget(
     @app_commands.describe(member="Who gets the extra", amount="Extra dollars for the current period, e.g. 1.00")
     async def grant(self, interaction: discord.Interaction, member: discord.Member, amount: str) -> None:
         """Give a member a one-off extra amount for the current period."""
-        _target(member)
-        micros = _amount(amount, allow_zero=False)
+        given.target(member)
+        micros = given.amount(amount, allow_zero=False)
         guild_id = interaction.guild_id or 0
         entry = await self.services.server.limits.grant(
             self.services.ledger,
             guild_id=guild_id,
             user_id=member.id,
             micros=micros,
-            actor_id=interaction.user.id,
+            actor_id=_actor(interaction),
         )
         await self.announce(
             interaction, entry, f"✅ Granted {member.mention} an extra {format_usd(micros)} this period."
@@ -192,7 +119,7 @@ class Budget(
         """Show the limits moderators have set."""
         guild_id = interaction.guild_id or 0
         limits = self.services.server.limits
-        settings = await (limits.settings_for(_target(who), guild_id) if who else limits.all_settings(guild_id))
+        settings = await (limits.settings_for(given.target(who), guild_id) if who else limits.all_settings(guild_id))
         lines = [f"{subject_with_id(s.target, guild_id)}: {s.describe()}" for s in settings]
         guild = await self.services.server.settings.guild_settings(guild_id)
         cfg = self.services.settings
@@ -223,15 +150,15 @@ class Budget(
     ) -> None:
         """Remove a member's personal overrides (their roles' limits apply again)."""
         if member is not None:
-            _target(member)
+            given.target(member)
         chosen = {member.id} if member is not None else set()
         if user_id is not None:
-            chosen.add(_user_id(user_id))
+            chosen.add(given.user_id(user_id))
         if len(chosen) != 1:
             raise InvalidOptions("Choose one member, or give one user id (`user_id`) for someone who has left.")
         [target_id] = chosen
         entry = await self.services.server.limits.clear_member(
-            interaction.guild_id or 0, target_id, actor_id=interaction.user.id
+            interaction.guild_id or 0, target_id, actor_id=_actor(interaction)
         )
         await self.announce(
             interaction, entry, f"✅ {mention(target_id)} (id {target_id}) is back on their roles' limits."
@@ -275,7 +202,7 @@ class Budget(
     async def report(self, interaction: discord.Interaction, period: PeriodName = "month") -> None:
         """Spend by member and model, top spenders, and BFL's credit balance."""
         await interaction.response.defer(ephemeral=True, thinking=True)  # BFL's balance is a network call
-        chosen = _period(period)
+        chosen = given.period(period)
         report = await spend_report(self.services.db, interaction.guild_id or 0, chosen, self.services.ops.clock())
         try:
             credits = await self.services.ops.bfl.get_credits()
@@ -331,32 +258,47 @@ class Budget(
 
     @app_commands.command(name="fallback")
     @app_commands.describe(model="Offered when a model keeps failing at BFL; Off: no offer (empty: show the setting)")
-    @app_commands.choices(model=_model_choices("Off: no fallback, just the refusal", FALLBACK_OFF))
+    @app_commands.choices(model=given.choices_after("Off: no fallback, just the refusal", FALLBACK_OFF))
     async def fallback(self, interaction: discord.Interaction, model: str | None = None) -> None:
         """Choose the model members are offered when theirs keeps failing at BFL."""
         guild_id = interaction.guild_id or 0
         if model is None:
             current = (await self.services.server.settings.guild_settings(guild_id)).fallback_model
-            await interaction.response.send_message(_fallback_text(current), ephemeral=True)
+            await interaction.response.send_message(given.fallback_text(current), ephemeral=True)
             return
-        chosen = _checked_model(model, FALLBACK_OFF)
-        text = f"✅ {_fallback_text(chosen)}"
+        chosen = given.checked_model(model, FALLBACK_OFF)
+        text = f"✅ {given.fallback_text(chosen)}"
         await self._switch(interaction, "fallback_model", chosen, "fallback.set", chosen, text)
 
     @app_commands.command(name="draft")
     @app_commands.describe(model="The model drafts are made on here; Default: the bot's DRAFT_MODEL (empty: show it)")
-    @app_commands.choices(model=_model_choices("Default: the bot's DRAFT_MODEL", DRAFT_DEFAULT))
+    @app_commands.choices(model=given.choices_after("Default: the bot's DRAFT_MODEL", DRAFT_DEFAULT))
     async def draft(self, interaction: discord.Interaction, model: str | None = None) -> None:
         """Choose the model `/imagine draft:true` makes its cheap candidates on in this server."""
         guild_id = interaction.guild_id or 0
         bot_default = self.services.settings.draft_model
         if model is None:
             current = (await self.services.server.settings.guild_settings(guild_id)).draft_model
-            await interaction.response.send_message(_draft_text(current, bot_default), ephemeral=True)
+            await interaction.response.send_message(given.draft_text(current, bot_default), ephemeral=True)
             return
-        chosen = _checked_model(model, DRAFT_DEFAULT)
-        text = f"✅ {_draft_text(chosen, bot_default)}"
+        chosen = given.checked_model(model, DRAFT_DEFAULT)
+        text = f"✅ {given.draft_text(chosen, bot_default)}"
         await self._switch(interaction, "draft_model", chosen, "draft.set", chosen, text)
+
+    @app_commands.command(name="asks")
+    @app_commands.describe(admin_above="Dollars: Ask for more requests above this need an administrator to approve")
+    async def asks(self, interaction: discord.Interaction, admin_above: str | None = None) -> None:
+        """Show or set the amount above which a member's request for more needs an administrator."""
+        guild_id = interaction.guild_id or 0
+        if admin_above is None:
+            current = (await self.services.server.settings.guild_settings(guild_id)).ask_admin_above_micros
+            await interaction.response.send_message(_asks_text(current), ephemeral=True)
+            return
+        micros = given.amount(admin_above)
+        shown = format_usd(micros)
+        await self._switch(
+            interaction, "ask_admin_above_micros", micros, "asks.admin-above", shown, f"✅ {_asks_text(micros)}"
+        )
 
     @app_commands.command(name="export")
     async def export(self, interaction: discord.Interaction) -> None:
@@ -386,6 +328,20 @@ class Budget(
         text = f"✅ Mod-log: {channel.mention}." if channel else "✅ Mod-log turned off."
         shown = Subject(SubjectKind.CHANNEL, channel.id).key() if channel else None
         await self._switch(interaction, "modlog_channel_id", channel.id if channel else None, "modlog.set", shown, text)
+
+
+def _actor(interaction: discord.Interaction) -> Actor:
+    """The moderator making a change, for the self-benefit check (administrator, roles from the payload)."""
+    return Actor(interaction.user.id, interaction.permissions.administrator, role_ids(interaction))
+
+
+def _asks_text(micros: int | None) -> str:
+    limit = format_usd(DEFAULT_ADMIN_ABOVE_MICROS if micros is None else micros)
+    default = " (the default)" if micros is None else ""
+    return (
+        f"Members refused by their budget can **Ask for more**; moderators approve requests up to {limit}{default}"
+        " in the mod-log, and an administrator anything above."
+    )
 
 
 async def setup(bot: FluxcordBot) -> None:

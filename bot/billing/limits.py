@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot.audit import AuditEntry, AuditLog, Subject, SubjectKind
+from bot.audit import Actor, AuditEntry, AuditLog, Subject, SubjectKind
 from bot.billing.caps import Limit, Metric, Scope, Source, describe_limit
 from bot.billing.ledger import Ledger
 from bot.billing.money import format_usd
@@ -129,9 +129,15 @@ class LimitsService:
         return [_setting(row) for row in rows]
 
     async def set_limit(
-        self, guild_id: int, setting: LimitSetting, *, actor_id: int
+        self, guild_id: int, setting: LimitSetting, *, actor_id: int | Actor
     ) -> tuple[AuditEntry, LimitSetting | None]:
-        """Create or replace one limit; return the audit entry and the previous setting."""
+        """Create or replace one limit; return the audit entry and the previous setting.
+
+        ``actor_id``: a moderator (:class:`Actor`) is refused a raise of a limit that applies to
+        themselves unless an administrator (:class:`bot.audit.SelfBenefitRefused`, nothing written);
+        a new limit counts as a raise. A bare id is trusted (no such check).
+        """
+        actor, actor_id = _who(actor_id)
         target = setting.target
         async with self._db.transaction() as tx:
             row = await tx.fetch_one(
@@ -140,6 +146,8 @@ class LimitsService:
                 (guild_id, target.kind.value, target.id, setting.metric.value, setting.period.value),
             )
             old = _setting(row) if row else None
+            raised = old is None or setting.value > old.value
+            benefits = actor is not None and actor.allow(raised and actor.is_subject_of(target, guild_id))
             now = to_millis(self._clock())
             await tx.execute(
                 "INSERT INTO limits (guild_id, target_kind, target_id, metric, period, value, updated_by,"
@@ -158,11 +166,16 @@ class LimitsService:
                 ),
             )
             change = (old.describe() if old else None, setting.describe())
-            entry = await self._audit.write(tx, guild_id, actor_id, f"{setting.metric.value} limit.set", target, change)
+            action = f"{setting.metric.value} limit.set"
+            entry = await self._audit.write(tx, guild_id, actor_id, action, target, change, self_benefiting=benefits)
         return entry, old
 
-    async def clear_member(self, guild_id: int, user_id: int, *, actor_id: int) -> AuditEntry:
-        """Remove every override set on one member (they fall back to their roles)."""
+    async def clear_member(self, guild_id: int, user_id: int, *, actor_id: int | Actor) -> AuditEntry:
+        """Remove every override set on one member (they fall back to their roles).
+
+        A moderator (:class:`Actor`) removing their own overrides needs an administrator (it may raise them).
+        """
+        actor, actor_id = _who(actor_id)
         target = Subject(SubjectKind.MEMBER, user_id)
         async with self._db.transaction() as tx:
             rows = await tx.fetch_all(
@@ -170,22 +183,37 @@ class LimitsService:
                 " WHERE guild_id = ? AND target_kind = 'member' AND target_id = ?",
                 (guild_id, user_id),
             )
+            benefits = actor is not None and actor.allow(bool(rows) and actor.is_subject_of(target, guild_id))
             await tx.execute(
                 "DELETE FROM limits WHERE guild_id = ? AND target_kind = 'member' AND target_id = ?",
                 (guild_id, user_id),
             )
             old = ", ".join(_setting(r).describe() for r in rows) or None
-            return await self._audit.write(tx, guild_id, actor_id, "overrides.reset", target, (old, "role limits"))
+            change = (old, "role limits")
+            return await self._audit.write(
+                tx, guild_id, actor_id, "overrides.reset", target, change, self_benefiting=benefits
+            )
 
-    async def grant(self, ledger: Ledger, *, guild_id: int, user_id: int, micros: int, actor_id: int) -> AuditEntry:
+    async def grant(
+        self, ledger: Ledger, *, guild_id: int, user_id: int, micros: int, actor_id: int | Actor
+    ) -> AuditEntry:
         """Give a member a one-off extra ``micros`` for the current periods, audited: ONE transaction.
 
-        If the audit row cannot be written, the grant is rolled back with it and the error raised.
+        If the audit row cannot be written, the grant is rolled back with it and the error raised. A
+        moderator (:class:`Actor`) granting themselves needs an administrator; the row is flagged.
         """
+        actor = actor_id if isinstance(actor_id, Actor) else Actor(actor_id, administrator=True)
+        benefits = actor.allow(user_id == actor.id)
         member = Subject(SubjectKind.MEMBER, user_id)
+        change = (None, f"+{format_usd(micros)}")
         async with self._db.transaction() as tx:
-            await ledger.grant(guild_id=guild_id, user_id=user_id, micros=micros, actor_id=actor_id, executor=tx)
-            return await self._audit.write(tx, guild_id, actor_id, "grant", member, (None, f"+{format_usd(micros)}"))
+            await ledger.grant(guild_id=guild_id, user_id=user_id, micros=micros, actor_id=actor.id, executor=tx)
+            return await self._audit.write(tx, guild_id, actor.id, "grant", member, change, self_benefiting=benefits)
+
+
+def _who(actor: int | Actor) -> tuple[Actor | None, int]:
+    """The moderator to check for self-benefit (None: a bare id, trusted), and their id."""
+    return (actor, actor.id) if isinstance(actor, Actor) else (None, actor)
 
 
 def _setting(row: Mapping[str, Any]) -> LimitSetting:

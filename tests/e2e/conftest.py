@@ -213,10 +213,13 @@ class BotHarness:
 
 
 @asynccontextmanager
-async def running_bot(fake, bfl, settings, *, bfl_options=None, engine_options=None) -> AsyncIterator[BotHarness]:
+async def running_bot(
+    fake, bfl, settings, *, bfl_options=None, engine_options=None, clock=None
+) -> AsyncIterator[BotHarness]:
     """The real bot (``assemble``, as `python -m bot` builds it), logged in to ``fake``.
 
-    ``bfl_options``: the BFL client's (default: fast polls and back-offs); ``engine_options``: the job engine's.
+    ``bfl_options``: the BFL client's (default: fast polls and back-offs); ``engine_options``: the job engine's;
+    ``clock``: the bot's (default: the wall clock).
     """
     from bot.app import assemble
 
@@ -224,7 +227,8 @@ async def running_bot(fake, bfl, settings, *, bfl_options=None, engine_options=N
     fast = {"backoff_base": 0.001, "backoff_cap": 0.01}
     options = dict(fast if bfl_options is None else bfl_options)
     options["engine_options"] = {"observer": events} | options.get("engine_options", {}) | (engine_options or {})
-    async with assemble(settings, bfl_options=options, guild_ready_timeout=0.05) as bot:
+    timing = {"clock": clock} if clock is not None else {}
+    async with assemble(settings, bfl_options=options, guild_ready_timeout=0.05, **timing) as bot:
         events.metrics = bot.services.ops.metrics  # before the engine starts: the bot's metrics miss nothing
         async with fake.run_bot(bot):
             yield BotHarness(bot, fake, bfl, settings, events)
