@@ -17,6 +17,7 @@ from bot.audit import AuditLog
 from bot.bfl.client import BflClient, BflPolicy
 from bot.billing.alerts import SpendAlerts
 from bot.billing.bookkeeping import Bookkeeping
+from bot.billing.gifts import Gifts
 from bot.billing.ledger import Ledger
 from bot.billing.limits import LimitsService
 from bot.clock import Clock, utc_now
@@ -51,6 +52,7 @@ class ServerServices:
     safety: SafetyService
     audit: AuditLog  # moderators' changes
     modlog: ModLog
+    gifts: Gifts  # members' gifts of their remaining budget (`/gift`)
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,7 @@ def build_services(
         jobs,
         ledger,
         engine,
-        ServerServices(server_settings, limits, safety, audit, modlog),
+        ServerServices(server_settings, limits, safety, audit, modlog, Gifts(db, audit, clock)),
         MemberServices(prefs, styles, privacy, JobSources(db), OfferStore(db, clock=clock)),
         Operations(clock, bfl, metrics, Bookkeeping(db, clock=clock, observer=metrics)),
     )

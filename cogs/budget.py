@@ -23,9 +23,16 @@ from bot.billing.periods import Period
 from bot.billing.reports import spend_report
 from bot.engine.breaker import BreakerState
 from bot.errors import InvalidOptions, NotAllowed
-from bot.models import MODELS
 from bot.text import strip_bidi
-from cogs._choices import model_choices
+from cogs._budget_texts import (
+    DRAFT_DEFAULT,
+    FALLBACK_OFF,
+    checked_model,
+    draft_text,
+    fallback_text,
+    gifts_text,
+    model_choices_with,
+)
 from cogs._context import ModeratorGroup
 from cogs._export import send_ledger_export
 from cogs._render import books_text, channel, role, subject, subject_with_id, when
@@ -43,45 +50,6 @@ INTEGRATIONS_NOTE = (
     "Discord shows `/budget` only to members with Manage Server until an administrator allows the role under "
     "Server Settings → Integrations → {bot} → `/budget` (a bot cannot change that itself)."
 )
-
-
-FALLBACK_OFF = "off"
-DRAFT_DEFAULT = "default"
-
-
-def _model_choices(first: str, value: str) -> list[app_commands.Choice[str]]:
-    """Every model with its price, after one special choice (``first`` / ``value``)."""
-    return [app_commands.Choice(name=first, value=value), *model_choices()]
-
-
-def _checked_model(model: str, special: str) -> str | None:
-    """``model`` as chosen (None for the special choice); a value that is no model is refused clearly."""
-    if model == special:
-        return None
-    if model not in MODELS:
-        shown = strip_bidi(model[:40]).replace("`", "")
-        raise InvalidOptions(f"`{shown}` is not a model: choose one from the list.")
-    return model
-
-
-def _draft_text(model: str | None, bot_default: str) -> str:
-    chosen = model if model in MODELS else bot_default
-    spec = MODELS[chosen]
-    where = "this server's choice" if model in MODELS else "the bot's default (DRAFT_MODEL)"
-    return (
-        f"Drafts (`/imagine draft:true`) are made on **{spec.label}** (`{chosen}`, {spec.describe_price()}),"
-        f" {where}; **Final** then renders a candidate on the member's model."
-    )
-
-
-def _fallback_text(model: str | None) -> str:
-    if model is None or model not in MODELS:
-        return "No fallback: when BFL keeps failing for a model, members are asked to try again later."
-    spec = MODELS[model]
-    return (
-        f"Fallback: when BFL keeps failing for a model, members are offered **{spec.label}** (`{model}`,"
-        f" {spec.describe_price()}) with one click, at its own price and within their limits."
-    )
 
 
 def _period(value: str) -> Period:
@@ -185,6 +153,19 @@ class Budget(
         await self.announce(
             interaction, entry, f"✅ Granted {member.mention} an extra {format_usd(micros)} this period."
         )
+
+    @app_commands.command(name="gifts")
+    @app_commands.describe(cap="Most one member may give per day with /gift, e.g. 1.00 (0: off; empty: show)")
+    async def gifts(self, interaction: discord.Interaction, cap: str | None = None) -> None:
+        """Let members give each other budget (`/gift`) up to a daily cap, or turn gifts off."""
+        guild_id = interaction.guild_id or 0
+        if cap is None:
+            current = (await self.services.server.settings.guild_settings(guild_id)).gift_cap_micros
+            await interaction.response.send_message(gifts_text(current), ephemeral=True)
+            return
+        micros = _amount(cap)
+        shown = format_usd(micros) if micros else "off"
+        await self._switch(interaction, "gift_cap_micros", micros, "gifts.cap", shown, f"✅ {gifts_text(micros)}")
 
     @app_commands.command(name="show")
     @app_commands.describe(who="Member, former member or role (default: everything set in this server)")
@@ -331,31 +312,31 @@ class Budget(
 
     @app_commands.command(name="fallback")
     @app_commands.describe(model="Offered when a model keeps failing at BFL; Off: no offer (empty: show the setting)")
-    @app_commands.choices(model=_model_choices("Off: no fallback, just the refusal", FALLBACK_OFF))
+    @app_commands.choices(model=model_choices_with("Off: no fallback, just the refusal", FALLBACK_OFF))
     async def fallback(self, interaction: discord.Interaction, model: str | None = None) -> None:
         """Choose the model members are offered when theirs keeps failing at BFL."""
         guild_id = interaction.guild_id or 0
         if model is None:
             current = (await self.services.server.settings.guild_settings(guild_id)).fallback_model
-            await interaction.response.send_message(_fallback_text(current), ephemeral=True)
+            await interaction.response.send_message(fallback_text(current), ephemeral=True)
             return
-        chosen = _checked_model(model, FALLBACK_OFF)
-        text = f"✅ {_fallback_text(chosen)}"
+        chosen = checked_model(model, FALLBACK_OFF)
+        text = f"✅ {fallback_text(chosen)}"
         await self._switch(interaction, "fallback_model", chosen, "fallback.set", chosen, text)
 
     @app_commands.command(name="draft")
     @app_commands.describe(model="The model drafts are made on here; Default: the bot's DRAFT_MODEL (empty: show it)")
-    @app_commands.choices(model=_model_choices("Default: the bot's DRAFT_MODEL", DRAFT_DEFAULT))
+    @app_commands.choices(model=model_choices_with("Default: the bot's DRAFT_MODEL", DRAFT_DEFAULT))
     async def draft(self, interaction: discord.Interaction, model: str | None = None) -> None:
         """Choose the model `/imagine draft:true` makes its cheap candidates on in this server."""
         guild_id = interaction.guild_id or 0
         bot_default = self.services.settings.draft_model
         if model is None:
             current = (await self.services.server.settings.guild_settings(guild_id)).draft_model
-            await interaction.response.send_message(_draft_text(current, bot_default), ephemeral=True)
+            await interaction.response.send_message(draft_text(current, bot_default), ephemeral=True)
             return
-        chosen = _checked_model(model, DRAFT_DEFAULT)
-        text = f"✅ {_draft_text(chosen, bot_default)}"
+        chosen = checked_model(model, DRAFT_DEFAULT)
+        text = f"✅ {draft_text(chosen, bot_default)}"
         await self._switch(interaction, "draft_model", chosen, "draft.set", chosen, text)
 
     @app_commands.command(name="export")
