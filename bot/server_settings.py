@@ -1,4 +1,4 @@
-"""Per-server switches: paused, the moderator role, the mod-log channel, the fallback and draft models, gifts.
+"""Per-server switches: the pause, the moderator role, the mod-log, the models, gifts, the priority role.
 
 Each change is audited (:class:`bot.audit.AuditLog`) in the transaction that makes it.
 """
@@ -13,7 +13,15 @@ from bot.audit import SERVER, AuditEntry, AuditLog
 from bot.billing.money import format_usd
 from bot.storage.database import Database
 
-COLUMNS = ("paused", "moderator_role_id", "modlog_channel_id", "fallback_model", "draft_model", "gift_cap_micros")
+COLUMNS = (
+    "paused",
+    "moderator_role_id",
+    "modlog_channel_id",
+    "fallback_model",
+    "draft_model",
+    "gift_cap_micros",
+    "priority_role_id",
+)
 
 
 # How an earlier value is shown in the audit row, when not as stored.
@@ -30,6 +38,7 @@ class GuildSettings:
     fallback_model: str | None = None  # offered when a model's circuit breaker refuses (bot/engine/fallback.py)
     draft_model: str | None = None  # `/imagine draft:true` candidates; None: the DRAFT_MODEL setting
     gift_cap_micros: int = 0  # what one member may give per UTC day (`/gift`, bot/billing/gifts.py); 0: off
+    priority_role_id: int | None = None  # its members' jobs go first within the server (`/budget priority`)
 
 
 class ServerSettings:

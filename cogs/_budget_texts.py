@@ -1,4 +1,4 @@
-"""What `/budget fallback`, `/budget draft` and `/budget gifts` offer and say (the group: cogs/budget.py)."""
+"""What `/budget fallback`, `draft`, `gifts` and `priority` offer and say (the group: cogs/budget.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from bot.errors import InvalidOptions
 from bot.models import MODELS
 from bot.text import strip_bidi
 from cogs._choices import model_choices
+from cogs._render import role
 
 FALLBACK_OFF = "off"
 DRAFT_DEFAULT = "default"
@@ -56,4 +57,14 @@ def gifts_text(cap_micros: int) -> str:
     return (
         f"Gifts are on: a member may give others up to {format_usd(cap_micros)} per day (UTC) of their own"
         " remaining budget with `/gift`."
+    )
+
+
+def priority_text(role_id: int | None, guild_id: int) -> str:
+    """What `/budget priority` says about the server's priority lane."""
+    if role_id is None:
+        return "No priority lane: this server's jobs go by the fair order alone (`/budget priority role:` sets one)."
+    return (
+        f"Priority lane: jobs of members with {role(role_id, guild_id)} (at the time they ask) go before this"
+        " server's other jobs, shown as ⚡ priority in the queue; other servers keep their turns."
     )
