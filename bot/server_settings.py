@@ -1,13 +1,16 @@
-"""Per-server switches: paused, the moderator role, the mod-log channel, the fallback and draft models, asks.
+"""Per-server switches: the pause, the moderator role, the mod-log, the models, asks, gifts, the priority role.
 
 Each change is audited (:class:`bot.audit.AuditLog`) in the transaction that makes it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from bot.audit import SERVER, AuditEntry, AuditLog
+from bot.billing.money import format_usd
 from bot.storage.database import Database
 
 COLUMNS = (
@@ -17,7 +20,13 @@ COLUMNS = (
     "fallback_model",
     "draft_model",
     "ask_admin_above_micros",
+    "gift_cap_micros",
+    "priority_role_id",
 )
+
+
+# How an earlier value is shown in the audit row, when not as stored.
+_SHOWN: dict[str, Callable[[Any], str]] = {"gift_cap_micros": lambda micros: format_usd(micros) if micros else "off"}
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,8 @@ class GuildSettings:
     fallback_model: str | None = None  # offered when a model's circuit breaker refuses (bot/engine/fallback.py)
     draft_model: str | None = None  # `/imagine draft:true` candidates; None: the DRAFT_MODEL setting
     ask_admin_above_micros: int | None = None  # asks for more above this need an administrator (None: the default)
+    gift_cap_micros: int = 0  # what one member may give per UTC day (`/gift`, bot/billing/gifts.py); 0: off
+    priority_role_id: int | None = None  # its members' jobs go first within the server (`/budget priority`)
 
 
 class ServerSettings:
@@ -62,5 +73,5 @@ class ServerSettings:
                 f" ON CONFLICT (guild_id) DO UPDATE SET {column} = excluded.{column}",
                 (guild_id, value),
             )
-            old = None if before is None or before[0] is None else str(before[0])
+            old = None if before is None or before[0] is None else _SHOWN.get(column, str)(before[0])
             return await self._audit.write(tx, guild_id, actor_id, action, SERVER, (old, shown))

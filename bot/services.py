@@ -18,6 +18,7 @@ from bot.bfl.client import BflClient, BflPolicy
 from bot.billing.alerts import SpendAlerts
 from bot.billing.asks import AskStore
 from bot.billing.bookkeeping import Bookkeeping
+from bot.billing.gifts import Gifts
 from bot.billing.ledger import Ledger
 from bot.billing.limits import LimitsService
 from bot.clock import Clock, utc_now
@@ -53,6 +54,7 @@ class ServerServices:
     audit: AuditLog  # moderators' changes
     modlog: ModLog
     asks: AskStore  # members' requests for more, waiting for a moderator (Ask for more)
+    gifts: Gifts  # members' gifts of their remaining budget (`/gift`)
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,9 @@ def build_services(
         jobs,
         ledger,
         engine,
-        ServerServices(server_settings, limits, safety, audit, modlog, AskStore(db, ledger, audit, clock)),
+        ServerServices(
+            server_settings, limits, safety, audit, modlog, AskStore(db, ledger, audit, clock), Gifts(db, audit, clock)
+        ),
         MemberServices(prefs, styles, privacy, JobSources(db), OfferStore(db, clock=clock)),
         Operations(clock, bfl, metrics, Bookkeeping(db, clock=clock, observer=metrics)),
     )

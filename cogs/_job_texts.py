@@ -26,6 +26,9 @@ def model_label(key: str) -> str:
     return spec.label if spec else key
 
 
+PRIORITY_TEXT = "⚡ priority"  # a queued job in its server's priority lane (`/budget priority`)
+
+
 def shown_position(place: int) -> str:
     """A queue place as shown: exact near the front, rounded further back (fewer message edits)."""
     if place <= 10:
@@ -52,6 +55,8 @@ def progress_text(progress: Progress) -> str:
         text = "⏳ Queued"
         if progress.position is not None:
             text = f"⏳ {shown_position(progress.position)} in queue"
+        if progress.priority:
+            text += f" · {PRIORITY_TEXT}"
         if progress.eta_seconds is not None:
             text += f" · {shown_wait(progress.eta_seconds)}"
         return text
@@ -77,6 +82,8 @@ def _group_progress_text(progress: Progress, label: str) -> str:
     if progress.status is JobStatus.QUEUED and progress.ready == 0:
         text = f"⏳ {shown_position(progress.position)} in queue" if progress.position is not None else "⏳ Queued"
         text += f" · {images} with {label}"
+        if progress.priority:
+            text += f" · {PRIORITY_TEXT}"
         if progress.eta_seconds is not None:
             text += f" · {shown_wait(progress.eta_seconds)}"
         return text

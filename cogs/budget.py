@@ -25,6 +25,7 @@ from bot.errors import InvalidOptions, NotAllowed
 from bot.text import strip_bidi
 from cogs import _budget_input as given
 from cogs._budget_input import DRAFT_DEFAULT, FALLBACK_OFF
+from cogs._budget_texts import gifts_text, priority_text
 from cogs._context import ModeratorGroup, role_ids
 from cogs._export import send_ledger_export
 from cogs._render import books_text, channel, role, subject, subject_with_id, when
@@ -112,6 +113,42 @@ class Budget(
         await self.announce(
             interaction, entry, f"✅ Granted {member.mention} an extra {format_usd(micros)} this period."
         )
+
+    @app_commands.command(name="gifts")
+    @app_commands.describe(cap="Most one member may give per day with /gift, e.g. 1.00 (0: off; empty: show)")
+    async def gifts(self, interaction: discord.Interaction, cap: str | None = None) -> None:
+        """Let members give each other budget (`/gift`) up to a daily cap, or turn gifts off."""
+        guild_id = interaction.guild_id or 0
+        if cap is None:
+            current = (await self.services.server.settings.guild_settings(guild_id)).gift_cap_micros
+            await interaction.response.send_message(gifts_text(current), ephemeral=True)
+            return
+        micros = given.amount(cap)
+        shown = format_usd(micros) if micros else "off"
+        await self._switch(interaction, "gift_cap_micros", micros, "gifts.cap", shown, f"✅ {gifts_text(micros)}")
+
+    @app_commands.command(name="priority")
+    @app_commands.describe(
+        role="Its members' jobs go before this server's other jobs (empty: show the setting)",
+        off="True: no priority lane",
+    )
+    async def priority(
+        self, interaction: discord.Interaction, role: discord.Role | None = None, off: bool = False
+    ) -> None:
+        """Give a role's members a priority lane in this server's queue, or turn it off."""
+        guild_id = interaction.guild_id or 0
+        if role is None and not off:
+            current = (await self.services.server.settings.guild_settings(guild_id)).priority_role_id
+            await interaction.response.send_message(priority_text(current, guild_id), ephemeral=True)
+            return
+        if off and role is not None:
+            raise InvalidOptions("Choose a role, or `off:True`, not both.")
+        if role is not None and role.is_default():
+            raise InvalidOptions("@everyone is every member: a priority lane needs a narrower role.")
+        chosen = None if role is None else role.id
+        shown = Subject(SubjectKind.ROLE, chosen).key() if chosen else None
+        text = f"✅ {priority_text(chosen, guild_id)}"
+        await self._switch(interaction, "priority_role_id", chosen, "priority-role.set", shown, text)
 
     @app_commands.command(name="show")
     @app_commands.describe(who="Member, former member or role (default: everything set in this server)")

@@ -96,12 +96,12 @@ class Admission:
     async def admit(self, request: GenerationRequest, who: Requester, *, acked: bool) -> Job:
         """Reserve and queue ``request`` (or take it from the cache), or raise a member-facing refusal."""
         try:
-            request = await self._gate(request, who)
+            request, priority = await self._gate(request, who)
             cache_key = server_cache_key(who.guild_id, request.cache_key())  # a hit only serves this server
             cached = await self.parts.services.provider.cache.contains(cache_key)
             # A cache hit needs no BFL, so an open breaker does not refuse it.
             trial = False if cached else await self._pass_breaker(request.model)
-            new = new_job(request, who, cache_key)
+            new = new_job(request, who, cache_key, priority=priority)
             p = self.parts
             try:
                 return await self._reserve(
@@ -132,14 +132,14 @@ class Admission:
     ) -> list[Job]:
         """Reserve and queue N images of one prompt all-or-nothing (``who.job_id`` is the group's id)."""
         try:
-            screened = await self._gate(requests[0], who)  # one prompt, one screening
+            screened, priority = await self._gate(requests[0], who)  # one prompt, one screening
             batch = [replace(r, safety_tolerance=screened.safety_tolerance) for r in requests]
             model = batch[0].model
             trial = await self._pass_breaker(model)
             group = NewGroup(
                 **who.origin(), size=len(batch), draft=draft, final_model=final_model, final_options=final_options
             )
-            jobs = [new_job(r, who, server_cache_key(who.guild_id, r.cache_key())) for r in batch]
+            jobs = [new_job(r, who, server_cache_key(who.guild_id, r.cache_key()), priority=priority) for r in batch]
             p = self.parts
             try:
                 return await self._reserve(
@@ -165,23 +165,30 @@ class Admission:
             reason = "busy" if exc.user_message == BUSY_TEXT else "limit"
         self.parts.hooks.observer.refused(reason)
 
-    async def _gate(self, request: GenerationRequest, who: Requester) -> GenerationRequest:
-        """The refusals before any reservation (restarting, paused, the server's safety rules); the screened request."""
+    async def _gate(self, request: GenerationRequest, who: Requester) -> tuple[GenerationRequest, bool]:
+        """The refusals before any reservation (restarting, paused, the server's safety rules).
+
+        Returns the screened request, and whether ``who`` has the server's priority role (from the
+        interaction's role ids: the claim reads the flag on the job row, never Discord).
+        """
         p = self.parts
         if not self.accepting:
             raise Restarting
-        if (await p.services.rules.server.guild_settings(who.guild_id)).paused:
+        settings = await p.services.rules.server.guild_settings(who.guild_id)
+        if settings.paused:
             raise GenerationPaused  # also stops free cache hits; the reservation re-checks it atomically
+        priority = settings.priority_role_id is not None and settings.priority_role_id in who.role_ids
         safety = p.services.rules.safety
         if safety is None:
-            return request
-        return await safety.screen(  # the server's rules; a refusal writes nothing (a mod-log note at most)
+            return request, priority
+        screened = await safety.screen(  # the server's rules; a refusal writes nothing (a mod-log note at most)
             request,
             guild_id=who.guild_id,
             channel_id=who.channel_id,
             user_id=who.user_id,
             age_restricted=who.age_restricted,
         )
+        return screened, priority
 
     async def _pass_breaker(self, model: ModelSpec) -> bool:
         """Refuse at once (:class:`ProviderTrouble`) while BFL keeps failing for ``model``; True for a trial."""
@@ -226,8 +233,8 @@ class Admission:
         return admitted
 
 
-def new_job(request: GenerationRequest, who: Requester, cache_key: str) -> NewJob:
-    """What admission writes about ``request`` asked by ``who``."""
+def new_job(request: GenerationRequest, who: Requester, cache_key: str, *, priority: bool = False) -> NewJob:
+    """What admission writes about ``request`` asked by ``who`` (``priority``: in the server's priority lane)."""
     return NewJob(
         **who.origin(),
         model=request.model.key,
@@ -242,4 +249,5 @@ def new_job(request: GenerationRequest, who: Requester, cache_key: str) -> NewJo
         upload_limit=who.upload_limit,
         style=request.style,
         request=request.record_json(),
+        priority=priority,
     )

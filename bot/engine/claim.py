@@ -8,8 +8,11 @@ The rule (:mod:`bot.engine.fairness` replays exactly this one to show queue plac
   is one table entry), and fewer than the member's concurrency cap run for its member; a private job
   only while its result can still be shown before its interaction expires (``:private_after``).
 * **Who goes first**: the server with the fewest running tasks, then the server served longest ago
-  (``guild_turns``); within it, the member whose last claim is oldest (``member_turns``; a member
-  never served before any member already served); then the oldest request.
+  (``guild_turns``); within it, a job in the server's **priority lane** (``jobs.priority``: its member
+  had the server's priority role at admission, ``/budget priority``) before any other; then the
+  member whose last claim is oldest (``member_turns``; a member never served before any member
+  already served); then the oldest request. The lane is read only once the server is chosen, so the
+  order between servers is unchanged by it.
 
 A turn is one number counted up on every claim by the ``jobs_claim_turn`` trigger, which records it
 as the server's and the member's last turn (migration ``0017_fair_claim``).
@@ -89,7 +92,7 @@ WHERE status = 'queued' AND id = (
       AND COALESCE(m.n, 0) < :member_cap{route_cap}
       AND NOT EXISTS (SELECT 1 FROM guild_settings s WHERE s.guild_id = j.guild_id AND s.paused = 1)
       AND (j.private = 0 OR j.created_at > :private_after)
-    ORDER BY COALESCE(g.n, 0), COALESCE(t.turn, 0), COALESCE(mt.turn, 0), j.created_at, j.id
+    ORDER BY COALESCE(g.n, 0), COALESCE(t.turn, 0), j.priority DESC, COALESCE(mt.turn, 0), j.created_at, j.id
     LIMIT 1{skip_locked}
 )
 RETURNING *
@@ -167,12 +170,13 @@ class QueueSnapshot:
     turns: dict[int, int]  # the servers of queued jobs → their last turn (absent: never served)
     member_turns: dict[tuple[int, int], int]  # (guild, user) of queued jobs → their last turn (absent: never)
     paused: frozenset[int] = frozenset()  # servers of queued jobs whose generation is paused
+    priority: frozenset[int] = frozenset()  # queued jobs in their server's priority lane
     last_turn: int = 0  # the newest turn given so far
 
 
 SNAPSHOT_SQL = f"""
 WITH running AS (SELECT guild_id, COUNT(*) AS n FROM jobs WHERE status IN {RUNNING} GROUP BY guild_id)
-SELECT j.id, j.guild_id, j.user_id, j.model, j.created_at,
+SELECT j.id, j.guild_id, j.user_id, j.model, j.created_at, j.priority,
     COALESCE(r.n, 0) AS guild_running, t.turn AS guild_turn, mt.turn AS member_turn,
     COALESCE(s.paused, 0) AS paused, (SELECT MAX(turn) FROM guild_turns) AS last_turn
 FROM jobs j
@@ -207,5 +211,6 @@ async def read_snapshot(db: Database) -> QueueSnapshot:
         turns=turns,
         member_turns=member_turns,
         paused=frozenset(paused),
+        priority=frozenset(r["id"] for r in rows if r["priority"]),
         last_turn=(rows[0]["last_turn"] or 0) if rows else 0,
     )

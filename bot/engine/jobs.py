@@ -42,6 +42,7 @@ class NewJob:
     private: bool = False  # the whole exchange is ephemeral (only the member sees it)
     style: str | None = None  # the server style applied to the prompt (bot.styles); never sent to BFL
     request: str | None = None  # the request's record as JSON (GenerationRequest.to_record); None: admitted before 0021
+    priority: bool = False  # the member had the server's priority role at admission: claimed first in its server
 
     def generation_request(self) -> GenerationRequest:
         """The request this job was admitted with: its stored record, what every later request derives from.

@@ -106,7 +106,8 @@ class Painting:
     def queued_progress(self, job: Job, place: int | None) -> Progress:
         """A queued job's visible state (place or paused), with a wait estimate once its latency is known."""
         median = self._latency().quantile(job.model, 0.5)
-        return place_progress(job.model, place, median_seconds=median, org_cap=self._config.max_active_tasks)
+        cap = self._config.max_active_tasks
+        return place_progress(job.model, place, median_seconds=median, org_cap=cap, priority=job.priority)
 
     async def initial_progress(self, job: Job) -> Progress:
         """What the first answer to the member shows for a just-admitted job."""

@@ -46,6 +46,7 @@ class Progress:
     queued: int = 0  # a group: how many still wait in the queue (Cancel cancels those)
     cancelled: int = 0  # a group: how many were cancelled (the rest is still posted together)
     paused: bool = False  # queued in a server whose moderators paused generation: it waits for /budget resume
+    priority: bool = False  # queued in its server's priority lane (`/budget priority`): shown as "⚡ priority"
 
     @property
     def cancellable(self) -> bool:

@@ -163,3 +163,43 @@ async def test_a_cancel_that_comes_too_late_answers_privately_and_keeps_the_jobs
 
 async def _delivered(harness, job_id):
     return (await harness.services.jobs.get(job_id)).status is JobStatus.DELIVERED
+
+
+@pytest.mark.parametrize("bot_settings_overrides", [ONE_SLOT])
+async def test_a_priority_members_job_overtakes_a_flood_without_starving_another_server(harness, people):
+    """`/budget priority`: with one BFL slot held, six ordinary jobs flood the server, another server asks,
+    then a member with the priority role: the other server keeps its turn, the priority job goes next, then
+    the flood, and the queue message says ⚡ priority."""
+    from tests.e2e.support import MEMBER_PERMISSIONS, text_of
+
+    fake = harness.fake
+    vips = fake.add_role("vips")
+    vip = fake.add_member(name="vip", roles=[vips], permissions=MEMBER_PERMISSIONS)
+    chosen = await first_answer(
+        harness, await fake.slash("budget", {"role": vips}, subcommand="priority", user=people["mod"])
+    )
+    assert "Priority lane" in text_of(chosen)
+    gate, first, second = await queued_behind_a_held_job(harness)
+    flood = []
+    for n in range(6):
+        member = fake.add_member(name=f"flood{n}", permissions=MEMBER_PERMISSIONS)
+        flood.append(await harness.imagine(wait=False, user=member, prompt=f"flood {n}"))
+    other = fake.add_guild("other server")
+    elsewhere = await fake.slash(
+        "imagine",
+        {"prompt": "elsewhere"},
+        user=fake.add_member(name="elsewhere", guild_id=other),
+        channel=fake.add_channel("general", guild_id=other),
+    )
+    priority = await harness.imagine(wait=False, user=vip, prompt="vip")
+    for waiting in (*flood, elsewhere, priority):
+        await waiting.wait_acked()
+    assert "⚡ priority" in priority.original_message["content"]
+    assert "⚡" not in flood[0].original_message["content"]
+    gate.set()
+    for done in (first, second, *flood, elsewhere, priority):
+        await harness.finished(done, timeout=30)
+    prompts = [record.body["prompt"] for record in harness.bfl.submits]
+    assert prompts[:3] == ["first", "elsewhere", "vip"]
+    # then the flood's members, never served, and last the first job's member (served most recently)
+    assert sorted(prompts[3:9]) == [f"flood {n}" for n in range(6)] and prompts[9:] == ["second"]

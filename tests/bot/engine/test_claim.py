@@ -83,6 +83,26 @@ async def test_servers_still_go_by_running_tasks_then_turns(store, limits, clock
     assert [j.id for j in await claim_all(store)] == [1, 3, 4, 2]
 
 
+async def test_a_priority_job_overtakes_its_servers_flood_and_other_servers_keep_their_turns(store, limits, clock):
+    """Server 1 floods 30 ordinary jobs; a priority member's job is claimed next within server 1, while
+    server 2's job still gets server 2's turn, and the queue places shown replay the claim exactly."""
+    from dataclasses import replace
+
+    for job_id in range(1, 31):
+        await admit(store, limits, new_job(job_id, guild=1, user=10 + job_id % 4), clock)
+    first = await claim_all(store, max_active=1, member_cap=1000, route_caps={})  # one slot: server 1 goes once
+    assert [j.id for j in first] == [1]
+    await admit(store, limits, new_job(50, guild=2, user=20), clock)
+    await admit(store, limits, replace(new_job(60, guild=1, user=99), priority=True), clock)
+    snapshot = await store.queue_snapshot()
+    assert snapshot.priority == {60}
+    expected = queue_order(snapshot)
+    assert expected[:3] == [50, 60, 2]
+    claimed = [j.id for j in await claim_all(store)]
+    assert claimed == expected  # server 2 (fewer running), then server 1's priority job, then its flood
+    assert claimed[:3] == [50, 60, 2]
+
+
 async def test_a_paused_servers_jobs_stay_queued_can_be_cancelled_and_go_on_resume(store, limits, server, clock):
     for job_id, guild in [(1, 1), (2, 1), (3, 2), (4, 1)]:
         await admit(store, limits, new_job(job_id, guild=guild, user=job_id), clock)

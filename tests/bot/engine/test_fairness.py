@@ -23,6 +23,7 @@ def rule_by_hand(snapshot: QueueSnapshot) -> list[int]:
             key=lambda q: (
                 running.get(q[1], 0),
                 turns.get(q[1], 0),
+                0 if q[0] in snapshot.priority else 1,
                 member_turns.get((q[1], q[2]), 0),
                 q[4],
                 q[0],
@@ -53,6 +54,7 @@ def random_snapshot(rng: random.Random, size: int) -> QueueSnapshot:
         turns=turns,
         member_turns=member_turns,
         paused=frozenset(g for g in guilds if rng.random() < 0.15),
+        priority=frozenset(q[0] for q in queued if rng.random() < 0.2),
         last_turn=max([0, *turns.values(), *member_turns.values()]),
     )
 
@@ -74,6 +76,21 @@ def test_a_member_never_served_goes_before_members_already_served():
     )
     # 12 never served; then 10 (last served at turn 5) before 11 (turn 7); then each in turn again.
     assert queue_order(snapshot) == [4, 1, 3, 2]
+
+
+def test_a_priority_job_overtakes_its_servers_flood_but_not_other_servers():
+    flood = [(n, 1, 10 + n % 3, "m", n) for n in range(1, 21)]  # server 1: 20 ordinary jobs from 3 members
+    snapshot = QueueSnapshot(
+        queued=[*flood, (30, 2, 20, "m", 25), (40, 1, 99, "m", 40)],  # server 2: one job; then the VIP's
+        running_by_guild={},
+        turns={1: 3, 2: 2},  # server 2 was served longest ago: it goes first
+        member_turns={},
+        priority=frozenset({40}),
+        last_turn=3,
+    )
+    order = queue_order(snapshot)
+    assert order[:3] == [30, 40, 1]  # server 2's turn, then server 1's priority job, then its flood
+    assert order == rule_by_hand(snapshot)
 
 
 def test_a_paused_servers_jobs_keep_no_place_and_delay_nobody():
