@@ -20,6 +20,7 @@ from bot.billing.ledger import Metric
 from bot.billing.limits import LimitSetting
 from bot.billing.money import format_usd
 from bot.billing.reports import spend_report
+from bot.billing.spend_days import Grouping
 from bot.engine.breaker import BreakerState
 from bot.errors import InvalidOptions, NotAllowed
 from bot.text import strip_bidi
@@ -30,10 +31,12 @@ from cogs._context import ModeratorGroup, role_ids
 from cogs._export import send_ledger_export
 from cogs._render import books_text, channel, role, subject, subject_with_id, when
 from cogs._render import member as mention
+from cogs._report_chart import report_chart
 
 log = logging.getLogger(__name__)
 
 PeriodName = Literal["day", "week", "month"]
+GroupName = Literal["model", "channel", "role"]
 MAX_IMAGES = 100_000
 
 # Discord does not let a bot change who may see a command: `default_member_permissions` (Manage
@@ -235,9 +238,11 @@ class Budget(
         await self.announce(interaction, entry, text)
 
     @app_commands.command(name="report")
-    @app_commands.describe(period="Which period (default: month)")
-    async def report(self, interaction: discord.Interaction, period: PeriodName = "month") -> None:
-        """Spend by member and model, top spenders, and BFL's credit balance."""
+    @app_commands.describe(period="Which period (default: month)", by="The chart's daily bars by (default: model)")
+    async def report(
+        self, interaction: discord.Interaction, period: PeriodName = "month", by: GroupName = "model"
+    ) -> None:
+        """Spend by member and model with a chart, top spenders, and BFL's credit balance."""
         await interaction.response.defer(ephemeral=True, thinking=True)  # BFL's balance is a network call
         chosen = given.period(period)
         report = await spend_report(self.services.db, interaction.guild_id or 0, chosen, self.services.ops.clock())
@@ -278,7 +283,8 @@ class Budget(
             embed.add_field(name="Bookkeeping", value=books, inline=False)
         if notes:
             embed.set_footer(text=" ".join(notes))
-        await interaction.followup.send(embed=embed, ephemeral=True)
+        chart = await report_chart(interaction, self.services, report, Grouping(by))
+        await interaction.followup.send(embed=embed, files=[chart] if chart else [], ephemeral=True)
 
     def _breaker_lines(self) -> list[str]:
         """A line per model whose circuit breaker is open or half-open, with when it lets a trial through."""

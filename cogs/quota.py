@@ -1,4 +1,4 @@
-"""`/quota`: what a member has left, when it resets, and what each model costs."""
+"""`/quota`: what a member has left, when it resets, and what each model costs, with a bar chart of it."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from bot.billing.ledger import Scope
 from bot.models import MODELS
 from cogs._context import require_guild, role_ids
 from cogs._render import quota_line
+from cogs._report_chart import quota_chart
 
 
 class Quota(commands.Cog):
@@ -49,7 +50,10 @@ class Quota(commands.Cog):
         if allowed is not None:
             shown = ", ".join(f"`{key}`" for key in allowed) or "none"
             embed.add_field(name="Models allowed here", value=shown[:1024], inline=False)
-        await interaction.response.send_message(embed=embed, ephemeral=True)
+        await interaction.response.send_message(embed=embed, ephemeral=True)  # at once; the chart follows
+        chart = await quota_chart(statuses)
+        if chart is not None:
+            await interaction.edit_original_response(attachments=[chart])
 
 
 async def setup(bot: FluxcordBot) -> None:

@@ -250,4 +250,5 @@ def new_job(request: GenerationRequest, who: Requester, cache_key: str, *, prior
         style=request.style,
         request=request.record_json(),
         priority=priority,
+        role_ids=" ".join(str(role) for role in who.role_ids if role != who.guild_id),  # for the report by role
     )

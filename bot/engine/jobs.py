@@ -43,6 +43,7 @@ class NewJob:
     style: str | None = None  # the server style applied to the prompt (bot.styles); never sent to BFL
     request: str | None = None  # the request's record as JSON (GenerationRequest.to_record); None: admitted before 0021
     priority: bool = False  # the member had the server's priority role at admission: claimed first in its server
+    role_ids: str | None = None  # the member's role ids at admission, space-separated (None: before 0031)
 
     def generation_request(self) -> GenerationRequest:
         """The request this job was admitted with: its stored record, what every later request derives from.

@@ -33,6 +33,7 @@ from benchmarks.history_data import NOW, Shape, build
 from bot.app import Services, build_services
 from bot.billing.export import LedgerExport
 from bot.billing.reports import spend_report
+from bot.billing.spend_days import Grouping, daily_spend
 from bot.config import Period
 from bot.engine.fairness import positions
 from bot.engine.groups import GroupStore
@@ -142,6 +143,8 @@ async def _history(ctx: Context) -> None:
 async def _report(ctx: Context) -> None:
     for period in Period:
         await spend_report(ctx.db, ctx.guild, period, NOW)
+        for grouping in Grouping:  # the report's chart
+            await daily_spend(ctx.db, ctx.guild, period, NOW, grouping)
 
 
 async def _export(ctx: Context) -> None:
