@@ -23,7 +23,7 @@ async def bot(db, fake_bfl, tmp_path):
 
 def test_every_module_in_cogs_is_an_extension():
     assert extension_names() == [
-        "cogs.budget", "cogs.edit", "cogs.gift", "cogs.history", "cogs.imagine", "cogs.prefs", "cogs.privacy",
+        "cogs.asks", "cogs.budget", "cogs.edit", "cogs.gift", "cogs.history", "cogs.imagine", "cogs.prefs", "cogs.privacy",
         "cogs.quota", "cogs.safety", "cogs.status", "cogs.style",
     ]  # fmt: skip
 
