@@ -39,6 +39,7 @@ ALL_ACTIONS = (
     *("use", "final", "go", "no", "fallback"),
     "privacy",  # /privacy forget's Forget / Keep: a plain view with its own timeout (cogs/privacy.py)
     *("ask", "approve", "deny"),  # Ask for more and the mod-log's Approve / Deny (cogs/_asks.py)
+    *("save", "discard"),  # a large role's budget forecast: Save / Cancel (cogs/_forecast.py)
 )
 """Every action a Fluxcord custom id can name (any other gets :data:`UNAVAILABLE_TEXT`)."""
 

@@ -14,7 +14,7 @@ import discord
 from discord import app_commands
 
 from bot.app import FluxcordBot
-from bot.audit import Actor, Subject, SubjectKind
+from bot.audit import Subject, SubjectKind
 from bot.billing.asks import DEFAULT_ADMIN_ABOVE_MICROS
 from bot.billing.ledger import Metric
 from bot.billing.limits import LimitSetting
@@ -27,8 +27,11 @@ from bot.text import strip_bidi
 from cogs import _budget_input as given
 from cogs._budget_input import DRAFT_DEFAULT, FALLBACK_OFF
 from cogs._budget_texts import gifts_text, priority_text
-from cogs._context import ModeratorGroup, role_ids
+from cogs._components import register, unregister
+from cogs._context import ModeratorGroup
 from cogs._export import send_ledger_export
+from cogs._forecast import ForecastButton, Forecasts
+from cogs._forecast import actor as _actor
 from cogs._render import books_text, channel, role, subject, subject_with_id, when
 from cogs._render import member as mention
 from cogs._report_chart import report_chart
@@ -57,6 +60,10 @@ class Budget(
 
     refusal = "Only moderators can manage budgets (Manage Server permission or the moderator role)."
 
+    def __init__(self, bot: FluxcordBot) -> None:
+        super().__init__(bot)
+        self.forecasts = Forecasts(self.services, self.mark)
+
     @app_commands.command(name="set")
     @app_commands.describe(
         who="Member or role", amount="Dollars, e.g. 2.50 (0 blocks spending)", period="Budget period"
@@ -70,7 +77,11 @@ class Budget(
     ) -> None:
         """Set a member's or role's dollar budget for a period."""
         setting = LimitSetting(given.target(who), Metric.USD, given.period(period), given.amount(amount))
-        await self._set(interaction, setting)
+        found = await self.forecasts.of(interaction, who, setting) if isinstance(who, discord.Role) else None
+        if found is None or not found.needs_confirmation:  # a small role, or within the server's budget
+            await self._set(interaction, setting, f"\n{found.text}" if found else "")
+        else:  # a large role over the server's budget: Save / Cancel first (cogs/_forecast.py)
+            await self.forecasts.ask(interaction, setting, found.text)
 
     @app_commands.command(name="images")
     @app_commands.describe(who="Member or role", count="Images allowed (0 blocks generation)", period="Quota period")
@@ -93,11 +104,12 @@ class Budget(
         target = Subject(SubjectKind.SERVER, interaction.guild_id or 0)
         await self._set(interaction, LimitSetting(target, Metric.USD, given.period(period), given.amount(amount)))
 
-    async def _set(self, interaction: discord.Interaction, setting: LimitSetting) -> None:
+    async def _set(self, interaction: discord.Interaction, setting: LimitSetting, more: str = "") -> None:
         guild_id = interaction.guild_id or 0
         entry, old = await self.services.server.limits.set_limit(guild_id, setting, actor_id=_actor(interaction))
         was = f" (was {old.describe()})" if old else ""
-        await self.announce(interaction, entry, f"✅ {subject(setting.target, guild_id)}: {setting.describe()}{was}.")
+        text = f"✅ {subject(setting.target, guild_id)}: {setting.describe()}{was}.{more}"
+        await self.announce(interaction, entry, text)
 
     @app_commands.command(name="grant")
     @app_commands.describe(member="Who gets the extra", amount="Extra dollars for the current period, e.g. 1.00")
@@ -373,11 +385,6 @@ class Budget(
         await self._switch(interaction, "modlog_channel_id", channel.id if channel else None, "modlog.set", shown, text)
 
 
-def _actor(interaction: discord.Interaction) -> Actor:
-    """The moderator making a change, for the self-benefit check (administrator, roles from the payload)."""
-    return Actor(interaction.user.id, interaction.permissions.administrator, role_ids(interaction))
-
-
 def _asks_text(micros: int | None) -> str:
     limit = format_usd(DEFAULT_ADMIN_ABOVE_MICROS if micros is None else micros)
     default = " (the default)" if micros is None else ""
@@ -388,5 +395,12 @@ def _asks_text(micros: int | None) -> str:
 
 
 async def setup(bot: FluxcordBot) -> None:
-    """Register the command group."""
-    bot.tree.add_command(Budget(bot))
+    """Register the command group and the forecast's Save / Cancel."""
+    group = Budget(bot)
+    bot.tree.add_command(group)
+    register(bot, {ForecastButton: group.forecasts})
+
+
+async def teardown(bot: FluxcordBot) -> None:
+    """Unregister the buttons."""
+    unregister(bot, ForecastButton)

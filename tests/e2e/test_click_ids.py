@@ -23,6 +23,8 @@ BROKEN_IDS = [
     "fluxcord:final:12:9",
     "fluxcord:go:nothex!!",
     "fluxcord:fallback:12",
+    "fluxcord:save:12",
+    "fluxcord:discard:nothex!!",
     "fluxcord:nonsense:1",
     "fluxcord:reroll",
 ]

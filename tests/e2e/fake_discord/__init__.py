@@ -56,6 +56,7 @@ body that is not JSON / ``payload_json`` that is not JSON               400     
 bot route without ``Authorization: Bot <token>``                        401     0
 channel route for an unknown channel; unknown user                      404     10003/10013
 channel send without VIEW_CHANNEL / SEND_MESSAGES / ATTACH_FILES        403     50001/50013
+role member counts without MANAGE_ROLES                                403     50013
 wrong token in IDENTIFY or RESUME (websocket close code)                close   4004
 privileged intent requested while ``allow_privileged_intents=False``    close   4014
 unknown opcode / undecodable or binary frame / op before IDENTIFY /    close   4001/4002/

@@ -11,6 +11,8 @@ Every REST call passes through :meth:`FaultPlan.take` before its handler. A :cla
   and every later webhook call answers 401/50027 or 404/10015, as for a token past its 15 minutes;
 * ``slow``: the answer comes ``seconds`` later (or, :meth:`Fault.held`, once the test sets an event:
   the request takes effect only then, so a test orders what the bot does meanwhile);
+* ``refused`` (scripted only): a 4xx error, by default 403/50013 Missing Permissions, though the
+  bot had the permission when it asked (Discord's rules are not all visible to a bot);
 * ``disconnect``: the connection drops without an answer, before the request took effect or, with
   ``after``, once it did (the bot cannot tell which: its answer is lost).
 
@@ -34,7 +36,7 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from tests.e2e.fake_discord.records import RecordedCall
 
-FaultKind = Literal["rate_limited", "server_error", "dead_token", "slow", "disconnect"]
+FaultKind = Literal["rate_limited", "server_error", "dead_token", "slow", "disconnect", "refused"]
 
 #: The interaction webhook routes (a dead token applies to these).
 WEBHOOK_OPERATIONS = frozenset(
@@ -75,6 +77,11 @@ class Fault:
     def server_error(cls, status: int = 500) -> Fault:
         """A 5xx answer."""
         return cls("server_error", status=status)
+
+    @classmethod
+    def refused(cls, status: int = 403, code: int = 50013) -> Fault:
+        """Discord refuses the request (scripted only): 403 Missing Permissions by default."""
+        return cls("refused", status=status, code=code)
 
     @classmethod
     def dead_token(cls, code: Literal[50027, 10015] = 50027) -> Fault:

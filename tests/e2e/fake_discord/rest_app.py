@@ -1,4 +1,4 @@
-"""REST routes about the bot itself: users, application, gateway URL, DMs, commands, members."""
+"""REST routes about the bot itself: users, application, gateway URL, DMs, commands, members, role counts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.e2e.fake_discord.commands import _command_sync_errors, _option_response
-from tests.e2e.fake_discord.constants import snowflake
+from tests.e2e.fake_discord.constants import Perm, snowflake
 from tests.e2e.fake_discord.records import CommandSync, RecordedCall, _HTTPError
 
 
@@ -164,3 +164,19 @@ class AppRoutesMixin:
         if uid != self.application_id and self.guild_of_member(uid) != int(guild):
             raise _HTTPError(404, 10007, "Unknown Member")
         return self._reply(call, 200, copy.deepcopy(member))
+
+    async def _h_role_member_counts(self, request: web.Request, call: RecordedCall) -> web.Response:
+        """Members per role of a server (not @everyone); Discord asks for Manage Roles (403 50013 without)."""
+        guild = request.match_info["guild"]
+        if not guild.isdigit() or int(guild) not in self.guild_ids:
+            raise _HTTPError(404, 10004, "Unknown Guild")
+        gid = int(guild)
+        if not self.bot_permissions & Perm.MANAGE_ROLES:
+            raise _HTTPError(403, 50013, "Missing Permissions", detail="role member counts need MANAGE_ROLES")
+        counts = {str(rid): 0 for rid in self.roles if rid != gid and self._role_guild.get(rid, self.guild_id) == gid}
+        for uid, member in self.members.items():
+            if uid == self.application_id or self.guild_of_member(uid) == gid:
+                for rid in member["roles"]:
+                    if rid in counts:
+                        counts[rid] += 1
+        return self._reply(call, 200, counts)

@@ -64,6 +64,13 @@ class RoutingMixin:
                 self._h_put_commands,
             ),
             ("GET", "/guilds/{guild}/members/{user}", "get_guild_member", True, self._h_get_member),
+            (
+                "GET",
+                "/guilds/{guild}/roles/member-counts",
+                "guild_role_member_counts",
+                True,
+                self._h_role_member_counts,
+            ),
             ("POST", "/interactions/{iid}/{token}/callback", "create_interaction_response", False, self._h_callback),
             ("POST", "/webhooks/{app}/{token}", "execute_webhook", False, self._h_execute_webhook),
             ("GET", "/webhooks/{app}/{token}/messages/{mid}", "get_webhook_message", False, self._h_webhook_get),
@@ -133,6 +140,8 @@ class RoutingMixin:
             if fault.via:
                 headers["Via"] = "1.1 google"  # what discord.py checks before honouring a 429
             return self._reply(call, 429, {**body, "code": 0}, validate=False, headers=headers)
+        if fault.kind == "refused":
+            return self._reply(call, fault.status, {"message": "Missing Permissions", "code": fault.code})
         if fault.kind == "server_error":
             if fault.status in (502, 504):  # a gateway in front of Discord answers with HTML
                 call.status = fault.status
