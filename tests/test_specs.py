@@ -17,6 +17,7 @@ VENDORED = (
     "discord-openapi.json",
     "bfl-flux3-image.json",
     "bfl-flux-tools-deblur-v1.json",
+    "bfl-flux-3-video.json",
 )
 
 

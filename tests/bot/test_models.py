@@ -69,6 +69,8 @@ def full_options(spec: ModelSpec) -> dict:
         opts["raw"] = True
     if spec.supports("prompt_upsampling"):
         opts["prompt_upsampling"] = True
+    if spec.duration_range:
+        opts["duration"] = spec.duration_range[1]
     return opts
 
 
@@ -268,6 +270,7 @@ def test_every_unsupported_option_refused(spec, option):
         "prompt_upsampling": False,
         "resolution": "1k",
         "grounding": False,
+        "duration": 5,
     }[option]
     with pytest.raises(InvalidOptions) as info:
         build_request(model=spec.key, prompt="x", aspect_ratio=None, seed=1, **{option: value})
@@ -665,7 +668,8 @@ def test_flux3_with_input_images_is_sent_at_most_tolerance_2(dial):
 
 def test_only_flux3_caps_the_tolerance_with_images():
     assert {key: spec.image_safety_max for key, spec in MODELS.items() if spec.image_safety_max is not None} == {
-        "flux-3-image": 2
+        "flux-3-image": 2,
+        "flux-3-video": 2,  # "requests with images/video are capped at safety_tolerance 2"
     }
 
 
@@ -673,7 +677,7 @@ def test_no_payload_carries_user():
     """The end-user id is added by the BFL client at send time, never stored with a job's parameters."""
     for spec in MODELS.values():
         seed = 1 if spec.has_seed else None
-        images = [_image()] if spec.size_mode == "input" else []  # deblur works on one image
+        images = [_image()] if spec.size_mode in ("input", "video") else []  # deblur and video work on one image
         request = build_request(model=spec.key, prompt="x", aspect_ratio=None, seed=seed, input_images=images)
         assert "user" not in request.bfl_payload()
 
@@ -686,7 +690,7 @@ DEBLUR = MODELS["flux-tools/deblur-v1"]
 def test_deblur_is_a_table_entry_reached_only_through_its_button():
     """Its route, body shape, price and safety range are its table entry's; no member picks it."""
     assert DEBLUR.button_only and DEBLUR.body == "image" and DEBLUR.size_mode == "input"
-    assert [m for m in MODELS.values() if m.button_only] == [DEBLUR]
+    assert [m.key for m in MODELS.values() if m.button_only] == [DEBLUR.key, "flux-3-video"]  # and Animate's
     assert DEBLUR not in offered_models() and DEBLUR not in models_taking_images()
     assert all(DEBLUR not in models_supporting(option) for option in OPTION_NAMES)
     from cogs._choices import model_choices

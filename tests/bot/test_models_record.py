@@ -40,7 +40,7 @@ def full_request(spec: ModelSpec) -> GenerationRequest:
     if spec.supports("grounding"):
         options["grounding"] = True
     if spec.supports("resolution"):
-        options["resolution"] = "2k"
+        options["resolution"] = "2k" if "2k" in spec.resolutions else spec.resolutions[-1]  # a video: fhd
     images = [png(64 * 5, 64 * 4), png(256, 512)][: spec.max_input_images]
     request = build_request(
         model=spec.key,

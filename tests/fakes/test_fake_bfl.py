@@ -29,6 +29,7 @@ from tests.fakes.fake_bfl import (
 )
 
 DEBLUR = "flux-tools/deblur-v1"
+VIDEO = "flux-3-video"
 
 
 def png_base64(width: int = 320, height: int = 256) -> str:
@@ -41,6 +42,8 @@ def png_base64(width: int = 320, height: int = 256) -> str:
 def minimal_body(model: str) -> dict[str, Any]:
     if model == DEBLUR:
         return {"image": png_base64()}
+    if model == VIDEO:
+        return {"mode": "i2v", "prompt": "a frame", "keyframes": png_base64()}
     if "fill" in model or "expand" in model:
         body: dict[str, Any] = {"image": png_base64(), "prompt": "a frame"}
     else:
@@ -98,6 +101,7 @@ def test_spec_has_the_documented_generation_routes() -> None:
         "flux-2-klein-9b",
         "flux-2-klein-9b-preview",
         DEBLUR,  # the one FLUX Tools route the bot uses (Sharpen)
+        VIDEO,  # FLUX 3 video (Animate)
     } <= set(generation_routes())
 
 
