@@ -35,6 +35,16 @@ VIDEO_DURATION_RANGE = (5, 20)
 VIDEO_DEFAULT_SECONDS = 5
 
 
+def is_video_model(key: str) -> bool:
+    """Whether ``key`` is the video route (its result is an MP4, delivered as one or as a link)."""
+    return key == VIDEO_MODEL
+
+
+def is_mp4(data: bytes) -> bool:
+    """Whether ``data`` starts like an ISO-BMFF file (an ``ftyp`` box first), as BFL's MP4s do."""
+    return len(data) >= 12 and data[4:8] == b"ftyp"
+
+
 def video_dimensions(aspect_ratio: str, quality: str) -> tuple[int, int]:
     """The nominal ``(width, height)`` of a video: the quality's short side, the long side by the ratio (even)."""
     left, _, right = aspect_ratio.partition(":")
