@@ -17,6 +17,8 @@ from dataclasses import dataclass, fields
 from bot.clock import Clock, to_millis, utc_now
 from bot.errors import InvalidOptions
 from bot.models import MODELS, GenerationRequest, get_model
+from bot.models.lora import Lora
+from bot.models.options import echo
 from bot.storage.database import Database
 from bot.styles import NO_STYLE, Style, StyleService, style_key
 
@@ -59,11 +61,29 @@ class Resolved:
         """``request`` marked with the style's name, if one applies (the job row and the card; never BFL)."""
         return request if self.style is None else self.style.styled(request)
 
+    @property
+    def lora(self) -> Lora | None:
+        """A LoRA style's LoRA (then :attr:`model` is its route): what the request sends as ``finetune_id``."""
+        return None if self.style is None else self.style.lora
+
+
+def _lora_route(style: Style, model: str | None) -> str:
+    """A LoRA style's route; an explicit ``model`` other than it (or its base) is refused, never dropped silently."""
+    route = style.route or ""
+    if model is not None and model.strip() not in (route, MODELS[route].lora_base):
+        raise InvalidOptions(
+            f"The style “{style.name}” is a LoRA style: it runs on {MODELS[route].label} with its LoRA, so it can't"
+            f" render on `{echo(model.strip())}`. Leave `model` empty to use it, or choose `style:{NO_STYLE}`."
+        )
+    return route
+
 
 def _check_model(model: str) -> str:
     spec = get_model(model.strip())  # unknown: the message listing the models
     if spec.button_only:  # a route only a result button reaches (Sharpen's deblur) renders no prompt
         raise InvalidOptions(f"{spec.label} is only reached through its button under a result, not as a default.")
+    if spec.lora_base is not None:  # a LoRA route runs only with its style's LoRA
+        raise InvalidOptions(f"{spec.label} is only reached through a LoRA style (`/style list`), not as a default.")
     return spec.key
 
 
@@ -181,19 +201,22 @@ class PrefsService:
         ``count`` with neither an option nor a default is 1, or 4 candidates for a ``draft``.
 
         ``style="none"`` uses no style even if the member has a default one; an unknown style (given,
-        or a default removed meanwhile) is refused with the member-facing message.
+        or a default removed meanwhile) is refused with the member-facing message. A LoRA style's route is the
+        model (the member's default model gives way; an explicit other model is refused).
         """
         defaults = await self.get(guild_id, user_id)
+        style_name = style if style is not None else defaults.style
+        chosen_style = None
+        if style_name is not None and style_key(style_name) != NO_STYLE:
+            chosen_style = await self._styles.require(guild_id, style_name)
         chosen_model = model if model is not None else defaults.model or self._default_model
+        if chosen_style is not None and chosen_style.lora is not None:  # its route, whatever the default model
+            chosen_model = _lora_route(chosen_style, model)
         ratio = aspect_ratio
         if ratio is None and defaults.aspect_ratio is not None:
             spec = MODELS.get(chosen_model.strip())
             if spec is not None and defaults.aspect_ratio in spec.aspect_ratios:
                 ratio = defaults.aspect_ratio
-        style_name = style if style is not None else defaults.style
-        chosen_style = None
-        if style_name is not None and style_key(style_name) != NO_STYLE:
-            chosen_style = await self._styles.require(guild_id, style_name)
         return Resolved(
             model=chosen_model,
             aspect_ratio=ratio,

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import discord
 
 from bot.engine.sources import SourceKind
-from bot.models import GenerationRequest, InputImage, more_detail, sharpen
+from bot.models import GenerationRequest, InputImage, more_detail, outpainting, sharpen
+from bot.models.canvas import ACTIONS as CANVAS_ACTIONS
 from cogs._components import PersistentButton, action_template, an_id
 from cogs._gallery import GalleryButton
 
@@ -27,8 +28,8 @@ from cogs._gallery import GalleryButton
 class CarryOn:
     """A result button that maps the result's stored request and image to a new request."""
 
-    label: str
-    emoji: str
+    label: str | None  # None: an emoji-only button (the pan arrows)
+    emoji: str | None  # None: a text-only button (the zooms)
     kind: SourceKind  # what the new job records it works on (its card and Details)
     derive: Callable[[GenerationRequest, InputImage], GenerationRequest]
 
@@ -36,10 +37,12 @@ class CarryOn:
 CARRY_ON: dict[str, CarryOn] = {
     "detail": CarryOn("More detail", "🔍", "detail", more_detail),
     "sharpen": CarryOn("Sharpen", "🪒", "sharpen", sharpen),
+    # Outpainting (bot/models/canvas.py): "Zoom out 1.5×", "Zoom out 2×", then ⬅️ ➡️ ⬆️ ⬇️ (emoji only).
+    **{key: CarryOn(a.label, a.emoji, cast(SourceKind, key), outpainting(key)) for key, a in CANVAS_ACTIONS.items()},
 }
-"""The carry-on buttons by action, in the order they show (their own row under a result)."""
+"""The carry-on buttons by action, in the order they show (their own rows under a result: :data:`RESULT_ROWS`)."""
 
-LOOKS: dict[str, tuple[str, str, discord.ButtonStyle]] = {
+LOOKS: dict[str, tuple[str | None, str | None, discord.ButtonStyle]] = {
     "reroll": ("Reroll", "🎲", discord.ButtonStyle.secondary),
     "cancel": ("Cancel", "✖️", discord.ButtonStyle.danger),
     "vary": ("Vary", "🌀", discord.ButtonStyle.secondary),
@@ -93,8 +96,14 @@ def job_button(action: str, job_id: int) -> _JobAction:
     return ResultButton(action, job_id) if action in ResultButton.ACTIONS else JobButton(action, job_id)
 
 
-RESULT_ROWS = (("reroll", "vary", "edit", "delete", "details"), tuple(CARRY_ON))
-"""The buttons under a posted image, row by row: the first row's, then the carry-ons."""
+PAN_ROW = ("pan_left", "pan_right", "pan_up", "pan_down")
+RESULT_ROWS = (
+    ("reroll", "vary", "edit", "delete", "details"),
+    tuple(action for action in CARRY_ON if action not in PAN_ROW),
+    PAN_ROW,
+)
+"""The buttons under a posted image, row by row: the first row's; More detail, Sharpen and the zooms; the pans.
+Discord allows at most 5 buttons a row and 5 rows (``tests/cogs/test_cogs.py`` checks)."""
 
 
 def result_buttons(job_id: int) -> discord.ui.View:

@@ -170,12 +170,11 @@ class RequestFlow:
             raise InvalidOptions(UNKNOWN_JOB)
         require_details(job)  # its prompt was erased (retention or /privacy forget)
         request = await reroll_request(job)
-        if not request.input_images:
-            await self.submit(interaction, request, private=job.private)
-            return
-        original = await self.sources.get(job.id)
-        source = Source("reroll", original.source_url if original else None, job.id)
-        await self.submit(interaction, request, source=source)
+        source = None
+        if request.input_images:  # recorded with its source, like the edit it repeats
+            original = await self.sources.get(job.id)
+            source = Source("reroll", original.source_url if original else None, job.id)
+        await self.submit(interaction, request, private=job.private, source=source)
 
     async def confirm(self, interaction: discord.Interaction, action: str, key: str) -> None:
         """A click on Generate or Cancel under a price confirmation: Generate runs the offered request."""

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import discord
 from discord import app_commands
@@ -24,10 +24,12 @@ from bot.engine.sources import SourceKind
 from bot.engine.store import Job
 from bot.errors import InvalidOptions, NotAllowed
 from bot.images.inputs import MAX_INPUT_BYTES, BadInputImage, InputFetcher, prepare
+from bot.images.reference import fit_request
 from bot.models import (
     FLUX3_ASPECT_RATIOS,
     MAX_SEED,
     MODELS,
+    GenerationRequest,
     InputImage,
     build_request,
     get_model,
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
     pass
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_EDIT_MODEL = "flux-2-pro"
 _PLACEHOLDER = InputImage(data_b64="", width=1024, height=1024)  # validation before any download
@@ -68,9 +71,9 @@ def _edit_model_choices() -> list[app_commands.Choice[str]]:
 
 
 def _edit_model_for(model: str) -> str:
-    """The job's model if members edit with it, else the default edit model (Vary, Edit of FLUX1.1 or Sharpen)."""
+    """The job's model if members edit with it, else the default edit model (Vary, Edit of FLUX1.1, Sharpen, a LoRA)."""
     spec = MODELS.get(model)
-    return model if spec is not None and spec.takes_images and not spec.button_only else DEFAULT_EDIT_MODEL
+    return model if spec is not None and spec.takes_images and spec.offered else DEFAULT_EDIT_MODEL
 
 
 def message_image(message: discord.Message) -> SourceImage | None:
@@ -253,9 +256,14 @@ class Edit(commands.Cog):
         stored = await stored_request(job)
         model = button.derive(stored, _PLACEHOLDER).model.key  # validation first: a refusal costs no download
         result = self._result_image(interaction)
-        [image] = await self._loaded(interaction, model, [result], None, private=job.private)
+
+        async def derived() -> GenerationRequest:
+            [image] = await self._load(model, [result], None)
+            return await fit_request(button.derive(stored, image))  # an outpainting's reference at its placed size
+
+        request = await self._within_budget(interaction, derived(), private=job.private)
         source = Source(button.kind, result.url, job.id)
-        await self.flow.submit(interaction, button.derive(stored, image), private=job.private, source=source)
+        await self.flow.submit(interaction, request, private=job.private, source=source)
 
     async def _loaded(
         self,
@@ -267,11 +275,15 @@ class Edit(commands.Cog):
         private: bool,
     ) -> list[InputImage]:
         """The input images, fetched and defused within the acknowledgement budget (past it, deferred)."""
-        loading = asyncio.ensure_future(self._load(model, sources, preloaded))
+        return await self._within_budget(interaction, self._load(model, sources, preloaded), private=private)
+
+    async def _within_budget(self, interaction: discord.Interaction, work: Awaitable[T], *, private: bool) -> T:
+        """``work`` (a download, a resize) within the acknowledgement budget: past it, the interaction is deferred."""
+        loading = asyncio.ensure_future(work)
         try:
             await within_budget(interaction, loading, private=private)
         except BaseException:
-            loading.cancel()  # nothing is admitted yet: the download simply stops
+            loading.cancel()  # nothing is admitted yet: the work simply stops
             raise
         return await loading
 
@@ -302,7 +314,7 @@ class Edit(commands.Cog):
         return job
 
     async def on_action(self, action: str, interaction: discord.Interaction, job_id: int) -> None:
-        """Run a result button: vary, edit, delete, details, or a carry-on (More detail, Sharpen)."""
+        """Run a result button: vary, edit, delete, details, or a carry-on (More detail, Sharpen, zoom and pan)."""
         job = await self.job_for(interaction, job_id)
         if action != "delete":
             require_details(job)  # its prompt was erased (retention or /privacy forget): nothing to work on

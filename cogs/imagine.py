@@ -133,6 +133,7 @@ class Imagine(commands.Cog):
             grounding=grounding,
             allow_grounding=True,  # whether this server allows it is checked at admission (/safety grounding)
             max_prompt_length=self.settings.max_prompt_length,
+            lora=chosen.lora,  # a LoRA style's, on its route (chosen.model)
         )
         request = chosen.styled(request)
         if draft or chosen.count > 1:  # N images shown together (cogs/_gallery.py)

@@ -1,5 +1,9 @@
 """`/style`: moderators add and remove the server's styles; everyone can list them (privately).
 
+A LoRA style (``lora:``) names a LoRA on the server owner's BFL account: its ``finetune_id`` is shown to the
+moderator who adds it and in the mod-log; `/style list` shows everyone that a style is a LoRA style, its model
+and strength, not the id (not a secret, but nothing members need).
+
 Thin: parse, check the moderator (add / remove), call :class:`bot.styles.StyleService`, answer privately,
 then announce the audited change in the mod-log (never delaying or failing the answer).
 """
@@ -13,6 +17,8 @@ from discord import app_commands
 
 from bot.app import FluxcordBot
 from bot.audit import AuditEntry
+from bot.models import MODELS
+from bot.models.lora import LORA_ROUTES, MAX_FINETUNE_ID_LENGTH
 from bot.styles import MAX_NAME_LENGTH, MAX_STYLES, MAX_TEMPLATE_LENGTH, PLACEHOLDER, Style
 from cogs._context import require_guild, require_moderator
 from cogs._render import audit_line
@@ -24,8 +30,12 @@ MODERATORS_ONLY = "Only moderators can add or remove styles (Manage Server permi
 
 
 def _shown(style: Style, width: int = 1900) -> str:
-    """``**name**: template`` with markdown escaped, the template cut so the line is at most ``width``."""
-    head = f"**{discord.utils.escape_markdown(style.name)}**: "
+    """``**name**: template`` with markdown escaped, the template cut so the line is at most ``width``.
+
+    A LoRA style's line says so: ``**name** (🧬 LoRA style: FLUX.2 [klein] 9B + LoRA, strength 1): template``.
+    """
+    lora = f" (🧬 LoRA style: {style.lora_label})" if style.lora_label else ""
+    head = f"**{discord.utils.escape_markdown(style.name)}**{lora}: "
     template, text = style.template, discord.utils.escape_markdown(style.template)
     while template and len(head) + len(text) > width:  # escaping can double a character: cut, escape, measure again
         template = template[: max(0, len(template) - max(1, (len(head) + len(text) - width) // 2))]
@@ -48,21 +58,34 @@ class StyleGroup(app_commands.Group, name="style", guild_only=True):
     @app_commands.describe(
         name=f"A short name (up to {MAX_NAME_LENGTH} characters); an existing style of that name is replaced",
         template=f"The prompt around the member's: must contain {PLACEHOLDER} once, e.g. {{prompt}}, watercolor",
+        lora="A LoRA's finetune_id from the server owner's BFL dashboard (Customization → Finetunes)",
+        strength="How strongly the LoRA applies, 0-2 (default 1: as trained)",
+        base="The FLUX.2 [klein] model the LoRA was trained for (default 9B)",
+    )
+    @app_commands.choices(
+        base=[app_commands.Choice(name=MODELS[route].label, value=route) for route in LORA_ROUTES],
     )
     async def add(
         self,
         interaction: discord.Interaction,
         name: app_commands.Range[str, 1, 100],
-        template: app_commands.Range[str, 1, MAX_TEMPLATE_LENGTH + 100],
+        template: app_commands.Range[str, 1, MAX_TEMPLATE_LENGTH + 100] | None = None,
+        lora: app_commands.Range[str, 1, MAX_FINETUNE_ID_LENGTH + 20] | None = None,
+        strength: app_commands.Range[float, 0.0, 2.0] | None = None,
+        base: str | None = None,
     ) -> None:
-        """Add a style (moderators)."""
+        """Add a style (moderators): a template, a LoRA from the BFL dashboard, or both."""
         await require_moderator(interaction, self.services.server.settings, MODERATORS_ONLY)
         guild_id = require_guild(interaction)
         style, entry, replaced = await self.services.members.styles.add(
-            guild_id, name, template, actor_id=interaction.user.id
+            guild_id, name, template, actor_id=interaction.user.id, lora=lora, strength=strength, base=base
         )
         verb = "Updated" if replaced else "Added"
-        await self._done(interaction, entry, f"✅ {verb} the style {_shown(style)}")
+        text = f"✅ {verb} the style {_shown(style)}"
+        if style.lora is not None and style.route is not None:
+            price = MODELS[style.route].describe_price()
+            text += f"\nLoRA `{style.lora.finetune_id}`; each image costs {price}, settled at what BFL charges."
+        await self._done(interaction, entry, text[:2000])
 
     @app_commands.command(name="remove")
     @app_commands.describe(name="The style to remove")

@@ -88,6 +88,17 @@ class BflBadRequest(BflError):
         self.status = status
 
 
+class BflFinetuneUnknown(BflBadRequest):
+    """A LoRA route refused the submit because its ``finetune_id`` is not on the account (or not ready).
+
+    BFL documents no such answer; the one public trace (FLUX.1 finetuned inference) is a plain-string
+    ``{"detail": "Finetune not found or not ready"}`` (its status unrecorded). So a 4xx (not 401/402/403/429)
+    whose detail says a finetune or LoRA is not found, not ready or unknown is read as this, whatever its status
+    (:func:`bot.bfl.wire.refusal`).
+    No task exists: nothing is billed.
+    """
+
+
 class BflSubmitOutcomeUnknown(BflError):
     """The submit may have created a task, but no usable answer came back.
 

@@ -23,6 +23,7 @@ from bot.bfl.errors import (
     BflCreditsExhausted,
     BflDownloadError,
     BflError,
+    BflFinetuneUnknown,
     BflValidationError,
 )
 
@@ -31,6 +32,8 @@ ERROR_BODY_LIMIT = 64 * 1024
 DOWNLOAD_CHUNK = 64 * 1024
 # How a 403 body says "this organisation may not use this endpoint" (early access), not "bad key".
 _NO_ACCESS_RE = re.compile(r"(?:\bno|\bnot(?: have)?|n't have) access\b", re.I)
+# How an answer says "this finetune_id is not on the account" (BFL documents none: see BflFinetuneUnknown).
+_FINETUNE_RE = re.compile(r"\b(?:finetune|fine-tune|lora)\b.*\b(?:not found|not ready|unknown|does not exist)", re.I)
 
 
 def refusal(status: int, text: str, what: str, task_id: str | None = None) -> BflError:
@@ -51,6 +54,8 @@ def refusal(status: int, text: str, what: str, task_id: str | None = None) -> Bf
         return BflAuthError(f"{what}: BFL refused the API key (HTTP {status}): {shown}", status=status, task_id=task_id)
     if status == 402:
         return BflCreditsExhausted(f"{what}: BFL account is out of credits: {shown}", task_id=task_id)
+    if 400 <= status < 500 and status != 429 and any(_FINETUNE_RE.search(message) for message in detail):
+        return BflFinetuneUnknown(f"{what}: BFL does not know the LoRA: {shown}", status=status, task_id=task_id)
     if status == 422:
         return BflValidationError(f"{what}: BFL rejected the request: {shown}", messages=detail)
     if 300 <= status < 400:

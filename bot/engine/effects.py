@@ -226,7 +226,7 @@ class Effects:
         """The member's last message about a job that ended without its image, truthful about the money."""
         job = applied.reachable_job
         charged = await self.parts.services.ledger.member_charged(job.id)
-        text = outcomes.ending_text(outcome.error, code=job.error, charged=charged, text=outcome.text)
+        text = outcomes.ending_text(outcome.error, code=job.error, charged=charged, text=outcome.text, style=job.style)
         await self.say(job, text + (f"\n{blocked}" if blocked else ""))
 
     async def retell(self, job: Job, *, dead_holder: str | None = None) -> None:
@@ -236,7 +236,8 @@ class Effects:
         """
         charged = await self.parts.services.ledger.member_charged(job.id)
         code = job.error or ("cancelled" if job.status is JobStatus.CANCELLED else None)
-        await self.say(job, outcomes.ending_text(None, code=code, charged=charged), dead_holder=dead_holder)
+        text = outcomes.ending_text(None, code=code, charged=charged, style=job.style)
+        await self.say(job, text, dead_holder=dead_holder)
 
     async def answering(self, job_id: int, seconds: float) -> None:
         """A click's answer (its Cancel) will tell how ``job_id`` ended, within ``seconds``: claimed for it."""

@@ -95,7 +95,7 @@ def for_model(request: GenerationRequest, model: str) -> GenerationRequest | Non
     Sharpen is no prompt to render elsewhere).
     """
     spec = MODELS.get(model)
-    if spec is None or spec.key == request.model.key or spec.button_only or spec.body != request.model.body:
+    if spec is None or spec.key == request.model.key or not spec.offered or spec.body != request.model.body:
         return None
     try:
         return request.retarget(spec)

@@ -6,6 +6,7 @@ from bot.bfl.errors import (
     BflAuthError,
     BflCreditsExhausted,
     BflError,
+    BflFinetuneUnknown,
     BflModerated,
     BflRateLimited,
     BflServerError,
@@ -32,11 +33,16 @@ UNANSWERED_TEXT = "The image provider did not answer properly, so this request w
 UNDELIVERABLE_TEXT = "Your image was made, but Discord would not let the bot post it anywhere in time."
 
 
-def ending_text(exc: BaseException | None, *, code: str | None, charged: bool, text: str | None = None) -> str:
+def ending_text(
+    exc: BaseException | None, *, code: str | None, charged: bool, text: str | None = None, style: str | None = None
+) -> str:
     """What the member is told when a job ends without its image: what happened, then the money.
 
-    ``charged`` is read from the ledger (:meth:`bot.billing.ledger.Ledger.member_charged`).
+    ``charged`` is read from the ledger (:meth:`bot.billing.ledger.Ledger.member_charged`); ``style``, the job's
+    style, names a LoRA style whose LoRA BFL does not know.
     """
+    if text is None and (isinstance(exc, BflFinetuneUnknown) or code == LORA_UNKNOWN_CODE):
+        return lora_unknown_text(style, charged=charged)
     if text is None and exc is None and code in _CODE_TEXTS:
         text = _CODE_TEXTS[code]
     if text is None and exc is None and code == "cancelled":
@@ -44,6 +50,20 @@ def ending_text(exc: BaseException | None, *, code: str | None, charged: bool, t
     if text is None:
         return failure_text(exc, charged=charged)
     return text + (" This still counts against your quota." if charged else " You have not been charged.")
+
+
+LORA_UNKNOWN_CODE = "finetuneunknown"
+"""The job row's ``error`` for :class:`BflFinetuneUnknown` (:func:`error_code`), so a retold ending names it too."""
+
+
+def lora_unknown_text(style: str | None, *, charged: bool) -> str:
+    """A LoRA style whose LoRA BFL does not know: the style named, no image made, and the money."""
+    which = f"the style “{style}”" if style else "this style"
+    text = (
+        f"BFL does not know the LoRA of {which} (it may have been renamed or deleted, or not be ready yet, on the"
+        " server owner's BFL dashboard), so no image was made. A moderator can fix the style with `/style add`."
+    )
+    return text + (" This still counts against your quota." if charged else " Refunded: you have not been charged.")
 
 
 def submit_event(exc: BflError) -> Event:

@@ -1,7 +1,7 @@
 """The reference image of an outpainting (zoom out, pan): a stored result resized to its placement.
 
 BFL's outpainting route pastes the reference at its own pixel size (spec:
-``/work/shared/specs/bfl-flux-tools-outpainting-v1.json``), so when :mod:`bot.models.canvas` had to
+``tests/specs/bfl-flux-tools-outpainting-v1.json``), so when :mod:`bot.models.canvas` had to
 scale a placement down to fit 4 MP, the image must be shrunk by the same factor before it is sent:
 :func:`fit_reference` resizes it to exactly ``reference_width``×``reference_height`` (LANCZOS).
 
@@ -19,6 +19,8 @@ loop keeps serving Discord heartbeats.
 from __future__ import annotations
 
 import asyncio
+import base64
+import dataclasses
 import io
 
 from PIL import Image
@@ -34,8 +36,9 @@ from bot.images.codec import (
     probe,
 )
 from bot.models.canvas import Placement
+from bot.models.request import GenerationRequest, InputImage
 
-__all__ = ["fit_reference", "prepare_reference"]
+__all__ = ["fit_reference", "fit_request", "prepare_reference"]
 
 BASENAME = "reference"
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
@@ -83,3 +86,20 @@ def _resizable(image: Image.Image, *, keep_alpha: bool) -> Image.Image:
 async def prepare_reference(data: bytes, placement: Placement) -> EncodedImage:
     """:func:`fit_reference` in a worker thread, so a resize never blocks the event loop."""
     return await asyncio.to_thread(fit_reference, data, placement)
+
+
+async def fit_request(request: GenerationRequest) -> GenerationRequest:
+    """``request`` with its input image at its placement's reference size (unchanged when it already is, or has none).
+
+    An outpainting mapping (:func:`bot.models.outpaint`) places the result at its own size; a scaled placement
+    needs the image shrunk before it is sent, priced or stored, which is this step (in a worker thread).
+    """
+    placement = request.placement
+    if placement is None:
+        return request
+    [image] = request.input_images
+    if (image.width, image.height) == (placement.reference_width, placement.reference_height):
+        return request
+    fitted = await prepare_reference(base64.b64decode(image.data_b64), placement)
+    reference = InputImage(base64.b64encode(fitted.data).decode("ascii"), fitted.width, fitted.height)
+    return dataclasses.replace(request, input_images=(reference,))

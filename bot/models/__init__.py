@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from bot.models.animate import animate
 from bot.models.build import build_request
-from bot.models.carry_on import more_detail, sharpen
+from bot.models.carry_on import more_detail, outpaint, outpainting, sharpen
 from bot.models.derive import final_request, legacy_record, rerolled, retarget
 from bot.models.options import (
     ASPECT_RATIOS,
@@ -84,6 +84,8 @@ __all__ = [
     "more_detail",
     "nearest_aspect_ratio",
     "offered_models",
+    "outpaint",
+    "outpainting",
     "rerolled",
     "retarget",
     "sharpen",

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.errors import InvalidOptions
+from bot.models.canvas import Placement
+from bot.models.lora import Lora
 from bot.models.options import (
     DEFAULT_ASPECT_RATIO,
     DEFAULT_MODEL,
@@ -53,6 +55,8 @@ def build_request(
     allow_grounding: bool = False,
     max_prompt_length: int = 1000,
     rng: random.Random | None = None,
+    placement: Placement | None = None,
+    lora: Lora | None = None,
 ) -> GenerationRequest:
     """Validate a member's options and turn them into a :class:`GenerationRequest`.
 
@@ -60,10 +64,17 @@ def build_request(
     model would refuse, so no invalid request is ever charged or sent. ``None`` means "not given":
     the model defaults to :data:`DEFAULT_MODEL`, the aspect ratio to 1:1, and the seed is drawn from
     ``rng`` (a :class:`random.SystemRandom` by default) so the member can reproduce the image later.
+    ``placement``: an outpainting route's canvas (required there, refused elsewhere).
+    ``lora``: a LoRA style's, given exactly for a LoRA route (:attr:`ModelSpec.lora_base`).
     """
     spec = get_model(DEFAULT_MODEL if model is None else model.strip())
+    if spec.lora_base is not None and lora is None:
+        raise InvalidOptions(f"{spec.label} runs only through a LoRA style (`/style list`).")
+    if spec.lora_base is None and lora is not None:
+        raise ValueError(f"{spec.key} takes no LoRA")
     text = _checked_prompt(prompt, max_prompt_length)
     images = _checked_images(spec, input_images)
+    _check_placement(spec, placement, images)
     ratio = _checked_ratio(spec, aspect_ratio, images)
     seed, nonce = _checked_seed(spec, seed, rng)
     given: dict[str, Any] = {
@@ -84,6 +95,8 @@ def build_request(
         width, height = tier_dimensions(spec, ratio, options.get("resolution") or FLUX3_DEFAULT_RESOLUTION)
     elif spec.size_mode == "input":  # a FLUX Tool regenerates its one input image at that image's size
         width, height = images[0].width, images[0].height
+    elif placement is not None:  # an outpainting renders its canvas
+        width, height = placement.canvas_width, placement.canvas_height
     else:
         width, height = dimensions_for(spec, ratio)
     return GenerationRequest(
@@ -95,8 +108,23 @@ def build_request(
         seed=seed,
         input_images=images,
         nonce=nonce,
+        placement=placement,
+        lora=lora,
         **options,
     )
+
+
+def _check_placement(spec: ModelSpec, placement: Placement | None, images: Sequence[InputImage]) -> None:
+    """A canvas route needs a placement of its one image (at the result's size, or already at the reference's)."""
+    if spec.size_mode != "canvas":
+        if placement is not None:
+            raise ValueError(f"{spec.key} takes no placement")
+        return
+    if placement is None:
+        raise InvalidOptions(f"{spec.label} works only through the Zoom out and pan buttons under a result.")
+    sizes = {(placement.source_width, placement.source_height), (placement.reference_width, placement.reference_height)}
+    if len(images) != 1 or (images[0].width, images[0].height) not in sizes:
+        raise InvalidOptions(f"{spec.label} works on one image, the result its canvas was computed for.")
 
 
 def _checked_prompt(prompt: str, max_prompt_length: int) -> str:

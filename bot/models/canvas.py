@@ -2,7 +2,7 @@
 
 Pure arithmetic, no I/O. Each button turns a stored result (``width``×``height``) into a
 :class:`Placement` for BFL's ``POST /v1/flux-tools/outpainting-v1`` (spec:
-``/work/shared/specs/bfl-flux-tools-outpainting-v1.json``, from BFL's openapi.json, schema
+``tests/specs/bfl-flux-tools-outpainting-v1.json``, from BFL's openapi.json, schema
 ``FluxOutpaintingInputs``): a canvas (``width``, ``height``) and where the original, the *reference*,
 sits on it (``reference_offset_x``/``_y``, its top-left corner in canvas pixels).
 
@@ -105,6 +105,24 @@ class Placement:
     def scaled(self) -> bool:
         """Whether the image must be resized to the reference size before it is sent."""
         return (self.reference_width, self.reference_height) != (self.source_width, self.source_height)
+
+    def to_record(self) -> list[int]:
+        """The placement as JSON-able data (a request record's ``placement``): :meth:`from_record` reads it back."""
+        return [
+            self.source_width,
+            self.source_height,
+            self.canvas_width,
+            self.canvas_height,
+            self.reference_width,
+            self.reference_height,
+            self.offset_x,
+            self.offset_y,
+        ]
+
+    @classmethod
+    def from_record(cls, record: list[int]) -> Placement:
+        """The placement :meth:`to_record` wrote."""
+        return cls(*(int(value) for value in record))
 
     def request_fields(self) -> dict[str, int]:
         """The geometry part of an outpainting body: ``width``, ``height`` and both reference offsets."""

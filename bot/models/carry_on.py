@@ -1,4 +1,6 @@
-"""Requests that carry on from a result, each one mapping from the stored request: More detail, Sharpen.
+"""Requests that carry on from a result, each one mapping from the stored request: More detail, Sharpen, Zoom, pans.
+
+The outpainting buttons are Zoom out 1.5×, Zoom out 2× and the four pans (:func:`outpainting`).
 
 A result button is this mapping plus one component (``cogs/_buttons.py``): the cog loads the result's
 image, the mapping turns the result's stored request (:meth:`~bot.models.request.GenerationRequest.
@@ -8,10 +10,14 @@ like any other.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from bot.errors import InvalidOptions
+from bot.models.canvas import ACTIONS, placement_for
 from bot.models.derive import retarget
 from bot.models.options import PIXELS_PER_MEGAPIXEL
 from bot.models.request import GenerationRequest, InputImage
+from bot.models.sizes import nearest_aspect_ratio
 from bot.models.table import get_model
 
 DETAIL_MODEL = "flux-3-image"
@@ -55,3 +61,34 @@ def sharpen(request: GenerationRequest, result: InputImage) -> GenerationRequest
             " (BFL's deblur limit), so it can't sharpen this one. Nothing was charged."
         )
     return retarget(request, spec, input_images=(result,))
+
+
+CANVAS_MODEL = "flux-tools/outpainting-v1"
+"""Zoom out and the pans send the result to BFL's outpainting tool (a button-only route of the model table)."""
+
+
+def outpaint(request: GenerationRequest, result: InputImage, key: str) -> GenerationRequest:
+    """The outpainting button ``key`` (a :data:`bot.models.canvas.ACTIONS` key): ``result`` placed on its canvas.
+
+    The placement is computed from the result's own size (the loaded image's: a zoom of a zoom starts from the
+    first canvas), within BFL's 4 MP. The stored prompt (the templated one for a styled job) goes as guidance;
+    the request keeps its style for the card. ``result`` is at its own size here: when the placement is
+    scaled, :func:`bot.images.reference.fit_request` resizes it to the reference size before it is sent.
+    """
+    spec = get_model(CANVAS_MODEL)
+    placement = placement_for(key, result.width, result.height)
+    ratio = nearest_aspect_ratio(spec, placement.canvas_width, placement.canvas_height)
+    return retarget(request, spec, input_images=(result,), placement=placement, aspect_ratio=ratio)
+
+
+def outpainting(key: str) -> Callable[[GenerationRequest, InputImage], GenerationRequest]:
+    """The mapping of one outpainting button (``zoom15``, ``zoom2``, ``pan_left`` …), as a carry-on takes it."""
+    if key not in ACTIONS:
+        raise KeyError(key)
+
+    def mapping(request: GenerationRequest, result: InputImage) -> GenerationRequest:
+        return outpaint(request, result, key)
+
+    mapping.__name__ = f"outpaint_{key}"
+    mapping.__doc__ = f"{ACTIONS[key].title}: :func:`outpaint` with the ``{key}`` placement."
+    return mapping

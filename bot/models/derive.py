@@ -20,6 +20,7 @@ from PIL import Image
 
 from bot.errors import FluxcordError, InvalidOptions
 from bot.models.build import build_request
+from bot.models.canvas import Placement
 from bot.models.options import DEFAULT_ASPECT_RATIO, OPTION_NAMES
 from bot.models.request import RECORD_VERSION, GenerationRequest, InputImage
 from bot.models.sizes import nearest_aspect_ratio
@@ -39,21 +40,26 @@ def retarget(
     *,
     seed: int | None = _KEEP,
     input_images: Sequence[InputImage] = _KEEP,
+    placement: Placement | None = _KEEP,
     **changes: Any,
 ) -> GenerationRequest:
     """``request`` on ``model`` with ``changes`` (an aspect ratio, options, a style), validated again.
 
     The seed is kept where both models have one (``seed=None``: a fresh one); options ``model`` does
     not accept are dropped; input images it cannot take raise :class:`InvalidOptions`. Safety
-    tolerance is left to admission (which applies the server's level to every request).
+    tolerance is left to admission (which applies the server's level to every request). An outpainting's
+    placement is kept on a canvas route (Reroll) and dropped on any other (More detail, Sharpen of its result).
     """
     spec = model if isinstance(model, ModelSpec) else get_model(model)
     images = tuple(request.input_images if input_images is _KEEP else input_images)
     if any(not spec.accepts_input(image.width, image.height) for image in images):
         raise InvalidOptions(f"{spec.label} can't take these input images.")
+    if placement is _KEEP:
+        placement = request.placement if spec.size_mode == "canvas" else None
     if seed is _KEEP:
         seed = request.seed if request.model.has_seed and spec.has_seed else None
     style = changes.pop("style", request.style)
+    lora = request.lora if spec.lora_base is not None else None  # kept on a LoRA route (Reroll, a Final)
     ratio = changes.pop("aspect_ratio", None) or request.aspect_ratio
     if ratio not in spec.aspect_ratios:
         ratio = None if ratio == "auto" else nearest_aspect_ratio(spec, request.width, request.height)
@@ -70,6 +76,8 @@ def retarget(
         input_images=images,
         allow_grounding=True,  # the server's /safety grounding switch is checked at admission
         max_prompt_length=max(1, len(request.prompt)),
+        placement=placement,
+        lora=lora,
         **options,
     )
     return dataclasses.replace(rebuilt, style=style)
@@ -162,6 +170,7 @@ def legacy_record(job: LegacyJob) -> dict[str, Any]:
         "nonce": None,
         "safety_tolerance": params.get("safety_tolerance"),
         "style": job.style,
+        "lora": [params["finetune_id"], params.get("finetune_strength", 1.0)] if "finetune_id" in params else None,
     }
 
 

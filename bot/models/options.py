@@ -52,13 +52,17 @@ FLUX3_DEFAULT_RESOLUTION = "1k"
 OUTPUT_FORMAT = "jpeg"  # JPEG keeps 4 MP results well under Discord's 10 MiB upload limit
 PIXELS_PER_MEGAPIXEL = 1_000_000
 
-SizeMode = Literal["dimensions", "aspect_ratio", "resolution", "input", "video"]
-"""What sets the output size: width/height sent, an aspect ratio sent, FLUX 3's tier, the input image's own size, or
-a video's quality and ratio (:func:`bot.models.video.video_dimensions`)."""
-BodyShape = Literal["generation", "image", "video"]
+SizeMode = Literal["dimensions", "aspect_ratio", "resolution", "input", "canvas", "video"]
+"""What sets the output size: width/height sent, an aspect ratio sent, FLUX 3's tier, the input image's own size, an
+outpainting canvas (the request's :class:`~bot.models.canvas.Placement`), or a video's quality and ratio
+(:func:`bot.models.video.video_dimensions`)."""
+BodyShape = Literal["generation", "image", "outpainting", "lora", "video"]
 """The JSON body a route takes (:mod:`bot.models.payloads`): ``generation``, a prompt with its options, size and
 input images (every text-to-image and edit route); ``image``, one ``image`` and nothing to steer it (FLUX Tools
-deblur); ``video``, FLUX 3 video from a still (:func:`bot.models.video.video_body`)."""
+deblur); ``outpainting``, one ``input_image`` placed on a canvas (``width``, ``height``, offsets) with the prompt as
+optional guidance (FLUX Tools outpainting: Zoom out and the pan arrows); ``lora``, a generation body plus
+``finetune_id``/``finetune_strength`` (the klein ``-finetuned`` routes); ``video``, FLUX 3 video from a still
+(:func:`bot.models.video.video_body`)."""
 Family = Literal["flux1", "flux2", "flux3"]
 
 

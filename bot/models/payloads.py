@@ -57,6 +57,34 @@ def image_body(request: GenerationRequest) -> dict[str, Any]:
     return payload
 
 
+def outpainting_body(request: GenerationRequest) -> dict[str, Any]:
+    """FLUX Tools outpainting: the reference placed on the canvas, the prompt as optional guidance (no seed).
+
+    Offsets are always explicit and ``auto_crop`` is left at its default (false): the placement keeps the reference
+    inside the canvas (:mod:`bot.models.canvas`), so BFL's arithmetic never decides where it lands.
+    """
+    placement = request.placement
+    [image] = request.input_images
+    if placement is None or (image.width, image.height) != (placement.reference_width, placement.reference_height):
+        raise ValueError("an outpainting request needs its placement and the reference at the placement's size")
+    payload: dict[str, Any] = {"input_image": image.data_b64, **placement.request_fields()}
+    if request.prompt:
+        payload["prompt"] = request.prompt  # the stored (for a styled job: templated) prompt, screened at admission
+    _add_safety(request, payload)
+    payload["output_format"] = OUTPUT_FORMAT
+    return payload
+
+
+def lora_body(request: GenerationRequest) -> dict[str, Any]:
+    """A FLUX.2 [klein] LoRA route: its base's generation body plus the style's ``finetune_id`` and strength."""
+    if request.lora is None:
+        raise ValueError(f"a request on {request.model.key} carries no LoRA")
+    payload = generation_body(request)
+    payload["finetune_id"] = request.lora.finetune_id
+    payload["finetune_strength"] = request.lora.strength  # always sent: BFL publishes no klein default
+    return payload
+
+
 def _add_safety(request: GenerationRequest, payload: dict[str, Any]) -> None:
     if request.safety_tolerance is not None:  # only ever set by bot.safety, from a moderator's level
         payload["safety_tolerance"] = request.effective_safety_tolerance
@@ -66,5 +94,7 @@ BODIES: dict[BodyShape, Callable[[GenerationRequest], dict[str, Any]]] = {
     "generation": generation_body,
     "image": image_body,
     "video": video_body,  # FLUX 3 video: its shape is kept whole in bot.models.video
+    "outpainting": outpainting_body,
+    "lora": lora_body,
 }
 """The builder of each body shape."""

@@ -95,20 +95,36 @@ class TierPrice:
 
 @dataclass(frozen=True)
 class UpperBoundPrice(MegapixelPrice):
-    """A route BFL publishes no price for (FLUX Tools deblur): a documented, conservative upper bound.
+    """A route BFL publishes no price for (FLUX Tools deblur, outpainting): a documented, conservative upper bound.
 
     Charged like FLUX.2 (per megapixel of the output and of the input, each rounded up), at rates chosen at or
     above every related list price, so the reservation holds whatever BFL charges; the ledger settles with the
     ``cost`` BFL reports, and a settlement above the estimate is flagged as for any model
-    (:mod:`bot.engine.effects`). The table entry says why its rates are a bound.
+    (:mod:`bot.engine.effects`). The table entry says why its rates are a bound. ``input_mp_micros``: the rate of
+    each input megapixel when it differs from the output's extra rate (None: the same).
     """
 
+    input_mp_micros: int | None = None
     strategy: ClassVar[str] = "upper bound"
+
+    def estimate_micros(
+        self, pixels: int, inputs: Sequence[int] = (), resolution: str | None = None, seconds: int | None = None
+    ) -> int:
+        """The bound of one output of ``pixels`` pixels from inputs of ``inputs`` pixels (each rounded up)."""
+        if self.input_mp_micros is None:
+            return super().estimate_micros(pixels, inputs, resolution)
+        output = self.first_mp_micros + (_ceil_megapixels(pixels) - 1) * self.extra_mp_micros
+        return output + sum(_ceil_megapixels(p) for p in inputs) * self.input_mp_micros
 
     def describe(self) -> str:
         """The bound for people, e.g. ``at most $0.03 (+$0.015/extra MP of output and input; no list price)``."""
         first, extra = format_usd(self.first_mp_micros), format_usd(self.extra_mp_micros)
-        return f"at most {first} (+{extra}/extra MP of output and input; no list price)"
+        if self.input_mp_micros is None:
+            return f"at most {first} (+{extra}/extra MP of output and input; no list price)"
+        per_input = format_usd(self.input_mp_micros)
+        if self.first_mp_micros == self.extra_mp_micros:
+            return f"at most {first}/MP of output (+{per_input}/MP of input; no list price)"
+        return f"at most {first} (+{extra}/extra MP of output, +{per_input}/MP of input; no list price)"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bot.models.canvas import Placement
+from bot.models.lora import Lora
 from bot.models.options import OPTION_NAMES, PIXELS_PER_MEGAPIXEL
 from bot.models.payloads import BODIES
 from bot.models.spec import ModelSpec
@@ -21,7 +23,10 @@ from bot.models.table import get_model
 from bot.safety.levels import applied_tolerance
 
 RECORD_VERSION = 1
-"""The version of :meth:`GenerationRequest.to_record`'s layout (``"v"``)."""
+"""The version of :meth:`GenerationRequest.to_record`'s layout (``"v"``). ``placement`` (an outpainting's canvas,
+issue 26) was added as an optional key without a new version: a record without it reads as no placement, exactly
+what every earlier record meant, and a process too old to know the key does not know the outpainting route either
+(its :func:`~bot.models.table.get_model` refuses the record before the key could matter)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,12 @@ class GenerationRequest:
     style: str | None = None
     """The server style applied to ``prompt`` (:mod:`bot.styles`): recorded on the job and shown on the card,
     never sent to BFL (nor part of the cache key: the templated prompt already is)."""
+    placement: Placement | None = None
+    """An outpainting's canvas and where its one input image (already at ``reference_width``×``reference_height``)
+    sits on it (:mod:`bot.models.canvas`); set exactly for a ``canvas`` route, whose size it is."""
+    lora: Lora | None = None
+    """A LoRA style's LoRA, set exactly on a LoRA route (``model.lora_base``): sent as ``finetune_id``/
+    ``finetune_strength`` and kept in the record, so Reroll, a Final and a restart send the same body."""
 
     def options(self) -> dict[str, Any]:
         """The options that are set (of :data:`OPTION_NAMES`), by name."""
@@ -87,6 +98,8 @@ class GenerationRequest:
             "nonce": self.nonce,
             "safety_tolerance": self.safety_tolerance,
             "style": self.style,
+            "placement": None if self.placement is None else self.placement.to_record(),
+            "lora": None if self.lora is None else self.lora.to_record(),
         }
 
     def record_json(self) -> str:
@@ -114,6 +127,8 @@ class GenerationRequest:
             nonce=record.get("nonce"),
             safety_tolerance=record.get("safety_tolerance"),
             style=record.get("style"),
+            placement=None if record.get("placement") is None else Placement.from_record(record["placement"]),
+            lora=Lora.from_record(record.get("lora")),
             **options,
         )
 

@@ -75,6 +75,9 @@ class ModelSpec:
     """Reached only through a result button (a FLUX Tools route: Sharpen's deblur), never picked by a member:
     not in ``/imagine``'s or ``/edit``'s choices, ``/prefs``, ``DEFAULT_MODEL``/``DRAFT_MODEL`` or ``/budget``'s
     draft and fallback models (:func:`bot.models.offered_models`)."""
+    lora_base: str | None = None
+    """A FLUX.2 [klein] LoRA route (``-finetuned``, body ``lora``): the base model it adds a LoRA to. Reached only
+    through a LoRA style (:mod:`bot.styles`), never picked by a member (:attr:`offered`)."""
 
     def __post_init__(self) -> None:
         unknown = self.options - set(OPTION_NAMES)
@@ -88,6 +91,16 @@ class ModelSpec:
             raise ValueError(f"{self.key}: duration_range must be set exactly when duration is supported")
         if (self.size_mode == "input") != (self.body == "image") or (self.body == "image" and self.options):
             raise ValueError(f"{self.key}: an `image` body renders at its input's size and takes no options")
+        outpainting = self.body == "outpainting"
+        if (self.size_mode == "canvas") != outpainting or (outpainting and self.options):
+            raise ValueError(f"{self.key}: an `outpainting` body renders its placement's canvas and takes no options")
+        if (self.body == "lora") != (self.lora_base is not None):
+            raise ValueError(f"{self.key}: a `lora` body is exactly a LoRA route's (lora_base set)")
+
+    @property
+    def offered(self) -> bool:
+        """Whether members pick this model themselves: not a button-only route, nor a LoRA style's route."""
+        return not self.button_only and self.lora_base is None
 
     @property
     def max_pixels(self) -> int:

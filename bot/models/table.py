@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.errors import InvalidOptions
+from bot.models.canvas import MAX_CANVAS_PIXELS
 from bot.models.options import DEFAULT_MODEL, FLUX3_ASPECT_RATIOS, FLUX3_RESOLUTIONS, echo
 from bot.models.pricing import FlatPrice, MegapixelPrice, SecondPrice, TierPrice, UpperBoundPrice
 from bot.models.spec import ModelSpec
@@ -50,6 +51,8 @@ _FLUX2_INPUTS: dict[str, Any] = {"max_input_images": 8, "input_max_megapixels": 
 
 # Deblur's input (and so output) limit, "at most 4 MP" per BFL's SDK (not in its schema), read as FLUX.2's 2048².
 _DEBLUR_MAX_MEGAPIXELS = 2048 * 2048 / 1e6
+# Outpainting's canvas cap, width × height ≤ 4 MP (BFL's SDK; not in its schema): bot.models.canvas's 2048².
+_CANVAS_MAX_MEGAPIXELS = MAX_CANVAS_PIXELS / 1e6
 
 
 def _video() -> ModelSpec:
@@ -97,8 +100,25 @@ def _flux2(key: str, label: str, first_mp: int, extra_mp: int, **facts: Any) -> 
         "options": frozenset(),
         **_FLUX2_INPUTS,
     }
-    price = MegapixelPrice(first_mp_micros=first_mp, extra_mp_micros=extra_mp)
+    price = facts.pop("price", None) or MegapixelPrice(first_mp_micros=first_mp, extra_mp_micros=extra_mp)
     return ModelSpec(key=key, label=label, price=price, **{**common, **facts})
+
+
+# A LoRA route's bound (BFL publishes no price for the public-beta LoRA routes; the ledger settles from `cost`):
+# FLUX.2 [pro]'s list rates, $0.03 for the first megapixel and $0.015 for each further megapixel of output and of
+# input, each rounded up. That is twice [klein]'s first-megapixel price and 7.5x its extra-megapixel rate, above the
+# 1.5x that BFL's FLUX.1 finetuned routes cost over their base (6 credits against 4). A 1 MP image: $0.03.
+_LORA_PRICE = UpperBoundPrice(first_mp_micros=30_000, extra_mp_micros=15_000)
+
+
+def _klein_lora(key: str, base: str) -> ModelSpec:
+    """A FLUX.2 [klein] ``-finetuned`` route: its base's sizes and inputs, a ``lora`` body, an upper-bound price.
+
+    The schema (``Flux2KleinFinetuneInputs``) is the base's plus ``finetune_id``/``finetune_strength``.
+    """
+    klein = {"flux-2-klein-9b": "FLUX.2 [klein] 9B", "flux-2-klein-4b": "FLUX.2 [klein] 4B"}[base]
+    facts: dict[str, Any] = {"max_input_images": 4, "body": "lora", "lora_base": base, "price": _LORA_PRICE}
+    return _flux2(key, f"{klein} + LoRA", 0, 0, **facts)
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -167,6 +187,9 @@ MODELS: dict[str, ModelSpec] = {
             image_safety_max=2,  # BFL caps FLUX 3 at 2 when images are attached (bfl-api.md §00 / issue 21)
             takes_user=False,  # Flux3ImageInputs is strict and has no `user`
         ),
+        # The klein LoRA routes below are reached only through a LoRA style (bot.styles), never picked.
+        _klein_lora("flux-2-klein-9b-finetuned", "flux-2-klein-9b"),
+        _klein_lora("flux-2-klein-4b-finetuned", "flux-2-klein-4b"),
         # The FLUX Tools below are reached only through a result button (button_only), never picked.
         ModelSpec(
             key="flux-tools/deblur-v1",  # POST /v1/flux-tools/deblur-v1: the Sharpen button
@@ -191,6 +214,31 @@ MODELS: dict[str, ModelSpec] = {
             button_only=True,
         ),
         _video(),
+        ModelSpec(
+            key="flux-tools/outpainting-v1",  # POST /v1/flux-tools/outpainting-v1: Zoom out 1.5×/2× and the pans
+            label="FLUX Outpainting",
+            family="flux2",  # FluxOutpaintingInputs' safety range is FLUX.2's (0–5): FLUX.2's mapping of the dial
+            size_mode="canvas",  # the output is the canvas the placement asks for (bot.models.canvas)
+            body="outpainting",  # `input_image`, `width`/`height`, both offsets, `prompt` (guidance), safety, format
+            multiple=16,  # our canvas rule (BFL documents none for this route)
+            min_side=64,
+            max_side=8192,  # no per-side limit documented; the 4 MP area cap binds first
+            max_megapixels=_CANVAS_MAX_MEGAPIXELS,
+            target_megapixels=1.0,
+            options=frozenset(),
+            has_seed=False,  # FluxOutpaintingInputs has no seed: every zoom is a new image (never a cache hit)
+            # BFL publishes no price for outpainting (it settles from `cost`). The only figure found is a third
+            # party's "from $0.10/MP" (unconfirmed; BFL's notes say mode `fast` costs less, and we send the
+            # default, `high`). The bound: $0.10 for every started megapixel of the canvas (that figure, per MP
+            # rounded up, so "from" is covered by the rounding), plus each input megapixel (rounded up) at FLUX.2
+            # [pro]'s extra rate, $0.015, in case the reference is billed too. A 1 MP result zoomed out 1.5×
+            # (a 1536² canvas, 2.36 MP): 3 × $0.10 + 2 × $0.015 = $0.33; zoomed out 2× (2048², 4.19 MP): $0.53.
+            price=UpperBoundPrice(first_mp_micros=100_000, extra_mp_micros=100_000, input_mp_micros=15_000),
+            max_input_images=1,
+            input_max_megapixels=_CANVAS_MAX_MEGAPIXELS,  # a result is fitted to 4 MP when loaded, then placed
+            safety_range=(0, 5),
+            button_only=True,
+        ),
     )
 }
 """Every BFL route the bot uses, by endpoint name (``POST /v1/<key>``): the models members can pick, in the order
@@ -209,14 +257,17 @@ def get_model(key: str) -> ModelSpec:
 
 
 def offered_models() -> list[ModelSpec]:
-    """The models members pick (every command's choices, defaults, drafts, fallbacks): all but button-only routes."""
-    return [spec for spec in MODELS.values() if not spec.button_only]
+    """The models members pick (every command's choices, defaults, drafts, fallbacks): :attr:`ModelSpec.offered`.
+
+    All but the button-only routes and the LoRA routes.
+    """
+    return [spec for spec in MODELS.values() if spec.offered]
 
 
 def is_offered(key: str) -> bool:
     """Whether ``key`` is a model members may pick (:func:`offered_models`)."""
     spec = MODELS.get(key)
-    return spec is not None and not spec.button_only
+    return spec is not None and spec.offered
 
 
 def models_supporting(option: str) -> list[ModelSpec]:

@@ -28,6 +28,8 @@ from bot.models import (
     models_taking_images,
     offered_models,
 )
+from bot.models.canvas import placement_for
+from bot.models.lora import Lora
 from tests.fakes.fake_bfl import FLUX3_TIER_PRICES, load_spec, price_credits, validate_body
 
 SPEC = load_spec()
@@ -677,25 +679,37 @@ def test_no_payload_carries_user():
     """The end-user id is added by the BFL client at send time, never stored with a job's parameters."""
     for spec in MODELS.values():
         seed = 1 if spec.has_seed else None
-        images = [_image()] if spec.size_mode in ("input", "video") else []  # deblur and video work on one image
-        request = build_request(model=spec.key, prompt="x", aspect_ratio=None, seed=seed, input_images=images)
+        images = [_image()] if spec.size_mode in ("input", "canvas", "video") else []  # one image each
+        placement = placement_for("zoom15", images[0].width, images[0].height) if spec.size_mode == "canvas" else None
+        lora = Lora("fluxcord-house") if spec.lora_base is not None else None  # a LoRA route: a LoRA style's
+        request = build_request(
+            model=spec.key,
+            prompt="x",
+            aspect_ratio=None,
+            seed=seed,
+            input_images=images,
+            placement=placement,
+            lora=lora,
+        )
         assert "user" not in request.bfl_payload()
 
 
 # -- button-only routes: FLUX Tools deblur (the Sharpen button) --------------------------------------
 
 DEBLUR = MODELS["flux-tools/deblur-v1"]
+OUTPAINTING = MODELS["flux-tools/outpainting-v1"]
 
 
 def test_deblur_is_a_table_entry_reached_only_through_its_button():
     """Its route, body shape, price and safety range are its table entry's; no member picks it."""
     assert DEBLUR.button_only and DEBLUR.body == "image" and DEBLUR.size_mode == "input"
-    assert [m.key for m in MODELS.values() if m.button_only] == [DEBLUR.key, "flux-3-video"]  # and Animate's
-    assert DEBLUR not in offered_models() and DEBLUR not in models_taking_images()
-    assert all(DEBLUR not in models_supporting(option) for option in OPTION_NAMES)
+    assert [m.key for m in MODELS.values() if m.button_only] == [DEBLUR.key, "flux-3-video", OUTPAINTING.key]
     from cogs._choices import model_choices
 
-    assert DEBLUR.key not in {choice.value for choice in model_choices()}
+    for tool in (DEBLUR, OUTPAINTING, MODELS["flux-3-video"]):
+        assert tool not in offered_models() and tool not in models_taking_images()
+        assert all(tool not in models_supporting(option) for option in OPTION_NAMES)
+        assert tool.key not in {choice.value for choice in model_choices()}
 
 
 def test_deblur_matches_its_schema_in_the_2026_spec():
@@ -724,3 +738,29 @@ def test_a_button_only_route_is_no_default_or_draft_model():
     for field in ("default_model", "draft_model"):
         with pytest.raises(ValidationError, match="not a model"):
             Settings(_env_file=None, discord_token="t" * 12, bfl_api_key="k" * 12, **{field: DEBLUR.key})
+
+
+def test_outpainting_matches_its_schema_in_the_2026_spec():
+    """``POST /v1/flux-tools/outpainting-v1``: no seed, its safety range, ``user``; a canvas, never picked."""
+    props = request_schema(OUTPAINTING.key)["properties"]
+    bounds = (props["safety_tolerance"]["minimum"], props["safety_tolerance"]["maximum"])
+    assert OUTPAINTING.safety_range == bounds == (0, 5) and OUTPAINTING.takes_user == ("user" in props)
+    assert OUTPAINTING.has_seed == ("seed" in props) is False and OUTPAINTING.max_input_images == 1
+    assert OUTPAINTING.button_only and OUTPAINTING.body == "outpainting" and OUTPAINTING.size_mode == "canvas"
+
+
+def test_outpainting_needs_a_placement_of_its_one_image():
+    with pytest.raises(InvalidOptions, match="Zoom out"):
+        build_request(model=OUTPAINTING.key, prompt="x", aspect_ratio=None, seed=None, input_images=[_image()])
+    placement = placement_for("pan_up", 1200, 900)
+    with pytest.raises(InvalidOptions, match="one image"):
+        build_request(
+            model=OUTPAINTING.key,
+            prompt="x",
+            aspect_ratio=None,
+            seed=None,
+            input_images=[_image(64, 64)],
+            placement=placement,
+        )
+    with pytest.raises(ValueError, match="no placement"):
+        build_request(model="flux-2-pro", prompt="x", aspect_ratio=None, seed=1, placement=placement)

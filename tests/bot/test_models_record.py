@@ -22,6 +22,8 @@ from bot.models import (
     rerolled,
     retarget,
 )
+from bot.models.canvas import placement_for
+from bot.models.lora import Lora
 from tests.bot.test_models import full_options
 
 ids = list(MODELS)
@@ -35,13 +37,16 @@ def png(width: int, height: int) -> InputImage:
 
 
 def full_request(spec: ModelSpec) -> GenerationRequest:
-    """A request on ``spec`` with every option it supports set, input images where it takes them, a style."""
+    """A request on ``spec`` with every option it supports set, input images where it takes them, a style (and on
+    a LoRA route, a LoRA shared by another org at a strength that is not the default)."""
     options = full_options(spec)  # steps, guidance, raw, prompt_upsampling at an extreme of their range
     if spec.supports("grounding"):
         options["grounding"] = True
     if spec.supports("resolution"):
         options["resolution"] = "2k" if "2k" in spec.resolutions else spec.resolutions[-1]  # a video: fhd
     images = [png(64 * 5, 64 * 4), png(256, 512)][: spec.max_input_images]
+    # An outpainting's canvas (a zoom out of the 320×256 image): part of its record, so part of the round trip.
+    placement = placement_for("zoom2", 320, 256) if spec.size_mode == "canvas" else None
     request = build_request(
         model=spec.key,
         prompt="a heron «in fog» — 🐦",
@@ -49,6 +54,8 @@ def full_request(spec: ModelSpec) -> GenerationRequest:
         seed=None if not spec.has_seed else 123_456,
         input_images=images,
         allow_grounding=True,
+        placement=placement,
+        lora=Lora("acme-org/mascot_v2", 0.85) if spec.lora_base is not None else None,
         **options,
     )
     return dataclasses.replace(request, safety_tolerance=spec.safety_range[1], style="Watercolour")
@@ -172,7 +179,8 @@ class OldJob:
         self.params, self.style = request.bfl_payload(), request.style
 
 
-@pytest.mark.parametrize("key", ids)
+# Jobs written before migration 0021 were never outpaintings (that route came with issue 26): no canvas routes here.
+@pytest.mark.parametrize("key", [key for key in ids if MODELS[key].size_mode != "canvas"])
 def test_a_legacy_job_gives_back_the_request_it_sent(key):
     request = full_request(MODELS[key])
     derived = GenerationRequest.from_record(legacy_record(OldJob(request)))

@@ -109,3 +109,4 @@ def test_every_button_action_is_one_the_catch_all_leaves_alone():
 
     assert set(LOOKS) <= set(ALL_ACTIONS)
     assert {action for row in RESULT_ROWS for action in row} <= set(LOOKS)
+    assert len(RESULT_ROWS) <= 5 and all(len(row) <= 5 for row in RESULT_ROWS)  # Discord: 5 rows of 5 buttons

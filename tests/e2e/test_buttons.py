@@ -14,7 +14,11 @@ from bot.models import build_request
 from tests.e2e.conftest import running_bot
 from tests.fakes.fake_bfl import FLUX3_STAGES, Behaviour
 
-ACTIONS = [["reroll", "vary", "edit", "delete", "details"], ["detail", "sharpen"]]  # row by row
+ACTIONS = [
+    ["reroll", "vary", "edit", "delete", "details"],
+    ["detail", "sharpen", "zoom15", "zoom2"],
+    ["pan_left", "pan_right", "pan_up", "pan_down"],
+]  # row by row
 
 
 def buttons(message):

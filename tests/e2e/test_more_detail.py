@@ -101,3 +101,15 @@ async def test_more_detail_works_after_a_restart(discord_endpoints, fake_bfl, tm
         click = await more_detail(harness, first)
         job = await harness.services.jobs.get(int(click.id))
         assert job.model == "flux-3-image" and job.status.value == "delivered"
+
+
+async def test_a_reroll_of_a_private_result_made_from_an_image_stays_private(harness):
+    """Reroll of a job with input images (an edit's, a carry-on's) lost its privacy: it was posted publicly."""
+    first = await harness.imagine(prompt="a secret garden", private=True)
+    detailed = await harness.services.jobs.get(int((await more_detail(harness, first)).id))
+    assert detailed.private and detailed.status.value == "delivered"
+    click = await harness.fake.click(detailed.result_message_id, f"fluxcord:reroll:{detailed.id}")
+    await harness.finished(click)
+    rerolled = await harness.services.jobs.get(int(click.id))
+    assert rerolled.private and rerolled.status.value == "delivered"
+    assert harness.bfl.submits[-1].model == "flux-3-image"

@@ -30,6 +30,7 @@ from tests.fakes.fake_bfl import (
 
 DEBLUR = "flux-tools/deblur-v1"
 VIDEO = "flux-3-video"
+OUTPAINT = "flux-tools/outpainting-v1"
 
 
 def png_base64(width: int = 320, height: int = 256) -> str:
@@ -44,12 +45,14 @@ def minimal_body(model: str) -> dict[str, Any]:
         return {"image": png_base64()}
     if model == VIDEO:
         return {"mode": "i2v", "prompt": "a frame", "keyframes": png_base64()}
+    if model == OUTPAINT:
+        return {"input_image": png_base64(), "width": 480, "height": 384}
     if "fill" in model or "expand" in model:
         body: dict[str, Any] = {"image": png_base64(), "prompt": "a frame"}
     else:
         body = {"prompt": "a frame"}
     if "finetuned" in model:
-        body["finetune_id"] = "my-finetune"
+        body["finetune_id"] = "fluxcord-house"  # on the fake's account (KNOWN_FINETUNES; the FLUX.1 routes take any)
     return body
 
 
@@ -102,6 +105,8 @@ def test_spec_has_the_documented_generation_routes() -> None:
         "flux-2-klein-9b-preview",
         DEBLUR,  # the one FLUX Tools route the bot uses (Sharpen)
         VIDEO,  # FLUX 3 video (Animate)
+        DEBLUR,  # the FLUX Tools routes the bot uses: Sharpen
+        OUTPAINT,  # and Zoom out / the pans
     } <= set(generation_routes())
 
 
@@ -165,6 +170,22 @@ async def test_every_route_accepts_a_minimal_valid_body(
         (DEBLUR, {"image": png_base64(), "width": 64}, ["body", "width"], "extra_forbidden"),
         (DEBLUR, {"image": png_base64(2049, 2048)}, ["body", "image"], "value_error"),  # over 4 MP (2048²)
         (DEBLUR, {"image": "bm90IGFuIGltYWdl"}, ["body", "image"], "value_error"),
+        (OUTPAINT, {"input_image": png_base64(), "width": 480}, ["body", "height"], "missing"),
+        (OUTPAINT, {"input_image": png_base64(), "width": 480, "height": 384, "seed": 1}, ["body"], "extra_forbidden"),
+        (OUTPAINT, {"input_image": png_base64(), "width": 63, "height": 384}, ["body", "width"], "greater_than_equal"),
+        (OUTPAINT, {"input_image": png_base64(), "width": 2064, "height": 2048}, ["body", "width"], "value_error"),
+        (
+            OUTPAINT,  # 320×256 at x=200 overhangs a 480-wide canvas
+            {"input_image": png_base64(), "width": 480, "height": 384, "reference_offset_x": 200},
+            ["body", "reference_offset_x"],
+            "value_error",
+        ),
+        (
+            OUTPAINT,
+            {"input_image": png_base64(), "width": 480, "height": 384, "reference_offset_y": -1},
+            ["body", "reference_offset_y"],
+            "value_error",
+        ),
     ],
 )
 async def test_invalid_bodies_get_422_and_are_recorded(
@@ -271,6 +292,33 @@ async def test_deblur_renders_the_input_images_size_and_reports_its_cost(
     async with aiohttp.ClientSession() as plain, plain.get(ready["result"]["sample"]) as resp:
         image = Image.open(io.BytesIO(await resp.read()))
     assert (image.format, image.size) == ("JPEG", (640, 480))
+    assert fake_bfl.schema_errors == []
+
+
+async def test_outpainting_renders_the_canvas_and_bills_its_megapixels(
+    fake_bfl: FakeBfl, http: aiohttp.ClientSession
+) -> None:
+    """``/v1/flux-tools/outpainting-v1`` (``FluxOutpaintingInputs``): an image of exactly width×height, billed."""
+    body = {
+        "input_image": png_base64(320, 256),
+        "width": 640,
+        "height": 512,
+        "reference_offset_x": 160,
+        "reference_offset_y": 128,
+        "prompt": "a wider view",
+        "output_format": "jpeg",
+    }
+    status, answer = await submit(http, OUTPAINT, body)
+    assert status == 200, answer
+    task = fake_bfl.tasks[answer["id"]]
+    assert (task.width, task.height) == (640, 512)
+    assert Decimal(str(answer["cost"])) == task.cost == price_credits(OUTPAINT, 640, 512) == Decimal("3.3")
+    ready = await poll_until_terminal(http, answer["polling_url"])
+    async with aiohttp.ClientSession() as plain, plain.get(ready["result"]["sample"]) as resp:
+        image = Image.open(io.BytesIO(await resp.read()))
+    assert (image.format, image.size) == ("JPEG", (640, 512))
+    overhang = {**body, "reference_offset_x": 400, "auto_crop": True}  # cropped by BFL, not refused
+    assert (await submit(http, OUTPAINT, overhang))[0] == 200
     assert fake_bfl.schema_errors == []
 
 

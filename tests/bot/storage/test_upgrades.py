@@ -40,6 +40,7 @@ CHOICES: dict[tuple[str, str], list[Any]] = {
     ("job_sources", "kind"): ["edit", "vary", "reroll"],
     ("breaker_events", "kind"): ["failure", "success"],
     ("usage", "shard"): list(range(12)),  # PostgreSQL: a counter's shard (SMALLINT), 0-63
+    ("server_styles", "lora_strength"): [0.0, 0.5, 1.0, 2.0],  # finetune_strength, 0-2 (0027)
 }  # fmt: skip
 FLAGS = {"paused", "grounding", "private", "acked", "draft"}  # CHECK (x IN (0, 1))
 ONE_TO_FOUR = {("job_groups", "size"), ("member_prefs", "count"), ("fallback_offers", "images")}

@@ -5,9 +5,14 @@
 * ``POST /v1/<model>`` for every image generation route of BFL's 2026 OpenAPI spec
   (``tests/specs/bfl-openapi-2026.json``), and of its FLUX Tools ``/v1/flux-tools/deblur-v1``
   (``TOOL_ROUTES``: the input image's size back, billed at [klein] 9B's rates since BFL publishes no
-  price). Each body is validated against the route's request schema
-  (JSON Schema 2020-12), unknown properties are rejected, and documented limits the schema cannot
-  express (aspect ratio range, FLUX.2 and deblur inputs ≤ 4 MP, FLUX 3's prompt length and image count) are checked.
+  price), ``/v1/flux-tools/outpainting-v1`` (the canvas asked for, ≤ 4 MP with the reference inside
+  it unless ``auto_crop``, billed at 10 credits per canvas megapixel: no published price either), and
+  the FLUX.2 [klein] 4B/9B LoRA routes ``/v1/flux-2-klein-{4b,9b}-finetuned``
+  (``LORA_ROUTES``, validated against their own reconstructed schema files; a ``finetune_id`` not in
+  ``FakeBfl.finetunes`` is answered 404 ``Finetune not found or not ready`` with no task; billed a little
+  over the base's rates). Each body is validated against the route's request schema (JSON Schema
+  2020-12), unknown properties are rejected, and documented limits the schema cannot express (aspect
+  ratio range, FLUX.2 and deblur inputs ≤ 4 MP, FLUX 3's prompt length and image count) are checked.
   Violations get a FastAPI-style 422 and are recorded in ``schema_errors``, which tests assert empty.
 * ``GET /v1/get_result?id=`` (its query validated against the spec too), ``GET
   /regional/v1/get_result?id=`` (an alternate polling path, so tests prove the client polls
@@ -78,6 +83,8 @@ from tests.fakes.fake_bfl.constants import (
     FLUX3_STAGES,
     FLUX3_TIER_PIXELS,
     FOREIGN_POLLING,
+    KNOWN_FINETUNES,
+    LORA_ROUTES,
     MASK,
     MOVED_POLLING_PATH,
     REGIONAL_POLLING,
@@ -128,6 +135,8 @@ __all__ = [
     "FLUX3_TIER_PIXELS",
     "FLUX3_TIER_PRICES",
     "FOREIGN_POLLING",
+    "KNOWN_FINETUNES",
+    "LORA_ROUTES",
     "MASK",
     "MEGAPIXEL_PRICES",
     "MOVED_POLLING_PATH",

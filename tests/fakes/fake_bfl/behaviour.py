@@ -224,9 +224,10 @@ class FakeTask:
 
     @property
     def picture(self) -> int:
-        """What its image is drawn from: the seed, and for a tool working on an ``image`` (deblur) that image too,
-        so a tool's result never equals its input (as a text-to-image result of the same seed and size would)."""
-        image = self.body.get("image")
+        """What its image is drawn from: the seed, and for a tool working on one image (deblur's ``image``,
+        outpainting's ``input_image``) that image too, so a tool's result never equals its input (as a text-to-image
+        result of the same seed and size would)."""
+        image = self.body.get("input_image" if self.model == "flux-tools/outpainting-v1" else "image")
         return self.seed if not isinstance(image, str) else zlib.crc32(image.encode(), self.seed)
 
     @property

@@ -37,7 +37,7 @@ FLUX3_STAGES = ("Pending", "Reasoning", "Generating")
 FLUX2_MAX_PIXELS = 2048 * 2048  # documented: up to 4 MP
 
 #: The FLUX Tools routes the fake serves (the bot's result buttons use them), with BFL's own schemas.
-TOOL_ROUTES = ("/v1/flux-tools/deblur-v1",)
+TOOL_ROUTES = ("/v1/flux-tools/deblur-v1", "/v1/flux-tools/outpainting-v1")
 #: Deblur's input limit, "at most 4 MP" (BFL's SDK; not in the schema), read as FLUX.2's 2048² (it runs on [klein] 9B).
 DEBLUR_MAX_PIXELS = FLUX2_MAX_PIXELS
 
@@ -61,3 +61,20 @@ VIDEO_SECOND_PRICES = {
 VIDEO_SHORT_SIDES = {"hd": 720, "fhd": 1080, "qhd": 1440, "uhd": 2160}
 VIDEO_MAX_ACTIVE = 5  # "5 active generations per organization"
 VIDEO_URL_TTL = 2 * 3600  # video result URLs last about 2 h (se=)
+
+#: Outpainting's canvas limit, width × height ≤ 4 MP (BFL's SDK; not in the schema), 2048².
+OUTPAINTING_MAX_PIXELS = 2048 * 2048
+
+#: The FLUX.2 [klein] LoRA routes the fake serves (a LoRA style's), each validated against its own reconstructed
+#: schema file (BFL's ``openapi.json`` lacks them; see tests/specs/README.md).
+LORA_ROUTES: dict[str, Path] = {
+    f"flux-2-klein-{size}-finetuned": REPO_ROOT / "tests" / "specs" / f"bfl-flux-2-klein-{size}-finetuned.json"
+    for size in ("4b", "9b")
+}
+#: The LoRAs on the fake account's dashboard (``FakeBfl.finetunes`` starts with these; tests may change it).
+KNOWN_FINETUNES = frozenset({"fluxcord-house", "acme-org/mascot_v2"})
+#: How the fake answers a ``finetune_id`` its account does not have: BFL documents no answer; the one public
+#: trace (FLUX.1 finetuned inference, 2025) is ``{"detail": "Finetune not found or not ready"}``, a plain
+#: FastAPI ``HTTPException``; its status is not recorded, so the fake uses the natural one, 404, at submit.
+UNKNOWN_FINETUNE_STATUS = 404
+UNKNOWN_FINETUNE_DETAIL = "Finetune not found or not ready"

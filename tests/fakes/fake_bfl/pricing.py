@@ -47,7 +47,13 @@ MEGAPIXEL_PRICES: dict[str, tuple[Decimal, Decimal]] = {
     "flux-2-klein-9b-preview": (Decimal("1.5"), Decimal("0.2")),
     # Deblur has no published price; it runs on [klein] 9B, so the fake bills [klein] 9B's rates (input included).
     "flux-tools/deblur-v1": (Decimal("1.5"), Decimal("0.2")),
+    # The klein LoRA routes have no published price (public beta); the fake bills a little over their base's.
+    "flux-2-klein-4b-finetuned": (Decimal("1.6"), Decimal("0.2")),
+    "flux-2-klein-9b-finetuned": (Decimal("1.8"), Decimal("0.3")),
 }
+# Outpainting has no published price; the fake bills the one figure found (a third party's "from $0.10/MP", 10
+# credits per megapixel of the canvas, its input not billed), below the bot's documented bound.
+OUTPUT_MEGAPIXEL_PRICES: dict[str, Decimal] = {"flux-tools/outpainting-v1": Decimal("10")}
 # Output pixels for aspect-ratio models: Kontext about 1 MP, Ultra up to 4 MP.
 _ASPECT_TARGET_PIXELS = {"flux-kontext-pro": 1 << 20, "flux-kontext-max": 1 << 20}
 _ULTRA_TARGET_PIXELS = 4 << 20
@@ -69,6 +75,9 @@ def price_credits(
     if model == FLUX3_MODEL:
         tier = min(FLUX3_TIER_PIXELS, key=lambda t: abs(FLUX3_TIER_PIXELS[t] - width * height))
         return FLUX3_TIER_PRICES[tier]
+    if model in OUTPUT_MEGAPIXEL_PRICES:
+        output = (Decimal(width * height) / 1_000_000).quantize(Decimal("0.01"), ROUND_HALF_UP)
+        return (OUTPUT_MEGAPIXEL_PRICES[model] * output).quantize(Decimal("0.01"), ROUND_HALF_UP).normalize()
     first, extra = MEGAPIXEL_PRICES.get(model, (Decimal("5"), Decimal("0")))
     megapixels = (Decimal(width * height + sum(input_pixels)) / 1_000_000).quantize(Decimal("0.01"), ROUND_HALF_UP)
     price = first + extra * max(Decimal(0), megapixels - 1)

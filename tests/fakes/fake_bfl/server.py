@@ -21,7 +21,7 @@ from tests.fakes.fake_bfl.behaviour import (
     SchemaViolation,
     SubmitRecord,
 )
-from tests.fakes.fake_bfl.constants import DEFAULT_API_KEY, MOVED_POLLING_PATH
+from tests.fakes.fake_bfl.constants import DEFAULT_API_KEY, KNOWN_FINETUNES, MOVED_POLLING_PATH
 from tests.fakes.fake_bfl.results import ResultsMixin
 from tests.fakes.fake_bfl.submit import SubmitMixin
 from tests.fakes.fake_bfl.validation import generation_routes
@@ -100,6 +100,8 @@ class FakeBfl(SubmitMixin, ResultsMixin):
         self.credits = Decimal(credits)
         self.max_active = max_active
         self.max_active_kontext_max = max_active_kontext_max
+        #: The LoRAs (``finetune_id``) on the account: a LoRA route answers any other as BFL would (404).
+        self.finetunes: set[str] = set(KNOWN_FINETUNES)
         self.default = Behaviour()
         self.behaviour_source: Callable[[str, Any], Behaviour] | None = None
         #: Every task the fake created, with what it billed for it (the account BFL keeps).

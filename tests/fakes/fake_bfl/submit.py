@@ -22,7 +22,13 @@ from tests.fakes.fake_bfl.behaviour import (
     SubmitRecord,
     _record_headers,
 )
-from tests.fakes.fake_bfl.constants import VIDEO_MAX_ACTIVE, VIDEO_MODEL
+from tests.fakes.fake_bfl.constants import (
+    LORA_ROUTES,
+    UNKNOWN_FINETUNE_DETAIL,
+    UNKNOWN_FINETUNE_STATUS,
+    VIDEO_MAX_ACTIVE,
+    VIDEO_MODEL,
+)
 from tests.fakes.fake_bfl.pricing import input_pixels, output_size, price_credits
 from tests.fakes.fake_bfl.validation import generation_routes, validate_body
 
@@ -71,6 +77,9 @@ class SubmitMixin:
         if detail:
             self.schema_errors.append(SchemaViolation(model=model, body=body, detail=detail))
             return _answer(record, web.json_response({"detail": detail}, status=422))
+        if model in LORA_ROUTES and body["finetune_id"] not in self.finetunes:  # before any behaviour: no task
+            detail = {"detail": UNKNOWN_FINETUNE_DETAIL}
+            return _answer(record, web.json_response(detail, status=UNKNOWN_FINETUNE_STATUS))
         behaviour = self.next_behaviour(model, body)
         await self._pause(behaviour.latency)
         if behaviour.submit_status is not None:

@@ -22,6 +22,8 @@ from tests.fakes.fake_bfl.constants import (
     FLUX3_INPUT_MIN_SIDE,
     FLUX3_MODEL,
     FLUX3_SPEC_PATH,
+    LORA_ROUTES,
+    OUTPAINTING_MAX_PIXELS,
     TOOL_ROUTES,
     VIDEO_MODEL,
 )
@@ -90,7 +92,22 @@ def generation_routes(path: Path | None = None) -> dict[str, RouteSchema]:
         )
     if FLUX3_MODEL not in routes:
         routes[FLUX3_MODEL] = flux3_limits()
+    for model, path in LORA_ROUTES.items():
+        routes[model] = lora_route(model, path)
     return routes
+
+
+def lora_route(model: str, path: Path) -> RouteSchema:
+    """A FLUX.2 [klein] LoRA route from its own schema file (BFL's ``openapi.json`` does not carry these)."""
+    schema = json.loads(path.read_text(encoding="utf-8"))["request"]
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return RouteSchema(
+        model=model,
+        schema=schema,
+        validator=jsonschema.Draft202012Validator(schema),
+        properties=frozenset(schema["properties"]),
+        closed=False,  # like its base route's: unknown fields are refused by validate_body all the same
+    )
 
 
 @functools.cache
@@ -204,6 +221,8 @@ def _documented_limits(model: str, body: dict[str, Any]) -> list[dict[str, Any]]
         return _deblur_limits(body)
     if model == VIDEO_MODEL:
         return _video_limits(body)
+    if model == "flux-tools/outpainting-v1":
+        return _outpainting_limits(body)
     for name in sorted(k for k in body if k.startswith("input_image") and body[k] is not None):
         if not str(body[name]).startswith(("http://", "https://")) and _decoded_size(body[name]) is None:
             problems.append({"loc": ["body", name], "msg": "Image could not be decoded", "type": "value_error"})
@@ -252,6 +271,29 @@ def _video_limits(body: dict[str, Any]) -> list[dict[str, Any]]:
         if size is None or min(size) < FLUX3_INPUT_MIN_SIDE:
             msg = "Keyframe could not be decoded" if size is None else "Keyframe must be at least 256x256"
             problems.append({"loc": ["body", "keyframes", index], "msg": msg, "type": "value_error"})
+    return problems
+
+
+def _outpainting_limits(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Outpainting's prose limits: the canvas ≤ 4 MP, and (unless ``auto_crop``) the reference inside it."""
+    width, height = body["width"], body["height"]
+    if width * height > OUTPAINTING_MAX_PIXELS:
+        return [{"loc": ["body", "width"], "msg": "Canvas must be at most 4 megapixels", "type": "value_error"}]
+    image = body["input_image"]
+    if image.startswith(("http://", "https://")):
+        return []
+    size = _decoded_size(image)
+    if size is None:
+        return [{"loc": ["body", "input_image"], "msg": "Image could not be decoded", "type": "value_error"}]
+    if body.get("auto_crop"):
+        return []
+    problems = []
+    for axis, canvas, side in (("x", width, size[0]), ("y", height, size[1])):
+        offset = body.get(f"reference_offset_{axis}")
+        offset = (canvas - side) // 2 if offset is None else offset  # None: centred
+        if offset < 0 or offset + side > canvas:
+            msg = "The reference image extends beyond the canvas (set auto_crop to crop it)"
+            problems.append({"loc": ["body", f"reference_offset_{axis}"], "msg": msg, "type": "value_error"})
     return problems
 
 
