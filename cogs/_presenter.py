@@ -24,11 +24,13 @@ from bot.engine.outcomes import CANCELLED_TEXT
 from bot.engine.progress import TOKEN_LIFETIME, GroupPosted, Posted, Progress, Result, Undeliverable
 from bot.engine.store import Job
 from bot.images.codec import InvalidImage, fit_for_upload
+from bot.models.video import is_video_model
 from cogs._job_texts import PAUSED_TEXT as PAUSED_TEXT
 from cogs._job_texts import ai_generated as ai_generated
 from cogs._job_texts import model_label as model_label
 from cogs._job_texts import posted_file_text as posted_file_text
 from cogs._job_texts import progress_text, reencoded_because, render_embed
+from cogs._video_delivery import deliver_video
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ class DiscordPresenter:
         clock: Clock = utc_now,
         source_lookup: SourceLookup | None = None,
         gallery_view: GalleryFactory | None = None,
+        video_view: ViewFactory | None = None,
     ) -> None:
         self._client = client
         self._result_view = result_view
@@ -66,6 +69,7 @@ class DiscordPresenter:
         self._clock = clock
         self._source_lookup = source_lookup
         self._gallery_view = gallery_view
+        self._video_view = video_view
 
     def progress_text(self, progress: Progress) -> str:
         """See :func:`progress_text`."""
@@ -161,6 +165,8 @@ class DiscordPresenter:
         a re-encoded copy, and :class:`Posted` says why.
         """
         job = result.job
+        if is_video_model(job.model):  # an MP4: attached as it is, or a private link (never fitted as an image)
+            return await deliver_video(self, result, self._video_view(job.id) if self._video_view else None)
         try:
             encoded = await fit_for_upload(result.data, job.upload_limit, basename=f"fluxcord-{job.id}")
         except InvalidImage as exc:
@@ -196,6 +202,47 @@ class DiscordPresenter:
         )
         assert where is not None  # a private result went by DM or raised
         return Posted(*where, reencoded=reencoded_because(result.data, encoded, job.upload_limit))
+
+    async def edit_or_post(
+        self,
+        job: Job,
+        *,
+        edit: Callable[[], dict[str, Any]],
+        post: Callable[[], dict[str, Any]],
+        shows: Callable[[discord.Message], bool],
+    ) -> tuple[int, int]:
+        """A result of ``job`` shown as :meth:`deliver` shows one (the same fallbacks and nonce): where it is."""
+        where = await self._edit_or_post(
+            self._webhook(job),
+            channel_id=job.channel_id,
+            user_id=job.user_id,
+            private=job.private,
+            edit=edit,
+            post=post,
+            what=f"Job {job.id}",
+            nonce=f"fx{job.id}",
+            shows=shows,
+            original=job.original_message_id,
+        )
+        assert where is not None  # a private result went by DM or raised
+        return where
+
+    async def send_privately(self, job: Job, text: str, *, nonce: str) -> None:
+        """``text`` to the member alone: an ephemeral follow-up while the token lives, else by DM.
+
+        Raises :class:`Undeliverable` when the token is gone and the member's DMs are closed.
+        """
+        webhook = self._webhook(job)
+        if webhook is not None:
+            # The interaction's own webhook (what Interaction.followup is): discord.py sends ephemeral only there.
+            webhook.type = discord.WebhookType.application
+            try:
+                await webhook.send(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+                return
+            except discord.HTTPException as exc:
+                if exc.code not in GONE_CODES:
+                    raise
+        await self._direct_message(job.user_id, lambda: {"content": text}, f"Job {job.id}", nonce)
 
     async def notify(self, job: Job, text: str) -> None:
         """Replace the job's message with ``text`` (or tell the member in the channel past the token)."""
@@ -236,6 +283,8 @@ class DiscordPresenter:
             return GroupPosted(told.channel_id, told.message_id)
         gallery_view = self._gallery_view
         assert gallery_view is not None
+        if any(is_video_model(res.job.model) for res in result.results):  # a video is one job, never a group's
+            raise RuntimeError(f"group {group.id} holds a video, which a gallery cannot show")
         encoded = []
         for res in result.results:
             try:

@@ -12,6 +12,14 @@ from bot.models.request import GenerationRequest, InputImage
 from bot.models.video import VIDEO_MODEL
 
 
+def animate_result(stored: GenerationRequest, still: InputImage) -> GenerationRequest:
+    """The Animate button's request before its modal is answered: the result's prompt as the motion, 5 s hd.
+
+    Used to validate (and to name the route) before anything is downloaded; the modal's answers replace it.
+    """
+    return animate(still, motion=stored.prompt[:1000], seconds=None, quality=None)
+
+
 def animate(
     still: InputImage, *, motion: str, seconds: int | None, quality: str | None, max_prompt_length: int = 1000
 ) -> GenerationRequest:

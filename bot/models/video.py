@@ -15,7 +15,9 @@ size (the quality's short side, the ratio's long side, both even), shown on the 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
 
 if TYPE_CHECKING:
     from bot.models.request import GenerationRequest
@@ -68,3 +70,18 @@ def video_body(request: GenerationRequest) -> dict[str, Any]:
     if request.safety_tolerance is not None:  # BFL caps it at 2 with an image; sent as applied (Details shows it)
         payload["safety_tolerance"] = request.effective_safety_tolerance
     return payload
+
+
+def link_expiry(url: str) -> datetime | None:
+    """When a result URL stops working: its ``se=`` (an Azure SAS expiry, ISO 8601 UTC); None if it has none.
+
+    BFL's video URLs live about 2 hours; the card and the private link name this time, not a guess.
+    """
+    values = parse_qs(urlsplit(url).query).get("se")
+    if not values:
+        return None
+    try:
+        expiry = datetime.fromisoformat(values[0].replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return expiry if expiry.tzinfo is not None else expiry.replace(tzinfo=UTC)

@@ -1,0 +1,174 @@
+"""Animate and ``/animate``: a still and a motion prompt made a FLUX 3 video, end to end (issue 26 item 5).
+
+Through the fake Discord and the fake BFL (``POST /v1/flux-3-video``): refused while the server's video switch is
+off (the button opens no modal; nothing sent or charged), quoted when on (every video is above the default
+confirmation threshold; the price shown is the reservation), an MP4 that fits posted as ``fluxcord-<job>.mp4``,
+one over the upload limit sent to the member alone as a link naming its expiry (``se=``) while the card says so,
+the button after a restart, and a private result's video staying private.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import datetime
+
+import pytest
+from PIL import Image
+
+from bot.billing.money import format_usd
+from bot.models.video import link_expiry
+from tests.e2e.conftest import running_bot
+from tests.fakes.fake_bfl import Behaviour
+
+VIDEO = "flux-3-video"
+RICH = pytest.mark.parametrize("bot_settings_overrides", [{"default_member_daily_usd": "20"}])
+OVER_LIMIT = 11 * 1024 * 1024  # padding that puts a 5 s MP4 over Discord's default 10 MiB upload limit
+
+
+def png(size=(640, 480)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, (40, 90, 160)).save(out, "PNG")
+    return out.getvalue()
+
+
+def custom_ids(message):
+    return [c["custom_id"] for row in message.get("components") or () for c in row["components"]]
+
+
+def fields(message):
+    return {f["name"]: f["value"] for embed in message.get("embeds") or () for f in embed.get("fields", [])}
+
+
+async def switch_video(harness, allowed=True):
+    await harness.services.server.safety.set_video(harness.fake.guild_id, allowed, actor_id=1)
+
+
+async def asked_to_animate(harness, **options):
+    fake = harness.fake
+    options.setdefault("image", fake.make_attachment("still.png", png()))
+    options.setdefault("prompt", "the waves roll in slowly")
+    return await fake.slash("animate", options)
+
+
+async def generate(harness, asked, *, user=None):
+    """Press Generate under the price ``asked`` shows (once it shows it); the job's interaction, finished."""
+    fake = harness.fake
+    await fake.wait_for(lambda: any(c.startswith("fluxcord:go:") for c in custom_ids(asked.original_message or {})))
+    go = next(c for c in custom_ids(asked.original_message) if c.startswith("fluxcord:go:"))
+    return await harness.finished(await fake.click(asked.original_message["id"], go, user=user), timeout=30)
+
+
+async def reserved(harness, interaction):
+    return await harness.services.db.fetch_value(
+        "SELECT member_micros FROM ledger WHERE job_id = ? AND kind = 'reserve'", (int(interaction.id),)
+    )
+
+
+async def open_modal(harness, result):
+    fake = harness.fake
+    opened = await fake.click(result.original_message["id"], f"fluxcord:animate:{result.id}")
+    await fake.wait_for(lambda: opened.modal is not None)
+    [custom_id] = [key for key, (_m, it) in fake.modals.items() if it is opened]
+    inputs = [
+        comp["custom_id"]
+        for row in opened.modal["components"]
+        for comp in (row.get("components") or [row.get("component") or {}])
+        if comp.get("custom_id")
+    ]
+    return custom_id, inputs
+
+
+async def animate_result(harness, result, motion="the sails fill", seconds="5", quality="hd"):
+    custom_id, [motion_id, seconds_id, quality_id] = await open_modal(harness, result)
+    values = {motion_id: motion, seconds_id: seconds, quality_id: quality}
+    return await harness.fake.submit_modal(custom_id, values)
+
+
+async def test_animate_is_refused_while_video_is_off_button_and_command(harness):
+    fake, bfl, db = harness.fake, harness.bfl, harness.services.db
+    first = await harness.imagine(prompt="a sailing boat")
+    assert f"fluxcord:animate:{first.id}" in custom_ids(first.original_message)  # offered under every image
+    submits, rows = len(bfl.submits), await db.fetch_value("SELECT COUNT(*) FROM ledger")
+    click = await fake.click(first.original_message["id"], f"fluxcord:animate:{first.id}")
+    await click.wait_acked()
+    assert click.modal is None and click.ephemeral and "/safety video allowed:True" in harness.reply_text(click)
+    command = await asked_to_animate(harness)
+    await harness.finished(command)
+    assert command.ephemeral and "Video (Animate) is off" in harness.reply_text(command)
+    assert len(bfl.submits) == submits and await db.fetch_value("SELECT COUNT(*) FROM ledger") == rows
+    assert await harness.services.jobs.get(int(command.id)) is None
+
+
+@RICH
+async def test_animate_is_quoted_at_the_reserved_price_and_a_fitting_mp4_is_attached(harness):
+    fake, bfl = harness.fake, harness.bfl
+    await switch_video(harness)
+    asked = await asked_to_animate(harness, seconds=6, quality="fhd")
+    done = await generate(harness, asked)
+    assert "FLUX 3 Video" in harness.reply_text(asked)
+    job = await harness.services.jobs.get(int(done.id))
+    # 6 s at fhd, $0.29/s: $1.74, above the default $0.50 confirmation threshold, so asked first.
+    assert job.estimated_micros == await reserved(harness, done) == 1_740_000
+    assert f"**{format_usd(1_740_000)}**" in harness.reply_text(asked)
+    sent = bfl.submits[-1]
+    assert sent.model == VIDEO and sent.body["duration"] == 6 and sent.body["resolution"] == "fhd"
+    assert sent.body["mode"] == "i2v" and sent.body["aspect_ratio"] == "4:3"  # 640×480's ratio
+    message = done.original_message
+    [attachment] = message["attachments"]
+    assert attachment["filename"] == f"fluxcord-{job.id}.mp4" and fake.attachment_bytes(message)[4:8] == b"ftyp"
+    card = fields(message)
+    assert card["Length"] == "6 s" and card["Quality"].startswith("fhd (1440×1080")
+    assert card["Cost"] == format_usd(job.cost_micros) and "Attached" in card["Video"]
+    assert custom_ids(message) == [f"fluxcord:delete:{job.id}", f"fluxcord:details:{job.id}"]  # no image buttons
+    assert job.status.value == "delivered" and await harness.services.engine.cache.get(job.cache_key) is None
+    source = await harness.services.members.sources.get(job.id)
+    assert source.kind == "animate"
+
+
+@RICH
+async def test_an_mp4_over_the_upload_limit_goes_to_the_member_as_a_private_link(harness):
+    bfl = harness.bfl
+    await switch_video(harness)
+    bfl.script(Behaviour(video_padding=OVER_LIMIT))
+    done = await generate(harness, await asked_to_animate(harness))
+    job = await harness.services.jobs.get(int(done.id))
+    assert job.status.value == "delivered" and done.original_message["attachments"] == []
+    card = fields(done.original_message)["Video"]
+    assert "Too large to attach" in card and "10 MiB" in card and f"<@{job.user_id}> privately" in card
+    expiry = link_expiry(job.sample_url)
+    assert expiry is not None and f"<t:{int(expiry.timestamp())}:f>" in card
+    assert 7000 < (expiry - datetime.now(expiry.tzinfo)).total_seconds() <= 7200  # BFL's about 2 h
+    [link] = [m for m in done.followups if job.sample_url in (m.get("content") or "")]
+    assert link["flags"] & 64  # ephemeral: the member alone
+    assert re.search(rf"valid until <t:{int(expiry.timestamp())}:f>", link["content"])
+
+
+@RICH
+async def test_the_animate_button_opens_its_modal_and_a_private_result_stays_private(harness):
+    bfl = harness.bfl
+    await switch_video(harness)
+    first = await harness.imagine(prompt="a secret lagoon", private=True)
+    submitted = await animate_result(harness, first, motion="ripples spread", seconds="5", quality="hd")
+    done = await generate(harness, submitted)
+    job = await harness.services.jobs.get(int(done.id))
+    assert job.private and job.status.value == "delivered" and bfl.submits[-1].model == VIDEO
+    assert bfl.submits[-1].body["prompt"] == "ripples spread" and job.estimated_micros == 850_000  # 5 s hd
+    assert done.ephemeral and done.original_message["attachments"][0]["filename"].endswith(".mp4")
+    source = await harness.services.members.sources.get(job.id)
+    assert source.kind == "animate" and source.source_job_id == int(first.id)
+
+
+async def test_the_animate_button_works_after_a_restart(discord_endpoints, fake_bfl, tmp_path):
+    from tests.e2e.support import bot_settings
+
+    fake = discord_endpoints
+    settings = bot_settings(fake, fake_bfl, tmp_path, default_member_daily_usd="20")
+    async with running_bot(fake, fake_bfl, settings) as first_bot:
+        first = await first_bot.imagine(prompt="a windmill", model="flux-pro-1.1")
+        await switch_video(first_bot)
+    async with running_bot(fake, fake_bfl, settings) as harness:
+        done = await generate(harness, await animate_result(harness, first))
+        job = await harness.services.jobs.get(int(done.id))
+        assert job.model == VIDEO and job.status.value == "delivered"
+    assert fake_bfl.schema_errors == []
