@@ -9,6 +9,7 @@ the button after a restart, and a private result's video staying private.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 from datetime import datetime
@@ -17,6 +18,7 @@ import pytest
 from PIL import Image
 
 from bot.billing.money import format_usd
+from bot.engine.states import JobStatus
 from bot.models.video import link_expiry
 from tests.e2e.conftest import running_bot
 from tests.fakes.fake_bfl import Behaviour
@@ -124,6 +126,11 @@ async def test_animate_is_quoted_at_the_reserved_price_and_a_fitting_mp4_is_atta
     assert job.status.value == "delivered" and await harness.services.engine.cache.get(job.cache_key) is None
     source = await harness.services.members.sources.get(job.id)
     assert source.kind == "animate"
+    details = await fake.click(message["id"], f"fluxcord:details:{job.id}")
+    await details.wait_acked()
+    text = harness.reply_text(details)  # BFL applies at most 2 with an image: the effective value is shown
+    assert "Safety tolerance: 2 (FLUX 3 Video with input images: at most 2)" in text
+    assert "`duration`=6" in text and "`resolution`=fhd" in text and "`input images`=1" in text
 
 
 @RICH
@@ -172,3 +179,52 @@ async def test_the_animate_button_works_after_a_restart(discord_endpoints, fake_
         job = await harness.services.jobs.get(int(done.id))
         assert job.model == VIDEO and job.status.value == "delivered"
     assert fake_bfl.schema_errors == []
+
+
+@RICH
+async def test_a_public_video_past_its_token_goes_to_the_channel_and_its_link_by_dm(harness):
+    """A queued video can outlast the 15-minute token: the card in the channel, the link to the member alone."""
+    fake, bfl = harness.fake, harness.bfl
+    await switch_video(harness)
+    gate = asyncio.Event()
+    bfl.script(Behaviour(release=gate, video_padding=OVER_LIMIT))
+    asked = await asked_to_animate(harness)
+    await fake.wait_for(lambda: any(c.startswith("fluxcord:go:") for c in custom_ids(asked.original_message or {})))
+    go = next(c for c in custom_ids(asked.original_message) if c.startswith("fluxcord:go:"))
+    click = await fake.click(asked.original_message["id"], go)
+    await click.wait_acked()
+    fake.clock.advance(901)
+    gate.set()
+    job = await harness.wait_state(int(click.id), JobStatus.DELIVERED, timeout=30)
+    dms = [m for m in fake.messages.values() if fake.channels[int(m["channel_id"])]["type"] == 1]
+    [link] = [m for m in dms if job.sample_url in (m.get("content") or "")]
+    assert int(fake.channels[int(link["channel_id"])]["recipients"][0]["id"]) == job.user_id
+    [card] = [m for m in fake.messages.values() if m.get("embeds") and m["id"] != click.original_message_id]
+    assert card["content"].startswith(f"<@{job.user_id}>") and int(card["channel_id"]) == fake.channel_id
+    assert "privately" in fields(card)["Video"] and job.sample_url not in str(card)  # the link is not public
+    fake.take_violations(50027)
+
+
+@pytest.mark.parametrize(
+    "bot_settings_overrides",
+    [{"default_member_daily_usd": "20", "default_server_daily_usd": "50", "confirm_above_usd": "10"}],
+)
+async def test_a_sixth_video_waits_for_one_of_the_five_slots(harness):
+    fake, bfl = harness.fake, harness.bfl
+    await switch_video(harness)
+    gate = asyncio.Event()
+    bfl.script(Behaviour(release=gate), times=6)
+    members = [fake.add_member(name=f"animator{n}") for n in range(6)]
+    upload = fake.make_attachment("still.png", png())
+    asked = []
+    for member in members:
+        asked.append(await fake.slash("animate", {"image": upload, "prompt": "leaves drift"}, user=member))
+        await asked[-1].wait_acked()
+    await fake.wait_for(lambda: len(bfl.submits) == 5)
+    jobs = [await harness.services.jobs.get(int(it.id)) for it in asked]
+    assert None not in jobs, [harness.reply_text(it) for it in asked]
+    assert sorted(job.status.value for job in jobs).count("queued") == 1  # one waits for a slot, none refused
+    gate.set()
+    for it in asked:
+        assert (await harness.job_settled(it, timeout=30)).status is JobStatus.DELIVERED
+    assert bfl.max_active_seen_by_model[VIDEO] == 5 and all(s.status == 200 for s in bfl.submits)
