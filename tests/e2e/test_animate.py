@@ -182,9 +182,15 @@ async def test_the_animate_button_works_after_a_restart(discord_endpoints, fake_
 
 
 @RICH
-async def test_a_public_video_past_its_token_goes_to_the_channel_and_its_link_by_dm(harness):
-    """A queued video can outlast the 15-minute token: the card in the channel, the link to the member alone."""
+@pytest.mark.parametrize("dms_open", [True, False])
+async def test_a_public_video_past_its_token_goes_to_the_channel_and_its_link_by_dm(harness, dms_open):
+    """A queued video can outlast the 15-minute token: the card in the channel, the link to the member alone.
+
+    With the member's DMs closed the link reaches nobody, and the card says so (never the link itself).
+    """
     fake, bfl = harness.fake, harness.bfl
+    if not dms_open:
+        fake.closed_dms.add(int(fake.default_member["user"]["id"]))
     await switch_video(harness)
     gate = asyncio.Event()
     bfl.script(Behaviour(release=gate, video_padding=OVER_LIMIT))
@@ -197,11 +203,17 @@ async def test_a_public_video_past_its_token_goes_to_the_channel_and_its_link_by
     gate.set()
     job = await harness.wait_state(int(click.id), JobStatus.DELIVERED, timeout=30)
     dms = [m for m in fake.messages.values() if fake.channels[int(m["channel_id"])]["type"] == 1]
-    [link] = [m for m in dms if job.sample_url in (m.get("content") or "")]
-    assert int(fake.channels[int(link["channel_id"])]["recipients"][0]["id"]) == job.user_id
+    links = [m for m in dms if job.sample_url in (m.get("content") or "")]
     [card] = [m for m in fake.messages.values() if m.get("embeds") and m["id"] != click.original_message_id]
     assert card["content"].startswith(f"<@{job.user_id}>") and int(card["channel_id"]) == fake.channel_id
-    assert "privately" in fields(card)["Video"] and job.sample_url not in str(card)  # the link is not public
+    assert job.sample_url not in str(card)  # the link is never public
+    if dms_open:
+        [link] = links
+        assert int(fake.channels[int(link["channel_id"])]["recipients"][0]["id"]) == job.user_id
+        assert "privately" in fields(card)["Video"]
+    else:
+        assert links == [] and "DMs are closed, so the link could not be sent" in fields(card)["Video"]
+        fake.take_violations(50007)
     fake.take_violations(50027)
 
 
