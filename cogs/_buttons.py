@@ -19,6 +19,7 @@ import discord
 
 from bot.engine.sources import SourceKind
 from bot.models import GenerationRequest, InputImage, more_detail, outpainting, sharpen
+from bot.models.animate import animate_result
 from bot.models.canvas import ACTIONS as CANVAS_ACTIONS
 from cogs._components import PersistentButton, action_template, an_id
 from cogs._gallery import GalleryButton
@@ -32,6 +33,7 @@ class CarryOn:
     emoji: str | None  # None: a text-only button (the zooms)
     kind: SourceKind  # what the new job records it works on (its card and Details)
     derive: Callable[[GenerationRequest, InputImage], GenerationRequest]
+    asks: bool = False  # a modal asks for more first (Animate: the motion, length, quality): cogs/_animate.py
 
 
 CARRY_ON: dict[str, CarryOn] = {
@@ -39,6 +41,8 @@ CARRY_ON: dict[str, CarryOn] = {
     "sharpen": CarryOn("Sharpen", "🪒", "sharpen", sharpen),
     # Outpainting (bot/models/canvas.py): "Zoom out 1.5×", "Zoom out 2×", then ⬅️ ➡️ ⬆️ ⬇️ (emoji only).
     **{key: CarryOn(a.label, a.emoji, cast(SourceKind, key), outpainting(key)) for key, a in CANVAS_ACTIONS.items()},
+    # FLUX 3 video from the result; the video switch is checked before the modal (cogs/_animate.py).
+    "animate": CarryOn("Animate", "🎬", "animate", animate_result, asks=True),
 }
 """The carry-on buttons by action, in the order they show (their own rows under a result: :data:`RESULT_ROWS`)."""
 
@@ -102,8 +106,10 @@ RESULT_ROWS = (
     tuple(action for action in CARRY_ON if action not in PAN_ROW),
     PAN_ROW,
 )
-"""The buttons under a posted image, row by row: the first row's; More detail, Sharpen and the zooms; the pans.
-Discord allows at most 5 buttons a row and 5 rows (``tests/cogs/test_cogs.py`` checks)."""
+"""The buttons under a posted image, row by row: the first row's; More detail, Sharpen, the zooms and Animate;
+the pans. Discord allows at most 5 buttons a row and 5 rows (``tests/cogs/test_cogs.py`` checks)."""
+VIDEO_ROWS = (("delete", "details"),)
+"""The buttons under a posted video: nothing that would take an MP4 as an image."""
 
 
 def result_buttons(job_id: int) -> discord.ui.View:
@@ -114,6 +120,14 @@ def result_buttons(job_id: int) -> discord.ui.View:
             button = job_button(action, job_id)
             button.item.row = row
             view.add_item(button)
+    return view
+
+
+def video_result_buttons(job_id: int) -> discord.ui.View:
+    """The buttons attached to a posted video (:data:`VIDEO_ROWS`)."""
+    view = discord.ui.View(timeout=None)
+    for action in VIDEO_ROWS[0]:
+        view.add_item(job_button(action, job_id))
     return view
 
 

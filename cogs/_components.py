@@ -36,6 +36,7 @@ MAX_ID = 2**63 - 1  # a job, group or interaction id: a 64-bit signed integer in
 ALL_ACTIONS = (
     *("reroll", "cancel", "vary", "edit", "delete", "details", "detail", "sharpen"),
     *("zoom15", "zoom2", "pan_left", "pan_right", "pan_up", "pan_down"),  # outpainting (bot/models/canvas.py)
+    "animate",  # FLUX 3 video from a result (cogs/_animate.py)
     *("use", "final", "go", "no", "fallback"),
     "privacy",  # /privacy forget's Forget / Keep: a plain view with its own timeout (cogs/privacy.py)
     *("ask", "approve", "deny"),  # Ask for more and the mod-log's Approve / Deny (cogs/_asks.py)

@@ -15,6 +15,7 @@ from bot.engine.states import JobStatus
 from bot.engine.store import Job
 from bot.images.codec import EncodedImage
 from bot.models import MODELS
+from bot.models.video import is_video_model
 from bot.text import strip_bidi
 
 PAUSED_TEXT = "⏸️ Paused by this server's moderators"
@@ -62,12 +63,15 @@ def progress_text(progress: Progress) -> str:
         return text
     if progress.status is JobStatus.SUBMITTING:
         return f"📨 Sending to {label}…"
+    made = "video" if is_video_model(progress.model) else "image"  # FLUX 3 video: Pending → Reasoning → Generating
     if progress.status is JobStatus.DOWNLOADING:
-        return "📥 Fetching the image…"
+        return f"📥 Fetching the {made}…"
     if progress.status in (JobStatus.CACHED, JobStatus.DELIVERING):
-        return "📦 Posting your image…"
+        return f"📦 Posting your {made}…"
     if progress.bfl_stage == "Reasoning":
-        text = f"🧠 {label} is thinking about your prompt…"
+        text = f"🧠 {label} is thinking about your {'motion ' if made == 'video' else ''}prompt…"
+    elif made == "video":
+        text = f"🎬 {label} is making your video…"
     else:
         text = f"🎨 Generating with {label}…"
     if progress.elapsed_seconds >= 2:
@@ -131,6 +135,9 @@ def posted_file_text(job: Job) -> str | None:
     """Details' word on the posted file: BFL's original (C2PA provenance kept) or a re-encoded copy, and why."""
     if job.result_file is None:
         return "Not recorded for this result." if job.status is JobStatus.DELIVERED else None
+    if is_video_model(job.model):  # never re-encoded: attached as BFL made it, or its link sent privately
+        kept = "BFL's MP4, never re-encoded (attached, or a private link over the upload limit)"
+        return f"{kept}. {ai_generated(job.model)}."
     why = reencoded_reason(job.result_file)
     if why is None:
         return f"BFL's original file, with its C2PA provenance (content credentials). {ai_generated(job.model)}."

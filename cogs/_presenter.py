@@ -8,14 +8,12 @@ process that admitted it. Past the token's 15 minutes, results go to the channel
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-import aiohttp
 import discord
 
 from bot.clock import Clock, utc_now
@@ -24,23 +22,20 @@ from bot.engine.outcomes import CANCELLED_TEXT
 from bot.engine.progress import TOKEN_LIFETIME, GroupPosted, Posted, Progress, Result, Undeliverable
 from bot.engine.store import Job
 from bot.images.codec import InvalidImage, fit_for_upload
+from bot.models.video import is_video_model
 from cogs._job_texts import PAUSED_TEXT as PAUSED_TEXT
 from cogs._job_texts import ai_generated as ai_generated
 from cogs._job_texts import model_label as model_label
 from cogs._job_texts import posted_file_text as posted_file_text
 from cogs._job_texts import progress_text, reencoded_because, render_embed
+from cogs._readback import GONE_CODES, UNANSWERED, Original, has_files, read_back, says, text_only
+from cogs._video_delivery import deliver_video
 
 log = logging.getLogger(__name__)
 
-# Discord's answers when the interaction's message cannot be edited: its token is past its life or gone
-# (50027, 10015), or the message itself is gone (10008: deleted, or never shown): the channel instead.
-GONE_CODES = {50027, 10015, 10008}
 # Discord's name for an interaction's first message; discord.py's Webhook.edit_message is typed for ids
 # only (int), and its own "@original" routes are private (its adapter), hence the ignores where it is used.
 ORIGINAL = "@original"
-# No answer from Discord at all: the edit may have taken effect before the connection broke.
-UNANSWERED: tuple[type[Exception], ...] = (aiohttp.ClientError, TimeoutError)
-READ_BACK_WAITS = (0.5, 1.0)  # seconds between reads of a message whose edit was left unanswered
 
 ViewFactory = Callable[[int], discord.ui.View]
 GalleryFactory = Callable[..., discord.ui.LayoutView]  # (GroupResult, file names, mention=) → the gallery
@@ -59,6 +54,7 @@ class DiscordPresenter:
         clock: Clock = utc_now,
         source_lookup: SourceLookup | None = None,
         gallery_view: GalleryFactory | None = None,
+        video_view: ViewFactory | None = None,
     ) -> None:
         self._client = client
         self._result_view = result_view
@@ -66,6 +62,7 @@ class DiscordPresenter:
         self._clock = clock
         self._source_lookup = source_lookup
         self._gallery_view = gallery_view
+        self._video_view = video_view
 
     def progress_text(self, progress: Progress) -> str:
         """See :func:`progress_text`."""
@@ -104,7 +101,7 @@ class DiscordPresenter:
         the interaction message's id (a public one), read through the bot's token once the interaction's
         is dead, so an earlier edit that landed unanswered is found before anything is posted again.
         """
-        where = _Original(webhook, channel_id, None if private else original)
+        where = Original(webhook, channel_id, None if private else original)
         if webhook is not None:
             try:
                 message = await webhook.edit_message(ORIGINAL, **edit())  # type: ignore[call-overload]  # see ORIGINAL
@@ -161,6 +158,8 @@ class DiscordPresenter:
         a re-encoded copy, and :class:`Posted` says why.
         """
         job = result.job
+        if is_video_model(job.model):  # an MP4: attached as it is, or a private link (never fitted as an image)
+            return await deliver_video(self, result, self._video_view(job.id) if self._video_view else None)
         try:
             encoded = await fit_for_upload(result.data, job.upload_limit, basename=f"fluxcord-{job.id}")
         except InvalidImage as exc:
@@ -191,11 +190,52 @@ class DiscordPresenter:
             },
             what=f"Job {job.id}",
             nonce=f"fx{job.id}",  # ≤ 25 characters: a snowflake is ≤ 20 digits
-            shows=_has_files([encoded.filename]),
+            shows=has_files([encoded.filename]),
             original=job.original_message_id,
         )
         assert where is not None  # a private result went by DM or raised
         return Posted(*where, reencoded=reencoded_because(result.data, encoded, job.upload_limit))
+
+    async def edit_or_post(
+        self,
+        job: Job,
+        *,
+        edit: Callable[[], dict[str, Any]],
+        post: Callable[[], dict[str, Any]],
+        shows: Callable[[discord.Message], bool],
+    ) -> tuple[int, int]:
+        """A result of ``job`` shown as :meth:`deliver` shows one (the same fallbacks and nonce): where it is."""
+        where = await self._edit_or_post(
+            self._webhook(job),
+            channel_id=job.channel_id,
+            user_id=job.user_id,
+            private=job.private,
+            edit=edit,
+            post=post,
+            what=f"Job {job.id}",
+            nonce=f"fx{job.id}",
+            shows=shows,
+            original=job.original_message_id,
+        )
+        assert where is not None  # a private result went by DM or raised
+        return where
+
+    async def send_privately(self, job: Job, text: str, *, nonce: str) -> None:
+        """``text`` to the member alone: an ephemeral follow-up while the token lives, else by DM.
+
+        Raises :class:`Undeliverable` when the token is gone and the member's DMs are closed.
+        """
+        webhook = self._webhook(job)
+        if webhook is not None:
+            # The interaction's own webhook (what Interaction.followup is): discord.py sends ephemeral only there.
+            webhook.type = discord.WebhookType.application
+            try:
+                await webhook.send(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+                return
+            except discord.HTTPException as exc:
+                if exc.code not in GONE_CODES:
+                    raise
+        await self._direct_message(job.user_id, lambda: {"content": text}, f"Job {job.id}", nonce)
 
     async def notify(self, job: Job, text: str) -> None:
         """Replace the job's message with ``text`` (or tell the member in the channel past the token)."""
@@ -204,10 +244,10 @@ class DiscordPresenter:
             channel_id=job.channel_id,
             user_id=job.user_id,
             private=job.private,
-            edit=lambda: _text_only(text),
+            edit=lambda: text_only(text),
             post=lambda: {"content": f"<@{job.user_id}> {text}\n-# Job {job.id}"},  # which request it answers
             what=f"Job {job.id}",
-            shows=_says(text),
+            shows=says(text),
             original=job.original_message_id,
         )
         if where is None:  # private, and its interaction is gone: by DM (nonce: a retry sends it once)
@@ -236,6 +276,8 @@ class DiscordPresenter:
             return GroupPosted(told.channel_id, told.message_id)
         gallery_view = self._gallery_view
         assert gallery_view is not None
+        if any(is_video_model(res.job.model) for res in result.results):  # a video is one job, never a group's
+            raise RuntimeError(f"group {group.id} holds a video, which a gallery cannot show")
         encoded = []
         for res in result.results:
             try:
@@ -266,7 +308,7 @@ class DiscordPresenter:
             },
             what=f"Group {group.id}",
             nonce=f"fxg{group.id}",
-            shows=_has_files(names),
+            shows=has_files(names),
             original=group.original_message_id,
         )
         assert where is not None  # a private group went by DM or raised
@@ -286,19 +328,17 @@ class DiscordPresenter:
             channel_id=group.channel_id,
             user_id=group.user_id,
             private=group.private,
-            edit=lambda: _text_only(text),
+            edit=lambda: text_only(text),
             post=lambda: {"content": f"<@{group.user_id}> {text}\n-# Job {group.id}"},
             what=f"Group {group.id}",
             nonce=f"fxg{group.id}",
-            shows=_says(text),
+            shows=says(text),
             original=group.original_message_id,
         )
         assert where is not None
         return Posted(*where)
 
-    async def _landed(
-        self, where: _Original, shows: Callable[[discord.Message], bool] | None
-    ) -> tuple[int, int] | None:
+    async def _landed(self, where: Original, shows: Callable[[discord.Message], bool] | None) -> tuple[int, int] | None:
         """After an edit left unanswered: the original message's (channel id, id) if it shows the edit, else None.
 
         Read through the interaction's webhook while its token lives, else (or if that read fails) through
@@ -309,10 +349,10 @@ class DiscordPresenter:
         message = None
         if where.webhook is not None:
             webhook = where.webhook
-            message = await _read("the message", lambda: webhook.fetch_message(ORIGINAL))  # type: ignore[arg-type]  # see ORIGINAL
+            message = await read_back("the message", lambda: webhook.fetch_message(ORIGINAL))  # type: ignore[arg-type]  # see ORIGINAL
         if message is None and where.message_id is not None:
             channel, message_id = self._client.get_partial_messageable(where.channel_id), where.message_id
-            message = await _read(f"message {message_id}", lambda: channel.fetch_message(message_id))
+            message = await read_back(f"message {message_id}", lambda: channel.fetch_message(message_id))
         return (message.channel.id, message.id) if message is not None and shows(message) else None
 
     async def member_name(self, job: Job) -> str:
@@ -326,52 +366,3 @@ class DiscordPresenter:
             return member.display_name
         user = self._client.get_user(job.user_id)
         return user.display_name if user else f"member {job.user_id}"
-
-
-@dataclass(frozen=True)
-class _Original:
-    """Where the interaction's message can be read back: its webhook (while the token lives), or its id."""
-
-    webhook: discord.Webhook | None
-    channel_id: int
-    message_id: int | None  # a public message's id (the bot's token reads it); None: private or not known
-
-
-async def _read(what: str, read: Callable[[], Awaitable[discord.Message]]) -> discord.Message | None:
-    """``read()``, asked again after short back-offs while refused (a 429, a 5xx, a dropped connection).
-
-    None once it cannot be read: the token or the message is gone, or it kept failing.
-    """
-    unreadable: tuple[type[Exception], ...] = (discord.HTTPException, *UNANSWERED)
-    for wait in (*READ_BACK_WAITS, None):
-        try:
-            return await read()
-        except unreadable as exc:
-            code = exc.code if isinstance(exc, discord.HTTPException) else type(exc).__name__
-            log.info("Could not read %s back after an unanswered edit (%s)", what, code)
-            gone = isinstance(exc, discord.HTTPException) and (exc.code in GONE_CODES or exc.status in (403, 404))
-            if wait is None or gone:
-                return None
-            await asyncio.sleep(wait)  # a back-off before asking again, not a synchronisation
-    return None
-
-
-def _has_files(names: list[str]) -> Callable[[discord.Message], bool]:
-    """The message carries these attachments (a result's edit landed)."""
-    return lambda message: set(names) <= {a.filename for a in message.attachments}
-
-
-def _says(text: str) -> Callable[[discord.Message], bool]:
-    """The message reads ``text`` (a notice's edit landed)."""
-    return lambda message: message.content == text
-
-
-def _text_only(text: str) -> dict[str, Any]:
-    """An original message edited down to ``text``: no embed, files or buttons, and no pings."""
-    return {
-        "content": text,
-        "embed": None,
-        "attachments": [],
-        "view": None,
-        "allowed_mentions": discord.AllowedMentions.none(),
-    }

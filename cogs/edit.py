@@ -327,6 +327,11 @@ class Edit(commands.Cog):
             asked = await stored_request(job)  # the request record, never the payload
             modal = EditModal(self, source, default_model=_edit_model_for(asked.model.key), source_job_id=job.id)
             await interaction.response.send_modal(modal)
+        elif action in CARRY_ON and CARRY_ON[action].asks:  # Animate: the video switch, then its modal
+            offer = getattr(self.bot.get_cog("Animate"), "offer", None)  # cogs/animate.py: Animate.offer
+            if offer is None:  # pragma: no cover - every extension is loaded with the bot
+                raise InvalidOptions("This button isn't available right now.")
+            await offer(interaction, job, self._result_image(interaction).url)
         elif action in CARRY_ON:
             await self.carry_on(interaction, job, CARRY_ON[action])
         elif action == "vary":

@@ -22,7 +22,7 @@ from bot.errors import InvalidOptions
 from bot.models import MAX_SEED, build_request
 from bot.text import clean_prompt
 from cogs._admission import UNREACHABLE, acknowledge_click
-from cogs._buttons import JobButton, cancel_buttons, result_buttons, use_buttons
+from cogs._buttons import JobButton, cancel_buttons, result_buttons, use_buttons, video_result_buttons
 from cogs._choices import GROUNDING_HELP, RESOLUTION_HELP, aspect_ratio_choices, model_choices, only, resolution_choices
 from cogs._components import catch_all, register, unregister
 from cogs._confirm import ConfirmButton
@@ -56,6 +56,7 @@ class Imagine(commands.Cog):
             cancel_view=cancel_buttons,
             source_lookup=bot.services.members.sources.source_url,  # an edit's card shows its source image
             gallery_view=gallery_view,  # /imagine count:N and draft: N images in one message
+            video_view=video_result_buttons,  # a FLUX 3 video: Delete and Details only
         )
         self.flow = RequestFlow(bot.services, cancel_view=cancel_buttons)
         # The prompt's synced max_length is MAX_PROMPT_LENGTH, so Discord's client stops the member there.

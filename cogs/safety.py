@@ -1,4 +1,4 @@
-"""`/safety`: moderators block words, members and channels, set the safety level, models and grounding.
+"""`/safety`: moderators block words, members and channels, set the safety level, models, grounding and video.
 
 Thin: parse, check the moderator, call :class:`bot.safety.service.SafetyService`, answer privately,
 then announce the audited change in the mod-log (never delaying or failing the answer).
@@ -196,6 +196,16 @@ class Safety(
             require_guild(interaction), allowed, actor_id=interaction.user.id
         )
         text = "✅ Grounding (web search) is allowed." if allowed else "✅ Grounding (web search) is off."
+        await self.announce(interaction, entry, text)
+
+    @app_commands.command(name="video")
+    @app_commands.describe(allowed="Whether members may animate images into FLUX 3 videos (the most expensive job)")
+    async def video(self, interaction: discord.Interaction, allowed: bool) -> None:
+        """Allow or forbid FLUX 3 video (Animate, /animate): off by default."""
+        entry = await self.services.server.safety.set_video(
+            require_guild(interaction), allowed, actor_id=interaction.user.id
+        )
+        text = "✅ Video (Animate) is allowed." if allowed else "✅ Video (Animate) is off."
         await self.announce(interaction, entry, text)
 
 

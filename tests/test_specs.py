@@ -17,6 +17,7 @@ VENDORED = (
     "discord-openapi.json",
     "bfl-flux3-image.json",
     "bfl-flux-tools-deblur-v1.json",
+    "bfl-flux-3-video.json",
     "bfl-flux-tools-outpainting-v1.json",
     "bfl-flux-2-klein-4b-finetuned.json",
     "bfl-flux-2-klein-9b-finetuned.json",

@@ -20,7 +20,18 @@ from bot.storage.database import Database
 log = logging.getLogger(__name__)
 
 SourceKind = Literal[
-    "edit", "vary", "reroll", "detail", "sharpen", "zoom15", "zoom2", "pan_left", "pan_right", "pan_up", "pan_down"
+    "edit",
+    "vary",
+    "reroll",
+    "detail",
+    "sharpen",
+    "zoom15",
+    "zoom2",
+    "pan_left",
+    "pan_right",
+    "pan_up",
+    "pan_down",
+    "animate",
 ]
 HISTORY_LENGTH = 10
 

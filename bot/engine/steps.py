@@ -48,6 +48,7 @@ from bot.engine.parts import EngineCallbacks, EngineParts, PresenterSlot
 from bot.engine.progress import Progress, Result, Undeliverable
 from bot.engine.states import Event, JobStatus
 from bot.images.codec import InvalidImage, probe
+from bot.models.video import is_mp4, is_video_model
 
 log = logging.getLogger(__name__)
 
@@ -266,16 +267,22 @@ class Steps:
             if not job.sample_url:
                 raise BflDownloadError("the task has no result URL", task_id=job.bfl_task_id)
             data = await p.services.provider.bfl.download(job.sample_url, max_bytes=DOWNLOAD_LIMIT_BYTES)
-            try:
-                await asyncio.to_thread(probe, data)  # the header only: no full decode here
-            except InvalidImage as exc:
-                raise BflDownloadError(f"the result is not a usable image: {exc}", task_id=job.bfl_task_id) from exc
+            video = is_video_model(job.model)
+            if video and not is_mp4(data):  # a video is kept as BFL made it: never decoded or re-encoded
+                raise BflDownloadError("the result is not an MP4 video", task_id=job.bfl_task_id)
+            if not video:
+                try:
+                    await asyncio.to_thread(probe, data)  # the header only: no full decode here
+                except InvalidImage as exc:
+                    msg = f"the result is not a usable image: {exc}"
+                    raise BflDownloadError(msg, task_id=job.bfl_task_id) from exc
         except BflError as exc:
             p.engine.note_bfl_error(exc)
             return Outcome(Event.TASK_FAILED, error=exc)
         p.engine.point("after_download", job.id)
-        metadata = {"model": job.model, "cost_micros": job.settled_cost_micros, "job_id": job.id}
-        await p.services.provider.cache.put(job.cache_key, data, metadata=metadata)
+        if not video:  # videos are not cached (never repeated: no seed; too large): bot/models/video.py
+            metadata = {"model": job.model, "cost_micros": job.settled_cost_micros, "job_id": job.id}
+            await p.services.provider.cache.put(job.cache_key, data, metadata=metadata)
         self._bytes[job.id] = data
         return Outcome(Event.DOWNLOADED)
 

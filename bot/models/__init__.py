@@ -20,6 +20,7 @@ buttons' mappings).
 
 from __future__ import annotations
 
+from bot.models.animate import animate
 from bot.models.build import build_request
 from bot.models.carry_on import more_detail, outpaint, outpainting, sharpen
 from bot.models.derive import final_request, legacy_record, rerolled, retarget
@@ -35,7 +36,7 @@ from bot.models.options import (
     OUTPUT_FORMAT,
     PIXELS_PER_MEGAPIXEL,
 )
-from bot.models.pricing import FlatPrice, MegapixelPrice, Price, TierPrice, UpperBoundPrice
+from bot.models.pricing import FlatPrice, MegapixelPrice, Price, SecondPrice, TierPrice, UpperBoundPrice
 from bot.models.request import GenerationRequest, InputImage
 from bot.models.sizes import dimensions_for, nearest_aspect_ratio
 from bot.models.spec import ModelSpec
@@ -67,8 +68,10 @@ __all__ = [
     "MegapixelPrice",
     "ModelSpec",
     "Price",
+    "SecondPrice",
     "TierPrice",
     "UpperBoundPrice",
+    "animate",
     "build_request",
     "dimensions_for",
     "final_request",

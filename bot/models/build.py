@@ -18,7 +18,6 @@ from bot.models.options import (
     DEFAULT_ASPECT_RATIO,
     DEFAULT_MODEL,
     FLUX3_DEFAULT_RESOLUTION,
-    FLUX3_RESOLUTIONS,
     MAX_SEED,
 )
 from bot.models.options import echo as _echo
@@ -26,6 +25,7 @@ from bot.models.request import GenerationRequest, InputImage
 from bot.models.sizes import dimensions_for, nearest_aspect_ratio, tier_dimensions
 from bot.models.spec import BOOLEAN_OPTIONS, ModelSpec
 from bot.models.table import get_model, models_supporting, models_taking_images
+from bot.models.video import VIDEO_DEFAULT_QUALITY, VIDEO_DEFAULT_SECONDS, video_dimensions
 
 
 def _unsupported(spec: ModelSpec, option: str) -> InvalidOptions:
@@ -50,6 +50,7 @@ def build_request(
     prompt_upsampling: bool | None = None,
     resolution: str | None = None,
     grounding: bool | None = None,
+    duration: int | None = None,
     input_images: Sequence[InputImage] = (),
     allow_grounding: bool = False,
     max_prompt_length: int = 1000,
@@ -83,9 +84,14 @@ def build_request(
         "prompt_upsampling": prompt_upsampling,
         "resolution": resolution,
         "grounding": grounding,
+        "duration": duration,
     }
     options = _checked_options(spec, given, allow_grounding=allow_grounding)
-    if spec.size_mode == "resolution":
+    if spec.size_mode == "video":  # the length and quality are always set, so the card and the price name them
+        options["duration"] = options["duration"] or VIDEO_DEFAULT_SECONDS
+        options["resolution"] = options["resolution"] or VIDEO_DEFAULT_QUALITY
+        width, height = video_dimensions(ratio, options["resolution"])
+    elif spec.size_mode == "resolution":
         width, height = tier_dimensions(spec, ratio, options.get("resolution") or FLUX3_DEFAULT_RESOLUTION)
     elif spec.size_mode == "input":  # a FLUX Tool regenerates its one input image at that image's size
         width, height = images[0].width, images[0].height
@@ -137,7 +143,7 @@ def _checked_images(spec: ModelSpec, input_images: Sequence[InputImage]) -> tupl
         raise InvalidOptions(f"{spec.label} doesn't take input images. Models that do: {editors}.")
     if len(images) > spec.max_input_images:
         raise InvalidOptions(f"{spec.label} takes at most {spec.max_input_images} input images.")
-    if spec.size_mode == "input" and len(images) != 1:
+    if spec.size_mode in ("input", "video") and len(images) != 1:
         raise InvalidOptions(f"{spec.label} works on one image: attach exactly one.")
     return images
 
@@ -202,5 +208,8 @@ def _out_of_range(spec: ModelSpec, option: str, value: object) -> InvalidOptions
         )
     if option in BOOLEAN_OPTIONS:
         return InvalidOptions(f"`{option}` must be true or false.")
-    tiers = ", ".join(FLUX3_RESOLUTIONS)
+    if option == "duration":
+        d_low, d_high = spec.duration_range or (0, -1)
+        return InvalidOptions(f"A video's length must be a whole number of seconds between {d_low} and {d_high}.")
+    tiers = ", ".join(spec.resolutions)
     return InvalidOptions(f"Unknown resolution `{_echo(value)}`. Choose one of: {tiers}.")

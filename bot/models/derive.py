@@ -28,9 +28,9 @@ from bot.models.spec import ModelSpec
 from bot.models.table import get_model
 
 _KEEP: Any = object()
-IMAGE_FIELDS = ("input_image", *(f"input_image_{n}" for n in range(2, 9)), "image")
-"""The payload fields of FLUX.1 Kontext's and FLUX.2's input images and a FLUX Tool's one ``image`` (FLUX 3 sends a
-list, ``images``)."""
+IMAGE_FIELDS = ("input_image", *(f"input_image_{n}" for n in range(2, 9)), "image", "keyframes")
+"""The payload fields of FLUX.1 Kontext's and FLUX.2's input images, a FLUX Tool's one ``image`` and a video's one
+still (``keyframes``); FLUX 3 Image sends a list, ``images``."""
 UNREADABLE_INPUTS = "That image's inputs can no longer be read, so it can't be rerolled."
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bot.models.options import OPTION_NAMES, OUTPUT_FORMAT, BodyShape
+from bot.models.video import video_body
 
 if TYPE_CHECKING:
     from bot.models.request import GenerationRequest
@@ -92,6 +93,7 @@ def _add_safety(request: GenerationRequest, payload: dict[str, Any]) -> None:
 BODIES: dict[BodyShape, Callable[[GenerationRequest], dict[str, Any]]] = {
     "generation": generation_body,
     "image": image_body,
+    "video": video_body,  # FLUX 3 video: its shape is kept whole in bot.models.video
     "outpainting": outpainting_body,
     "lora": lora_body,
 }

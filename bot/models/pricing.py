@@ -1,4 +1,4 @@
-"""How a model is priced: flat per image (FLUX.1), per megapixel (FLUX.2), per resolution tier (FLUX 3).
+"""How a model is priced: per image (FLUX.1), per megapixel (FLUX.2), per tier (FLUX 3), per second (video).
 
 Money is integer micro-dollars (see :mod:`bot.billing.money`); megapixels are *decimal* (10⁶ pixels).
 """
@@ -25,7 +25,9 @@ class FlatPrice:
     micros: int
     strategy: ClassVar[str] = "flat"
 
-    def estimate_micros(self, pixels: int, inputs: Sequence[int] = (), resolution: str | None = None) -> int:
+    def estimate_micros(
+        self, pixels: int, inputs: Sequence[int] = (), resolution: str | None = None, seconds: int | None = None
+    ) -> int:
         """The price of one image of ``pixels`` pixels (neither the size nor the inputs matter)."""
         return self.micros
 
@@ -48,7 +50,9 @@ class MegapixelPrice:
     extra_mp_micros: int
     strategy: ClassVar[str] = "megapixel"
 
-    def estimate_micros(self, pixels: int, inputs: Sequence[int] = (), resolution: str | None = None) -> int:
+    def estimate_micros(
+        self, pixels: int, inputs: Sequence[int] = (), resolution: str | None = None, seconds: int | None = None
+    ) -> int:
         """Upper-bound price of one output of ``pixels`` pixels from input images of ``inputs`` pixels.
 
         An edit bills its inputs too (bfl-api.md §00.8: a 1 MP-in, 1 MP-out ``flux-2-pro`` edit costs
@@ -75,7 +79,9 @@ class TierPrice:
     tiers: tuple[tuple[str, int], ...]
     strategy: ClassVar[str] = "resolution"
 
-    def estimate_micros(self, pixels: int, inputs: Sequence[int] = (), resolution: str | None = None) -> int:
+    def estimate_micros(
+        self, pixels: int, inputs: Sequence[int] = (), resolution: str | None = None, seconds: int | None = None
+    ) -> int:
         """The price of the ``resolution`` tier (the default tier when ``None``)."""
         prices = dict(self.tiers)
         return prices[resolution or FLUX3_DEFAULT_RESOLUTION]
@@ -101,7 +107,9 @@ class UpperBoundPrice(MegapixelPrice):
     input_mp_micros: int | None = None
     strategy: ClassVar[str] = "upper bound"
 
-    def estimate_micros(self, pixels: int, inputs: Sequence[int] = (), resolution: str | None = None) -> int:
+    def estimate_micros(
+        self, pixels: int, inputs: Sequence[int] = (), resolution: str | None = None, seconds: int | None = None
+    ) -> int:
         """The bound of one output of ``pixels`` pixels from inputs of ``inputs`` pixels (each rounded up)."""
         if self.input_mp_micros is None:
             return super().estimate_micros(pixels, inputs, resolution)
@@ -119,4 +127,29 @@ class UpperBoundPrice(MegapixelPrice):
         return f"at most {first} (+{extra}/extra MP of output, +{per_input}/MP of input; no list price)"
 
 
-Price = FlatPrice | MegapixelPrice | TierPrice | UpperBoundPrice
+@dataclass(frozen=True)
+class SecondPrice:
+    """FLUX 3 video: a price per second of output, by quality (BFL's ``resolution``); the still is not billed.
+
+    ``rates`` are micro-dollars per second for each quality offered. A request always names its length (whole
+    seconds; ``auto`` is never sent), so the estimate is exact at list price; the ledger settles with BFL's
+    ``cost`` anyway (a ``Content Moderated`` video is still charged).
+    """
+
+    rates: tuple[tuple[str, int], ...]
+    default_seconds: int
+    strategy: ClassVar[str] = "per second"
+
+    def estimate_micros(
+        self, pixels: int, inputs: Sequence[int] = (), resolution: str | None = None, seconds: int | None = None
+    ) -> int:
+        """``seconds`` (the default length when None) at the ``resolution``'s rate (the first quality when None)."""
+        rates = dict(self.rates)
+        return rates[resolution or self.rates[0][0]] * (seconds or self.default_seconds)
+
+    def describe(self) -> str:
+        """The price for people, e.g. ``$0.17/s (hd), $0.29/s (fhd)``."""
+        return ", ".join(f"{format_usd(micros)}/s ({quality})" for quality, micros in self.rates)
+
+
+Price = FlatPrice | MegapixelPrice | TierPrice | UpperBoundPrice | SecondPrice

@@ -62,6 +62,8 @@ class GenerationRequest:
     prompt_upsampling: bool | None = None
     resolution: str | None = None
     grounding: bool | None = None
+    duration: int | None = None
+    """A video's length in whole seconds (FLUX 3 video only)."""
     input_images: tuple[InputImage, ...] = ()
     nonce: str | None = None
     """Set for models without a seed: every such request is a new image, so it never hits the cache."""
@@ -185,5 +187,5 @@ class GenerationRequest:
     def estimated_cost_micros(self) -> int:
         """Upper-bound cost in micro-dollars (what a budget reservation should hold), inputs included."""
         return self.model.estimate_cost_micros(
-            self.width, self.height, [image.pixels for image in self.input_images], self.resolution
+            self.width, self.height, [image.pixels for image in self.input_images], self.resolution, self.duration
         )

@@ -67,6 +67,10 @@ class ModelSpec:
     FLUX 3 Image, whose strict schema refuses unknown fields, and the FLUX.1 Ultra finetune)."""
     body: BodyShape = "generation"
     """The shape of the route's JSON body (:data:`bot.models.payloads.BODIES` builds it from a request)."""
+    duration_range: tuple[int, int] | None = None
+    """A video's length in whole seconds (FLUX 3 video: 5–20), set exactly when ``duration`` is an option."""
+    resolutions: tuple[str, ...] = tuple(FLUX3_RESOLUTIONS)
+    """The values of ``resolution`` where it is an option: FLUX 3 Image's tiers, or a video's qualities."""
     button_only: bool = False
     """Reached only through a result button (a FLUX Tools route: Sharpen's deblur), never picked by a member:
     not in ``/imagine``'s or ``/edit``'s choices, ``/prefs``, ``DEFAULT_MODEL``/``DRAFT_MODEL`` or ``/budget``'s
@@ -83,6 +87,8 @@ class ModelSpec:
             raise ValueError(f"{self.key}: steps_range must be set exactly when steps is supported")
         if ("guidance" in self.options) != (self.guidance_range is not None):
             raise ValueError(f"{self.key}: guidance_range must be set exactly when guidance is supported")
+        if ("duration" in self.options) != (self.duration_range is not None):
+            raise ValueError(f"{self.key}: duration_range must be set exactly when duration is supported")
         if (self.size_mode == "input") != (self.body == "image") or (self.body == "image" and self.options):
             raise ValueError(f"{self.key}: an `image` body renders at its input's size and takes no options")
         outpainting = self.body == "outpainting"
@@ -125,7 +131,10 @@ class ModelSpec:
             number = not isinstance(value, bool) and isinstance(value, int | float)
             return number and math.isfinite(value) and g_low <= value <= g_high
         if option == "resolution":
-            return value in FLUX3_RESOLUTIONS
+            return value in self.resolutions
+        if option == "duration":
+            d_low, d_high = self.duration_range or (0, -1)
+            return not isinstance(value, bool) and isinstance(value, int) and d_low <= value <= d_high
         return isinstance(value, bool)  # the switches (BOOLEAN_OPTIONS)
 
     def accepts_input(self, width: int, height: int) -> bool:
@@ -139,10 +148,18 @@ class ModelSpec:
         return self.max_input_images > 0
 
     def estimate_cost_micros(
-        self, width: int, height: int, inputs: Sequence[int] = (), resolution: str | None = None
+        self,
+        width: int,
+        height: int,
+        inputs: Sequence[int] = (),
+        resolution: str | None = None,
+        seconds: int | None = None,
     ) -> int:
-        """Upper-bound cost in micro-dollars of one ``width``×``height`` output from ``inputs`` (pixels each)."""
-        return self.price.estimate_micros(width * height, inputs, resolution)
+        """Upper-bound cost in micro-dollars of one ``width``×``height`` output from ``inputs`` (pixels each).
+
+        ``seconds``: a video's length (FLUX 3 video is priced per second).
+        """
+        return self.price.estimate_micros(width * height, inputs, resolution, seconds)
 
     def describe_price(self) -> str:
         """The price for people: ``$0.04/image`` or ``from $0.03 (+$0.015/extra MP)``."""

@@ -11,8 +11,16 @@ from typing import Any
 from bot.errors import InvalidOptions
 from bot.models.canvas import MAX_CANVAS_PIXELS
 from bot.models.options import DEFAULT_MODEL, FLUX3_ASPECT_RATIOS, FLUX3_RESOLUTIONS, echo
-from bot.models.pricing import FlatPrice, MegapixelPrice, TierPrice, UpperBoundPrice
+from bot.models.pricing import FlatPrice, MegapixelPrice, SecondPrice, TierPrice, UpperBoundPrice
 from bot.models.spec import ModelSpec
+from bot.models.video import (
+    VIDEO_ASPECT_RATIOS,
+    VIDEO_DEFAULT_SECONDS,
+    VIDEO_DURATION_RANGE,
+    VIDEO_MODEL,
+    VIDEO_QUALITIES,
+    video_dimensions,
+)
 
 _FLUX1_SIDE = {"multiple": 32, "min_side": 256, "max_side": 1440, "max_megapixels": 1440 * 1440 / 1e6}
 _ONE_MP_SQUARE = 1024 * 1024 / 1e6  # FLUX.1 is trained around 1024²: 1:1 → 1024×1024
@@ -45,6 +53,39 @@ _FLUX2_INPUTS: dict[str, Any] = {"max_input_images": 8, "input_max_megapixels": 
 _DEBLUR_MAX_MEGAPIXELS = 2048 * 2048 / 1e6
 # Outpainting's canvas cap, width × height ≤ 4 MP (BFL's SDK; not in its schema): bot.models.canvas's 2048².
 _CANVAS_MAX_MEGAPIXELS = MAX_CANVAS_PIXELS / 1e6
+
+
+def _video() -> ModelSpec:
+    """FLUX 3 video (the Animate button and ``/animate``): a still and a motion prompt, priced per second."""
+    long, short = video_dimensions("21:9", "fhd")  # the largest video offered: display limits only
+    return ModelSpec(
+        key=VIDEO_MODEL,  # POST /v1/flux-3-video; the body's shape is bot.models.video's alone
+        label="FLUX 3 Video",
+        family="flux3",  # FLUX 3's safety mapping; its range is 0–4 and BFL applies at most 2 with an image
+        size_mode="video",
+        body="video",
+        multiple=2,
+        min_side=short // 3 * 2,
+        max_side=long,
+        max_megapixels=long * short / 1e6,
+        target_megapixels=1280 * 720 / 1e6,
+        options=frozenset({"duration", "resolution"}),
+        duration_range=VIDEO_DURATION_RANGE,
+        resolutions=tuple(VIDEO_QUALITIES),
+        # BFL's list per second of output (i2v as t2v): hd $0.17/s, fhd $0.29/s (landscape-2026-12 §1.5, docs.bfl.ai;
+        # resellers' fixed markups agree). 5 s at hd: $0.85; 20 s at fhd: $5.80. Settled from BFL's `cost`.
+        price=SecondPrice(rates=(("hd", 170_000), ("fhd", 290_000)), default_seconds=VIDEO_DEFAULT_SECONDS),
+        # "5 active generations per organization" (BFL's flux3-video skill): a 6th video waits queued for a slot.
+        max_active_tasks=5,
+        has_seed=False,  # no seed in any variant: every video is new (never served from the image cache)
+        aspect_ratios=VIDEO_ASPECT_RATIOS,
+        max_input_images=1,
+        input_max_megapixels=16.0,  # keyframes: ≤ 20 MB each, no pixel limit published; FLUX 3's 16 MP kept
+        input_min_side=256,  # keyframes "each >= 256x256"
+        safety_range=(0, 4),
+        image_safety_max=2,  # "requests with images/video are capped at safety_tolerance 2 whatever is sent"
+        button_only=True,
+    )
 
 
 def _flux2(key: str, label: str, first_mp: int, extra_mp: int, **facts: Any) -> ModelSpec:
@@ -172,6 +213,7 @@ MODELS: dict[str, ModelSpec] = {
             safety_range=(0, 5),
             button_only=True,
         ),
+        _video(),
         ModelSpec(
             key="flux-tools/outpainting-v1",  # POST /v1/flux-tools/outpainting-v1: Zoom out 1.5×/2× and the pans
             label="FLUX Outpainting",

@@ -27,3 +27,7 @@ class BlockedPrompt(SafetyRefusal):
 
 class GroundingNotAllowed(SafetyRefusal):
     """The request would send the prompt to web search, which the server does not allow."""
+
+
+class VideoNotAllowed(SafetyRefusal):
+    """The request is a FLUX 3 video (Animate), which the server has not switched on (``/safety video``)."""

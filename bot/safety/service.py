@@ -22,7 +22,14 @@ from bot.audit import SERVER, AuditEntry, AuditLog, Subject, SubjectKind
 from bot.clock import Clock, from_millis, to_millis, utc_now
 from bot.config import Settings
 from bot.models import MODELS, GenerationRequest
-from bot.safety.errors import BlockedPrompt, ChannelNotAllowed, GroundingNotAllowed, MemberBlocked, ModelNotAllowed
+from bot.safety.errors import (
+    BlockedPrompt,
+    ChannelNotAllowed,
+    GroundingNotAllowed,
+    MemberBlocked,
+    ModelNotAllowed,
+    VideoNotAllowed,
+)
 from bot.safety.levels import SafetyLevel, tolerance_for
 from bot.safety.matching import find_rule
 from bot.safety.notices import Block, ChannelsOnly, PromptRefused, ResultModerated, StrikeBlocked, StrikeNotice
@@ -36,6 +43,12 @@ STRIKE_WINDOW = timedelta(hours=1)
 MAX_WORDS = 500
 
 
+VIDEO_OFF = (
+    "Video (Animate) is off in this server: it is the most expensive thing the bot makes, so a moderator must"
+    " switch it on with `/safety video allowed:True`. Nothing was generated or charged."
+)
+
+
 @dataclass(frozen=True)
 class ServerRules:
     """A server's safety rules at a glance (for moderators and /quota)."""
@@ -45,6 +58,7 @@ class ServerRules:
     models: list[str] | None  # None: every model
     grounding: bool
     levels: dict[int, SafetyLevel]  # channel id (0: the server) → level
+    video: bool = False  # FLUX 3 video (Animate, /animate) switched on
 
 
 class SafetyService:
@@ -85,6 +99,8 @@ class SafetyService:
         channels = await self.allowed_channels(guild_id)
         if channels and channel_id not in channels:
             raise ChannelNotAllowed(f"channels: {channels!r}", notice=ChannelsOnly(channels))
+        if request.model.body == "video" and not await self.video_allowed(guild_id):
+            raise VideoNotAllowed(VIDEO_OFF)
         models = await self.allowed_models(guild_id)
         if models is not None and request.model.key not in models:
             shown = ", ".join(f"`{m}`" for m in models) or "none"
@@ -187,6 +203,10 @@ class SafetyService:
             await self._db.fetch_value("SELECT grounding FROM safety_settings WHERE guild_id = ?", (guild_id,), 0)
         )
 
+    async def video_allowed(self, guild_id: int) -> bool:
+        """Whether FLUX 3 video (Animate) may be made here (default off: the most expensive thing the bot does)."""
+        return bool(await self._db.fetch_value("SELECT video FROM safety_settings WHERE guild_id = ?", (guild_id,), 0))
+
     async def level_for(self, guild_id: int, channel_id: int) -> SafetyLevel:
         """The channel's level, else the server's, else ``standard``."""
         row = await self._db.fetch_one(
@@ -205,6 +225,7 @@ class SafetyService:
             models=await self.allowed_models(guild_id),
             grounding=await self.grounding_allowed(guild_id),
             levels={r["channel_id"]: SafetyLevel(r["level"]) for r in levels},
+            video=await self.video_allowed(guild_id),
         )
 
     # -- moderator changes (each audited) ----------------------------------------------------------
@@ -332,6 +353,18 @@ class SafetyService:
         )
         return await self._audit.record(
             guild_id, actor_id, "safety.grounding", SERVER, "on" if old else "off", "on" if allowed else "off"
+        )
+
+    async def set_video(self, guild_id: int, allowed: bool, *, actor_id: int) -> AuditEntry:
+        """Switch FLUX 3 video (Animate, ``/animate``) on or off for the server."""
+        old = await self.video_allowed(guild_id)
+        await self._db.execute(
+            "INSERT INTO safety_settings (guild_id, video) VALUES (?, ?)"
+            " ON CONFLICT (guild_id) DO UPDATE SET video = excluded.video",
+            (guild_id, int(allowed)),
+        )
+        return await self._audit.record(
+            guild_id, actor_id, "safety.video", SERVER, "on" if old else "off", "on" if allowed else "off"
         )
 
     # -- helpers -----------------------------------------------------------------------------------

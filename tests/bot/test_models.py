@@ -71,6 +71,8 @@ def full_options(spec: ModelSpec) -> dict:
         opts["raw"] = True
     if spec.supports("prompt_upsampling"):
         opts["prompt_upsampling"] = True
+    if spec.duration_range:
+        opts["duration"] = spec.duration_range[1]
     return opts
 
 
@@ -270,6 +272,7 @@ def test_every_unsupported_option_refused(spec, option):
         "prompt_upsampling": False,
         "resolution": "1k",
         "grounding": False,
+        "duration": 5,
     }[option]
     with pytest.raises(InvalidOptions) as info:
         build_request(model=spec.key, prompt="x", aspect_ratio=None, seed=1, **{option: value})
@@ -667,7 +670,8 @@ def test_flux3_with_input_images_is_sent_at_most_tolerance_2(dial):
 
 def test_only_flux3_caps_the_tolerance_with_images():
     assert {key: spec.image_safety_max for key, spec in MODELS.items() if spec.image_safety_max is not None} == {
-        "flux-3-image": 2
+        "flux-3-image": 2,
+        "flux-3-video": 2,  # "requests with images/video are capped at safety_tolerance 2"
     }
 
 
@@ -675,7 +679,7 @@ def test_no_payload_carries_user():
     """The end-user id is added by the BFL client at send time, never stored with a job's parameters."""
     for spec in MODELS.values():
         seed = 1 if spec.has_seed else None
-        images = [_image()] if spec.size_mode in ("input", "canvas") else []  # the tools work on one image
+        images = [_image()] if spec.size_mode in ("input", "canvas", "video") else []  # one image each
         placement = placement_for("zoom15", images[0].width, images[0].height) if spec.size_mode == "canvas" else None
         lora = Lora("fluxcord-house") if spec.lora_base is not None else None  # a LoRA route: a LoRA style's
         request = build_request(
@@ -699,10 +703,10 @@ OUTPAINTING = MODELS["flux-tools/outpainting-v1"]
 def test_deblur_is_a_table_entry_reached_only_through_its_button():
     """Its route, body shape, price and safety range are its table entry's; no member picks it."""
     assert DEBLUR.button_only and DEBLUR.body == "image" and DEBLUR.size_mode == "input"
-    assert [m for m in MODELS.values() if m.button_only] == [DEBLUR, OUTPAINTING]
+    assert [m.key for m in MODELS.values() if m.button_only] == [DEBLUR.key, "flux-3-video", OUTPAINTING.key]
     from cogs._choices import model_choices
 
-    for tool in (DEBLUR, OUTPAINTING):
+    for tool in (DEBLUR, OUTPAINTING, MODELS["flux-3-video"]):
         assert tool not in offered_models() and tool not in models_taking_images()
         assert all(tool not in models_supporting(option) for option in OPTION_NAMES)
         assert tool.key not in {choice.value for choice in model_choices()}

@@ -43,7 +43,7 @@ def full_request(spec: ModelSpec) -> GenerationRequest:
     if spec.supports("grounding"):
         options["grounding"] = True
     if spec.supports("resolution"):
-        options["resolution"] = "2k"
+        options["resolution"] = "2k" if "2k" in spec.resolutions else spec.resolutions[-1]  # a video: fhd
     images = [png(64 * 5, 64 * 4), png(256, 512)][: spec.max_input_images]
     # An outpainting's canvas (a zoom out of the 320×256 image): part of its record, so part of the round trip.
     placement = placement_for("zoom2", 320, 256) if spec.size_mode == "canvas" else None

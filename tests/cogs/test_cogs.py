@@ -23,7 +23,8 @@ async def bot(db, fake_bfl, tmp_path):
 
 def test_every_module_in_cogs_is_an_extension():
     assert extension_names() == [
-        "cogs.asks", "cogs.budget", "cogs.edit", "cogs.gift", "cogs.history", "cogs.imagine", "cogs.prefs", "cogs.privacy",
+        "cogs.animate", "cogs.asks", "cogs.budget", "cogs.edit", "cogs.gift", "cogs.history", "cogs.imagine",
+        "cogs.prefs", "cogs.privacy",
         "cogs.quota", "cogs.safety", "cogs.status", "cogs.style",
     ]  # fmt: skip
 
@@ -37,7 +38,8 @@ def walk(command):
 async def test_commands_are_unique_and_fully_described(bot):
     names = [command.name for command in bot.tree.get_commands(type=discord.AppCommandType.chat_input)]
     assert sorted(names) == [
-        "budget", "edit", "gift", "history", "imagine", "prefs", "privacy", "quota", "safety", "status", "style"
+        "animate", "budget", "edit", "gift", "history", "imagine", "prefs", "privacy", "quota", "safety", "status",
+        "style",
     ]  # fmt: skip
     menus = bot.tree.get_commands(type=discord.AppCommandType.message)
     assert [menu.name for menu in menus] == ["Edit with FLUX"] and menus[0].guild_only

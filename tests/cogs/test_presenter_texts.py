@@ -23,3 +23,20 @@ def test_a_running_servers_queued_request_shows_its_place_and_wait():
         progress_text(queued_progress("flux-pro-1.1", 3, median_seconds=10.0, org_cap=24))
         == "⏳ #3 in queue · about 20 s"
     )
+
+
+def test_a_videos_stages_read_as_a_video():
+    """FLUX 3 video plays Pending → Reasoning → Generating; every text names a video, none an image."""
+    from bot.engine.progress import Progress
+    from bot.engine.states import JobStatus
+
+    def text(status, stage=None, elapsed=0.0):
+        return progress_text(Progress(status, "flux-3-video", bfl_stage=stage, elapsed_seconds=elapsed))
+
+    assert text(JobStatus.SUBMITTING) == "📨 Sending to FLUX 3 Video…"
+    assert text(JobStatus.GENERATING, "Pending") == "🎬 FLUX 3 Video is making your video…"
+    assert text(JobStatus.GENERATING, "Reasoning") == "🧠 FLUX 3 Video is thinking about your motion prompt…"
+    assert text(JobStatus.GENERATING, "Generating", 42.0) == "🎬 FLUX 3 Video is making your video… (42 s)"
+    assert text(JobStatus.DOWNLOADING) == "📥 Fetching the video…"
+    assert text(JobStatus.DELIVERING) == "📦 Posting your video…"
+    assert progress_text(Progress(JobStatus.DOWNLOADING, "flux-2-pro")) == "📥 Fetching the image…"

@@ -16,7 +16,7 @@ from tests.fakes.fake_bfl import FLUX3_STAGES, Behaviour
 
 ACTIONS = [
     ["reroll", "vary", "edit", "delete", "details"],
-    ["detail", "sharpen", "zoom15", "zoom2"],
+    ["detail", "sharpen", "zoom15", "zoom2", "animate"],  # Animate: a modal, after the video switch
     ["pan_left", "pan_right", "pan_up", "pan_down"],
 ]  # row by row
 

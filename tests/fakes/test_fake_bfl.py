@@ -29,6 +29,7 @@ from tests.fakes.fake_bfl import (
 )
 
 DEBLUR = "flux-tools/deblur-v1"
+VIDEO = "flux-3-video"
 OUTPAINT = "flux-tools/outpainting-v1"
 
 
@@ -42,6 +43,8 @@ def png_base64(width: int = 320, height: int = 256) -> str:
 def minimal_body(model: str) -> dict[str, Any]:
     if model == DEBLUR:
         return {"image": png_base64()}
+    if model == VIDEO:
+        return {"mode": "i2v", "prompt": "a frame", "keyframes": png_base64()}
     if model == OUTPAINT:
         return {"input_image": png_base64(), "width": 480, "height": 384}
     if "fill" in model or "expand" in model:
@@ -100,6 +103,8 @@ def test_spec_has_the_documented_generation_routes() -> None:
         "flux-2-klein-4b",
         "flux-2-klein-9b",
         "flux-2-klein-9b-preview",
+        DEBLUR,  # the one FLUX Tools route the bot uses (Sharpen)
+        VIDEO,  # FLUX 3 video (Animate)
         DEBLUR,  # the FLUX Tools routes the bot uses: Sharpen
         OUTPAINT,  # and Zoom out / the pans
     } <= set(generation_routes())

@@ -28,8 +28,10 @@ def route_takes_user(key: str) -> bool:
         return "user" in generation_routes()[key].properties
     spec = load_spec()
     body = spec["paths"][f"/v1/{key}"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    schema = spec["components"]["schemas"][body["$ref"].rsplit("/", 1)[-1]]
-    return "user" in schema.get("properties", {})
+    schemas = spec["components"]["schemas"]
+    schema = schemas[body["$ref"].rsplit("/", 1)[-1]]
+    variants = [schemas[v["$ref"].rsplit("/", 1)[-1]] for v in schema.get("oneOf", [])]  # FLUX 3 video's modes
+    return all("user" in s.get("properties", {}) for s in variants or [schema])
 
 
 @pytest.mark.parametrize("key", list(MODELS))

@@ -120,6 +120,8 @@ class EngineHarness:
         self.server = services.server.settings  # the per-server switches (paused)
         self.settings = settings
         self.ledger = services.ledger
+        self.safety = services.server.safety  # the /safety switches (video)
+        self.cache = engine._provider.cache
 
     async def generate(self, job_id, req=None, user=ALICE, guild=GUILD):
         await self.engine.admit(req or request(), who(job_id, user, guild), acked=True)

@@ -27,7 +27,7 @@ def request_for(key: str) -> GenerationRequest:
     spec = MODELS[key]
     options = {"steps": 12} if spec.supports("steps") else {}
     if spec.supports("resolution"):
-        options["resolution"] = "1.5k"
+        options["resolution"] = "1.5k" if "1.5k" in spec.resolutions else spec.resolutions[-1]  # a video: fhd
     images = [png(320, 256)] if spec.takes_images else []
     request = build_request(model=key, prompt="a lantern", aspect_ratio=None, seed=None, input_images=images, **options)
     return dataclasses.replace(request, safety_tolerance=1, style="Noir")

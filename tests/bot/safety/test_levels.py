@@ -36,9 +36,12 @@ def test_the_ranges_match_the_openapi_schema_of_every_model():
             continue
         route = paths[f"/v1/{key}"]  # the 2026 spec has every other model, FLUX 3 Image included
         ref = route["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
-        field = SPEC["components"]["schemas"][ref]["properties"]["safety_tolerance"]
-        assert (field["minimum"], field["maximum"]) == RANGES[spec.family], key
-        assert field["default"] == 2
+        schema = SPEC["components"]["schemas"][ref]
+        variants = [SPEC["components"]["schemas"][v["$ref"].rsplit("/", 1)[1]] for v in schema.get("oneOf", [])]
+        for body in variants or [schema]:  # FLUX 3 video: every `mode` body has the same range
+            field = body["properties"]["safety_tolerance"]
+            assert (field["minimum"], field["maximum"]) == RANGES[spec.family], key
+            assert field["default"] == 2
         checked += 1
     assert checked == len(MODELS)
 

@@ -92,6 +92,11 @@ from tests.fakes.fake_bfl.constants import (
     SPEC_2026_04_PATH,
     TERMINAL_STATUSES,
     TOOL_ROUTES,
+    VIDEO_MAX_ACTIVE,
+    VIDEO_MODEL,
+    VIDEO_SECOND_PRICES,
+    VIDEO_SPEC_PATH,
+    VIDEO_STAGES,
 )
 from tests.fakes.fake_bfl.faults import BflFaultRates, RandomBflFaults
 from tests.fakes.fake_bfl.images import render_image
@@ -102,6 +107,7 @@ from tests.fakes.fake_bfl.pricing import (
     input_pixels,
     output_size,
     price_credits,
+    video_credits,
 )
 from tests.fakes.fake_bfl.results import expanded_prompt
 from tests.fakes.fake_bfl.server import FakeBfl, FakeDeliveryHost
@@ -113,6 +119,7 @@ from tests.fakes.fake_bfl.validation import (
     validate_body,
     validate_query,
 )
+from tests.fakes.fake_bfl.video import mp4_facts, render_mp4
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -138,6 +145,11 @@ __all__ = [
     "SPEC_2026_04_PATH",
     "TERMINAL_STATUSES",
     "TOOL_ROUTES",
+    "VIDEO_MAX_ACTIVE",
+    "VIDEO_MODEL",
+    "VIDEO_SECOND_PRICES",
+    "VIDEO_SPEC_PATH",
+    "VIDEO_STAGES",
     "Behaviour",
     "BflFaultRates",
     "Charge",
@@ -154,10 +166,13 @@ __all__ = [
     "generation_routes",
     "input_pixels",
     "load_spec",
+    "mp4_facts",
     "output_size",
     "price_credits",
     "render_image",
+    "render_mp4",
     "spec_path",
     "validate_body",
     "validate_query",
+    "video_credits",
 ]

@@ -66,7 +66,8 @@ class Behaviour:
     * ``delivery``: ``"direct"`` or ``"redirect"`` (302 to :class:`FakeDeliveryHost`);
       ``delivery_ttl``: seconds the signed URL lives after ``Ready`` (0 = already expired, None =
       forever); ``delivery_errors``: HTTP statuses for the first downloads; ``delivery_chunked``:
-      stream the image without a ``Content-Length``.
+      stream the image without a ``Content-Length``; ``video_padding``: bytes added to a video's MP4 (one over
+      Discord's upload limit).
     """
 
     latency: float = 0.0
@@ -101,6 +102,7 @@ class Behaviour:
     delivery_ttl: float | None = None
     delivery_errors: tuple[int, ...] = ()
     delivery_chunked: bool = False
+    video_padding: int = 0
 
     def __post_init__(self) -> None:
         if self.run_seconds is not None:

@@ -40,6 +40,28 @@ FLUX2_MAX_PIXELS = 2048 * 2048  # documented: up to 4 MP
 TOOL_ROUTES = ("/v1/flux-tools/deblur-v1", "/v1/flux-tools/outpainting-v1")
 #: Deblur's input limit, "at most 4 MP" (BFL's SDK; not in the schema), read as FLUX.2's 2048² (it runs on [klein] 9B).
 DEBLUR_MAX_PIXELS = FLUX2_MAX_PIXELS
+
+#: FLUX 3 video (the Animate button): its route, the stages it plays, its per-second prices (credits) and cap.
+VIDEO_MODEL = "flux-3-video"
+VIDEO_SPEC_PATH = REPO_ROOT / "tests" / "specs" / "bfl-flux-3-video.json"
+VIDEO_STAGES = ("Pending", "Reasoning", "Generating")
+#: Credits per second of output, by mode and resolution: BFL's list for hd/fhd/draft (t2v and i2v alike; v2v
+#: dearer); qhd/uhd derived from a reseller (UNCONFIRMED), which the bot does not offer.
+VIDEO_SECOND_PRICES = {
+    "hd": 17,
+    "fhd": 29,
+    "qhd": 32,
+    "uhd": 46,
+    "draft": 6,
+    "v2v-hd": 43,
+    "v2v-fhd": 54,
+    "v2v-draft": 12,
+}
+#: The short side of each video resolution class (the long side follows the aspect ratio).
+VIDEO_SHORT_SIDES = {"hd": 720, "fhd": 1080, "qhd": 1440, "uhd": 2160}
+VIDEO_MAX_ACTIVE = 5  # "5 active generations per organization"
+VIDEO_URL_TTL = 2 * 3600  # video result URLs last about 2 h (se=)
+
 #: Outpainting's canvas limit, width × height ≤ 4 MP (BFL's SDK; not in the schema), 2048².
 OUTPAINTING_MAX_PIXELS = 2048 * 2048
 

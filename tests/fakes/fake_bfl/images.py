@@ -10,7 +10,7 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 _PIL_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
-_CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+_CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "mp4": "video/mp4"}
 
 
 def _decoded_size(data: Any) -> tuple[int, int] | None:

@@ -6,7 +6,13 @@ from collections.abc import Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from tests.fakes.fake_bfl.constants import FLUX3_MODEL, FLUX3_TIER_PIXELS
+from tests.fakes.fake_bfl.constants import (
+    FLUX3_MODEL,
+    FLUX3_TIER_PIXELS,
+    VIDEO_MODEL,
+    VIDEO_SECOND_PRICES,
+    VIDEO_SHORT_SIDES,
+)
 from tests.fakes.fake_bfl.images import _decoded_size
 from tests.fakes.fake_bfl.validation import _parse_ratio, generation_routes
 
@@ -53,12 +59,17 @@ _ASPECT_TARGET_PIXELS = {"flux-kontext-pro": 1 << 20, "flux-kontext-max": 1 << 2
 _ULTRA_TARGET_PIXELS = 4 << 20
 
 
-def price_credits(model: str, width: int, height: int, input_pixels: Sequence[int] = ()) -> Decimal:
-    """What the fake charges, in credits: FLUX.1 flat; FLUX.2 first MP + each further MP; FLUX 3 per tier.
+def price_credits(
+    model: str, width: int, height: int, input_pixels: Sequence[int] = (), body: dict[str, Any] | None = None
+) -> Decimal:
+    """What the fake charges, in credits: FLUX.1 flat; FLUX.2 first MP + each further MP; FLUX 3 per tier; FLUX 3
+    video per second (:func:`video_credits` of ``body``; without one, 5 s at hd).
 
     Megapixels are rounded to 2 decimals like BFL's ``output_mp``; the price to 0.01 credit.
     FLUX.2 edits also pay their input megapixels at the extra-megapixel rate (bfl-api.md §00.8).
     """
+    if model == VIDEO_MODEL:
+        return video_credits(body or {})
     if model in FLAT_PRICES:
         return FLAT_PRICES[model]
     if model == FLUX3_MODEL:
@@ -73,8 +84,38 @@ def price_credits(model: str, width: int, height: int, input_pixels: Sequence[in
     return price.quantize(Decimal("0.01"), ROUND_HALF_UP).normalize()
 
 
+def video_seconds(body: dict[str, Any]) -> int:
+    """A video's length: its ``duration``, or for ``auto`` the default the fake picks (5 s)."""
+    duration = body.get("duration")
+    return duration if isinstance(duration, int) else 5
+
+
+def video_credits(body: dict[str, Any]) -> Decimal:
+    """What a FLUX 3 video costs, in credits: its seconds at its mode's and resolution's per-second price."""
+    resolution = "draft" if body.get("draft") else body.get("resolution") or "hd"
+    key = (
+        f"v2v-{resolution}" if body.get("mode") == "v2v" and f"v2v-{resolution}" in VIDEO_SECOND_PRICES else resolution
+    )
+    return Decimal(VIDEO_SECOND_PRICES[key] * video_seconds(body))
+
+
+def _video_size(body: dict[str, Any]) -> tuple[int, int]:
+    short = VIDEO_SHORT_SIDES[body.get("resolution") or "hd"]
+    ratio = body.get("aspect_ratio") or "auto"
+    if ratio == "auto":
+        frames = body.get("keyframes")
+        first = frames if isinstance(frames, str) else (frames or [None])[0]
+        w, h = _decoded_size(first[1] if isinstance(first, list) else first) or (16, 9)
+    else:
+        w, h = (int(part) for part in ratio.split(":"))
+    long = 2 * round(short * max(w, h) / min(w, h) / 2)
+    return (long, short) if w >= h else (short, long)
+
+
 def output_size(model: str, body: dict[str, Any]) -> tuple[int, int]:
     """The pixel size the fake renders for a (valid) request."""
+    if model == VIDEO_MODEL:
+        return _video_size(body)
     route = generation_routes()[model]
     props = route.schema.get("properties", {})
     if model == FLUX3_MODEL:
@@ -112,6 +153,7 @@ def input_pixels(body: dict[str, Any]) -> list[int]:
     images = body.get("images")
     datas = [images] if isinstance(images, str) else list(images or [])
     datas += [body["image"]] if isinstance(body.get("image"), str) else []
+    datas += [body["keyframes"]] if isinstance(body.get("keyframes"), str) else []
     datas += [body[k] for k in sorted(body) if k.startswith("input_image") and body[k] is not None]
     sizes = [_decoded_size(data) for data in datas]
     return [w * h for w, h in (size for size in sizes if size is not None)]

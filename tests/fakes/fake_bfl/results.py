@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import math
 import secrets
 from decimal import Decimal
@@ -11,9 +12,17 @@ from typing import Any, Literal
 from aiohttp import web
 
 from tests.fakes.fake_bfl.behaviour import DownloadRecord, FakeTask, PollRecord, SchemaViolation, _record_headers
-from tests.fakes.fake_bfl.constants import FLUX3_MODEL, MOVED_POLLING_PATH, TERMINAL_STATUSES
+from tests.fakes.fake_bfl.constants import (
+    FLUX3_MODEL,
+    MOVED_POLLING_PATH,
+    TERMINAL_STATUSES,
+    VIDEO_MODEL,
+    VIDEO_URL_TTL,
+)
 from tests.fakes.fake_bfl.images import _CONTENT_TYPES, render_image
+from tests.fakes.fake_bfl.pricing import video_seconds
 from tests.fakes.fake_bfl.validation import validate_query
+from tests.fakes.fake_bfl.video import render_mp4
 
 
 class ResultsMixin:
@@ -87,7 +96,10 @@ class ResultsMixin:
             task.ready_answered_at = now
         status = behaviour.final_status
         answer = _result_body(task, status)
-        if status == "Ready" and not behaviour.omit_sample:
+        if status == "Ready" and not behaviour.omit_sample and task.model == VIDEO_MODEL:
+            url = self.sample_url(task)  # a video: `sample`, the list `samples` and its length (BFL's skills)
+            answer["result"] = {"sample": url, "samples": [url], "duration": video_seconds(task.body)}
+        elif status == "Ready" and not behaviour.omit_sample:
             answer["result"] = {
                 "sample": self.sample_url(task),
                 "prompt": expanded_prompt(task.model, task.body.get("prompt")),
@@ -143,6 +155,10 @@ class ResultsMixin:
         route = "redirect" if task.behaviour.delivery == "redirect" else "delivery"
         # Shaped like an Azure SAS URL, with percent-escapes a client must not re-encode.
         query = f"se=2030-01-01T00%3A00%3A00Z&sp=r&rsct=image%2F{task.ext}&sig={task.signature}"
+        if task.model == VIDEO_MODEL:  # a video's URL lives about 2 h (wall clock: the bot reads `se=` as a date)
+            expiry = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=VIDEO_URL_TTL)
+            se = expiry.strftime("%Y-%m-%dT%H%%3A%M%%3A%SZ")
+            query = f"se={se}&sp=r&rsct=video%2Fmp4&sig={task.signature}"
         return f"{self.url}/{route}/{task.id}.{task.ext}?{query}"
 
     async def _credits(self, request: web.Request) -> web.StreamResponse:
@@ -191,7 +207,11 @@ class ResultsMixin:
         if task.delivery_errors:
             record.status = task.delivery_errors.popleft()
             return web.Response(status=record.status, text="fake delivery error")
-        if task.image is None:
+        if task.image is None and task.model == VIDEO_MODEL:
+            size = (task.width, task.height)
+            padding = task.behaviour.video_padding
+            task.image = await asyncio.to_thread(render_mp4, *size, video_seconds(task.body), task.seed, padding)
+        elif task.image is None:
             size = (task.width, task.height)
             task.image = await asyncio.to_thread(render_image, *size, task.output_format, task.picture)
         record.status = 200

@@ -22,7 +22,13 @@ from tests.fakes.fake_bfl.behaviour import (
     SubmitRecord,
     _record_headers,
 )
-from tests.fakes.fake_bfl.constants import LORA_ROUTES, UNKNOWN_FINETUNE_DETAIL, UNKNOWN_FINETUNE_STATUS
+from tests.fakes.fake_bfl.constants import (
+    LORA_ROUTES,
+    UNKNOWN_FINETUNE_DETAIL,
+    UNKNOWN_FINETUNE_STATUS,
+    VIDEO_MAX_ACTIVE,
+    VIDEO_MODEL,
+)
 from tests.fakes.fake_bfl.pricing import input_pixels, output_size, price_credits
 from tests.fakes.fake_bfl.validation import generation_routes, validate_body
 
@@ -79,6 +85,7 @@ class SubmitMixin:
         if behaviour.submit_status is not None:
             return _answer(record, _error_response(behaviour.submit_status, behaviour))
         limit = self.max_active_kontext_max if model == "flux-kontext-max" else self.max_active
+        limit = min(limit, VIDEO_MAX_ACTIVE) if model == VIDEO_MODEL else limit
         if self.active_tasks >= self.max_active or self.active_for(model) >= limit:
             return _answer(
                 record,
@@ -86,7 +93,7 @@ class SubmitMixin:
             )
         width, height = output_size(model, body)
         inputs = input_pixels(body)
-        auto = price_credits(model, width, height, inputs)
+        auto = price_credits(model, width, height, inputs, body)
         cost = auto if behaviour.cost in ("auto", None) else Decimal(str(behaviour.cost))
         if cost > self.credits:
             return _answer(record, web.json_response({"detail": "Insufficient credits"}, status=402))
@@ -132,7 +139,7 @@ class SubmitMixin:
             created_at=self.now(),
             width=width,
             height=height,
-            output_format=body.get("output_format") or fmt_default,
+            output_format="mp4" if model == VIDEO_MODEL else body.get("output_format") or fmt_default,
             cost=cost,
             seed=seed if isinstance(seed, int) else random.randrange(2**31),
             signature=secrets.token_hex(16),

@@ -25,6 +25,7 @@ from tests.fakes.fake_bfl.constants import (
     LORA_ROUTES,
     OUTPAINTING_MAX_PIXELS,
     TOOL_ROUTES,
+    VIDEO_MODEL,
 )
 from tests.fakes.fake_bfl.images import _decoded_size
 
@@ -57,7 +58,8 @@ def load_spec(path: Path | None = None) -> dict[str, Any]:
 def _is_image_route(route: str) -> bool:
     """``/v1/flux-…`` image routes (not video), and of the FLUX Tools those in :data:`TOOL_ROUTES`."""
     name = route.removeprefix("/v1/")
-    return route in TOOL_ROUTES or (route.startswith("/v1/flux") and "/" not in name and "video" not in name)
+    video = name == VIDEO_MODEL  # FLUX 3 video is served (Animate); the video tools are not
+    return route in TOOL_ROUTES or video or (route.startswith("/v1/flux") and "/" not in name and "video" not in name)
 
 
 @functools.cache
@@ -85,7 +87,8 @@ def generation_routes(path: Path | None = None) -> dict[str, RouteSchema]:
             schema=schema,
             validator=jsonschema.Draft202012Validator(document),
             properties=frozenset(schema.get("properties", {})),
-            closed="additionalProperties" in schema or "unevaluatedProperties" in schema,
+            # A oneOf of strict variants (FLUX 3 video's `mode` bodies) is closed by its variants.
+            closed="additionalProperties" in schema or "unevaluatedProperties" in schema or "oneOf" in schema,
         )
     if FLUX3_MODEL not in routes:
         routes[FLUX3_MODEL] = flux3_limits()
@@ -216,6 +219,8 @@ def _documented_limits(model: str, body: dict[str, Any]) -> list[dict[str, Any]]
         return problems
     if model == "flux-tools/deblur-v1":
         return _deblur_limits(body)
+    if model == VIDEO_MODEL:
+        return _video_limits(body)
     if model == "flux-tools/outpainting-v1":
         return _outpainting_limits(body)
     for name in sorted(k for k in body if k.startswith("input_image") and body[k] is not None):
@@ -249,6 +254,24 @@ def _deblur_limits(body: dict[str, Any]) -> list[dict[str, Any]]:
     else:
         return []
     return [{"loc": ["body", "image"], "msg": msg, "type": "value_error"}]
+
+
+def _video_limits(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """FLUX 3 video's keyframes: 1–10 images, each decodable (unless a URL) and at least 256×256 (BFL's prose)."""
+    frames = body.get("keyframes")
+    items = [frames] if isinstance(frames, str) else list(frames or [])
+    problems: list[dict[str, Any]] = []
+    if not 1 <= len(items) <= 10:
+        problems.append({"loc": ["body", "keyframes"], "msg": "1 to 10 keyframes", "type": "value_error"})
+    for index, item in enumerate(items):
+        data = item[1] if isinstance(item, list) else item
+        if str(data).startswith(("http://", "https://")):
+            continue
+        size = _decoded_size(data)
+        if size is None or min(size) < FLUX3_INPUT_MIN_SIDE:
+            msg = "Keyframe could not be decoded" if size is None else "Keyframe must be at least 256x256"
+            problems.append({"loc": ["body", "keyframes", index], "msg": msg, "type": "value_error"})
+    return problems
 
 
 def _outpainting_limits(body: dict[str, Any]) -> list[dict[str, Any]]:
