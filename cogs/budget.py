@@ -24,6 +24,7 @@ from bot.engine.breaker import BreakerState
 from bot.errors import InvalidOptions, NotAllowed
 from bot.text import strip_bidi
 from cogs import _budget_input as given
+from cogs._budget_channel import ChannelDefaultsCommand, channel_lines
 from cogs._budget_input import DRAFT_DEFAULT, FALLBACK_OFF
 from cogs._budget_texts import gifts_text, priority_text
 from cogs._context import ModeratorGroup, role_ids
@@ -46,6 +47,7 @@ INTEGRATIONS_NOTE = (
 
 class Budget(
     ModeratorGroup,
+    ChannelDefaultsCommand,
     name="budget",
     guild_only=True,
     default_permissions=discord.Permissions(manage_guild=True),
@@ -53,6 +55,7 @@ class Budget(
     """Set image quotas and dollar budgets (moderators)."""
 
     refusal = "Only moderators can manage budgets (Manage Server permission or the moderator role)."
+    channel_defaults = ChannelDefaultsCommand.channel_defaults  # `/budget channel` (cogs/_budget_channel.py)
 
     @app_commands.command(name="set")
     @app_commands.describe(
@@ -174,6 +177,8 @@ class Budget(
         embed.add_field(name="Mod-log", value=channel(guild.modlog_channel_id) if guild.modlog_channel_id else "—")
         embed.add_field(name="Fallback model", value=f"`{guild.fallback_model}`" if guild.fallback_model else "—")
         embed.add_field(name="Draft model", value=f"`{guild.draft_model or self.services.settings.draft_model}`")
+        if channels := await channel_lines(self.services.members.prefs.channels, guild_id):
+            embed.add_field(name="Channel defaults", value=channels[:1024], inline=False)
         embed.set_footer(text=defaults)
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
