@@ -28,7 +28,7 @@ from cogs._budget_channel import ChannelDefaultsCommand, channel_lines
 from cogs._budget_input import DRAFT_DEFAULT, FALLBACK_OFF
 from cogs._budget_texts import gifts_text, priority_text
 from cogs._context import ModeratorGroup, role_ids
-from cogs._export import send_ledger_export
+from cogs._export import ExportPeriod, GroupName, send_export
 from cogs._render import books_text, channel, role, subject, subject_with_id, when
 from cogs._render import member as mention
 
@@ -343,9 +343,12 @@ class Budget(
         )
 
     @app_commands.command(name="export")
-    async def export(self, interaction: discord.Interaction) -> None:
-        """Download this server's ledger as CSV (several files for a long history)."""
-        await send_ledger_export(interaction, self.services, interaction.guild_id or 0)
+    @app_commands.describe(period="The current day, week or month, or all (default)", group_by="Spend summed by")
+    async def export(
+        self, interaction: discord.Interaction, period: ExportPeriod | None = None, group_by: GroupName | None = None
+    ) -> None:
+        """Download this server's ledger as CSV, or its spend by member, role, channel, model or day."""
+        await send_export(interaction, self.services, period, group_by)
 
     @app_commands.command(name="modrole")
     @app_commands.describe(role="Role whose members may use /budget (empty: remove it)")
