@@ -21,6 +21,7 @@ from bot.billing.bookkeeping import Bookkeeping
 from bot.billing.gifts import Gifts
 from bot.billing.ledger import Ledger
 from bot.billing.limits import LimitsService
+from bot.channel_defaults import ChannelDefaultsStore
 from bot.clock import Clock, utc_now
 from bot.config import Settings
 from bot.engine.config import EngineConfig
@@ -61,7 +62,7 @@ class ServerServices:
 class MemberServices:
     """What members keep with the bot."""
 
-    prefs: PrefsService
+    prefs: PrefsService  # members' defaults, and channels' (`prefs.channels`) under them
     styles: StyleService
     privacy: PrivacyService  # their stored prompts: retention, what is kept, forgetting
     sources: JobSources  # what an edit works on, and a member's history
@@ -131,7 +132,8 @@ def build_services(
     engine = _job_engine(settings, parts, hooks=hooks, options=engine_options or {}, role=role)
     privacy = PrivacyService(db, cache, retention_days=settings.prompt_retention_days, clock=clock)
     styles = StyleService(db, audit, max_prompt_length=settings.max_prompt_length, clock=clock)
-    prefs = PrefsService(db, styles, default_model=settings.default_model, clock=clock)
+    channels = ChannelDefaultsStore(db, styles, audit, default_model=settings.default_model, clock=clock)
+    prefs = PrefsService(db, styles, default_model=settings.default_model, channels=channels, clock=clock)
     return Services(
         settings,
         db,

@@ -253,7 +253,7 @@ class StyleService:
         return to_millis(self._clock())
 
     async def remove(self, guild_id: int, name: str, *, actor_id: int) -> tuple[Style, AuditEntry]:
-        """Remove a style (and clear it from members' defaults); the refusal if there is none by that name."""
+        """Remove a style (and clear it from members' and channels' defaults); the refusal if there is none."""
         key = style_key(name)
         async with self._db.transaction() as tx:
             row = await tx.fetch_one(
@@ -265,6 +265,9 @@ class StyleService:
             await tx.execute("DELETE FROM server_styles WHERE guild_id = ? AND name_key = ?", (guild_id, key))
             cleared = await tx.execute(
                 "UPDATE member_prefs SET style_key = NULL WHERE guild_id = ? AND style_key = ?", (guild_id, key)
+            )
+            await tx.execute(  # channels' defaults (`/budget channel`) forget it too
+                "UPDATE channel_defaults SET style_key = NULL WHERE guild_id = ? AND style_key = ?", (guild_id, key)
             )
         style = _style(row)
         if cleared:

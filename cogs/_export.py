@@ -13,23 +13,93 @@ as soon as the next one starts.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import discord
 
 from bot.aio import cancel_and_wait
 from bot.app import Services
+from bot.billing.analytics import ALL, GroupBy, by_role, period_filter, spend_by, spend_csv
 from bot.billing.export import ExportPart, LedgerExport
+from bot.billing.periods import Period
+from bot.errors import InvalidOptions
 
 log = logging.getLogger(__name__)
 
 PROGRESS_SECONDS = 3.0
 MAX_PART_BYTES = 24 * 1024 * 1024
+MAX_ROLE_LOOKUPS = 1_000  # members not in the cache asked of Discord for `group_by:role` (then: no role)
 EMPTY_TEXT = "This server's ledger is empty: no money has moved here yet."
+ExportPeriod = Literal["day", "week", "month", "all"]
+ExportGroup = Literal["member", "role", "channel", "model", "day"]
 
 
-async def send_ledger_export(interaction: discord.Interaction, services: Services, guild_id: int) -> None:
+def chosen_period(value: str | None) -> Period | None:
+    """The current day, week or month to export; None for ``all`` (or nothing given)."""
+    if value is None or value == ALL:
+        return None
+    try:
+        return Period(value)
+    except ValueError:
+        raise InvalidOptions("`period` must be day, week, month or all.") from None
+
+
+async def send_export(
+    interaction: discord.Interaction, services: Services, period: str | None, group_by: str | None
+) -> None:
+    """Answer ``/budget export``: the raw ledger (of ``period``, default all), or its spend summed ``group_by``."""
+    guild_id = interaction.guild_id or 0
+    chosen = chosen_period(period)
+    if group_by is None:
+        await send_ledger_export(interaction, services, guild_id, period=chosen)
+        return
+    try:
+        grouping = GroupBy(group_by)
+    except ValueError:
+        raise InvalidOptions("`group_by` must be member, role, channel, model or day.") from None
+    await interaction.response.defer(ephemeral=True, thinking=True)
+    now = services.ops.clock()
+    if grouping is GroupBy.ROLE:  # by member, then each member's roles now
+        members = await spend_by(services.db, guild_id, GroupBy.MEMBER, period=chosen, now=now)
+        roles = await _roles_now(interaction.guild, [int(user_id) for user_id, _ in members])
+        groups = by_role(members, roles.get)
+    else:
+        groups = await spend_by(services.db, guild_id, grouping, period=chosen, now=now)
+    span = "all time" if chosen is None else f"this {chosen.value}"
+    name = f"fluxcord-spend-by-{grouping.value}-{guild_id}-{period or ALL}.csv"
+    file = discord.File(io.BytesIO(spend_csv(grouping, groups)), filename=name)
+    text = f"Spend by {grouping.value}, {span}: {len(groups):,} rows (spend_usd, images, jobs; grants left out)."
+    if grouping is GroupBy.ROLE:
+        text += " Each member counts under every role they have now; members the bot can't see are under no role."
+    await interaction.edit_original_response(content=text, attachments=[file])
+
+
+async def _roles_now(guild: discord.Guild | None, user_ids: list[int]) -> dict[int, Sequence[int] | None]:
+    """Each member's role ids now (``@everyone`` included), from the cache or asked of Discord; None: unknown.
+
+    At most :data:`MAX_ROLE_LOOKUPS` members are asked; someone who left (or past the cap) has None.
+    """
+    found: dict[int, Sequence[int] | None] = {}
+    asked = 0
+    for user_id in user_ids:
+        member = guild.get_member(user_id) if guild is not None else None
+        if member is None and guild is not None and user_id and asked < MAX_ROLE_LOOKUPS:
+            asked += 1
+            try:
+                member = await guild.fetch_member(user_id)
+            except discord.NotFound:
+                member = None
+        found[user_id] = None if member is None else [role.id for role in member.roles]
+    return found
+
+
+async def send_ledger_export(
+    interaction: discord.Interaction, services: Services, guild_id: int, *, period: Period | None = None
+) -> None:
     """Answer ``/budget export``: defer, stream the ledger into CSV parts, post them, report what was sent."""
     await interaction.response.defer(ephemeral=True, thinking=True)
     assert services.settings.cache_dir is not None  # filled in by Settings
@@ -38,6 +108,7 @@ async def send_ledger_export(interaction: discord.Interaction, services: Service
         guild_id,
         max_bytes=min(interaction.filesize_limit, MAX_PART_BYTES),
         directory=Path(services.settings.cache_dir),
+        only=period_filter(period, services.ops.clock()),
     )
     total = await export.total()
     if total == 0:

@@ -25,11 +25,12 @@ from bot.engine.breaker import BreakerState
 from bot.errors import InvalidOptions, NotAllowed
 from bot.text import strip_bidi
 from cogs import _budget_input as given
+from cogs._budget_channel import ChannelDefaultsCommand, channel_lines
 from cogs._budget_input import DRAFT_DEFAULT, FALLBACK_OFF
 from cogs._budget_texts import gifts_text, priority_text
 from cogs._components import register, unregister
 from cogs._context import ModeratorGroup
-from cogs._export import send_ledger_export
+from cogs._export import ExportGroup, ExportPeriod, send_export
 from cogs._forecast import ForecastButton, Forecasts
 from cogs._forecast import actor as _actor
 from cogs._render import books_text, channel, role, subject, subject_with_id, when
@@ -39,7 +40,7 @@ from cogs._report_chart import report_chart
 log = logging.getLogger(__name__)
 
 PeriodName = Literal["day", "week", "month"]
-GroupName = Literal["model", "channel", "role"]
+ChartGroup = Literal["model", "channel", "role"]
 MAX_IMAGES = 100_000
 
 # Discord does not let a bot change who may see a command: `default_member_permissions` (Manage
@@ -52,6 +53,7 @@ INTEGRATIONS_NOTE = (
 
 class Budget(
     ModeratorGroup,
+    ChannelDefaultsCommand,
     name="budget",
     guild_only=True,
     default_permissions=discord.Permissions(manage_guild=True),
@@ -59,6 +61,7 @@ class Budget(
     """Set image quotas and dollar budgets (moderators)."""
 
     refusal = "Only moderators can manage budgets (Manage Server permission or the moderator role)."
+    channel_defaults = ChannelDefaultsCommand.channel_defaults  # `/budget channel` (cogs/_budget_channel.py)
 
     def __init__(self, bot: FluxcordBot) -> None:
         super().__init__(bot)
@@ -189,6 +192,8 @@ class Budget(
         embed.add_field(name="Mod-log", value=channel(guild.modlog_channel_id) if guild.modlog_channel_id else "—")
         embed.add_field(name="Fallback model", value=f"`{guild.fallback_model}`" if guild.fallback_model else "—")
         embed.add_field(name="Draft model", value=f"`{guild.draft_model or self.services.settings.draft_model}`")
+        if channels := await channel_lines(self.services.members.prefs.channels, guild_id):
+            embed.add_field(name="Channel defaults", value=channels[:1024], inline=False)
         embed.set_footer(text=defaults)
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
@@ -252,7 +257,7 @@ class Budget(
     @app_commands.command(name="report")
     @app_commands.describe(period="Which period (default: month)", by="The chart's daily bars by (default: model)")
     async def report(
-        self, interaction: discord.Interaction, period: PeriodName = "month", by: GroupName = "model"
+        self, interaction: discord.Interaction, period: PeriodName = "month", by: ChartGroup = "model"
     ) -> None:
         """Spend by member and model with a chart, top spenders, and BFL's credit balance."""
         await interaction.response.defer(ephemeral=True, thinking=True)  # BFL's balance is a network call
@@ -356,9 +361,12 @@ class Budget(
         )
 
     @app_commands.command(name="export")
-    async def export(self, interaction: discord.Interaction) -> None:
-        """Download this server's ledger as CSV (several files for a long history)."""
-        await send_ledger_export(interaction, self.services, interaction.guild_id or 0)
+    @app_commands.describe(period="The current day, week or month, or all (default)", group_by="Spend summed by")
+    async def export(
+        self, interaction: discord.Interaction, period: ExportPeriod | None = None, group_by: ExportGroup | None = None
+    ) -> None:
+        """Download this server's ledger as CSV, or its spend by member, role, channel, model or day."""
+        await send_export(interaction, self.services, period, group_by)
 
     @app_commands.command(name="modrole")
     @app_commands.describe(role="Role whose members may use /budget (empty: remove it)")

@@ -22,6 +22,7 @@ from bot.errors import InvalidOptions
 from bot.models import MAX_SEED, build_request
 from bot.text import clean_prompt
 from cogs._admission import UNREACHABLE, acknowledge_click
+from cogs._budget_channel import defaults_channel
 from cogs._buttons import JobButton, cancel_buttons, result_buttons, use_buttons, video_result_buttons
 from cogs._choices import GROUNDING_HELP, RESOLUTION_HELP, aspect_ratio_choices, model_choices, only, resolution_choices
 from cogs._components import catch_all, register, unregister
@@ -109,10 +110,11 @@ class Imagine(commands.Cog):
     ) -> None:
         """Generate an image from a text prompt with a FLUX model."""
         guild_id = require_guild(interaction)
-        # Explicit options, else the member's /prefs defaults, else the bot's; the style's template applied.
+        # Explicit options, else the member's /prefs, else the channel's (/budget channel), else the bot's.
         chosen = await self.bot.services.members.prefs.resolve(
             guild_id,
             interaction.user.id,
+            channel_id=defaults_channel(interaction),
             model=model,
             aspect_ratio=aspect_ratio,
             private=private,

@@ -9,6 +9,7 @@ from discord.ext import commands
 from bot.app import FluxcordBot
 from bot.billing.ledger import Scope
 from bot.models import MODELS
+from cogs._budget_channel import defaults_channel, summary
 from cogs._context import require_guild, role_ids
 from cogs._render import quota_line
 from cogs._report_chart import quota_chart
@@ -23,6 +24,7 @@ class Quota(commands.Cog):
         self.ledger = bot.services.ledger
         self.settings = bot.services.settings
         self.safety = bot.services.server.safety
+        self.channels = bot.services.members.prefs.channels
 
     @app_commands.command(name="quota")
     @app_commands.guild_only()
@@ -46,6 +48,12 @@ class Quota(commands.Cog):
             for key, spec in MODELS.items()
         ]
         embed.add_field(name="Prices", value="\n".join(prices)[:1024], inline=False)
+        channel_id = defaults_channel(interaction)
+        if self.channels is not None and channel_id is not None:  # /budget channel
+            here = summary(await self.channels.get(guild_id, channel_id))
+            if here:
+                lines = "\n".join([*here, "Your `/prefs` and the options you give win over these."])
+                embed.add_field(name="Defaults in this channel", value=lines[:1024], inline=False)
         allowed = await self.safety.allowed_models(guild_id)  # /safety models
         if allowed is not None:
             shown = ", ".join(f"`{key}`" for key in allowed) or "none"

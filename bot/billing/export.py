@@ -31,9 +31,9 @@ LEDGER_CSV_COLUMNS = (
 )  # fmt: skip
 _PAGE_SQL = (
     "SELECT id, at, kind, job_id, user_id, model, server_micros, member_micros, member_images, actor_id, note"
-    " FROM ledger WHERE guild_id = ? AND id > ? ORDER BY id LIMIT ?"
+    " FROM ledger l WHERE guild_id = ? AND id > ?{where} ORDER BY id LIMIT ?"
 )
-_COUNT_SQL = "SELECT COUNT(*) FROM ledger WHERE guild_id = ?"
+_COUNT_SQL = "SELECT COUNT(*) FROM ledger l WHERE guild_id = ?{where}"
 _MIN_PART_BYTES = 4_096  # room for the header and the longest row
 
 
@@ -51,10 +51,19 @@ class LedgerExport:
     """One server's ledger as CSV parts; :attr:`rows_done` counts the rows written so far (progress)."""
 
     def __init__(
-        self, db: Database, guild_id: int, *, max_bytes: int, directory: Path, page_rows: int = PAGE_ROWS
+        self,
+        db: Database,
+        guild_id: int,
+        *,
+        max_bytes: int,
+        directory: Path,
+        page_rows: int = PAGE_ROWS,
+        only: tuple[str, tuple[str, ...]] = ("", ()),
     ) -> None:
+        """``only``: extra ``AND …`` SQL on the ledger (alias ``l``) and its params (a period's rows)."""
         if max_bytes < _MIN_PART_BYTES:
             raise ValueError(f"a part must be allowed at least {_MIN_PART_BYTES} bytes")
+        self._where, self._params = only
         self._db = db
         self._guild_id = guild_id
         self._max_bytes = max_bytes
@@ -64,7 +73,8 @@ class LedgerExport:
 
     async def total(self) -> int:
         """How many rows the server's ledger holds now (index only: no row is read)."""
-        return int(await self._db.fetch_value(_COUNT_SQL, (self._guild_id,), default=0))
+        sql = _COUNT_SQL.format(where=self._where)
+        return int(await self._db.fetch_value(sql, (self._guild_id, *self._params), default=0))
 
     async def parts(self) -> AsyncIterator[ExportPart]:
         """The CSV parts in order, each yielded once complete (none for an empty ledger)."""
@@ -99,7 +109,8 @@ class LedgerExport:
     async def _pages(self) -> AsyncIterator[list[tuple[Any, ...]]]:  # a ledger row's columns, as stored
         after = -1
         while True:
-            rows = await self._db.fetch_all(_PAGE_SQL, (self._guild_id, after, self._page_rows))
+            sql = _PAGE_SQL.format(where=self._where)
+            rows = await self._db.fetch_all(sql, (self._guild_id, after, *self._params, self._page_rows))
             if not rows:
                 return
             page = [tuple(row) for row in rows]

@@ -50,7 +50,7 @@ async def test_set_merges_with_what_was_set_per_member_per_server(prefs, styles)
     [
         ({"model": "flux-9000"}, "Unknown model `flux-9000`. Choose one of: `flux-pro-1.1`"),
         ({"model": "flux-tools/deblur-v1"}, "only reached through its button"),  # Sharpen's route is no default
-        ({"aspect_ratio": "2:1"}, r"FLUX1.1 \[pro\] \(your default model\) doesn't support the aspect ratio `2:1`"),
+        ({"aspect_ratio": "2:1"}, r"FLUX1.1 \[pro\] \(the default model\) doesn't support the aspect ratio `2:1`"),
         ({"model": "flux-pro-1.1", "aspect_ratio": "2:1"}, "doesn't support the aspect ratio"),
         ({"style": "missing"}, "no style called `missing`"),
         ({"count": 5}, "between 1 and 4"),

@@ -28,7 +28,7 @@ async def test_commands_are_synced_once_and_named_as_promised(harness):
     fake = harness.fake
     assert len(fake.command_syncs) == 1
     assert set(fake.command_syncs[0].names) == {
-        "imagine", "quota", "budget", "safety", "privacy", "status", "edit", "history", "prefs", "style", "gift",
+        "imagine", "quota", "budget", "safety", "privacy", "status", "edit", "history", "prefs", "style", "gift", "animate",
         "Edit with FLUX",
     }  # fmt: skip
     imagine = next(c for c in fake.global_commands.values() if c["name"] == "imagine")

@@ -24,7 +24,7 @@ async def test_dev_guild_gets_its_own_instant_sync(discord_endpoints, fake_bfl, 
     [sync] = fake.command_syncs
     assert int(sync.guild_id) == fake.guild_id
     assert set(sync.names) == {"imagine", "quota", "budget", "status", "safety", "privacy", "edit", "history",
-                              "prefs", "style", "gift", "Edit with FLUX"}  # fmt: skip
+                              "prefs", "style", "gift", "animate", "Edit with FLUX"}  # fmt: skip
 
 
 async def test_sync_command_forces_a_sync_and_exits(discord_endpoints, fake_bfl, tmp_path):

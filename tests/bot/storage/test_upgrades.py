@@ -44,7 +44,9 @@ CHOICES: dict[tuple[str, str], list[Any]] = {
     ("budget_asks", "state"): ["open", "approved", "denied", "expired"],
 }  # fmt: skip
 FLAGS = {"paused", "grounding", "private", "acked", "draft"}  # CHECK (x IN (0, 1))
-ONE_TO_FOUR = {("job_groups", "size"), ("member_prefs", "count"), ("fallback_offers", "images")}
+ONE_TO_FOUR = {
+    ("job_groups", "size"), ("member_prefs", "count"), ("fallback_offers", "images"), ("channel_defaults", "count"),
+}  # fmt: skip
 POINTS_AT_JOBS = {("job_events", "job_id"), ("job_deletions", "job_id")}  # foreign keys to jobs(id)
 
 #: What migrations change on purpose: (version, table, column) → {old value: new value}.
