@@ -7,7 +7,6 @@ is only a default that server admins can change (and it is ignored on subcommand
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Literal
 
 import discord
@@ -21,7 +20,6 @@ from bot.billing.limits import LimitSetting
 from bot.billing.money import format_usd
 from bot.billing.reports import spend_report
 from bot.billing.spend_days import Grouping
-from bot.engine.breaker import BreakerState
 from bot.errors import InvalidOptions, NotAllowed
 from bot.text import strip_bidi
 from cogs import _budget_input as given
@@ -33,9 +31,10 @@ from cogs._context import ModeratorGroup
 from cogs._export import ExportGroup, ExportPeriod, send_export
 from cogs._forecast import ForecastButton, Forecasts
 from cogs._forecast import actor as _actor
-from cogs._render import books_text, channel, role, subject, subject_with_id, when
+from cogs._render import books_text, channel, role, subject, subject_with_id
 from cogs._render import member as mention
 from cogs._report_chart import report_chart
+from cogs._report_text import breaker_lines, report_embed
 
 log = logging.getLogger(__name__)
 
@@ -269,52 +268,11 @@ class Budget(
         except Exception as exc:
             log.warning("Could not read the BFL credit balance: %s", exc)
             balance = "unavailable right now"
-        embed = discord.Embed(title=f"Spend this {chosen.value} ({report.period_key[2:]})")
-        embed.add_field(name="This server", value=f"{format_usd(report.total_micros)} · {report.images} images")
-        embed.add_field(name="All servers (ledger)", value=format_usd(report.bot_total_micros))
-        embed.add_field(name="BFL balance", value=balance)
-        spenders = report.by_member
-        members = [f"{mention(user)}: {format_usd(micros)} · {images} images" for user, micros, images in spenders]
-        embed.add_field(name="Top spenders", value="\n".join(members)[:1024] or "—", inline=False)
-        models = [f"`{model}`: {format_usd(micros)} · {images} images" for model, micros, images in report.by_model]
-        embed.add_field(name="By model", value="\n".join(models)[:1024] or "—", inline=False)
-        notes = []
-        if report.unknown_jobs:
-            notes.append(
-                f"{report.unknown_jobs} submits had an unknown outcome and are counted as spent; "
-                "compare with BFL's usage page."
-            )
-        if report.over_estimate_jobs:
-            notes.append(f"{report.over_estimate_jobs} images cost more than their estimate (see the log).")
-        if report.undeliverable_jobs:
-            notes.append(
-                f"{report.undeliverable_jobs} undeliverable: made and paid to BFL, but Discord never let the bot"
-                " post them, so their members were refunded."
-            )
         await self.services.engine.share_breakers()  # failures other processes saw, too
-        troubled = self._breaker_lines()
-        if troubled:
-            embed.add_field(name="Models BFL keeps failing for", value="\n".join(troubled)[:1024], inline=False)
-        books = books_text(self.services.ops.bookkeeping.last)
-        if books:
-            embed.add_field(name="Bookkeeping", value=books, inline=False)
-        if notes:
-            embed.set_footer(text=" ".join(notes))
+        troubled = breaker_lines(self.services.engine.breakers.statuses(), self.services.ops.clock())
+        embed = report_embed(report, chosen, balance, troubled, books_text(self.services.ops.bookkeeping.last))
         chart = await report_chart(interaction, self.services, report, Grouping(by))
         await interaction.followup.send(embed=embed, files=[chart] if chart else [], ephemeral=True)
-
-    def _breaker_lines(self) -> list[str]:
-        """A line per model whose circuit breaker is open or half-open, with when it lets a trial through."""
-        now = self.services.ops.clock().timestamp()
-        lines = []
-        for status in self.services.engine.breakers.statuses():
-            if status.state is BreakerState.HALF_OPEN:
-                lines.append(f"`{status.model}`: half-open, one trial request goes through now")
-            else:
-                retry = datetime.fromtimestamp(now + status.retry_in, UTC)
-                trial = f"{when(retry, round_up=True)} ({when(retry, 'T', round_up=True)})"
-                lines.append(f"`{status.model}`: refusing new requests; next trial {trial}")
-        return lines
 
     @app_commands.command(name="fallback")
     @app_commands.describe(model="Offered when a model keeps failing at BFL; Off: no offer (empty: show the setting)")
