@@ -68,10 +68,7 @@ def build_request(
     ``lora``: a LoRA style's, given exactly for a LoRA route (:attr:`ModelSpec.lora_base`).
     """
     spec = get_model(DEFAULT_MODEL if model is None else model.strip())
-    if spec.lora_base is not None and lora is None:
-        raise InvalidOptions(f"{spec.label} runs only through a LoRA style (`/style list`).")
-    if spec.lora_base is None and lora is not None:
-        raise ValueError(f"{spec.key} takes no LoRA")
+    _check_lora(spec, lora)
     text = _checked_prompt(prompt, max_prompt_length)
     images = _checked_images(spec, input_images)
     _check_placement(spec, placement, images)
@@ -87,18 +84,7 @@ def build_request(
         "duration": duration,
     }
     options = _checked_options(spec, given, allow_grounding=allow_grounding)
-    if spec.size_mode == "video":  # the length and quality are always set, so the card and the price name them
-        options["duration"] = options["duration"] or VIDEO_DEFAULT_SECONDS
-        options["resolution"] = options["resolution"] or VIDEO_DEFAULT_QUALITY
-        width, height = video_dimensions(ratio, options["resolution"])
-    elif spec.size_mode == "resolution":
-        width, height = tier_dimensions(spec, ratio, options.get("resolution") or FLUX3_DEFAULT_RESOLUTION)
-    elif spec.size_mode == "input":  # a FLUX Tool regenerates its one input image at that image's size
-        width, height = images[0].width, images[0].height
-    elif placement is not None:  # an outpainting renders its canvas
-        width, height = placement.canvas_width, placement.canvas_height
-    else:
-        width, height = dimensions_for(spec, ratio)
+    width, height = _output_size(spec, ratio, options, images, placement)
     return GenerationRequest(
         model=spec,
         prompt=text,
@@ -112,6 +98,35 @@ def build_request(
         lora=lora,
         **options,
     )
+
+
+def _check_lora(spec: ModelSpec, lora: Lora | None) -> None:
+    """A LoRA route takes exactly a LoRA style's LoRA; no other route takes one."""
+    if spec.lora_base is not None and lora is None:
+        raise InvalidOptions(f"{spec.label} runs only through a LoRA style (`/style list`).")
+    if spec.lora_base is None and lora is not None:
+        raise ValueError(f"{spec.key} takes no LoRA")
+
+
+def _output_size(
+    spec: ModelSpec,
+    ratio: str,
+    options: dict[str, Any],
+    images: Sequence[InputImage],
+    placement: Placement | None,
+) -> tuple[int, int]:
+    """The output's width and height by the route's size mode (a video's length and quality are filled in here)."""
+    if spec.size_mode == "video":  # the length and quality are always set, so the card and the price name them
+        options["duration"] = options["duration"] or VIDEO_DEFAULT_SECONDS
+        options["resolution"] = options["resolution"] or VIDEO_DEFAULT_QUALITY
+        return video_dimensions(ratio, options["resolution"])
+    if spec.size_mode == "resolution":
+        return tier_dimensions(spec, ratio, options.get("resolution") or FLUX3_DEFAULT_RESOLUTION)
+    if spec.size_mode == "input":  # a FLUX Tool regenerates its one input image at that image's size
+        return images[0].width, images[0].height
+    if placement is not None:  # an outpainting renders its canvas
+        return placement.canvas_width, placement.canvas_height
+    return dimensions_for(spec, ratio)
 
 
 def _check_placement(spec: ModelSpec, placement: Placement | None, images: Sequence[InputImage]) -> None:
