@@ -43,7 +43,7 @@ CHOICES: dict[tuple[str, str], list[Any]] = {
     ("server_styles", "lora_strength"): [0.0, 0.25, 1.0, 2.0],  # finetune_strength, CHECK 0-2
     ("budget_asks", "state"): ["open", "approved", "denied", "expired"],
 }  # fmt: skip
-FLAGS = {"paused", "grounding", "private", "acked", "draft"}  # CHECK (x IN (0, 1))
+FLAGS = {"paused", "grounding", "private", "acked", "draft", "video", "priority"}  # CHECK (x IN (0, 1))
 ONE_TO_FOUR = {
     ("job_groups", "size"), ("member_prefs", "count"), ("fallback_offers", "images"), ("channel_defaults", "count"),
 }  # fmt: skip
