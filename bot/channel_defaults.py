@@ -8,11 +8,8 @@ makes it, as ``channel-defaults.set`` / ``channel-defaults.clear`` on ``channel:
 
 from __future__ import annotations
 
-from typing import Any
-
 from bot.audit import AuditEntry, AuditLog, Subject, SubjectKind
 from bot.clock import Clock, to_millis, utc_now
-from bot.models import MODELS
 from bot.prefs import MemberDefaults, checked
 from bot.storage.database import Database, Transaction
 from bot.styles import StyleService, style_key
@@ -23,16 +20,6 @@ _SELECT = (
     "SELECT c.channel_id, c.model, c.aspect_ratio, c.count, c.private, s.name AS style FROM channel_defaults c"
     " LEFT JOIN server_styles s ON s.guild_id = c.guild_id AND s.name_key = c.style_key WHERE c.guild_id = ?"
 )
-
-
-def _defaults(row: Any) -> ChannelDefaults:
-    return ChannelDefaults(
-        model=row["model"] if row["model"] in MODELS else None,  # a model since dropped from the table
-        aspect_ratio=row["aspect_ratio"],
-        count=row["count"],
-        private=None if row["private"] is None else bool(row["private"]),
-        style=row["style"],
-    )
 
 
 class ChannelDefaultsStore:
@@ -50,12 +37,12 @@ class ChannelDefaultsStore:
     async def get(self, guild_id: int, channel_id: int) -> ChannelDefaults:
         """The channel's defaults (all ``None`` if none are set)."""
         row = await self._db.fetch_one(f"{_SELECT} AND c.channel_id = ?", (guild_id, channel_id))
-        return ChannelDefaults() if row is None else _defaults(row)
+        return ChannelDefaults() if row is None else ChannelDefaults.from_row(row)
 
     async def all(self, guild_id: int) -> list[tuple[int, ChannelDefaults]]:
         """Every channel of the server with defaults, by channel id (`/budget show`)."""
         rows = await self._db.fetch_all(f"{_SELECT} ORDER BY c.channel_id", (guild_id,))
-        return [(row["channel_id"], _defaults(row)) for row in rows]
+        return [(row["channel_id"], ChannelDefaults.from_row(row)) for row in rows]
 
     async def set(
         self, guild_id: int, channel_id: int, given: ChannelDefaults, *, actor_id: int, replace: bool = False

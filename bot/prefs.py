@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bot.clock import Clock, to_millis, utc_now
 from bot.errors import InvalidOptions
@@ -43,6 +43,17 @@ class MemberDefaults:
     count: int | None = None
     private: bool | None = None
     style: str | None = None  # the style's name as the server spells it
+
+    @classmethod
+    def from_row(cls, row: Any) -> MemberDefaults:
+        """Defaults read from a row of ``member_prefs`` or ``channel_defaults`` (joined with the style's name)."""
+        return cls(
+            model=row["model"] if row["model"] in MODELS else None,  # a model since dropped from the table
+            aspect_ratio=row["aspect_ratio"],
+            count=row["count"],
+            private=None if row["private"] is None else bool(row["private"]),
+            style=row["style"],
+        )
 
     @property
     def empty(self) -> bool:
@@ -177,15 +188,7 @@ class PrefsService:
             " WHERE p.guild_id = ? AND p.user_id = ?",
             (guild_id, user_id),
         )
-        if row is None:
-            return MemberDefaults()
-        return MemberDefaults(
-            model=row["model"] if row["model"] in MODELS else None,  # a model since dropped from the table
-            aspect_ratio=row["aspect_ratio"],
-            count=row["count"],
-            private=None if row["private"] is None else bool(row["private"]),
-            style=row["style"],
-        )
+        return MemberDefaults() if row is None else MemberDefaults.from_row(row)
 
     async def set(
         self,

@@ -141,7 +141,13 @@ def build_services(
         ledger,
         engine,
         ServerServices(
-            server_settings, limits, safety, audit, modlog, AskStore(db, ledger, audit, clock), Gifts(db, audit, clock)
+            server_settings,
+            limits,
+            safety,
+            audit,
+            modlog,
+            AskStore(db, ledger, audit, clock),
+            Gifts(db, ledger, audit, clock),
         ),
         MemberServices(prefs, styles, privacy, JobSources(db), OfferStore(db, clock=clock)),
         Operations(clock, bfl, metrics, Bookkeeping(db, clock=clock, observer=metrics)),

@@ -16,8 +16,7 @@ import discord
 from bot.billing.caps import Metric, Scope
 from bot.billing.refusals import OverLimit
 from bot.errors import FluxcordError
-from cogs._components import PersistentButton, a_key, action_template
-from cogs._context import ours
+from cogs._components import Modal, PersistentButton, a_key, action_template
 
 ASK_ACTIONS = ("ask", "approve", "deny")
 
@@ -78,7 +77,7 @@ def decide_view(ask_id: str) -> discord.ui.View:
     return view
 
 
-class AskModal(discord.ui.Modal, title="Ask for more"):
+class AskModal(Modal, title="Ask for more"):
     """How much, and why (optional); submitted to ``handler.submit``."""
 
     amount: discord.ui.TextInput[Any] = discord.ui.TextInput(
@@ -95,9 +94,3 @@ class AskModal(discord.ui.Modal, title="Ask for more"):
     async def on_submit(self, interaction: discord.Interaction) -> None:
         """Ask the moderators."""
         await self.handler.submit(interaction, self.amount.value, self.reason.value)
-
-    # discord.ui.Modal's on_error takes no `item` (discord.py's BaseView's does): mypy sees an override.
-    async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:  # type: ignore[override]
-        """The one error path."""
-        typed = ours(interaction)
-        await typed.client.tree.on_error(typed, error)

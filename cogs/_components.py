@@ -177,3 +177,13 @@ def catch_all() -> type[PersistentButton]:
             return UnavailableButton(getattr(item, "custom_id", None) or PREFIX)
 
     return UnknownAction
+
+
+class Modal(discord.ui.Modal):
+    """A modal whose errors take the one app-command error path (``tree.on_error``), like commands."""
+
+    # discord.ui.Modal's on_error takes no `item` (discord.py's BaseView's does): mypy sees an override.
+    async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:  # type: ignore[override]
+        """The same error path as commands."""
+        typed = ours(interaction)
+        await typed.client.tree.on_error(typed, error)

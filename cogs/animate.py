@@ -28,7 +28,8 @@ from bot.safety.service import VIDEO_OFF
 from bot.text import clean_prompt
 from cogs._admission import within_budget
 from cogs._buttons import cancel_buttons
-from cogs._context import ours, require_guild
+from cogs._components import Modal
+from cogs._context import require_guild
 from cogs._flow import RequestFlow, Source
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ LOW, HIGH = VIDEO_DURATION_RANGE
 QUALITY_HELP = SPEC.price.describe()  # "$0.17/s (hd), $0.29/s (fhd)"
 
 
-class AnimateModal(discord.ui.Modal, title="Animate this image"):
+class AnimateModal(Modal, title="Animate this image"):
     """The Animate button's questions: how it should move, for how long, at which quality."""
 
     motion: discord.ui.TextInput[AnimateModal] = discord.ui.TextInput(
@@ -74,12 +75,6 @@ class AnimateModal(discord.ui.Modal, title="Animate this image"):
             private=self.job.private,
             source_job_id=self.job.id,
         )
-
-    # discord.ui.Modal's on_error takes no `item` (discord.py's BaseView's does): mypy sees an override.
-    async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:  # type: ignore[override]
-        """The same error path as commands."""
-        typed = ours(interaction)
-        await typed.client.tree.on_error(typed, error)
 
 
 class Animate(commands.Cog):

@@ -40,8 +40,8 @@ from bot.text import clean_prompt
 from cogs._admission import within_budget
 from cogs._buttons import CARRY_ON, CarryOn, ResultButton, cancel_buttons
 from cogs._choices import GROUNDING_HELP, RESOLUTION_HELP, labels, model_choices, resolution_choices
-from cogs._components import register, unregister
-from cogs._context import is_moderator, ours, require_guild
+from cogs._components import Modal, register, unregister
+from cogs._context import is_moderator, require_guild
 from cogs._derive import stored_request
 from cogs._details import details_embed
 from cogs._flow import RequestFlow, Source
@@ -93,7 +93,7 @@ def message_image(message: discord.Message) -> SourceImage | None:
     return None
 
 
-class EditModal(discord.ui.Modal, title="Edit with FLUX"):
+class EditModal(Modal, title="Edit with FLUX"):
     """Asks for the edit prompt (and optionally a model), then runs the edit."""
 
     prompt: discord.ui.TextInput[EditModal] = discord.ui.TextInput(
@@ -121,12 +121,6 @@ class EditModal(discord.ui.Modal, title="Edit with FLUX"):
             kind="edit",
             source_job_id=self.source_job_id,
         )
-
-    # discord.ui.Modal's on_error takes no `item` (discord.py's BaseView's does): mypy sees an override.
-    async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:  # type: ignore[override]
-        """The same error path as commands."""
-        typed = ours(interaction)
-        await typed.client.tree.on_error(typed, error)
 
 
 class Edit(commands.Cog):

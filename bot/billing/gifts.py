@@ -1,7 +1,8 @@
 """Gifts: a member moves part of their own remaining budget for the current period to another member.
 
-A gift is two ``grant`` rows in the ledger — minus the amount on the giver, plus it on the receiver,
-for the current day, week and month, exactly like a moderator's ``/budget grant`` — one row in
+A gift is two ``grant`` rows in the ledger (:meth:`~bot.billing.ledger.Ledger.transfer`) — minus the
+amount on the giver, plus it on the receiver, for the current day, week and month, like a moderator's
+``/budget grant`` — one row in
 ``gifts`` (what the per-day gift cap counts) and one audit row, all in ONE transaction. The checks
 are made in that transaction, under the same locks as the write (the bank style: the cap is checked
 on every write, never from an earlier read):
@@ -25,9 +26,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from bot.audit import AuditEntry, AuditLog, Subject, SubjectKind
 from bot.billing.caps import Limit, Metric, Scope, scope_key
+from bot.billing.ledger import Ledger
 from bot.billing.money import format_usd
 from bot.billing.periods import PeriodKeys
 from bot.clock import Clock, to_millis, utc_now
@@ -35,11 +38,6 @@ from bot.errors import LimitReached
 from bot.storage.database import Database, Transaction
 
 MAX_NOTE = 200
-
-_GRANT_ROW = (
-    "INSERT INTO ledger (kind, job_id, guild_id, user_id, model, server_micros, member_micros, member_images,"
-    " day, week, month, at, actor_id, note) VALUES ('grant', NULL, ?, ?, NULL, 0, ?, 0, ?, ?, ?, ?, ?, ?)"
-)
 
 
 class GiftRefused(LimitReached):
@@ -69,8 +67,9 @@ class GiftMade:
 class Gifts:
     """Makes gifts (each audited) and reads the per-day cap's use."""
 
-    def __init__(self, db: Database, audit: AuditLog, clock: Clock = utc_now) -> None:
+    def __init__(self, db: Database, ledger: Ledger, audit: AuditLog, clock: Clock = utc_now) -> None:
         self._db = db
+        self._ledger = ledger
         self._audit = audit
         self._clock = clock
 
@@ -100,20 +99,18 @@ class Gifts:
                     f"You have {format_usd(left)} left this period; a gift can't be more than that"
                     f" ({format_usd(gift.micros)} asked)."
                 )
-            entry = await self._write(tx, gift, keys, to_millis(now))
+            entry = await self._write(tx, gift, keys, now)
         return GiftMade(entry, left - gift.micros, cap_left - gift.micros)
 
-    async def _write(self, tx: Transaction, gift: Gift, keys: PeriodKeys, now_ms: int) -> AuditEntry:
-        """The two ledger rows (giver, receiver), the gift's row and its audit row."""
+    async def _write(self, tx: Transaction, gift: Gift, keys: PeriodKeys, now: datetime) -> AuditEntry:
+        """The ledger's transfer (two grant rows), the gift's row and its audit row."""
         g = gift
-        periods = (keys.day, keys.week, keys.month, now_ms)
-        given = (g.guild_id, g.giver_id, -g.micros, *periods, g.giver_id, f"gift to {g.receiver_id}")
-        await tx.execute(_GRANT_ROW, given)
-        received = (g.guild_id, g.receiver_id, g.micros, *periods, g.giver_id, f"gift from {g.giver_id}")
-        await tx.execute(_GRANT_ROW, received)
+        await self._ledger.transfer(
+            tx, guild_id=g.guild_id, giver_id=g.giver_id, receiver_id=g.receiver_id, micros=g.micros, at=now
+        )
         await tx.execute(
             "INSERT INTO gifts (guild_id, giver_id, receiver_id, micros, day, note, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (g.guild_id, g.giver_id, g.receiver_id, g.micros, keys.day, g.note, now_ms),
+            (g.guild_id, g.giver_id, g.receiver_id, g.micros, keys.day, g.note, to_millis(now)),
         )
         receiver = Subject(SubjectKind.MEMBER, g.receiver_id)  # the actor is the giver
         return await self._audit.write(tx, g.guild_id, g.giver_id, "gift", receiver, (None, format_usd(g.micros)))

@@ -303,12 +303,31 @@ class Ledger:
         """
         if micros <= 0:
             raise ValueError("a grant must be positive")
-        now = self._clock()
-        keys = PeriodKeys.at(now)
-        await (executor or self._db).execute(
+        await self._grant_row(executor or self._db, guild_id, user_id, micros, actor_id, note, self._clock())
+
+    async def transfer(
+        self, tx: Transaction, *, guild_id: int, giver_id: int, receiver_id: int, micros: int, at: datetime
+    ) -> None:
+        """Move ``micros`` of the giver's allowance for the periods of ``at`` to the receiver (a gift).
+
+        Two ``grant`` rows in ``tx``, minus on the giver and plus on the receiver: the sum is zero. The
+        caller checks, under the same transaction's locks, that the giver has that much left.
+        """
+        if micros <= 0 or giver_id == receiver_id:
+            raise ValueError("a transfer moves a positive amount between two members")
+        await self._grant_row(tx, guild_id, giver_id, -micros, giver_id, f"gift to {receiver_id}", at)
+        await self._grant_row(tx, guild_id, receiver_id, micros, giver_id, f"gift from {giver_id}", at)
+
+    @staticmethod
+    async def _grant_row(
+        executor: Executor, guild_id: int, user_id: int, micros: int, actor_id: int, note: str, at: datetime
+    ) -> None:
+        """One ``grant`` row: ``micros`` more (or, negative, less) allowance for the periods of ``at``."""
+        keys = PeriodKeys.at(at)
+        await executor.execute(
             f"INSERT INTO ledger ({_RESERVE_COLUMNS}, actor_id, note) "
             "VALUES ('grant', NULL, ?, ?, NULL, 0, ?, 0, ?, ?, ?, ?, ?, ?)",
-            (guild_id, user_id, micros, keys.day, keys.week, keys.month, to_millis(now), actor_id, note or None),
+            (guild_id, user_id, micros, keys.day, keys.week, keys.month, to_millis(at), actor_id, note or None),
         )
 
     async def reservation(self, job_id: int) -> Reservation | None:

@@ -19,7 +19,7 @@ DAILY = [Limit(Scope.MEMBER, Metric.USD, Period.DAY, DOLLAR, Source.BOT_DEFAULT)
 
 @pytest.fixture
 def gifts(db, clock):
-    return Gifts(db, AuditLog(db, clock), clock)
+    return Gifts(db, Ledger(db, clock), AuditLog(db, clock), clock)
 
 
 @pytest.fixture
